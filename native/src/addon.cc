@@ -1,0 +1,16 @@
+// nitride_native module initialisation: each part registers its own exports.
+#include "nitride.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  nitride::InitTap(env, exports);
+  nitride::InitPeerCred(env, exports);
+  nitride::InitSdNotify(env, exports);
+  nitride::InitXts(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(nitride_native, Init)

@@ -1,0 +1,52 @@
+# Sourced by scripts/*.sh: make a fresh Debian 12 host ready to build and run nitride.
+# Installs only what is missing: Debian packages (apt-get), node_modules (npm ci, which
+# also builds the native addon and compiles the TypeScript). Idempotent and quiet when
+# everything is there.
+
+NITRIDE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+die() { echo "nitride: $*" >&2; exit 1; }
+
+require_root() {
+  [ "$(id -u)" = 0 ] || die "run this as root (TAP devices, namespaces and /run/nitride need it)"
+}
+
+require_node() {
+  command -v node >/dev/null || die "Node.js >= 20.17 is required (Debian 12's nodejs 18 is too old)"
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  [ "$major" -ge 20 ] || die "Node.js >= 20.17 is required, found $(node --version)"
+  command -v npm >/dev/null || die "npm is required"
+}
+
+# ensure_packages PKG... : apt-get install the ones not installed yet.
+ensure_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "nitride: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_node_modules: npm ci when node_modules is missing or older than the lock file,
+# then make sure the native addon and dist/ are built (npm ci runs both).
+ensure_node_modules() {
+  cd "$NITRIDE_ROOT"
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "nitride: npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+  local addon=native/build/Release/nitride_native.node
+  if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addon" 2>/dev/null | head -1)" ]; then
+    echo "nitride: building the native addon"
+    npx --no-install node-gyp rebuild --directory=native --loglevel=error >/dev/null
+  fi
+  npm run --silent build
+}
+
+# Packages every script needs: the addon toolchain and iproute2.
+BASE_PACKAGES=(make g++ python3 iproute2 procps)

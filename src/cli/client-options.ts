@@ -1,0 +1,24 @@
+/** The options every client verb takes, and the client they build. */
+import { Command, Option } from 'commander';
+import { ControlClient } from '../control/client.js';
+import { DEFAULT_CONTROL_SOCKET } from '../daemon/config.js';
+
+export interface ClientOptions {
+  controlSocket: string;
+  json?: boolean;
+}
+
+/** Add `--control-socket` and `--json` to a verb that talks to the daemon. */
+export function clientVerb(command: Command): Command {
+  return command
+    .addOption(
+      new Option('--control-socket <path>', 'daemon control socket')
+        .env('NITRIDE_SOCKET')
+        .default(DEFAULT_CONTROL_SOCKET),
+    )
+    .option('--json', 'print JSON for scripts');
+}
+
+export function clientOf(options: ClientOptions): ControlClient {
+  return new ControlClient({ socketPath: options.controlSocket });
+}

@@ -1,0 +1,23 @@
+/** `nitride status`: what the daemon is running and how it is. */
+import { Command } from 'commander';
+import type { DaemonStatus } from '../../daemon/daemon.js';
+import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
+import { emit, formatDuration, renderFields } from '../output.js';
+
+export function statusCommand(): Command {
+  return clientVerb(new Command('status').description('show the daemon status')).action(async (options: ClientOptions) => {
+    const status = await clientOf(options).get<DaemonStatus>('/v1/status');
+    emit(options, status, (s) =>
+      renderFields({
+        health: s.health,
+        version: s.version,
+        pid: s.pid,
+        uptime: formatDuration(s.uptimeSeconds),
+        'state dir': s.stateDir,
+        'control socket': s.controlSocket,
+        config: s.configFile,
+        'log level': s.logLevel,
+      }),
+    );
+  });
+}

@@ -1,0 +1,55 @@
+/**
+ * The `nitride` command line. Exit codes: 0 success, 1 runtime failure, 2 usage.
+ * Errors are one line on stderr (`nitride: …`); `--debug` adds the stack.
+ */
+import { Command, CommanderError } from 'commander';
+import { UsageError, oneLine } from '../common/errors.js';
+import { VERSION } from '../common/package-info.js';
+import { ApiError, localErrorOf } from '../control/client.js';
+import { daemonCommand } from './commands/daemon.js';
+import { logLevelCommand } from './commands/log-level.js';
+import { statusCommand } from './commands/status.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export function buildProgram(): Command {
+  const program = new Command('nitride')
+    .description('a userspace Nitro card: encrypted NBD volumes, an encrypted VPC, a KMS — controlled only through its API')
+    .version(VERSION)
+    .option('--debug', 'show stack traces on errors')
+    .showSuggestionAfterError()
+    .configureOutput({ outputError: (text, write) => write(`nitride: ${text.replace(/^error: /, '')}`) });
+  for (const command of [daemonCommand(), statusCommand(), logLevelCommand()]) program.addCommand(command);
+  // Every (sub)command reports usage errors through us instead of exiting on its own.
+  const override = (cmd: Command): void => {
+    cmd.exitOverride();
+    cmd.commands.forEach(override);
+  };
+  override(program);
+  return program;
+}
+
+/** Run the CLI; resolves with the process exit code instead of exiting, so tests can call it. */
+export async function runCli(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  if (argv.length <= 2) {
+    program.outputHelp({ error: true });
+    return EXIT_USAGE;
+  }
+  try {
+    await program.parseAsync(argv);
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and --version "fail" with exit code 0; real usage errors were already printed.
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    const failure = err instanceof ApiError ? localErrorOf(err) : err;
+    const debug = program.opts<{ debug?: boolean }>().debug === true || argv.includes('--debug');
+    process.stderr.write(`nitride: ${oneLine(failure)}\n`);
+    if (debug && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+    return failure instanceof UsageError ? EXIT_USAGE : EXIT_FAILURE;
+  }
+}

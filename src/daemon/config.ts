@@ -1,0 +1,77 @@
+/**
+ * Daemon configuration. Precedence, highest first:
+ *   1. command-line flags
+ *   2. environment (NITRIDE_STATE_DIR, NITRIDE_SOCKET, NITRIDE_LOG_LEVEL)
+ *   3. the TOML config file (--config FILE, else /etc/nitride/nitride.toml if it exists)
+ *   4. built-in defaults
+ * Unknown keys in the file are errors: a typo must not silently fall back to a default.
+ */
+import { promises as fs } from 'node:fs';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+import { RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
+import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { formatZodError } from '../control/validate.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
+export const DEFAULT_STATE_DIR = '/var/lib/nitride';
+export const DEFAULT_CONTROL_SOCKET = '/run/nitride/control.sock';
+
+/** The file's schema (snake_case, as operators write TOML). */
+const FileSchema = z
+  .object({
+    state_dir: z.string().min(1).optional(),
+    control_socket: z.string().min(1).optional(),
+    log_level: z.enum(LOG_LEVELS).optional(),
+  })
+  .strict();
+
+/** Effective configuration of a daemon. */
+export interface DaemonConfig {
+  /** Durable state: volume metadata, audit log, lock. */
+  stateDir: string;
+  /** Root-only Unix socket of the control API. */
+  controlSocket: string;
+  logLevel: LogLevel;
+  /** The file the values came from, if any (for status output). */
+  configFile?: string;
+}
+
+/** What flags may set; undefined means "not given". */
+export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile'>> & { config?: string };
+
+export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv = process.env): Promise<DaemonConfig> {
+  const explicit = flags.config;
+  const fileName = explicit ?? DEFAULT_CONFIG_FILE;
+  const file = await readConfigFile(fileName, explicit !== undefined);
+
+  const envLevel = env.NITRIDE_LOG_LEVEL;
+  if (envLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(envLevel)) {
+    throw new UsageError(`NITRIDE_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return {
+    stateDir: flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR,
+    controlSocket: flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET,
+    logLevel: flags.logLevel ?? (envLevel as LogLevel | undefined) ?? file?.log_level ?? 'info',
+    ...(file ? { configFile: fileName } : {}),
+  };
+}
+
+async function readConfigFile(fileName: string, required: boolean): Promise<z.infer<typeof FileSchema> | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(fileName, 'utf8');
+  } catch (err) {
+    if (!required && errnoCode(err) === 'ENOENT') return undefined;
+    throw new RuntimeError('CONFIG', `cannot read config file ${fileName}: ${oneLine(err)}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseToml(text);
+  } catch (err) {
+    throw new UsageError(`config file ${fileName} is not valid TOML: ${oneLine(err)}`, 'CONFIG');
+  }
+  const parsed = FileSchema.safeParse(raw);
+  if (!parsed.success) throw new UsageError(`config file ${fileName}: ${formatZodError(parsed.error)}`, 'CONFIG');
+  return parsed.data;
+}

@@ -1,0 +1,78 @@
+/** The daemon's state directory and its one-daemon-per-directory lock. */
+import { constants as fsc, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { RuntimeError, errnoCode, oneLine } from '../common/errors.js';
+import { ensureDir } from '../common/durable-fs.js';
+
+/** Whether a process with this PID exists (signal 0 probes without signalling). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errnoCode(err) === 'EPERM';
+  }
+}
+
+/**
+ * A state directory owned by one running daemon. `open` creates it (0700) if needed,
+ * proves it writable, and takes the PID lock; `release` drops the lock.
+ */
+export class StateDir {
+  private constructor(
+    readonly root: string,
+    private readonly lockFile: string,
+  ) {}
+
+  static async open(root: string): Promise<StateDir> {
+    const dir = path.resolve(root);
+    try {
+      await ensureDir(dir);
+      await fs.access(dir, fsc.W_OK | fsc.X_OK);
+      const st = await fs.stat(dir);
+      if (!st.isDirectory()) throw new RuntimeError('STATE_DIR', `state directory ${dir} is not a directory`);
+    } catch (err) {
+      if (err instanceof RuntimeError) throw err;
+      throw new RuntimeError('STATE_DIR', `state directory ${dir} is not usable: ${oneLine(err)}`, { cause: err });
+    }
+    const lockFile = path.join(dir, 'daemon.pid');
+    await takePidLock(lockFile);
+    return new StateDir(dir, lockFile);
+  }
+
+  /** Absolute path of a file inside the state directory. */
+  file(...parts: string[]): string {
+    return path.join(this.root, ...parts);
+  }
+
+  async release(): Promise<void> {
+    const text = await fs.readFile(this.lockFile, 'utf8').catch(() => '');
+    if (Number(text.trim()) === process.pid) await fs.rm(this.lockFile, { force: true });
+  }
+}
+
+/** Create `lockFile` holding our PID; a live holder makes this fail, a stale one is replaced. */
+async function takePidLock(lockFile: string): Promise<void> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const handle = await fs.open(lockFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+      try {
+        await handle.writeFile(`${process.pid}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return;
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') {
+        throw new RuntimeError('STATE_DIR', `cannot create ${lockFile}: ${oneLine(err)}`, { cause: err });
+      }
+    }
+    const holder = Number((await fs.readFile(lockFile, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
+      throw new RuntimeError('ALREADY_RUNNING', `another nitride daemon (pid ${holder}) is using state directory ${path.dirname(lockFile)}`);
+    }
+    await fs.rm(lockFile, { force: true });
+  }
+  throw new RuntimeError('STATE_DIR', `cannot take the lock ${lockFile}`);
+}

@@ -1,0 +1,44 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadDaemonConfig, DEFAULT_CONTROL_SOCKET } from '../../src/daemon/config.js';
+import { tempDir } from '../helpers/nitride.js';
+
+let cleanup = (): void => {};
+afterEach(() => cleanup());
+function configFile(text: string): string {
+  const t = tempDir();
+  cleanup = t.cleanup;
+  const file = path.join(t.dir, 'nitride.toml');
+  writeFileSync(file, text);
+  return file;
+}
+
+describe('loadDaemonConfig', () => {
+  it('uses defaults when there is no file (the default file is optional)', async () => {
+    const c = await loadDaemonConfig({ config: undefined }, {});
+    expect(c.controlSocket).toBe(DEFAULT_CONTROL_SOCKET);
+    expect(c.logLevel).toBe('info');
+  });
+
+  it('applies precedence flags > env > file > defaults', async () => {
+    const file = configFile('state_dir = "/from/file"\ncontrol_socket = "/file.sock"\nlog_level = "warn"\n');
+    const fromFile = await loadDaemonConfig({ config: file }, {});
+    expect(fromFile).toMatchObject({ stateDir: '/from/file', controlSocket: '/file.sock', logLevel: 'warn', configFile: file });
+    const fromEnv = await loadDaemonConfig({ config: file }, { NITRIDE_STATE_DIR: '/from/env', NITRIDE_LOG_LEVEL: 'debug' });
+    expect(fromEnv).toMatchObject({ stateDir: '/from/env', controlSocket: '/file.sock', logLevel: 'debug' });
+    const fromFlags = await loadDaemonConfig({ config: file, stateDir: '/from/flag', logLevel: 'error' }, { NITRIDE_STATE_DIR: '/from/env' });
+    expect(fromFlags).toMatchObject({ stateDir: '/from/flag', logLevel: 'error' });
+  });
+
+  it('rejects unknown keys, bad values and bad TOML with the file name', async () => {
+    await expect(loadDaemonConfig({ config: configFile('state_dri = "/x"\n') }, {})).rejects.toThrow(/unknown field\(s\) 'state_dri'/);
+    await expect(loadDaemonConfig({ config: configFile('log_level = "loud"\n') }, {})).rejects.toThrow(/log_level/);
+    await expect(loadDaemonConfig({ config: configFile('state_dir = \n') }, {})).rejects.toThrow(/not valid TOML/);
+  });
+
+  it('rejects a missing explicit file and a bad env level', async () => {
+    await expect(loadDaemonConfig({ config: '/nonexistent/nitride.toml' }, {})).rejects.toThrow(/cannot read config file \/nonexistent\/nitride.toml/);
+    await expect(loadDaemonConfig({}, { NITRIDE_LOG_LEVEL: 'loud' })).rejects.toThrow(/NITRIDE_LOG_LEVEL/);
+  });
+});
