@@ -1,0 +1,84 @@
+/**
+ * The block backend interface: what the NBD server (and export/import) calls, and
+ * what every storage layer implements. Layers stack like nbdkit filters:
+ *
+ *   NBD connection → EncryptedBackend (AES-256-XTS) → FileBackend (sparse backing file)
+ *
+ * A backend declares its capabilities; the NBD server derives the protocol's
+ * transmission flags from them and never calls what is not declared.
+ * Offsets and lengths are plain numbers (exact up to 2^53 bytes = 8 PiB).
+ * Errors carry a Node-style `code` (EIO, ENOSPC, EPERM, ENOTSUP…) that the NBD
+ * layer maps with one errno map.
+ */
+
+export interface BlockCapabilities {
+  /** Writes, trims and zeroing are refused. */
+  readOnly: boolean;
+  /** flush() makes every completed write durable. */
+  canFlush: boolean;
+  /** Writes with `fua` are durable when they complete. */
+  canFua: boolean;
+  /** trim() may discard data (reads afterwards are zero for our backends). */
+  canTrim: boolean;
+  /** zero() is implemented. */
+  canZero: boolean;
+  /** zero() honours `fastZero` (fails ENOTSUP instead of writing zeroes slowly). */
+  canFastZero: boolean;
+  /** cache() prefetches. */
+  canCache: boolean;
+  /** extents() reports holes/zeroes (base:allocation). */
+  canExtents: boolean;
+  /** Every connection sees the same cache, so flush on one covers writes on all. */
+  canMultiConn: boolean;
+  /** Smallest I/O unit the backend accepts (offset and length multiples). */
+  minBlock: number;
+  /** The unit that avoids read-modify-write. */
+  preferredBlock: number;
+}
+
+export interface WriteFlags {
+  /** Force Unit Access: durable before the promise resolves. */
+  fua?: boolean;
+}
+
+export interface ZeroFlags extends WriteFlags {
+  /** Must allocate (write zeroes), not punch a hole. */
+  noHole?: boolean;
+  /** Fail with ENOTSUP unless zeroing is fast. */
+  fastZero?: boolean;
+}
+
+/** One run of the allocation map. `hole`: not allocated; `zero`: reads as zeroes. */
+export interface Extent {
+  length: number;
+  hole: boolean;
+  zero: boolean;
+}
+
+export interface BlockBackend {
+  /** Size in bytes (multiple of capabilities.minBlock). */
+  readonly size: number;
+  readonly capabilities: BlockCapabilities;
+  /** Read `buf.length` bytes at `offset` into `buf`. */
+  read(offset: number, buf: Buffer): Promise<void>;
+  write(offset: number, data: Buffer, flags?: WriteFlags): Promise<void>;
+  flush(): Promise<void>;
+  trim(offset: number, length: number, flags?: WriteFlags): Promise<void>;
+  zero(offset: number, length: number, flags?: ZeroFlags): Promise<void>;
+  cache(offset: number, length: number): Promise<void>;
+  /** Extents covering at least [offset, offset+length) — may stop early, never empty. */
+  extents(offset: number, length: number): Promise<Extent[]>;
+  /** Release resources (keys, fds). Flushes first. */
+  close(): Promise<void>;
+}
+
+/** An error with the errno-style code the NBD errno map understands. */
+export class BackendError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BackendError';
+  }
+}
