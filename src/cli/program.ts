@@ -7,6 +7,7 @@ import { UsageError, oneLine } from '../common/errors.js';
 import { VERSION } from '../common/package-info.js';
 import { ApiError, localErrorOf } from '../control/client.js';
 import { daemonCommand } from './commands/daemon.js';
+import { kmsCommand } from './commands/kms.js';
 import { logLevelCommand } from './commands/log-level.js';
 import { statusCommand } from './commands/status.js';
 
@@ -19,12 +20,14 @@ export function buildProgram(): Command {
     .description('a userspace Nitro card: encrypted NBD volumes, an encrypted VPC, a KMS — controlled only through its API')
     .version(VERSION)
     .option('--debug', 'show stack traces on errors')
-    .showSuggestionAfterError()
-    .configureOutput({ outputError: (text, write) => write(`nitride: ${text.replace(/^error: /, '')}`) });
+    .showSuggestionAfterError();
   for (const command of [daemonCommand(), statusCommand(), logLevelCommand()]) program.addCommand(command);
-  // Every (sub)command reports usage errors through us instead of exiting on its own.
+  program.addCommand(kmsCommand());
+  // Every (sub)command reports usage errors as `nitride: …` lines and through us instead of
+  // exiting on its own (settings on the program are not inherited by added commands).
   const override = (cmd: Command): void => {
     cmd.exitOverride();
+    cmd.configureOutput({ outputError: (text, write) => write(`nitride: ${text.replace(/^error: /, '')}`) });
     cmd.commands.forEach(override);
   };
   override(program);

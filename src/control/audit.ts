@@ -22,6 +22,8 @@ export interface AuditRecord {
   status: number;
   /** Error code when the call failed. */
   error?: string;
+  /** Extra non-secret fields a route adds (see `RouteContext.audit`). */
+  details?: Record<string, unknown>;
 }
 
 export class AuditLog {

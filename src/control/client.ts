@@ -19,6 +19,17 @@ export interface ControlClientOptions {
   socketPath: string;
   /** Per-call timeout in ms (default 60 s; long operations pass a signal instead). */
   timeoutMs?: number;
+  /** Who serves the socket, for error messages (default `nitride daemon`). */
+  serviceName?: string;
+  /** What the socket is called in error messages (default `control socket`). */
+  socketLabel?: string;
+}
+
+/** A reply as received: status, headers and the body bytes (see {@link ControlClient.request}). */
+export interface RawReply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
 }
 
 export class ControlClient {
@@ -29,10 +40,22 @@ export class ControlClient {
   }
 
   /** Call the API; resolves with the decoded JSON reply, rejects with ApiError or RuntimeError. */
-  call<T>(method: HttpMethod, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  async call<T>(method: HttpMethod, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const reply = await this.request(method, path, body, signal);
+    const json = this.json(reply);
+    if (reply.status >= 400) throw apiErrorOf(reply.status, json);
+    return json as T;
+  }
+
+  /**
+   * Call the API and return the reply undecoded. The body is a private copy (its own
+   * ArrayBuffer, never a pooled slab) and the chunks it was assembled from are zeroed, so a
+   * caller receiving secret bytes can wipe the only copy it holds.
+   */
+  request(method: HttpMethod, path: string, body?: unknown, signal?: AbortSignal): Promise<RawReply> {
     const socketPath = this.options.socketPath;
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise<T>((resolve, reject) => {
+    return new Promise<RawReply>((resolve, reject) => {
       const req = http.request(
         {
           socketPath,
@@ -44,47 +67,65 @@ export class ControlClient {
         },
         (res) => {
           const chunks: Buffer[] = [];
+          const wipe = () => chunks.forEach((c) => c.fill(0));
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', reject);
+          res.on('error', (err) => {
+            wipe();
+            reject(this.connectionError(err));
+          });
           res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let json: unknown;
-            try {
-              json = text ? JSON.parse(text) : null;
-            } catch {
-              reject(new RuntimeError('BAD_REPLY', `daemon sent a reply that is not JSON (HTTP ${res.statusCode})`));
-              return;
-            }
-            const status = res.statusCode ?? 500;
-            if (status >= 400) {
-              const e = (json as { error?: { code?: string; message?: string } } | null)?.error;
-              reject(new ApiError(status, e?.code ?? 'HTTP_' + status, e?.message ?? `HTTP ${status}`));
-            } else {
-              resolve(json as T);
-            }
+            const bodyBytes = Buffer.alloc(chunks.reduce((n, c) => n + c.length, 0));
+            let offset = 0;
+            for (const c of chunks) offset += c.copy(bodyBytes, offset);
+            wipe();
+            resolve({ status: res.statusCode ?? 500, headers: res.headers, body: bodyBytes });
           });
         },
       );
-      req.on('timeout', () => req.destroy(new RuntimeError('TIMEOUT', `no reply from the daemon at ${socketPath}`)));
-      req.on('error', (err) => reject(connectionError(err, socketPath)));
+      req.on('timeout', () => req.destroy(new RuntimeError('TIMEOUT', `no reply from the ${this.serviceName} at ${socketPath}`)));
+      req.on('error', (err) => reject(this.connectionError(err)));
       req.end(payload);
     });
   }
+
+  /** Decode a JSON reply body (an error reply of a raw call, too). */
+  json(reply: RawReply): unknown {
+    const text = reply.body.toString('utf8');
+    try {
+      return text ? JSON.parse(text) : null;
+    } catch {
+      throw new RuntimeError('BAD_REPLY', `${this.serviceName} sent a reply that is not JSON (HTTP ${reply.status})`);
+    }
+  }
+
+  private get serviceName(): string {
+    return this.options.serviceName ?? 'nitride daemon';
+  }
+
+  private connectionError(err: unknown): Error {
+    return connectionError(err, this.options.socketPath, this.serviceName, this.options.socketLabel ?? 'control socket');
+  }
 }
 
-function connectionError(err: unknown, socketPath: string): Error {
+/** The ApiError an error reply (`{ "error": { "code", "message" } }`) stands for. */
+export function apiErrorOf(status: number, json: unknown): ApiError {
+  const e = (json as { error?: { code?: string; message?: string } } | null)?.error;
+  return new ApiError(status, e?.code ?? 'HTTP_' + status, e?.message ?? `HTTP ${status}`);
+}
+
+function connectionError(err: unknown, socketPath: string, service: string, label: string): Error {
   if (err instanceof NitrideError) return err;
   switch (errnoCode(err)) {
     case 'ENOENT':
     case 'ECONNREFUSED':
-      return new RuntimeError('DAEMON_UNREACHABLE', `cannot reach the nitride daemon at ${socketPath} (is it running?)`);
+      return new RuntimeError('DAEMON_UNREACHABLE', `cannot reach the ${service} at ${socketPath} (is it running?)`);
     case 'EACCES':
     case 'EPERM':
-      return new RuntimeError('PERMISSION', `permission denied on ${socketPath} (the control socket is root-only)`);
+      return new RuntimeError('PERMISSION', `permission denied on ${socketPath} (the ${label} is root-only)`);
     case 'ABORT_ERR':
       return new RuntimeError('ABORTED', 'call aborted');
     default:
-      return new RuntimeError('DAEMON_UNREACHABLE', `control call to ${socketPath} failed: ${oneLine(err)}`);
+      return new RuntimeError('DAEMON_UNREACHABLE', `call to ${socketPath} failed: ${oneLine(err)}`);
   }
 }
 

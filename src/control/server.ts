@@ -8,15 +8,12 @@
  */
 import http from 'node:http';
 import net from 'node:net';
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { z } from 'zod';
-import { ConflictError, NitrideError, NotFoundError, RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
+import { ConflictError, NitrideError, NotFoundError, UsageError, oneLine } from '../common/errors.js';
 import type { Logger } from '../log/logger.js';
-import { peerCredentials } from '../native/addon.js';
+import { listenPrivateUnixSocket, socketPeer } from '../common/unix-socket.js';
 import type { AuditLog, Caller } from './audit.js';
 import { parseOrThrow } from './validate.js';
-import { ensureDir } from '../common/durable-fs.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -27,6 +24,28 @@ export interface RouteContext<B, Q> {
   caller: Caller | undefined;
   /** Aborted when the client goes away or the daemon shuts down. */
   signal: AbortSignal;
+  /** Filled by the handler to enrich the audit record of this call (never with secrets). */
+  audit: AuditDetails;
+}
+
+/** What a handler may add to its call's audit record. */
+export interface AuditDetails {
+  /** Overrides the target taken from the path (e.g. an alias resolved to a canonical id). */
+  target?: string;
+  /** Extra non-secret fields (key id, encryption context…). */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * A reply sent as raw bytes instead of JSON: for secrets (key material) that must never
+ * become a JS string on either side. `onSent` runs once the body has been handed to the
+ * kernel or the connection died, so the caller can wipe `body`.
+ */
+export class BinaryReply {
+  constructor(
+    readonly body: Buffer,
+    readonly options: { contentType?: string; headers?: Record<string, string>; onSent?: () => void } = {},
+  ) {}
 }
 
 export interface Route<B = undefined, Q = Record<string, never>> {
@@ -39,7 +58,7 @@ export interface Route<B = undefined, Q = Record<string, never>> {
   auditTarget?: string;
   body?: z.ZodType<B>;
   query?: z.ZodType<Q>;
-  /** Return value is sent as JSON with `status` (default 200). */
+  /** Return value is sent as JSON (or raw, if a {@link BinaryReply}) with `status` (default 200). */
   handle(ctx: RouteContext<B, Q>): Promise<unknown> | unknown;
   status?: number;
 }
@@ -63,6 +82,12 @@ export interface ControlServerOptions {
   socketPath: string;
   logger: Logger;
   audit: AuditLog;
+  /** Logger component name (default `control`). */
+  component?: string;
+  /** What the socket is called in error messages (default `control socket`). */
+  socketLabel?: string;
+  /** Audit action for requests that match no route (404/405); unset = not audited. */
+  unroutedAudit?: string;
 }
 
 export class ControlServer {
@@ -73,7 +98,7 @@ export class ControlServer {
   private readonly shutdown = new AbortController();
 
   constructor(private readonly options: ControlServerOptions) {
-    this.logger = options.logger.child({ component: 'control' });
+    this.logger = options.logger.child({ component: options.component ?? 'control' });
     this.server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
       void this.dispatch(req, res);
     });
@@ -98,22 +123,7 @@ export class ControlServer {
    * a stale socket is replaced; anything that is not a socket is left alone (error).
    */
   async listen(): Promise<void> {
-    const socketPath = this.options.socketPath;
-    await ensureDir(path.dirname(socketPath));
-    await clearStaleSocket(socketPath);
-    const oldMask = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        this.server.once('error', reject);
-        this.server.listen(socketPath, () => {
-          this.server.off('error', reject);
-          resolve();
-        });
-      });
-    } finally {
-      process.umask(oldMask);
-    }
-    await fs.chmod(socketPath, 0o600);
+    await listenPrivateUnixSocket(this.server, this.options.socketPath, this.options.socketLabel ?? 'control socket');
   }
 
   async close(): Promise<void> {
@@ -126,21 +136,19 @@ export class ControlServer {
 
   /** Identify the peer; refuse any user other than root or our own. */
   private admit(socket: net.Socket): void {
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== 'number' || fd < 0) return;
-    try {
-      const caller = peerCredentials(fd);
-      const self = process.getuid?.() ?? 0;
-      if (caller.uid !== 0 && caller.uid !== self) {
-        this.logger.warn({ caller }, 'refused control connection from unprivileged user');
-        socket.destroy();
-        return;
-      }
-      this.callers.set(socket, caller);
-    } catch (err) {
-      this.logger.warn({ err: oneLine(err) }, 'cannot read peer credentials; refusing connection');
+    const caller = socketPeer(socket);
+    if (!caller) {
+      this.logger.warn('cannot read peer credentials; refusing connection');
       socket.destroy();
+      return;
     }
+    const self = process.getuid?.() ?? 0;
+    if (caller.uid !== 0 && caller.uid !== self) {
+      this.logger.warn({ caller }, 'refused control connection from unprivileged user');
+      socket.destroy();
+      return;
+    }
+    this.callers.set(socket, caller);
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -149,6 +157,7 @@ export class ControlServer {
     const match = this.match(req.method ?? 'GET', url.pathname);
     let status = 500;
     let payload: unknown;
+    const audit: AuditDetails = {};
     try {
       const body = await readBody(req);
       if (match === 'method') throw new MethodError(`method ${req.method} not allowed on ${url.pathname}`);
@@ -162,27 +171,34 @@ export class ControlServer {
         throw new UsageError(`${route.method} ${route.path} takes no request body`);
       }
       const signal = AbortSignal.any([this.shutdown.signal, closedSignal(req)]);
-      payload = await route.handle({ params, body: parsedBody, query, caller, signal });
+      payload = await route.handle({ params, body: parsedBody, query, caller, signal, audit });
       status = route.status ?? 200;
     } catch (err) {
       status = statusOf(err);
       payload = { error: { code: err instanceof NitrideError ? err.code : 'INTERNAL', message: oneLine(err) } };
       if (status >= 500) this.logger.error({ err, path: url.pathname }, 'control call failed');
     }
-    if (match && match !== 'method' && match.route.audit) {
-      const auditTarget = match.route.auditTarget ? match.params[match.route.auditTarget] : undefined;
+    const routed = match && match !== 'method' ? match : undefined;
+    const auditAction = routed ? routed.route.audit : this.options.unroutedAudit;
+    if (auditAction) {
+      const auditTarget = audit.target ?? (routed ? (routed.route.auditTarget ? routed.params[routed.route.auditTarget] : undefined) : `${req.method} ${url.pathname}`.slice(0, 200));
       const errorCode = status >= 400 ? (payload as { error: { code: string } }).error.code : undefined;
       try {
         await this.options.audit.record({
           caller,
-          action: match.route.audit,
+          action: auditAction,
           ...(auditTarget ? { target: auditTarget } : {}),
           status,
           ...(errorCode ? { error: errorCode } : {}),
+          ...(audit.details ? { details: audit.details } : {}),
         });
       } catch (err) {
         this.logger.error({ err: oneLine(err) }, 'cannot write audit record');
       }
+    }
+    if (payload instanceof BinaryReply) {
+      sendBinary(res, status, payload);
+      return;
     }
     const text = JSON.stringify(payload ?? null) + '\n';
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -197,7 +213,7 @@ export class ControlServer {
       pathMatched = true;
       if (route.method !== method) continue;
       const params: Record<string, string> = {};
-      paramNames.forEach((name, i) => (params[name] = decodeURIComponent(m[i + 1] ?? '')));
+      paramNames.forEach((name, i) => (params[name] = safeDecode(m[i + 1] ?? '')));
       return { route, params };
     }
     return pathMatched ? 'method' : undefined;
@@ -256,41 +272,29 @@ function closedSignal(req: http.IncomingMessage): AbortSignal {
   return controller.signal;
 }
 
-/** Remove a dead daemon's socket; refuse if a daemon answers or the path is not a socket. */
-async function clearStaleSocket(socketPath: string): Promise<void> {
-  let st;
+/** decodeURIComponent that leaves a malformed escape as it is (the route's validation rejects it). */
+function safeDecode(segment: string): string {
   try {
-    st = await fs.lstat(socketPath);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return;
-    throw err;
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
   }
-  if (!st.isSocket()) {
-    throw new RuntimeError('SOCKET_IN_USE', `${socketPath} exists and is not a socket; refusing to replace it`);
-  }
-  const holder = await probeSocket(socketPath);
-  if (holder !== undefined) {
-    const who = holder > 0 ? `pid ${holder}` : 'unknown pid';
-    throw new RuntimeError('ALREADY_RUNNING', `control socket ${socketPath} is in use by another nitride daemon (${who})`);
-  }
-  await fs.rm(socketPath, { force: true });
 }
 
-/** PID of the process serving `socketPath`, or undefined if nobody answers. */
-function probeSocket(socketPath: string): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const socket = net.connect(socketPath);
-    socket.once('connect', () => {
-      const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-      let pid: number | undefined;
-      try {
-        pid = typeof fd === 'number' ? peerCredentials(fd).pid : -1;
-      } catch {
-        pid = -1;
-      }
-      socket.destroy();
-      resolve(pid);
-    });
-    socket.once('error', () => resolve(undefined));
+/** Send a raw reply; call its `onSent` exactly once, when written or when the connection is gone. */
+function sendBinary(res: http.ServerResponse, status: number, reply: BinaryReply): void {
+  let done = false;
+  const sent = (): void => {
+    if (done) return;
+    done = true;
+    reply.options.onSent?.();
+  };
+  res.once('close', sent);
+  res.writeHead(status, {
+    ...reply.options.headers,
+    'content-type': reply.options.contentType ?? 'application/octet-stream',
+    'content-length': reply.body.length,
+    'cache-control': 'no-store',
   });
+  res.end(reply.body, sent);
 }

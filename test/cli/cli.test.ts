@@ -30,6 +30,8 @@ describe('nitride CLI conventions', () => {
     }
     const r = await nitride(['statu']);
     expect(r.stderr).toMatch(/^nitride: unknown command 'statu'/);
+    const nested = await nitride(['status', '--frob']);
+    expect(nested.stderr).toMatch(/^nitride: unknown option '--frob'/);
   });
 
   it('no daemon: one-line error and exit 1', async () => {

@@ -69,7 +69,7 @@ describe('daemon lifecycle', () => {
     cleanups.push(t.cleanup);
     const r = await nitride(['daemon', '--state-dir', t.dir, '--control-socket', d.socket]);
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe(`nitride: control socket ${d.socket} is in use by another nitride daemon (pid ${d.process.pid})`);
+    expect(r.stderr.trim()).toBe(`nitride: control socket ${d.socket} is in use by another process (pid ${d.process.pid})`);
     // the first one is unharmed
     expect((await nitride(['status', '--control-socket', d.socket])).code).toBe(0);
   });

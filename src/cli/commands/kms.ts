@@ -1,0 +1,146 @@
+/**
+ * `nitride kms …`: run the KMS (`serve`) and manage its master keys. No verb ever prints
+ * key material: data keys are for the daemon, through `KmsClient`.
+ */
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
+import { KmsClient } from '../../kms/client.js';
+import { DEFAULT_KMS_SOCKET, DEFAULT_KMS_STATE_DIR } from '../../kms/protocol.js';
+import type { KeyMetadata } from '../../kms/provider.js';
+import { KmsServer } from '../../kms/server.js';
+import { LOG_LEVELS, createLogger, type LogLevel } from '../../log/logger.js';
+import { emit, renderFields, renderTable } from '../output.js';
+
+interface KmsClientCliOptions {
+  socket: string;
+  json?: boolean;
+}
+
+interface ServeOptions {
+  stateDir: string;
+  socket: string;
+  logLevel: LogLevel;
+  allowImmediateDeletion?: boolean;
+}
+
+export function kmsCommand(): Command {
+  const kms = new Command('kms').description('the key management service: run it, and manage its master keys');
+  kms.addCommand(serveCommand());
+
+  kms.addCommand(
+    clientVerb(new Command('create-key').description('create a master key and print its id'))
+      .option('--alias <alias>', 'alias for the key (alias/<name>)')
+      .option('--description <text>', 'free text for operators')
+      .action(async (options: KmsClientCliOptions & { alias?: string; description?: string }) => {
+        const meta = await client(options).createKey({
+          ...(options.alias !== undefined ? { alias: options.alias } : {}),
+          ...(options.description !== undefined ? { description: options.description } : {}),
+        });
+        emit(options, meta, (m) => m.keyId);
+      }),
+  );
+
+  kms.addCommand(
+    clientVerb(new Command('list-keys').description('list master keys (deleted ones as tombstones)')).action(async (options: KmsClientCliOptions) => {
+      const keys = await client(options).listKeys();
+      emit(options, { keys }, ({ keys: rows }) =>
+        rows.length === 0
+          ? 'no keys'
+          : renderTable(rows, {
+              'key id': (k) => k.keyId,
+              state: (k) => k.state,
+              version: (k) => k.currentVersion,
+              aliases: (k) => k.aliases.join(',') || undefined,
+              created: (k) => k.createdAt,
+              description: (k) => k.description || undefined,
+            }),
+      );
+    }),
+  );
+
+  kms.addCommand(
+    keyVerb('describe-key', 'show one master key', (c, ref) => c.describeKey(ref)),
+  );
+  kms.addCommand(keyVerb('enable-key', 'enable a disabled key', (c, ref) => c.enableKey(ref)));
+  kms.addCommand(keyVerb('disable-key', 'disable a key: nothing wrapped under it can be used (volumes cannot attach)', (c, ref) => c.disableKey(ref)));
+  kms.addCommand(keyVerb('rotate-key', 'add a new key version (new wraps use it; old blobs still decrypt)', (c, ref) => c.rotateKey(ref)));
+  kms.addCommand(keyVerb('cancel-deletion', 'cancel a scheduled deletion (the key comes back disabled)', (c, ref) => c.cancelKeyDeletion(ref)));
+  kms.addCommand(
+    clientVerb(
+      new Command('schedule-deletion')
+        .description('destroy the key material after a waiting period: everything wrapped under it becomes unrecoverable')
+        .addArgument(new Argument('<key>', 'key id or alias')),
+    )
+      .option('--days <n>', 'waiting period in days (7-30, or 0-30 on a KMS started with --allow-immediate-deletion)', parseDays)
+      .action(async (ref: string, options: KmsClientCliOptions & { days?: number }) => {
+        const meta = await client(options).scheduleKeyDeletion(ref, options.days);
+        emit(options, meta, renderKey);
+      }),
+  );
+  return kms;
+}
+
+function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the KMS in the foreground until SIGTERM/SIGINT')
+    .addOption(new Option('--state-dir <dir>', 'key store, audit log (kept apart from the daemon state)').env('NITRIDE_KMS_STATE_DIR').default(DEFAULT_KMS_STATE_DIR))
+    .addOption(new Option('--socket <path>', 'KMS socket').env('NITRIDE_KMS_SOCKET').default(DEFAULT_KMS_SOCKET))
+    .addOption(new Option('--log-level <level>', 'minimum log level').choices(LOG_LEVELS).default('info'))
+    .option('--allow-immediate-deletion', 'allow deletion waiting periods below 7 days, down to 0 (tests only)')
+    .action(async (options: ServeOptions) => {
+      const logger = createLogger({ level: options.logLevel });
+      const server = await KmsServer.start({
+        stateDir: options.stateDir,
+        socketPath: options.socket,
+        logger,
+        allowImmediateDeletion: options.allowImmediateDeletion === true,
+      });
+      await new Promise<void>((resolve) => {
+        const onSignal = (signal: NodeJS.Signals) => {
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+          void server.stop(signal).then(resolve);
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+      });
+      logger.flush();
+    });
+}
+
+/** `--socket` (env NITRIDE_KMS_SOCKET) and `--json`, like `clientVerb` for the daemon. */
+function clientVerb(command: Command): Command {
+  return command
+    .addOption(new Option('--socket <path>', 'KMS socket').env('NITRIDE_KMS_SOCKET').default(DEFAULT_KMS_SOCKET))
+    .option('--json', 'print JSON for scripts');
+}
+
+function client(options: KmsClientCliOptions): KmsClient {
+  return new KmsClient({ socketPath: options.socket });
+}
+
+function keyVerb(name: string, description: string, run: (c: KmsClient, ref: string) => Promise<KeyMetadata>): Command {
+  return clientVerb(new Command(name).description(description).addArgument(new Argument('<key>', 'key id or alias'))).action(
+    async (ref: string, options: KmsClientCliOptions) => {
+      emit(options, await run(client(options), ref), renderKey);
+    },
+  );
+}
+
+function renderKey(k: KeyMetadata): string {
+  return renderFields({
+    'key id': k.keyId,
+    state: k.state,
+    aliases: k.aliases.join(', ') || undefined,
+    description: k.description || undefined,
+    created: k.createdAt,
+    version: k.currentVersion,
+    rotated: k.rotatedAt,
+    'deletion date': k.deletionDate,
+    deleted: k.deletedAt,
+  });
+}
+
+function parseDays(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number of days');
+  return Number(value);
+}

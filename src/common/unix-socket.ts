@@ -1,0 +1,75 @@
+/** Private (root-only) Unix-socket listeners shared by the control API, the NBD server and the KMS. */
+import net from 'node:net';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { RuntimeError, errnoCode, oneLine } from './errors.js';
+import { ensureDir } from './durable-fs.js';
+import { peerCredentials, type PeerCredentials } from '../native/addon.js';
+
+/** SO_PEERCRED of a connected Unix socket, or undefined if unavailable. */
+export function socketPeer(socket: net.Socket): PeerCredentials | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return undefined;
+  try {
+    return peerCredentials(fd);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Listen on `socketPath` with mode 0600 inside a 0700 directory (created if missing; the
+ * umask closes the window between bind and chmod). A socket left by a dead process is
+ * replaced; a live one is an error naming its PID (`what` names the service, e.g.
+ * "control socket"); anything that is not a socket is never touched.
+ */
+export async function listenPrivateUnixSocket(server: net.Server, socketPath: string, what: string): Promise<void> {
+  await ensureDir(path.dirname(socketPath));
+  await clearStaleSocket(socketPath, what);
+  const oldMask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(new RuntimeError('LISTEN', `cannot listen on ${socketPath}: ${oneLine(err)}`));
+      server.once('error', onError);
+      server.listen(socketPath, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(oldMask);
+  }
+  await fs.chmod(socketPath, 0o600);
+}
+
+async function clearStaleSocket(socketPath: string, what: string): Promise<void> {
+  let st;
+  try {
+    st = await fs.lstat(socketPath);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return;
+    throw err;
+  }
+  if (!st.isSocket()) {
+    throw new RuntimeError('SOCKET_IN_USE', `${socketPath} exists and is not a socket; refusing to replace it`);
+  }
+  const holder = await probeSocket(socketPath);
+  if (holder !== undefined) {
+    const who = holder > 0 ? `pid ${holder}` : 'unknown pid';
+    throw new RuntimeError('ALREADY_RUNNING', `${what} ${socketPath} is in use by another process (${who})`);
+  }
+  await fs.rm(socketPath, { force: true });
+}
+
+/** PID of the process serving `socketPath` (-1 if unknown), or undefined if nobody answers. */
+function probeSocket(socketPath: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const socket = net.connect(socketPath);
+    socket.once('connect', () => {
+      const pid = socketPeer(socket)?.pid ?? -1;
+      socket.destroy();
+      resolve(pid);
+    });
+    socket.once('error', () => resolve(undefined));
+  });
+}
