@@ -18,7 +18,9 @@ export type NbdProtocolErrorCode =
   /** WRITE payload above the discard limit. */
   | 'NBD_PAYLOAD_TOO_LARGE'
   /** The decoder was used in the wrong phase (a server bug, not the peer's). */
-  | 'NBD_DECODER_STATE';
+  | 'NBD_DECODER_STATE'
+  /** NBD_OPT_EXPORT_NAME named an export we do not have (it has no error reply). */
+  | 'NBD_UNKNOWN_EXPORT';
 
 /** Fatal: the connection must be closed without a reply. */
 export class NbdProtocolError extends NitrideError {

@@ -1,0 +1,483 @@
+/**
+ * One NBD client connection, from greeting to close.
+ *
+ * Pipeline (transmission phase):
+ *   socket 'data' → RequestDecoder.push → next() → validateRequest (the one gate)
+ *     → backend call (concurrent, up to MAX_IN_FLIGHT per connection)
+ *     → reply header (+ data) written with cork/uncork so header and data leave in one writev.
+ * Backpressure: reading pauses while MAX_IN_FLIGHT requests run, while undecoded input exceeds
+ * MAX_BUFFERED_INPUT, or while the socket's write buffer is full; it resumes as they clear.
+ * Replies may go out of order (the spec allows it; cookies match them up).
+ */
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../log/logger.js';
+import type { BlockBackend, BlockCapabilities } from '../volume/backend.js';
+import { oneLine } from '../common/errors.js';
+import {
+  BASE_ALLOCATION_CONTEXT,
+  NbdCmd,
+  NbdCmdFlag,
+  NbdErrno,
+  NbdInfo,
+  NbdLimits,
+  NbdOpt,
+  NbdReplyFlag,
+  NbdRep,
+  NbdState,
+  NbdTxFlag,
+  commandName,
+  optionName,
+} from './constants.js';
+import { NbdOptionError, NbdProtocolError } from './errors.js';
+import { ExportRefusedError, type ExportCatalog, type ExportLease, type NbdExport, type NbdPeer } from './exports.js';
+import {
+  HandshakeReader,
+  encodeAck,
+  encodeExportNameReply,
+  encodeInfoBlockSize,
+  encodeInfoDescription,
+  encodeInfoExport,
+  encodeInfoName,
+  encodeMetaContextReply,
+  encodeOptionError,
+  encodeServerGreeting,
+  encodeServerReply,
+  parseClientFlags,
+  parseEmptyOption,
+  parseExportNameData,
+  parseInfoRequest,
+  parseMetaContextRequest,
+} from './handshake.js';
+import {
+  RequestDecoder,
+  encodeBlockStatusChunk,
+  encodeErrorChunk,
+  encodeNoneChunk,
+  encodeOffsetDataHeader,
+  encodeSimpleReply,
+  toNbdErrno,
+  validateRequest,
+  type BlockStatusExtent,
+  type NbdRequest,
+  type RequestContext,
+} from './transmission.js';
+
+/** Requests a connection may have running at once (QEMU uses up to 16, fio iodepth more). */
+const MAX_IN_FLIGHT = 64;
+/** Undecoded input kept before reading pauses (two maximum payloads). */
+const MAX_BUFFERED_INPUT = 2 * NbdLimits.MAX_PAYLOAD;
+/** The only metadata context we offer, and its id. */
+const BASE_ALLOCATION_ID = 1;
+/** Largest READ/WRITE we accept (advertised as the maximum block size). */
+const MAX_PAYLOAD = NbdLimits.MAX_PAYLOAD;
+
+export interface ConnectionOptions {
+  catalog: ExportCatalog;
+  peer: NbdPeer;
+  logger: Logger;
+}
+
+/** Transmission flags derived from what the backend declares. */
+export function transmissionFlags(caps: BlockCapabilities, structuredReplies: boolean): number {
+  let flags = NbdTxFlag.HAS_FLAGS;
+  if (caps.readOnly) flags |= NbdTxFlag.READ_ONLY;
+  if (caps.canFlush) flags |= NbdTxFlag.SEND_FLUSH;
+  if (caps.canFua) flags |= NbdTxFlag.SEND_FUA;
+  if (!caps.readOnly && caps.canTrim) flags |= NbdTxFlag.SEND_TRIM;
+  if (!caps.readOnly && caps.canZero) {
+    flags |= NbdTxFlag.SEND_WRITE_ZEROES;
+    if (caps.canFastZero) flags |= NbdTxFlag.SEND_FAST_ZERO;
+  }
+  if (structuredReplies) flags |= NbdTxFlag.SEND_DF;
+  if (caps.canMultiConn) flags |= NbdTxFlag.CAN_MULTI_CONN;
+  if (caps.canCache) flags |= NbdTxFlag.SEND_CACHE;
+  return flags;
+}
+
+type Phase = 'handshake' | 'transmission' | 'closing';
+
+export class NbdConnection {
+  private phase: Phase = 'handshake';
+  private readonly handshake = new HandshakeReader();
+  private readonly decoder = new RequestDecoder({ maxPayload: MAX_PAYLOAD });
+  private clientFlagsRead = false;
+  private noZeroes = false;
+  private structuredReplies = false;
+  /** Export name → whether base:allocation was selected for it by SET_META_CONTEXT. */
+  private metaContextExport: string | undefined;
+  private lease: ExportLease | undefined;
+  private backend: BlockBackend | undefined;
+  private context: RequestContext | undefined;
+  private inFlight = 0;
+  /** Resolved whenever inFlight drops to zero. */
+  private idleWaiters: Array<() => void> = [];
+  private busy = false;
+  /** Handshake bytes arrived while an option was being processed. */
+  private moreInput = false;
+  private readonly log: Logger;
+  private readonly finished: Promise<void>;
+  private resolveFinished!: () => void;
+  private disconnectRequested = false;
+
+  constructor(
+    private readonly socket: Duplex,
+    private readonly options: ConnectionOptions,
+  ) {
+    this.log = options.logger;
+    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.pump());
+    socket.on('error', (err) => this.log.debug({ err: oneLine(err) }, 'socket error'));
+    socket.on('close', () => void this.teardown());
+    socket.on('end', () => {
+      if (this.phase === 'handshake') socket.destroy();
+    });
+    socket.write(encodeServerGreeting());
+  }
+
+  /** Resolves when the connection is closed and its lease released. */
+  get closed(): Promise<void> {
+    return this.finished;
+  }
+
+  /** Stop reading new requests, let in-flight ones finish, then close (daemon shutdown). */
+  shutdown(): void {
+    if (this.phase !== 'transmission') {
+      this.socket.destroy();
+      return;
+    }
+    this.disconnectRequested = true;
+    this.socket.pause();
+    this.maybeFinishDisconnect();
+  }
+
+  // ------------------------------------------------------------------------------ input
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === 'handshake') {
+      this.handshake.push(chunk);
+      void this.negotiate();
+    } else if (this.phase === 'transmission') {
+      this.decoder.push(chunk);
+      this.pump();
+    }
+  }
+
+  // ------------------------------------------------------------------------------ handshake
+
+  /** Process options one at a time; async steps (opening an export) pause the socket. */
+  private async negotiate(): Promise<void> {
+    if (this.busy) {
+      this.moreInput = true;
+      return;
+    }
+    this.busy = true;
+    this.moreInput = false;
+    try {
+      if (!this.clientFlagsRead) {
+        const flags = this.handshake.readClientFlags();
+        if (!flags) return;
+        this.clientFlagsRead = true;
+        this.noZeroes = flags.noZeroes;
+        if (!flags.fixedNewstyle) this.log.debug('client is not fixed-newstyle');
+      }
+      for (let opt = this.handshake.nextOption(); opt; opt = this.phase === 'handshake' ? this.handshake.nextOption() : null) {
+        if (opt.kind === 'oversized') {
+          if (opt.option === NbdOpt.EXPORT_NAME) throw new NbdProtocolError('NBD_OPTION_TOO_LARGE', 'oversized EXPORT_NAME');
+          this.socket.write(encodeOptionError(opt.option, NbdRep.ERR_TOO_BIG, `option of ${opt.length} bytes is too large`));
+          continue;
+        }
+        this.socket.pause();
+        try {
+          await this.handleOption(opt.option, opt.data);
+        } catch (err) {
+          if (err instanceof NbdOptionError) {
+            this.socket.write(encodeOptionError(opt.option, err.replyType, err.message));
+          } else if (err instanceof ExportRefusedError) {
+            if (opt.option === NbdOpt.EXPORT_NAME) throw err;
+            this.socket.write(encodeOptionError(opt.option, NbdRep.ERR_POLICY, err.message));
+          } else {
+            throw err;
+          }
+        } finally {
+          if (this.phase !== 'closing') this.socket.resume();
+        }
+      }
+    } catch (err) {
+      this.log.info({ err: oneLine(err), peer: this.options.peer }, 'handshake failed; closing');
+      this.phase = 'closing';
+      this.socket.destroy();
+    } finally {
+      this.busy = false;
+    }
+    // Bytes that arrived while we were busy.
+    if (this.phase === 'handshake' && this.moreInput) void this.negotiate();
+  }
+
+  private async handleOption(option: number, data: Buffer): Promise<void> {
+    const { catalog } = this.options;
+    switch (option) {
+      case NbdOpt.EXPORT_NAME: {
+        const name = parseExportNameData(data);
+        const exp = catalog.lookup(name);
+        if (!exp) throw new NbdProtocolError('NBD_UNKNOWN_EXPORT', `EXPORT_NAME for unknown export '${name}'`);
+        const { size, capabilities } = exp.describe();
+        await this.enterTransmission(exp, capabilities);
+        this.socket.write(encodeExportNameReply(BigInt(size), this.context!.txFlags, this.noZeroes));
+        this.startTransmission();
+        return;
+      }
+      case NbdOpt.INFO:
+      case NbdOpt.GO: {
+        const request = parseInfoRequest(option, data);
+        const exp = catalog.lookup(request.name);
+        if (!exp) throw new NbdOptionError(`no export named '${request.name}'`, NbdRep.ERR_UNKNOWN);
+        const { size, capabilities } = exp.describe();
+        if (option === NbdOpt.GO) await this.enterTransmission(exp, capabilities);
+        const txFlags = transmissionFlags(capabilities, this.structuredReplies);
+        const replies = [encodeInfoExport(option, BigInt(size), txFlags)];
+        for (const info of request.infoTypes) {
+          if (info === NbdInfo.NAME) replies.push(encodeInfoName(option, exp.name));
+          if (info === NbdInfo.DESCRIPTION && exp.description) replies.push(encodeInfoDescription(option, exp.description));
+          if (info === NbdInfo.BLOCK_SIZE) {
+            replies.push(encodeInfoBlockSize(option, capabilities.minBlock, capabilities.preferredBlock, MAX_PAYLOAD));
+          }
+        }
+        replies.push(encodeAck(option));
+        this.writeAll(replies);
+        if (option === NbdOpt.GO) this.startTransmission();
+        return;
+      }
+      case NbdOpt.LIST:
+        parseEmptyOption(option, data);
+        this.writeAll([...catalog.list().map((e) => encodeServerReply(e.name, e.description)), encodeAck(option)]);
+        return;
+      case NbdOpt.ABORT:
+        this.socket.write(encodeAck(option));
+        this.phase = 'closing';
+        this.socket.end();
+        return;
+      case NbdOpt.STRUCTURED_REPLY:
+        parseEmptyOption(option, data);
+        this.structuredReplies = true;
+        this.socket.write(encodeAck(option));
+        return;
+      case NbdOpt.LIST_META_CONTEXT:
+      case NbdOpt.SET_META_CONTEXT: {
+        const request = parseMetaContextRequest(option, data);
+        if (option === NbdOpt.SET_META_CONTEXT && !this.structuredReplies) {
+          throw new NbdOptionError('SET_META_CONTEXT needs structured replies first', NbdRep.ERR_INVALID);
+        }
+        const exp = catalog.lookup(request.exportName);
+        if (!exp) throw new NbdOptionError(`no export named '${request.exportName}'`, NbdRep.ERR_UNKNOWN);
+        const offered = exp.describe().capabilities.canExtents;
+        // An empty LIST query means "everything you have"; "base:" lists the namespace.
+        const wanted =
+          offered &&
+          (option === NbdOpt.LIST_META_CONTEXT
+            ? request.queries.length === 0 || request.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION_CONTEXT)
+            : request.queries.includes(BASE_ALLOCATION_CONTEXT));
+        const replies: Buffer[] = [];
+        if (wanted) replies.push(encodeMetaContextReply(option, BASE_ALLOCATION_ID, BASE_ALLOCATION_CONTEXT));
+        if (option === NbdOpt.SET_META_CONTEXT) this.metaContextExport = wanted ? exp.name : undefined;
+        replies.push(encodeAck(option));
+        this.writeAll(replies);
+        return;
+      }
+      case NbdOpt.STARTTLS:
+        throw new NbdOptionError('TLS is not offered: use the Unix socket, or a private network', NbdRep.ERR_UNSUP);
+      default:
+        throw new NbdOptionError(`option ${optionName(option)} is not supported`, NbdRep.ERR_UNSUP);
+    }
+  }
+
+  /** Open the export for this connection and fix the negotiated request context. */
+  private async enterTransmission(exp: NbdExport, capabilities: BlockCapabilities): Promise<void> {
+    this.lease = await exp.open(this.options.peer);
+    this.backend = this.lease.backend;
+    const txFlags = transmissionFlags(capabilities, this.structuredReplies);
+    this.context = {
+      exportSize: BigInt(this.backend.size),
+      txFlags,
+      structuredReplies: this.structuredReplies,
+      metaContextIds: new Set(this.metaContextExport === exp.name ? [BASE_ALLOCATION_ID] : []),
+      minBlock: capabilities.minBlock,
+      maxPayload: MAX_PAYLOAD,
+      readOnly: capabilities.readOnly,
+    };
+    this.log.debug({ export: exp.name, peer: this.options.peer, txFlags }, 'client entered transmission');
+  }
+
+  private startTransmission(): void {
+    this.phase = 'transmission';
+    for (const rest of this.handshake.takeRemaining()) this.decoder.push(rest);
+    this.pump();
+  }
+
+  private writeAll(buffers: Buffer[]): void {
+    this.socket.cork();
+    for (const b of buffers) this.socket.write(b);
+    this.socket.uncork();
+  }
+
+  // ------------------------------------------------------------------------------ transmission
+
+  /** Start as many decoded requests as the limits allow; pause or resume reading accordingly. */
+  private pump(): void {
+    if (this.phase !== 'transmission') return;
+    const writeBlocked = (this.socket as { writableNeedDrain?: boolean }).writableNeedDrain === true;
+    while (!this.disconnectRequested && this.inFlight < MAX_IN_FLIGHT && !writeBlocked) {
+      let request: NbdRequest | null;
+      try {
+        request = this.decoder.next();
+      } catch (err) {
+        this.log.info({ err: oneLine(err), peer: this.options.peer }, 'protocol violation; closing');
+        this.phase = 'closing';
+        this.socket.destroy();
+        return;
+      }
+      if (!request) break;
+      if (request.type === NbdCmd.DISC) {
+        this.disconnectRequested = true;
+        break;
+      }
+      this.inFlight++;
+      void this.execute(request).finally(() => {
+        if (--this.inFlight === 0) this.idleWaiters.splice(0).forEach((wake) => wake());
+        if (this.disconnectRequested) this.maybeFinishDisconnect();
+        else this.pump();
+      });
+    }
+    const saturated = this.inFlight >= MAX_IN_FLIGHT || writeBlocked || this.decoder.bufferedBytes > MAX_BUFFERED_INPUT;
+    if (this.disconnectRequested) {
+      this.socket.pause();
+      this.maybeFinishDisconnect();
+    } else if (saturated) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  private maybeFinishDisconnect(): void {
+    if (this.inFlight > 0 || this.phase === 'closing') return;
+    this.phase = 'closing';
+    this.socket.end();
+  }
+
+  private async execute(req: NbdRequest): Promise<void> {
+    const ctx = this.context!;
+    const rejection = validateRequest(req, ctx);
+    if (rejection) {
+      this.log.debug({ cmd: commandName(req.type), offset: req.offset, length: req.length, why: rejection.message }, 'request rejected');
+      this.replyError(req, rejection.errno, rejection.message);
+      return;
+    }
+    const backend = this.backend!;
+    const offset = Number(req.offset);
+    const fua = (req.flags & NbdCmdFlag.FUA) !== 0;
+    try {
+      switch (req.type) {
+        case NbdCmd.READ: {
+          const buf = Buffer.allocUnsafe(req.length);
+          if (req.length > 0) await backend.read(offset, buf);
+          this.replyRead(req, buf);
+          return;
+        }
+        case NbdCmd.WRITE:
+          if (req.length > 0) await backend.write(offset, req.payload!, { fua });
+          else if (fua) await backend.flush();
+          break;
+        case NbdCmd.FLUSH:
+          await backend.flush();
+          break;
+        case NbdCmd.TRIM:
+          if (req.length > 0) await backend.trim(offset, req.length, { fua });
+          break;
+        case NbdCmd.WRITE_ZEROES:
+          if (req.length > 0) {
+            await backend.zero(offset, req.length, {
+              fua,
+              noHole: (req.flags & NbdCmdFlag.NO_HOLE) !== 0,
+              fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0,
+            });
+          }
+          break;
+        case NbdCmd.CACHE:
+          if (req.length > 0) await backend.cache(offset, req.length);
+          break;
+        case NbdCmd.BLOCK_STATUS:
+          await this.replyBlockStatus(req, backend, offset);
+          return;
+      }
+      this.replyOk(req);
+    } catch (err) {
+      const errno = toNbdErrno(err, { fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0, df: (req.flags & NbdCmdFlag.DF) !== 0 });
+      if (errno !== NbdErrno.ENOTSUP) this.log.warn({ cmd: commandName(req.type), offset: req.offset, length: req.length, err: oneLine(err) }, 'request failed');
+      this.replyError(req, errno, oneLine(err));
+    }
+  }
+
+  private async replyBlockStatus(req: NbdRequest, backend: BlockBackend, offset: number): Promise<void> {
+    const all = await backend.extents(offset, req.length);
+    const extents: BlockStatusExtent[] = [];
+    let covered = 0;
+    for (const e of all) {
+      if (e.length <= 0) continue;
+      // Extents are u32; split larger ones (and stop once the request is covered).
+      let left = Math.min(e.length, req.length - covered);
+      const flags = (e.hole ? NbdState.HOLE : 0) | (e.zero ? NbdState.ZERO : 0);
+      while (left > 0) {
+        const len = Math.min(left, 0x80000000);
+        const last = extents[extents.length - 1];
+        if (last && last.flags === flags && last.length + len <= 0xffffffff) last.length += len;
+        else extents.push({ length: len, flags });
+        left -= len;
+        covered += len;
+      }
+      if (covered >= req.length) break;
+    }
+    if (extents.length === 0) extents.push({ length: req.length, flags: 0 });
+    const reqOne = (req.flags & NbdCmdFlag.REQ_ONE) !== 0;
+    this.send([encodeBlockStatusChunk(NbdReplyFlag.DONE, req.cookie, BASE_ALLOCATION_ID, reqOne ? extents.slice(0, 1) : extents)]);
+  }
+
+  private replyRead(req: NbdRequest, data: Buffer): void {
+    if (!this.structuredReplies) {
+      this.send([encodeSimpleReply(req.cookie, 0), data]);
+    } else if (data.length === 0) {
+      this.send([encodeNoneChunk(req.cookie)]);
+    } else {
+      this.send([encodeOffsetDataHeader(NbdReplyFlag.DONE, req.cookie, req.offset, data.length), data]);
+    }
+  }
+
+  private replyOk(req: NbdRequest): void {
+    this.send([this.structuredReplies ? encodeNoneChunk(req.cookie) : encodeSimpleReply(req.cookie, 0)]);
+  }
+
+  private replyError(req: NbdRequest, errno: number, message: string): void {
+    this.send([
+      this.structuredReplies ? encodeErrorChunk(NbdReplyFlag.DONE, req.cookie, errno, message) : encodeSimpleReply(req.cookie, errno),
+    ]);
+  }
+
+  private send(buffers: Buffer[]): void {
+    if (this.socket.destroyed) return;
+    if (buffers.length === 1) this.socket.write(buffers[0]!);
+    else this.writeAll(buffers);
+  }
+
+  private async teardown(): Promise<void> {
+    this.phase = 'closing';
+    // Requests already handed to the backend finish before the lease goes.
+    if (this.inFlight > 0) await new Promise<void>((wake) => this.idleWaiters.push(wake));
+    const lease = this.lease;
+    this.lease = undefined;
+    if (lease) {
+      try {
+        await lease.release();
+      } catch (err) {
+        this.log.warn({ err: oneLine(err) }, 'releasing export failed');
+      }
+    }
+    this.resolveFinished();
+  }
+}

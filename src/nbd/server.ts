@@ -1,0 +1,99 @@
+/**
+ * The NBD server: listeners (Unix socket, TCP, or one already-connected stream such as
+ * stdin/stdout) feeding NbdConnections over one export catalog.
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { RuntimeError, oneLine } from '../common/errors.js';
+import { socketPeer, listenPrivateUnixSocket } from '../common/unix-socket.js';
+import type { Logger } from '../log/logger.js';
+import { NbdConnection } from './connection.js';
+import type { ExportCatalog, NbdPeer } from './exports.js';
+
+export interface NbdServerOptions {
+  catalog: ExportCatalog;
+  logger: Logger;
+  /** Most simultaneous connections over all listeners (default 256). */
+  maxConnections?: number;
+}
+
+export class NbdServer {
+  private readonly listeners: net.Server[] = [];
+  private readonly connections = new Set<NbdConnection>();
+  private readonly log: Logger;
+  private closing = false;
+
+  constructor(private readonly options: NbdServerOptions) {
+    this.log = options.logger.child({ component: 'nbd' });
+  }
+
+  /** Listen on a private Unix socket (see listenPrivateUnixSocket). */
+  async listenUnix(socketPath: string): Promise<void> {
+    const server = this.makeListener((socket) => {
+      const cred = socketPeer(socket);
+      return { transport: 'unix', ...(cred ? { pid: cred.pid, uid: cred.uid } : {}) };
+    });
+    await listenPrivateUnixSocket(server, socketPath, 'NBD socket');
+    this.log.info({ socket: socketPath }, 'NBD listening on Unix socket');
+  }
+
+  /** Listen on TCP (the kernel nbd-client and remote hosts). Returns the bound port. */
+  async listenTcp(host: string, port: number): Promise<number> {
+    const server = this.makeListener((socket) => {
+      socket.setNoDelay(true);
+      return {
+        transport: 'tcp',
+        ...(socket.remoteAddress ? { address: socket.remoteAddress } : {}),
+        ...(socket.remotePort ? { port: socket.remotePort } : {}),
+      };
+    });
+    await listen(server, { host, port });
+    const bound = (server.address() as net.AddressInfo).port;
+    this.log.info({ host, port: bound }, 'NBD listening on TCP');
+    return bound;
+  }
+
+  /** Serve one connection over an existing stream (stdin/stdout, socket activation). */
+  serveStream(stream: Duplex, peer: NbdPeer = { transport: 'stream' }): NbdConnection {
+    return this.track(stream, peer);
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Stop listening; let every connection finish its in-flight requests; close them. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))));
+    const all = [...this.connections];
+    for (const c of all) c.shutdown();
+    await Promise.all(all.map((c) => c.closed));
+  }
+
+  private makeListener(peerOf: (socket: net.Socket) => NbdPeer): net.Server {
+    const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
+      if (this.closing || this.connections.size >= (this.options.maxConnections ?? 256)) {
+        socket.destroy();
+        return;
+      }
+      this.track(socket, peerOf(socket));
+    });
+    this.listeners.push(server);
+    return server;
+  }
+
+  private track(stream: Duplex, peer: NbdPeer): NbdConnection {
+    const connection = new NbdConnection(stream, { catalog: this.options.catalog, peer, logger: this.log });
+    this.connections.add(connection);
+    void connection.closed.then(() => this.connections.delete(connection));
+    return connection;
+  }
+}
+
+function listen(server: net.Server, where: net.ListenOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen on ${where.host}:${where.port}: ${oneLine(err)}`)));
+    server.listen(where, () => resolve());
+  });
+}
