@@ -1,7 +1,9 @@
-# nitride_native: TAP devices, SO_PEERCRED, sd_notify and AES-256-XTS sector
-# encryption for nitride. Built by `npm install` (package.json "install"
-# script) or by hand with `npx node-gyp rebuild --directory=native`; with
-# .npmrc's nodedir=/usr, headers come from /usr/include/node (no download).
+# nitride_native: TAP devices, SO_PEERCRED, sd_notify, AES-256-XTS sector
+# encryption and block-volume I/O (fallocate, SEEK_DATA, pread+decrypt and
+# encrypt+pwrite on the threadpool) for nitride. Built by `npm install`
+# (package.json "install" script) or by hand with
+# `npx node-gyp rebuild --directory=native`; with .npmrc's nodedir=/usr,
+# headers come from /usr/include/node (no download).
 #
 # OpenSSL linking: we deliberately do NOT link -lcrypto. Node.js exports the
 # symbols of the OpenSSL it carries (documented in the Node.js addon docs:
@@ -32,6 +34,7 @@
         'src/peercred.cc',
         'src/sdnotify.cc',
         'src/xts.cc',
+        'src/blockio.cc',
       ],
       # node-addon-api with C++ exceptions. This is what its
       # node_addon_api_except target (except.gypi) sets; it is spelled out

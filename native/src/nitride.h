@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace nitride {
@@ -13,6 +14,29 @@ void InitTap(Napi::Env env, Napi::Object exports);
 void InitPeerCred(Napi::Env env, Napi::Object exports);
 void InitSdNotify(Napi::Env env, Napi::Object exports);
 void InitXts(Napi::Env env, Napi::Object exports);
+void InitBlockIo(Napi::Env env, Napi::Object exports);
+
+// The key state of an XtsCipher (defined in xts.cc), shared by the JS object
+// and the threadpool operations using it; freed with its key schedules when
+// the last owner lets go (XtsCipher.destroy() drops the JS object's share).
+struct XtsKey;
+
+// Reads argument `v` as a live XtsCipher and returns its key state. Throws a
+// TypeError (ERR_INVALID_ARG_TYPE) if it is not an XtsCipher, an Error with
+// code ERR_NITRIDE_XTS_DESTROYED if it has been destroyed. Main thread only.
+std::shared_ptr<XtsKey> XtsKeyArg(Napi::Env env, Napi::Value v, const char* fn);
+
+// The cipher's data unit size in bytes.
+size_t XtsUnitSize(const XtsKey& key);
+
+// AES-256-XTS of `len` bytes (a multiple of the data unit; the caller checks)
+// from `in` to `out` (may be the same memory), the first data unit numbered
+// `first_unit`. Touches no JS and is safe on any thread, concurrently with
+// other transforms of the same key. On OpenSSL failure returns false with a
+// message in *error (the output is then undefined).
+bool XtsTransform(XtsKey& key, bool encrypt, uint64_t first_unit,
+                  const uint8_t* in, uint8_t* out, size_t len,
+                  std::string* error);
 
 // Throws a JS Error "<step>: <strerror(err)>" carrying Node-style system-error
 // properties: code = errno name ("EBUSY"), errno = -err (as in Node's own

@@ -14,6 +14,10 @@
  *   `code: "ERR_INVALID_ARG_VALUE"`.
  * - OpenSSL failures: `code: "ERR_OPENSSL"`; use of a destroyed
  *   {@link XtsCipher}: `code: "ERR_NITRIDE_XTS_DESTROYED"`.
+ * - The promise-returning block I/O functions ({@link punchHole},
+ *   {@link preadDecrypt}, ...) validate their arguments synchronously (they
+ *   throw) and reject with the system-call error otherwise; the synchronous
+ *   ones ({@link seekData}, {@link tryPread}, ...) throw it.
  *
  * @module
  */
@@ -61,7 +65,11 @@ export interface PeerCredentials {
 export type DataUnitNumber = bigint | number;
 
 /**
- * AES-256-XTS with a key scheduled once. Encryption is in place; data unit
+ * AES-256-XTS with a key scheduled once. Thread-safe on the native side: the
+ * threadpool operations ({@link preadDecrypt}, {@link encryptPwrite}) may use
+ * one cipher concurrently with each other and with the main thread (each
+ * transform leases its own copy of the keyed OpenSSL context from a pool).
+ * Encryption is in place; data unit
  * `firstDataUnit + i` covers bytes `[i*dataUnitSize, (i+1)*dataUnitSize)` of
  * the buffer, and its tweak is that number as a 16-byte little-endian value
  * (the dm-crypt / qemu "plain64" convention).
@@ -82,8 +90,11 @@ export interface XtsCipher {
   /**
    * Frees the OpenSSL contexts, whose key schedules OpenSSL cleanses
    * (OPENSSL_clear_free) as it frees them. Idempotent; any later
-   * encrypt/decrypt throws (`code: "ERR_NITRIDE_XTS_DESTROYED"`). Without
-   * it the contexts are freed when the object is garbage collected.
+   * encrypt/decrypt (and {@link preadDecrypt}/{@link encryptPwrite} with this
+   * cipher) throws (`code: "ERR_NITRIDE_XTS_DESTROYED"`). Threadpool
+   * operations already in flight finish normally: the contexts are freed when
+   * the last of them completes. Without it the contexts are freed when the
+   * object is garbage collected.
    */
   destroy(): void;
 }
@@ -111,6 +122,29 @@ interface NativeBinding {
   xtsEncrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   XtsCipher: XtsCipherConstructor;
+  punchHole(fd: number, offset: number, length: number): Promise<void>;
+  zeroRange(fd: number, offset: number, length: number): Promise<void>;
+  adviseWillNeed(fd: number, offset: number, length: number): Promise<void>;
+  seekData(fd: number, offset: number): number;
+  seekHole(fd: number, offset: number): number;
+  preadDecrypt(fd: number, cipher: XtsCipher, offset: number, buf: Uint8Array): Promise<void>;
+  tryPreadDecrypt(fd: number, cipher: XtsCipher, offset: number, buf: Uint8Array): NowaitResult;
+  tryPread(fd: number, offset: number, buf: Uint8Array): NowaitResult;
+  encryptPwrite(fd: number, cipher: XtsCipher, offset: number, data: Uint8Array, opts?: EncryptPwriteOptions): Promise<void>;
+}
+
+/**
+ * Result of a synchronous page-cache-only read ({@link tryPreadDecrypt}, {@link tryPread}):
+ * 1 done; 0 not (entirely) cached, or at the end of the file: use the threadpool function, the
+ * buffer's contents are undefined; -1 the file system has no RWF_NOWAIT reads (e.g. tmpfs): use
+ * the threadpool function and stop trying on this file.
+ */
+export type NowaitResult = 1 | 0 | -1;
+
+/** Options of {@link encryptPwrite}. */
+export interface EncryptPwriteOptions {
+  /** fdatasync(fd) after the write, before the promise resolves (FUA). */
+  sync?: boolean;
 }
 
 const ADDON_RELATIVE_PATH = join('native', 'build', 'Release', 'nitride_native.node');
@@ -229,3 +263,87 @@ export function xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit:
 
 /** AES-256-XTS with a key scheduled once; see the {@link XtsCipher} interface. */
 export const XtsCipher: XtsCipherConstructor = binding.XtsCipher;
+
+// ---------------------------------------------------------------------------
+// Block-volume I/O (native/src/blockio.cc). Offsets and lengths are
+// non-negative safe integers (RangeError otherwise). Each promise-returning
+// function is one libuv threadpool job; the fd must stay open until its
+// promise settles, and a Buffer passed in is referenced (kept alive) until
+// then. Rejections are node-style system errors (`code` = errno name,
+// `errno`, `syscall`), or `code: "ERR_OPENSSL"`.
+
+/**
+ * fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length):
+ * deallocates the range, which then reads as zeroes; the file size is kept.
+ * A zero length resolves without a system call.
+ * @throws (rejects) `ENOTSUP` (= EOPNOTSUPP) on file systems without hole punching.
+ */
+export const punchHole: (fd: number, offset: number, length: number) => Promise<void> = binding.punchHole;
+
+/**
+ * fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length):
+ * the range reads as zeroes and stays allocated (unwritten extents on ext4/xfs).
+ * @throws (rejects) `ENOTSUP` (= EOPNOTSUPP) where unsupported (e.g. tmpfs).
+ */
+export const zeroRange: (fd: number, offset: number, length: number) => Promise<void> = binding.zeroRange;
+
+/**
+ * posix_fadvise(fd, offset, length, POSIX_FADV_WILLNEED) on the threadpool: starts reading the
+ * range into the page cache (readahead) and resolves without waiting for it.
+ */
+export const adviseWillNeed: (fd: number, offset: number, length: number) => Promise<void> = binding.adviseWillNeed;
+
+/**
+ * lseek(fd, offset, SEEK_DATA): the first offset ≥ `offset` holding data, or
+ * -1 if there is none before the end of the file (ENXIO). Synchronous.
+ */
+export const seekData: (fd: number, offset: number) => number = binding.seekData;
+
+/**
+ * lseek(fd, offset, SEEK_HOLE): the first offset ≥ `offset` in a hole (the
+ * end of the file counts as one), or -1 if `offset` is at or past the end
+ * (ENXIO). Synchronous.
+ */
+export const seekHole: (fd: number, offset: number) => number = binding.seekHole;
+
+/**
+ * One threadpool job: pread(fd, buf, offset) (bytes past the end of the file
+ * read as zeroes), then AES-256-XTS decryption of `buf` in place with tweak
+ * `offset / cipher.dataUnitSize + i` for its i-th data unit. A data unit
+ * whose ciphertext is all zero bytes (never written, punched or zeroed) is
+ * left as zeroes, not decrypted. `offset` and `buf.length` must be multiples
+ * of `cipher.dataUnitSize`.
+ */
+export const preadDecrypt: (fd: number, cipher: XtsCipher, offset: number, buf: Uint8Array) => Promise<void> =
+  binding.preadDecrypt;
+
+/**
+ * {@link preadDecrypt} done synchronously on the calling thread, but only if the page cache
+ * holds the whole range: preadv2(RWF_NOWAIT) never waits for the disk (a 4 KiB cached read +
+ * decrypt costs a few CPU-µs this way, several times less than a threadpool round trip). Same
+ * arguments, checks and zero-unit rule; see {@link NowaitResult}. Other errors throw.
+ */
+export const tryPreadDecrypt: (fd: number, cipher: XtsCipher, offset: number, buf: Uint8Array) => NowaitResult =
+  binding.tryPreadDecrypt;
+
+/**
+ * A plain pread of `buf.length` bytes at `offset`, synchronously, only if the page cache holds
+ * them (preadv2 RWF_NOWAIT); see {@link NowaitResult}. Other errors throw.
+ */
+export const tryPread: (fd: number, offset: number, buf: Uint8Array) => NowaitResult = binding.tryPread;
+
+/**
+ * One threadpool job: AES-256-XTS encryption of `data` (tweaks as in
+ * {@link preadDecrypt}) into a scratch buffer of the worker thread, so that
+ * `data` is never modified, then pwrite at `offset`, then fdatasync(fd) if
+ * `opts.sync`. `offset` and `data.length` must be multiples of
+ * `cipher.dataUnitSize`. On a write error part of the range may have been
+ * written.
+ */
+export const encryptPwrite: (
+  fd: number,
+  cipher: XtsCipher,
+  offset: number,
+  data: Uint8Array,
+  opts?: EncryptPwriteOptions,
+) => Promise<void> = binding.encryptPwrite;

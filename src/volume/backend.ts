@@ -68,6 +68,12 @@ export interface BlockBackend {
   cache(offset: number, length: number): Promise<void>;
   /** Extents covering at least [offset, offset+length) — may stop early, never empty. */
   extents(offset: number, length: number): Promise<Extent[]>;
+  /**
+   * Optional: grow the volume to `newSize` bytes (a multiple of capabilities.minBlock, and of the
+   * data unit for encrypted volumes); the new space reads as zeroes. Shrinking fails with EINVAL.
+   * Connections already open keep the size they negotiated.
+   */
+  resize?(newSize: number): Promise<void>;
   /** Release resources (keys, fds). Flushes first. */
   close(): Promise<void>;
 }
