@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
 require_root
 require_node
-ensure_packages "${BASE_PACKAGES[@]}"
+ensure_packages "${BASE_PACKAGES[@]}" "${NBD_CLIENT_PACKAGES[@]}"
 ensure_node_modules
 cd "$NITRIDE_ROOT"
 exec npx --no-install vitest run "$@"

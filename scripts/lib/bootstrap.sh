@@ -50,3 +50,6 @@ ensure_node_modules() {
 
 # Packages every script needs: the addon toolchain and iproute2.
 BASE_PACKAGES=(make g++ python3 iproute2 procps)
+# NBD clients the tests and the demo drive volumes with (libnbd's Python binding backs the
+# protocol-abuse tests; it lives in Debian's /usr/bin/python3).
+NBD_CLIENT_PACKAGES=(qemu-utils libnbd-bin python3-libnbd fio)

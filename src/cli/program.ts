@@ -10,6 +10,8 @@ import { daemonCommand } from './commands/daemon.js';
 import { kmsCommand } from './commands/kms.js';
 import { logLevelCommand } from './commands/log-level.js';
 import { statusCommand } from './commands/status.js';
+import { volumeCommand } from './commands/volume.js';
+import { nbdProxyCommand } from './commands/nbd-proxy.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -22,7 +24,9 @@ export function buildProgram(): Command {
     .option('--debug', 'show stack traces on errors')
     .showSuggestionAfterError();
   for (const command of [daemonCommand(), statusCommand(), logLevelCommand()]) program.addCommand(command);
+  program.addCommand(volumeCommand());
   program.addCommand(kmsCommand());
+  program.addCommand(nbdProxyCommand());
   // Every (sub)command reports usage errors as `nitride: …` lines and through us instead of
   // exiting on its own (settings on the program are not inherited by added commands).
   const override = (cmd: Command): void => {

@@ -88,6 +88,70 @@ export class ControlClient {
     });
   }
 
+  /**
+   * Call a streaming route (see StreamedReply on the server): `onProgress` gets each progress
+   * event; resolves with the result or rejects with the ApiError of the final error line.
+   */
+  stream<T>(method: HttpMethod, path: string, body: unknown, onProgress: (event: unknown) => void, signal?: AbortSignal): Promise<T> {
+    const socketPath = this.options.socketPath;
+    const payload = JSON.stringify(body ?? {});
+    return new Promise<T>((resolve, reject) => {
+      const req = http.request(
+        {
+          socketPath,
+          method,
+          path,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+          timeout: this.options.timeoutMs ?? 300_000,
+          ...(signal ? { signal } : {}),
+        },
+        (res) => {
+          const status = res.statusCode ?? 500;
+          let text = '';
+          let settled = false;
+          const handleLine = (line: string) => {
+            if (!line.trim()) return;
+            let msg: { progress?: unknown; result?: unknown; error?: { status?: number } };
+            try {
+              msg = JSON.parse(line) as typeof msg;
+            } catch {
+              settled = true;
+              reject(new RuntimeError('BAD_REPLY', `${this.serviceName} sent a line that is not JSON`));
+              return;
+            }
+            if (status >= 400) {
+              settled = true;
+              reject(apiErrorOf(status, msg));
+            } else if ('progress' in msg) onProgress(msg.progress);
+            else if ('result' in msg) {
+              settled = true;
+              resolve(msg.result as T);
+            } else if (msg.error) {
+              settled = true;
+              reject(apiErrorOf(msg.error.status ?? 500, msg));
+            }
+          };
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            text += chunk;
+            for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n')) {
+              handleLine(text.slice(0, nl));
+              text = text.slice(nl + 1);
+            }
+          });
+          res.on('end', () => {
+            handleLine(text);
+            if (!settled) reject(new RuntimeError('BAD_REPLY', `${this.serviceName} ended the reply without a result`));
+          });
+          res.on('error', (err) => reject(this.connectionError(err)));
+        },
+      );
+      req.on('timeout', () => req.destroy(new RuntimeError('TIMEOUT', `no progress from the ${this.serviceName} at ${socketPath}`)));
+      req.on('error', (err) => reject(this.connectionError(err)));
+      req.end(payload);
+    });
+  }
+
   /** Decode a JSON reply body (an error reply of a raw call, too). */
   json(reply: RawReply): unknown {
     const text = reply.body.toString('utf8');

@@ -48,6 +48,16 @@ export class BinaryReply {
   ) {}
 }
 
+/**
+ * A long-running call that reports progress: the reply is newline-delimited JSON,
+ * `{"progress": …}` lines while `run` works, then one `{"result": …}` or
+ * `{"error": {"status", "code", "message"}}` line. The call's signal aborts `run` when the
+ * client goes away (Ctrl-C on the CLI cancels the work).
+ */
+export class StreamedReply {
+  constructor(readonly run: (progress: (event: unknown) => void) => Promise<unknown>) {}
+}
+
 export interface Route<B = undefined, Q = Record<string, never>> {
   method: HttpMethod;
   /** Path with `:name` segments, e.g. `/v1/volumes/:id`. */
@@ -158,6 +168,7 @@ export class ControlServer {
     let status = 500;
     let payload: unknown;
     const audit: AuditDetails = {};
+    let streamed = false;
     try {
       const body = await readBody(req);
       if (match === 'method') throw new MethodError(`method ${req.method} not allowed on ${url.pathname}`);
@@ -173,6 +184,12 @@ export class ControlServer {
       const signal = AbortSignal.any([this.shutdown.signal, closedSignal(req)]);
       payload = await route.handle({ params, body: parsedBody, query, caller, signal, audit });
       status = route.status ?? 200;
+      if (payload instanceof StreamedReply) {
+        streamed = true;
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        const line = (value: unknown) => res.write(JSON.stringify(value) + '\n');
+        payload = { result: await payload.run((event) => line({ progress: event })) };
+      }
     } catch (err) {
       status = statusOf(err);
       payload = { error: { code: err instanceof NitrideError ? err.code : 'INTERNAL', message: oneLine(err) } };
@@ -195,6 +212,11 @@ export class ControlServer {
       } catch (err) {
         this.logger.error({ err: oneLine(err) }, 'cannot write audit record');
       }
+    }
+    if (streamed) {
+      const last = status >= 400 ? { error: { status, ...(payload as { error: object }).error } } : payload;
+      res.end(JSON.stringify(last) + '\n');
+      return;
     }
     if (payload instanceof BinaryReply) {
       sendBinary(res, status, payload);

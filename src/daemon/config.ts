@@ -1,21 +1,32 @@
 /**
  * Daemon configuration. Precedence, highest first:
  *   1. command-line flags
- *   2. environment (NITRIDE_STATE_DIR, NITRIDE_SOCKET, NITRIDE_LOG_LEVEL)
+ *   2. environment (NITRIDE_STATE_DIR, NITRIDE_SOCKET, NITRIDE_LOG_LEVEL, NITRIDE_KMS_SOCKET,
+ *      NITRIDE_NBD_SOCKET, NITRIDE_NBD_LISTEN)
  *   3. the TOML config file (--config FILE, else /etc/nitride/nitride.toml if it exists)
  *   4. built-in defaults
  * Unknown keys in the file are errors: a typo must not silently fall back to a default.
  */
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { formatZodError } from '../control/validate.js';
+import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
 export const DEFAULT_STATE_DIR = '/var/lib/nitride';
 export const DEFAULT_CONTROL_SOCKET = '/run/nitride/control.sock';
+
+/** The NBD socket lives beside the control socket unless configured. */
+export function defaultNbdSocket(env: NodeJS.ProcessEnv = process.env): string {
+  return env.NITRIDE_NBD_SOCKET ?? path.join(path.dirname(env.NITRIDE_SOCKET ?? DEFAULT_CONTROL_SOCKET), 'nbd.sock');
+}
+
+/** host:port of a TCP listener; IPv6 hosts in brackets ([::1]:10809). */
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
 /** The file's schema (snake_case, as operators write TOML). */
 const FileSchema = z
@@ -23,6 +34,10 @@ const FileSchema = z
     state_dir: z.string().min(1).optional(),
     control_socket: z.string().min(1).optional(),
     log_level: z.enum(LOG_LEVELS).optional(),
+    kms_socket: z.string().min(1).optional(),
+    nbd_socket: z.string().min(1).optional(),
+    nbd_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
+    ephemeral_dir: z.string().min(1).optional(),
   })
   .strict();
 
@@ -33,6 +48,14 @@ export interface DaemonConfig {
   /** Root-only Unix socket of the control API. */
   controlSocket: string;
   logLevel: LogLevel;
+  /** The KMS's Unix socket (volume data keys). */
+  kmsSocket: string;
+  /** The NBD Unix socket serving every volume by name (default: beside the control socket). */
+  nbdSocket: string;
+  /** Optional NBD TCP listener, HOST:PORT (for the kernel's nbd-client and remote hosts). */
+  nbdListen?: string;
+  /** Where ephemeral volume images live (default: <state dir>/ephemeral). */
+  ephemeralDir: string;
   /** The file the values came from, if any (for status output). */
   configFile?: string;
 }
@@ -49,10 +72,18 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if (envLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(envLevel)) {
     throw new UsageError(`NITRIDE_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  const nbdListen = flags.nbdListen ?? env.NITRIDE_NBD_LISTEN ?? file?.nbd_listen;
+  if (nbdListen !== undefined && !HOST_PORT.test(nbdListen)) throw new UsageError(`--nbd-listen must be HOST:PORT, got '${nbdListen}'`);
+  const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
+  const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
-    stateDir: flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR,
-    controlSocket: flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET,
+    stateDir,
+    controlSocket,
     logLevel: flags.logLevel ?? (envLevel as LogLevel | undefined) ?? file?.log_level ?? 'info',
+    kmsSocket: flags.kmsSocket ?? env.NITRIDE_KMS_SOCKET ?? file?.kms_socket ?? DEFAULT_KMS_SOCKET,
+    nbdSocket: flags.nbdSocket ?? env.NITRIDE_NBD_SOCKET ?? file?.nbd_socket ?? path.join(path.dirname(controlSocket), 'nbd.sock'),
+    ...(nbdListen !== undefined ? { nbdListen } : {}),
+    ephemeralDir: flags.ephemeralDir ?? file?.ephemeral_dir ?? path.join(stateDir, 'ephemeral'),
     ...(file ? { configFile: fileName } : {}),
   };
 }

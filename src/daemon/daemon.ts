@@ -2,7 +2,7 @@
  * The nitride daemon: one per host, playing the Nitro cards. It owns the state
  * directory, serves the control API, and (in later layers) volumes and NICs.
  *
- * Start order: state dir lock → audit log → control socket → ready.
+ * Start order: state dir lock → audit log → volumes → control socket → NBD listeners → ready.
  * Stop order is the reverse; every step runs even if an earlier one failed.
  */
 import { z } from 'zod';
@@ -13,6 +13,10 @@ import { LOG_LEVELS, type LogLevel, type Logger } from '../log/logger.js';
 import { sdNotify } from '../native/addon.js';
 import type { DaemonConfig } from './config.js';
 import { StateDir } from './state-dir.js';
+import { KmsClient } from '../kms/client.js';
+import { NbdServer } from '../nbd/server.js';
+import { VolumeManager } from '../volume/manager.js';
+import { registerVolumeRoutes } from './routes/volumes.js';
 
 /** What `GET /v1/status` returns; later components add their sections. */
 export interface DaemonStatus {
@@ -26,6 +30,9 @@ export interface DaemonStatus {
   logLevel: string;
   node: string;
   health: 'ok' | 'degraded';
+  nbd: { socket: string; tcp: string | null; connections: number };
+  kmsSocket: string;
+  volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
 }
 
 export class Daemon {
@@ -38,6 +45,8 @@ export class Daemon {
     private readonly state: StateDir,
     private readonly audit: AuditLog,
     private readonly control: ControlServer,
+    private readonly volumes: VolumeManager,
+    private readonly nbd: NbdServer,
   ) {}
 
   /** Take the state dir, open the audit log, register routes, listen, and tell systemd we are ready. */
@@ -47,10 +56,31 @@ export class Daemon {
     try {
       const audit = await AuditLog.open(state.file('audit.log'), logger);
       cleanups.push(() => audit.close());
+      const kms = new KmsClient({ socketPath: config.kmsSocket });
+      const volumes = new VolumeManager({
+        volumeDir: state.file('volumes'),
+        ephemeralDir: config.ephemeralDir,
+        kms,
+        logger,
+        nbdSocket: config.nbdSocket,
+      });
+      await volumes.load();
+      cleanups.push(() => volumes.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit });
-      const daemon = new Daemon(config, logger, state, audit, control);
+      const nbd = new NbdServer({ catalog: volumes, logger });
+      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd);
       daemon.registerRoutes();
+      // The control socket first: a second daemon pointed at it is refused before it touches anything else.
       await control.listen();
+      cleanups.push(() => control.close());
+      cleanups.push(() => nbd.close());
+      await nbd.listenUnix(config.nbdSocket);
+      if (config.nbdListen) {
+        const sep = config.nbdListen.lastIndexOf(':');
+        const host = config.nbdListen.slice(0, sep).replace(/^\[|\]$/g, '');
+        const port = await nbd.listenTcp(host, Number(config.nbdListen.slice(sep + 1)));
+        volumes.tcpEndpoint = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+      }
       sdNotify('READY=1');
       logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket }, 'daemon started');
       return daemon;
@@ -61,6 +91,7 @@ export class Daemon {
   }
 
   status(): DaemonStatus {
+    const all = this.volumes.describeAll();
     return {
       version: VERSION,
       pid: process.pid,
@@ -72,6 +103,14 @@ export class Daemon {
       logLevel: this.logger.level,
       node: process.version,
       health: 'ok',
+      nbd: { socket: this.config.nbdSocket, tcp: this.volumes.tcpEndpoint ?? null, connections: this.nbd.connectionCount },
+      kmsSocket: this.config.kmsSocket,
+      volumes: {
+        total: all.length,
+        inUse: all.filter((v) => v.state === 'in-use').length,
+        ebs: all.filter((v) => v.type === 'ebs').length,
+        ephemeral: all.filter((v) => v.type === 'ephemeral').length,
+      },
     };
   }
 
@@ -82,6 +121,9 @@ export class Daemon {
       sdNotify('STOPPING=1');
       const steps: Array<[string, () => Promise<void>]> = [
         ['control', () => this.control.close()],
+        // In-flight NBD requests finish and are flushed before keys are destroyed.
+        ['nbd', () => this.nbd.close()],
+        ['volumes', () => this.volumes.close()],
         ['audit', () => this.audit.close()],
         ['state', () => this.state.release()],
       ];
@@ -94,6 +136,7 @@ export class Daemon {
   }
 
   private registerRoutes(): void {
+    registerVolumeRoutes(this.control, this.volumes);
     this.control.register({ method: 'GET', path: '/v1/status', handle: () => this.status() });
     this.control.register({
       method: 'PUT',

@@ -13,7 +13,7 @@ import {
   type KeyProvider,
 } from '../../src/kms/provider.js';
 import { nitride, tempDir } from '../helpers/nitride.js';
-import { startKms, type RunningKms } from './kms-process.js';
+import { startKms, type RunningKms } from '../helpers/nitride.js';
 
 let running: RunningKms[] = [];
 let cleanups: Array<() => void> = [];

@@ -9,6 +9,10 @@ interface DaemonCliOptions {
   controlSocket?: string;
   config?: string;
   logLevel?: LogLevel;
+  kmsSocket?: string;
+  nbdSocket?: string;
+  nbdListen?: string;
+  ephemeralDir?: string;
 }
 
 export function daemonCommand(): Command {
@@ -18,6 +22,10 @@ export function daemonCommand(): Command {
     .option('--control-socket <path>', 'control API socket (default /run/nitride/control.sock)')
     .option('--config <file>', 'TOML config file (default /etc/nitride/nitride.toml if present)')
     .addOption(new Option('--log-level <level>', 'minimum log level').choices(LOG_LEVELS))
+    .option('--kms-socket <path>', 'KMS socket for volume data keys (default /run/nitride-kms/kms.sock)')
+    .option('--nbd-socket <path>', 'NBD Unix socket serving all volumes (default: beside the control socket)')
+    .option('--nbd-listen <host:port>', 'also serve NBD on TCP (e.g. 127.0.0.1:10809)')
+    .option('--ephemeral-dir <dir>', 'where ephemeral volume images live (default <state-dir>/ephemeral)')
     .action(async (options: DaemonCliOptions) => {
       const config = await loadDaemonConfig(options);
       const logger = createLogger({ level: config.logLevel });

@@ -17,6 +17,11 @@ export function statusCommand(): Command {
         'control socket': s.controlSocket,
         config: s.configFile,
         'log level': s.logLevel,
+        'nbd socket': s.nbd.socket,
+        'nbd tcp': s.nbd.tcp,
+        'nbd connections': s.nbd.connections,
+        'kms socket': s.kmsSocket,
+        volumes: `${s.volumes.total} (${s.volumes.ebs} ebs, ${s.volumes.ephemeral} ephemeral; ${s.volumes.inUse} in use)`,
       }),
     );
   });

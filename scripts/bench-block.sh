@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Block benchmark (not a test): fio with ioengine=nbd against nitride's ebs and ephemeral volumes
+# and, in the same run, qemu-nbd + LUKS, nbdkit's luks filter and nbdkit's file plugin (the
+# unencrypted baseline), all on 1 GiB images in one scratch directory. Prints tables (medians over
+# repetitions, ratios to nbdkit-file), writes bench-results/block-<timestamp>.{json,svg}.
+# Default run ~10 minutes; --quick ~2 minutes. Options: see scripts/bench/block.mjs (--help).
+#   ./scripts/bench-block.sh [--quick] [--runtime S] [--reps N] [--dir /var/tmp] ...
+set -euo pipefail
+source "$(dirname "$0")/lib/bootstrap.sh"
+
+for arg in "$@"; do
+  case "$arg" in -h | --help) exec node "$NITRIDE_ROOT/scripts/bench/block.mjs" --help ;; esac
+done
+
+require_root
+require_node
+ensure_packages "${BASE_PACKAGES[@]}" fio qemu-utils nbdkit util-linux
+ensure_node_modules
+cd "$NITRIDE_ROOT"
+
+# The scratch directory is made here so that this shell can reap whatever the Node script leaves
+# behind if it is killed hard (its servers' pids are in $SCRATCH/pids; each command line names
+# $SCRATCH, so a recycled pid is never hit).
+dir=/var/tmp
+keep=0
+prev=
+for arg in "$@"; do
+  case "$arg" in --dir=*) dir="${arg#--dir=}" ;; --keep) keep=1 ;; esac
+  [ "$prev" = --dir ] && dir="$arg"
+  prev="$arg"
+done
+mkdir -p "$dir"
+SCRATCH="$(mktemp -d "$dir/nitride-bench.XXXXXX")"
+
+cleanup() {
+  local f pid
+  for f in "$SCRATCH"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    pid="$(cat "$f")"
+    if [ -n "$pid" ] && grep -qF "$SCRATCH" "/proc/$pid/cmdline" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  [ "$keep" = 1 ] || rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+node scripts/bench/block.mjs --cli "$NITRIDE_ROOT/dist/cli/main.js" --scratch "$SCRATCH" "$@"

@@ -1,0 +1,574 @@
+#!/usr/bin/env node
+// End-to-end block benchmark: fio (ioengine=nbd) against nitride's encrypted volumes and, in the
+// same run, against other NBD servers on the same file system:
+//   nitride-ebs        nitride daemon + KMS, an ebs volume (AES-256-XTS, 4 KiB data units)
+//   nitride-ephemeral  the same daemon, an ephemeral volume
+//   qemu-nbd-luks      qemu-nbd serving a LUKS1 image (aes-256-xts-plain64, 512-byte sectors),
+//                      --cache=writeback (qemu-nbd's default: the page cache, like the others)
+//                      --aio=threads
+//   nbdkit-luks        nbdkit's luks filter over its file plugin (a copy of the same LUKS image)
+//   nbdkit-file        nbdkit's file plugin on a plain image: the unencrypted baseline
+// Every target is a 1 GiB volume/image, served on a Unix socket, pre-filled by a sequential
+// write through its own server (so reads decrypt real data) and then `sync`ed.
+//
+// Jobs: 4 KiB randread/randwrite at QD1 and QD32, 1 MiB sequential read/write at QD8; one fio
+// process, numjobs=1, --time_based --runtime=R --ramp_time=T. Each repetition runs every job on
+// every target back to back (target order rotated per repetition and job, so drift and
+// background writeback hit all targets alike); `sync` runs before each fio run. Reported: medians
+// over the repetitions, and the ratio to nbdkit-file (median of the per-repetition ratios: the
+// baseline measured seconds apart in the same repetition), plus the servers' CPU (all threads,
+// from /proc) per run.
+//
+// Output: tables on stdout, bench-results/block-<timestamp>.json (every run and the medians)
+// and bench-results/block-<timestamp>.svg (one group per job, one bar per target, normalised to
+// the baseline). With --profile (default in full runs), the daemon is restarted under
+// `node --cpu-prof` for one 4k randread QD32 run on the ebs volume; the top self-time functions
+// and the per-thread CPU split are printed (and the .cpuprofile kept beside the JSON).
+//
+// Run it through scripts/bench-block.sh (installs fio/qemu-utils/nbdkit, builds, runs as root).
+// Usage: node scripts/bench/block.mjs [--quick] [--runtime S] [--ramp S] [--reps N]
+//          [--dir /var/tmp] [--out FILE.json] [--targets a,b] [--jobs a,b] [--profile|--no-profile]
+//          [--no-sync] [--keep] [--cli dist/cli/main.js]
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statfsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  ROOT,
+  Scratch,
+  canConnect,
+  controlRequest,
+  cpuSeconds,
+  fileSystemOf,
+  hostFacts,
+  human,
+  installSignalCleanup,
+  median,
+  profileSelfTimes,
+  run,
+  sleep,
+  stamp,
+  svgBarChart,
+  textTable,
+  threadCpu,
+  versionOf,
+  waitFor,
+} from '../lib/bench-common.mjs';
+
+const USAGE = `usage: bench-block [--quick] [--runtime S] [--ramp S] [--reps N] [--dir DIR] [--out FILE.json]
+                   [--targets LIST] [--jobs LIST] [--profile|--no-profile] [--no-sync] [--keep]
+  --quick        smoke run (~2 min): 1 repetition, runtime 2 s, ramp 1 s, no profile
+  --runtime S    measured seconds per fio run (default 3)
+  --ramp S       fio ramp_time seconds, not measured (default 2)
+  --reps N       repetitions of every job on every target (default 3); medians are reported
+  --dir DIR      where the scratch directory goes (default /var/tmp; all targets share it)
+  --out FILE     JSON result path (default bench-results/block-<timestamp>.json; .svg beside it)
+  --targets LIST comma list of: ${'nitride-ebs,nitride-ephemeral,qemu-nbd-luks,nbdkit-luks,nbdkit-file'}
+  --jobs LIST    comma list of: randread-4k-qd1,randread-4k-qd32,randwrite-4k-qd1,randwrite-4k-qd32,read-1m-qd8,write-1m-qd8
+  --profile      CPU-profile the daemon during 4k randread QD32 (default on, off with --quick)
+  --no-sync      do not run sync(1) before each fio run
+  --keep         keep the scratch directory (images, logs, fio JSON)`;
+
+const { values: opt } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    runtime: { type: 'string' },
+    ramp: { type: 'string' },
+    reps: { type: 'string' },
+    dir: { type: 'string', default: '/var/tmp' },
+    scratch: { type: 'string' }, // an existing empty directory (the shell wrapper makes one)
+    out: { type: 'string' },
+    cli: { type: 'string', default: path.join(ROOT, 'dist/cli/main.js') },
+    targets: { type: 'string' },
+    jobs: { type: 'string' },
+    profile: { type: 'boolean' },
+    'no-profile': { type: 'boolean', default: false },
+    'no-sync': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opt.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const num = (v, dflt, what) => {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) {
+    console.error(`bench-block: --${what} must be a positive number\n${USAGE}`);
+    process.exit(2);
+  }
+  return n;
+};
+const RUNTIME = num(opt.runtime, opt.quick ? 2 : 3, 'runtime');
+const RAMP = num(opt.ramp, opt.quick ? 1 : 2, 'ramp');
+const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
+const PROFILE = opt['no-profile'] ? false : (opt.profile ?? !opt.quick);
+const SYNC = !opt['no-sync'];
+const SIZE = '1G';
+const PASSPHRASE = 'nitride-bench-passphrase';
+
+const ALL_TARGETS = [
+  { id: 'nitride-ebs', label: 'nitride ebs', encrypted: true, nitride: 'ebs', color: '#1f4e9c' },
+  { id: 'nitride-ephemeral', label: 'nitride ephemeral', encrypted: true, nitride: 'ephemeral', color: '#6b9be0' },
+  { id: 'qemu-nbd-luks', label: 'qemu-nbd LUKS', encrypted: true, color: '#e8892b' },
+  { id: 'nbdkit-luks', label: 'nbdkit luks filter', encrypted: true, color: '#c43c3c' },
+  { id: 'nbdkit-file', label: 'nbdkit file (plain)', encrypted: false, baseline: true, color: '#8c8c8c' },
+];
+const ALL_JOBS = [
+  { id: 'randread-4k-qd1', label: '4k randread QD1', rw: 'randread', bs: '4k', qd: 1, metric: 'iops' },
+  { id: 'randread-4k-qd32', label: '4k randread QD32', rw: 'randread', bs: '4k', qd: 32, metric: 'iops' },
+  { id: 'randwrite-4k-qd1', label: '4k randwrite QD1', rw: 'randwrite', bs: '4k', qd: 1, metric: 'iops' },
+  { id: 'randwrite-4k-qd32', label: '4k randwrite QD32', rw: 'randwrite', bs: '4k', qd: 32, metric: 'iops' },
+  { id: 'read-1m-qd8', label: '1M read QD8', rw: 'read', bs: '1M', qd: 8, metric: 'mbps' },
+  { id: 'write-1m-qd8', label: '1M write QD8', rw: 'write', bs: '1M', qd: 8, metric: 'mbps' },
+];
+const pick = (all, list, what) => {
+  if (!list) return all;
+  const ids = list.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const id of ids) {
+    if (!all.some((x) => x.id === id)) {
+      console.error(`bench-block: unknown ${what} '${id}'\n${USAGE}`);
+      process.exit(2);
+    }
+  }
+  return all.filter((x) => ids.includes(x.id));
+};
+const TARGETS = pick(ALL_TARGETS, opt.targets, 'target');
+const JOBS = pick(ALL_JOBS, opt.jobs, 'job');
+const BASELINE = TARGETS.find((t) => t.baseline);
+const unit = (job) => (job.metric === 'iops' ? 'IOPS' : 'MB/s');
+
+if (process.getuid?.() !== 0) console.error('bench-block: warning: not root (the daemon and the wrapper expect root)');
+if (!existsSync(opt.cli)) {
+  console.error(`bench-block: ${opt.cli} is missing: build first (npm ci / npm run build)`);
+  process.exit(2);
+}
+
+// ----------------------------------------------------------------------------------- setup
+
+const scratch = opt.scratch ? new Scratch(path.resolve(opt.scratch), { keep: opt.keep }) : Scratch.create(path.resolve(opt.dir), 'nitride-bench.', { keep: opt.keep });
+const fioProcs = new Set();
+installSignalCleanup(scratch, () => {
+  for (const p of fioProcs) p.kill('SIGTERM');
+});
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
+const say = (msg) => console.log(`[${elapsed().padStart(4)}] ${msg}`);
+
+const nitride = (args, env = {}) => run(process.execPath, [opt.cli, ...args], { env });
+
+async function startNitride() {
+  const kmsSock = scratch.path('run-kms', 'kms.sock');
+  const ctlSock = scratch.path('run', 'control.sock');
+  const nbdSock = scratch.path('run', 'nbd.sock');
+  const kms = scratch.start('kms', process.execPath, [opt.cli, 'kms', 'serve', '--state-dir', scratch.path('kms'), '--socket', kmsSock, '--allow-immediate-deletion']);
+  await waitFor('the KMS socket', () => canConnect(kmsSock), { alive: () => kms.child.exitCode === null });
+  const daemon = {
+    kmsSock,
+    ctlSock,
+    nbdSock,
+    entry: undefined,
+    async start(nodeFlags = []) {
+      this.entry = scratch.start('daemon', process.execPath, [
+        ...nodeFlags,
+        opt.cli,
+        'daemon',
+        '--state-dir',
+        scratch.path('state'),
+        '--control-socket',
+        ctlSock,
+        '--kms-socket',
+        kmsSock,
+        '--nbd-socket',
+        nbdSock,
+      ]);
+      const e = this.entry;
+      await waitFor('the daemon control API', () => controlRequest(ctlSock, 'GET', '/v1/status'), { alive: () => e.child.exitCode === null }).catch((err) => {
+        throw new Error(`${err.message}\n${scratch.tail('daemon')}`);
+      });
+      await waitFor('the daemon NBD socket', () => canConnect(nbdSock));
+    },
+    pid() {
+      return this.entry.child.pid;
+    },
+  };
+  await daemon.start();
+  return daemon;
+}
+
+async function createVolume(daemon, type) {
+  const r = await nitride(['volume', 'create', '--type', type, '--size', SIZE, '--json'], { NITRIDE_SOCKET: daemon.ctlSock, NITRIDE_KMS_SOCKET: daemon.kmsSock });
+  const info = JSON.parse(r.stdout);
+  return { id: info.id, uri: info.uri };
+}
+
+/** Wait until the daemon has released the previous fio connection (volumes are single-attach). */
+async function volumeIdle(daemon, id) {
+  await waitFor(`volume ${id} to be detached`, async () => (await controlRequest(daemon.ctlSock, 'GET', `/v1/volumes/${id}`)).state === 'available', { timeoutMs: 15_000, intervalMs: 20 });
+}
+
+async function setUp() {
+  const fs = await fileSystemOf(scratch.dir);
+  const free = statfsSync(scratch.dir);
+  const freeGiB = (free.bavail * free.bsize) / 2 ** 30;
+  const needGiB = TARGETS.length * 1.05 + 0.5;
+  if (freeGiB < needGiB) throw new Error(`${scratch.dir}: ${freeGiB.toFixed(1)} GiB free, the images need ${needGiB.toFixed(1)} GiB`);
+  say(`scratch ${scratch.dir} on ${fs.fstype} (${fs.source}, mounted on ${fs.target}); ${freeGiB.toFixed(0)} GiB free`);
+
+  const pw = scratch.path('passphrase');
+  writeFileSync(pw, PASSPHRASE, { mode: 0o600 });
+  let daemon;
+  if (TARGETS.some((t) => t.nitride)) daemon = await startNitride();
+  if (TARGETS.some((t) => t.id === 'qemu-nbd-luks' || t.id === 'nbdkit-luks')) {
+    // LUKS1 (qemu's luks format), aes-256-xts-plain64; short PBKDF time so opens are cheap.
+    await run('qemu-img', [
+      'create',
+      '-q',
+      '-f',
+      'luks',
+      '--object',
+      `secret,id=s0,file=${pw}`,
+      '-o',
+      'key-secret=s0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha256,iter-time=10',
+      scratch.path('luks-qemu.img'),
+      SIZE,
+    ]);
+    await run('cp', ['--sparse=always', scratch.path('luks-qemu.img'), scratch.path('luks-nbdkit.img')]);
+  }
+  for (const t of TARGETS) {
+    if (t.nitride) {
+      const v = await createVolume(daemon, t.nitride);
+      Object.assign(t, { volume: v.id, uri: v.uri, pids: () => [daemon.pid()], daemon });
+      t.before = () => volumeIdle(daemon, v.id);
+    } else if (t.id === 'qemu-nbd-luks') {
+      const sock = scratch.path('run', 'qemu-nbd.sock');
+      mkdirSync(path.dirname(sock), { recursive: true });
+      const e = scratch.start('qemu-nbd', 'qemu-nbd', [
+        '--object',
+        `secret,id=s0,file=${pw}`,
+        '--image-opts',
+        `driver=luks,key-secret=s0,file.driver=file,file.filename=${scratch.path('luks-qemu.img')}`,
+        '--socket',
+        sock,
+        '--export-name',
+        'bench',
+        '--persistent',
+        '--shared',
+        '1',
+        '--cache',
+        'writeback',
+        '--aio',
+        'threads',
+      ]);
+      await waitFor('qemu-nbd', () => canConnect(sock), { alive: () => e.child.exitCode === null }).catch((err) => {
+        throw new Error(`${err.message}\n${scratch.tail('qemu-nbd')}`);
+      });
+      Object.assign(t, { uri: `nbd+unix:///bench?socket=${sock}`, pids: () => [e.child.pid] });
+    } else {
+      const sock = scratch.path('run', `${t.id}.sock`);
+      mkdirSync(path.dirname(sock), { recursive: true });
+      let args;
+      if (t.id === 'nbdkit-file') {
+        await run('truncate', ['-s', SIZE, scratch.path('plain.img')]);
+        args = ['file', `file=${scratch.path('plain.img')}`];
+      } else {
+        args = ['--filter=luks', 'file', `file=${scratch.path('luks-nbdkit.img')}`, `passphrase=+${pw}`];
+      }
+      const e = scratch.start(t.id, 'nbdkit', ['--foreground', '--exit-with-parent', '--unix', sock, ...args]);
+      await waitFor(t.id, () => canConnect(sock), { alive: () => e.child.exitCode === null }).catch((err) => {
+        throw new Error(`${err.message}\n${scratch.tail(t.id)}`);
+      });
+      Object.assign(t, { uri: `nbd+unix:///?socket=${sock}`, pids: () => [e.child.pid] });
+    }
+  }
+  return { fs, daemon };
+}
+
+// ------------------------------------------------------------------------------------- fio
+
+let fioSeq = 0;
+/** One fio run; returns the parsed numbers. `fill`: a whole-device sequential write instead. */
+async function fio(target, job, { fill = false, runtime = RUNTIME, ramp = RAMP } = {}) {
+  mkdirSync(scratch.path('fio'), { recursive: true });
+  const out = scratch.path('fio', `${String(++fioSeq).padStart(4, '0')}-${target.id}-${fill ? 'fill' : job.id}.json`);
+  const args = [`--name=${fill ? 'fill' : job.id}`, '--ioengine=nbd', `--uri=${target.uri}`, '--numjobs=1', '--percentile_list=50:99', '--output-format=json', `--output=${out}`];
+  if (fill) args.push('--rw=write', '--bs=1M', '--iodepth=8');
+  else args.push(`--rw=${job.rw}`, `--bs=${job.bs}`, `--iodepth=${job.qd}`, '--time_based=1', `--runtime=${runtime}`, `--ramp_time=${ramp}`, '--norandommap=1');
+  for (let attempt = 1; ; attempt++) {
+    await target.before?.();
+    const cpu0 = target.pids().map(cpuSeconds);
+    const t0 = process.hrtime.bigint();
+    const r = await new Promise((resolve) => {
+      const p = spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      fioProcs.add(p);
+      let err = '';
+      p.stderr.on('data', (d) => (err += d));
+      p.stdout.resume();
+      p.on('error', (e) => (err += e.message));
+      p.on('close', (code) => {
+        fioProcs.delete(p);
+        resolve({ code, err });
+      });
+    });
+    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu = target.pids().map(cpuSeconds).reduce((a, c, i) => a + c - cpu0[i], 0);
+    let j;
+    try {
+      j = JSON.parse(readFileSync(out, 'utf8')).jobs[0];
+    } catch {
+      j = undefined;
+    }
+    if (r.code === 0 && j && j.error === 0) {
+      const side = job.rw.includes('read') ? j.read : j.write;
+      const iops = side.iops;
+      return {
+        iops,
+        mbps: side.bw_bytes / 1e6,
+        clatMeanUs: side.clat_ns.mean / 1e3,
+        clatP50Us: (side.clat_ns.percentile?.['50.000000'] ?? NaN) / 1e3,
+        clatP99Us: (side.clat_ns.percentile?.['99.000000'] ?? NaN) / 1e3,
+        serverCores: cpu / wall,
+        serverCpuUsPerIo: iops > 0 ? ((cpu / wall) * 1e6) / iops : null,
+        fioCpuPct: j.usr_cpu + j.sys_cpu,
+        wallS: wall,
+      };
+    }
+    const why = `fio ${fill ? 'fill' : job.id} on ${target.id} failed (exit ${r.code}${j ? `, error ${j.error}` : ''}): ${r.err.trim().split('\n').slice(-3).join(' | ')}`;
+    if (attempt >= 2) throw new Error(why);
+    say(`${why}; retrying once`);
+    await sleep(500);
+  }
+}
+
+const sync = () => (SYNC ? run('sync', []) : Promise.resolve());
+
+// ------------------------------------------------------------------------------- the run
+
+async function main() {
+  const facts = await hostFacts();
+  const versions = {
+    fio: await versionOf('fio'),
+    qemuNbd: await versionOf('qemu-nbd'),
+    nbdkit: await versionOf('nbdkit'),
+    nitride: (await nitride(['--version'], {}).catch(() => ({ stdout: '' }))).stdout.trim() || null,
+  };
+  const nRuns = REPS * JOBS.length * TARGETS.length;
+  say(
+    `bench-block: ${TARGETS.length} targets x ${JOBS.length} jobs x ${REPS} reps = ${nRuns} fio runs of ${RAMP}+${RUNTIME} s (estimate ~${Math.ceil((nRuns * (RUNTIME + RAMP + 0.8) + 60) / 60)} min)`,
+  );
+  say(`host: ${facts.cpus} x ${facts.cpuModel}, ${facts.memoryGiB} GiB, Linux ${facts.kernel}, load ${facts.loadavg.join(' ')}; nitride ${facts.nitrideRev}`);
+  const { fs, daemon } = await setUp();
+
+  // Pre-fill: every target, sequentially written once through its own server (first writes into
+  // sparse files; informative only), then the page cache is written back.
+  const fillJob = { id: 'fill', rw: 'write' };
+  const fill = {};
+  for (const t of TARGETS) {
+    const r = await fio(t, fillJob, { fill: true });
+    fill[t.id] = +r.mbps.toFixed(1);
+  }
+  await run('sync', []);
+  say(`pre-filled (1 GiB sequential write through each server, MB/s): ${TARGETS.map((t) => `${t.id} ${fill[t.id].toFixed(0)}`).join(', ')}`);
+
+  const runs = [];
+  for (let rep = 0; rep < REPS; rep++) {
+    for (const [ji, job] of JOBS.entries()) {
+      const k = (rep + ji) % TARGETS.length;
+      const order = [...TARGETS.slice(k), ...TARGETS.slice(0, k)];
+      const line = [];
+      for (const t of order) {
+        await sync();
+        const r = await fio(t, job);
+        runs.push({ rep, job: job.id, target: t.id, ...round(r) });
+        line.push(`${t.id} ${human(r[job.metric])}`);
+      }
+      say(`rep ${rep + 1}/${REPS} ${job.label.padEnd(17)} ${unit(job)}: ${line.join(', ')}`);
+    }
+  }
+
+  // Medians and ratios.
+  const results = {};
+  for (const job of JOBS) {
+    results[job.id] = {};
+    for (const t of TARGETS) {
+      const mine = runs.filter((r) => r.job === job.id && r.target === t.id);
+      const med = (k) => median(mine.map((r) => r[k]));
+      const perRepRatio = BASELINE
+        ? mine.map((r) => {
+            const b = runs.find((x) => x.job === job.id && x.target === BASELINE.id && x.rep === r.rep);
+            return b && b[job.metric] > 0 ? r[job.metric] / b[job.metric] : NaN;
+          })
+        : [];
+      results[job.id][t.id] = round({
+        iops: med('iops'),
+        mbps: med('mbps'),
+        clatMeanUs: med('clatMeanUs'),
+        clatP99Us: med('clatP99Us'),
+        serverCores: med('serverCores'),
+        serverCpuUsPerIo: med('serverCpuUsPerIo'),
+        ratio: BASELINE ? median(perRepRatio) : null,
+        ratioSpread: perRepRatio.length ? [Math.min(...perRepRatio), Math.max(...perRepRatio)] : null,
+      });
+    }
+  }
+
+  // Goals: nitride's encrypted volumes beat every encrypted peer and reach 0.8x of plain
+  // nbdkit-file on every job; 1 MiB sequential jobs above 1 GB/s.
+  const goals = [];
+  const peers = TARGETS.filter((t) => t.encrypted && !t.nitride);
+  for (const job of JOBS) {
+    for (const t of TARGETS.filter((x) => x.nitride)) {
+      const me = results[job.id][t.id];
+      const v = me[job.metric];
+      for (const p of peers) {
+        const pv = results[job.id][p.id][job.metric];
+        goals.push({ job: job.id, target: t.id, goal: `beats ${p.id}`, value: v, reference: pv, met: v > pv });
+      }
+      if (BASELINE) goals.push({ job: job.id, target: t.id, goal: '>= 0.8x nbdkit-file', value: me.ratio, reference: 0.8, met: me.ratio >= 0.8 });
+      if (job.metric === 'mbps') goals.push({ job: job.id, target: t.id, goal: '> 1000 MB/s', value: v, reference: 1000, met: v > 1000 });
+    }
+  }
+
+  // Tables.
+  const header = ['job', ...TARGETS.map((t) => t.id)];
+  console.log(`\nThroughput, median of ${REPS} (IOPS for 4k, MB/s for 1M) and ratio to nbdkit-file (median of per-rep ratios):`);
+  console.log(
+    textTable(
+      header,
+      JOBS.map((job) => [`${job.label} ${unit(job)}`, ...TARGETS.map((t) => `${human(results[job.id][t.id][job.metric])} ${fmtRatio(results[job.id][t.id].ratio)}`)]),
+    ),
+  );
+  console.log('\nCompletion latency, median of runs: mean / p99 (µs):');
+  console.log(textTable(header, JOBS.map((job) => [job.label, ...TARGETS.map((t) => `${human(results[job.id][t.id].clatMeanUs)} / ${human(results[job.id][t.id].clatP99Us)}`)])));
+  console.log('\nServer CPU (all threads, from /proc), median: cores busy / µs per I/O:');
+  console.log(
+    textTable(header, JOBS.map((job) => [job.label, ...TARGETS.map((t) => `${results[job.id][t.id].serverCores?.toFixed(2)} / ${human(results[job.id][t.id].serverCpuUsPerIo)}`)])),
+  );
+  const missed = goals.filter((g) => !g.met);
+  console.log(`\nGoals: ${goals.length - missed.length}/${goals.length} met.`);
+  for (const g of missed) console.log(`  MISS ${g.job} ${g.target}: ${g.goal} (${human(g.value)} vs ${human(g.reference)})`);
+
+  // Profile of the daemon under 4k randread QD32 on the ebs volume.
+  let profile = null;
+  const ebs = TARGETS.find((t) => t.nitride === 'ebs');
+  const resultsDir = opt.out ? path.dirname(path.resolve(opt.out)) : path.join(ROOT, 'bench-results');
+  const ts = stamp(new Date(started));
+  const base = opt.out ? path.resolve(opt.out).replace(/\.json$/, '') : path.join(resultsDir, `block-${ts}`);
+  mkdirSync(resultsDir, { recursive: true });
+  if (PROFILE && ebs) profile = await profileDaemon(daemon, ebs, `${base}.cpuprofile`);
+
+  const doc = {
+    benchmark: 'block',
+    date: new Date(started).toISOString(),
+    durationS: Math.round((Date.now() - started) / 1000),
+    host: facts,
+    versions,
+    scratch: { dir: scratch.dir, ...fs },
+    settings: {
+      runtimeS: RUNTIME,
+      rampS: RAMP,
+      reps: REPS,
+      volumeSize: SIZE,
+      syncBeforeEachRun: SYNC,
+      fio: 'ioengine=nbd numjobs=1 time_based norandommap; 4k jobs: IOPS; 1M jobs: MB/s (1e6 bytes/s)',
+      qemuNbd: 'LUKS1 aes-256-xts-plain64 (512-byte sectors), --cache=writeback --aio=threads',
+      nitride: 'AES-256-XTS, 4096-byte data units',
+      baseline: BASELINE?.id ?? null,
+      ratio: 'median over repetitions of value / baseline value in the same repetition',
+    },
+    targets: TARGETS.map((t) => ({ id: t.id, label: t.label, encrypted: t.encrypted, uri: t.uri, ...(t.volume ? { volume: t.volume } : {}) })),
+    jobs: JOBS.map(({ id, label, rw, bs, qd, metric }) => ({ id, label, rw, bs, iodepth: qd, metric })),
+    fillMBps: fill,
+    runs,
+    medians: results,
+    goals,
+    profile,
+  };
+  writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2) + '\n');
+  writeFileSync(
+    `${base}.svg`,
+    svgBarChart({
+      title: 'nitride block benchmark: throughput relative to nbdkit file (unencrypted)',
+      subtitle: `fio ioengine=nbd, 1 GiB volumes on ${fs.fstype}, median of ${REPS} reps x ${RUNTIME} s; ${facts.cpus} CPUs; ${new Date(started).toISOString().slice(0, 16)}Z`,
+      yLabel: 'throughput / nbdkit file',
+      groups: JOBS.map((job) => ({ label: job.label, sublabel: BASELINE ? `file: ${human(results[job.id][BASELINE.id][job.metric])} ${unit(job)}` : '' })),
+      series: TARGETS.map((t) => ({ label: t.label, color: t.color })),
+      values: JOBS.map((job) => TARGETS.map((t) => (BASELINE ? results[job.id][t.id].ratio : results[job.id][t.id][job.metric]))),
+      refLines: BASELINE
+        ? [
+            { value: 1, label: 'baseline', color: '#333' },
+            { value: 0.8, label: 'goal 0.8x', color: '#2a8a2a' },
+          ]
+        : [],
+      valueFormat: (v) => (BASELINE ? v.toFixed(2) : human(v)),
+    }),
+  );
+  console.log(`\nresults: ${base}.json\nchart:   ${base}.svg${profile ? `\nprofile: ${base}.cpuprofile` : ''}`);
+  say('done');
+}
+
+/** Restart the daemon under --cpu-prof, run 4k randread QD32 on the ebs volume, stop it, summarise. */
+async function profileDaemon(daemon, ebs, keepAs) {
+  const job = JOBS.find((j) => j.id === 'randread-4k-qd32') ?? ALL_JOBS.find((j) => j.id === 'randread-4k-qd32');
+  const dir = scratch.path('prof');
+  mkdirSync(dir, { recursive: true });
+  await scratch.stop('daemon', 'SIGTERM');
+  await daemon.start(['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250']);
+  const pid = daemon.pid();
+  const seconds = Math.max(RUNTIME, 5);
+  await sync();
+  const threads0 = threadCpu(pid);
+  const r = await fio(ebs, job, { runtime: seconds, ramp: RAMP });
+  const threads1 = threadCpu(pid);
+  await scratch.stop('daemon', 'SIGTERM');
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) {
+    console.log('\nprofile: the daemon wrote no .cpuprofile');
+    return null;
+  }
+  copyFileSync(path.join(dir, file), keepAs);
+  const self = profileSelfTimes(JSON.parse(readFileSync(path.join(dir, file), 'utf8')));
+  // Per-thread CPU during the fio run (main thread vs libuv pool vs V8 helpers).
+  const byName = new Map();
+  for (const t1 of threads1) {
+    const t0 = threads0.find((t) => t.tid === t1.tid);
+    const d = t1.cpu - (t0?.cpu ?? 0);
+    const name = t1.tid === pid ? 'main (event loop)' : t1.name;
+    byName.set(name, (byName.get(name) ?? 0) + d);
+  }
+  const wall = r.wallS;
+  const threads = [...byName].map(([name, cpu]) => ({ name, cores: +(cpu / wall).toFixed(2) })).sort((a, b) => b.cores - a.cores);
+  console.log(`\nDaemon CPU profile, 4k randread QD32 on nitride-ebs (${seconds} s under --cpu-prof, ${human(r.iops)} IOPS):`);
+  console.log(`threads (cores busy): ${threads.filter((t) => t.cores > 0).map((t) => `${t.name} ${t.cores.toFixed(2)}`).join(', ')}`);
+  console.log(`main thread: ${self.busyMs} ms busy, ${self.idleMs} ms idle in the profile; top self time:`);
+  console.log(
+    textTable(
+      ['%busy', 'ms', 'function', 'where'],
+      self.rows.slice(0, 10).map((x) => [x.pct.toFixed(1), x.ms.toFixed(0), x.name, x.where]),
+      { align: ['r', 'r', 'l', 'l'] },
+    ),
+  );
+  return { job: job.id, target: ebs.id, seconds, iops: r.iops, threads, busyMs: self.busyMs, idleMs: self.idleMs, top: self.rows.slice(0, 25) };
+}
+
+function round(o) {
+  const out = {};
+  for (const [k, v] of Object.entries(o)) out[k] = typeof v === 'number' ? +v.toPrecision(5) : Array.isArray(v) ? v.map((x) => +x.toPrecision(4)) : v;
+  return out;
+}
+
+function fmtRatio(r) {
+  return r === null || r === undefined || !Number.isFinite(r) ? '' : `(${r.toFixed(2)}x)`;
+}
+
+try {
+  await main();
+} catch (err) {
+  console.error(`bench-block: ${err.message}`);
+  process.exitCode = 1;
+} finally {
+  for (const p of fioProcs) p.kill('SIGTERM');
+  await scratch.cleanup();
+}

@@ -1,0 +1,141 @@
+/** `nitride volume …`: EBS-like and ephemeral encrypted volumes served over NBD. */
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { parseSize } from '../../common/units.js';
+import type { VolumeInfo } from '../../volume/manager.js';
+import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
+import { emit, formatBytes, renderFields, renderTable } from '../output.js';
+import { progressBar } from '../progress.js';
+
+interface CreateOptions extends ClientOptions {
+  type: 'ebs' | 'ephemeral';
+  size: string;
+  kmsKey?: string;
+  name?: string;
+  multiAttach?: boolean;
+}
+
+export function volumeCommand(): Command {
+  const volume = new Command('volume').description('encrypted volumes (EBS-like and ephemeral), served over NBD');
+
+  volume.addCommand(
+    clientVerb(new Command('create').description('create a volume; prints its id and NBD URI'))
+      .addOption(new Option('--type <type>', 'ebs (persistent, KMS-wrapped key) or ephemeral (key in memory only)').choices(['ebs', 'ephemeral']).default('ebs'))
+      .requiredOption('--size <size>', 'size, e.g. 10G, 512M (binary units)')
+      .option('--kms-key <id>', 'KMS key id or alias for ebs (default: the KMS default key)')
+      .option('--name <name>', 'a unique name')
+      .option('--multi-attach', 'allow several consumers at once')
+      .action(async (options: CreateOptions) => {
+        const body = {
+          type: options.type,
+          size: parseSize(options.size),
+          ...(options.kmsKey ? { kmsKeyId: options.kmsKey } : {}),
+          ...(options.name ? { name: options.name } : {}),
+          ...(options.multiAttach ? { multiAttach: true } : {}),
+        };
+        const info = await clientOf(options).call<VolumeInfo>('POST', '/v1/volumes', body);
+        emit(options, info, renderVolume);
+      }),
+  );
+
+  volume.addCommand(
+    clientVerb(new Command('list').description('list volumes')).action(async (options: ClientOptions) => {
+      const all = await clientOf(options).get<VolumeInfo[]>('/v1/volumes');
+      emit(options, all, (rows) =>
+        rows.length === 0
+          ? 'no volumes'
+          : renderTable(rows, {
+              id: (v) => v.id,
+              name: (v) => v.name,
+              type: (v) => v.type,
+              size: (v) => formatBytes(v.size),
+              state: (v) => v.state,
+              'kms key': (v) => v.encryption.kmsKeyId,
+            }),
+      );
+    }),
+  );
+
+  volume.addCommand(
+    clientVerb(new Command('describe').description('show one volume').argument('<id>', 'volume id')).action(async (id: string, options: ClientOptions) => {
+      emit(options, await clientOf(options).get<VolumeInfo>(`/v1/volumes/${encodeURIComponent(id)}`), renderVolume);
+    }),
+  );
+
+  volume.addCommand(
+    clientVerb(new Command('delete').description('delete a volume (its key and data are destroyed)').argument('<id>', 'volume id')).action(
+      async (id: string, options: ClientOptions) => {
+        const r = await clientOf(options).call<{ id: string }>('DELETE', `/v1/volumes/${encodeURIComponent(id)}`);
+        emit(options, r, () => `deleted ${r.id}`);
+      },
+    ),
+  );
+
+  volume.addCommand(
+    clientVerb(new Command('resize').description('grow a volume').argument('<id>', 'volume id').requiredOption('--size <size>', 'new size, e.g. 20G')).action(
+      async (id: string, options: ClientOptions & { size: string }) => {
+        const info = await clientOf(options).call<VolumeInfo>('POST', `/v1/volumes/${encodeURIComponent(id)}/resize`, { size: parseSize(options.size) });
+        emit(options, info, renderVolume);
+      },
+    ),
+  );
+
+  volume.addCommand(
+    clientVerb(
+      new Command('rewrap')
+        .description("re-wrap the volume's data key under the KMS key's newest version (after rotation) or another key; the data is untouched")
+        .argument('<id>', 'volume id')
+        .option('--kms-key <id>', 'move to this KMS key'),
+    ).action(async (id: string, options: ClientOptions & { kmsKey?: string }) => {
+      const info = await clientOf(options).call<VolumeInfo>('POST', `/v1/volumes/${encodeURIComponent(id)}/rewrap`, options.kmsKey ? { kmsKeyId: options.kmsKey } : {});
+      emit(options, info, renderVolume);
+    }),
+  );
+
+  for (const direction of ['export', 'import'] as const) {
+    const description = direction === 'export' ? 'copy the volume out to a raw image file (decrypted, sparse)' : 'copy a raw image file into the volume (encrypted)';
+    volume.addCommand(
+      clientVerb(new Command(direction).description(description).argument('<id>', 'volume id').argument('<file>', 'raw image file')).action(
+        async (id: string, file: string, options: ClientOptions) => {
+          const bar = progressBar(`${direction} ${id}`, !options.json && process.stderr.isTTY === true);
+          const abort = new AbortController();
+          const onSigint = () => abort.abort();
+          process.once('SIGINT', onSigint);
+          try {
+            const result = await clientOf(options).stream<{ done: number; total: number }>(
+              'POST',
+              `/v1/volumes/${encodeURIComponent(id)}/${direction}`,
+              { path: path.resolve(file) },
+              (p) => {
+                const { done, total } = p as { done: number; total: number };
+                bar.update(done, total);
+              },
+              abort.signal,
+            );
+            bar.finish();
+            emit(options, { id, file: path.resolve(file), bytes: result.total }, (r) => `${direction}ed ${formatBytes(r.bytes)} ${direction === 'export' ? 'from' : 'into'} ${id}`);
+          } finally {
+            process.off('SIGINT', onSigint);
+          }
+        },
+      ),
+    );
+  }
+  return volume;
+}
+
+function renderVolume(v: VolumeInfo): string {
+  return renderFields({
+    id: v.id,
+    name: v.name,
+    type: v.type,
+    size: `${formatBytes(v.size)} (${v.size} bytes)`,
+    state: v.state,
+    attachments: v.attachments.length ? v.attachments.map((a) => `${a.consumer} (${a.connections})`).join(', ') : '-',
+    encryption: `${v.encryption.cipher}, ${v.encryption.dataUnitSize}-byte units${v.encryption.kmsKeyId ? `, key ${v.encryption.kmsKeyId} v${v.encryption.keyVersion}` : ', key in memory only'}`,
+    'multi-attach': v.multiAttach,
+    created: v.createdAt,
+    uri: v.uri,
+    'tcp uri': v.tcpUri,
+  });
+}
