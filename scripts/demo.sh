@@ -4,11 +4,7 @@
 # clients, the crypto proofs, and a clean stop. (The VPC and QEMU guests join as they land.)
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
-require_root
-require_node
-ensure_packages "${BASE_PACKAGES[@]}" "${NBD_CLIENT_PACKAGES[@]}"
-ensure_node_modules
-cd "$NITRIDE_ROOT"
+bootstrap "${NBD_CLIENT_PACKAGES[@]}"
 
 work="$(mktemp -d /tmp/nitride-demo.XXXXXX)"
 cli="$NITRIDE_ROOT/dist/cli/main.js"

@@ -4,9 +4,5 @@
 # Extra arguments go to vitest, e.g. `./scripts/test.sh test/nbd`.
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
-require_root
-require_node
-ensure_packages "${BASE_PACKAGES[@]}" "${NBD_CLIENT_PACKAGES[@]}"
-ensure_node_modules
-cd "$NITRIDE_ROOT"
+bootstrap "${NBD_CLIENT_PACKAGES[@]}"
 exec npx --no-install vitest run "$@"

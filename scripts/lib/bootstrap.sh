@@ -53,3 +53,14 @@ BASE_PACKAGES=(make g++ python3 iproute2 procps)
 # NBD clients the tests and the demo drive volumes with (libnbd's Python binding backs the
 # protocol-abuse tests; it lives in Debian's /usr/bin/python3).
 NBD_CLIENT_PACKAGES=(qemu-utils libnbd-bin python3-libnbd fio)
+
+# bootstrap PKG... : everything a script needs before it runs nitride: root, Node, the
+# Debian packages named (plus BASE_PACKAGES), node_modules, the addon and dist/; then cd to
+# the checkout.
+bootstrap() {
+  require_root
+  require_node
+  ensure_packages "${BASE_PACKAGES[@]}" "$@"
+  ensure_node_modules
+  cd "$NITRIDE_ROOT"
+}

@@ -70,6 +70,23 @@ export interface EncryptedBackendOptions {
   io?: 'auto' | 'native' | 'js';
 }
 
+/** What an encrypted layer over a lower layer with `lc` declares (also used before a key is loaded). */
+export function encryptedCapabilities(lc: BlockCapabilities, dataUnitSize: number): BlockCapabilities {
+  return {
+    readOnly: lc.readOnly,
+    canFlush: lc.canFlush,
+    canFua: lc.canFua,
+    canTrim: !lc.readOnly,
+    canZero: !lc.readOnly,
+    canFastZero: !lc.readOnly && lc.canZero && lc.canFastZero,
+    canCache: lc.canCache,
+    canExtents: lc.canExtents,
+    canMultiConn: lc.canMultiConn,
+    minBlock: ENCRYPTED_MIN_BLOCK,
+    preferredBlock: Math.max(dataUnitSize, lc.preferredBlock),
+  };
+}
+
 export class EncryptedBackend implements BlockBackend {
   readonly capabilities: BlockCapabilities;
   /** The XTS data unit in bytes. */
@@ -119,19 +136,7 @@ export class EncryptedBackend implements BlockBackend {
       } catch (err) {
         throw new BackendError('EINVAL', `bad volume key: ${(err as Error).message}`);
       }
-      this.capabilities = {
-        readOnly: lc.readOnly,
-        canFlush: lc.canFlush,
-        canFua: lc.canFua,
-        canTrim: !lc.readOnly,
-        canZero: !lc.readOnly,
-        canFastZero: !lc.readOnly && lc.canZero && lc.canFastZero,
-        canCache: lc.canCache,
-        canExtents: lc.canExtents,
-        canMultiConn: lc.canMultiConn,
-        minBlock: ENCRYPTED_MIN_BLOCK,
-        preferredBlock: Math.max(unit, lc.preferredBlock),
-      };
+      this.capabilities = encryptedCapabilities(lc, unit);
     } finally {
       if (key instanceof Uint8Array) key.fill(0);
     }

@@ -67,6 +67,23 @@ function isNotSupported(err: unknown): boolean {
   return code === 'EOPNOTSUPP' || code === 'ENOTSUP';
 }
 
+/** What a FileBackend declares. */
+export function fileCapabilities(readOnly: boolean): BlockCapabilities {
+  return {
+    readOnly,
+    canFlush: true,
+    canFua: true,
+    canTrim: !readOnly,
+    canZero: !readOnly,
+    canFastZero: !readOnly,
+    canCache: true,
+    canExtents: true,
+    canMultiConn: true,
+    minBlock: FILE_MIN_BLOCK,
+    preferredBlock: 4096,
+  };
+}
+
 export class FileBackend implements BlockBackend {
   readonly capabilities: BlockCapabilities;
   private readonly ops: InFlight;
@@ -130,19 +147,7 @@ export class FileBackend implements BlockBackend {
     readonly fuaMode: FuaMode,
   ) {
     this.ops = new InFlight(`volume file ${path}`);
-    this.capabilities = {
-      readOnly,
-      canFlush: true,
-      canFua: true,
-      canTrim: !readOnly,
-      canZero: !readOnly,
-      canFastZero: !readOnly,
-      canCache: true,
-      canExtents: true,
-      canMultiConn: true,
-      minBlock: FILE_MIN_BLOCK,
-      preferredBlock: 4096,
-    };
+    this.capabilities = fileCapabilities(readOnly);
   }
 
   get size(): number {

@@ -24,8 +24,8 @@ import type { Logger } from '../log/logger.js';
 import { isKmsError, type KeyProvider } from '../kms/provider.js';
 import { ExportRefusedError, type ExportCatalog, type ExportLease, type NbdExport, type NbdPeer } from '../nbd/exports.js';
 import type { BlockBackend, BlockCapabilities } from './backend.js';
-import { EncryptedBackend, XTS_KEY_BYTES } from './encrypted-backend.js';
-import { FileBackend } from './file-backend.js';
+import { EncryptedBackend, XTS_KEY_BYTES, encryptedCapabilities } from './encrypted-backend.js';
+import { FileBackend, fileCapabilities } from './file-backend.js';
 
 export type VolumeType = 'ebs' | 'ephemeral';
 
@@ -470,20 +470,8 @@ export class VolumeManager implements ExportCatalog {
   }
 }
 
-/** Capabilities every volume export declares (EncryptedBackend over FileBackend). */
-const VOLUME_CAPABILITIES: BlockCapabilities = {
-  readOnly: false,
-  canFlush: true,
-  canFua: true,
-  canTrim: true,
-  canZero: true,
-  canFastZero: true,
-  canCache: true,
-  canExtents: true,
-  canMultiConn: true,
-  minBlock: 512,
-  preferredBlock: DATA_UNIT,
-};
+/** What every volume export declares: XTS over a sparse file (no key needed to know it). */
+const VOLUME_CAPABILITIES: BlockCapabilities = encryptedCapabilities(fileCapabilities(false), DATA_UNIT);
 
 /** Who a connection belongs to: a process (Unix socket), a host (TCP), or a piped stream. */
 function consumerOf(peer: NbdPeer): string {

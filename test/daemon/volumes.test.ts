@@ -148,7 +148,7 @@ print(json.dumps({'code': r.returncode, 'err': r.stderr, 'delcode': d.returncode
     expect((await host.cli(['volume', 'describe', vol.id, '--json'])).stdout).toContain('"state": "available"');
   });
 
-  it('nbd-proxy serves libnbd over stdin/stdout (connect_command)', async () => {
+  it('nbd-proxy serves libnbd over stdin/stdout (connect_command) and socket activation', async () => {
     const vol = await create(host, ['--size', '4M']);
     const res = await nbdPython<{ size: number; ok: boolean }>(`
 import nbd, json
@@ -159,6 +159,15 @@ h.pwrite(b'p'*4096, 8192)
 print(json.dumps({'size': h.get_size(), 'ok': h.pread(4096, 8192) == b'p'*4096}))
 `);
     expect(res).toEqual({ size: 4 << 20, ok: true });
+    // the same through systemd socket activation (LISTEN_FDS, fd 3)
+    const activated = await nbdPython<{ size: number; ok: boolean }>(`
+import nbd, json
+h = nbd.NBD()
+h.set_export_name(${JSON.stringify(vol.id)})
+h.connect_systemd_socket_activation(['node', ${JSON.stringify(CLI)}, 'nbd-proxy', '--nbd-socket', ${JSON.stringify(host.nbdSocket)}])
+print(json.dumps({'size': h.get_size(), 'ok': h.pread(4096, 8192) == b'p'*4096}))
+`);
+    expect(activated).toEqual({ size: 4 << 20, ok: true });
   });
 
   it('bad CLI input: one line, right exit code', async () => {
