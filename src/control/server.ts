@@ -9,7 +9,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { z } from 'zod';
-import { ConflictError, NitrideError, NotFoundError, UsageError, oneLine } from '../common/errors.js';
+import { ConflictError, NitrideError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import type { Logger } from '../log/logger.js';
 import { listenPrivateUnixSocket, socketPeer } from '../common/unix-socket.js';
 import type { AuditLog, Caller } from './audit.js';
@@ -80,6 +80,8 @@ const STATUS_OF: Array<[new (...args: never[]) => NitrideError, number]> = [
   [UsageError, 400],
   [NotFoundError, 404],
   [ConflictError, 409],
+  // A dependency (KMS, disk) is unusable: the call may succeed later.
+  [RuntimeError, 503],
 ];
 
 interface CompiledRoute {

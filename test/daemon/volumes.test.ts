@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFil
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeInfo } from '../../src/volume/manager.js';
-import { CLI, startHost, type TestHost } from '../helpers/nitride.js';
+import { CLI, nitride, startDaemon, startHost, type TestHost } from '../helpers/nitride.js';
 import { nbdPython, run, runOk } from '../helpers/run.js';
 
 const MARKER = 'NITRIDE-KNOWN-PLAINTEXT-7f3a9c';
@@ -192,6 +192,20 @@ print(json.dumps({'size': h.get_size(), 'ok': h.pread(4096, 8192) == b'p'*4096})
 });
 
 describe('keys, KMS and lifetime', () => {
+  it('KMS unreachable: ebs create fails with one clear line (exit 1, HTTP 503); ephemeral volumes still work', async () => {
+    const dir = path.join(host.dir, 'nokms');
+    const d = await startDaemon({ stateDir: path.join(dir, 'state'), socket: path.join(dir, 'run', 'control.sock'), args: ['--kms-socket', path.join(dir, 'absent.sock')] });
+    try {
+      const r = await nitride(['volume', 'create', '--size', '4M', '--control-socket', d.socket]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toMatch(/^nitride: cannot reach the nitride KMS at .*absent\.sock \(is it running\?\)$/);
+      await expect(d.client.call('POST', '/v1/volumes', { type: 'ebs', size: 4 << 20 })).rejects.toMatchObject({ status: 503 });
+      expect((await nitride(['volume', 'create', '--type', 'ephemeral', '--size', '4M', '--control-socket', d.socket])).code).toBe(0);
+    } finally {
+      await d.stop();
+    }
+  });
+
   it('an ebs volume survives a daemon restart and reads back identically; its KMS key disabled, it refuses to attach', async () => {
     const vol = await create(host, ['--size', '16M']);
     const image = path.join(host.dir, 'persist.raw');
