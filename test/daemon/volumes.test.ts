@@ -75,6 +75,22 @@ describe('volumes through the CLI and real NBD clients', () => {
     expect(tcp).not.toMatch(/failed/);
   });
 
+  it('resize grows a volume (data kept), never shrinks it; nbdinfo --can answers', async () => {
+    const vol = await create(host, ['--size', '4M']);
+    await runOk('qemu-io', ['-f', 'raw', vol.uri, '-c', 'write -P 0x42 0 64k']);
+    const grown = JSON.parse((await host.cli(['volume', 'resize', vol.id, '--size', '8M', '--json'])).stdout) as VolumeInfo;
+    expect(grown.size).toBe(8 << 20);
+    expect(await runOk('qemu-img', ['info', '--output=json', vol.uri])).toContain(`"virtual-size": ${8 << 20}`);
+    expect(await runOk('qemu-io', ['-f', 'raw', vol.uri, '-c', 'read -P 0x42 0 64k', '-c', 'read -P 0 4M 4M'])).not.toMatch(/failed/);
+    const shrink = await host.cli(['volume', 'resize', vol.id, '--size', '4M']);
+    expect(shrink.code).toBe(2);
+    expect(shrink.stderr).toMatch(/volumes only grow/);
+    for (const can of ['fua', 'flush', 'trim', 'zero', 'fast-zero', 'multi-conn', 'cache', 'df', 'structured-reply']) {
+      expect((await run('nbdinfo', ['--can', can, vol.uri])).code, can).toBe(0);
+    }
+    expect((await run('nbdinfo', ['--is', 'read-only', vol.uri])).code).not.toBe(0);
+  });
+
   it('ephemeral: never-written blocks read as zeroes and are reported as holes', async () => {
     const eph = await create(host, ['--type', 'ephemeral', '--size', '16M']);
     expect(await runOk('qemu-io', ['-f', 'raw', eph.uri, '-c', 'read -P 0 0 16M'])).not.toMatch(/failed/);
