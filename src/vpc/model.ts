@@ -1,0 +1,695 @@
+/**
+ * The VPC model: VPCs, subnets and ENIs with their validation and address management
+ * (IPAM), the ENI directory the data plane looks up (ENI MAC/IP → hosting daemon), and the
+ * JSON form of it all for the state file.
+ *
+ * Rules, as AWS's (reference: nitro.md §1.4–1.5, amazon-vpc-user-guide subnet-sizing.md):
+ * - VPC: `vpc-` + 17 hex digits, one IPv4 CIDR block /16–/28 without host bits. Special
+ *   ranges (0/8, 127/8, 169.254/16, 224/3) are refused. VPCs may overlap each other: each is
+ *   its own address space.
+ * - Subnet: `subnet-` + 17 hex, a /16–/28 inside its VPC, not overlapping a sibling. Five
+ *   addresses are reserved: network (+0), VPC router (+1), DNS (+2), future use (+3) and
+ *   broadcast (last).
+ * - ENI: `eni-` + 17 hex, one private IPv4 in its subnet (auto: the lowest free address),
+ *   a MAC unique across all VPCs (auto: `02:` + 5 random bytes, locally administered
+ *   unicast), sourceDestCheck (default true), the host-side netdev name (≤ 15 characters,
+ *   auto `ni` + 8 hex digits of the ENI id) and the id of the daemon that hosts it.
+ *
+ * Errors are UsageError (malformed or out of range), ConflictError (clashes with what
+ * exists, full subnet) and NotFoundError, with one-line messages.
+ */
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
+import { GATEWAY_MAC } from './constants.js';
+import {
+  cidrContains,
+  cidrContainsCidr,
+  cidrFirst,
+  cidrHasHostBits,
+  cidrLast,
+  cidrOverlaps,
+  cidrSize,
+  formatCidr,
+  formatMac,
+  intToIpv4,
+  ipv4ToInt,
+  isUnicastMac,
+  isZeroMac,
+  normalizeMac,
+  parseCidr,
+  prefixMask,
+  type Cidr,
+} from './packets.js';
+
+// =============================================================================================
+// Records (the JSON-friendly shapes: what the API shows and the state file stores)
+// =============================================================================================
+
+export interface VpcRecord {
+  id: string;
+  cidr: string;
+  name?: string;
+}
+
+export interface SubnetRecord {
+  id: string;
+  vpcId: string;
+  cidr: string;
+  name?: string;
+}
+
+export interface EniRecord {
+  id: string;
+  vpcId: string;
+  subnetId: string;
+  mac: string;
+  privateIp: string;
+  sourceDestCheck: boolean;
+  /** Host-side netdev (the tap/veth end the daemon opens), unique per host. */
+  hostInterface: string;
+  /** The daemon hosting this ENI: a peer name, or the local daemon's own id. */
+  hostId: string;
+  description?: string;
+}
+
+/** The state file's content. */
+export interface VpcState {
+  version: 1;
+  vpcs: VpcRecord[];
+  subnets: SubnetRecord[];
+  enis: EniRecord[];
+}
+
+// =============================================================================================
+// Limits and id formats
+// =============================================================================================
+
+export const MIN_PREFIX = 16;
+export const MAX_PREFIX = 28;
+/** Linux IFNAMSIZ (16) minus the terminating NUL. */
+export const MAX_INTERFACE_NAME = 15;
+
+const VPC_ID = /^vpc-[0-9a-f]{17}$/;
+const SUBNET_ID = /^subnet-[0-9a-f]{17}$/;
+const ENI_ID = /^eni-[0-9a-f]{17}$/;
+const HOST_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9 ._:/@-]{0,127}$/;
+const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+export const isVpcId = (s: string): boolean => VPC_ID.test(s);
+export const isSubnetId = (s: string): boolean => SUBNET_ID.test(s);
+export const isEniId = (s: string): boolean => ENI_ID.test(s);
+
+/** Address ranges no VPC may use (AWS refuses them too). */
+const SPECIAL_RANGES: Array<[Cidr, string]> = [
+  [{ network: 0x00000000, prefix: 8 }, '"this network" (0.0.0.0/8)'],
+  [{ network: 0x7f000000, prefix: 8 }, 'loopback (127.0.0.0/8)'],
+  [{ network: 0xa9fe0000, prefix: 16 }, 'link-local (169.254.0.0/16)'],
+  [{ network: 0xe0000000, prefix: 3 }, 'multicast and reserved (224.0.0.0/3)'],
+];
+
+// =============================================================================================
+// Reserved addresses of a subnet
+// =============================================================================================
+
+export type ReservedRole = 'network' | 'router' | 'dns' | 'reserved' | 'broadcast';
+
+/** Which reserved address `ip` is in `subnet`, or null if it is assignable (or outside). */
+export function reservedRole(subnet: Cidr, ip: number): ReservedRole | null {
+  if (!cidrContains(subnet, ip)) return null;
+  const first = cidrFirst(subnet);
+  if (ip === first) return 'network';
+  if (ip === first + 1) return 'router';
+  if (ip === first + 2) return 'dns';
+  if (ip === first + 3) return 'reserved';
+  if (ip === cidrLast(subnet)) return 'broadcast';
+  return null;
+}
+
+/** The subnet's VPC router address (+1): default gateway and DHCP server id. */
+export function subnetRouter(subnet: Cidr): number {
+  return cidrFirst(subnet) + 1;
+}
+
+/** The subnet's DNS address (+2). */
+export function subnetDns(subnet: Cidr): number {
+  return cidrFirst(subnet) + 2;
+}
+
+/** The VPC's resolver address (VPC base + 2, the "AmazonProvidedDNS" analogue). */
+export function vpcDnsAddress(vpc: Cidr): number {
+  return cidrFirst(vpc) + 2;
+}
+
+/** Addresses an ENI can get in a subnet (size minus the five reserved). */
+export function usableAddresses(subnet: Cidr): number {
+  return cidrSize(subnet) - 5;
+}
+
+// =============================================================================================
+// The ENI directory: what the data plane looks up
+// =============================================================================================
+
+/** One ENI as the data plane and the ARP/DHCP responders see it (denormalised, numeric addresses). */
+export interface EniEntry {
+  eniId: string;
+  vpcId: string;
+  subnetId: string;
+  mac: string;
+  ip: number;
+  subnet: Cidr;
+  vpc: Cidr;
+  hostId: string;
+  sourceDestCheck: boolean;
+  hostInterface: string;
+}
+
+/**
+ * The mapping ENI (MAC / VPC + IP) → hosting daemon. In-memory here ({@link VpcTables});
+ * at scale it belongs in a replicated store (AWS's "mapping service"), so consumers depend on
+ * this interface only. A lookup miss means "drop".
+ */
+export interface EniDirectory {
+  /** IPs are per VPC: VPC address spaces may overlap. */
+  lookupByIp(vpcId: string, ip: number): EniEntry | undefined;
+  /** MACs are unique across all VPCs. */
+  lookupByMac(mac: string): EniEntry | undefined;
+  lookupById(eniId: string): EniEntry | undefined;
+  list(): EniEntry[];
+}
+
+/** The in-memory {@link EniDirectory}, indexed by id, MAC and (VPC, IP). */
+export class VpcTables implements EniDirectory {
+  private readonly byId = new Map<string, EniEntry>();
+  private readonly byMac = new Map<string, EniEntry>();
+  private readonly byVpcIp = new Map<string, EniEntry>();
+
+  /** `localHostId`: the id of the daemon holding these tables (entries with it are local). */
+  constructor(readonly localHostId: string) {}
+
+  lookupByIp(vpcId: string, ip: number): EniEntry | undefined {
+    return this.byVpcIp.get(`${vpcId}/${ip >>> 0}`);
+  }
+
+  lookupByMac(mac: string): EniEntry | undefined {
+    return this.byMac.get(mac);
+  }
+
+  lookupById(eniId: string): EniEntry | undefined {
+    return this.byId.get(eniId);
+  }
+
+  list(): EniEntry[] {
+    return [...this.byId.values()];
+  }
+
+  /** Entries hosted by `hostId` (default: this daemon). */
+  listByHost(hostId = this.localHostId): EniEntry[] {
+    return this.list().filter((e) => e.hostId === hostId);
+  }
+
+  isLocal(entry: EniEntry): boolean {
+    return entry.hostId === this.localHostId;
+  }
+
+  /** Insert or replace (by ENI id). The caller (the model) has checked uniqueness. */
+  put(entry: EniEntry): void {
+    this.remove(entry.eniId);
+    const frozen = Object.freeze({ ...entry, subnet: Object.freeze({ ...entry.subnet }), vpc: Object.freeze({ ...entry.vpc }) });
+    this.byId.set(entry.eniId, frozen);
+    this.byMac.set(entry.mac, frozen);
+    this.byVpcIp.set(`${entry.vpcId}/${entry.ip >>> 0}`, frozen);
+  }
+
+  remove(eniId: string): boolean {
+    const old = this.byId.get(eniId);
+    if (!old) return false;
+    this.byId.delete(eniId);
+    this.byMac.delete(old.mac);
+    this.byVpcIp.delete(`${old.vpcId}/${old.ip >>> 0}`);
+    return true;
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+}
+
+// =============================================================================================
+// The model
+// =============================================================================================
+
+export interface CreateVpcInput {
+  cidr: string;
+  id?: string;
+  name?: string;
+}
+
+export interface CreateSubnetInput {
+  vpcId: string;
+  cidr: string;
+  id?: string;
+  name?: string;
+}
+
+export interface CreateEniInput {
+  subnetId: string;
+  id?: string;
+  mac?: string;
+  privateIp?: string;
+  sourceDestCheck?: boolean;
+  hostInterface?: string;
+  /** Default: the local daemon. */
+  hostId?: string;
+  description?: string;
+}
+
+export interface ModifyEniInput {
+  sourceDestCheck?: boolean;
+  hostId?: string;
+  hostInterface?: string;
+  description?: string;
+}
+
+export interface SubnetUsage {
+  total: number;
+  reserved: number;
+  used: number;
+  available: number;
+}
+
+export interface VpcModelOptions {
+  /** This daemon's id (default host of new ENIs; "local" entries of the tables). */
+  localHostId: string;
+  /** Random bytes for ids and MACs (default node:crypto randomBytes). */
+  random?: (bytes: number) => Buffer;
+}
+
+interface Subnet {
+  record: SubnetRecord;
+  cidr: Cidr;
+  /** ENI id by address. */
+  used: Map<number, string>;
+}
+
+/** VPCs, subnets and ENIs, validated; keeps {@link tables} in step with every change. */
+export class VpcModel {
+  readonly tables: VpcTables;
+  private readonly random: (bytes: number) => Buffer;
+  private readonly vpcs = new Map<string, { record: VpcRecord; cidr: Cidr }>();
+  private readonly subnets = new Map<string, Subnet>();
+  private readonly enis = new Map<string, EniRecord>();
+  /** `hostId/interface` → ENI id. */
+  private readonly interfaces = new Map<string, string>();
+
+  constructor(options: VpcModelOptions) {
+    checkHostId(options.localHostId);
+    this.tables = new VpcTables(options.localHostId);
+    this.random = options.random ?? randomBytes;
+  }
+
+  get localHostId(): string {
+    return this.tables.localHostId;
+  }
+
+  // ---- VPCs ---------------------------------------------------------------------------------
+
+  createVpc(input: CreateVpcInput): VpcRecord {
+    const cidr = checkBlock(input.cidr, 'VPC');
+    for (const [range, what] of SPECIAL_RANGES) {
+      if (cidrOverlaps(range, cidr)) throw new UsageError(`VPC CIDR ${formatCidr(cidr)} overlaps the ${what} range`);
+    }
+    const id = input.id ?? this.newId('vpc', (s) => this.vpcs.has(s));
+    if (!isVpcId(id)) throw new UsageError(`'${id}' is not a VPC id (vpc- and 17 hex digits)`);
+    if (this.vpcs.has(id)) throw new ConflictError(`VPC ${id} already exists`);
+    const record: VpcRecord = { id, cidr: formatCidr(cidr) };
+    if (input.name !== undefined) record.name = checkName(input.name);
+    this.vpcs.set(id, { record, cidr });
+    return { ...record };
+  }
+
+  getVpc(id: string): VpcRecord {
+    return { ...this.vpcEntry(id).record };
+  }
+
+  listVpcs(): VpcRecord[] {
+    return [...this.vpcs.values()].map((v) => ({ ...v.record }));
+  }
+
+  deleteVpc(id: string): void {
+    this.vpcEntry(id);
+    const subnets = [...this.subnets.values()].filter((s) => s.record.vpcId === id);
+    if (subnets.length) throw new ConflictError(`VPC ${id} still has ${subnets.length} subnet(s) (${subnets.map((s) => s.record.id).join(', ')}): delete them first`);
+    this.vpcs.delete(id);
+  }
+
+  // ---- subnets ------------------------------------------------------------------------------
+
+  createSubnet(input: CreateSubnetInput): SubnetRecord {
+    const vpc = this.vpcEntry(input.vpcId);
+    const cidr = checkBlock(input.cidr, 'subnet');
+    if (!cidrContainsCidr(vpc.cidr, cidr)) {
+      throw new UsageError(`subnet CIDR ${formatCidr(cidr)} is not inside ${vpc.record.id} (${vpc.record.cidr})`);
+    }
+    for (const other of this.subnets.values()) {
+      if (other.record.vpcId === vpc.record.id && cidrOverlaps(other.cidr, cidr)) {
+        throw new ConflictError(`subnet CIDR ${formatCidr(cidr)} overlaps ${other.record.id} (${other.record.cidr})`);
+      }
+    }
+    const id = input.id ?? this.newId('subnet', (s) => this.subnets.has(s));
+    if (!isSubnetId(id)) throw new UsageError(`'${id}' is not a subnet id (subnet- and 17 hex digits)`);
+    if (this.subnets.has(id)) throw new ConflictError(`subnet ${id} already exists`);
+    const record: SubnetRecord = { id, vpcId: vpc.record.id, cidr: formatCidr(cidr) };
+    if (input.name !== undefined) record.name = checkName(input.name);
+    this.subnets.set(id, { record, cidr, used: new Map() });
+    return { ...record };
+  }
+
+  getSubnet(id: string): SubnetRecord {
+    return { ...this.subnetEntry(id).record };
+  }
+
+  listSubnets(vpcId?: string): SubnetRecord[] {
+    if (vpcId !== undefined) this.vpcEntry(vpcId);
+    return [...this.subnets.values()].filter((s) => vpcId === undefined || s.record.vpcId === vpcId).map((s) => ({ ...s.record }));
+  }
+
+  deleteSubnet(id: string): void {
+    const subnet = this.subnetEntry(id);
+    if (subnet.used.size) {
+      throw new ConflictError(`subnet ${id} still has ${subnet.used.size} ENI(s) (${[...subnet.used.values()].join(', ')}): delete them first`);
+    }
+    this.subnets.delete(id);
+  }
+
+  subnetUsage(id: string): SubnetUsage {
+    const subnet = this.subnetEntry(id);
+    const total = cidrSize(subnet.cidr);
+    return { total, reserved: 5, used: subnet.used.size, available: total - 5 - subnet.used.size };
+  }
+
+  // ---- ENIs ---------------------------------------------------------------------------------
+
+  createEni(input: CreateEniInput): EniRecord {
+    const subnet = this.subnetEntry(input.subnetId);
+    const id = input.id ?? this.newId('eni', (s) => this.enis.has(s));
+    if (!isEniId(id)) throw new UsageError(`'${id}' is not an ENI id (eni- and 17 hex digits)`);
+    if (this.enis.has(id)) throw new ConflictError(`ENI ${id} already exists`);
+    const hostId = input.hostId === undefined ? this.localHostId : checkHostId(input.hostId);
+
+    let mac: string;
+    if (input.mac !== undefined) {
+      mac = checkMac(input.mac);
+      const owner = this.tables.lookupByMac(mac);
+      if (owner) throw new ConflictError(`MAC ${mac} is already used by ${owner.eniId}`);
+    } else {
+      mac = this.newMac();
+    }
+
+    let ip: number;
+    if (input.privateIp !== undefined) {
+      ip = this.checkRequestedIp(subnet, input.privateIp);
+    } else {
+      const free = this.lowestFree(subnet);
+      if (free === null) {
+        throw new ConflictError(
+          `subnet ${subnet.record.id} (${subnet.record.cidr}) has no free address: all ${usableAddresses(subnet.cidr)} usable addresses are in use`,
+          'SUBNET_FULL',
+        );
+      }
+      ip = free;
+    }
+
+    let hostInterface: string;
+    if (input.hostInterface !== undefined) {
+      hostInterface = checkInterfaceName(input.hostInterface);
+      this.checkInterfaceFree(hostId, hostInterface, id);
+    } else {
+      hostInterface = this.newInterfaceName(hostId, id);
+    }
+
+    const record: EniRecord = {
+      id,
+      vpcId: subnet.record.vpcId,
+      subnetId: subnet.record.id,
+      mac,
+      privateIp: intToIpv4(ip),
+      sourceDestCheck: input.sourceDestCheck ?? true,
+      hostInterface,
+      hostId,
+    };
+    if (input.description !== undefined) record.description = checkDescription(input.description);
+    if (typeof record.sourceDestCheck !== 'boolean') throw new UsageError('sourceDestCheck must be true or false');
+    this.enis.set(id, record);
+    subnet.used.set(ip, id);
+    this.interfaces.set(`${hostId}/${hostInterface}`, id);
+    this.tables.put(this.entryOf(record));
+    return { ...record };
+  }
+
+  getEni(id: string): EniRecord {
+    return { ...this.eniRecord(id) };
+  }
+
+  listEnis(filter: { vpcId?: string; subnetId?: string; hostId?: string } = {}): EniRecord[] {
+    return [...this.enis.values()]
+      .filter((e) => (filter.vpcId === undefined || e.vpcId === filter.vpcId) && (filter.subnetId === undefined || e.subnetId === filter.subnetId) && (filter.hostId === undefined || e.hostId === filter.hostId))
+      .map((e) => ({ ...e }));
+  }
+
+  /** Change the mutable attributes (address, MAC, subnet are fixed for an ENI's life, as in AWS). */
+  modifyEni(id: string, changes: ModifyEniInput): EniRecord {
+    const old = this.eniRecord(id);
+    const next: EniRecord = { ...old };
+    if (changes.sourceDestCheck !== undefined) {
+      if (typeof changes.sourceDestCheck !== 'boolean') throw new UsageError('sourceDestCheck must be true or false');
+      next.sourceDestCheck = changes.sourceDestCheck;
+    }
+    if (changes.hostId !== undefined) next.hostId = checkHostId(changes.hostId);
+    if (changes.hostInterface !== undefined) next.hostInterface = checkInterfaceName(changes.hostInterface);
+    if (changes.description !== undefined) next.description = checkDescription(changes.description);
+    if (next.hostId !== old.hostId || next.hostInterface !== old.hostInterface) this.checkInterfaceFree(next.hostId, next.hostInterface, id);
+    this.interfaces.delete(`${old.hostId}/${old.hostInterface}`);
+    this.interfaces.set(`${next.hostId}/${next.hostInterface}`, id);
+    this.enis.set(id, next);
+    this.tables.put(this.entryOf(next));
+    return { ...next };
+  }
+
+  deleteEni(id: string): void {
+    const record = this.eniRecord(id);
+    this.subnetEntry(record.subnetId).used.delete(ipv4ToInt(record.privateIp)!);
+    this.interfaces.delete(`${record.hostId}/${record.hostInterface}`);
+    this.enis.delete(id);
+    this.tables.remove(id);
+  }
+
+  // ---- state file ---------------------------------------------------------------------------
+
+  toJSON(): VpcState {
+    return { version: 1, vpcs: this.listVpcs(), subnets: this.listSubnets(), enis: this.listEnis() };
+  }
+
+  /**
+   * Rebuild a model from its JSON form. Every record is re-validated as if created anew
+   * (ids, CIDRs, overlaps, reserved and duplicate addresses, MACs); any problem is a
+   * RuntimeError `VPC_STATE` naming it: the daemon cannot run on a state it cannot trust.
+   */
+  static fromJSON(json: unknown, options: VpcModelOptions): VpcModel {
+    const parsed = StateSchema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new RuntimeError('VPC_STATE', `invalid VPC state: ${issue ? `${issue.path.join('.') || 'state'}: ${issue.message}` : 'unreadable'}`);
+    }
+    const model = new VpcModel(options);
+    const state = parsed.data;
+    try {
+      for (const v of state.vpcs) model.createVpc(v);
+      for (const s of state.subnets) model.createSubnet(s);
+      for (const e of state.enis) {
+        const created = model.createEni({
+          id: e.id,
+          subnetId: e.subnetId,
+          mac: e.mac,
+          privateIp: e.privateIp,
+          sourceDestCheck: e.sourceDestCheck,
+          hostInterface: e.hostInterface,
+          hostId: e.hostId,
+          description: e.description,
+        });
+        if (created.vpcId !== e.vpcId) throw new UsageError(`ENI ${e.id} names ${e.vpcId} but its subnet ${e.subnetId} is in ${created.vpcId}`);
+      }
+    } catch (err) {
+      throw new RuntimeError('VPC_STATE', `invalid VPC state: ${oneLine(err)}`, { cause: err });
+    }
+    return model;
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  private vpcEntry(id: string): { record: VpcRecord; cidr: Cidr } {
+    const vpc = this.vpcs.get(id);
+    if (!vpc) throw new NotFoundError(`VPC ${id} does not exist`);
+    return vpc;
+  }
+
+  private subnetEntry(id: string): Subnet {
+    const subnet = this.subnets.get(id);
+    if (!subnet) throw new NotFoundError(`subnet ${id} does not exist`);
+    return subnet;
+  }
+
+  private eniRecord(id: string): EniRecord {
+    const eni = this.enis.get(id);
+    if (!eni) throw new NotFoundError(`ENI ${id} does not exist`);
+    return eni;
+  }
+
+  private entryOf(record: EniRecord): EniEntry {
+    const subnet = this.subnetEntry(record.subnetId);
+    const vpc = this.vpcEntry(record.vpcId);
+    return {
+      eniId: record.id,
+      vpcId: record.vpcId,
+      subnetId: record.subnetId,
+      mac: record.mac,
+      ip: ipv4ToInt(record.privateIp)!,
+      subnet: { network: cidrFirst(subnet.cidr), prefix: subnet.cidr.prefix },
+      vpc: { network: cidrFirst(vpc.cidr), prefix: vpc.cidr.prefix },
+      hostId: record.hostId,
+      sourceDestCheck: record.sourceDestCheck,
+      hostInterface: record.hostInterface,
+    };
+  }
+
+  private checkRequestedIp(subnet: Subnet, text: string): number {
+    const ip = typeof text === 'string' ? ipv4ToInt(text) : null;
+    if (ip === null) throw new UsageError(`'${String(text)}' is not an IPv4 address`);
+    if (!cidrContains(subnet.cidr, ip)) throw new UsageError(`${text} is not in subnet ${subnet.record.id} (${subnet.record.cidr})`);
+    const role = reservedRole(subnet.cidr, ip);
+    if (role) throw new UsageError(`${text} is reserved in subnet ${subnet.record.id} (${ROLE_TEXT[role]})`);
+    const owner = subnet.used.get(ip);
+    if (owner) throw new ConflictError(`${text} is already assigned to ${owner}`);
+    return ip;
+  }
+
+  private lowestFree(subnet: Subnet): number | null {
+    const first = cidrFirst(subnet.cidr) + 4;
+    const last = cidrLast(subnet.cidr) - 1;
+    for (let ip = first; ip <= last; ip++) if (!subnet.used.has(ip)) return ip;
+    return null;
+  }
+
+  private newId(prefix: string, taken: (id: string) => boolean): string {
+    for (;;) {
+      const id = `${prefix}-${this.random(9).toString('hex').slice(0, 17)}`;
+      if (!taken(id)) return id;
+    }
+  }
+
+  private newMac(): string {
+    for (;;) {
+      const bytes = Buffer.concat([Buffer.from([0x02]), this.random(5).subarray(0, 5)]);
+      const mac = formatMac(bytes);
+      if (mac !== GATEWAY_MAC && !this.tables.lookupByMac(mac)) return mac;
+    }
+  }
+
+  private newInterfaceName(hostId: string, eniId: string): string {
+    const derived = `ni${eniId.slice(4, 12)}`;
+    if (!this.interfaces.has(`${hostId}/${derived}`)) return derived;
+    for (;;) {
+      const name = `ni${this.random(4).toString('hex').slice(0, 8)}`;
+      if (!this.interfaces.has(`${hostId}/${name}`)) return name;
+    }
+  }
+
+  private checkInterfaceFree(hostId: string, name: string, eniId: string): void {
+    const owner = this.interfaces.get(`${hostId}/${name}`);
+    if (owner !== undefined && owner !== eniId) throw new ConflictError(`interface ${name} on host ${hostId} is already used by ${owner}`);
+  }
+}
+
+const ROLE_TEXT: Record<ReservedRole, string> = {
+  network: 'network address',
+  router: 'VPC router, subnet base + 1',
+  dns: 'DNS, subnet base + 2',
+  reserved: 'reserved for future use, subnet base + 3',
+  broadcast: 'broadcast address',
+};
+
+// =============================================================================================
+// Field checks
+// =============================================================================================
+
+function checkBlock(text: string, what: 'VPC' | 'subnet'): Cidr {
+  const cidr = parseCidr(text);
+  if (!cidr) throw new UsageError(`'${String(text)}' is not an IPv4 CIDR block (example: 10.0.0.0/16)`);
+  if (cidr.prefix < MIN_PREFIX || cidr.prefix > MAX_PREFIX) {
+    throw new UsageError(`${what} CIDR ${text} has prefix /${cidr.prefix}: it must be between /${MIN_PREFIX} and /${MAX_PREFIX}`);
+  }
+  if (cidrHasHostBits(cidr)) {
+    throw new UsageError(`${what} CIDR ${text} has host bits set (did you mean ${intToIpv4((cidr.network & prefixMask(cidr.prefix)) >>> 0)}/${cidr.prefix}?)`);
+  }
+  return cidr;
+}
+
+/** A MAC given for an ENI: canonical form, unicast, not all zeroes, not the gateway's. */
+export function checkMac(text: string): string {
+  const mac = typeof text === 'string' ? normalizeMac(text) : null;
+  if (!mac) throw new UsageError(`'${String(text)}' is not a MAC address (example: 02:00:00:00:00:01)`);
+  if (isZeroMac(mac)) throw new UsageError(`MAC ${mac} is all zeroes`);
+  if (!isUnicastMac(mac)) throw new UsageError(`MAC ${mac} is a multicast/broadcast address (low bit of the first octet set)`);
+  if (mac === GATEWAY_MAC) throw new UsageError(`MAC ${mac} is the VPC gateway's`);
+  return mac;
+}
+
+function checkHostId(text: string): string {
+  if (typeof text !== 'string' || !HOST_ID.test(text)) {
+    throw new UsageError(`'${String(text)}' is not a host id (1-63 letters, digits, '.', '_', '-', starting with a letter or digit)`);
+  }
+  return text;
+}
+
+function checkInterfaceName(text: string): string {
+  if (typeof text !== 'string' || !INTERFACE_NAME.test(text) || text === '.' || text === '..') {
+    throw new UsageError(`'${String(text)}' is not an interface name (1-${MAX_INTERFACE_NAME} letters, digits, '_', '.', '-')`);
+  }
+  return text;
+}
+
+function checkName(text: string): string {
+  if (typeof text !== 'string' || !NAME.test(text)) throw new UsageError(`'${String(text)}' is not a valid name (1-128 characters: letters, digits, space, . _ : / @ -)`);
+  return text;
+}
+
+function checkDescription(text: string): string {
+  if (typeof text !== 'string' || text.length > 255 || /[\p{Cc}\p{Cs}]/u.test(text)) {
+    throw new UsageError('description must be at most 255 printable characters');
+  }
+  return text;
+}
+
+const StateSchema = z
+  .object({
+    version: z.literal(1),
+    vpcs: z.array(z.object({ id: z.string(), cidr: z.string(), name: z.string().optional() }).strict()),
+    subnets: z.array(z.object({ id: z.string(), vpcId: z.string(), cidr: z.string(), name: z.string().optional() }).strict()),
+    enis: z.array(
+      z
+        .object({
+          id: z.string(),
+          vpcId: z.string(),
+          subnetId: z.string(),
+          mac: z.string(),
+          privateIp: z.string(),
+          sourceDestCheck: z.boolean(),
+          hostInterface: z.string(),
+          hostId: z.string(),
+          description: z.string().optional(),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
