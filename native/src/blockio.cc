@@ -451,6 +451,40 @@ Napi::Value EncryptPwrite(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// encryptPwriteSync: the same encrypt + pwrite on the calling (main) thread,
+// for small non-FUA writes. A buffered 4 KiB pwrite lands in the page cache
+// in a few microseconds, while a threadpool round trip (queue, wake a worker,
+// complete back on the loop) costs ~20 CPU-us on these 2-core hosts; FUA and
+// large writes stay on the threadpool, where blocking belongs.
+Napi::Value EncryptPwriteSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "encryptPwriteSync";
+  int fd = FdArg(info, 0, fn);
+  std::shared_ptr<XtsKey> key = XtsKeyArg(env, info[1], fn);
+  uint64_t off = OffsetArg(env, info[2], fn, "offset");
+  uint8_t* data;
+  size_t len;
+  BufferArg(env, info[3], fn, "data", &data, &len);
+  CheckUnitAligned(env, *key, off, len, fn);
+  if (len > kWriteStep) ThrowRangeError(env, std::string(fn) + ": at most " + std::to_string(kWriteStep) + " bytes");
+  thread_local std::unique_ptr<uint8_t[]> scratch;
+  if (!scratch) scratch.reset(new uint8_t[kWriteStep]);
+  std::string error;
+  if (!XtsTransform(*key, true, off / XtsUnitSize(*key), data, scratch.get(), len, &error)) {
+    ThrowWithCode(env, std::string(fn) + ": " + error, "ERR_OPENSSL");
+  }
+  size_t done = 0;
+  while (done < len) {
+    ssize_t r = pwrite(fd, scratch.get() + done, len - done, static_cast<off_t>(off + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      ThrowErrno(env, std::string(fn) + " pwrite fd " + std::to_string(fd), errno, "pwrite");
+    }
+    if (r == 0) ThrowErrno(env, std::string(fn) + " pwrite fd " + std::to_string(fd) + " wrote nothing", EIO, "pwrite");
+    done += static_cast<size_t>(r);
+  }
+  return env.Undefined();
+}
 
 // ---------------------------------------------------------------------------
 // tryPreadDecrypt / tryPread: the same reads, synchronously on the calling
@@ -545,6 +579,8 @@ void InitBlockIo(Napi::Env env, Napi::Object exports) {
   exports.Set("tryPread", Napi::Function::New(env, TryPread, "tryPread"));
   exports.Set("encryptPwrite",
               Napi::Function::New(env, EncryptPwrite, "encryptPwrite"));
+  exports.Set("encryptPwriteSync",
+              Napi::Function::New(env, EncryptPwriteSync, "encryptPwriteSync"));
 }
 
 }  // namespace nitride

@@ -8,7 +8,7 @@
  * the combined crypto+I/O jobs are the addon's (blockio.cc).
  */
 import { fdatasync as fsFdatasync, read as fsRead, write as fsWrite } from 'node:fs';
-import { adviseWillNeed, encryptPwrite, preadDecrypt, punchHole, seekData, seekHole, tryPread, tryPreadDecrypt, zeroRange } from '../native/addon.js';
+import { adviseWillNeed, encryptPwrite, encryptPwriteSync, preadDecrypt, punchHole, seekData, seekHole, tryPread, tryPreadDecrypt, zeroRange } from '../native/addon.js';
 
 /** pread until `buf` is full; bytes past the end of the file read as zeroes. */
 function pread(fd: number, buf: Uint8Array, position: number): Promise<void> {
@@ -60,6 +60,7 @@ export const blockIo = {
   seekHole,
   preadDecrypt,
   encryptPwrite,
+  encryptPwriteSync,
   tryPread,
   tryPreadDecrypt,
 };

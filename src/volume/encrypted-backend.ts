@@ -319,6 +319,11 @@ export class EncryptedBackend implements BlockBackend {
   private writeUnits(offset: number, data: Buffer, fua: boolean, owned: boolean): Promise<void> {
     if (this.file) {
       const cipher = this.cipher;
+      try {
+        if (!fua && this.file.tryInlineWrite(data.length, (fd) => blockIo.encryptPwriteSync(fd, cipher, offset, data))) return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err);
+      }
       return this.file.useFd((fd, syncFd) => {
         if (fua && syncFd !== undefined) return blockIo.encryptPwrite(syncFd, cipher, offset, data);
         return blockIo.encryptPwrite(fd, cipher, offset, data, { sync: fua });

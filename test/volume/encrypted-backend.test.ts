@@ -382,7 +382,7 @@ for (const { name, root } of scratchRoots()) {
     });
 
     describe('durability: FUA and flush reach fdatasync / O_DSYNC', () => {
-      it("native path, fua 'dsync': FUA writes (also read-modify-writes) go through the O_DSYNC fd", async () => {
+      it("native path, fua 'dsync': small plain writes inline on the plain fd, FUA writes (also read-modify-writes) through the O_DSYNC fd", async () => {
         const r = await rig(CONFIGS[0]!, 1 << 20);
         const calls: { fd: number; sync: boolean | undefined }[] = [];
         const real = blockIo.encryptPwrite;
@@ -390,14 +390,19 @@ for (const { name, root } of scratchRoots()) {
           calls.push({ fd, sync: opts?.sync });
           return real(fd, cipher, offset, data, opts);
         });
+        const inline = vi.spyOn(blockIo, 'encryptPwriteSync');
         await r.enc.write(0, Buffer.alloc(4096, 1));
+        expect(inline).toHaveBeenCalledTimes(1);
+        expect(fdFlags(inline.mock.calls[0]![0]) & O_DSYNC).toBe(0);
         await r.enc.write(4096, Buffer.alloc(4096, 1), { fua: true });
         await r.enc.write(8192 + 512, Buffer.alloc(512, 1), { fua: true });
+        await r.enc.write(65536, Buffer.alloc(128 << 10, 1)); // large: threadpool, plain fd
         expect(calls).toHaveLength(3);
-        expect(fdFlags(calls[0]!.fd) & O_DSYNC).toBe(0);
-        expect(calls[0]!.sync).toBeFalsy();
+        expect(fdFlags(calls[0]!.fd) & O_DSYNC).toBe(O_DSYNC);
         expect(fdFlags(calls[1]!.fd) & O_DSYNC).toBe(O_DSYNC);
-        expect(fdFlags(calls[2]!.fd) & O_DSYNC).toBe(O_DSYNC);
+        expect(fdFlags(calls[2]!.fd) & O_DSYNC).toBe(0);
+        expect(calls[2]!.sync).toBeFalsy();
+        expect(inline).toHaveBeenCalledTimes(1);
         const fsync = vi.spyOn(blockIo, 'fdatasync');
         await r.enc.flush();
         expect(fsync).toHaveBeenCalledTimes(1);
@@ -407,10 +412,12 @@ for (const { name, root } of scratchRoots()) {
       it("native path, fua 'fdatasync': FUA writes ask the job to fdatasync; flush calls fdatasync", async () => {
         const r = await rig(CONFIGS[2]!, 1 << 20);
         const spy = vi.spyOn(blockIo, 'encryptPwrite');
+        const inline = vi.spyOn(blockIo, 'encryptPwriteSync');
         await r.enc.write(0, Buffer.alloc(4096, 1), { fua: true });
         await r.enc.write(4096, Buffer.alloc(4096, 1));
         expect(spy.mock.calls[0]![4]).toEqual({ sync: true });
-        expect(spy.mock.calls[1]![4]).toEqual({ sync: false });
+        expect(spy).toHaveBeenCalledTimes(1);
+        expect(inline).toHaveBeenCalledTimes(1);
         const fsync = vi.spyOn(blockIo, 'fdatasync');
         await r.enc.trim(0, 4096, { fua: true });
         expect(fsync).toHaveBeenCalledTimes(1);
