@@ -23,14 +23,15 @@ export class ByteQueue {
 
   /**
    * The first `n` bytes without consuming them (caller checks `length >= n`). Straddling reads are
-   * copied into `scratch` when given (reused for fixed-size headers), else into a new buffer.
+   * copied into `scratch` when given (reused for fixed-size headers), else into a buffer from
+   * `allocate` (default Buffer.allocUnsafe).
    */
-  peek(n: number, scratch?: Buffer): Buffer {
+  peek(n: number, scratch?: Buffer, allocate: (n: number) => Buffer = Buffer.allocUnsafe): Buffer {
     if (n > this.total) throw new RangeError(`peek(${n}) with only ${this.total} bytes buffered`);
     const head = this.chunks[this.first];
     if (n === 0 || head === undefined) return Buffer.alloc(0);
     if (head.length - this.headOffset >= n) return head.subarray(this.headOffset, this.headOffset + n);
-    const out = scratch !== undefined && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
+    const out = scratch !== undefined && scratch.length >= n ? scratch.subarray(0, n) : allocate(n);
     let copied = 0;
     let offset = this.headOffset;
     for (let i = this.first; copied < n; i++) {
@@ -42,8 +43,8 @@ export class ByteQueue {
   }
 
   /** Consume and return `n` bytes; the result is owned by the caller (no scratch reuse). */
-  take(n: number): Buffer {
-    const out = this.peek(n);
+  take(n: number, allocate?: (n: number) => Buffer): Buffer {
+    const out = this.peek(n, undefined, allocate);
     this.skip(n);
     return out;
   }

@@ -4,7 +4,8 @@
  * Pipeline (transmission phase):
  *   socket 'data' → RequestDecoder.push → next() → validateRequest (the one gate)
  *     → backend call (concurrent, up to MAX_IN_FLIGHT per connection)
- *     → reply header (+ data) written with cork/uncork so header and data leave in one writev.
+ *     → reply header (+ data) queued on a corked socket: every reply finished in the same turn
+ *       of the event loop leaves in one writev; READ buffers return to a pool once sent.
  * Backpressure: reading pauses while MAX_IN_FLIGHT requests run, while undecoded input exceeds
  * MAX_BUFFERED_INPUT, or while the socket's write buffer is full; it resumes as they clear.
  * Replies may go out of order (the spec allows it; cookies match them up).
@@ -29,6 +30,7 @@ import {
   optionName,
 } from './constants.js';
 import { NbdOptionError, NbdProtocolError } from './errors.js';
+import { ioBuffers } from './buffer-pool.js';
 import { ExportRefusedError, type ExportCatalog, type ExportLease, type NbdExport, type NbdPeer } from './exports.js';
 import {
   HandshakeReader,
@@ -99,7 +101,7 @@ type Phase = 'handshake' | 'transmission' | 'closing';
 export class NbdConnection {
   private phase: Phase = 'handshake';
   private readonly handshake = new HandshakeReader();
-  private readonly decoder = new RequestDecoder({ maxPayload: MAX_PAYLOAD });
+  private readonly decoder = new RequestDecoder({ maxPayload: MAX_PAYLOAD, allocate: (n) => ioBuffers.take(n) });
   private clientFlagsRead = false;
   private noZeroes = false;
   private structuredReplies = false;
@@ -109,6 +111,8 @@ export class NbdConnection {
   private backend: BlockBackend | undefined;
   private context: RequestContext | undefined;
   private inFlight = 0;
+  /** Replies are being gathered for one writev (see send). */
+  private corked = false;
   /** Resolved whenever inFlight drops to zero. */
   private idleWaiters: Array<() => void> = [];
   private busy = false;
@@ -376,14 +380,23 @@ export class NbdConnection {
     try {
       switch (req.type) {
         case NbdCmd.READ: {
-          const buf = Buffer.allocUnsafe(req.length);
-          if (req.length > 0) await backend.read(offset, buf);
+          const buf = ioBuffers.take(req.length);
+          try {
+            if (req.length > 0) await backend.read(offset, buf);
+          } catch (err) {
+            ioBuffers.give(buf);
+            throw err;
+          }
           this.replyRead(req, buf);
           return;
         }
         case NbdCmd.WRITE:
-          if (req.length > 0) await backend.write(offset, req.payload!, { fua });
-          else if (fua) await backend.flush();
+          try {
+            if (req.length > 0) await backend.write(offset, req.payload!, { fua });
+            else if (fua) await backend.flush();
+          } finally {
+            if (req.payloadAllocated) ioBuffers.give(req.payload!);
+          }
           break;
         case NbdCmd.FLUSH:
           await backend.flush();
@@ -440,12 +453,13 @@ export class NbdConnection {
   }
 
   private replyRead(req: NbdRequest, data: Buffer): void {
+    const recycle = () => ioBuffers.give(data);
     if (!this.structuredReplies) {
-      this.send([encodeSimpleReply(req.cookie, 0), data]);
+      this.send([encodeSimpleReply(req.cookie, 0), data], recycle);
     } else if (data.length === 0) {
       this.send([encodeNoneChunk(req.cookie)]);
     } else {
-      this.send([encodeOffsetDataHeader(NbdReplyFlag.DONE, req.cookie, req.offset, data.length), data]);
+      this.send([encodeOffsetDataHeader(NbdReplyFlag.DONE, req.cookie, req.offset, data.length), data], recycle);
     }
   }
 
@@ -459,10 +473,23 @@ export class NbdConnection {
     ]);
   }
 
-  private send(buffers: Buffer[]): void {
+  /**
+   * Queue a reply. Replies finished in the same turn of the event loop leave in one writev:
+   * the socket is corked on the first and uncorked once I/O callbacks are done (setImmediate).
+   * `written` runs when the socket has taken the last buffer (or failed).
+   */
+  private send(buffers: Buffer[], written?: () => void): void {
     if (this.socket.destroyed) return;
-    if (buffers.length === 1) this.socket.write(buffers[0]!);
-    else this.writeAll(buffers);
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    const last = buffers.length - 1;
+    buffers.forEach((b, i) => this.socket.write(b, i === last ? written : undefined));
   }
 
   private async teardown(): Promise<void> {

@@ -36,6 +36,8 @@ export interface NbdRequest {
   payload?: Buffer;
   /** WRITE whose payload exceeded the decoder's maxPayload: bytes were discarded, reply EINVAL. */
   payloadDiscarded?: true;
+  /** The payload was assembled in a buffer from the decoder's `allocate`: the server may recycle it once done. */
+  payloadAllocated?: true;
 }
 
 export interface RequestDecoderOptions {
@@ -43,6 +45,8 @@ export interface RequestDecoderOptions {
   maxPayload?: number;
   /** Larger payloads up to this are discarded to stay in sync; beyond it is fatal. Default 64 MiB. */
   maxDiscard?: number;
+  /** Buffers for payloads that straddle chunks (a pool's take); default Buffer.allocUnsafe. */
+  allocate?: (n: number) => Buffer;
 }
 
 /**
@@ -61,10 +65,20 @@ export class RequestDecoder {
   private pendingWrite: NbdRequest | null = null;
   private discardRemaining = 0;
   private failure: NbdProtocolError | null = null;
+  private allocate: ((n: number) => Buffer) | undefined;
+  /** Set by `allocate` when the payload being taken was assembled in an allocated buffer. */
+  private allocated = false;
 
   constructor(options: RequestDecoderOptions = {}) {
     this.maxPayload = options.maxPayload ?? NbdLimits.MAX_PAYLOAD;
     this.maxDiscard = options.maxDiscard ?? NbdLimits.MAX_WRITE_DISCARD;
+    if (options.allocate) {
+      const allocate = options.allocate;
+      this.allocate = (n) => {
+        this.allocated = true;
+        return allocate(n);
+      };
+    }
     if (this.maxDiscard < this.maxPayload) throw new RangeError('maxDiscard < maxPayload');
   }
 
@@ -104,7 +118,9 @@ export class RequestDecoder {
       if (this.discardRemaining > 0) return null;
     } else {
       if (this.queue.length < write.length) return null;
-      write.payload = this.queue.take(write.length);
+      this.allocated = false;
+      write.payload = this.queue.take(write.length, this.allocate);
+      if (this.allocated) write.payloadAllocated = true;
     }
     this.pendingWrite = null;
     return write;
