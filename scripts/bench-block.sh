@@ -39,8 +39,8 @@ cleanup() {
     pid="$(cat "$f")"
     if [ -n "$pid" ] && grep -qF "$SCRATCH" "/proc/$pid/cmdline" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
-      for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -KILL "$pid" 2>/dev/null || true
+      for _ in 1 2 3 4 5 6 7 8 9 10; do grep -qF "$SCRATCH" "/proc/$pid/cmdline" 2>/dev/null || break; sleep 0.5; done
+      grep -qF "$SCRATCH" "/proc/$pid/cmdline" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
     fi
   done
   [ "$keep" = 1 ] || rm -rf "$SCRATCH"
@@ -49,4 +49,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-node scripts/bench/block.mjs --cli "$NITRIDE_ROOT/dist/cli/main.js" --scratch "$SCRATCH" "$@"
+# The daemon profile talks to V8's inspector over WebSocket: global in Node >= 22, a flag on 20.
+node_flags=()
+node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null || node_flags=(--experimental-websocket)
+
+node "${node_flags[@]}" scripts/bench/block.mjs --cli "$NITRIDE_ROOT/dist/cli/main.js" --scratch "$SCRATCH" "$@"

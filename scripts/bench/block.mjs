@@ -21,16 +21,20 @@
 //
 // Output: tables on stdout, bench-results/block-<timestamp>.json (every run and the medians)
 // and bench-results/block-<timestamp>.svg (one group per job, one bar per target, normalised to
-// the baseline). With --profile (default in full runs), the daemon is restarted under
-// `node --cpu-prof` for one 4k randread QD32 run on the ebs volume; the top self-time functions
-// and the per-thread CPU split are printed (and the .cpuprofile kept beside the JSON).
+// the baseline). With --profile (default in full runs; the daemon then starts with
+// --inspect-port=0, which does nothing until asked), after the measurements SIGUSR1 opens the
+// daemon's inspector and V8's sampling profiler records one 4k randread QD32 run on the ebs
+// volume: the top self-time functions and the per-thread CPU split are printed (the .cpuprofile
+// is kept beside the JSON). Needs a global WebSocket (Node >= 22, or --experimental-websocket,
+// which scripts/bench-block.sh adds on Node 20).
 //
 // Run it through scripts/bench-block.sh (installs fio/qemu-utils/nbdkit, builds, runs as root).
 // Usage: node scripts/bench/block.mjs [--quick] [--runtime S] [--ramp S] [--reps N]
 //          [--dir /var/tmp] [--out FILE.json] [--targets a,b] [--jobs a,b] [--profile|--no-profile]
 //          [--no-sync] [--keep] [--cli dist/cli/main.js]
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -42,6 +46,7 @@ import {
   fileSystemOf,
   hostFacts,
   human,
+  inspectorSession,
   installSignalCleanup,
   median,
   profileSelfTimes,
@@ -150,7 +155,9 @@ if (!existsSync(opt.cli)) {
 
 const scratch = opt.scratch ? new Scratch(path.resolve(opt.scratch), { keep: opt.keep }) : Scratch.create(path.resolve(opt.dir), 'nitride-bench.', { keep: opt.keep });
 const fioProcs = new Set();
+let aborted = false;
 installSignalCleanup(scratch, () => {
+  aborted = true;
   for (const p of fioProcs) p.kill('SIGTERM');
 });
 const started = Date.now();
@@ -194,7 +201,7 @@ async function startNitride() {
       return this.entry.child.pid;
     },
   };
-  await daemon.start();
+  await daemon.start(PROFILE ? ['--inspect-port=0'] : []);
   return daemon;
 }
 
@@ -336,6 +343,7 @@ async function fio(target, job, { fill = false, runtime = RUNTIME, ramp = RAMP }
       };
     }
     const why = `fio ${fill ? 'fill' : job.id} on ${target.id} failed (exit ${r.code}${j ? `, error ${j.error}` : ''}): ${r.err.trim().split('\n').slice(-3).join(' | ')}`;
+    if (aborted) await new Promise(() => {}); // the signal handler exits
     if (attempt >= 2) throw new Error(why);
     say(`${why}; retrying once`);
     await sleep(500);
@@ -381,7 +389,7 @@ async function main() {
       for (const t of order) {
         await sync();
         const r = await fio(t, job);
-        runs.push({ rep, job: job.id, target: t.id, ...round(r) });
+        runs.push({ rep, job: job.id, target: t.id, ...round(r), load1: os.loadavg()[0] });
         line.push(`${t.id} ${human(r[job.metric])}`);
       }
       say(`rep ${rep + 1}/${REPS} ${job.label.padEnd(17)} ${unit(job)}: ${line.join(', ')}`);
@@ -409,6 +417,7 @@ async function main() {
         serverCores: med('serverCores'),
         serverCpuUsPerIo: med('serverCpuUsPerIo'),
         ratio: BASELINE ? median(perRepRatio) : null,
+        spread: mine.length > 1 ? Math.max(...mine.map((r) => r[job.metric])) / Math.min(...mine.map((r) => r[job.metric])) : null,
         ratioSpread: perRepRatio.length ? [Math.min(...perRepRatio), Math.max(...perRepRatio)] : null,
       });
     }
@@ -446,19 +455,29 @@ async function main() {
   console.log(
     textTable(header, JOBS.map((job) => [job.label, ...TARGETS.map((t) => `${results[job.id][t.id].serverCores?.toFixed(2)} / ${human(results[job.id][t.id].serverCpuUsPerIo)}`)])),
   );
+  // How noisy was it? Spread of one target's value over the repetitions, and the load average.
+  const spreads = JOBS.flatMap((job) => TARGETS.map((t) => ({ job: job.id, target: t.id, spread: results[job.id][t.id].spread }))).filter((x) => x.spread);
+  const worst = spreads.sort((a, b) => b.spread - a.spread)[0];
+  const loads = runs.map((r) => r.load1);
+  const noise = {
+    medianSpread: median(spreads.map((x) => x.spread)),
+    worst: worst ?? null,
+    load1: loads.length ? { min: Math.min(...loads), median: median(loads), max: Math.max(...loads) } : null,
+  };
+  if (noise.medianSpread) {
+    console.log(
+      `\nNoise: a target's value varied ${noise.medianSpread.toFixed(2)}x (max/min over reps; median over job x target cells; worst ${worst.spread.toFixed(1)}x, ${worst.target} ${worst.job}); ` +
+        `1-min load average during the runs ${noise.load1.min.toFixed(1)}-${noise.load1.max.toFixed(1)} (median ${noise.load1.median.toFixed(1)}) on ${facts.cpus} CPUs.`,
+    );
+  }
   const missed = goals.filter((g) => !g.met);
   console.log(`\nGoals: ${goals.length - missed.length}/${goals.length} met.`);
   for (const g of missed) console.log(`  MISS ${g.job} ${g.target}: ${g.goal} (${human(g.value)} vs ${human(g.reference)})`);
 
-  // Profile of the daemon under 4k randread QD32 on the ebs volume.
-  let profile = null;
   const ebs = TARGETS.find((t) => t.nitride === 'ebs');
   const resultsDir = opt.out ? path.dirname(path.resolve(opt.out)) : path.join(ROOT, 'bench-results');
-  const ts = stamp(new Date(started));
-  const base = opt.out ? path.resolve(opt.out).replace(/\.json$/, '') : path.join(resultsDir, `block-${ts}`);
+  const base = opt.out ? path.resolve(opt.out).replace(/\.json$/, '') : path.join(resultsDir, `block-${stamp(new Date(started))}`);
   mkdirSync(resultsDir, { recursive: true });
-  if (PROFILE && ebs) profile = await profileDaemon(daemon, ebs, `${base}.cpuprofile`);
-
   const doc = {
     benchmark: 'block',
     date: new Date(started).toISOString(),
@@ -474,6 +493,7 @@ async function main() {
       syncBeforeEachRun: SYNC,
       fio: 'ioengine=nbd numjobs=1 time_based norandommap; 4k jobs: IOPS; 1M jobs: MB/s (1e6 bytes/s)',
       qemuNbd: 'LUKS1 aes-256-xts-plain64 (512-byte sectors), --cache=writeback --aio=threads',
+      nbdkit: 'file plugin defaults (page cache, 16 threads); luks filter on a copy of the same LUKS1 image',
       nitride: 'AES-256-XTS, 4096-byte data units',
       baseline: BASELINE?.id ?? null,
       ratio: 'median over repetitions of value / baseline value in the same repetition',
@@ -484,9 +504,11 @@ async function main() {
     runs,
     medians: results,
     goals,
-    profile,
+    noise,
+    profile: null,
   };
-  writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2) + '\n');
+  const writeJson = () => writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2) + '\n');
+  writeJson();
   writeFileSync(
     `${base}.svg`,
     svgBarChart({
@@ -505,44 +527,65 @@ async function main() {
       valueFormat: (v) => (BASELINE ? v.toFixed(2) : human(v)),
     }),
   );
-  console.log(`\nresults: ${base}.json\nchart:   ${base}.svg${profile ? `\nprofile: ${base}.cpuprofile` : ''}`);
+  console.log(`\nresults: ${base}.json\nchart:   ${base}.svg`);
+
+  // Profile of the daemon under 4k randread QD32 on the ebs volume (after the results are safe).
+  if (PROFILE && ebs) {
+    try {
+      doc.profile = await profileDaemon(daemon, ebs, `${base}.cpuprofile`);
+      writeJson();
+      console.log(`profile: ${base}.cpuprofile (open in Chrome DevTools > Performance)`);
+    } catch (err) {
+      console.log(`profile: failed: ${err.message}`);
+    }
+  }
   say('done');
 }
 
-/** Restart the daemon under --cpu-prof, run 4k randread QD32 on the ebs volume, stop it, summarise. */
+/**
+ * CPU-profile the running daemon (started with --inspect-port=0) during one 4k randread QD32 run
+ * on the ebs volume: SIGUSR1 opens its inspector on a random loopback port, the V8 sampling
+ * profiler runs for exactly the fio run (ramp included), and /proc gives the per-thread CPU split.
+ */
 async function profileDaemon(daemon, ebs, keepAs) {
-  const job = JOBS.find((j) => j.id === 'randread-4k-qd32') ?? ALL_JOBS.find((j) => j.id === 'randread-4k-qd32');
-  const dir = scratch.path('prof');
-  mkdirSync(dir, { recursive: true });
-  await scratch.stop('daemon', 'SIGTERM');
-  await daemon.start(['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250']);
+  const job = ALL_JOBS.find((j) => j.id === 'randread-4k-qd32');
   const pid = daemon.pid();
+  const logFile = daemon.entry.logFile;
+  const logStart = readFileSync(logFile, 'utf8').length;
+  process.kill(pid, 'SIGUSR1');
+  const url = await waitFor('the daemon inspector', () => /Debugger listening on (ws:\/\/\S+)/.exec(readFileSync(logFile, 'utf8').slice(logStart))?.[1], { timeoutMs: 5000 });
+  const session = await inspectorSession(url);
+  let r;
+  let profile;
+  let threads0;
+  let threads1;
   const seconds = Math.max(RUNTIME, 5);
-  await sync();
-  const threads0 = threadCpu(pid);
-  const r = await fio(ebs, job, { runtime: seconds, ramp: RAMP });
-  const threads1 = threadCpu(pid);
-  await scratch.stop('daemon', 'SIGTERM');
-  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) {
-    console.log('\nprofile: the daemon wrote no .cpuprofile');
-    return null;
+  try {
+    await session.call('Profiler.enable');
+    await session.call('Profiler.setSamplingInterval', { interval: 250 });
+    await sync();
+    await ebs.before();
+    threads0 = threadCpu(pid);
+    await session.call('Profiler.start');
+    r = await fio(ebs, job, { runtime: seconds, ramp: RAMP });
+    ({ profile } = await session.call('Profiler.stop'));
+    threads1 = threadCpu(pid);
+  } finally {
+    session.close();
   }
-  copyFileSync(path.join(dir, file), keepAs);
-  const self = profileSelfTimes(JSON.parse(readFileSync(path.join(dir, file), 'utf8')));
-  // Per-thread CPU during the fio run (main thread vs libuv pool vs V8 helpers).
+  writeFileSync(keepAs, JSON.stringify(profile));
+  const self = profileSelfTimes(profile);
+  // Per-thread CPU during the run (main thread vs libuv pool vs V8 helpers).
   const byName = new Map();
   for (const t1 of threads1) {
     const t0 = threads0.find((t) => t.tid === t1.tid);
-    const d = t1.cpu - (t0?.cpu ?? 0);
     const name = t1.tid === pid ? 'main (event loop)' : t1.name;
-    byName.set(name, (byName.get(name) ?? 0) + d);
+    byName.set(name, (byName.get(name) ?? 0) + t1.cpu - (t0?.cpu ?? 0));
   }
-  const wall = r.wallS;
-  const threads = [...byName].map(([name, cpu]) => ({ name, cores: +(cpu / wall).toFixed(2) })).sort((a, b) => b.cores - a.cores);
-  console.log(`\nDaemon CPU profile, 4k randread QD32 on nitride-ebs (${seconds} s under --cpu-prof, ${human(r.iops)} IOPS):`);
-  console.log(`threads (cores busy): ${threads.filter((t) => t.cores > 0).map((t) => `${t.name} ${t.cores.toFixed(2)}`).join(', ')}`);
-  console.log(`main thread: ${self.busyMs} ms busy, ${self.idleMs} ms idle in the profile; top self time:`);
+  const threads = [...byName].map(([name, cpu]) => ({ name, cores: +(cpu / r.wallS).toFixed(2) })).sort((a, b) => b.cores - a.cores);
+  console.log(`\nDaemon CPU profile, 4k randread QD32 on nitride-ebs (${RAMP}+${seconds} s, V8 sampling every 250 µs, ${human(r.iops)} IOPS):`);
+  console.log(`threads, cores busy: ${threads.filter((t) => t.cores > 0).map((t) => `${t.name} ${t.cores.toFixed(2)}`).join(', ')}`);
+  console.log(`main thread in the profile: ${self.busyMs} ms busy, ${self.idleMs} ms idle; top self time (native addon calls are charged to their JS caller):`);
   console.log(
     textTable(
       ['%busy', 'ms', 'function', 'where'],
@@ -566,6 +609,7 @@ function fmtRatio(r) {
 try {
   await main();
 } catch (err) {
+  if (aborted) await new Promise(() => {});
   console.error(`bench-block: ${err.message}`);
   process.exitCode = 1;
 } finally {

@@ -235,7 +235,7 @@ const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 export function svgBarChart({ title, subtitle, yLabel, groups, series, values, refLines = [], valueFormat = (v) => v.toFixed(2) }) {
   const W = Math.max(720, 130 + groups.length * (series.length * 22 + 36));
   const H = 460;
-  const m = { top: 70, right: 20, bottom: 95, left: 60 };
+  const m = { top: 70, right: 70, bottom: 95, left: 60 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
   const maxV = Math.max(...values.flat().filter((v) => Number.isFinite(v)), ...refLines.map((r) => r.value), 0);
@@ -280,11 +280,11 @@ export function svgBarChart({ title, subtitle, yLabel, groups, series, values, r
     out.push(
       `<line x1="${m.left}" x2="${W - m.right}" y1="${y(r.value).toFixed(1)}" y2="${y(r.value).toFixed(1)}" stroke="${r.color ?? '#000'}" stroke-dasharray="${r.dash ?? '5 4'}"/>`,
     );
-    out.push(`<text x="${W - m.right - 2}" y="${(y(r.value) - 3).toFixed(1)}" text-anchor="end" fill="${r.color ?? '#000'}" font-size="10">${esc(r.label)}</text>`);
+    out.push(`<text x="${W - m.right + 4}" y="${(y(r.value) + 3).toFixed(1)}" fill="${r.color ?? '#000'}" font-size="10">${esc(r.label)}</text>`);
   }
   out.push(`<line x1="${m.left}" x2="${W - m.right}" y1="${y(0)}" y2="${y(0)}" stroke="#333"/>`);
   // Legend, centred under the plot.
-  const itemW = series.map((s) => 24 + s.label.length * 6.2);
+  const itemW = series.map((s) => 28 + s.label.length * 6.6);
   let lx = (W - itemW.reduce((a, b) => a + b, 0)) / 2;
   const ly = H - 30;
   series.forEach((s, i) => {
@@ -369,11 +369,14 @@ export function controlRequest(socketPath, method, urlPath, body) {
  */
 export function profileSelfTimes(profile) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parentOf = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
   const selfUs = new Map();
   for (let i = 0; i < profile.samples.length; i++) {
     const dt = profile.timeDeltas[i] ?? 0;
     selfUs.set(profile.samples[i], (selfUs.get(profile.samples[i]) ?? 0) + dt);
   }
+  const short = (url) => url.replace(/^file:\/\//, '').replace(ROOT + '/', '');
   const agg = new Map();
   let idleUs = 0;
   let busyUs = 0;
@@ -385,8 +388,13 @@ export function profileSelfTimes(profile) {
       continue;
     }
     busyUs += us;
-    const url = cf.url ? cf.url.replace(/^file:\/\//, '').replace(ROOT + '/', '') : '';
-    const where = url ? `${url}:${(cf.lineNumber ?? 0) + 1}` : '';
+    let where = cf.url ? `${short(cf.url)}:${(cf.lineNumber ?? 0) + 1}` : '';
+    // Native functions (C++ bindings, the addon) have no URL; V8 may even mislabel addon
+    // functions. Name them by their JS caller instead.
+    if (!cf.url && !name.startsWith('(')) {
+      const caller = byId.get(parentOf.get(id))?.callFrame;
+      if (caller?.url) where = `native, from ${caller.functionName || '(anonymous)'} ${short(caller.url)}:${(caller.lineNumber ?? 0) + 1}`;
+    }
     const key = `${name} ${where}`;
     const a = agg.get(key) ?? { name, where, us: 0 };
     a.us += us;
@@ -394,4 +402,43 @@ export function profileSelfTimes(profile) {
   }
   const rows = [...agg.values()].sort((a, b) => b.us - a.us).map((a) => ({ name: a.name, where: a.where, ms: +(a.us / 1000).toFixed(1), pct: +((100 * a.us) / (busyUs || 1)).toFixed(1) }));
   return { rows, busyMs: +(busyUs / 1000).toFixed(1), idleMs: +(idleUs / 1000).toFixed(1) };
+}
+
+/**
+ * A Chrome DevTools Protocol session on a Node inspector WebSocket URL (needs the global
+ * WebSocket: Node >= 22, or Node 20 with --experimental-websocket).
+ */
+export async function inspectorSession(url) {
+  if (typeof WebSocket !== 'function') throw new Error('no global WebSocket in this Node (use Node >= 22 or --experimental-websocket)');
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    ws.addEventListener('open', resolve, { once: true });
+    ws.addEventListener('error', () => reject(new Error(`cannot connect to ${url}`)), { once: true });
+  });
+  let seq = 0;
+  const pending = new Map();
+  ws.addEventListener('message', (ev) => {
+    const msg = JSON.parse(typeof ev.data === 'string' ? ev.data : Buffer.from(ev.data).toString());
+    const p = msg.id !== undefined && pending.get(msg.id);
+    if (!p) return;
+    pending.delete(msg.id);
+    if (msg.error) p.reject(new Error(`${p.method}: ${msg.error.message}`));
+    else p.resolve(msg.result);
+  });
+  ws.addEventListener('close', () => {
+    for (const p of pending.values()) p.reject(new Error('inspector connection closed'));
+    pending.clear();
+  });
+  return {
+    call(method, params = {}) {
+      const id = ++seq;
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject, method });
+        ws.send(JSON.stringify({ id, method, params }));
+      });
+    },
+    close() {
+      ws.close();
+    },
+  };
 }
