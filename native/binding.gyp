@@ -1,6 +1,8 @@
 # nitride_native: TAP devices, SO_PEERCRED, sd_notify, AES-256-XTS sector
-# encryption and block-volume I/O (fallocate, SEEK_DATA, pread+decrypt and
-# encrypt+pwrite on the threadpool) for nitride. Built by `npm install`
+# encryption, block-volume I/O (fallocate, SEEK_DATA, pread+decrypt and
+# encrypt+pwrite on the threadpool) and the VPC data plane (vpc_*.cc: a
+# worker thread forwarding guest frames over AF_PACKET and AES-256-GCM UDP)
+# for nitride. Built by `npm install`
 # (package.json "install" script) or by hand with
 # `npx node-gyp rebuild --directory=native`; with .npmrc's nodedir=/usr,
 # headers come from /usr/include/node (no download).
@@ -35,6 +37,10 @@
         'src/sdnotify.cc',
         'src/xts.cc',
         'src/blockio.cc',
+        'src/vpc_crypto.cc',
+        'src/vpc_frame.cc',
+        'src/vpc_engine.cc',
+        'src/vpc_napi.cc',
       ],
       # node-addon-api with C++ exceptions. This is what its
       # node_addon_api_except target (except.gypi) sets; it is spelled out

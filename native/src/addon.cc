@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nitride::InitSdNotify(env, exports);
   nitride::InitXts(env, exports);
   nitride::InitBlockIo(env, exports);
+  nitride::InitVpc(env, exports);
   return exports;
 }
 

@@ -15,6 +15,7 @@ void InitPeerCred(Napi::Env env, Napi::Object exports);
 void InitSdNotify(Napi::Env env, Napi::Object exports);
 void InitXts(Napi::Env env, Napi::Object exports);
 void InitBlockIo(Napi::Env env, Napi::Object exports);
+void InitVpc(Napi::Env env, Napi::Object exports);  // vpc_napi.cc
 
 // The key state of an XtsCipher (defined in xts.cc), shared by the JS object
 // and the threadpool operations using it; freed with its key schedules when

@@ -13,7 +13,8 @@
  *   `RangeError` with `code: "ERR_OUT_OF_RANGE"`, or `Error` with
  *   `code: "ERR_INVALID_ARG_VALUE"`.
  * - OpenSSL failures: `code: "ERR_OPENSSL"`; use of a destroyed
- *   {@link XtsCipher}: `code: "ERR_NITRIDE_XTS_DESTROYED"`.
+ *   {@link XtsCipher}: `code: "ERR_NITRIDE_XTS_DESTROYED"`; use of a closed
+ *   {@link VpcEngine}: `code: "ERR_NITRIDE_VPC_CLOSED"`.
  * - The promise-returning block I/O functions ({@link punchHole},
  *   {@link preadDecrypt}, ...) validate their arguments synchronously (they
  *   throw) and reject with the system-call error otherwise; the synchronous
@@ -132,6 +133,7 @@ interface NativeBinding {
   tryPread(fd: number, offset: number, buf: Uint8Array): NowaitResult;
   encryptPwrite(fd: number, cipher: XtsCipher, offset: number, data: Uint8Array, opts?: EncryptPwriteOptions): Promise<void>;
   encryptPwriteSync(fd: number, cipher: XtsCipher, offset: number, data: Uint8Array): void;
+  VpcEngine: NativeVpcEngineConstructor;
 }
 
 /**
@@ -355,3 +357,486 @@ export const encryptPwrite: (
  * a system error (with `code`) on failure.
  */
 export const encryptPwriteSync: (fd: number, cipher: XtsCipher, offset: number, data: Uint8Array) => void = binding.encryptPwriteSync;
+
+// ---------------------------------------------------------------------------
+// VPC data plane (native/src/vpc_*.cc): the per-frame loop of the VPC NIC.
+// The addon owns the per-frame loop; TypeScript owns the control plane (ARP
+// and DHCP responders, the handshake, the tables).
+
+/** Options of the {@link VpcEngine} constructor. */
+export interface VpcEngineOptions {
+  /** Numeric IPv4 or IPv6 address of the underlay UDP socket ("::" binds dual-stack). */
+  bindAddress: string;
+  /** UDP port; 0 = ephemeral (read it back from {@link VpcEngine.port}). */
+  bindPort: number;
+  /**
+   * Receives every {@link VpcControlEvent}, on the JS thread, in order. An
+   * exception thrown here does not stop the engine or the delivery of the
+   * other events: it is rethrown on a later tick (an uncaught exception).
+   */
+  onControl: (event: VpcControlEvent) => void;
+}
+
+/** Configuration of one ENI (port). */
+export interface VpcPortOptions {
+  /** The ENI's MAC address (6 bytes, unicast): the only allowed Ethernet source with `sourceCheck`. */
+  mac: Uint8Array;
+  /**
+   * The ENI's IPv4 address (dotted quad), or null before it has one: then,
+   * with `sourceCheck`, only DHCP client messages (0.0.0.0:68 -> :67) and
+   * ARP probes (sender IP 0.0.0.0) leave the guest.
+   */
+  ipv4: string | null;
+  /**
+   * Anti-spoofing. On: the Ethernet source must be `mac`; IPv4 packets must
+   * come from `ipv4` (or be DHCP client messages from 0.0.0.0); ARP sender
+   * MAC/IP must be `mac`/`ipv4` (or 0.0.0.0); every other ethertype (IPv6
+   * included) is dropped (`filtered`). Violations count as `spoofed`.
+   */
+  sourceCheck: boolean;
+  /**
+   * IP MTU of the ENI, 68..9001. Guest frames longer than mtu + 14 bytes
+   * (GSO super-frames: longer segments) are dropped as `oversize`, and so
+   * are frames for this ENI that exceed it. Underlay overhead is 32 bytes
+   * plus UDP/IP headers: keep mtu + 14 + 32 + 28 within the underlay path MTU.
+   */
+  mtu: number;
+}
+
+/**
+ * Where frames whose destination MAC is a given address go: a local port,
+ * a peer (encrypted over the underlay), or the control plane (punted to
+ * onControl with reason "route", e.g. for the gateway's MAC).
+ */
+export type VpcRouteTarget = { port: number } | { peer: number } | { control: true };
+
+/** A peer's underlay address: numeric IPv4/IPv6 address (no DNS) and UDP port. */
+export interface VpcEndpoint {
+  host: string;
+  port: number;
+}
+
+/**
+ * Keys and indexes of one session with a peer, from the TypeScript
+ * handshake. The engine copies the keys into OpenSSL contexts (it keeps no
+ * other copy) and cleanses them when the session is replaced, cleared, its
+ * peer removed, or the engine closed. The caller should zero its Buffers
+ * (`buf.fill(0)`) right after {@link VpcEngine.setSession} returns.
+ */
+export interface VpcSessionKeys {
+  /** u32 the peer puts in messages to us (the receiver index); unique among this engine's sessions. */
+  localIndex: number;
+  /** u32 we put in messages to the peer (its localIndex). */
+  remoteIndex: number;
+  /** 32-byte AES-256-GCM key for messages we send (the peer's recvKey). */
+  sendKey: Uint8Array;
+  /** 32-byte AES-256-GCM key for messages we receive (the peer's sendKey); must differ from sendKey. */
+  recvKey: Uint8Array;
+}
+
+/** Options of {@link VpcEngine.setSession}. */
+export interface VpcSetSessionOptions {
+  /**
+   * false (default, the handshake initiator): the session becomes current
+   * (used for sending) at once; the previous current one is kept for
+   * receiving only, and a pending one is dropped. true (the responder): the
+   * session only receives until the first authenticated message arrives on
+   * it, then becomes current (a `session-active` event), the old current one
+   * kept for receiving. Installing the responder's side as pending before
+   * the initiator switches loses nothing during a rekey.
+   */
+  pending?: boolean;
+}
+
+/**
+ * Soft limits of a session: after `packets` messages sent, or `seconds`
+ * since it was installed (checked when sending), the engine emits one
+ * `rekey-needed` event for it and keeps using it. Defaults: 2^32 packets,
+ * 120 s. The hard limit (2^60 messages; the session then stops sending,
+ * frames count as `noSession`, event reason "exhausted") is fixed.
+ */
+export interface VpcRekeyLimits {
+  packets?: number;
+  seconds?: number;
+}
+
+/** Why a guest frame was punted to the control plane instead of forwarded. */
+export type VpcPuntReason = 'arp' | 'dhcp' | 'broadcast' | 'multicast' | 'route';
+
+/**
+ * A control frame from a guest: ARP, IPv4 UDP to port 67 (DHCP), any
+ * broadcast/multicast frame (the VPC forwards none), or a frame for a MAC
+ * routed to `{ control: true }`. Its transport checksum is complete. When JS
+ * falls behind (more than 2048 events queued), frames are dropped and counted
+ * as `puntOverflow`.
+ */
+export interface VpcFrameEvent {
+  type: 'frame';
+  portId: number;
+  reason: VpcPuntReason;
+  /** The Ethernet frame (a copy; the listener may keep it). */
+  frame: Buffer;
+}
+
+/**
+ * An underlay datagram of a type the data plane does not handle (anything
+ * but 4 = data and 5 = plaintext; 1/2/3 are the handshake's), from any
+ * source, with the sender's address.
+ */
+export interface VpcHandshakeEvent {
+  type: 'handshake';
+  /** Sender's address (IPv4 dotted quad also on a dual-stack socket). */
+  host: string;
+  port: number;
+  /** The whole datagram, type byte included. */
+  data: Buffer;
+}
+
+/** A session of peer `peerId` reached a soft limit (or the hard one: "exhausted"). */
+export interface VpcRekeyNeededEvent {
+  type: 'rekey-needed';
+  peerId: number;
+  localIndex: number;
+  reason: 'packets' | 'age' | 'exhausted';
+}
+
+/** A pending session (setSession with `pending: true`) received its first message and is now current. */
+export interface VpcSessionActiveEvent {
+  type: 'session-active';
+  peerId: number;
+  localIndex: number;
+}
+
+/** The packet socket of a port reported an error (e.g. ENETDOWN: the netdev went down or away). Once per change. */
+export interface VpcPortErrorEvent {
+  type: 'port-error';
+  portId: number;
+  /** errno name, e.g. "ENETDOWN". */
+  code: string;
+  message: string;
+}
+
+export type VpcControlEvent =
+  | VpcFrameEvent
+  | VpcHandshakeEvent
+  | VpcRekeyNeededEvent
+  | VpcSessionActiveEvent
+  | VpcPortErrorEvent;
+
+/**
+ * Counters of one port. rx = read from the guest: a GSO super-frame (guest
+ * offloads on) counts once, with its full length. tx = written into the
+ * guest, sendFrame included: TCP segments from peers that the engine
+ * coalesces into one super-frame count one by one (as received), a
+ * super-frame from another local port counts once.
+ */
+export interface VpcPortStats {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  drops: {
+    /** Source check failed. */
+    spoofed: number;
+    /** Unicast to a MAC with no route (or to a removed port/peer). */
+    noRoute: number;
+    /** Longer than mtu + 14 (counted on the receiving port for frames towards it). */
+    oversize: number;
+    /** Punted to onControl (not forwarded); not an error. */
+    punted: number;
+    /** Punt dropped because JS is behind. */
+    puntOverflow: number;
+    /** Ethertype other than IPv4/ARP on a source-checked port. */
+    filtered: number;
+    /** Runt, VLAN-tagged, unparsable headers or unsupported GSO type. */
+    invalid: number;
+    /** Sending into the guest failed (e.g. its queue is full). */
+    txError: number;
+    /**
+     * Frames from the guest the kernel dropped because the engine's packet
+     * socket queue (4 MiB) was full: the engine is behind. Not in rxFrames.
+     */
+    queueFull: number;
+  };
+}
+
+/** Counters of one peer. Packets/bytes are underlay datagrams. */
+export interface VpcPeerStats {
+  txPackets: number;
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+  drops: {
+    /** Authentication failed (wrong key, tampering). */
+    badTag: number;
+    /** Duplicate counter, or older than the 8128-message window. */
+    replay: number;
+    /** Nothing to send with (no current session, or it is exhausted), or a data message with an unknown receiver index from this peer. */
+    noSession: number;
+    /** Plaintext message while this peer is not in plaintext mode. */
+    notPlaintext: number;
+    /** Received frame for no local port (or for broadcast/multicast). */
+    noRoute: number;
+    /** Received frame whose source MAC is not routed to this peer. */
+    spoofed: number;
+  };
+  /** Time (ms since the epoch) of the last authenticated message, 0 = none. */
+  lastRx: number;
+  /** Sessions installed: current, previous and pending ones (0..3). */
+  sessions: number;
+}
+
+export interface VpcUnderlayStats {
+  /** Datagrams from no peer's endpoint (or a known session's index from the wrong address). */
+  unknownPeer: number;
+  /** Too short, truncated, non-zero reserved bytes. */
+  malformed: number;
+  /** Handshake datagrams handed to onControl. */
+  punted: number;
+  puntOverflow: number;
+  /** sendmmsg failures (datagrams dropped). */
+  txError: number;
+}
+
+/** Snapshot returned by {@link VpcEngine.stats}. */
+export interface VpcStats {
+  ports: Record<number, VpcPortStats>;
+  peers: Record<number, VpcPeerStats>;
+  underlay: VpcUnderlayStats;
+}
+
+/** The raw native object (vpc_napi.cc). */
+interface NativeVpcEngine {
+  readonly port: number;
+  readonly closed: boolean;
+  addPort(portId: number, ifname: string, opts: VpcPortOptions): void;
+  updatePort(portId: number, opts: Partial<VpcPortOptions>): void;
+  removePort(portId: number): boolean;
+  setRoute(mac: Uint8Array, target: VpcRouteTarget): void;
+  deleteRoute(mac: Uint8Array): boolean;
+  addPeer(peerId: number, endpoint: VpcEndpoint): void;
+  removePeer(peerId: number): boolean;
+  setPeerEndpoint(peerId: number, endpoint: VpcEndpoint): void;
+  setPlaintext(peerId: number, enabled: boolean): void;
+  setSession(peerId: number, session: VpcSessionKeys, opts?: VpcSetSessionOptions): void;
+  clearSessions(peerId: number): void;
+  setRekeyLimits(limits: VpcRekeyLimits): void;
+  sendFrame(portId: number, frame: Uint8Array): void;
+  sendUnderlay(host: string, port: number, datagram: Uint8Array): void;
+  stats(): VpcStats;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+interface NativeVpcEngineConstructor {
+  new (bindAddress: string, bindPort: number, onEvents: (events: VpcControlEvent[]) => void): NativeVpcEngine;
+}
+
+/**
+ * The VPC NIC data plane of one host: a native worker thread that forwards
+ * Ethernet frames between local ENIs and, AES-256-GCM encrypted in UDP
+ * datagrams, to the engines of other hosts (wire format in
+ * native/src/vpc_wire.h).
+ *
+ * Each ENI ("port") is a host-side netdev: the host end of a veth pair whose
+ * other end is in the guest's netns, or the host side of a TAP whose fd QEMU
+ * holds. The engine reads it with an AF_PACKET socket (it needs
+ * CAP_NET_RAW) that sees what the guest sends but not what the engine
+ * itself transmits. It does not configure the netdev: the caller brings it
+ * up, keeps the host stack out of it (no addresses, IPv6 disabled, and a tc
+ * ingress drop: `tc qdisc add dev X clsact; tc filter add dev X ingress
+ * matchall action drop`, or where the kernel lacks cls_matchall/act_gact,
+ * as this project's test machines do, the one-instruction classic BPF
+ * program `tc filter add dev X ingress bpf da bytecode '1,6 0 0 2'`
+ * (`ret TC_ACT_SHOT`); packet sockets see frames before tc ingress), and
+ * may leave GSO/checksum offloads on: the engine passes GSO super-frames
+ * between local ports as they are, segments them (completing checksums) for
+ * other hosts, sends the segments of one super-frame as one UDP GSO send,
+ * receives with UDP GRO, and coalesces consecutive TCP segments from a peer
+ * back into one super-frame for the guest (checksums verified first).
+ *
+ * Per guest frame, in order: length (mtu) check, source check, control
+ * frames (ARP, DHCP, broadcast/multicast) punted to `onControl` and not
+ * forwarded, then the forwarding table by destination MAC: a local port, a
+ * peer, the control plane, or a drop (`noRoute`). Frames from a peer are
+ * authenticated, replay-checked, and delivered by destination MAC to a
+ * local port only if their source MAC is routed to that same peer.
+ *
+ * Threads: one worker (epoll over all sockets, recvmmsg/sendmmsg batches of
+ * up to 64); every method here is synchronous, safe while it runs, and only
+ * takes the table lock briefly (the worker takes it once per batch). Table
+ * changes apply from the next frame processed. Memory: about 9 MiB of
+ * buffers per engine (64 KiB receive slots for super-frames), touched as
+ * used.
+ * Routes and peers may refer to ids that do not exist (yet): such frames
+ * count as `noRoute`.
+ *
+ * Keep a reference and call {@link VpcEngine.close}: an open engine keeps
+ * the process alive (like a socket) unless {@link VpcEngine.unref}'d.
+ *
+ * Ids (port, peer) and session indexes are u32 integers. Invalid arguments
+ * throw TypeError/RangeError/`ERR_INVALID_ARG_VALUE` errors; system-call
+ * failures throw errors with the errno name as `code`; any call but
+ * {@link VpcEngine.stats}/{@link VpcEngine.close} on a closed engine throws
+ * `ERR_NITRIDE_VPC_CLOSED`.
+ */
+export class VpcEngine {
+  readonly #native: NativeVpcEngine;
+
+  /**
+   * Creates the underlay UDP socket (bound, 4 MiB buffers) and starts the
+   * worker thread.
+   * @throws Error with an errno `code` if the socket cannot be bound (e.g. "EADDRINUSE").
+   */
+  constructor(opts: VpcEngineOptions) {
+    const { bindAddress, bindPort, onControl } = opts;
+    if (typeof onControl !== 'function') {
+      throw Object.assign(new TypeError('VpcEngine: onControl must be a function'), { code: 'ERR_INVALID_ARG_TYPE' });
+    }
+    this.#native = new binding.VpcEngine(bindAddress, bindPort, (events) => {
+      for (const event of events) {
+        try {
+          onControl(event);
+        } catch (err) {
+          process.nextTick(() => {
+            throw err;
+          });
+        }
+      }
+    });
+  }
+
+  /** The bound underlay UDP port. */
+  get port(): number {
+    return this.#native.port;
+  }
+
+  /** True once {@link VpcEngine.close} has been called. */
+  get closed(): boolean {
+    return this.#native.closed;
+  }
+
+  /**
+   * Attaches port `portId` to the netdev `ifname` (must exist, be an
+   * Ethernet device, in the engine's network namespace).
+   * @throws `ERR_INVALID_ARG_VALUE` if `portId` exists; "ENODEV" if the
+   *   netdev does not exist; "EPERM" without CAP_NET_RAW.
+   */
+  addPort(portId: number, ifname: string, opts: VpcPortOptions): void {
+    this.#native.addPort(portId, ifname, opts);
+  }
+
+  /** Changes some options of a port (absent fields keep their value). @throws if there is no such port. */
+  updatePort(portId: number, opts: Partial<VpcPortOptions>): void {
+    this.#native.updatePort(portId, opts);
+  }
+
+  /** Detaches a port and closes its packet socket. Routes to it stay (and count `noRoute`). @returns false if there was no such port. */
+  removePort(portId: number): boolean {
+    return this.#native.removePort(portId);
+  }
+
+  /** Adds or replaces the route of a unicast destination MAC. */
+  setRoute(mac: Uint8Array, target: VpcRouteTarget): void {
+    this.#native.setRoute(mac, target);
+  }
+
+  /** @returns false if there was no route for `mac`. */
+  deleteRoute(mac: Uint8Array): boolean {
+    return this.#native.deleteRoute(mac);
+  }
+
+  /**
+   * Adds a peer host. Data messages are accepted only from exactly its
+   * endpoint (no roaming: the control plane moves it with
+   * {@link VpcEngine.setPeerEndpoint}).
+   * @throws `ERR_INVALID_ARG_VALUE` if the id exists or another peer has this endpoint.
+   */
+  addPeer(peerId: number, endpoint: VpcEndpoint): void {
+    this.#native.addPeer(peerId, endpoint);
+  }
+
+  /** Removes a peer and its sessions (keys cleansed). Routes to it stay. @returns false if there was no such peer. */
+  removePeer(peerId: number): boolean {
+    return this.#native.removePeer(peerId);
+  }
+
+  /** Changes a peer's underlay endpoint. */
+  setPeerEndpoint(peerId: number, endpoint: VpcEndpoint): void {
+    this.#native.setPeerEndpoint(peerId, endpoint);
+  }
+
+  /**
+   * Explicit opt-in plaintext mode for one peer: frames to it go
+   * unencrypted (type 5), and type-5 messages from it are accepted (from a
+   * peer not in this mode they are dropped as `notPlaintext`). Encrypted
+   * messages are still accepted in this mode.
+   */
+  setPlaintext(peerId: number, enabled: boolean): void {
+    this.#native.setPlaintext(peerId, enabled);
+  }
+
+  /**
+   * Installs a session with a peer (see {@link VpcSessionKeys} and
+   * {@link VpcSetSessionOptions}); counters start at 0. Zero the key
+   * Buffers afterwards: the engine keeps its own copy.
+   * @throws `ERR_INVALID_ARG_VALUE` if `localIndex` is used by another
+   *   session that stays, or the keys are equal; RangeError for keys that
+   *   are not 32 bytes.
+   */
+  setSession(peerId: number, session: VpcSessionKeys, opts?: VpcSetSessionOptions): void {
+    this.#native.setSession(peerId, session, opts);
+  }
+
+  /** Drops every session of a peer (keys cleansed); frames to it then count as `noSession`. */
+  clearSessions(peerId: number): void {
+    this.#native.clearSessions(peerId);
+  }
+
+  /** Sets the soft limits for the `rekey-needed` event (see {@link VpcRekeyLimits}); omitted fields reset to the default. */
+  setRekeyLimits(limits: VpcRekeyLimits): void {
+    this.#native.setRekeyLimits(limits);
+  }
+
+  /**
+   * Sends a frame into the guest of a port (e.g. an ARP or DHCP reply),
+   * synchronously. Counted in the port's txFrames.
+   * @throws RangeError unless 14 <= length <= mtu + 14; an errno error if
+   *   the send fails (e.g. "ENOBUFS", "ENETDOWN").
+   */
+  sendFrame(portId: number, frame: Uint8Array): void {
+    this.#native.sendFrame(portId, frame);
+  }
+
+  /** Sends one datagram (e.g. a handshake message) from the underlay socket, synchronously. */
+  sendUnderlay(host: string, port: number, datagram: Uint8Array): void {
+    this.#native.sendUnderlay(host, port, datagram);
+  }
+
+  /** A snapshot of the counters (still available after close). */
+  stats(): VpcStats {
+    return this.#native.stats();
+  }
+
+  /**
+   * Stops and joins the worker thread, closes every socket and cleanses
+   * every session key. Events still queued are dropped; onControl is not
+   * called after this returns. Idempotent.
+   */
+  close(): void {
+    this.#native.close();
+  }
+
+  /** Lets the process exit while the engine is open (like `socket.unref()`). */
+  unref(): this {
+    this.#native.unref();
+    return this;
+  }
+
+  /** Undoes {@link VpcEngine.unref}. */
+  ref(): this {
+    this.#native.ref();
+    return this;
+  }
+}

@@ -1,0 +1,560 @@
+// VpcEngine: the JS face of the VPC data plane (vpc_engine.h). Arguments are
+// validated here; the typed wrapper and its documentation are in
+// src/native/addon.ts.
+//
+// Events for JS travel through one ThreadSafeFunction: the worker queues them
+// (bounded, vpc::Engine::kMaxQueuedEvents) and makes at most one call
+// outstanding; that call hands JS the whole queue as one array.
+#include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <string.h>
+#include <uv.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "nitride.h"
+#include "vpc_engine.h"
+
+namespace nitride {
+
+namespace {
+
+using vpc::Engine;
+using vpc::VpcError;
+
+[[noreturn]] void Rethrow(Napi::Env env, const VpcError& e) {
+  switch (e.kind) {
+    case VpcError::kSystem:
+      ThrowErrno(env, e.message, e.err, e.syscall ? e.syscall : "");
+    case VpcError::kRange:
+      ThrowRangeError(env, e.message);
+    case VpcError::kClosed:
+      ThrowWithCode(env, e.message, "ERR_NITRIDE_VPC_CLOSED");
+    case VpcError::kInvalid:
+      break;
+  }
+  ThrowInvalidValue(env, e.message);
+}
+
+// Runs f, turning VpcError into a JS exception.
+template <typename F>
+auto Guarded(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const VpcError& e) {
+    Rethrow(env, e);
+  }
+}
+
+uint64_t IntArg(Napi::Env env, Napi::Value v, const std::string& what, uint64_t min,
+                uint64_t max) {
+  if (!v.IsNumber()) ThrowTypeError(env, what + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= static_cast<double>(min)) || d > static_cast<double>(max) || std::floor(d) != d) {
+    ThrowRangeError(env, what + " must be an integer in [" + std::to_string(min) + ", " +
+                             std::to_string(max) + "], got " + v.ToString().Utf8Value());
+  }
+  return static_cast<uint64_t>(d);
+}
+
+uint32_t IdArg(Napi::Env env, Napi::Value v, const std::string& what) {
+  return static_cast<uint32_t>(IntArg(env, v, what, 0, 0xffffffffu));
+}
+
+std::string StringArg(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsString()) ThrowTypeError(env, what + " must be a string");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.find('\0') != std::string::npos) ThrowInvalidValue(env, what + " contains a NUL byte");
+  return s;
+}
+
+Napi::Object ObjectArg(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsObject()) ThrowTypeError(env, what + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+bool BoolArg(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsBoolean()) ThrowTypeError(env, what + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+Napi::Uint8Array BytesArg(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowTypeError(env, what + " must be a Buffer or Uint8Array");
+  }
+  return v.As<Napi::Uint8Array>();
+}
+
+void MacArg(Napi::Env env, Napi::Value v, const std::string& what, uint8_t mac[6]) {
+  Napi::Uint8Array a = BytesArg(env, v, what);
+  if (a.ByteLength() != 6) {
+    ThrowRangeError(env, what + " must be 6 bytes, got " + std::to_string(a.ByteLength()));
+  }
+  std::memcpy(mac, a.Data(), 6);
+}
+
+// Fills cfg from opts; with `all`, every field is required (addPort),
+// otherwise absent fields keep their value (updatePort).
+void ReadPortConfig(Napi::Env env, Napi::Object o, const std::string& fn, bool all,
+                    vpc::PortConfig* cfg) {
+  Napi::Value mac = o.Get("mac");
+  if (all || !mac.IsUndefined()) {
+    MacArg(env, mac, fn + ": opts.mac", cfg->policy.mac);
+    if (vpc::IsMulticastMac(cfg->policy.mac)) {
+      ThrowInvalidValue(env, fn + ": opts.mac must be a unicast MAC address");
+    }
+  }
+  Napi::Value ip = o.Get("ipv4");
+  if (all || !ip.IsUndefined()) {
+    if (ip.IsNull()) {
+      cfg->policy.has_ipv4 = false;
+      std::memset(cfg->policy.ipv4, 0, 4);
+    } else {
+      std::string s = StringArg(env, ip, fn + ": opts.ipv4");
+      if (inet_pton(AF_INET, s.c_str(), cfg->policy.ipv4) != 1) {
+        ThrowInvalidValue(env, fn + ": opts.ipv4 \"" + s + "\" is not an IPv4 address");
+      }
+      cfg->policy.has_ipv4 = true;
+    }
+  }
+  Napi::Value sc = o.Get("sourceCheck");
+  if (all || !sc.IsUndefined()) cfg->policy.source_check = BoolArg(env, sc, fn + ": opts.sourceCheck");
+  Napi::Value mtu = o.Get("mtu");
+  if (all || !mtu.IsUndefined()) {
+    cfg->mtu = static_cast<uint32_t>(IntArg(env, mtu, fn + ": opts.mtu", vpc::kMinMtu, vpc::kMaxMtu));
+  }
+}
+
+std::string ErrName(int err) {
+  char buf[64];
+  uv_err_name_r(-err, buf, sizeof buf);
+  return buf;
+}
+
+Napi::Value EventToJs(Napi::Env env, vpc::ControlEvent& ev) {
+  Napi::Object o = Napi::Object::New(env);
+  switch (ev.type) {
+    case vpc::ControlEvent::kFrame:
+      o.Set("type", "frame");
+      o.Set("portId", Napi::Number::New(env, ev.id));
+      o.Set("reason", ev.reason);
+      o.Set("frame", Napi::Buffer<uint8_t>::Copy(env, ev.data.data(), ev.data.size()));
+      break;
+    case vpc::ControlEvent::kHandshake:
+      o.Set("type", "handshake");
+      o.Set("host", ev.host);
+      o.Set("port", Napi::Number::New(env, ev.port));
+      o.Set("data", Napi::Buffer<uint8_t>::Copy(env, ev.data.data(), ev.data.size()));
+      break;
+    case vpc::ControlEvent::kRekeyNeeded:
+      o.Set("type", "rekey-needed");
+      o.Set("peerId", Napi::Number::New(env, ev.id));
+      o.Set("localIndex", Napi::Number::New(env, ev.local_index));
+      o.Set("reason", ev.reason);
+      break;
+    case vpc::ControlEvent::kSessionActive:
+      o.Set("type", "session-active");
+      o.Set("peerId", Napi::Number::New(env, ev.id));
+      o.Set("localIndex", Napi::Number::New(env, ev.local_index));
+      break;
+    case vpc::ControlEvent::kPortError:
+      o.Set("type", "port-error");
+      o.Set("portId", Napi::Number::New(env, ev.id));
+      o.Set("code", ErrName(ev.err));
+      o.Set("message", std::string(strerror(ev.err)));
+      break;
+  }
+  return o;
+}
+
+Napi::Number N(Napi::Env env, uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); }
+
+// Lets the ThreadSafeFunction's calls find the engine without keeping it
+// alive.
+struct EventSink {
+  std::weak_ptr<Engine> engine;
+};
+
+// class VpcEngine { constructor(bindAddress, bindPort, onEvents) ... }
+class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(
+        env, "VpcEngine",
+        {
+            InstanceAccessor<&VpcEngineWrap::Port>("port"),
+            InstanceAccessor<&VpcEngineWrap::Closed>("closed"),
+            InstanceMethod<&VpcEngineWrap::AddPort>("addPort"),
+            InstanceMethod<&VpcEngineWrap::UpdatePort>("updatePort"),
+            InstanceMethod<&VpcEngineWrap::RemovePort>("removePort"),
+            InstanceMethod<&VpcEngineWrap::SetRoute>("setRoute"),
+            InstanceMethod<&VpcEngineWrap::DeleteRoute>("deleteRoute"),
+            InstanceMethod<&VpcEngineWrap::AddPeer>("addPeer"),
+            InstanceMethod<&VpcEngineWrap::RemovePeer>("removePeer"),
+            InstanceMethod<&VpcEngineWrap::SetPeerEndpoint>("setPeerEndpoint"),
+            InstanceMethod<&VpcEngineWrap::SetPlaintext>("setPlaintext"),
+            InstanceMethod<&VpcEngineWrap::SetSession>("setSession"),
+            InstanceMethod<&VpcEngineWrap::ClearSessions>("clearSessions"),
+            InstanceMethod<&VpcEngineWrap::SetRekeyLimits>("setRekeyLimits"),
+            InstanceMethod<&VpcEngineWrap::SendFrame>("sendFrame"),
+            InstanceMethod<&VpcEngineWrap::SendUnderlay>("sendUnderlay"),
+            InstanceMethod<&VpcEngineWrap::Stats>("stats"),
+            InstanceMethod<&VpcEngineWrap::Close>("close"),
+            InstanceMethod<&VpcEngineWrap::Ref>("ref"),
+            InstanceMethod<&VpcEngineWrap::Unref>("unref"),
+        });
+  }
+
+  explicit VpcEngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VpcEngineWrap>(info) {
+    Napi::Env env = info.Env();
+    const std::string addr = StringArg(env, info[0], "VpcEngine: bindAddress");
+    const uint16_t port = static_cast<uint16_t>(IntArg(env, info[1], "VpcEngine: bindPort", 0, 65535));
+    if (!info[2].IsFunction()) ThrowTypeError(env, "VpcEngine: onEvents must be a function");
+    env_ = env;
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "nitride-vpc-events", 0, 1);
+    tsfn_active_ = true;
+    auto sink = std::make_shared<EventSink>();
+    Napi::ThreadSafeFunction tsfn = tsfn_;
+    auto notify = [tsfn, sink]() mutable {
+      tsfn.NonBlockingCall([sink](Napi::Env env, Napi::Function cb) {
+        std::shared_ptr<Engine> e = sink->engine.lock();
+        if (!e) return;
+        std::deque<vpc::ControlEvent> events = e->TakeEvents();
+        if (e->closed() || events.empty()) return;
+        try {
+          Napi::Array arr = Napi::Array::New(env, events.size());
+          uint32_t i = 0;
+          for (auto& ev : events) arr.Set(i++, EventToJs(env, ev));
+          cb.Call({arr});
+        } catch (const Napi::Error&) {
+          // The TypeScript wrapper catches the listener's exceptions and
+          // rethrows them outside this call; nothing else can throw here
+          // short of allocation failure.
+        }
+      });
+    };
+    try {
+      engine_ = std::make_shared<Engine>(addr, port, notify);
+      sink->engine = engine_;
+      engine_->Start();
+    } catch (const VpcError& e) {
+      engine_.reset();
+      tsfn_.Release();
+      tsfn_active_ = false;
+      Rethrow(env, e);
+    }
+    napi_add_env_cleanup_hook(env, &VpcEngineWrap::CleanupHook, this);
+    hook_ = true;
+  }
+
+  ~VpcEngineWrap() override { Shutdown(); }
+
+ private:
+  static void CleanupHook(void* arg) {
+    auto* self = static_cast<VpcEngineWrap*>(arg);
+    self->hook_ = false;  // removed by node after running
+    self->Shutdown();
+  }
+
+  // Stops the worker (joins it), closes the sockets, frees the sessions,
+  // then lets the ThreadSafeFunction go. Idempotent.
+  void Shutdown() {
+    if (engine_) engine_->Close();
+    if (tsfn_active_) {
+      tsfn_active_ = false;
+      tsfn_.Release();
+    }
+    if (hook_) {
+      hook_ = false;
+      napi_remove_env_cleanup_hook(env_, &VpcEngineWrap::CleanupHook, this);
+    }
+  }
+
+  Engine& E(Napi::Env env, const char* fn) {
+    if (!engine_ || engine_->closed()) {
+      ThrowWithCode(env, std::string(fn) + ": the engine is closed", "ERR_NITRIDE_VPC_CLOSED");
+    }
+    return *engine_;
+  }
+
+  Napi::Value Port(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), engine_ ? engine_->port() : 0);
+  }
+
+  Napi::Value Closed(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), !engine_ || engine_->closed());
+  }
+
+  Napi::Value AddPort(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "addPort");
+    const uint32_t id = IdArg(env, info[0], "addPort: portId");
+    const std::string ifname = StringArg(env, info[1], "addPort: ifname");
+    vpc::PortConfig cfg;
+    ReadPortConfig(env, ObjectArg(env, info[2], "addPort: opts"), "addPort", true, &cfg);
+    Guarded(env, [&] { e.AddPort(id, ifname, cfg); });
+    return env.Undefined();
+  }
+
+  Napi::Value UpdatePort(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "updatePort");
+    const uint32_t id = IdArg(env, info[0], "updatePort: portId");
+    Napi::Object o = ObjectArg(env, info[1], "updatePort: opts");
+    vpc::PortConfig cfg = Guarded(env, [&] { return e.GetPortConfig(id); });
+    ReadPortConfig(env, o, "updatePort", false, &cfg);
+    Guarded(env, [&] { e.UpdatePort(id, cfg); });
+    return env.Undefined();
+  }
+
+  Napi::Value RemovePort(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "removePort");
+    const uint32_t id = IdArg(env, info[0], "removePort: portId");
+    return Napi::Boolean::New(env, Guarded(env, [&] { return e.RemovePort(id); }));
+  }
+
+  Napi::Value SetRoute(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "setRoute");
+    uint8_t mac[6];
+    MacArg(env, info[0], "setRoute: mac", mac);
+    if (vpc::IsMulticastMac(mac)) {
+      ThrowInvalidValue(env, "setRoute: mac must be a unicast MAC address");
+    }
+    Napi::Object t = ObjectArg(env, info[1], "setRoute: target");
+    Napi::Value port = t.Get("port"), peer = t.Get("peer"), control = t.Get("control");
+    const int given = !port.IsUndefined() + !peer.IsUndefined() + !control.IsUndefined();
+    if (given != 1) {
+      ThrowInvalidValue(env, "setRoute: target must be exactly one of { port }, { peer }, { control: true }");
+    }
+    Engine::RouteKind kind;
+    uint32_t id = 0;
+    if (!port.IsUndefined()) {
+      kind = Engine::RouteKind::kPort;
+      id = IdArg(env, port, "setRoute: target.port");
+    } else if (!peer.IsUndefined()) {
+      kind = Engine::RouteKind::kPeer;
+      id = IdArg(env, peer, "setRoute: target.peer");
+    } else {
+      if (!BoolArg(env, control, "setRoute: target.control")) {
+        ThrowInvalidValue(env, "setRoute: target.control must be true");
+      }
+      kind = Engine::RouteKind::kControl;
+    }
+    Guarded(env, [&] { e.SetRoute(mac, kind, id); });
+    return env.Undefined();
+  }
+
+  Napi::Value DeleteRoute(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "deleteRoute");
+    uint8_t mac[6];
+    MacArg(env, info[0], "deleteRoute: mac", mac);
+    return Napi::Boolean::New(env, Guarded(env, [&] { return e.DeleteRoute(mac); }));
+  }
+
+  vpc::Endpoint EndpointArg(Napi::Env env, Engine& e, Napi::Value v, const std::string& fn) {
+    Napi::Object o = ObjectArg(env, v, fn + ": endpoint");
+    const std::string host = StringArg(env, o.Get("host"), fn + ": endpoint.host");
+    const uint16_t port = static_cast<uint16_t>(IntArg(env, o.Get("port"), fn + ": endpoint.port", 1, 65535));
+    return Guarded(env, [&] { return e.ParseEndpoint(host, port); });
+  }
+
+  Napi::Value AddPeer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "addPeer");
+    const uint32_t id = IdArg(env, info[0], "addPeer: peerId");
+    vpc::Endpoint ep = EndpointArg(env, e, info[1], "addPeer");
+    Guarded(env, [&] { e.AddPeer(id, ep); });
+    return env.Undefined();
+  }
+
+  Napi::Value RemovePeer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "removePeer");
+    const uint32_t id = IdArg(env, info[0], "removePeer: peerId");
+    return Napi::Boolean::New(env, Guarded(env, [&] { return e.RemovePeer(id); }));
+  }
+
+  Napi::Value SetPeerEndpoint(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "setPeerEndpoint");
+    const uint32_t id = IdArg(env, info[0], "setPeerEndpoint: peerId");
+    vpc::Endpoint ep = EndpointArg(env, e, info[1], "setPeerEndpoint");
+    Guarded(env, [&] { e.SetPeerEndpoint(id, ep); });
+    return env.Undefined();
+  }
+
+  Napi::Value SetPlaintext(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "setPlaintext");
+    const uint32_t id = IdArg(env, info[0], "setPlaintext: peerId");
+    const bool on = BoolArg(env, info[1], "setPlaintext: enabled");
+    Guarded(env, [&] { e.SetPlaintext(id, on); });
+    return env.Undefined();
+  }
+
+  Napi::Value SetSession(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "setSession");
+    const uint32_t id = IdArg(env, info[0], "setSession: peerId");
+    Napi::Object o = ObjectArg(env, info[1], "setSession: session");
+    bool pending = false;
+    if (!info[2].IsUndefined()) {
+      Napi::Object opts = ObjectArg(env, info[2], "setSession: opts");
+      OptionalBool(opts, "pending", "setSession", &pending);
+    }
+    struct Keys : vpc::SessionKeys {
+      ~Keys() { OPENSSL_cleanse(static_cast<vpc::SessionKeys*>(this), sizeof(vpc::SessionKeys)); }
+    } keys;
+    keys.local_index = IdArg(env, o.Get("localIndex"), "setSession: session.localIndex");
+    keys.remote_index = IdArg(env, o.Get("remoteIndex"), "setSession: session.remoteIndex");
+    Napi::Uint8Array sk = BytesArg(env, o.Get("sendKey"), "setSession: session.sendKey");
+    Napi::Uint8Array rk = BytesArg(env, o.Get("recvKey"), "setSession: session.recvKey");
+    if (sk.ByteLength() != vpc::kKeyBytes || rk.ByteLength() != vpc::kKeyBytes) {
+      ThrowRangeError(env, "setSession: sendKey and recvKey must be 32 bytes");
+    }
+    if (CRYPTO_memcmp(sk.Data(), rk.Data(), vpc::kKeyBytes) == 0) {
+      ThrowInvalidValue(env, "setSession: sendKey and recvKey must differ");
+    }
+    std::memcpy(keys.send_key, sk.Data(), vpc::kKeyBytes);
+    std::memcpy(keys.recv_key, rk.Data(), vpc::kKeyBytes);
+    Guarded(env, [&] { e.SetSession(id, keys, pending); });
+    return env.Undefined();
+  }
+
+  Napi::Value ClearSessions(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "clearSessions");
+    const uint32_t id = IdArg(env, info[0], "clearSessions: peerId");
+    Guarded(env, [&] { e.ClearSessions(id); });
+    return env.Undefined();
+  }
+
+  Napi::Value SetRekeyLimits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "setRekeyLimits");
+    Napi::Object o = ObjectArg(env, info[0], "setRekeyLimits: limits");
+    uint64_t packets = Engine::kDefaultRekeyPackets, seconds = Engine::kDefaultRekeySeconds;
+    if (!o.Get("packets").IsUndefined()) {
+      packets = IntArg(env, o.Get("packets"), "setRekeyLimits: packets", 1, 9007199254740991ull);
+    }
+    if (!o.Get("seconds").IsUndefined()) {
+      seconds = IntArg(env, o.Get("seconds"), "setRekeyLimits: seconds", 1, 1u << 31);
+    }
+    Guarded(env, [&] { e.SetRekeyLimits(packets, seconds); });
+    return env.Undefined();
+  }
+
+  Napi::Value SendFrame(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "sendFrame");
+    const uint32_t id = IdArg(env, info[0], "sendFrame: portId");
+    Napi::Uint8Array f = BytesArg(env, info[1], "sendFrame: frame");
+    Guarded(env, [&] { e.SendFrame(id, f.Data(), f.ByteLength()); });
+    return env.Undefined();
+  }
+
+  Napi::Value SendUnderlay(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "sendUnderlay");
+    const std::string host = StringArg(env, info[0], "sendUnderlay: host");
+    const uint16_t port = static_cast<uint16_t>(IntArg(env, info[1], "sendUnderlay: port", 1, 65535));
+    Napi::Uint8Array d = BytesArg(env, info[2], "sendUnderlay: datagram");
+    if (d.ByteLength() == 0 || d.ByteLength() > 65507) {
+      ThrowRangeError(env, "sendUnderlay: datagram length must be in [1, 65507]");
+    }
+    vpc::Endpoint ep = Guarded(env, [&] { return e.ParseEndpoint(host, port); });
+    Guarded(env, [&] { e.SendUnderlay(ep, d.Data(), d.ByteLength()); });
+    return env.Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    Napi::Object ports = Napi::Object::New(env);
+    Napi::Object peers = Napi::Object::New(env);
+    Napi::Object under = Napi::Object::New(env);
+    if (engine_) {
+      vpc::EngineStats st = engine_->Stats();
+      for (auto& [id, s] : st.ports) {
+        Napi::Object p = Napi::Object::New(env);
+        p.Set("rxFrames", N(env, s.rx_frames));
+        p.Set("rxBytes", N(env, s.rx_bytes));
+        p.Set("txFrames", N(env, s.tx_frames));
+        p.Set("txBytes", N(env, s.tx_bytes));
+        Napi::Object d = Napi::Object::New(env);
+        d.Set("spoofed", N(env, s.spoofed));
+        d.Set("noRoute", N(env, s.no_route));
+        d.Set("oversize", N(env, s.oversize));
+        d.Set("punted", N(env, s.punted));
+        d.Set("puntOverflow", N(env, s.punt_overflow));
+        d.Set("filtered", N(env, s.filtered));
+        d.Set("invalid", N(env, s.invalid));
+        d.Set("txError", N(env, s.tx_errors));
+        d.Set("queueFull", N(env, s.queue_full));
+        p.Set("drops", d);
+        ports.Set(Napi::Number::New(env, id), p);
+      }
+      for (auto& [id, s] : st.peers) {
+        Napi::Object p = Napi::Object::New(env);
+        p.Set("txPackets", N(env, s.tx_packets));
+        p.Set("txBytes", N(env, s.tx_bytes));
+        p.Set("rxPackets", N(env, s.rx_packets));
+        p.Set("rxBytes", N(env, s.rx_bytes));
+        Napi::Object d = Napi::Object::New(env);
+        d.Set("badTag", N(env, s.bad_tag));
+        d.Set("replay", N(env, s.replay));
+        d.Set("noSession", N(env, s.no_session));
+        d.Set("notPlaintext", N(env, s.not_plaintext));
+        d.Set("noRoute", N(env, s.no_route));
+        d.Set("spoofed", N(env, s.spoofed));
+        p.Set("drops", d);
+        p.Set("lastRx", Napi::Number::New(env, static_cast<double>(s.last_rx_ms)));
+        p.Set("sessions", Napi::Number::New(env, s.sessions));
+        peers.Set(Napi::Number::New(env, id), p);
+      }
+      under.Set("unknownPeer", N(env, st.underlay.unknown_peer));
+      under.Set("malformed", N(env, st.underlay.malformed));
+      under.Set("punted", N(env, st.underlay.punted));
+      under.Set("puntOverflow", N(env, st.underlay.punt_overflow));
+      under.Set("txError", N(env, st.underlay.tx_errors));
+    }
+    out.Set("ports", ports);
+    out.Set("peers", peers);
+    out.Set("underlay", under);
+    return out;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (tsfn_active_) tsfn_.Ref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (tsfn_active_) tsfn_.Unref(info.Env());
+    return info.Env().Undefined();
+  }
+
+  napi_env env_ = nullptr;
+  std::shared_ptr<Engine> engine_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool tsfn_active_ = false;
+  bool hook_ = false;
+};
+
+}  // namespace
+
+void InitVpc(Napi::Env env, Napi::Object exports) {
+  exports.Set("VpcEngine", VpcEngineWrap::Define(env));
+}
+
+}  // namespace nitride

@@ -1,0 +1,133 @@
+// VPC data plane: underlay wire format and byte helpers.
+//
+// Frames between hosts travel in UDP datagrams, one Ethernet frame (no FCS,
+// no VLAN tag, at most the destination ENI's MTU + 14 bytes) per datagram.
+// All integers are little-endian (as in WireGuard, whose layout this copies).
+//
+// Data message (type 4), encrypted:
+//
+//   offset  size  field
+//   0       1     type = 4
+//   1       3     reserved, zero
+//   4       4     receiver index (u32 LE): the *receiver's* localIndex of
+//                 the session (the sender's remoteIndex)
+//   8       8     counter (u64 LE): per session and direction, starting at 0,
+//                 incremented by one per message, never reused
+//   16      n     AES-256-GCM ciphertext of the Ethernet frame (n = frame
+//                 length, 14..mtu+14)
+//   16+n    16    GCM tag
+//
+//   key   = the session's sendKey (32 bytes) on the sender, which is the
+//           receiver's recvKey
+//   nonce = 4 zero bytes || counter (u64 LE)             (12 bytes)
+//   AAD   = the 16-byte header (type, reserved, receiver index, counter)
+//
+// A sender stops using a session once its counter reaches kHardCounterLimit
+// (2^60); the receiver rejects counters at or above it too. The receiver
+// authenticates first, then checks the counter against an anti-replay
+// sliding window (RFC 6479 bitmap, kReplayWindow counters), then marks it.
+//
+// Plaintext message (type 5), only between peers both put in plaintext mode
+// with setPlaintext (an explicit opt-in, e.g. for debugging or for an
+// underlay that is already encrypted):
+//
+//   0       1     type = 5
+//   1       3     reserved, zero
+//   4       n     the Ethernet frame, unencrypted
+//
+// A host drops (and counts as notPlaintext) a type-5 message from a peer it
+// has not put in plaintext mode.
+//
+// Any other type (1, 2, 3: handshake initiation / response / cookie reply in
+// the TypeScript control plane's handshake; 0 and 6..255 too) is not
+// interpreted by the data plane: the whole datagram is handed to JS with the
+// sender's address and port.
+//
+// Overhead per frame: 32 bytes (data) or 4 bytes (plaintext), plus the UDP
+// and IP headers of the underlay (8 + 20 for IPv4, 8 + 40 for IPv6). So an
+// ENI MTU of 1500 needs an underlay path MTU of at least 1560 (IPv4) to avoid
+// IP fragmentation; with a 1500-byte underlay, give ENIs an MTU of 1440.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace nitride {
+namespace vpc {
+
+constexpr uint8_t kMsgData = 4;
+constexpr uint8_t kMsgPlaintext = 5;
+
+constexpr size_t kDataHeaderBytes = 16;
+constexpr size_t kTagBytes = 16;
+constexpr size_t kDataOverhead = kDataHeaderBytes + kTagBytes;
+constexpr size_t kPlaintextHeaderBytes = 4;
+constexpr size_t kKeyBytes = 32;
+constexpr size_t kNonceBytes = 12;
+
+// A session never sends, and never accepts, a counter at or above this.
+constexpr uint64_t kHardCounterLimit = uint64_t{1} << 60;
+
+// Ethernet.
+constexpr size_t kEthHeader = 14;
+constexpr size_t kMinFrame = kEthHeader;
+constexpr uint16_t kEtherIpv4 = 0x0800;
+constexpr uint16_t kEtherArp = 0x0806;
+constexpr uint16_t kEtherIpv6 = 0x86dd;
+constexpr uint16_t kEtherVlan = 0x8100;
+constexpr uint16_t kEtherQinQ = 0x88a8;
+constexpr uint16_t kEtherVlan9100 = 0x9100;
+
+// ENI MTU bounds (IPv4 minimum; AWS's jumbo MTU).
+constexpr uint32_t kMinMtu = 68;
+constexpr uint32_t kMaxMtu = 9001;
+// Largest frame the engine forwards between hosts (kMaxMtu + Ethernet
+// header), and the largest underlay datagram it sends.
+constexpr size_t kMaxFrame = kMaxMtu + kEthHeader;
+constexpr size_t kMaxDatagram = kMaxFrame + kDataOverhead;
+
+inline uint16_t LoadBe16(const uint8_t* p) {
+  return static_cast<uint16_t>((p[0] << 8) | p[1]);
+}
+inline void StoreBe16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+inline uint32_t LoadBe32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) |
+         (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+inline void StoreBe32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+inline uint32_t LoadLe32(const uint8_t* p) {
+  return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) |
+         (uint32_t{p[3]} << 24);
+}
+inline void StoreLe32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+inline uint64_t LoadLe64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+inline void StoreLe64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+// A MAC address as a 48-bit integer (first byte most significant), the key
+// of the forwarding table.
+inline uint64_t MacKey(const uint8_t* mac) {
+  uint64_t k = 0;
+  for (int i = 0; i < 6; ++i) k = (k << 8) | mac[i];
+  return k;
+}
+inline bool IsMulticastMac(const uint8_t* mac) { return (mac[0] & 1) != 0; }
+
+}  // namespace vpc
+}  // namespace nitride
