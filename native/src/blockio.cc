@@ -336,6 +336,39 @@ class PreadDecryptJob : public IoJob {
   size_t len_;
 };
 
+// Why EncryptAndWrite failed: err = errno of pwrite at byte `at`, or 0 with crypto_error set.
+struct WriteFailure {
+  int err = 0;
+  uint64_t at = 0;
+  std::string detail;
+  std::string crypto_error;
+};
+
+// Encrypts `len` bytes of plaintext at volume offset `off` into `out` (kWriteStep
+// bytes of scratch), a step at a time, and pwrites each step. Never modifies `data`.
+static bool EncryptAndWrite(int fd, XtsKey& key, uint64_t off, const uint8_t* data, size_t len, uint8_t* out,
+                            WriteFailure* f) {
+  const size_t unit = XtsUnitSize(key);
+  for (size_t pos = 0; pos < len;) {
+    size_t n = std::min(kWriteStep, len - pos);
+    if (!XtsTransform(key, true, (off + pos) / unit, data + pos, out, n, &f->crypto_error)) return false;
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = pwrite(fd, out + done, n - done, static_cast<off_t>(off + pos + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        f->err = r < 0 ? errno : EIO;
+        f->at = off + pos + done;
+        if (r == 0) f->detail = " wrote nothing";
+        return false;
+      }
+      done += static_cast<size_t>(r);
+    }
+    pos += n;
+  }
+  return true;
+}
+
 class EncryptPwriteJob : public IoJob {
  public:
   EncryptPwriteJob(Napi::Env env, int fd, std::shared_ptr<XtsKey> key,
@@ -351,41 +384,20 @@ class EncryptPwriteJob : public IoJob {
     // Per-thread scratch for the ciphertext (not secret, so not cleansed).
     thread_local std::unique_ptr<uint8_t[]> scratch;
     if (!scratch) scratch.reset(new uint8_t[kWriteStep]);
-    uint8_t* out = scratch.get();
-    const size_t step = kWriteStep;
-    const size_t unit = XtsUnitSize(*key_);
-    for (size_t pos = 0; pos < len_;) {
-      size_t n = std::min(step, len_ - pos);
-      if (!XtsTransform(*key_, true, (off_ + pos) / unit, data_ + pos, out, n,
-                        &crypto_error_)) {
-        crypto_error_ = "encryptPwrite: " + crypto_error_;
-        return;
+    WriteFailure f;
+    if (!EncryptAndWrite(fd_, *key_, off_, data_, len_, scratch.get(), &f)) {
+      if (f.err == 0) {
+        crypto_error_ = "encryptPwrite: " + f.crypto_error;
+      } else {
+        Fail(f.err, "pwrite", "encryptPwrite fd " + std::to_string(fd_) + " at " + std::to_string(f.at) + f.detail);
       }
-      size_t done = 0;
-      while (done < n) {
-        ssize_t r = pwrite(fd_, out + done, n - done,
-                           static_cast<off_t>(off_ + pos + done));
-        if (r < 0) {
-          if (errno == EINTR) continue;
-          Fail(errno, "pwrite",
-               "encryptPwrite fd " + std::to_string(fd_) + " at " +
-                   std::to_string(off_ + pos + done));
-          return;
-        }
-        if (r == 0) {
-          Fail(EIO, "pwrite",
-               "encryptPwrite fd " + std::to_string(fd_) + " at " +
-                   std::to_string(off_ + pos + done) + " wrote nothing");
-          return;
-        }
-        done += static_cast<size_t>(r);
-      }
-      pos += n;
+      return;
     }
     if (sync_ && fdatasync(fd_) != 0) {
       Fail(errno, "fdatasync", "encryptPwrite fd " + std::to_string(fd_));
     }
   }
+
 
  private:
   int fd_;
@@ -411,16 +423,31 @@ void CheckUnitAligned(Napi::Env env, const XtsKey& key, uint64_t off,
   }
 }
 
+// The (fd, cipher, offset, buffer) arguments shared by the XTS I/O calls, checked:
+// the buffer must cover whole data units at a unit-aligned offset.
+struct UnitIo {
+  int fd;
+  std::shared_ptr<XtsKey> key;
+  uint64_t off;
+  uint8_t* data;
+  size_t len;
+};
+
+static UnitIo UnitIoArgs(const Napi::CallbackInfo& info, const char* fn, const char* buf_name) {
+  Napi::Env env = info.Env();
+  UnitIo io;
+  io.fd = FdArg(info, 0, fn);
+  io.key = XtsKeyArg(env, info[1], fn);
+  io.off = OffsetArg(env, info[2], fn, "offset");
+  BufferArg(env, info[3], fn, buf_name, &io.data, &io.len);
+  CheckUnitAligned(env, *io.key, io.off, io.len, fn);
+  return io;
+}
+
 Napi::Value PreadDecrypt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "preadDecrypt";
-  int fd = FdArg(info, 0, fn);
-  std::shared_ptr<XtsKey> key = XtsKeyArg(env, info[1], fn);
-  uint64_t off = OffsetArg(env, info[2], fn, "offset");
-  uint8_t* data;
-  size_t len;
-  BufferArg(env, info[3], fn, "buf", &data, &len);
-  CheckUnitAligned(env, *key, off, len, fn);
+  auto [fd, key, off, data, len] = UnitIoArgs(info, fn, "buf");
   auto* job = new PreadDecryptJob(env, fd, std::move(key), off, info[3], data, len);
   Napi::Promise p = job->Promise();
   job->Queue();
@@ -430,13 +457,7 @@ Napi::Value PreadDecrypt(const Napi::CallbackInfo& info) {
 Napi::Value EncryptPwrite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "encryptPwrite";
-  int fd = FdArg(info, 0, fn);
-  std::shared_ptr<XtsKey> key = XtsKeyArg(env, info[1], fn);
-  uint64_t off = OffsetArg(env, info[2], fn, "offset");
-  uint8_t* data;
-  size_t len;
-  BufferArg(env, info[3], fn, "data", &data, &len);
-  CheckUnitAligned(env, *key, off, len, fn);
+  auto [fd, key, off, data, len] = UnitIoArgs(info, fn, "data");
   bool sync = false;
   if (info.Length() > 4 && !info[4].IsUndefined()) {
     if (!info[4].IsObject()) {
@@ -459,29 +480,14 @@ Napi::Value EncryptPwrite(const Napi::CallbackInfo& info) {
 Napi::Value EncryptPwriteSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "encryptPwriteSync";
-  int fd = FdArg(info, 0, fn);
-  std::shared_ptr<XtsKey> key = XtsKeyArg(env, info[1], fn);
-  uint64_t off = OffsetArg(env, info[2], fn, "offset");
-  uint8_t* data;
-  size_t len;
-  BufferArg(env, info[3], fn, "data", &data, &len);
-  CheckUnitAligned(env, *key, off, len, fn);
+  auto [fd, key, off, data, len] = UnitIoArgs(info, fn, "data");
   if (len > kWriteStep) ThrowRangeError(env, std::string(fn) + ": at most " + std::to_string(kWriteStep) + " bytes");
   thread_local std::unique_ptr<uint8_t[]> scratch;
   if (!scratch) scratch.reset(new uint8_t[kWriteStep]);
-  std::string error;
-  if (!XtsTransform(*key, true, off / XtsUnitSize(*key), data, scratch.get(), len, &error)) {
-    ThrowWithCode(env, std::string(fn) + ": " + error, "ERR_OPENSSL");
-  }
-  size_t done = 0;
-  while (done < len) {
-    ssize_t r = pwrite(fd, scratch.get() + done, len - done, static_cast<off_t>(off + done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      ThrowErrno(env, std::string(fn) + " pwrite fd " + std::to_string(fd), errno, "pwrite");
-    }
-    if (r == 0) ThrowErrno(env, std::string(fn) + " pwrite fd " + std::to_string(fd) + " wrote nothing", EIO, "pwrite");
-    done += static_cast<size_t>(r);
+  WriteFailure f;
+  if (!EncryptAndWrite(fd, *key, off, data, len, scratch.get(), &f)) {
+    if (f.err == 0) ThrowWithCode(env, std::string(fn) + ": " + f.crypto_error, "ERR_OPENSSL");
+    ThrowErrno(env, std::string(fn) + " pwrite fd " + std::to_string(fd) + " at " + std::to_string(f.at) + f.detail, f.err, "pwrite");
   }
   return env.Undefined();
 }
@@ -527,13 +533,7 @@ int ReadNowait(Napi::Env env, const char* fn, int fd, uint8_t* data,
 Napi::Value TryPreadDecrypt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "tryPreadDecrypt";
-  int fd = FdArg(info, 0, fn);
-  std::shared_ptr<XtsKey> key = XtsKeyArg(env, info[1], fn);
-  uint64_t off = OffsetArg(env, info[2], fn, "offset");
-  uint8_t* data;
-  size_t len;
-  BufferArg(env, info[3], fn, "buf", &data, &len);
-  CheckUnitAligned(env, *key, off, len, fn);
+  auto [fd, key, off, data, len] = UnitIoArgs(info, fn, "buf");
   int rc = ReadNowait(env, fn, fd, data, len, off);
   if (rc == kNowaitDone) {
     std::string error;

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include <unistd.h>
+
 namespace nitride {
 
 // Module parts: each registers its exports on `exports`.
@@ -65,5 +67,25 @@ bool OptionalUint(Napi::Object obj, const char* key, uint64_t max,
 
 // Reads an optional boolean from obj[key] (absent/undefined -> false return).
 bool OptionalBool(Napi::Object obj, const char* key, const char* fn, bool* out);
+
+// Closes the fd on scope exit unless released (error paths that must not leak it).
+class FdGuard {
+ public:
+  explicit FdGuard(int fd) : fd_(fd) {}
+  ~FdGuard() {
+    if (fd_ >= 0) close(fd_);
+  }
+  FdGuard(const FdGuard&) = delete;
+  FdGuard& operator=(const FdGuard&) = delete;
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
 
 }  // namespace nitride

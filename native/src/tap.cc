@@ -18,25 +18,6 @@ namespace {
 
 constexpr const char kTunPath[] = "/dev/net/tun";
 
-// Closes the fd on scope exit unless released (error paths of tapOpen).
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) close(fd_);
-  }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
 
 // tapOpen(name, opts?) => { fd, name }
 Napi::Value TapOpen(const Napi::CallbackInfo& info) {

@@ -2,6 +2,7 @@
 // worker's per-frame loop. Design notes in vpc_engine.h, wire format in
 // vpc_wire.h.
 #include "vpc_engine.h"
+#include "nitride.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -72,24 +73,6 @@ void SetSocketBuffer(int fd, int force_opt, int opt, int bytes) {
   }
 }
 
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) close(fd_);
-  }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
 
 std::string AddressString(const sockaddr_storage& a, uint16_t* port) {
   char buf[INET6_ADDRSTRLEN] = "";
