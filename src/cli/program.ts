@@ -12,6 +12,10 @@ import { logLevelCommand } from './commands/log-level.js';
 import { statusCommand } from './commands/status.js';
 import { volumeCommand } from './commands/volume.js';
 import { nbdProxyCommand } from './commands/nbd-proxy.js';
+import { subnetCommand, vpcCommand } from './commands/vpc.js';
+import { eniCommand } from './commands/eni.js';
+import { peerCommand } from './commands/peer.js';
+import { keyCommand } from './commands/key.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -26,6 +30,7 @@ export function buildProgram(): Command {
   for (const command of [daemonCommand(), statusCommand(), logLevelCommand()]) program.addCommand(command);
   program.addCommand(volumeCommand());
   program.addCommand(kmsCommand());
+  for (const command of [vpcCommand(), subnetCommand(), eniCommand(), peerCommand(), keyCommand()]) program.addCommand(command);
   program.addCommand(nbdProxyCommand());
   // Every (sub)command reports usage errors as `nitride: …` lines and through us instead of
   // exiting on its own (settings on the program are not inherited by added commands).

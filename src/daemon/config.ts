@@ -6,6 +6,7 @@
  *   3. the TOML config file (--config FILE, else /etc/nitride/nitride.toml if it exists)
  *   4. built-in defaults
  * Unknown keys in the file are errors: a typo must not silently fall back to a default.
+ * `vpc_listen` (--vpc-listen) has no environment variable.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -19,6 +20,7 @@ import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
 export const DEFAULT_STATE_DIR = '/var/lib/nitride';
 export const DEFAULT_CONTROL_SOCKET = '/run/nitride/control.sock';
+export const DEFAULT_VPC_LISTEN = '0.0.0.0:4789';
 
 /** The NBD socket lives beside the control socket unless configured. */
 export function defaultNbdSocket(env: NodeJS.ProcessEnv = process.env): string {
@@ -38,6 +40,7 @@ const FileSchema = z
     nbd_socket: z.string().min(1).optional(),
     nbd_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
     ephemeral_dir: z.string().min(1).optional(),
+    vpc_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
   })
   .strict();
 
@@ -56,6 +59,8 @@ export interface DaemonConfig {
   nbdListen?: string;
   /** Where ephemeral volume images live (default: <state dir>/ephemeral). */
   ephemeralDir: string;
+  /** Underlay UDP bind of the VPC, numeric HOST:PORT (default 0.0.0.0:4789). */
+  vpcListen: string;
   /** The file the values came from, if any (for status output). */
   configFile?: string;
 }
@@ -74,6 +79,10 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   }
   const nbdListen = flags.nbdListen ?? env.NITRIDE_NBD_LISTEN ?? file?.nbd_listen;
   if (nbdListen !== undefined && !HOST_PORT.test(nbdListen)) throw new UsageError(`--nbd-listen must be HOST:PORT, got '${nbdListen}'`);
+  const vpcListen = flags.vpcListen ?? file?.vpc_listen ?? DEFAULT_VPC_LISTEN;
+  if (!/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.test(vpcListen) || Number(vpcListen.slice(vpcListen.lastIndexOf(':') + 1)) > 65535) {
+    throw new UsageError(`--vpc-listen must be NUMERIC-HOST:PORT, got '${vpcListen}'`);
+  }
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
   const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
@@ -84,6 +93,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     nbdSocket: flags.nbdSocket ?? env.NITRIDE_NBD_SOCKET ?? file?.nbd_socket ?? path.join(path.dirname(controlSocket), 'nbd.sock'),
     ...(nbdListen !== undefined ? { nbdListen } : {}),
     ephemeralDir: flags.ephemeralDir ?? file?.ephemeral_dir ?? path.join(stateDir, 'ephemeral'),
+    vpcListen,
     ...(file ? { configFile: fileName } : {}),
   };
 }

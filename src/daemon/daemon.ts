@@ -2,7 +2,9 @@
  * The nitride daemon: one per host, playing the Nitro cards. It owns the state
  * directory, serves the control API, and (in later layers) volumes and NICs.
  *
- * Start order: state dir lock → audit log → volumes → control socket → NBD listeners → ready.
+ * Start order: state dir lock → audit log → volumes → VPC model → control socket → NBD
+ * listeners → VPC runtime (in the background: it needs the KMS for the host key and retries
+ * on its own) → ready.
  * Stop order is the reverse; every step runs even if an earlier one failed.
  */
 import { z } from 'zod';
@@ -17,6 +19,8 @@ import { KmsClient } from '../kms/client.js';
 import { NbdServer } from '../nbd/server.js';
 import { VolumeManager } from '../volume/manager.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
+import { VpcManager, type VpcStatus } from '../vpc/manager.js';
+import { registerVpcRoutes } from './routes/vpc.js';
 
 /** What `GET /v1/status` returns; later components add their sections. */
 export interface DaemonStatus {
@@ -33,6 +37,7 @@ export interface DaemonStatus {
   nbd: { socket: string; tcp: string | null; connections: number };
   kmsSocket: string;
   volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
+  vpc: VpcStatus;
 }
 
 export class Daemon {
@@ -47,6 +52,7 @@ export class Daemon {
     private readonly control: ControlServer,
     private readonly volumes: VolumeManager,
     private readonly nbd: NbdServer,
+    private readonly vpc: VpcManager,
   ) {}
 
   /** Take the state dir, open the audit log, register routes, listen, and tell systemd we are ready. */
@@ -66,9 +72,12 @@ export class Daemon {
       });
       await volumes.load();
       cleanups.push(() => volumes.close());
+      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen });
+      await vpc.load();
+      cleanups.push(() => vpc.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit });
       const nbd = new NbdServer({ catalog: volumes, logger });
-      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd);
+      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc);
       daemon.registerRoutes();
       // The control socket first: a second daemon pointed at it is refused before it touches anything else.
       await control.listen();
@@ -81,6 +90,8 @@ export class Daemon {
         const port = await nbd.listenTcp(host, Number(config.nbdListen.slice(sep + 1)));
         volumes.tcpEndpoint = `${host.includes(':') ? `[${host}]` : host}:${port}`;
       }
+      // Not awaited: the daemon is ready without it; it retries until the KMS answers.
+      void vpc.start();
       sdNotify('READY=1');
       logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket }, 'daemon started');
       return daemon;
@@ -111,6 +122,7 @@ export class Daemon {
         ebs: all.filter((v) => v.type === 'ebs').length,
         ephemeral: all.filter((v) => v.type === 'ephemeral').length,
       },
+      vpc: this.vpc.status(),
     };
   }
 
@@ -124,6 +136,8 @@ export class Daemon {
         // In-flight NBD requests finish and are flushed before keys are destroyed.
         ['nbd', () => this.nbd.close()],
         ['volumes', () => this.volumes.close()],
+        // Ports go away, netdevs stay (guests survive a restart).
+        ['vpc', () => this.vpc.close()],
         ['audit', () => this.audit.close()],
         ['state', () => this.state.release()],
       ];
@@ -137,6 +151,7 @@ export class Daemon {
 
   private registerRoutes(): void {
     registerVolumeRoutes(this.control, this.volumes);
+    registerVpcRoutes(this.control, this.vpc);
     this.control.register({ method: 'GET', path: '/v1/status', handle: () => this.status() });
     this.control.register({
       method: 'PUT',

@@ -87,7 +87,9 @@ async function startNitrideProcess<C>(args: string[], what: string, stateDir: st
 /** Start `nitride daemon` on a state dir and wait until it answers. */
 export function startDaemon(options: { stateDir: string; socket?: string; args?: string[] }): Promise<RunningDaemon> {
   const socket = options.socket ?? path.join(options.stateDir, 'control.sock');
-  const args = ['daemon', '--state-dir', options.stateDir, '--control-socket', socket, ...(options.args ?? [])];
+  // Tests never listen on the host's real interfaces: the VPC underlay binds loopback unless a test says otherwise.
+  const vpcListen = options.args?.includes('--vpc-listen') ? [] : ['--vpc-listen', '127.0.0.1:0'];
+  const args = ['daemon', '--state-dir', options.stateDir, '--control-socket', socket, ...vpcListen, ...(options.args ?? [])];
   const client = new ControlClient({ socketPath: socket, timeoutMs: 5000 });
   return startNitrideProcess(args, 'daemon', options.stateDir, socket, client, (c) => c.get('/v1/status'));
 }

@@ -13,6 +13,7 @@ interface DaemonCliOptions {
   nbdSocket?: string;
   nbdListen?: string;
   ephemeralDir?: string;
+  vpcListen?: string;
 }
 
 export function daemonCommand(): Command {
@@ -26,19 +27,35 @@ export function daemonCommand(): Command {
     .option('--nbd-socket <path>', 'NBD Unix socket serving all volumes (default: beside the control socket)')
     .option('--nbd-listen <host:port>', 'also serve NBD on TCP (e.g. 127.0.0.1:10809)')
     .option('--ephemeral-dir <dir>', 'where ephemeral volume images live (default <state-dir>/ephemeral)')
+    .option('--vpc-listen <host:port>', 'VPC underlay UDP address, numeric (default 0.0.0.0:4789)')
     .action(async (options: DaemonCliOptions) => {
       const config = await loadDaemonConfig(options);
       const logger = createLogger({ level: config.logLevel });
-      const daemon = await Daemon.start(config, logger);
-      await new Promise<void>((resolve) => {
-        const onSignal = (signal: NodeJS.Signals) => {
-          process.off('SIGTERM', onSignal);
-          process.off('SIGINT', onSignal);
-          void daemon.stop(signal).then(resolve);
-        };
-        process.on('SIGTERM', onSignal);
-        process.on('SIGINT', onSignal);
-      });
+      // Handlers first: a signal that arrives while the daemon starts (its socket already
+      // answers) stops it cleanly once started, instead of killing the process.
+      let received: NodeJS.Signals | undefined;
+      let wake: (() => void) | undefined;
+      const onSignal = (signal: NodeJS.Signals) => {
+        received ??= signal;
+        if (!wake) return;
+        // As before: once stopping, a second signal has its default effect.
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        wake();
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      try {
+        const daemon = await Daemon.start(config, logger);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          if (received) onSignal(received);
+        });
+        await daemon.stop(received!);
+      } finally {
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+      }
       logger.flush();
     });
 }

@@ -22,6 +22,10 @@ export function statusCommand(): Command {
         'nbd connections': s.nbd.connections,
         'kms socket': s.kmsSocket,
         volumes: `${s.volumes.total} (${s.volumes.ebs} ebs, ${s.volumes.ephemeral} ephemeral; ${s.volumes.inUse} in use)`,
+        vpc: s.vpc.state === 'up' ? `up, underlay ${s.vpc.listen}` : `down: ${s.vpc.message}`,
+        'vpc public key': s.vpc.publicKey,
+        'vpc model': `${s.vpc.vpcs} VPCs, ${s.vpc.subnets} subnets, ${s.vpc.enis.total} ENIs (${s.vpc.enis.local} local)`,
+        peers: s.vpc.peers.length ? s.vpc.peers.map((p) => `${p.name} (${p.session})`).join(', ') : '-',
       }),
     );
   });

@@ -1,0 +1,106 @@
+/** `nitride eni …`: elastic network interfaces (local: a TAP or veth netdev; remote: a record of another host's ENI). */
+import { Command, Option } from 'commander';
+import { UsageError } from '../../common/errors.js';
+import type { EniInfo } from '../../vpc/manager.js';
+import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
+import { emit, renderFields, renderTable } from '../output.js';
+
+interface CreateOptions extends ClientOptions {
+  subnet: string;
+  ip?: string;
+  mac?: string;
+  id?: string;
+  host?: string;
+  kind?: 'tap' | 'veth';
+  ifname?: string;
+  sourceDestCheck: boolean;
+}
+
+function render(e: EniInfo): string {
+  return renderFields({
+    id: e.id,
+    mac: e.mac,
+    ip: e.ip,
+    ifname: e.ifname,
+    'guest ifname': e.guestInterface,
+    kind: e.kind,
+    host: e.host,
+    vpc: e.vpcId,
+    subnet: e.subnetId,
+    'source/dest check': e.sourceDestCheck,
+  });
+}
+
+export function eniCommand(): Command {
+  const eni = new Command('eni').description('network interfaces of the VPC');
+
+  eni.addCommand(
+    clientVerb(new Command('create').description('create an ENI; prints {id, mac, ip, ifname, kind, host}'))
+      .requiredOption('--subnet <id>', 'subnet id')
+      .option('--ip <ip>', 'private IPv4 (default: the lowest free address)')
+      .option('--mac <mac>', 'MAC address (default: random, locally administered)')
+      .option('--id <id>', 'explicit id (eni- and 17 hex digits), to use the same id on every host')
+      .option('--host <peer>', 'the peer hosting it (a remote ENI record); default: this host')
+      .addOption(new Option('--kind <kind>', 'local netdev: tap (for QEMU, default) or veth (<ifname> + <ifname>p for a netns guest)').choices(['tap', 'veth']))
+      .option('--ifname <name>', 'host-side netdev name (default ni + 8 hex digits of the id)')
+      .option('--no-source-dest-check', 'let the guest send with other source addresses (routers, NAT)')
+      .action(async (options: CreateOptions) => {
+        const body = {
+          subnetId: options.subnet,
+          ...(options.ip ? { privateIp: options.ip } : {}),
+          ...(options.mac ? { mac: options.mac } : {}),
+          ...(options.id ? { id: options.id } : {}),
+          ...(options.host ? { hostId: options.host } : {}),
+          ...(options.kind ? { kind: options.kind } : {}),
+          ...(options.ifname ? { hostInterface: options.ifname } : {}),
+          ...(options.sourceDestCheck === false ? { sourceDestCheck: false } : {}),
+        };
+        const r = await clientOf(options).call<EniInfo>('POST', '/v1/enis', body);
+        emit(options, r, render);
+      }),
+  );
+
+  eni.addCommand(
+    clientVerb(new Command('list').description('list ENIs')).action(async (options: ClientOptions) => {
+      const all = await clientOf(options).get<EniInfo[]>('/v1/enis');
+      emit(options, all, (rows) =>
+        rows.length === 0
+          ? 'no ENIs'
+          : renderTable(rows, {
+              id: (e) => e.id,
+              ip: (e) => e.ip,
+              mac: (e) => e.mac,
+              host: (e) => e.host,
+              kind: (e) => e.kind,
+              ifname: (e) => (e.host === 'local' ? e.ifname : null),
+              subnet: (e) => e.subnetId,
+              'src/dst check': (e) => (e.sourceDestCheck ? 'on' : 'off'),
+            }),
+      );
+    }),
+  );
+
+  eni.addCommand(
+    clientVerb(new Command('describe').description('show one ENI').argument('<id>', 'ENI id')).action(async (id: string, options: ClientOptions) => {
+      emit(options, await clientOf(options).get<EniInfo>(`/v1/enis/${encodeURIComponent(id)}`), render);
+    }),
+  );
+
+  eni.addCommand(
+    clientVerb(new Command('modify').description('change an ENI').argument('<id>', 'ENI id'))
+      .addOption(new Option('--source-dest-check <on|off>', 'source/destination check').choices(['on', 'off']))
+      .action(async (id: string, options: ClientOptions & { sourceDestCheck?: 'on' | 'off' }) => {
+        if (options.sourceDestCheck === undefined) throw new UsageError('nothing to change: give --source-dest-check on|off');
+        const r = await clientOf(options).call<EniInfo>('PATCH', `/v1/enis/${encodeURIComponent(id)}`, { sourceDestCheck: options.sourceDestCheck === 'on' });
+        emit(options, r, render);
+      }),
+  );
+
+  eni.addCommand(
+    clientVerb(new Command('delete').description('delete an ENI (a local one\'s netdev goes too)').argument('<id>', 'ENI id')).action(async (id: string, options: ClientOptions) => {
+      const r = await clientOf(options).call<{ id: string }>('DELETE', `/v1/enis/${encodeURIComponent(id)}`);
+      emit(options, r, () => `deleted ${r.id}`);
+    }),
+  );
+  return eni;
+}

@@ -1,0 +1,337 @@
+/**
+ * The VPC end to end: two "hosts" (network namespaces joined by a veth underlay, 10.x
+ * addresses only inside them), each with its own KMS and daemon started inside its namespace,
+ * peered with each other's public keys; one VPC/subnet with the same ids on both; one veth ENI
+ * local on each host and registered as remote on the other; guests are two more namespaces
+ * holding the guest ends. Guests get their address by DHCP (busybox udhcpc), ping each other
+ * across the encrypted underlay, and a spoofed source is dropped.
+ *
+ * Every name starts with a unique "ntd<hex>" prefix; afterAll kills the processes and deletes
+ * the namespaces (and with them every link) even when a test fails. Counts, not timings.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDaemonConfig } from '../../src/daemon/config.js';
+import type { EniInfo, PeerInfo } from '../../src/vpc/manager.js';
+import { CLI, nitride, tempDir } from '../helpers/nitride.js';
+import { run } from '../helpers/run.js';
+
+const hasCommand = (cmd: string) => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(`${d}/${cmd}`));
+const canRun = process.getuid?.() === 0 && hasCommand('ip') && hasCommand('tc') && hasCommand('busybox');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const prefix = 'ntd' + randomBytes(3).toString('hex');
+const subnetOctet = 16 + (randomBytes(1)[0]! % 200);
+const VPC_ID = 'vpc-0a1b2c3d4e5f60718';
+const SUBNET_ID = 'subnet-0a1b2c3d4e5f60718';
+const ENI_A = 'eni-0000000000000000a';
+const ENI_B = 'eni-0000000000000000b';
+const MAC_A = '02:00:5e:10:00:0a';
+const MAC_B = '02:00:5e:10:00:0b';
+const IP_A = '172.31.1.10';
+const IP_B = '172.31.1.20';
+
+async function must(cmd: string, ...args: string[]): Promise<string> {
+  const r = await run(cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+interface Host {
+  name: string;
+  ns: string;
+  underlayIp: string;
+  dir: string;
+  controlSocket: string;
+  kmsSocket: string;
+  procs: ChildProcess[];
+  output: string;
+  cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  json<T>(args: string[]): Promise<T>;
+}
+
+const scratch = tempDir('nitride-vpc-');
+const namespaces: string[] = [];
+const hosts: Host[] = [];
+
+function spawnIn(host: Host, args: string[]): ChildProcess {
+  const child = spawn('ip', ['netns', 'exec', host.ns, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (d: Buffer) => (host.output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (host.output += d.toString()));
+  host.procs.push(child);
+  return child;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  const attempt = () =>
+    check().catch((err: unknown) => {
+      if ((err as { fatal?: boolean }).fatal) throw err;
+      return false;
+    });
+  while (!(await attempt())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+async function startHostIn(name: string, underlayIp: string): Promise<Host> {
+  const ns = prefix + name;
+  const dir = path.join(scratch.dir, name);
+  const host: Host = {
+    name,
+    ns,
+    underlayIp,
+    dir,
+    controlSocket: path.join(dir, 'run', 'control.sock'),
+    kmsSocket: path.join(dir, 'run-kms', 'kms.sock'),
+    procs: [],
+    output: '',
+    cli: (args) => nitride(args, { NITRIDE_SOCKET: host.controlSocket }),
+    async json<T>(args: string[]): Promise<T> {
+      const r = await host.cli([...args, '--json']);
+      if (r.code !== 0) throw new Error(`nitride ${args.join(' ')} on ${name}: ${r.stderr}`);
+      return JSON.parse(r.stdout) as T;
+    },
+  };
+  hosts.push(host);
+  const kms = spawnIn(host, ['kms', 'serve', '--state-dir', path.join(dir, 'kms'), '--socket', host.kmsSocket]);
+  await waitFor(`KMS of ${name}`, async () => {
+    if (kms.exitCode !== null) throw Object.assign(new Error(`KMS exited with ${kms.exitCode}`), { fatal: true });
+    return existsSync(host.kmsSocket);
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}: ${host.output}`);
+  });
+  await startDaemonIn(host);
+  return host;
+}
+
+async function startDaemonIn(host: Host): Promise<ChildProcess> {
+  const daemon = spawnIn(host, ['daemon', '--state-dir', path.join(host.dir, 'state'), '--control-socket', host.controlSocket, '--kms-socket', host.kmsSocket, '--vpc-listen', `${host.underlayIp}:4789`]);
+  await waitFor(`VPC of ${host.name}`, async () => (await host.json<{ vpc: { state: string } }>(['status'])).vpc.state === 'up').catch((err: Error) => {
+    throw new Error(`${err.message}: ${host.output.slice(-3000)}`);
+  });
+  return daemon;
+}
+
+/** Move the guest end of a veth ENI into a new guest namespace and run DHCP there. */
+async function guest(host: Host, name: string, eni: EniInfo): Promise<{ ns: string; ifname: string; lease: Record<string, string> }> {
+  const ns = prefix + name;
+  await must('ip', 'netns', 'add', ns);
+  namespaces.push(ns);
+  const ifname = eni.guestInterface!;
+  await must('ip', '-n', host.ns, 'link', 'set', ifname, 'netns', ns);
+  await must('ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1');
+  await must('ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1');
+  await must('ip', '-n', ns, 'link', 'set', 'lo', 'up');
+  await must('ip', '-n', ns, 'link', 'set', ifname, 'up');
+  const leaseFile = path.join(scratch.dir, `lease-${name}`);
+  const script = path.join(scratch.dir, `udhcpc-${name}.sh`);
+  writeFileSync(
+    script,
+    [
+      '#!/bin/sh',
+      'case "$1" in',
+      '  bound|renew)',
+      '    ip addr flush dev "$interface"',
+      '    ip addr add "$ip/${mask:-24}" dev "$interface"',
+      '    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"',
+      '    [ -n "$router" ] && ip route replace default via "$router" dev "$interface"',
+      `    env > ${leaseFile}`,
+      '    ;;',
+      'esac',
+      'exit 0',
+      '',
+    ].join('\n'),
+  );
+  chmodSync(script, 0o755);
+  await must('ip', 'netns', 'exec', ns, 'busybox', 'udhcpc', '-i', ifname, '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', script);
+  const lease = Object.fromEntries(
+    readFileSync(leaseFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  return { ns, ifname, lease };
+}
+
+function pingReceived(out: string): number {
+  const m = /(\d+) packets received/.exec(out);
+  return m ? Number(m[1]) : -1;
+}
+
+type Stats = { enis: Record<string, { rxFrames: number; txFrames: number; drops: { spoofed: number } }>; peers: Record<string, { rxPackets: number }>; control: { dhcp: { replies: { ack: number } } } };
+
+describe.skipIf(!canRun)('VPC across two hosts', () => {
+  let a: Host;
+  let b: Host;
+  let ga: Awaited<ReturnType<typeof guest>>;
+  let gb: Awaited<ReturnType<typeof guest>>;
+
+  beforeAll(async () => {
+    for (const h of ['ha', 'hb']) {
+      await must('ip', 'netns', 'add', prefix + h);
+      namespaces.push(prefix + h);
+      await must('ip', '-n', prefix + h, 'link', 'set', 'lo', 'up');
+    }
+    await must('ip', 'link', 'add', `${prefix}ua`, 'type', 'veth', 'peer', 'name', `${prefix}ub`);
+    await must('ip', 'link', 'set', `${prefix}ua`, 'netns', `${prefix}ha`);
+    await must('ip', 'link', 'set', `${prefix}ub`, 'netns', `${prefix}hb`);
+    await must('ip', '-n', `${prefix}ha`, 'addr', 'add', `10.${subnetOctet}.0.1/24`, 'dev', `${prefix}ua`);
+    await must('ip', '-n', `${prefix}hb`, 'addr', 'add', `10.${subnetOctet}.0.2/24`, 'dev', `${prefix}ub`);
+    await must('ip', '-n', `${prefix}ha`, 'link', 'set', `${prefix}ua`, 'up');
+    await must('ip', '-n', `${prefix}hb`, 'link', 'set', `${prefix}ub`, 'up');
+    [a, b] = await Promise.all([startHostIn('ha', `10.${subnetOctet}.0.1`), startHostIn('hb', `10.${subnetOctet}.0.2`)]);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const h of hosts) for (const p of h.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
+    await sleep(500);
+    for (const h of hosts) for (const p of h.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    for (const ns of namespaces) await run('ip', ['netns', 'del', ns]);
+    for (const link of [`${prefix}ua`, `${prefix}ub`]) await run('ip', ['link', 'del', link]);
+    scratch.cleanup();
+  }, 60_000);
+
+  it('each host has a public key; peers handshake', async () => {
+    const ka = (await a.json<{ publicKey: string }>(['key', 'show'])).publicKey;
+    const kb = (await b.json<{ publicKey: string }>(['key', 'show'])).publicKey;
+    expect(ka).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(kb).not.toBe(ka);
+    expect((await a.cli(['key', 'show'])).stdout.trim()).toBe(ka);
+    // The private key is stored only wrapped: the state file holds a KMS blob, not the key.
+    const state = JSON.parse(readFileSync(path.join(a.dir, 'state', 'vpc.json'), 'utf8'));
+    expect(typeof state.hostKeyBlob).toBe('string');
+
+    await a.json(['peer', 'add', '--name', 'hb', '--endpoint', `${b.underlayIp}:4789`, '--public-key', kb]);
+    await b.json(['peer', 'add', '--name', 'ha', '--endpoint', `${a.underlayIp}:4789`, '--public-key', ka]);
+    const dup = await a.cli(['peer', 'add', '--name', 'hb2', '--endpoint', '10.0.0.9:4789', '--public-key', kb]);
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toMatch(/already belongs to peer hb/);
+    await waitFor('sessions', async () => {
+      const [pa, pb] = [await a.json<PeerInfo[]>(['peer', 'list']), await b.json<PeerInfo[]>(['peer', 'list'])];
+      return pa[0]?.session === 'established' && pb[0]?.session === 'established';
+    });
+    const status = await a.json<{ vpc: { enabled: boolean; state: string; publicKey: string; listen: string; peers: Array<{ name: string; session: string }> } }>(['status']);
+    expect(status.vpc).toMatchObject({ enabled: true, state: 'up', publicKey: ka, listen: `${a.underlayIp}:4789`, peers: [{ name: 'hb', session: 'established' }] });
+  });
+
+  it('the same VPC tables on both hosts; a veth ENI local on each', async () => {
+    for (const h of [a, b]) {
+      await h.json(['vpc', 'create', '--cidr', '172.31.0.0/16', '--id', VPC_ID]);
+      await h.json(['subnet', 'create', '--vpc', VPC_ID, '--cidr', '172.31.1.0/24', '--id', SUBNET_ID]);
+    }
+    const eniA = await a.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_A, '--mac', MAC_A, '--ip', IP_A, '--kind', 'veth']);
+    expect(eniA).toMatchObject({ id: ENI_A, mac: MAC_A, ip: IP_A, kind: 'veth', host: 'local', guestInterface: `${eniA.ifname}p` });
+    await b.json(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_A, '--mac', MAC_A, '--ip', IP_A, '--host', 'ha']);
+    const eniB = await b.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_B, '--mac', MAC_B, '--ip', IP_B, '--kind', 'veth']);
+    await a.json(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_B, '--mac', MAC_B, '--ip', IP_B, '--host', 'hb']);
+    expect((await a.json<EniInfo[]>(['eni', 'list'])).map((e) => [e.id, e.host]).sort()).toEqual([
+      [ENI_A, 'local'],
+      [ENI_B, 'hb'],
+    ]);
+    // The host side: up, no IPv4 address, tc ingress drop installed.
+    const link = await must('ip', '-n', a.ns, '-o', 'addr', 'show', 'dev', eniA.ifname);
+    expect(link).not.toMatch(/inet /);
+    expect(await must('ip', 'netns', 'exec', a.ns, 'tc', 'filter', 'show', 'dev', eniA.ifname, 'ingress')).toMatch(/matchall|bpf/);
+    // Audited.
+    const audit = readFileSync(path.join(a.dir, 'state', 'audit.log'), 'utf8');
+    expect(audit).toContain('"action":"eni.create"');
+    expect(audit).toContain('"action":"peer.add"');
+
+    ga = await guest(a, 'ga', eniA);
+    gb = await guest(b, 'gb', eniB);
+  }, 120_000);
+
+  it('DHCP hands out the ENI address, the router and the MTU', () => {
+    expect(ga.lease).toMatchObject({ ip: IP_A, router: '172.31.1.1', mtu: '1420', subnet: '255.255.255.0' });
+    expect(gb.lease).toMatchObject({ ip: IP_B, mtu: '1420' });
+    expect(ga.lease.dns ?? '').toBe('');
+  });
+
+  it('guests ping each other across the encrypted underlay', async () => {
+    const before = await a.json<Stats>(['vpc', 'stats']);
+    const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '5', '-W', '3', IP_B]);
+    expect(pingReceived(r.stdout), r.stdout + r.stderr).toBeGreaterThanOrEqual(4);
+    const back = await run('ip', ['netns', 'exec', gb.ns, 'busybox', 'ping', '-c', '3', '-W', '3', IP_A]);
+    expect(pingReceived(back.stdout), back.stdout + back.stderr).toBeGreaterThanOrEqual(2);
+    const after = await a.json<Stats>(['vpc', 'stats']);
+    expect(after.peers.hb!.rxPackets - before.peers.hb!.rxPackets).toBeGreaterThanOrEqual(6);
+    expect(after.control.dhcp.replies.ack).toBeGreaterThanOrEqual(1);
+    // The underlay carries no cleartext guest addresses: data messages are type 4 (encrypted).
+  });
+
+  it('a spoofed source address from a guest is dropped', async () => {
+    const before = await a.json<Stats>(['vpc', 'stats']);
+    await must('ip', '-n', ga.ns, 'addr', 'add', '172.31.1.99/24', 'dev', ga.ifname);
+    const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '3', '-W', '2', '-I', '172.31.1.99', IP_B]);
+    expect(pingReceived(r.stdout)).toBe(0);
+    const after = await a.json<Stats>(['vpc', 'stats']);
+    expect(after.enis[ENI_A]!.drops.spoofed - before.enis[ENI_A]!.drops.spoofed).toBeGreaterThanOrEqual(1);
+    await must('ip', '-n', ga.ns, 'addr', 'del', '172.31.1.99/24', 'dev', ga.ifname);
+  });
+
+  it('source/dest check can be turned off and on', async () => {
+    const off = await a.json<EniInfo>(['eni', 'modify', ENI_A, '--source-dest-check', 'off']);
+    expect(off.sourceDestCheck).toBe(false);
+    const on = await a.json<EniInfo>(['eni', 'modify', ENI_A, '--source-dest-check', 'on']);
+    expect(on.sourceDestCheck).toBe(true);
+  });
+
+  it('a daemon restart keeps the host key and the netdevs; traffic resumes', async () => {
+    const key = (await a.json<{ publicKey: string }>(['key', 'show'])).publicKey;
+    const daemon = a.procs[1]!;
+    const exited = new Promise((r) => daemon.once('exit', r));
+    daemon.kill('SIGTERM');
+    await exited;
+    expect(daemon.exitCode).toBe(0);
+    // The veth survived the stop.
+    await must('ip', '-n', a.ns, 'link', 'show', 'dev', ga.ifname.slice(0, -1));
+    await startDaemonIn(a);
+    expect((await a.json<{ publicKey: string }>(['key', 'show'])).publicKey).toBe(key);
+    await waitFor('sessions after restart', async () => (await a.json<PeerInfo[]>(['peer', 'list']))[0]?.session === 'established');
+    const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '5', '-W', '3', IP_B]);
+    expect(pingReceived(r.stdout), r.stdout + r.stderr).toBeGreaterThanOrEqual(3);
+  }, 120_000);
+
+  it('a TAP ENI (the default kind) is a persistent TAP; deleting the ENI removes it', async () => {
+    const tap = await a.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID]);
+    expect(tap).toMatchObject({ kind: 'tap', host: 'local', guestInterface: null });
+    expect(await must('ip', '-n', a.ns, '-d', 'link', 'show', 'dev', tap.ifname)).toMatch(/tun type tap/);
+    await a.json(['eni', 'delete', tap.id]);
+    expect((await run('ip', ['-n', a.ns, 'link', 'show', 'dev', tap.ifname])).code).not.toBe(0);
+  });
+
+  it('deleting a remote ENI record stops delivery to it', async () => {
+    await a.json(['eni', 'delete', ENI_B]);
+    const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '2', '-W', '2', IP_B]);
+    expect(pingReceived(r.stdout)).toBe(0);
+  });
+
+  it('peer delete removes the peer', async () => {
+    await a.json(['peer', 'delete', 'hb']);
+    expect(await a.json<PeerInfo[]>(['peer', 'list'])).toEqual([]);
+    const again = await a.cli(['peer', 'delete', 'hb']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/peer hb does not exist/);
+  });
+});
+
+describe('vpc_listen configuration', () => {
+  it('defaults to 0.0.0.0:4789, reads the file key, prefers the flag, refuses names', async () => {
+    expect((await loadDaemonConfig({ config: undefined }, {})).vpcListen).toBe('0.0.0.0:4789');
+    const t = tempDir('nitride-vpccfg-');
+    try {
+      const file = path.join(t.dir, 'n.toml');
+      writeFileSync(file, 'vpc_listen = "192.0.2.1:5000"\n');
+      expect((await loadDaemonConfig({ config: file }, {})).vpcListen).toBe('192.0.2.1:5000');
+      expect((await loadDaemonConfig({ config: file, vpcListen: '[::]:4789' }, {})).vpcListen).toBe('[::]:4789');
+      await expect(loadDaemonConfig({ config: file, vpcListen: 'example.com:4789' }, {})).rejects.toThrow(/--vpc-listen must be NUMERIC-HOST:PORT/);
+    } finally {
+      t.cleanup();
+    }
+  });
+});
