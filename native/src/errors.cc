@@ -7,6 +7,8 @@
 
 #include "nitride.h"
 
+#include <openssl/err.h>
+
 namespace nitride {
 
 namespace {
@@ -111,6 +113,18 @@ bool OptionalBool(Napi::Object obj, const char* key, const char* fn,
   }
   *out = v.As<Napi::Boolean>().Value();
   return true;
+}
+
+std::string OpenSslErrors() {
+  std::string out;
+  unsigned long code;
+  char buf[256];
+  while ((code = ERR_get_error()) != 0) {
+    ERR_error_string_n(code, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? std::string("unknown OpenSSL error") : out;
 }
 
 }  // namespace nitride

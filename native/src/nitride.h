@@ -53,6 +53,10 @@ bool XtsTransform(XtsKey& key, bool encrypt, uint64_t first_unit,
 [[noreturn]] void ThrowRangeError(Napi::Env env, const std::string& msg);
 [[noreturn]] void ThrowInvalidValue(Napi::Env env, const std::string& msg);
 
+// Drains OpenSSL's (thread-local) error queue into one string ("a; b"). Call it on every
+// OpenSSL failure so that no stale error is left for node's own crypto code to see.
+std::string OpenSslErrors();
+
 // Throws an Error with `code` set.
 [[noreturn]] void ThrowWithCode(Napi::Env env, const std::string& msg,
                                 const char* code);

@@ -1,5 +1,6 @@
 // VPC data plane: AES-256-GCM sessions and the anti-replay window.
 #include "vpc_crypto.h"
+#include "nitride.h"
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -35,24 +36,13 @@ EVP_CIPHER* g_gcm = nullptr;
 std::string* g_gcm_error = nullptr;
 std::once_flag g_gcm_once;
 
-std::string DrainErrors() {
-  std::string out;
-  unsigned long code;
-  char buf[256];
-  while ((code = ERR_get_error()) != 0) {
-    ERR_error_string_n(code, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? std::string("unknown OpenSSL error") : out;
-}
 
 EVP_CIPHER_CTX* KeyedCtx(const EVP_CIPHER* cipher, const uint8_t* key, int enc,
                          std::string* error) {
   EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
   if (ctx == nullptr ||
       EVP_CipherInit_ex2(ctx, cipher, key, nullptr, enc, nullptr) != 1) {
-    *error = "keying AES-256-GCM: " + DrainErrors();
+    *error = "keying AES-256-GCM: " + OpenSslErrors();
     EVP_CIPHER_CTX_free(ctx);
     return nullptr;
   }
@@ -69,7 +59,7 @@ inline void Nonce(uint64_t counter, uint8_t nonce[kNonceBytes]) {
 const EVP_CIPHER* GcmCipher(std::string* error) {
   std::call_once(g_gcm_once, [] {
     g_gcm = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
-    if (g_gcm == nullptr) g_gcm_error = new std::string(DrainErrors());
+    if (g_gcm == nullptr) g_gcm_error = new std::string(OpenSslErrors());
   });
   if (g_gcm == nullptr && error != nullptr) {
     *error = "AES-256-GCM is not available from node's OpenSSL: " +

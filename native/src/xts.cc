@@ -50,19 +50,6 @@ EVP_CIPHER* g_xts = nullptr;
 std::string* g_fetch_error = nullptr;
 std::once_flag g_fetch_once;
 
-// Drains OpenSSL's (thread-local) error queue into a string. Always called on
-// failure so that no stale error is left for node's own crypto code to see.
-std::string OpenSslErrors() {
-  std::string out;
-  unsigned long code;
-  char buf[256];
-  while ((code = ERR_get_error()) != 0) {
-    ERR_error_string_n(code, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? std::string("unknown OpenSSL error") : out;
-}
 
 [[noreturn]] void ThrowOpenSsl(Napi::Env env, const std::string& what) {
   ThrowWithCode(env, what + ": " + OpenSslErrors(), "ERR_OPENSSL");
