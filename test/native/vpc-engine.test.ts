@@ -706,7 +706,7 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
     });
 
     it('segments GSO super-frames: a fixed-size iperf3 TCP transfer completes', async () => {
-      if (!hasCommand('iperf3')) return;
+      expect(hasCommand('iperf3'), 'iperf3 (installed by scripts/test.sh)').toBe(true);
       recording = false;
       const server = lab.exec(d, 'iperf3', '-s', '-1', '-B', d.ip);
       const before = A.stats();
