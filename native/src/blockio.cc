@@ -88,17 +88,6 @@ uint64_t OffsetArg(Napi::Env env, Napi::Value v, const char* fn,
   return static_cast<uint64_t>(d);
 }
 
-void BufferArg(Napi::Env env, Napi::Value v, const char* fn, const char* what,
-               uint8_t** data, size_t* len) {
-  if (!v.IsTypedArray() ||
-      v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowTypeError(env, std::string(fn) + ": " + what +
-                            " must be a Buffer or Uint8Array");
-  }
-  Napi::Uint8Array a = v.As<Napi::Uint8Array>();
-  *data = a.Data();
-  *len = a.ByteLength();
-}
 
 // True if the n bytes at p (n >= 16) are all zero. Real ciphertext fails the
 // first 16-byte test with probability 1 - 2^-128.
@@ -439,7 +428,7 @@ static UnitIo UnitIoArgs(const Napi::CallbackInfo& info, const char* fn, const c
   io.fd = FdArg(info, 0, fn);
   io.key = XtsKeyArg(env, info[1], fn);
   io.off = OffsetArg(env, info[2], fn, "offset");
-  BufferArg(env, info[3], fn, buf_name, &io.data, &io.len);
+  BytesArg(env, info[3], fn, buf_name, &io.data, &io.len);
   CheckUnitAligned(env, *io.key, io.off, io.len, fn);
   return io;
 }
@@ -552,7 +541,7 @@ Napi::Value TryPread(const Napi::CallbackInfo& info) {
   uint64_t off = OffsetArg(env, info[1], fn, "offset");
   uint8_t* data;
   size_t len;
-  BufferArg(env, info[2], fn, "buf", &data, &len);
+  BytesArg(env, info[2], fn, "buf", &data, &len);
   if (off + len > static_cast<uint64_t>(kMaxSafeInteger)) {
     ThrowRangeError(env, std::string(fn) + ": offset + length exceeds 2^53-1");
   }

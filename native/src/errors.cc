@@ -69,6 +69,18 @@ void ThrowInvalidValue(Napi::Env env, const std::string& msg) {
   ThrowWithCode(env, msg, "ERR_INVALID_ARG_VALUE");
 }
 
+void BytesArg(Napi::Env env, Napi::Value v, const char* fn, const char* what,
+              uint8_t** data, size_t* len) {
+  if (!v.IsTypedArray() ||
+      v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowTypeError(env, std::string(fn) + ": " + what +
+                            " must be a Buffer or Uint8Array");
+  }
+  Napi::Uint8Array a = v.As<Napi::Uint8Array>();
+  *data = a.Data();
+  *len = a.ByteLength();
+}
+
 int FdArg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
   Napi::Env env = info.Env();
   if (!info[i].IsNumber()) {

@@ -61,6 +61,10 @@ std::string OpenSslErrors();
 [[noreturn]] void ThrowWithCode(Napi::Env env, const std::string& msg,
                                 const char* code);
 
+// Reads a Uint8Array (Buffer included) argument: its bytes and length.
+void BytesArg(Napi::Env env, Napi::Value v, const char* fn, const char* what,
+              uint8_t** data, size_t* len);
+
 // Reads argument `i` as a file descriptor (integer in [0, INT_MAX]).
 int FdArg(const Napi::CallbackInfo& info, size_t i, const char* fn);
 

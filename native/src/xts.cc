@@ -81,18 +81,6 @@ struct CtxDeleter {
 };
 using CtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter>;
 
-// Reads a Uint8Array (Buffer included) argument.
-void BytesArg(Napi::Env env, Napi::Value v, const char* fn, const char* what,
-              uint8_t** data, size_t* len) {
-  if (!v.IsTypedArray() ||
-      v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowTypeError(env, std::string(fn) + ": " + what +
-                            " must be a Buffer or Uint8Array");
-  }
-  Napi::Uint8Array a = v.As<Napi::Uint8Array>();
-  *data = a.Data();
-  *len = a.ByteLength();
-}
 
 const uint8_t* KeyArg(Napi::Env env, Napi::Value v, const char* fn) {
   uint8_t* key;
