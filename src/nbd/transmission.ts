@@ -231,27 +231,27 @@ function checkErrno(error: number): void {
  * 4096 bytes on a UTF-8 boundary (the spec's string limit).
  */
 export function encodeErrorChunk(flags: number, cookie: bigint, error: number, message: string): Buffer {
-  checkErrno(error);
-  const text = encodeNbdMessage(message);
-  const buf = Buffer.allocUnsafe(NbdHeaderSize.STRUCTURED_REPLY + 6 + text.length);
-  writeStructuredHeader(buf, flags, NbdReplyType.ERROR, cookie, 6 + text.length);
-  buf.writeUInt32BE(error, 20);
-  buf.writeUInt16BE(text.length, 24);
-  text.copy(buf, 26);
-  return buf;
+  return errorChunk(NbdReplyType.ERROR, flags, cookie, error, message).buf;
 }
 
 /** NBD_REPLY_TYPE_ERROR_OFFSET: as ERROR, followed by the u64 offset where the error occurred. */
 export function encodeErrorOffsetChunk(flags: number, cookie: bigint, error: number, message: string, offset: bigint): Buffer {
+  const { buf, end } = errorChunk(NbdReplyType.ERROR_OFFSET, flags, cookie, error, message, 8);
+  buf.writeBigUInt64BE(offset, end);
+  return buf;
+}
+
+/** An error chunk with `extra` bytes left after the message (at `end`) for the caller to fill. */
+function errorChunk(type: number, flags: number, cookie: bigint, error: number, message: string, extra = 0): { buf: Buffer; end: number } {
   checkErrno(error);
   const text = encodeNbdMessage(message);
-  const buf = Buffer.allocUnsafe(NbdHeaderSize.STRUCTURED_REPLY + 14 + text.length);
-  writeStructuredHeader(buf, flags, NbdReplyType.ERROR_OFFSET, cookie, 14 + text.length);
+  const payload = 6 + text.length + extra;
+  const buf = Buffer.allocUnsafe(NbdHeaderSize.STRUCTURED_REPLY + payload);
+  writeStructuredHeader(buf, flags, type, cookie, payload);
   buf.writeUInt32BE(error, 20);
   buf.writeUInt16BE(text.length, 24);
   text.copy(buf, 26);
-  buf.writeBigUInt64BE(offset, 26 + text.length);
-  return buf;
+  return { buf, end: 26 + text.length };
 }
 
 export interface BlockStatusExtent {
