@@ -72,23 +72,67 @@ export class NbdServer {
   }
 
   private makeListener(peerOf: (socket: net.Socket) => NbdPeer): net.Server {
-    const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
+    // Paused so that no read happens before the socket is re-wrapped with our read buffers.
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
       if (this.closing || this.connections.size >= (this.options.maxConnections ?? 256)) {
         socket.destroy();
         return;
       }
-      this.track(socket, peerOf(socket));
+      const peer = peerOf(socket);
+      let connection: NbdConnection | undefined;
+      const rewrapped = withSuppliedReadBuffers(server, socket, {
+        // Called once before `connection` exists: the first read (the handshake) gets a buffer of
+        // its own, large enough that garbage is read whole before the connection drops it.
+        buffer: () => connection?.readTarget() ?? Buffer.allocUnsafe(FIRST_READ_SIZE),
+        callback: (n, buf) => connection!.received(n, buf as Buffer),
+      });
+      if (rewrapped) {
+        connection = this.track(rewrapped, peer, true);
+      } else {
+        this.track(socket, peer);
+        socket.resume();
+      }
     });
     this.listeners.push(server);
     return server;
   }
 
-  private track(stream: Duplex, peer: NbdPeer): NbdConnection {
-    const connection = new NbdConnection(stream, { catalog: this.options.catalog, peer, logger: this.log });
+  private track(stream: Duplex, peer: NbdPeer, suppliedReadBuffers = false): NbdConnection {
+    const connection = new NbdConnection(stream, { catalog: this.options.catalog, peer, logger: this.log, suppliedReadBuffers });
     this.connections.add(connection);
     void connection.closed.then(() => this.connections.delete(connection));
     return connection;
   }
+}
+
+const FIRST_READ_SIZE = 64 * 1024;
+
+interface OnRead {
+  buffer: () => Uint8Array;
+  callback: (n: number, buf: Uint8Array) => boolean | void;
+}
+
+/**
+ * Moves an accepted, paused connection's handle into a new net.Socket created with the `onread`
+ * option, so every read lands in a buffer the connection chooses (see NbdConnection) rather than
+ * in a fresh 64 KiB Buffer. net.Server has no `onread` option, so this uses the handle the way
+ * Node's own cluster module does (`_handle`, `_server`); where those are missing (a future Node)
+ * it returns null and the connection reads through 'data' events as before.
+ */
+function withSuppliedReadBuffers(server: net.Server, socket: net.Socket, onread: OnRead): net.Socket | null {
+  type Internals = { _handle?: { useUserBuffer?: unknown; readStop?: unknown } | null; _server?: net.Server | null; server?: net.Server | null };
+  const old = socket as unknown as Internals;
+  const handle = old._handle;
+  if (!handle || typeof handle.useUserBuffer !== 'function' || old._server !== server) return null;
+  old._handle = null;
+  old._server = null;
+  const fresh = new net.Socket({ handle, readable: true, writable: true, onread } as net.SocketConstructorOpts);
+  // Node counts the connection on the server and uncounts it when this socket closes (server.close()
+  // waits for that).
+  const counted = fresh as unknown as Internals;
+  counted._server = server;
+  counted.server = server;
+  return fresh;
 }
 
 function listen(server: net.Server, where: net.ListenOptions): Promise<void> {

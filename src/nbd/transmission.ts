@@ -3,7 +3,6 @@
  * decoder, reply encoders, the request validation gate and the errno map. Pure: no sockets, no I/O.
  * Only compact (non-extended) headers; we never offer NBD_OPT_EXTENDED_HEADERS.
  */
-import { ByteQueue } from './byte-queue.js';
 import {
   NbdCmd,
   NbdCmdFlag,
@@ -50,85 +49,185 @@ export interface RequestDecoderOptions {
 }
 
 /**
- * Incremental request parser. `push()` received chunks, then pull with `next()` until it returns
- * null; the server applies backpressure simply by not pulling (and pausing the socket when
- * `bufferedBytes` grows). A WRITE payload within one chunk is a zero-copy subarray of it; headers
- * and payloads that straddle chunks are copied once. Fatal errors throw NbdProtocolError from
- * `next()` (after every earlier request has been returned) and on every later call.
+ * Incremental request parser: a state machine (header → payload or discard → header) that decodes
+ * every byte as soon as it is given, into a FIFO of complete requests pulled with `next()`. The
+ * server applies backpressure by not pulling and pausing the socket while `bufferedBytes` grows.
+ *
+ * Input comes two ways, both served by the same state machine:
+ * - `push(chunk)`: a chunk the decoder may keep. A WRITE payload lying whole in it is a zero-copy
+ *   subarray; payloads that straddle chunks are copied once into a buffer from `allocate`.
+ * - transient input, for sockets that read into buffers we provide (net.Socket `onread`):
+ *   `push(chunk, true)` for bytes the caller will overwrite (everything kept is copied), and
+ *   `directReadTarget()` / `directReadDone(n)`, which let the socket read the rest of a large
+ *   WRITE payload straight into its final buffer, with no copy at all.
+ *
+ * Fatal errors throw NbdProtocolError from `next()` (after every earlier request has been
+ * returned) and on every later call.
  */
 export class RequestDecoder {
-  private readonly queue = new ByteQueue();
   private readonly headerScratch = Buffer.allocUnsafe(NbdHeaderSize.REQUEST);
+  /** Bytes of the next header gathered in headerScratch. */
+  private headerFill = 0;
   private readonly maxPayload: number;
   private readonly maxDiscard: number;
-  /** Parsed header of a WRITE whose payload is still arriving (or being discarded). */
+  /** A WRITE whose payload is still arriving (payloadFill bytes so far) or being discarded. */
   private pendingWrite: NbdRequest | null = null;
+  private payloadFill = 0;
   private discardRemaining = 0;
+  private readonly ready: NbdRequest[] = [];
+  private readyHead = 0;
+  /** Received bytes not yet handed out by next() (headers and payloads; discarded bytes excluded). */
+  private held = 0;
   private failure: NbdProtocolError | null = null;
-  private allocate: ((n: number) => Buffer) | undefined;
-  /** Set by `allocate` when the payload being taken was assembled in an allocated buffer. */
-  private allocated = false;
+  /** Decoding stopped at a fatal error; next() throws it once `ready` is drained. */
+  private failed = false;
+  private readonly allocate: ((n: number) => Buffer) | undefined;
 
   constructor(options: RequestDecoderOptions = {}) {
     this.maxPayload = options.maxPayload ?? NbdLimits.MAX_PAYLOAD;
     this.maxDiscard = options.maxDiscard ?? NbdLimits.MAX_WRITE_DISCARD;
-    if (options.allocate) {
-      const allocate = options.allocate;
-      this.allocate = (n) => {
-        this.allocated = true;
-        return allocate(n);
-      };
-    }
+    this.allocate = options.allocate;
     if (this.maxDiscard < this.maxPayload) throw new RangeError('maxDiscard < maxPayload');
   }
 
-  /** Bytes received but not yet decoded. */
+  /** Bytes received but not yet handed out by `next()` (discarded payloads are never held). */
   get bufferedBytes(): number {
-    return this.queue.length;
+    return this.held;
   }
 
-  push(chunk: Buffer): void {
-    this.queue.push(chunk);
-    // Discarded payload bytes never need to be buffered.
-    if (this.discardRemaining > 0) this.discardRemaining -= this.queue.skip(this.discardRemaining);
+  /**
+   * Decodes `chunk`. `transient`: the caller reuses the chunk's memory afterwards, so nothing may
+   * point into it (payloads are always copied).
+   */
+  push(chunk: Buffer, transient = false): void {
+    let pos = 0;
+    while (pos < chunk.length && !this.failed) {
+      if (this.discardRemaining > 0) {
+        const n = Math.min(this.discardRemaining, chunk.length - pos);
+        pos += n;
+        this.discardRemaining -= n;
+        if (this.discardRemaining === 0) this.emitPending();
+      } else if (this.pendingWrite !== null) {
+        const payload = this.pendingWrite.payload!;
+        const n = chunk.copy(payload, this.payloadFill, pos, pos + payload.length - this.payloadFill);
+        pos += n;
+        this.addPayloadBytes(n);
+      } else if (this.headerFill === 0 && chunk.length - pos >= NbdHeaderSize.REQUEST) {
+        const header = chunk.subarray(pos, pos + NbdHeaderSize.REQUEST);
+        pos += NbdHeaderSize.REQUEST;
+        const request = this.startRequest(header);
+        // A whole payload inside a chunk we may keep is used in place.
+        if (request && !transient && chunk.length - pos >= request.length) {
+          request.payload = chunk.subarray(pos, pos + request.length);
+          pos += request.length;
+          this.held += request.length;
+          this.ready.push(request);
+        } else if (request) this.beginPayload(request);
+      } else {
+        const n = chunk.copy(this.headerScratch, this.headerFill, pos, pos + NbdHeaderSize.REQUEST - this.headerFill);
+        pos += n;
+        this.headerFill += n;
+        if (this.headerFill < NbdHeaderSize.REQUEST) break;
+        this.headerFill = 0;
+        const request = this.startRequest(this.headerScratch);
+        if (request) this.beginPayload(request);
+      }
+    }
+  }
+
+  /**
+   * Where the next socket read may land directly: the unfilled rest of a WRITE payload of at least
+   * `min` bytes (so small payloads still arrive batched with their neighbours), else null.
+   */
+  directReadTarget(min = 16 * 1024): Buffer | null {
+    const write = this.pendingWrite;
+    if (write === null || this.discardRemaining > 0 || this.failed) return null;
+    const payload = write.payload!;
+    return payload.length - this.payloadFill >= min ? payload.subarray(this.payloadFill) : null;
+  }
+
+  /** `n` bytes were read into the buffer `directReadTarget()` returned. */
+  directReadDone(n: number): void {
+    const write = this.pendingWrite;
+    if (write === null || n < 0 || this.payloadFill + n > write.payload!.length) {
+      throw new RangeError(`directReadDone(${n}) without a matching read target`);
+    }
+    this.addPayloadBytes(n);
   }
 
   /** The next complete request, or null until more bytes arrive. */
   next(): NbdRequest | null {
-    if (this.failure !== null) throw this.failure;
-    if (this.pendingWrite === null) {
-      if (this.queue.length < NbdHeaderSize.REQUEST) return null;
-      const request = this.parseHeader(this.queue.peek(NbdHeaderSize.REQUEST, this.headerScratch));
-      this.queue.skip(NbdHeaderSize.REQUEST);
-      if (request.type !== NbdCmd.WRITE) return request;
-      this.pendingWrite = request;
-      if (request.length > this.maxPayload) {
-        if (request.length > this.maxDiscard) {
-          return this.fail(
-            'NBD_PAYLOAD_TOO_LARGE',
-            `write payload of ${request.length} bytes exceeds the ${this.maxDiscard}-byte limit`,
-          );
-        }
-        request.payloadDiscarded = true;
-        this.discardRemaining = request.length - this.queue.skip(request.length);
+    if (this.readyHead < this.ready.length) {
+      const request = this.ready[this.readyHead]!;
+      this.ready[this.readyHead++] = undefined as unknown as NbdRequest;
+      if (this.readyHead === this.ready.length) {
+        this.ready.length = 0;
+        this.readyHead = 0;
       }
+      if (!request.payloadDiscarded) this.held -= NbdHeaderSize.REQUEST + (request.payload?.length ?? 0);
+      return request;
     }
-    const write = this.pendingWrite;
-    if (write.payloadDiscarded) {
-      if (this.discardRemaining > 0) return null;
-    } else {
-      if (this.queue.length < write.length) return null;
-      this.allocated = false;
-      write.payload = this.queue.take(write.length, this.allocate);
-      if (this.allocated) write.payloadAllocated = true;
-    }
-    this.pendingWrite = null;
-    return write;
+    if (this.failure !== null) throw this.failure;
+    return null;
   }
 
   /** Every request decodable from what has been pushed so far. */
   *requests(): Generator<NbdRequest, void, undefined> {
     for (let request = this.next(); request !== null; request = this.next()) yield request;
+  }
+
+  /** Parses a header; returns a WRITE that needs its payload, or null once the request is queued. */
+  private startRequest(header: Buffer): NbdRequest | null {
+    let request: NbdRequest;
+    try {
+      request = this.parseHeader(header);
+    } catch {
+      this.failed = true;
+      return null;
+    }
+    this.held += NbdHeaderSize.REQUEST;
+    if (request.type !== NbdCmd.WRITE || request.length === 0) {
+      if (request.type === NbdCmd.WRITE) request.payload = Buffer.alloc(0);
+      this.ready.push(request);
+      return null;
+    }
+    if (request.length > this.maxPayload) {
+      if (request.length > this.maxDiscard) {
+        this.failed = true;
+        this.failure = new NbdProtocolError(
+          'NBD_PAYLOAD_TOO_LARGE',
+          `write payload of ${request.length} bytes exceeds the ${this.maxDiscard}-byte limit`,
+        );
+        return null;
+      }
+      request.payloadDiscarded = true;
+      this.held -= NbdHeaderSize.REQUEST; // nothing of a discarded request is kept
+      this.pendingWrite = request;
+      this.discardRemaining = request.length;
+      return null;
+    }
+    return request;
+  }
+
+  private beginPayload(write: NbdRequest): void {
+    if (this.allocate) {
+      write.payload = this.allocate(write.length);
+      write.payloadAllocated = true;
+    } else write.payload = Buffer.allocUnsafe(write.length);
+    this.pendingWrite = write;
+    this.payloadFill = 0;
+  }
+
+  private addPayloadBytes(n: number): void {
+    this.payloadFill += n;
+    this.held += n;
+    if (this.payloadFill === this.pendingWrite!.payload!.length) this.emitPending();
+  }
+
+  private emitPending(): void {
+    this.ready.push(this.pendingWrite!);
+    this.pendingWrite = null;
+    this.payloadFill = 0;
   }
 
   private parseHeader(header: Buffer): NbdRequest {

@@ -98,6 +98,15 @@ describe('NBD server with real clients', () => {
     expect(job.write.io_bytes).toBe(8 << 20);
   });
 
+  it('fio with mixed 512 B–4 MiB writes at QD8 verifies (large payloads are read in place)', async () => {
+    const r = await run('fio', ['--name=mixed', '--ioengine=nbd', `--uri=${uri()}`, '--rw=randwrite', '--bsrange=512-4M', '--bs_unaligned=0',
+      '--size=32M', '--iodepth=8', '--verify=crc32c', '--do_verify=1', '--verify_state_save=0', '--output-format=json']);
+    expect(r.code, r.stderr).toBe(0);
+    const job = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))).jobs[0];
+    expect(job.error).toBe(0);
+    expect(job.write.io_bytes).toBeGreaterThanOrEqual(32 << 20);
+  });
+
   it('TCP listener serves the same exports', async () => {
     const out = await runOk('qemu-io', ['-f', 'raw', `nbd://127.0.0.1:${tcpPort}/small`, '-c', 'write -P 0x5a 0 4k', '-c', 'read -P 0x5a 0 4k']);
     expect(out).not.toMatch(/failed/);

@@ -117,6 +117,60 @@ describe('RequestDecoder', () => {
     expect(payload?.length).toBe(100);
   });
 
+  it('transient input: decodes at every split, and nothing points into the caller buffer', () => {
+    const decodeTransient = (parts: Buffer[]): NbdRequest[] => {
+      const decoder = new RequestDecoder();
+      const out: NbdRequest[] = [];
+      for (const part of parts) {
+        const scratch = Buffer.from(part); // the socket's reusable buffer
+        decoder.push(scratch, true);
+        scratch.fill(0xee); // the next read overwrites it
+        out.push(...decodeAll(decoder));
+      }
+      expect(decoder.bufferedBytes).toBe(0);
+      return out;
+    };
+    for (let split = 0; split <= stream.length; split++) {
+      expect(decodeTransient([stream.subarray(0, split), stream.subarray(split)])).toEqual(expected);
+    }
+    expect(decodeTransient([...stream].map((b) => Buffer.from([b])))).toEqual(expected);
+  });
+
+  it('direct reads: the rest of a large payload is read straight into its own buffer', () => {
+    const payload = pattern(100_000, 4);
+    const whole = Buffer.concat([encodeRequest({ type: NbdCmd.WRITE, cookie: 9n, payload }), encodeRequest({ type: NbdCmd.FLUSH, cookie: 10n })]);
+    const taken: Buffer[] = [];
+    const decoder = new RequestDecoder({ allocate: (n) => (taken[taken.length] = Buffer.alloc(n)) });
+    expect(decoder.directReadTarget()).toBeNull();
+    decoder.push(whole.subarray(0, 28 + 1000), true);
+    let target = decoder.directReadTarget();
+    expect(target?.length).toBe(99_000);
+    expect(target?.buffer).toBe(taken[0]!.buffer); // the payload buffer itself
+    whole.copy(target!, 0, 1028, 1028 + 50_000);
+    decoder.directReadDone(50_000);
+    expect(decoder.next()).toBeNull();
+    expect(decoder.bufferedBytes).toBe(28 + 51_000);
+    target = decoder.directReadTarget();
+    expect(target?.length).toBe(49_000);
+    whole.copy(target!, 0, 51_028, 100_028);
+    decoder.directReadDone(49_000);
+    expect(decoder.directReadTarget()).toBeNull(); // the next header comes through the staging path
+    decoder.push(whole.subarray(100_028), true);
+    const got = decodeAll(decoder);
+    expect(got.map((r) => r.cookie)).toEqual([9n, 10n]);
+    expect(got[0]!.payload!.equals(payload)).toBe(true);
+    expect(got[0]!.payloadAllocated).toBe(true);
+    expect(decoder.bufferedBytes).toBe(0);
+    expect(() => decoder.directReadDone(1)).toThrow(RangeError);
+  });
+
+  it('direct reads: small payload remainders keep arriving batched with their neighbours', () => {
+    const decoder = new RequestDecoder();
+    decoder.push(encodeRequest({ type: NbdCmd.WRITE, payload: pattern(4096, 1) }).subarray(0, 100), true);
+    expect(decoder.directReadTarget()).toBeNull();
+    expect(decoder.directReadTarget(1024)?.length).toBe(4096 - 72);
+  });
+
   it('pulls nothing until asked (backpressure)', () => {
     const decoder = new RequestDecoder();
     decoder.push(stream);
