@@ -526,9 +526,12 @@ void Engine::SetSession(uint32_t id, const SessionKeys& keys, bool pending) {
   std::unique_ptr<Session> drop1, drop2;  // freed after unlocking
   std::lock_guard<std::mutex> lock(mu_);
   Peer& p = PeerRef(id, "setSession");
-  // The sessions this call evicts.
+  // The sessions this call evicts. A new current session keeps an unconfirmed
+  // pending one as previous rather than the old current (as WireGuard does):
+  // when both sides rekeyed at once, the peer may already be sending on the
+  // session we only answered, and dropping it would lose those messages.
   Session* evict_a = pending ? p.next.get() : p.previous.get();
-  Session* evict_b = pending ? nullptr : p.next.get();
+  Session* evict_b = pending ? nullptr : (p.next ? p.current.get() : nullptr);
   auto used = by_index_.find(keys.local_index);
   if (used != by_index_.end() && used->second.session != evict_a &&
       used->second.session != evict_b) {
@@ -543,11 +546,31 @@ void Engine::SetSession(uint32_t id, const SessionKeys& keys, bool pending) {
     IndexSession(p, p.next.get());
   } else {
     drop1 = std::move(p.previous);
-    drop2 = std::move(p.next);
-    p.previous = std::move(p.current);
+    if (p.next) {
+      drop2 = std::move(p.current);
+      p.previous = std::move(p.next);
+    } else {
+      p.previous = std::move(p.current);
+    }
     p.current = std::move(s);
     IndexSession(p, p.current.get());
   }
+}
+
+bool Engine::SendKeepalive(uint32_t id) {
+  RequireOpen("sendKeepalive");
+  uint8_t msg[kDataOverhead];
+  Endpoint ep;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Peer& p = PeerRef(id, "sendKeepalive");
+    Session* s = p.current.get();
+    static const uint8_t kNothing = 0;
+    if (p.plaintext || s == nullptr || !s->Seal(&kNothing, 0, msg)) return false;
+    ep = p.ep;
+  }
+  SendUnderlay(ep, msg, sizeof msg);
+  return true;
 }
 
 void Engine::ClearSessions(uint32_t id) {
@@ -1180,7 +1203,8 @@ void Engine::ProcessDatagram(uint8_t* buf, size_t len, const sockaddr_storage& f
   EnsureTxRoom(lk);  // at most one port send per datagram
   const uint8_t type = buf[0];
   if (type == kMsgData) {
-    if (len < kDataOverhead + kMinFrame || (buf[1] | buf[2] | buf[3]) != 0) {
+    // A keepalive (empty frame) or one frame.
+    if ((len != kDataOverhead && len < kDataOverhead + kMinFrame) || (buf[1] | buf[2] | buf[3]) != 0) {
       malformed_.Add();
       return;
     }
@@ -1215,6 +1239,7 @@ void Engine::ProcessDatagram(uint8_t* buf, size_t len, const sockaddr_storage& f
     peer.c.rx_bytes.Add(len);
     peer.c.last_rx_ms.store(now_real_ms_, std::memory_order_relaxed);
     if (&s == peer.next.get()) PromoteNext(peer);
+    if (len == kDataOverhead) return;  // keepalive: it only confirmed the session
     DeliverFromPeer(peer, buf + kDataHeaderBytes, len - kDataOverhead);
     return;
   }

@@ -176,12 +176,18 @@ class Engine {
   bool RemovePeer(uint32_t id);  // false if there was no such peer
   void SetPeerEndpoint(uint32_t id, const Endpoint& ep);
   void SetPlaintext(uint32_t id, bool on);
-  // pending = false: the new session becomes current at once (previous
-  // current kept for receiving, any pending one dropped). pending = true:
+  // pending = false: the new session becomes current at once (a pending
+  // one, else the previous current, kept for receiving). pending = true:
   // it only receives until the first authenticated message arrives on it,
   // then becomes current (the responder side of a handshake).
   void SetSession(uint32_t id, const SessionKeys& keys, bool pending);
   void ClearSessions(uint32_t id);
+  // Sends an empty data message on the current session (the initiator's
+  // confirmation after a handshake, so the responder promotes its pending
+  // session without waiting for traffic). False when there is no session to
+  // send with (or the peer is in plaintext mode). Not counted in txPackets
+  // (those counters have the worker as their only writer).
+  bool SendKeepalive(uint32_t id);
   void SetRekeyLimits(uint64_t packets, uint64_t seconds);
 
   void SendFrame(uint32_t port_id, const uint8_t* frame, size_t len);

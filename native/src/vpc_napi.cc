@@ -197,6 +197,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
             InstanceMethod<&VpcEngineWrap::SetPlaintext>("setPlaintext"),
             InstanceMethod<&VpcEngineWrap::SetSession>("setSession"),
             InstanceMethod<&VpcEngineWrap::ClearSessions>("clearSessions"),
+            InstanceMethod<&VpcEngineWrap::SendKeepalive>("sendKeepalive"),
             InstanceMethod<&VpcEngineWrap::SetRekeyLimits>("setRekeyLimits"),
             InstanceMethod<&VpcEngineWrap::SendFrame>("sendFrame"),
             InstanceMethod<&VpcEngineWrap::SendUnderlay>("sendUnderlay"),
@@ -432,6 +433,15 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     const uint32_t id = IdArg(env, info[0], "clearSessions: peerId");
     Guarded(env, [&] { e.ClearSessions(id); });
     return env.Undefined();
+  }
+
+  Napi::Value SendKeepalive(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "sendKeepalive");
+    const uint32_t id = IdArg(env, info[0], "sendKeepalive: peerId");
+    bool sent = false;
+    Guarded(env, [&] { sent = e.SendKeepalive(id); });
+    return Napi::Boolean::New(env, sent);
   }
 
   Napi::Value SetRekeyLimits(const Napi::CallbackInfo& info) {

@@ -14,7 +14,8 @@
 //   8       8     counter (u64 LE): per session and direction, starting at 0,
 //                 incremented by one per message, never reused
 //   16      n     AES-256-GCM ciphertext of the Ethernet frame (n = frame
-//                 length, 14..mtu+14)
+//                 length, 14..mtu+14), or nothing (n = 0): a keepalive, which
+//                 only confirms the session to a responder
 //   16+n    16    GCM tag
 //
 //   key   = the session's sendKey (32 bytes) on the sender, which is the

@@ -49,6 +49,8 @@ import {
   inspectorSession,
   installSignalCleanup,
   median,
+  pickById,
+  positiveOption,
   profileSelfTimes,
   run,
   sleep,
@@ -97,15 +99,7 @@ if (opt.help) {
   console.log(USAGE);
   process.exit(0);
 }
-const num = (v, dflt, what) => {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) {
-    console.error(`bench-block: --${what} must be a positive number\n${USAGE}`);
-    process.exit(2);
-  }
-  return n;
-};
+const num = (v, dflt, what) => positiveOption('bench-block', USAGE, v, dflt, what);
 const RUNTIME = num(opt.runtime, opt.quick ? 2 : 3, 'runtime');
 const RAMP = num(opt.ramp, opt.quick ? 1 : 2, 'ramp');
 const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
@@ -129,17 +123,7 @@ const ALL_JOBS = [
   { id: 'read-1m-qd8', label: '1M read QD8', rw: 'read', bs: '1M', qd: 8, metric: 'mbps' },
   { id: 'write-1m-qd8', label: '1M write QD8', rw: 'write', bs: '1M', qd: 8, metric: 'mbps' },
 ];
-const pick = (all, list, what) => {
-  if (!list) return all;
-  const ids = list.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const id of ids) {
-    if (!all.some((x) => x.id === id)) {
-      console.error(`bench-block: unknown ${what} '${id}'\n${USAGE}`);
-      process.exit(2);
-    }
-  }
-  return all.filter((x) => ids.includes(x.id));
-};
+const pick = (all, list, what) => pickById('bench-block', USAGE, all, list, what);
 const TARGETS = pick(ALL_TARGETS, opt.targets, 'target');
 const JOBS = pick(ALL_JOBS, opt.jobs, 'job');
 const BASELINE = TARGETS.find((t) => t.baseline);

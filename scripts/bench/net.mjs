@@ -42,12 +42,15 @@ import {
   human,
   installSignalCleanup,
   median,
+  pickById,
+  positiveOption,
   run,
   sleep,
   stamp,
   svgBarChart,
   textTable,
   threadCpu,
+  usageExit,
   versionOf,
   waitFor,
 } from '../lib/bench-common.mjs';
@@ -96,24 +99,11 @@ if (opt.help) {
   console.log(USAGE);
   process.exit(0);
 }
-const usageError = (msg) => {
-  console.error(`bench-net: ${msg}\n${USAGE}`);
-  process.exit(2);
-};
-const num = (v, dflt, what) => {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) usageError(`--${what} must be a positive number`);
-  return n;
-};
+const usageError = (msg) => usageExit('bench-net', USAGE, msg);
+const num = (v, dflt, what) => positiveOption('bench-net', USAGE, v, dflt, what);
 const TIME = Math.round(num(opt.time, opt.quick ? 3 : 5, 'time'));
 const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
-const pick = (all, list, what) => {
-  if (!list) return all;
-  const ids = list.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const id of ids) if (!all.some((x) => x.id === id)) usageError(`unknown ${what} '${id}'`);
-  return all.filter((x) => ids.includes(x.id));
-};
+const pick = (all, list, what) => pickById('bench-net', USAGE, all, list, what);
 const PATHS = pick(ALL_PATHS, opt.paths, 'path').map((p) => ({ ...p }));
 const TESTS = pick(ALL_TESTS, opt.tests, 'test');
 const BASELINE = PATHS.find((p) => p.baseline);

@@ -14,6 +14,30 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// --------------------------------------------------------------------------- command line
+
+/** Print `name: message` and the usage text on stderr, exit 2 (a usage error). */
+export function usageExit(name, usage, message) {
+  console.error(`${name}: ${message}\n${usage}`);
+  process.exit(2);
+}
+
+/** A positive number option: `dflt` when absent; anything else exits 2. */
+export function positiveOption(name, usage, value, dflt, what) {
+  if (value === undefined) return dflt;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) usageExit(name, usage, `--${what} must be a positive number`);
+  return n;
+}
+
+/** The items of `all` (objects with an `id`) named by a comma list, all when absent; an unknown id exits 2. */
+export function pickById(name, usage, all, list, what) {
+  if (!list) return all;
+  const ids = list.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const id of ids) if (!all.some((x) => x.id === id)) usageExit(name, usage, `unknown ${what} '${id}'`);
+  return all.filter((x) => ids.includes(x.id));
+}
+
 // ------------------------------------------------------------------------------ processes
 
 /**

@@ -53,8 +53,9 @@ BASE_PACKAGES=(make g++ python3 iproute2 procps)
 # NBD clients the tests and the demo drive volumes with (libnbd's Python binding backs the
 # protocol-abuse tests; it lives in Debian's /usr/bin/python3).
 NBD_CLIENT_PACKAGES=(qemu-utils libnbd-bin python3-libnbd fio)
-# VPC tests: guests in network namespaces run busybox's udhcpc and ping, and iperf3.
-VPC_PACKAGES=(busybox-static iperf3)
+# VPC tests: guests in network namespaces run busybox's udhcpc and ping, and iperf3; tcpdump
+# captures the underlay.
+VPC_PACKAGES=(busybox-static iperf3 tcpdump)
 
 # bootstrap PKG... : everything a script needs before it runs nitride: root, Node, the
 # Debian packages named (plus BASE_PACKAGES), node_modules, the addon and dist/; then cd to

@@ -6,7 +6,7 @@
  *   3. the TOML config file (--config FILE, else /etc/nitride/nitride.toml if it exists)
  *   4. built-in defaults
  * Unknown keys in the file are errors: a typo must not silently fall back to a default.
- * `vpc_listen` (--vpc-listen) has no environment variable.
+ * The `vpc_*` settings (--vpc-listen, --vpc-dns, --vpc-rekey-after) have no environment variables.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -16,11 +16,16 @@ import { RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.j
 import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
 import { formatZodError } from '../control/validate.js';
 import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
+import { checkDhcpConfig } from '../vpc/dhcp.js';
+import { ENI_MTU } from '../vpc/constants.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
 export const DEFAULT_STATE_DIR = '/var/lib/nitride';
 export const DEFAULT_CONTROL_SOCKET = '/run/nitride/control.sock';
 export const DEFAULT_VPC_LISTEN = '0.0.0.0:4789';
+/** Session age at which peers rekey (WireGuard's REKEY_AFTER_TIME); the longest allowed too. */
+export const DEFAULT_VPC_REKEY_AFTER = 120;
+const MIN_VPC_REKEY_AFTER = 2;
 
 /** The NBD socket lives beside the control socket unless configured. */
 export function defaultNbdSocket(env: NodeJS.ProcessEnv = process.env): string {
@@ -41,6 +46,8 @@ const FileSchema = z
     nbd_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
     ephemeral_dir: z.string().min(1).optional(),
     vpc_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
+    vpc_dns: z.array(z.string()).optional(),
+    vpc_rekey_after: z.number().optional(),
   })
   .strict();
 
@@ -61,6 +68,10 @@ export interface DaemonConfig {
   ephemeralDir: string;
   /** Underlay UDP bind of the VPC, numeric HOST:PORT (default 0.0.0.0:4789). */
   vpcListen: string;
+  /** DNS servers DHCP hands to guests (option 6); none by default. */
+  vpcDns: string[];
+  /** Seconds after which a peer session is rekeyed (default 120). */
+  vpcRekeyAfter: number;
   /** The file the values came from, if any (for status output). */
   configFile?: string;
 }
@@ -83,6 +94,16 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if (!/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.test(vpcListen) || Number(vpcListen.slice(vpcListen.lastIndexOf(':') + 1)) > 65535) {
     throw new UsageError(`--vpc-listen must be NUMERIC-HOST:PORT, got '${vpcListen}'`);
   }
+  const vpcDns = flags.vpcDns ?? file?.vpc_dns ?? [];
+  try {
+    checkDhcpConfig({ mtu: ENI_MTU, dnsServers: vpcDns });
+  } catch (err) {
+    throw new UsageError(`--vpc-dns: ${oneLine(err)}`);
+  }
+  const vpcRekeyAfter = flags.vpcRekeyAfter ?? file?.vpc_rekey_after ?? DEFAULT_VPC_REKEY_AFTER;
+  if (!Number.isInteger(vpcRekeyAfter) || vpcRekeyAfter < MIN_VPC_REKEY_AFTER || vpcRekeyAfter > DEFAULT_VPC_REKEY_AFTER) {
+    throw new UsageError(`--vpc-rekey-after must be whole seconds from ${MIN_VPC_REKEY_AFTER} to ${DEFAULT_VPC_REKEY_AFTER}`);
+  }
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
   const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
@@ -94,6 +115,8 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     ...(nbdListen !== undefined ? { nbdListen } : {}),
     ephemeralDir: flags.ephemeralDir ?? file?.ephemeral_dir ?? path.join(stateDir, 'ephemeral'),
     vpcListen,
+    vpcDns,
+    vpcRekeyAfter,
     ...(file ? { configFile: fileName } : {}),
   };
 }

@@ -72,7 +72,7 @@ export class Daemon {
       });
       await volumes.load();
       cleanups.push(() => volumes.close());
-      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen });
+      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter });
       await vpc.load();
       cleanups.push(() => vpc.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit });

@@ -438,8 +438,9 @@ export interface VpcSessionKeys {
 export interface VpcSetSessionOptions {
   /**
    * false (default, the handshake initiator): the session becomes current
-   * (used for sending) at once; the previous current one is kept for
-   * receiving only, and a pending one is dropped. true (the responder): the
+   * (used for sending) at once; a pending one (which the peer may already
+   * send on, after simultaneous rekeys), else the previous current one, is
+   * kept for receiving only. true (the responder): the
    * session only receives until the first authenticated message arrives on
    * it, then becomes current (a `session-active` event), the old current one
    * kept for receiving. Installing the responder's side as pending before
@@ -620,6 +621,7 @@ interface NativeVpcEngine {
   setPlaintext(peerId: number, enabled: boolean): void;
   setSession(peerId: number, session: VpcSessionKeys, opts?: VpcSetSessionOptions): void;
   clearSessions(peerId: number): void;
+  sendKeepalive(peerId: number): boolean;
   setRekeyLimits(limits: VpcRekeyLimits): void;
   sendFrame(portId: number, frame: Uint8Array): void;
   sendUnderlay(host: string, port: number, datagram: Uint8Array): void;
@@ -792,6 +794,15 @@ export class VpcEngine {
   /** Drops every session of a peer (keys cleansed); frames to it then count as `noSession`. */
   clearSessions(peerId: number): void {
     this.#native.clearSessions(peerId);
+  }
+
+  /**
+   * Sends an empty data message to the peer on the current session: the handshake initiator's
+   * confirmation, so the responder promotes its pending session at once instead of at the next
+   * frame. False (nothing sent) without a current session or in plaintext mode.
+   */
+  sendKeepalive(peerId: number): boolean {
+    return this.#native.sendKeepalive(peerId);
   }
 
   /** Sets the soft limits for the `rekey-needed` event (see {@link VpcRekeyLimits}); omitted fields reset to the default. */

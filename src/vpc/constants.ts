@@ -122,6 +122,9 @@ export const DHCP_OPT_END = 255;
 /** Smallest interface MTU a DHCP server may hand out (RFC 2132 §5.1: 68). */
 export const DHCP_MIN_MTU = 68;
 
+/** Guest MTU (DHCP option 26): underlay MTU 1500 − Ethernet 14 − data overhead 32 − IPv4+UDP 28 = 1426, rounded down to a multiple of 4. */
+export const ENI_MTU = 1420;
+
 // ---------------------------------------------------------------------------------------------
 // Underlay: UDP datagrams between nitride daemons. The layout follows WireGuard's
 // (u8 type, 3 reserved zero bytes, then little-endian fields); see handshake.ts.

@@ -26,7 +26,7 @@ import { loadSodium, type Sodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
 import { VpcEngine, closeFd, tapOpen, type VpcControlEvent, type VpcStats } from '../native/addon.js';
 import { ArpResponder } from './arp.js';
-import { GATEWAY_MAC } from './constants.js';
+import { ENI_MTU, GATEWAY_MAC } from './constants.js';
 import { DhcpServer } from './dhcp.js';
 import { HandshakeManager, decodeKey, encodeKey, publicKeyOf, type HandshakeAction, type KeyPair } from './handshake.js';
 import { VpcModel, type CreateEniInput, type EniDirectory, type EniEntry, type EniRecord, type SubnetRecord, type VpcRecord, type VpcState } from './model.js';
@@ -34,8 +34,6 @@ import { macBytes } from './packets.js';
 
 /** Host id of this daemon in the ENI tables (remote ENIs name a peer instead). */
 export const LOCAL_HOST_ID = 'local';
-/** Underlay MTU 1500 − Ethernet 14 − data overhead 32 − IPv4+UDP 28 = 1426, rounded down to a multiple of 4 (as AWS's 9001/1500 are not). */
-export const ENI_MTU = 1420;
 const RETRY_MS = 3000;
 const HOST_KEY_CONTEXT = { purpose: 'host-key' };
 
@@ -106,6 +104,8 @@ export interface VpcManagerOptions {
   listen: string;
   /** DNS servers handed out by DHCP (none by default). */
   dnsServers?: string[];
+  /** Session age (seconds) at which peers rekey; default 120 (the handshake's REKEY_AFTER_TIME). */
+  rekeyAfterSeconds?: number;
 }
 
 interface Runtime {
@@ -488,7 +488,7 @@ export class VpcManager {
         engine,
         sodium,
         keys,
-        handshake: new HandshakeManager({ sodium, local: keys, now: Date.now }),
+        handshake: new HandshakeManager({ sodium, local: keys, now: Date.now, ...(this.options.rekeyAfterSeconds ? { timers: { rekeyAfterSeconds: this.options.rekeyAfterSeconds } } : {}) }),
         arp: new ArpResponder(this.directory),
         dhcp: new DhcpServer({ mtu: ENI_MTU, ...(this.options.dnsServers?.length ? { dnsServers: this.options.dnsServers } : {}) }),
         ports: new Map(),
@@ -499,6 +499,8 @@ export class VpcManager {
         nextPort: 1,
         nextPeer: 1,
       };
+      // The engine's age limit (rekey-needed when sending) matches the handshake's timer.
+      if (this.options.rekeyAfterSeconds) engine.setRekeyLimits({ seconds: this.options.rekeyAfterSeconds });
       engine.setRoute(macBytes(GATEWAY_MAC), { control: true });
       for (const p of this.peers.values()) {
         try {
@@ -646,13 +648,16 @@ export class VpcManager {
             const s = action.session;
             // A responder with no session to send with yet makes the new one current at once:
             // waiting for the initiator's first data message would leave this side mute until
-            // the initiator happens to send (the engine has no keepalive). Nothing is lost: with
+            // the initiator happens to send (a keepalive, or a frame). Nothing is lost: with
             // no current session, frames could not be sent anyway.
             const hadCurrent = rt.handshake.status(action.peerId).current !== null;
             const pending = !action.sendable && hadCurrent;
             rt.engine.setSession(peerId, { localIndex: s.localIndex, remoteIndex: s.remoteIndex, sendKey: s.sendKey, recvKey: s.recvKey }, { pending });
             this.log.debug({ peer: action.peerId, localIndex: s.localIndex, initiator: s.isInitiator, pending }, 'session installed');
             if (!action.sendable && !pending) this.execute(rt, rt.handshake.confirm(action.peerId, s.localIndex));
+            // The initiator confirms the session to the responder right away: otherwise an idle
+            // responder keeps sending on an older session, which the initiator drops at its next rekey.
+            if (action.keepalive) rt.engine.sendKeepalive(peerId);
             break;
           }
           case 'promote':

@@ -18,6 +18,7 @@ import { loadDaemonConfig } from '../../src/daemon/config.js';
 import type { EniInfo, PeerInfo } from '../../src/vpc/manager.js';
 import { CLI, nitride, tempDir } from '../helpers/nitride.js';
 import { run } from '../helpers/run.js';
+import { injectFrames, sendDatagrams, startCapture, udpPayloadOffset } from '../helpers/underlay.js';
 
 const hasCommand = (cmd: string) => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(`${d}/${cmd}`));
 const canRun = process.getuid?.() === 0 && hasCommand('ip') && hasCommand('tc') && hasCommand('busybox');
@@ -33,6 +34,17 @@ const MAC_A = '02:00:5e:10:00:0a';
 const MAC_B = '02:00:5e:10:00:0b';
 const IP_A = '172.31.1.10';
 const IP_B = '172.31.1.20';
+// Second guests, one per host (same-host delivery).
+const ENI_C = 'eni-0000000000000000c';
+const ENI_D = 'eni-0000000000000000d';
+const MAC_C = '02:00:5e:10:00:0c';
+const MAC_D = '02:00:5e:10:00:0d';
+const IP_C = '172.31.1.30';
+const IP_D = '172.31.1.40';
+/** Host B's daemon hands this DNS server out by DHCP (--vpc-dns); host A none. */
+const DNS_B = '172.31.0.2';
+/** Both daemons rekey their sessions this often (--vpc-rekey-after), so tests run under rekeys. */
+const REKEY_AFTER_S = 3;
 
 async function must(cmd: string, ...args: string[]): Promise<string> {
   const r = await run(cmd, args);
@@ -56,6 +68,7 @@ interface Host {
 const scratch = tempDir('nitride-vpc-');
 const namespaces: string[] = [];
 const hosts: Host[] = [];
+const servers: ChildProcess[] = [];
 
 function spawnIn(host: Host, args: string[]): ChildProcess {
   const child = spawn('ip', ['netns', 'exec', host.ns, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -110,7 +123,20 @@ async function startHostIn(name: string, underlayIp: string): Promise<Host> {
 }
 
 async function startDaemonIn(host: Host): Promise<ChildProcess> {
-  const daemon = spawnIn(host, ['daemon', '--state-dir', path.join(host.dir, 'state'), '--control-socket', host.controlSocket, '--kms-socket', host.kmsSocket, '--vpc-listen', `${host.underlayIp}:4789`]);
+  const daemon = spawnIn(host, [
+    'daemon',
+    '--state-dir',
+    path.join(host.dir, 'state'),
+    '--control-socket',
+    host.controlSocket,
+    '--kms-socket',
+    host.kmsSocket,
+    '--vpc-listen',
+    `${host.underlayIp}:4789`,
+    '--vpc-rekey-after',
+    String(REKEY_AFTER_S),
+    ...(host.name === 'hb' ? ['--vpc-dns', DNS_B] : []),
+  ]);
   await waitFor(`VPC of ${host.name}`, async () => (await host.json<{ vpc: { state: string } }>(['status'])).vpc.state === 'up').catch((err: Error) => {
     throw new Error(`${err.message}: ${host.output.slice(-3000)}`);
   });
@@ -163,6 +189,12 @@ function pingReceived(out: string): number {
   return m ? Number(m[1]) : -1;
 }
 
+type FullStats = {
+  enis: Record<string, { rxFrames: number; txFrames: number; drops: { spoofed: number; noRoute: number; oversize: number } }>;
+  peers: Record<string, { txPackets: number; rxPackets: number; drops: { badTag: number; replay: number } }>;
+  underlay: { unknownPeer: number };
+  control: { handshake: { rejects: Record<string, number> } };
+};
 type Stats = { enis: Record<string, { rxFrames: number; txFrames: number; drops: { spoofed: number } }>; peers: Record<string, { rxPackets: number }>; control: { dhcp: { replies: { ack: number } } } };
 
 describe.skipIf(!canRun)('VPC across two hosts', () => {
@@ -188,6 +220,7 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
   }, 120_000);
 
   afterAll(async () => {
+    for (const p of servers) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     for (const h of hosts) for (const p of h.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
     await sleep(500);
     for (const h of hosts) for (const p of h.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
@@ -249,7 +282,9 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
   it('DHCP hands out the ENI address, the router and the MTU', () => {
     expect(ga.lease).toMatchObject({ ip: IP_A, router: '172.31.1.1', mtu: '1420', subnet: '255.255.255.0' });
     expect(gb.lease).toMatchObject({ ip: IP_B, mtu: '1420' });
+    // DNS (option 6) only where configured: host B runs with --vpc-dns, host A without.
     expect(ga.lease.dns ?? '').toBe('');
+    expect(gb.lease.dns).toBe(DNS_B);
   });
 
   it('guests ping each other across the encrypted underlay', async () => {
@@ -279,6 +314,200 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     expect(off.sourceDestCheck).toBe(false);
     const on = await a.json<EniInfo>(['eni', 'modify', ENI_A, '--source-dest-check', 'on']);
     expect(on.sourceDestCheck).toBe(true);
+  });
+
+  describe('data plane at daemon level', () => {
+    let gc: Awaited<ReturnType<typeof guest>>;
+    let gd: Awaited<ReturnType<typeof guest>>;
+    const PATTERN = Buffer.from('01234567890123456789012345678901'); // iperf3 --repeating-payload
+    const underlayA = () => `${prefix}ua`;
+    const underlayB = () => `${prefix}ub`;
+
+    /** iperf3 TCP for `seconds` from guest `from` to guest `to` (a one-off server); the client's JSON. */
+    async function iperf(from: string, to: { ns: string; ip: string }, seconds: number): Promise<{ code: number | null; bytes: number; error?: string }> {
+      const server = spawn('ip', ['netns', 'exec', to.ns, 'iperf3', '-s', '-1', '-B', to.ip, '-p', '5201'], { stdio: 'ignore' });
+      servers.push(server);
+      const serverExit = new Promise((r) => server.once('exit', r));
+      try {
+        await waitFor('the iperf3 server', async () => {
+          if (server.exitCode !== null) throw Object.assign(new Error(`iperf3 server exited with ${server.exitCode}`), { fatal: true });
+          return (await must('ip', 'netns', 'exec', to.ns, 'ss', '-Hltn', 'sport', '=', ':5201')).includes('5201');
+        }, 15_000);
+        const r = await run('ip', ['netns', 'exec', from, 'iperf3', '-c', to.ip, '-p', '5201', '-t', String(seconds), '-J', '--repeating-payload', '--connect-timeout', '3000'], { timeoutMs: (seconds + 30) * 1000 });
+        const j = JSON.parse(r.stdout || '{}') as { error?: string; end?: { sum_received?: { bytes: number } } };
+        return { code: r.code, bytes: j.end?.sum_received?.bytes ?? 0, ...(j.error ? { error: j.error } : {}) };
+      } finally {
+        if (server.exitCode === null) server.kill('SIGKILL');
+        await serverExit;
+      }
+    }
+
+    beforeAll(async () => {
+      const eniC = await a.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_C, '--mac', MAC_C, '--ip', IP_C, '--kind', 'veth']);
+      await b.json(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_C, '--mac', MAC_C, '--ip', IP_C, '--host', 'ha']);
+      const eniD = await b.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_D, '--mac', MAC_D, '--ip', IP_D, '--kind', 'veth']);
+      await a.json(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_D, '--mac', MAC_D, '--ip', IP_D, '--host', 'hb']);
+      gc = await guest(a, 'gc', eniC);
+      gd = await guest(b, 'gd', eniD);
+    }, 60_000);
+
+    it('two guests on one host reach each other locally, not over the underlay', async () => {
+      expect(gc.lease).toMatchObject({ ip: IP_C });
+      expect(gd.lease).toMatchObject({ ip: IP_D });
+      const before = await a.json<FullStats>(['vpc', 'stats']);
+      const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '5', '-i', '0.2', '-W', '3', IP_C]);
+      expect(pingReceived(r.stdout), r.stdout + r.stderr).toBeGreaterThanOrEqual(4);
+      const after = await a.json<FullStats>(['vpc', 'stats']);
+      expect(after.enis[ENI_C]!.rxFrames - before.enis[ENI_C]!.rxFrames).toBeGreaterThanOrEqual(4);
+      expect(after.enis[ENI_C]!.txFrames - before.enis[ENI_C]!.txFrames).toBeGreaterThanOrEqual(4);
+      // Five echo requests and replies crossed host A; at most a rekey's keepalive went to host B.
+      expect(after.peers.hb!.txPackets - before.peers.hb!.txPackets).toBeLessThan(4);
+      // And on host B, between its two guests.
+      const rb = await run('ip', ['netns', 'exec', gd.ns, 'busybox', 'ping', '-c', '3', '-i', '0.2', '-W', '3', IP_B]);
+      expect(pingReceived(rb.stdout), rb.stdout + rb.stderr).toBeGreaterThanOrEqual(2);
+    });
+
+    it('iperf3 TCP between guests on one host and across hosts; the underlay carries no plaintext', async () => {
+      const local = await iperf(ga.ns, { ns: gc.ns, ip: IP_C }, 2);
+      expect(local.error, local.error).toBeUndefined();
+      expect(local.code).toBe(0);
+      expect(local.bytes).toBeGreaterThan(1_000_000);
+
+      // Capture the underlay (every datagram between the daemons) and, as the control, the
+      // guest's own veth on host A, while a repeating-pattern payload crosses.
+      const wire = await startCapture(a.ns, underlayA(), path.join(scratch.dir, 'underlay.pcap'), ['udp', 'port', '4789'], { count: 3000 });
+      const eniA = await a.json<EniInfo>(['eni', 'describe', ENI_A]);
+      const control = await startCapture(a.ns, eniA.ifname, path.join(scratch.dir, 'guest.pcap'), ['tcp'], { count: 200 });
+      const cross = await iperf(ga.ns, { ns: gb.ns, ip: IP_B }, 2);
+      const [wireFrames, guestFrames] = [await wire.stop(), await control.stop()];
+      expect(cross.error, cross.error).toBeUndefined();
+      expect(cross.code).toBe(0);
+      expect(cross.bytes).toBeGreaterThan(1_000_000);
+      expect(guestFrames.some((f) => f.includes(PATTERN))).toBe(true);
+      expect(wireFrames.length).toBeGreaterThan(100);
+      expect(wireFrames.filter((f) => f.includes(PATTERN)).length).toBe(0);
+      // Every datagram is a handshake message (types 1-2) or an encrypted data message (4).
+      const types = new Set(wireFrames.map((f) => f[udpPayloadOffset(f)]));
+      expect([...types].every((t) => t === 1 || t === 2 || t === 4), [...types].join(',')).toBe(true);
+    }, 60_000);
+
+    it('a replayed and a bit-flipped underlay datagram are dropped and counted', async () => {
+      // Capture a few real data datagrams from host B on host A's side of the underlay…
+      const cap = await startCapture(a.ns, underlayA(), path.join(scratch.dir, 'replay.pcap'), ['udp', 'and', 'src', 'host', b.underlayIp, 'and', 'dst', 'port', '4789']);
+      const ping = await run('ip', ['netns', 'exec', gb.ns, 'busybox', 'ping', '-c', '4', '-i', '0.2', '-W', '2', IP_A]);
+      const frames = await cap.stop();
+      const data = frames.filter((f) => f[udpPayloadOffset(f)] === 4 && f.length > udpPayloadOffset(f) + 32);
+      expect(data.length, `${frames.length} frames captured, first bytes ${frames.map((f) => f.subarray(0, 48).toString("hex")).join(" ")}; ping exit ${ping.code}: ${ping.stdout}${ping.stderr}`).toBeGreaterThanOrEqual(1);
+      const before = await a.json<FullStats>(['vpc', 'stats']);
+      // …and send them again from host B's end of the link: the same datagrams (a replay), and
+      // copies with one ciphertext bit flipped. Their UDP checksum is set to 0 ("none"): the
+      // captured one is a partial sum (veth checksum offload), which the kernel would refuse.
+      const copies = (flip: boolean) =>
+        data.slice(0, 2).map((f) => {
+          const copy = Buffer.from(f);
+          const off = udpPayloadOffset(copy);
+          if (flip) copy[off + 16] = copy[off + 16]! ^ 0x01;
+          copy.writeUInt16BE(0, off - 2);
+          return copy;
+        });
+      await injectFrames(b.ns, underlayB(), copies(false));
+      await injectFrames(b.ns, underlayB(), copies(true));
+      await waitFor('drop counters', async () => {
+        const now = await a.json<FullStats>(['vpc', 'stats']);
+        return now.peers.hb!.drops.replay - before.peers.hb!.drops.replay >= 2 && now.peers.hb!.drops.badTag - before.peers.hb!.drops.badTag >= 2;
+      }, 10_000);
+      // The session is unharmed.
+      const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '3', '-i', '0.2', '-W', '3', IP_B]);
+      expect(pingReceived(r.stdout), r.stdout + r.stderr).toBeGreaterThanOrEqual(2);
+    });
+
+    it('datagrams from an unknown peer are ignored and counted', async () => {
+      const before = await a.json<FullStats>(['vpc', 'stats']);
+      // A data message and a handshake initiation from an address:port that is no peer's endpoint.
+      const dataMsg = Buffer.concat([Buffer.from([4, 0, 0, 0]), randomBytes(12), randomBytes(80)]);
+      const initiation = Buffer.concat([Buffer.from([1, 0, 0, 0]), randomBytes(144)]);
+      await sendDatagrams(b.ns, `${b.underlayIp}:4790`, `${a.underlayIp}:4789`, [dataMsg, dataMsg, initiation]);
+      await waitFor('unknown-peer counters', async () => {
+        const now = await a.json<FullStats>(['vpc', 'stats']);
+        const rejects = (s: FullStats) => Object.values(s.control.handshake.rejects).reduce((x, y) => x + y, 0);
+        return now.underlay.unknownPeer - before.underlay.unknownPeer >= 2 && rejects(now) > rejects(before);
+      }, 10_000);
+      expect((await a.json<PeerInfo[]>(['peer', 'list']))[0]?.session).toBe('established');
+    });
+
+    it('a rekey under traffic loses no connection', async () => {
+      const index = async () => (await a.json<Array<PeerInfo & { handshake: { current: { localIndex: number } | null } }>>(['peer', 'list']))[0]?.handshake.current?.localIndex;
+      const seen = new Set<number | undefined>([await index()]);
+      let polling = true;
+      const poll = (async () => {
+        while (polling) {
+          seen.add(await index());
+          await sleep(250);
+        }
+      })();
+      const r = await iperf(ga.ns, { ns: gb.ns, ip: IP_B }, 2 * REKEY_AFTER_S + 2);
+      polling = false;
+      await poll;
+      seen.delete(undefined);
+      expect(r.error, r.error).toBeUndefined();
+      expect(r.code).toBe(0);
+      expect(r.bytes).toBeGreaterThan(1_000_000);
+      // At least two rekeys happened while the connection ran.
+      expect(seen.size).toBeGreaterThanOrEqual(3);
+    }, 60_000);
+
+    it('with ip_forward=1 on the host, its stack never routes, answers or leaks guest traffic', async () => {
+      await must('ip', 'netns', 'exec', a.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+      // The guest tries to use host A as a router: a static neighbour with the host side's MAC.
+      const eniA = await a.json<EniInfo>(['eni', 'describe', ENI_A]);
+      const hostMac = (JSON.parse(await must('ip', '-n', a.ns, '-j', 'link', 'show', 'dev', eniA.ifname)) as Array<{ address: string }>)[0]!.address;
+      await must('ip', '-n', ga.ns, 'neigh', 'replace', '172.31.1.254', 'lladdr', hostMac, 'dev', ga.ifname, 'nud', 'permanent');
+      await must('ip', '-n', ga.ns, 'route', 'add', `10.${subnetOctet}.0.0/24`, 'via', '172.31.1.254', 'dev', ga.ifname);
+      const snmp = async (ns: string) => {
+        const lines = (await must('ip', 'netns', 'exec', ns, 'cat', '/proc/net/snmp')).split('\n');
+        const row = (proto: string, field: string) => {
+          const [head, vals] = lines.filter((l) => l.startsWith(`${proto}:`)).map((l) => l.split(/\s+/));
+          return Number(vals![head!.indexOf(field)]);
+        };
+        return { forwarded: row('Ip', 'ForwDatagrams'), delivered: row('Ip', 'InDelivers'), echos: row('Icmp', 'InEchos') };
+      };
+      const leak = await startCapture(a.ns, underlayA(), path.join(scratch.dir, 'leak.pcap'), ['net', '172.31.0.0/16']);
+      try {
+        const [hostBefore, statsBefore] = [await snmp(a.ns), await a.json<FullStats>(['vpc', 'stats'])];
+        const toB = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '3', '-i', '0.2', '-W', '1', b.underlayIp]);
+        const toA = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '3', '-i', '0.2', '-W', '1', a.underlayIp]);
+        const [hostAfter, statsAfter] = [await snmp(a.ns), await a.json<FullStats>(['vpc', 'stats'])];
+        expect(pingReceived(toB.stdout)).toBe(0);
+        expect(pingReceived(toA.stdout)).toBe(0);
+        expect(hostAfter.forwarded - hostBefore.forwarded).toBe(0);
+        expect(hostAfter.echos - hostBefore.echos).toBe(0);
+        // The frames did leave the guest: the engine dropped them (no route to the host's MAC).
+        expect(statsAfter.enis[ENI_A]!.drops.noRoute - statsBefore.enis[ENI_A]!.drops.noRoute).toBeGreaterThanOrEqual(6);
+      } finally {
+        const leaked = await leak.stop();
+        expect(leaked.length).toBe(0);
+        await must('ip', '-n', ga.ns, 'route', 'del', `10.${subnetOctet}.0.0/24`);
+        await must('ip', '-n', ga.ns, 'neigh', 'del', '172.31.1.254', 'dev', ga.ifname);
+        await must('ip', 'netns', 'exec', a.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=0');
+      }
+    });
+
+    it('a frame larger than the ENI MTU (a guest ignoring DHCP option 26) is dropped and counted', async () => {
+      await must('ip', '-n', ga.ns, 'link', 'set', 'dev', ga.ifname, 'mtu', '1500');
+      try {
+        const before = await a.json<FullStats>(['vpc', 'stats']);
+        // 1472 + 8 ICMP + 20 IP = 1500 bytes: a 1514-byte frame, over the ENI's 1420 + 14.
+        const big = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '2', '-i', '0.2', '-W', '1', '-s', '1472', IP_B]);
+        expect(pingReceived(big.stdout)).toBe(0);
+        const after = await a.json<FullStats>(['vpc', 'stats']);
+        expect(after.enis[ENI_A]!.drops.oversize - before.enis[ENI_A]!.drops.oversize).toBeGreaterThanOrEqual(2);
+        // A frame of exactly the MTU passes: 1392 + 28 = 1420.
+        const fits = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '2', '-i', '0.2', '-W', '2', '-s', '1392', IP_B]);
+        expect(pingReceived(fits.stdout), fits.stdout + fits.stderr).toBeGreaterThanOrEqual(1);
+      } finally {
+        await must('ip', '-n', ga.ns, 'link', 'set', 'dev', ga.ifname, 'mtu', '1420');
+      }
+    });
   });
 
   it('a daemon restart keeps the host key and the netdevs; traffic resumes', async () => {
@@ -333,5 +562,27 @@ describe('vpc_listen configuration', () => {
     } finally {
       t.cleanup();
     }
+  });
+
+  it('vpc_dns and vpc_rekey_after: defaults, file keys, flags first, bad values refused', async () => {
+    const defaults = await loadDaemonConfig({ config: undefined }, {});
+    expect(defaults).toMatchObject({ vpcDns: [], vpcRekeyAfter: 120 });
+    const t = tempDir('nitride-vpccfg-');
+    try {
+      const file = path.join(t.dir, 'n.toml');
+      writeFileSync(file, 'vpc_dns = ["172.31.0.2", "10.0.0.53"]\nvpc_rekey_after = 30\n');
+      expect(await loadDaemonConfig({ config: file }, {})).toMatchObject({ vpcDns: ['172.31.0.2', '10.0.0.53'], vpcRekeyAfter: 30 });
+      expect(await loadDaemonConfig({ config: file, vpcDns: ['192.0.2.53'], vpcRekeyAfter: 5 }, {})).toMatchObject({ vpcDns: ['192.0.2.53'], vpcRekeyAfter: 5 });
+      await expect(loadDaemonConfig({ config: file, vpcDns: ['dns.example'] }, {})).rejects.toThrow(/--vpc-dns: DNS server 'dns.example' is not a usable IPv4 address/);
+      for (const bad of [1, 121, 2.5, NaN]) await expect(loadDaemonConfig({ config: file, vpcRekeyAfter: bad }, {})).rejects.toThrow(/--vpc-rekey-after must be whole seconds from 2 to 120/);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('the daemon refuses a bad --vpc-rekey-after with a one-line usage error', async () => {
+    const r = await nitride(['daemon', '--state-dir', '/nonexistent', '--vpc-rekey-after', 'soon']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('nitride: --vpc-rekey-after must be whole seconds from 2 to 120');
   });
 });

@@ -705,6 +705,38 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       }
     });
 
+    it('a keepalive (empty data message) promotes the pending session and delivers nothing', async () => {
+      const next = sessionKeys();
+      B.setSession(PEER, next.b, { pending: true });
+      A.setSession(PEER, next.a);
+      keys = next;
+      const before = B.stats();
+      expect(A.sendKeepalive(PEER)).toBe(true);
+      await waitFor('session-active', () => evB.all.some((x) => x.type === 'session-active' && x.localIndex === next.b.localIndex));
+      const after = B.stats();
+      expect(after.peers[PEER]!.rxPackets).toBe(before.peers[PEER]!.rxPackets + 1);
+      expect(after.ports[1]!.txFrames).toBe(before.ports[1]!.txFrames);
+      expect(after.underlay.malformed).toBe(before.underlay.malformed);
+      expect(after.peers[PEER]!.drops).toEqual(before.peers[PEER]!.drops);
+    });
+
+    it('crossing rekeys: a new current session keeps the unconfirmed pending one for receiving', async () => {
+      // A initiates s1 (B answers: pending) while B initiates s2 (A answers: pending).
+      const s1 = sessionKeys();
+      const s2 = sessionKeys();
+      B.setSession(PEER, s1.b, { pending: true });
+      A.setSession(PEER, s1.a);
+      B.setSession(PEER, s2.b);
+      A.setSession(PEER, s2.a, { pending: true });
+      const drops = [A.stats().peers[PEER]!.drops, B.stats().peers[PEER]!.drops];
+      // A sends on s1, which B must still accept; B answers on s2.
+      expect(pingReceived((await lab.ping(c, d.ip, '-c', '3', '-i', '0.1', '-W', '5')).stdout)).toBe(3);
+      [A.stats(), B.stats()].forEach((st, i) => expect(st.peers[PEER]!.drops).toEqual(drops[i]));
+      // A switched to s2 when B's first reply arrived on it.
+      await waitFor('session-active', () => evA.all.some((x) => x.type === 'session-active' && x.localIndex === s2.a.localIndex));
+      keys = s2;
+    });
+
     it('segments GSO super-frames: a fixed-size iperf3 TCP transfer completes', async () => {
       expect(hasCommand('iperf3'), 'iperf3 (installed by scripts/test.sh)').toBe(true);
       recording = false;

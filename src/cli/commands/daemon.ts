@@ -14,6 +14,8 @@ interface DaemonCliOptions {
   nbdListen?: string;
   ephemeralDir?: string;
   vpcListen?: string;
+  vpcDns?: string[];
+  vpcRekeyAfter?: number;
 }
 
 export function daemonCommand(): Command {
@@ -28,6 +30,8 @@ export function daemonCommand(): Command {
     .option('--nbd-listen <host:port>', 'also serve NBD on TCP (e.g. 127.0.0.1:10809)')
     .option('--ephemeral-dir <dir>', 'where ephemeral volume images live (default <state-dir>/ephemeral)')
     .option('--vpc-listen <host:port>', 'VPC underlay UDP address, numeric (default 0.0.0.0:4789)')
+    .option('--vpc-dns <ip,...>', 'DNS servers that DHCP gives guests (default: none)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--vpc-rekey-after <seconds>', 'rekey peer sessions at this age, 2-120 (default 120)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .action(async (options: DaemonCliOptions) => {
       const config = await loadDaemonConfig(options);
       const logger = createLogger({ level: config.logLevel });
