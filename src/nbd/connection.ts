@@ -294,8 +294,7 @@ export class NbdConnection {
         return;
       case NbdOpt.ABORT:
         this.socket.write(encodeAck(option));
-        this.phase = 'closing';
-        this.socket.end();
+        this.endGracefully();
         return;
       case NbdOpt.STRUCTURED_REPLY:
         parseEmptyOption(option, data);
@@ -398,10 +397,16 @@ export class NbdConnection {
 
   private maybeFinishDisconnect(): void {
     if (this.inFlight > 0 || this.phase === 'closing') return;
+    this.endGracefully();
+  }
+
+  /**
+   * Ends our side and reads on (input is ignored while closing) so the client's EOF closes the
+   * socket; a client that never closes its side is dropped after a grace period.
+   */
+  private endGracefully(): void {
     this.phase = 'closing';
     this.socket.end();
-    // Read on (input is ignored while closing) so the client's EOF closes the socket; a client
-    // that never closes its side is dropped after a grace period.
     this.socket.resume();
     setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
   }

@@ -221,6 +221,26 @@ print(json.dumps({'structured': h.get_structured_replies_negotiated(), 'ok': ok,
     expect(out).toMatch(/^read 4096\/4096/m);
   });
 
+  it('a connection ended by ABORT or DISC closes once the client closes its side', async () => {
+    const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+    const abort = Buffer.concat([u32(3), Buffer.from('IHAVEOPT'), u32(2), u32(0)]);
+    const s = net.connect(socket);
+    const got: Buffer[] = [];
+    await new Promise<void>((resolve, reject) => {
+      s.on('error', reject);
+      s.on('connect', () => s.write(abort));
+      s.on('data', (d) => {
+        got.push(d);
+        if (Buffer.concat(got).length >= 18 + 20) resolve(); // greeting + the ABORT ack
+      });
+    });
+    s.end(); // the client closes only after the server's ack, as libnbd does
+    const deadline = Date.now() + 4000; // under the server's 5-s grace
+    while (server.connectionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(server.connectionCount).toBe(0);
+    s.destroy();
+  });
+
   it('kernel-client style: EXPORT_NAME, NO_ZEROES, simple replies, 512-byte write/read', async () => {
     const u32 = (n: number) => {
       const b = Buffer.alloc(4);
