@@ -179,11 +179,7 @@ export class VolumeManager implements ExportCatalog {
       const file = await FileBackend.create(image, opts.size);
       await file.close();
     } else {
-      const key = Buffer.alloc(XTS_KEY_BYTES);
-      do randomFillSync(key);
-      while (key.subarray(0, 32).equals(key.subarray(32)));
-      const file = await FileBackend.create(image, opts.size);
-      volume.backend = new EncryptedBackend(file, key, { dataUnitSize: DATA_UNIT }); // zeroes `key`
+      volume.backend = await freshEphemeralBackend(image, opts.size);
     }
     try {
       await writeFileAtomic(this.metaPath(id), JSON.stringify(record, null, 2) + '\n');
@@ -228,6 +224,39 @@ export class VolumeManager implements ExportCatalog {
       this.volumes.delete(id);
     });
     this.log.info({ volume: id, type: volume.record.type }, volume.record.type === 'ephemeral' ? 'ephemeral volume deleted (crypto-wiped)' : 'volume deleted');
+  }
+
+  /**
+   * Instance-store stop semantics: destroy an ephemeral volume's key and ciphertext and give it
+   * a new key and an empty image, so it reads as zeroes and the old data is unrecoverable.
+   * Refused while attached.
+   */
+  async wipeEphemeral(id: string): Promise<VolumeInfo> {
+    const volume = this.get(id);
+    if (volume.record.type !== 'ephemeral') throw new UsageError(`volume ${id} is ${volume.record.type}, not ephemeral`);
+    await volume.exclusive(async () => {
+      if (volume.connections > 0) {
+        throw new ConflictError(`volume ${id} is attached (${[...volume.consumers.keys()].join(', ')}); detach it first`, 'VOLUME_IN_USE');
+      }
+      await volume.backend?.close(); // destroys the key schedule
+      volume.backend = undefined;
+      const image = this.imagePath(volume.record);
+      await fs.rm(image, { force: true });
+      volume.backend = await freshEphemeralBackend(image, volume.record.size);
+    });
+    this.log.info({ volume: id }, 'ephemeral volume crypto-wiped (new key, empty image)');
+    return this.info(volume);
+  }
+
+  /** Resolves once no consumer holds the volume (false after `timeoutMs`). */
+  async waitDetached(id: string, timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const volume = this.volumes.get(id);
+      if (!volume || volume.deleted || volume.connections === 0) return true;
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** Grow a volume. Connected clients see the new size when they reconnect. */
@@ -478,6 +507,15 @@ function consumerOf(peer: NbdPeer): string {
   if (peer.transport === 'unix') return peer.pid !== undefined ? `pid ${peer.pid}` : 'unix';
   if (peer.transport === 'tcp') return `tcp ${peer.address ?? '?'}`;
   return 'stream';
+}
+
+/** A new ephemeral image under a random key that lives only inside the returned cipher. */
+async function freshEphemeralBackend(image: string, size: number): Promise<BlockBackend> {
+  const key = Buffer.alloc(XTS_KEY_BYTES);
+  do randomFillSync(key);
+  while (key.subarray(0, 32).equals(key.subarray(32)));
+  const file = await FileBackend.create(image, size);
+  return new EncryptedBackend(file, key, { dataUnitSize: DATA_UNIT }); // zeroes `key`
 }
 
 function newVolumeId(): string {
