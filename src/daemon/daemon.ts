@@ -77,14 +77,15 @@ export class Daemon {
         nbdSocket: config.nbdSocket,
       });
       await volumes.load();
-      cleanups.push(() => volumes.close());
+      let vms: VmManager | undefined;
+      cleanups.push(() => volumes.close(vms?.volumesInUse()));
       const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter });
       await vpc.load();
       cleanups.push(() => vpc.close());
       const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
       await images.load();
       // Re-adopts the QEMU processes a previous daemon started (they outlive it).
-      const vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket });
+      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket });
       await vms.load();
       cleanups.push(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit });
@@ -150,7 +151,8 @@ export class Daemon {
         ['vms', () => this.vms.close()],
         // In-flight NBD requests finish and are flushed before keys are destroyed.
         ['nbd', () => this.nbd.close()],
-        ['volumes', () => this.volumes.close()],
+        // Ephemeral volumes of running VMs are handed over (live update), the others wiped.
+        ['volumes', () => this.volumes.close(this.vms.volumesInUse())],
         // Ports go away, netdevs stay (guests survive a restart).
         ['vpc', () => this.vpc.close()],
         ['audit', () => this.audit.close()],

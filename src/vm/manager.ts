@@ -212,6 +212,11 @@ export class VmManager {
     }
   }
 
+  /** Volumes of running VMs: a daemon stop hands their ephemeral keys over to the next daemon. */
+  volumesInUse(): Set<string> {
+    return new Set([...this.vms.values()].filter((v) => v.record.state === 'running').flatMap((v) => v.record.volumes.map((x) => x.id)));
+  }
+
   status(): { total: number; running: number } {
     const all = [...this.vms.values()];
     return { total: all.length, running: all.filter((v) => v.record.state === 'running').length };
