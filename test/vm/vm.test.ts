@@ -176,6 +176,8 @@ describe.skipIf(!canRun)('QEMU guests on two hosts', () => {
     }
     // The live update: zero guest I/O errors, and pings went on succeeding after the restart.
     expect(field(consoleA, 'NITRIDE-LOOP-DONE', 'io_errors')).toBe('0');
+    // The ephemeral volume kept its data across the restart (its key was handed over).
+    expect(consoleA).toContain(`NITRIDE-STILL-THERE vol=${vols['ha-eph']!.id}`);
     const afterRestart = consoleA.slice(beforeRestart).split('\n').filter((l) => l.startsWith('NITRIDE-LOOP i='));
     expect(afterRestart.length).toBeGreaterThan(0);
     expect(afterRestart.every((l) => l.includes('io_errors=0'))).toBe(true);
