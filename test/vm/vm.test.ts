@@ -245,7 +245,7 @@ describe.skipIf(!canRun)('QEMU guests on two hosts', () => {
     expect(sha256(await readVolume(b, vols['hb-ebs']!.id, 4 << 20))).toBe(written);
     // Audited, and the console stays readable after the stop.
     expect(readFileSync(path.join(b.dir, 'state', 'audit.log'), 'utf8')).toMatch(/"action":"vm.stop"/);
-    const shown = await b.cli(['vm', 'console', 'gb']);
+    const shown = await b.cli(['vm', 'console', 'gb', '--follow']); // returns: the VM is stopped
     expect(shown.stdout).toContain('NITRIDE-PASS');
   }, 120_000);
 
