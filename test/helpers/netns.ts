@@ -48,8 +48,8 @@ export interface NsHost {
   cli(args: string[]): Promise<CliResult>;
   /** `nitride ARGS… --json` that must succeed. */
   json<T>(args: string[]): Promise<T>;
-  /** Stop the daemon with SIGTERM and start a new one on the same state (KMS untouched). */
-  restartDaemon(): Promise<void>;
+  /** Stop the daemon with SIGTERM, run `meanwhile`, start a new one on the same state (KMS untouched). */
+  restartDaemon(meanwhile?: () => Promise<void> | void): Promise<void>;
 }
 
 export class NsLab {
@@ -108,11 +108,12 @@ export class NsLab {
         if (r.code !== 0) throw new Error(`nitride ${args.join(' ')} on ${name}: ${r.stderr}`);
         return JSON.parse(r.stdout) as T;
       },
-      async restartDaemon() {
+      async restartDaemon(meanwhile) {
         const old = host.daemon;
         const exited = new Promise((r) => old.once('exit', r));
         old.kill('SIGTERM');
         await exited;
+        await meanwhile?.();
         await start();
       },
     };

@@ -249,6 +249,24 @@ describe.skipIf(!canRun)('QEMU guests on two hosts', () => {
     expect(shown.stdout).toContain('NITRIDE-PASS');
   }, 120_000);
 
+  it('a guest that died while its daemon was away is found stopped at the next start, its ephemeral volume wiped', async () => {
+    const ebsB = vols['hb-ebs']!.id;
+    const ephB = vols['hb-eph']!.id;
+    const vm = await vmRun(b, 'gb', `nitride.test=verify nitride.ebs=${ebsB} nitride.eph=${ephB} nitride.after=idle`, ['--volume', `${ebsB}:boot`, '--volume', ephB]);
+    await waitFor('guest B idle', () => /NITRIDE-(PASS|FAIL)/.test(consoleOf(vm)), 240_000);
+    await b.restartDaemon(async () => {
+      // The daemon handed the ephemeral key over (wrapped) for its running VM…
+      expect(JSON.parse(readFileSync(path.join(b.dir, 'state', 'volumes', `${ephB}.json`), 'utf8')).handover).toMatchObject({ keyId: expect.stringMatching(/^key-/) });
+      process.kill(vm.pid!, 'SIGKILL'); // …but the guest dies before the next daemon starts.
+      await waitFor('QEMU gone', () => !existsSync(`/proc/${vm.pid}`) || readFileSync(`/proc/${vm.pid}/stat`, 'utf8').includes(') Z '));
+    });
+    await waitFor('VM gb found stopped', async () => (await b.json<VmInfo>(['vm', 'describe', 'gb'])).state === 'stopped', 30_000);
+    expect(await b.json<VmInfo>(['vm', 'describe', 'gb'])).toMatchObject({ stopReason: 'exited while the daemon was away', wiped: [ephB] });
+    // The handover left the disk with the next start.
+    expect(JSON.parse(readFileSync(path.join(b.dir, 'state', 'volumes', `${ephB}.json`), 'utf8')).handover).toBeUndefined();
+    expect((await readVolume(b, ephB, 16 << 20)).equals(Buffer.alloc(16 << 20))).toBe(true);
+  }, 300_000);
+
   it('bad requests get one-line errors and change nothing', async () => {
     const busy = await a.cli(['vm', 'run', '--name', 'gx', '--kernel', path.join(guestDir, 'vmlinuz'), '--volume', 'vol-zz']);
     expect(busy.code).toBe(2);
