@@ -56,6 +56,9 @@ NBD_CLIENT_PACKAGES=(qemu-utils libnbd-bin python3-libnbd fio)
 # VPC tests: guests in network namespaces run busybox's udhcpc and ping, and iperf3; tcpdump
 # captures the underlay.
 VPC_PACKAGES=(busybox-static iperf3 tcpdump)
+# QEMU guests (nitride vm, scripts/build-guest.sh): QEMU, and what builds the test guest's
+# initramfs (the kernel and nbd-client are fetched with apt-get download, not installed).
+VM_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio gzip)
 
 # bootstrap PKG... : everything a script needs before it runs nitride: root, Node, the
 # Debian packages named (plus BASE_PACKAGES), node_modules, the addon and dist/; then cd to

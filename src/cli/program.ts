@@ -16,6 +16,8 @@ import { subnetCommand, vpcCommand } from './commands/vpc.js';
 import { eniCommand } from './commands/eni.js';
 import { peerCommand } from './commands/peer.js';
 import { keyCommand } from './commands/key.js';
+import { imageCommand } from './commands/image.js';
+import { vmCommand } from './commands/vm.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -32,6 +34,7 @@ export function buildProgram(): Command {
   program.addCommand(kmsCommand());
   for (const command of [vpcCommand(), subnetCommand(), eniCommand(), peerCommand(), keyCommand()]) program.addCommand(command);
   program.addCommand(nbdProxyCommand());
+  for (const command of [vmCommand(), imageCommand()]) program.addCommand(command);
   // Every (sub)command reports usage errors as `nitride: …` lines and through us instead of
   // exiting on its own (settings on the program are not inherited by added commands).
   const override = (cmd: Command): void => {

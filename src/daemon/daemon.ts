@@ -21,6 +21,9 @@ import { VolumeManager } from '../volume/manager.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
 import { VpcManager, type VpcStatus } from '../vpc/manager.js';
 import { registerVpcRoutes } from './routes/vpc.js';
+import { ImageAllowlist } from '../vm/images.js';
+import { VmManager } from '../vm/manager.js';
+import { registerVmRoutes } from './routes/vms.js';
 
 /** What `GET /v1/status` returns; later components add their sections. */
 export interface DaemonStatus {
@@ -38,6 +41,7 @@ export interface DaemonStatus {
   kmsSocket: string;
   volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
   vpc: VpcStatus;
+  vms: { total: number; running: number };
 }
 
 export class Daemon {
@@ -53,6 +57,8 @@ export class Daemon {
     private readonly volumes: VolumeManager,
     private readonly nbd: NbdServer,
     private readonly vpc: VpcManager,
+    private readonly images: ImageAllowlist,
+    private readonly vms: VmManager,
   ) {}
 
   /** Take the state dir, open the audit log, register routes, listen, and tell systemd we are ready. */
@@ -71,13 +77,20 @@ export class Daemon {
         nbdSocket: config.nbdSocket,
       });
       await volumes.load();
-      cleanups.push(() => volumes.close());
+      let vms: VmManager | undefined;
+      cleanups.push(() => volumes.close(vms?.volumesInUse()));
       const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter });
       await vpc.load();
       cleanups.push(() => vpc.close());
+      const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
+      await images.load();
+      // Re-adopts the QEMU processes a previous daemon started (they outlive it).
+      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket });
+      await vms.load();
+      cleanups.push(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit });
       const nbd = new NbdServer({ catalog: volumes, logger });
-      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc);
+      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms);
       daemon.registerRoutes();
       // The control socket first: a second daemon pointed at it is refused before it touches anything else.
       await control.listen();
@@ -123,6 +136,7 @@ export class Daemon {
         ephemeral: all.filter((v) => v.type === 'ephemeral').length,
       },
       vpc: this.vpc.status(),
+      vms: this.vms.status(),
     };
   }
 
@@ -133,9 +147,12 @@ export class Daemon {
       sdNotify('STOPPING=1');
       const steps: Array<[string, () => Promise<void>]> = [
         ['control', () => this.control.close()],
+        // Guests keep running (live update); only the watching stops.
+        ['vms', () => this.vms.close()],
         // In-flight NBD requests finish and are flushed before keys are destroyed.
         ['nbd', () => this.nbd.close()],
-        ['volumes', () => this.volumes.close()],
+        // Ephemeral volumes of running VMs are handed over (live update), the others wiped.
+        ['volumes', () => this.volumes.close(this.vms.volumesInUse())],
         // Ports go away, netdevs stay (guests survive a restart).
         ['vpc', () => this.vpc.close()],
         ['audit', () => this.audit.close()],
@@ -152,6 +169,7 @@ export class Daemon {
   private registerRoutes(): void {
     registerVolumeRoutes(this.control, this.volumes);
     registerVpcRoutes(this.control, this.vpc);
+    registerVmRoutes(this.control, this.vms, this.images);
     this.control.register({ method: 'GET', path: '/v1/status', handle: () => this.status() });
     this.control.register({
       method: 'PUT',

@@ -91,8 +91,6 @@ export interface ConnectionOptions {
   suppliedReadBuffers?: boolean;
 }
 
-/** How long a connection we ended waits for the client's EOF before it is destroyed. */
-const CLOSE_GRACE_MS = 5000;
 /** Staging buffer for reads that are not a large payload's direct target. */
 const STAGING_BUFFER_SIZE = 128 * 1024;
 
@@ -400,15 +398,13 @@ export class NbdConnection {
     this.endGracefully();
   }
 
-  /**
-   * Ends our side and reads on (input is ignored while closing) so the client's EOF closes the
-   * socket; a client that never closes its side is dropped after a grace period.
-   */
+  /** Ends the connection once every reply already queued has left (DISC, ABORT, daemon stop). */
   private endGracefully(): void {
     this.phase = 'closing';
-    this.socket.end();
-    this.socket.resume();
-    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+    // Close once the last replies are flushed, without waiting for the client's side: an idle
+    // QEMU reads the socket only when it has a request out, so it would never answer our FIN
+    // (and a daemon stop would wait for nothing while its guests' disks are paused).
+    this.socket.end(() => this.socket.destroy());
   }
 
   private async execute(req: NbdRequest): Promise<void> {

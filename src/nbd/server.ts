@@ -65,10 +65,12 @@ export class NbdServer {
   /** Stop listening; let every connection finish its in-flight requests; close them. */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve()))));
+    // A listener's close callback waits for its connections, so shut them down first (long-lived
+    // clients such as QEMU would otherwise hold the daemon's stop forever).
+    const listening = this.listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
     const all = [...this.connections];
     for (const c of all) c.shutdown();
-    await Promise.all(all.map((c) => c.closed));
+    await Promise.all([...listening, ...all.map((c) => c.closed)]);
   }
 
   private makeListener(peerOf: (socket: net.Socket) => NbdPeer): net.Server {

@@ -8,9 +8,14 @@
  *   attaches (enters NBD transmission) the KMS unwraps it (Decrypt, bound to the volume id);
  *   the plaintext lives only inside the XTS cipher while at least one connection is open and
  *   is destroyed when the last one leaves.
- * - ephemeral: a random key is drawn at create and kept only inside the open cipher. Delete,
- *   daemon stop or a crash destroy it: the backing file is then noise (cryptographic wipe) and
- *   is removed; metadata of ephemeral volumes found at start-up is wiped the same way.
+ * - ephemeral: the key is a fresh KMS data key (GenerateDataKey; a CSPRNG key if the KMS is
+ *   unreachable) whose plaintext lives only inside the open cipher and whose wrapped copy is
+ *   kept in memory only. Delete, a VM stop, a daemon stop or a crash destroy it: the backing
+ *   file is then noise (cryptographic wipe) and is removed. One exception, for live update: a
+ *   daemon stop while a running VM uses the volume writes the *wrapped* key into the volume's
+ *   metadata (`handover`); the next daemon reads it back, deletes it from disk at once, and
+ *   unwraps it through the KMS when QEMU reconnects. Metadata of ephemeral volumes found at
+ *   start-up without a handover is wiped.
  *
  * Files: <state>/volumes/<id>.json (metadata, atomic writes) and <id>.img (ciphertext,
  * sparse) for ebs; ephemeral images go to the ephemeral directory.
@@ -48,8 +53,19 @@ interface VolumeRecord {
   cipher: 'aes-256-xts';
   dataUnitSize: number;
   /** ebs only: the KMS key and the data key wrapped under it. */
-  kms?: { keyId: string; keyVersion: number; wrappedKey: string };
+  kms?: WrappedKeyRecord;
+  /** ephemeral only, between a daemon stop and the next start: the wrapped key handed over. */
+  handover?: WrappedKeyRecord;
 }
+
+interface WrappedKeyRecord {
+  keyId: string;
+  keyVersion: number;
+  wrappedKey: string;
+}
+
+/** KMS encryption context of an ephemeral volume's key (only ever unwrapped after a handover). */
+const ephemeralContext = (id: string) => ({ volume: id, purpose: 'ephemeral-handover' });
 
 /** What the API shows of a volume. */
 export interface VolumeInfo {
@@ -104,6 +120,8 @@ class Volume {
   /** Serialises open/close of the backend. */
   private queue: Promise<unknown> = Promise.resolve();
   deleted = false;
+  /** ephemeral: the KMS-wrapped copy of the key, in memory only (written only for a handover). */
+  wrappedEphemeralKey: WrappedKeyRecord | undefined;
 
   constructor(public record: VolumeRecord) {}
 
@@ -139,6 +157,16 @@ export class VolumeManager implements ExportCatalog {
       if (!/^vol-[0-9a-f]{17}\.json$/.test(entry)) continue;
       const record = await readJsonFile<VolumeRecord>(path.join(this.options.volumeDir, entry));
       if (!record) continue;
+      if (record.type === 'ephemeral' && record.handover) {
+        // Live update: the key comes back (unwrapped when QEMU reconnects); the wrapped copy leaves the disk now.
+        const { handover, ...rest } = record;
+        const volume = new Volume(rest);
+        volume.wrappedEphemeralKey = handover;
+        await this.saveRecord(rest, volume);
+        this.volumes.set(record.id, volume);
+        this.log.info({ volume: record.id }, 'ephemeral volume handed over from the previous daemon');
+        continue;
+      }
       if (record.type === 'ephemeral') {
         await this.removeFiles(record);
         this.log.info({ volume: record.id }, 'ephemeral volume from a previous run crypto-wiped (its key is gone)');
@@ -148,7 +176,7 @@ export class VolumeManager implements ExportCatalog {
     }
     // Orphaned ephemeral images (crash between image and metadata writes).
     for (const entry of await fs.readdir(this.options.ephemeralDir)) {
-      if (/^vol-[0-9a-f]{17}\.img$/.test(entry)) await fs.rm(path.join(this.options.ephemeralDir, entry), { force: true });
+      if (/^vol-[0-9a-f]{17}\.img$/.test(entry) && !this.volumes.has(entry.slice(0, -4))) await fs.rm(path.join(this.options.ephemeralDir, entry), { force: true });
     }
     this.log.info({ volumes: this.volumes.size }, 'volumes loaded');
   }
@@ -179,11 +207,7 @@ export class VolumeManager implements ExportCatalog {
       const file = await FileBackend.create(image, opts.size);
       await file.close();
     } else {
-      const key = Buffer.alloc(XTS_KEY_BYTES);
-      do randomFillSync(key);
-      while (key.subarray(0, 32).equals(key.subarray(32)));
-      const file = await FileBackend.create(image, opts.size);
-      volume.backend = new EncryptedBackend(file, key, { dataUnitSize: DATA_UNIT }); // zeroes `key`
+      volume.backend = await this.freshEphemeral(volume, image);
     }
     try {
       await writeFileAtomic(this.metaPath(id), JSON.stringify(record, null, 2) + '\n');
@@ -228,6 +252,39 @@ export class VolumeManager implements ExportCatalog {
       this.volumes.delete(id);
     });
     this.log.info({ volume: id, type: volume.record.type }, volume.record.type === 'ephemeral' ? 'ephemeral volume deleted (crypto-wiped)' : 'volume deleted');
+  }
+
+  /**
+   * Instance-store stop semantics: destroy an ephemeral volume's key and ciphertext and give it
+   * a new key and an empty image, so it reads as zeroes and the old data is unrecoverable.
+   * Refused while attached.
+   */
+  async wipeEphemeral(id: string): Promise<VolumeInfo> {
+    const volume = this.get(id);
+    if (volume.record.type !== 'ephemeral') throw new UsageError(`volume ${id} is ${volume.record.type}, not ephemeral`);
+    await volume.exclusive(async () => {
+      if (volume.connections > 0) {
+        throw new ConflictError(`volume ${id} is attached (${[...volume.consumers.keys()].join(', ')}); detach it first`, 'VOLUME_IN_USE');
+      }
+      await volume.backend?.close(); // destroys the key schedule
+      volume.backend = undefined;
+      const image = this.imagePath(volume.record);
+      await fs.rm(image, { force: true });
+      volume.backend = await this.freshEphemeral(volume, image);
+    });
+    this.log.info({ volume: id }, 'ephemeral volume crypto-wiped (new key, empty image)');
+    return this.info(volume);
+  }
+
+  /** Resolves once no consumer holds the volume (false after `timeoutMs`). */
+  async waitDetached(id: string, timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const volume = this.volumes.get(id);
+      if (!volume || volume.deleted || volume.connections === 0) return true;
+      if (Date.now() > end) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** Grow a volume. Connected clients see the new size when they reconnect. */
@@ -333,13 +390,25 @@ export class VolumeManager implements ExportCatalog {
     }
   }
 
-  /** Close every open backend (keys destroyed); ephemeral volumes are wiped, as on instance stop. */
-  async close(): Promise<void> {
+  /**
+   * Close every open backend (keys destroyed); ephemeral volumes are wiped, as on instance
+   * stop, except those in `handOver` (used by running VMs), whose wrapped key is written for
+   * the next daemon.
+   */
+  async close(handOver: ReadonlySet<string> = new Set()): Promise<void> {
     for (const volume of this.volumes.values()) {
       await volume.exclusive(async () => {
         await volume.backend?.close().catch((err: unknown) => this.log.error({ volume: volume.record.id, err: oneLine(err) }, 'close failed'));
         volume.backend = undefined;
-        if (volume.record.type === 'ephemeral') await this.removeFiles(volume.record);
+        if (volume.record.type !== 'ephemeral') return;
+        const wrapped = volume.wrappedEphemeralKey;
+        if (handOver.has(volume.record.id) && wrapped) {
+          await this.saveRecord({ ...volume.record, handover: wrapped }, volume);
+          this.log.info({ volume: volume.record.id }, 'ephemeral volume kept for its running VM (wrapped key handed over)');
+        } else {
+          if (handOver.has(volume.record.id)) this.log.warn({ volume: volume.record.id }, 'ephemeral volume of a running VM is lost: its key was never wrapped (KMS was down at create)');
+          await this.removeFiles(volume.record);
+        }
       });
     }
   }
@@ -366,8 +435,10 @@ export class VolumeManager implements ExportCatalog {
         throw new ExportRefusedError(`volume ${id} is attached to another consumer (${others.join(', ')}); create it with --multi-attach to share it`, 'VOLUME_IN_USE');
       }
       if (!volume.backend) {
-        if (volume.record.type === 'ephemeral') throw new ExportRefusedError(`ephemeral volume ${id} lost its key`);
-        volume.backend = await this.openEbs(volume.record);
+        if (volume.record.type === 'ephemeral') {
+          if (!volume.wrappedEphemeralKey) throw new ExportRefusedError(`ephemeral volume ${id} lost its key`);
+          volume.backend = await this.openWrapped(volume.record, volume.wrappedEphemeralKey, ephemeralContext(id));
+        } else volume.backend = await this.openWrapped(volume.record, volume.record.kms!, { volume: id });
         this.log.info({ volume: id, consumer }, 'volume attached (data key unwrapped)');
       }
       volume.consumers.set(consumer, (volume.consumers.get(consumer) ?? 0) + 1);
@@ -382,6 +453,7 @@ export class VolumeManager implements ExportCatalog {
             const left = (volume.consumers.get(consumer) ?? 1) - 1;
             if (left > 0) volume.consumers.set(consumer, left);
             else volume.consumers.delete(consumer);
+            // Ephemeral volumes stay open: their key exists nowhere else.
             if (volume.connections === 0 && volume.record.type === 'ebs' && volume.backend) {
               await volume.backend.close(); // flushes, destroys the key schedule
               volume.backend = undefined;
@@ -392,11 +464,11 @@ export class VolumeManager implements ExportCatalog {
     });
   }
 
-  private async openEbs(record: VolumeRecord): Promise<BlockBackend> {
-    const kms = record.kms!;
+  /** Open a volume whose key is wrapped by the KMS (unwrapped here, zeroed after use). */
+  private async openWrapped(record: VolumeRecord, kms: WrappedKeyRecord, context: Record<string, string>): Promise<BlockBackend> {
     let key: Buffer;
     try {
-      ({ plaintext: key } = await this.options.kms.decrypt(Buffer.from(kms.wrappedKey, 'base64'), { volume: record.id }));
+      ({ plaintext: key } = await this.options.kms.decrypt(Buffer.from(kms.wrappedKey, 'base64'), context));
     } catch (err) {
       const why = isKmsError(err) ? oneLine(err) : `KMS unavailable: ${oneLine(err)}`;
       throw new ExportRefusedError(`cannot attach ${record.id}: ${why}`, 'VOLUME_KEY_UNAVAILABLE');
@@ -439,6 +511,32 @@ export class VolumeManager implements ExportCatalog {
       uri: `nbd+unix:///${r.id}?socket=${nbdSocket}`,
       tcpUri: nbdTcp ? `nbd://${nbdTcp}/${r.id}` : null,
     };
+  }
+
+  /**
+   * A new ephemeral image and the cipher over it, under a fresh KMS data key whose wrapped copy
+   * stays in memory (for a live-update handover); a CSPRNG key when the KMS is unreachable.
+   */
+  private async freshEphemeral(volume: Volume, image: string): Promise<BlockBackend> {
+    const id = volume.record.id;
+    let key: Buffer;
+    try {
+      const dk = await this.options.kms.generateDataKey(undefined, ephemeralContext(id), { bytes: XTS_KEY_BYTES });
+      key = dk.plaintext;
+      volume.wrappedEphemeralKey = { keyId: dk.keyId, keyVersion: dk.keyVersion, wrappedKey: dk.ciphertextBlob.toString('base64') };
+    } catch (err) {
+      this.log.warn({ volume: id, err: oneLine(err) }, 'KMS unavailable: ephemeral key from the CSPRNG (it will not survive a daemon restart)');
+      key = Buffer.alloc(XTS_KEY_BYTES);
+      randomFillSync(key);
+      volume.wrappedEphemeralKey = undefined;
+    }
+    try {
+      if (key.subarray(0, 32).equals(key.subarray(32))) throw new RuntimeError('BAD_KEY', 'XTS key halves are equal; try again');
+      const file = await FileBackend.create(image, volume.record.size);
+      return new EncryptedBackend(file, key, { dataUnitSize: DATA_UNIT }); // zeroes `key`
+    } finally {
+      key.fill(0);
+    }
   }
 
   private async saveRecord(record: VolumeRecord, volume: Volume): Promise<void> {

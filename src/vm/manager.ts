@@ -1,0 +1,476 @@
+/**
+ * The VM manager: QEMU guests whose disks are nitride volumes (NVMe over the daemon's NBD
+ * socket) and whose NICs are nitride ENIs (virtio-net on the ENI's TAP), booted only from
+ * allowlisted kernels/initrds.
+ *
+ * Lifecycle:
+ * - run: checks (names, allowlist, volumes free, ENIs local TAPs and free), writes the record,
+ *   starts QEMU in its own session (and, under systemd, its own scope: see `launchCommand`),
+ *   waits until QEMU answers QMP, records pid + process start time.
+ * - a daemon stop leaves QEMU running (live update): guests see an NBD pause
+ *   (`reconnect-delay`), their TAPs persist. The next daemon re-adopts every recorded QEMU
+ *   whose pid still has the recorded start time, and watches it.
+ * - stop (or QEMU exiting on its own, e.g. guest poweroff): QEMU quits (SIGTERM, then SIGKILL),
+ *   its NBD connections close so each EBS-like volume's data key is destroyed when its last
+ *   connection leaves, and each ephemeral volume is crypto-wiped (new key, empty image), as
+ *   instance store is on stop.
+ *
+ * Files: <state>/vms/<id>/vm.json (atomic writes), console.log (serial console, appended),
+ * qemu.log (QEMU's own messages), qmp.sock.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants as fsc, existsSync, openSync, closeSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ConflictError, NotFoundError, RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
+import { ensureDir, readJsonFile, writeFileAtomic } from '../common/durable-fs.js';
+import type { Logger } from '../log/logger.js';
+import type { VolumeManager } from '../volume/manager.js';
+import type { VpcManager } from '../vpc/manager.js';
+import type { ImageAllowlist } from './images.js';
+import { processIsRunning, processStartTime } from './process.js';
+import { QmpClient } from './qmp.js';
+import { qemuArgs, type Accel, type QemuSpec } from './qemu.js';
+
+export const DEFAULT_QEMU = 'qemu-system-x86_64';
+const DEFAULT_APPEND = 'console=ttyS0 panic=-1';
+/** How long `run` waits for QEMU to answer QMP (TCG under load is slow to start). */
+const START_TIMEOUT_MS = 25_000;
+/** How long `stop` waits after SIGTERM before SIGKILL. */
+const STOP_TIMEOUT_MS = 15_000;
+/** Console bytes returned per call. */
+const CONSOLE_CHUNK = 256 << 10;
+
+export type VmState = 'running' | 'stopped';
+
+interface VmRecord {
+  format: 1;
+  id: string;
+  name: string;
+  kernel: { sha256: string; name: string };
+  initrd: { sha256: string; name: string } | null;
+  append: string;
+  memoryMiB: number;
+  cpus: number;
+  accel: Accel;
+  volumes: Array<{ id: string; boot: boolean }>;
+  enis: string[];
+  createdAt: string;
+  state: VmState;
+  pid: number | null;
+  pidStartTime: string | null;
+  stoppedAt: string | null;
+  stopReason: string | null;
+  /** Ephemeral volumes wiped at the stop (for `vm list`/describe). */
+  wiped: string[];
+  args: string[];
+}
+
+export type VmInfo = Omit<VmRecord, 'format' | 'pidStartTime'> & { consoleLog: string };
+
+export interface RunVmOptions {
+  name: string;
+  kernel: string;
+  initrd?: string;
+  append?: string;
+  memoryMiB?: number;
+  cpus?: number;
+  accel?: Accel;
+  /** "vol-…" or "vol-…:boot". */
+  volumes?: string[];
+  enis?: string[];
+}
+
+export interface VmManagerOptions {
+  vmDir: string;
+  logger: Logger;
+  volumes: VolumeManager;
+  vpc: VpcManager;
+  images: ImageAllowlist;
+  nbdSocket: string;
+  /** QEMU binary (default qemu-system-x86_64 on PATH). */
+  qemu?: string;
+}
+
+class Vm {
+  /** Serialises stop/cleanup of this VM. */
+  queue: Promise<unknown> = Promise.resolve();
+  cleanup: Promise<void> | undefined;
+  constructor(public record: VmRecord) {}
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const r = this.queue.then(fn, fn);
+    this.queue = r.catch(() => {});
+    return r;
+  }
+}
+
+export class VmManager {
+  private readonly vms = new Map<string, Vm>();
+  private readonly log: Logger;
+  private watcher: NodeJS.Timeout | undefined;
+  /** Serialises `run` (name and resource checks, then launch). */
+  private runQueue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly options: VmManagerOptions) {
+    this.log = options.logger.child({ component: 'vm' });
+  }
+
+  /** Load records and re-adopt running QEMUs; VMs whose QEMU died meanwhile are stopped (cleaned up). */
+  async load(): Promise<void> {
+    await ensureDir(this.options.vmDir);
+    for (const entry of await fs.readdir(this.options.vmDir)) {
+      if (!/^i-[0-9a-f]{17}$/.test(entry)) continue;
+      const record = await readJsonFile<VmRecord>(this.recordPath(entry));
+      if (!record) continue;
+      const vm = new Vm(record);
+      this.vms.set(record.id, vm);
+      if (record.state !== 'running') continue;
+      if (record.pid !== null && record.pidStartTime !== null && processIsRunning(record.pid, record.pidStartTime)) {
+        this.log.info({ vm: record.id, name: record.name, pid: record.pid }, 'running VM re-adopted');
+      } else {
+        this.log.warn({ vm: record.id, name: record.name }, 'VM process ended while the daemon was away');
+        void this.afterExit(vm, 'exited while the daemon was away');
+      }
+    }
+    this.watcher = setInterval(() => this.watch(), 1000);
+    this.watcher.unref();
+  }
+
+  /** Stop watching. QEMU processes keep running: the next daemon re-adopts them. */
+  async close(): Promise<void> {
+    if (this.watcher) clearInterval(this.watcher);
+    this.watcher = undefined;
+    await Promise.all([...this.vms.values()].map((vm) => vm.cleanup?.catch(() => {})));
+  }
+
+  list(): VmInfo[] {
+    return [...this.vms.values()].map((vm) => this.info(vm));
+  }
+
+  describe(ref: string): VmInfo {
+    return this.info(this.get(ref));
+  }
+
+  /** The QEMU arguments `run` would use, for people who launch QEMU themselves (console on stdio, no QMP). */
+  async qemuArgsFor(opts: RunVmOptions): Promise<string[]> {
+    const { spec } = await this.plan(opts, 'stdio', undefined);
+    return qemuArgs(spec);
+  }
+
+  run(opts: RunVmOptions): Promise<VmInfo> {
+    const r = this.runQueue.then(() => this.runNow(opts));
+    this.runQueue = r.catch(() => {});
+    return r;
+  }
+
+  async stop(ref: string, force = false): Promise<VmInfo> {
+    const vm = this.get(ref);
+    if (vm.record.state === 'stopped' && !vm.cleanup) return this.info(vm);
+    const { pid, pidStartTime } = vm.record;
+    if (pid !== null && pidStartTime !== null && processIsRunning(pid, pidStartTime)) {
+      process.kill(pid, force ? 'SIGKILL' : 'SIGTERM');
+      const end = Date.now() + STOP_TIMEOUT_MS;
+      while (processIsRunning(pid, pidStartTime)) {
+        if (Date.now() > end) {
+          this.log.warn({ vm: vm.record.id, pid }, 'QEMU ignored SIGTERM; killing it');
+          process.kill(pid, 'SIGKILL');
+        }
+        await sleep(50);
+      }
+    }
+    await this.afterExit(vm, force ? 'stopped (forced)' : 'stopped');
+    return this.info(vm);
+  }
+
+  /** Remove a stopped VM's record, console and logs. */
+  async remove(ref: string): Promise<void> {
+    const vm = this.get(ref);
+    if (vm.record.state !== 'stopped' || vm.cleanup) throw new ConflictError(`VM ${vm.record.name} is running; stop it first`, 'VM_RUNNING');
+    this.vms.delete(vm.record.id);
+    await fs.rm(this.dirOf(vm.record.id), { recursive: true, force: true });
+  }
+
+  /** Console output from byte `offset` (negative: the last -offset bytes). */
+  async console(ref: string, offset: number): Promise<{ offset: number; text: string; state: VmState }> {
+    const vm = this.get(ref);
+    const file = this.consolePath(vm.record.id);
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(file, 'r');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return { offset: 0, text: '', state: vm.record.state };
+      throw err;
+    }
+    try {
+      const size = (await handle.stat()).size;
+      const start = offset < 0 ? Math.max(0, size + offset) : Math.min(offset, size);
+      const buf = Buffer.alloc(Math.min(CONSOLE_CHUNK, size - start));
+      const { bytesRead } = await handle.read(buf, 0, buf.length, start);
+      return { offset: start + bytesRead, text: buf.subarray(0, bytesRead).toString('utf8'), state: vm.cleanup ? 'running' : vm.record.state };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Volumes of running VMs: a daemon stop hands their ephemeral keys over to the next daemon. */
+  volumesInUse(): Set<string> {
+    return new Set([...this.vms.values()].filter((v) => v.record.state === 'running').flatMap((v) => v.record.volumes.map((x) => x.id)));
+  }
+
+  status(): { total: number; running: number } {
+    const all = [...this.vms.values()];
+    return { total: all.length, running: all.filter((v) => v.record.state === 'running').length };
+  }
+
+  // ---------------------------------------------------------------------------- run
+
+  private async runNow(opts: RunVmOptions): Promise<VmInfo> {
+    const id = 'i-' + randomBytes(9).toString('hex').slice(0, 17);
+    const dir = this.dirOf(id);
+    const qmpSocket = path.join(dir, 'qmp.sock');
+    const { spec, record } = await this.plan(opts, { file: this.consolePath(id) }, qmpSocket, id);
+    // A stopped VM of the same name is replaced (its console and record go).
+    const old = [...this.vms.values()].find((v) => v.record.name === opts.name);
+    if (old) await this.remove(old.record.id);
+    await ensureDir(dir);
+    const args = qemuArgs(spec);
+    record.args = args;
+    await this.save(record);
+    const vm = new Vm(record);
+    this.vms.set(id, vm);
+
+    const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
+    const [command, ...commandArgs] = launchCommand(this.options.qemu ?? DEFAULT_QEMU, args, id);
+    // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
+    // do not reach the guest. Not waited for: a daemon restart must leave QEMU running.
+    const child = spawn(command!, commandArgs, { detached: true, stdio: ['ignore', logFd, logFd] });
+    closeSync(logFd);
+    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+    child.unref();
+    const pid = child.pid;
+    if (pid === undefined) {
+      const err = await spawnError;
+      record.state = 'stopped';
+      record.stopReason = `QEMU did not start: ${oneLine(err)}`;
+      await this.save(record);
+      throw new RuntimeError('QEMU_START_FAILED', `cannot start ${command}: ${oneLine(err)}`);
+    }
+    // The exit event is quicker than the watcher for our own children.
+    child.once('exit', () => void this.afterExit(vm, 'QEMU exited'));
+    record.pid = pid;
+    record.pidStartTime = processStartTime(pid) ?? null;
+    await this.save(record);
+    this.log.info({ vm: id, name: record.name, pid, accel: record.accel, volumes: record.volumes.map((v) => v.id), enis: record.enis }, 'VM started');
+
+    // Up = QEMU answers QMP (its devices, NBD disks and TAPs included, are set up by then).
+    const end = Date.now() + START_TIMEOUT_MS;
+    for (;;) {
+      if (vm.record.state === 'stopped' || child.exitCode !== null || child.signalCode !== null || vm.cleanup) {
+        await this.afterExit(vm, 'QEMU exited at start');
+        const why = (await tail(path.join(dir, 'qemu.log'), 1500)).trim();
+        throw new RuntimeError('QEMU_START_FAILED', `QEMU exited at start${why ? `: ${why}` : ''}`);
+      }
+      if (existsSync(qmpSocket)) {
+        try {
+          const qmp = await QmpClient.connect(qmpSocket, 5000);
+          await qmp.execute('query-status');
+          qmp.close();
+          break;
+        } catch {
+          /* not ready yet */
+        }
+      }
+      if (Date.now() > end) {
+        this.log.warn({ vm: id }, 'QEMU did not answer QMP in time; leaving it running');
+        break;
+      }
+      await sleep(100);
+    }
+    return this.info(vm);
+  }
+
+  /** Validate a run request and build the QEMU spec (no side effects). */
+  private async plan(opts: RunVmOptions, consoleTarget: QemuSpec['console'], qmpSocket: string | undefined, id = ''): Promise<{ spec: QemuSpec; record: VmRecord }> {
+    const running = [...this.vms.values()].filter((v) => v.record.state === 'running' || v.cleanup);
+    if (running.some((v) => v.record.name === opts.name)) throw new ConflictError(`a VM named ${opts.name} is running`, 'VM_NAME_TAKEN');
+    const accel = opts.accel ?? 'tcg';
+    if (accel === 'kvm') {
+      try {
+        accessSync('/dev/kvm', fsc.R_OK | fsc.W_OK);
+      } catch {
+        throw new UsageError('--accel kvm needs a usable /dev/kvm; use --accel tcg');
+      }
+    }
+    const memoryMiB = opts.memoryMiB ?? 512;
+    const cpus = opts.cpus ?? 1;
+    if (!Number.isInteger(memoryMiB) || memoryMiB < 64 || memoryMiB > 65536) throw new UsageError('memory must be between 64 MiB and 64 GiB');
+    if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) throw new UsageError('cpus must be between 1 and 64');
+
+    const kernel = await this.options.images.resolve(opts.kernel, 'kernel');
+    const initrd = opts.initrd ? await this.options.images.resolve(opts.initrd, 'initrd') : undefined;
+
+    const volumes = (opts.volumes ?? []).map(parseVolumeRef);
+    if (volumes.filter((v) => v.boot).length > 1) throw new UsageError('only one volume can be the boot volume');
+    if (new Set(volumes.map((v) => v.id)).size !== volumes.length) throw new UsageError('a volume is given twice');
+    for (const v of volumes) {
+      const info = this.options.volumes.describe(v.id);
+      const user = running.find((r) => r.record.volumes.some((rv) => rv.id === v.id));
+      if (user) throw new ConflictError(`volume ${v.id} is attached to VM ${user.record.name}`, 'VOLUME_IN_USE');
+      if (info.state === 'in-use' && !info.multiAttach) {
+        throw new ConflictError(`volume ${v.id} is attached to another consumer (${info.attachments.map((a) => a.consumer).join(', ')})`, 'VOLUME_IN_USE');
+      }
+    }
+    const enis = opts.enis ?? [];
+    if (new Set(enis).size !== enis.length) throw new UsageError('an ENI is given twice');
+    const nics = enis.map((eniId) => {
+      const eni = this.options.vpc.getEni(eniId);
+      if (eni.host !== 'local') throw new UsageError(`ENI ${eniId} lives on host ${eni.host}, not here`);
+      if (eni.kind !== 'tap') throw new UsageError(`ENI ${eniId} is a ${eni.kind} ENI; QEMU needs a tap ENI (eni create --kind tap)`);
+      const user = running.find((r) => r.record.enis.includes(eniId));
+      if (user) throw new ConflictError(`ENI ${eniId} is attached to VM ${user.record.name}`, 'ENI_IN_USE');
+      return { ifname: eni.ifname, mac: eni.mac };
+    });
+
+    const append = opts.append ?? DEFAULT_APPEND;
+    const spec: QemuSpec = {
+      name: opts.name,
+      kernel: kernel.path,
+      ...(initrd ? { initrd: initrd.path } : {}),
+      append,
+      memoryMiB,
+      cpus,
+      accel,
+      nbdSocket: this.options.nbdSocket,
+      volumes,
+      nics,
+      console: consoleTarget,
+      ...(qmpSocket ? { qmpSocket } : {}),
+    };
+    const record: VmRecord = {
+      format: 1,
+      id,
+      name: opts.name,
+      kernel: { sha256: kernel.image.sha256, name: kernel.image.name },
+      initrd: initrd ? { sha256: initrd.image.sha256, name: initrd.image.name } : null,
+      append,
+      memoryMiB,
+      cpus,
+      accel,
+      volumes,
+      enis,
+      createdAt: new Date().toISOString(),
+      state: 'running',
+      pid: null,
+      pidStartTime: null,
+      stoppedAt: null,
+      stopReason: null,
+      wiped: [],
+      args: [],
+    };
+    return { spec, record };
+  }
+
+  // ---------------------------------------------------------------------------- stop
+
+  /** Once QEMU is gone: wait for its NBD connections to close (EBS keys destroyed), wipe ephemeral volumes, record. */
+  private afterExit(vm: Vm, reason: string): Promise<void> {
+    if (vm.record.state === 'stopped') return vm.cleanup ?? Promise.resolve();
+    vm.cleanup ??= vm
+      .exclusive(async () => {
+        const wiped: string[] = [];
+        for (const v of vm.record.volumes) {
+          const volumes = this.options.volumes;
+          let type: string;
+          try {
+            type = volumes.describe(v.id).type;
+          } catch {
+            continue; // deleted meanwhile (ephemeral volumes do not survive a daemon restart)
+          }
+          if (!(await volumes.waitDetached(v.id, 10_000))) this.log.warn({ vm: vm.record.id, volume: v.id }, 'volume still attached after QEMU exit');
+          if (type === 'ephemeral') {
+            try {
+              await volumes.wipeEphemeral(v.id);
+              wiped.push(v.id);
+            } catch (err) {
+              this.log.error({ vm: vm.record.id, volume: v.id, err: oneLine(err) }, 'cannot wipe ephemeral volume');
+            }
+          }
+        }
+        vm.record = { ...vm.record, state: 'stopped', stoppedAt: new Date().toISOString(), stopReason: reason, wiped };
+        await this.save(vm.record);
+        this.log.info({ vm: vm.record.id, name: vm.record.name, reason, wiped }, 'VM stopped (volumes detached)');
+      })
+      .finally(() => {
+        vm.cleanup = undefined;
+      });
+    return vm.cleanup;
+  }
+
+  private watch(): void {
+    for (const vm of this.vms.values()) {
+      const { state, pid, pidStartTime } = vm.record;
+      if (state !== 'running' || vm.cleanup || pid === null || pidStartTime === null) continue;
+      if (!processIsRunning(pid, pidStartTime)) void this.afterExit(vm, 'QEMU exited');
+    }
+  }
+
+  // ---------------------------------------------------------------------------- helpers
+
+  private get(ref: string): Vm {
+    const vm = this.vms.get(ref) ?? [...this.vms.values()].find((v) => v.record.name === ref);
+    if (!vm) throw new NotFoundError(`no VM ${ref}`, 'NO_SUCH_VM');
+    return vm;
+  }
+
+  private info(vm: Vm): VmInfo {
+    const { format: _format, pidStartTime: _start, ...rest } = vm.record;
+    return { ...rest, consoleLog: this.consolePath(vm.record.id) };
+  }
+
+  private dirOf(id: string): string {
+    return path.join(this.options.vmDir, id);
+  }
+
+  private recordPath(id: string): string {
+    return path.join(this.dirOf(id), 'vm.json');
+  }
+
+  private consolePath(id: string): string {
+    return path.join(this.dirOf(id), 'console.log');
+  }
+
+  private async save(record: VmRecord): Promise<void> {
+    await writeFileAtomic(this.recordPath(record.id), JSON.stringify(record, null, 2) + '\n');
+  }
+}
+
+/** "vol-…" or "vol-…:boot". */
+function parseVolumeRef(ref: string): { id: string; boot: boolean } {
+  const m = /^(vol-[0-9a-f]{17})(:boot)?$/.exec(ref);
+  if (!m) throw new UsageError(`bad volume '${ref}': expected vol-<17 hex digits>[:boot]`);
+  return { id: m[1]!, boot: m[2] !== undefined };
+}
+
+/**
+ * The command that starts QEMU. Under systemd (INVOCATION_ID is set for services) QEMU goes
+ * into its own transient scope with `systemd-run --scope`, which then execs QEMU (same pid):
+ * a stop or restart of nitride.service kills its own cgroup only, so guests survive a live
+ * update whatever the unit's KillMode.
+ */
+export function launchCommand(qemu: string, args: string[], id: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  if (env.INVOCATION_ID && existsSync('/usr/bin/systemd-run')) {
+    return ['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', `--unit=nitride-vm-${id}`, '--', qemu, ...args];
+  }
+  return [qemu, ...args];
+}
+
+async function tail(file: string, bytes: number): Promise<string> {
+  try {
+    const text = await fs.readFile(file, 'utf8');
+    return text.slice(-bytes);
+  } catch {
+    return '';
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,95 @@
+/**
+ * QEMU command lines for nitride guests (pure: no I/O, unit-tested).
+ *
+ * - Volumes are NVMe controllers whose serial is the volume id without its dash (what EBS
+ *   shows: `vol0123…`, 20 characters, NVMe's limit), backed by the daemon's NBD socket with
+ *   `reconnect-delay` (requests pause, not fail, while the daemon restarts) and
+ *   `open-timeout` (QEMU may start while the daemon is still coming up).
+ * - ENIs are virtio-net devices on the ENI's TAP, opened by name (QEMU runs in the TAP's
+ *   network namespace), with the ENI's MAC.
+ * QEMU 7.2's NVMe controller has no model property (it always reports "QEMU NVMe Ctrl"), so
+ * the serial is what identifies a nitride volume inside the guest.
+ */
+
+/** Seconds QEMU holds guest I/O while the NBD server is away (a daemon restart). Under the
+ * Linux NVMe driver's 30 s I/O timeout would abort requests; a restart takes a few seconds. */
+export const NBD_RECONNECT_DELAY_S = 30;
+/** Seconds QEMU waits for the NBD server at start. */
+export const NBD_OPEN_TIMEOUT_S = 30;
+
+export type Accel = 'tcg' | 'kvm';
+
+export interface QemuVolume {
+  id: string;
+  boot: boolean;
+}
+
+export interface QemuNic {
+  ifname: string;
+  mac: string;
+}
+
+export interface QemuSpec {
+  name: string;
+  kernel: string;
+  initrd?: string;
+  append: string;
+  memoryMiB: number;
+  cpus: number;
+  accel: Accel;
+  nbdSocket: string;
+  volumes: QemuVolume[];
+  nics: QemuNic[];
+  /** Serial console to this file (appended), or to QEMU's stdio for users who run QEMU themselves. */
+  console: { file: string } | 'stdio';
+  /** QMP socket the daemon controls the VM through. */
+  qmpSocket?: string;
+}
+
+/** The NVMe serial of a volume: its id without the dash (vol-0123… → vol0123…). */
+export function nvmeSerial(volumeId: string): string {
+  return volumeId.replace('-', '');
+}
+
+export function qemuArgs(spec: QemuSpec): string[] {
+  const args = [
+    '-name', `${spec.name},process=nitride-vm-${spec.name}`,
+    '-nodefaults', '-no-user-config', '-display', 'none',
+    '-machine', `q35,accel=${spec.accel}`,
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
+    '-m', `${spec.memoryMiB}M`,
+    '-smp', String(spec.cpus),
+    // A guest reboot ends this QEMU: the VM is stopped (its instance store wiped) and `vm run` starts a new one.
+    '-no-reboot',
+    '-kernel', spec.kernel,
+    ...(spec.initrd ? ['-initrd', spec.initrd] : []),
+    '-append', spec.append,
+  ];
+  if (spec.console === 'stdio') args.push('-serial', 'mon:stdio');
+  else args.push('-chardev', `file,id=console,path=${spec.console.file},append=on`, '-serial', 'chardev:console');
+  if (spec.qmpSocket) args.push('-qmp', `unix:${spec.qmpSocket},server=on,wait=off`);
+  // The boot volume first: it becomes nvme0n1.
+  const volumes = [...spec.volumes].sort((a, b) => Number(b.boot) - Number(a.boot));
+  volumes.forEach((v, i) => {
+    const blockdev = {
+      driver: 'nbd',
+      'node-name': `vol${i}`,
+      server: { type: 'unix', path: spec.nbdSocket },
+      export: v.id,
+      'reconnect-delay': NBD_RECONNECT_DELAY_S,
+      'open-timeout': NBD_OPEN_TIMEOUT_S,
+    };
+    args.push('-blockdev', JSON.stringify(blockdev));
+    args.push('-device', `nvme,id=nvme${i},drive=vol${i},serial=${nvmeSerial(v.id)}${v.boot ? ',bootindex=1' : ''}`);
+  });
+  spec.nics.forEach((n, i) => {
+    args.push('-netdev', `tap,id=net${i},ifname=${n.ifname},script=no,downscript=no`);
+    args.push('-device', `virtio-net-pci,netdev=net${i},mac=${n.mac}`);
+  });
+  return args;
+}
+
+/** Quote arguments for a POSIX shell (for `vm qemu-args`). */
+export function shellQuote(args: readonly string[]): string {
+  return args.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
