@@ -17,12 +17,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDaemonConfig } from '../../src/daemon/config.js';
 import type { EniInfo, PeerInfo } from '../../src/vpc/manager.js';
 import { CLI, nitride, tempDir } from '../helpers/nitride.js';
+import { must, sleep, waitFor } from '../helpers/netns.js';
 import { run } from '../helpers/run.js';
 import { injectFrames, sendDatagrams, startCapture, udpPayloadOffset } from '../helpers/underlay.js';
 
 const hasCommand = (cmd: string) => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(`${d}/${cmd}`));
 const canRun = process.getuid?.() === 0 && hasCommand('ip') && hasCommand('tc') && hasCommand('busybox');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const prefix = 'ntd' + randomBytes(3).toString('hex');
 const subnetOctet = 16 + (randomBytes(1)[0]! % 200);
@@ -45,12 +45,6 @@ const IP_D = '172.31.1.40';
 const DNS_B = '172.31.0.2';
 /** Both daemons rekey their sessions this often (--vpc-rekey-after), so tests run under rekeys. */
 const REKEY_AFTER_S = 3;
-
-async function must(cmd: string, ...args: string[]): Promise<string> {
-  const r = await run(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
 
 interface Host {
   name: string;
@@ -76,19 +70,6 @@ function spawnIn(host: Host, args: string[]): ChildProcess {
   child.stderr!.on('data', (d: Buffer) => (host.output += d.toString()));
   host.procs.push(child);
   return child;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  const attempt = () =>
-    check().catch((err: unknown) => {
-      if ((err as { fatal?: boolean }).fatal) throw err;
-      return false;
-    });
-  while (!(await attempt())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
 }
 
 async function startHostIn(name: string, underlayIp: string): Promise<Host> {
@@ -392,30 +373,51 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     }, 60_000);
 
     it('a replayed and a bit-flipped underlay datagram are dropped and counted', async () => {
-      // Capture a few real data datagrams from host B on host A's side of the underlay…
-      const cap = await startCapture(a.ns, underlayA(), path.join(scratch.dir, 'replay.pcap'), ['udp', 'and', 'src', 'host', b.underlayIp, 'and', 'dst', 'port', '4789']);
-      const ping = await run('ip', ['netns', 'exec', gb.ns, 'busybox', 'ping', '-c', '4', '-i', '0.2', '-W', '2', IP_A]);
-      const frames = await cap.stop();
-      const data = frames.filter((f) => f[udpPayloadOffset(f)] === 4 && f.length > udpPayloadOffset(f) + 32);
-      expect(data.length, `${frames.length} frames captured, first bytes ${frames.map((f) => f.subarray(0, 48).toString("hex")).join(" ")}; ping exit ${ping.code}: ${ping.stdout}${ping.stderr}`).toBeGreaterThanOrEqual(1);
-      const before = await a.json<FullStats>(['vpc', 'stats']);
-      // …and send them again from host B's end of the link: the same datagrams (a replay), and
-      // copies with one ciphertext bit flipped. Their UDP checksum is set to 0 ("none"): the
-      // captured one is a partial sum (veth checksum offload), which the kernel would refuse.
-      const copies = (flip: boolean) =>
-        data.slice(0, 2).map((f) => {
-          const copy = Buffer.from(f);
-          const off = udpPayloadOffset(copy);
-          if (flip) copy[off + 16] = copy[off + 16]! ^ 0x01;
-          copy.writeUInt16BE(0, off - 2);
-          return copy;
-        });
-      await injectFrames(b.ns, underlayB(), copies(false));
-      await injectFrames(b.ns, underlayB(), copies(true));
-      await waitFor('drop counters', async () => {
-        const now = await a.json<FullStats>(['vpc', 'stats']);
-        return now.peers.hb!.drops.replay - before.peers.hb!.drops.replay >= 2 && now.peers.hb!.drops.badTag - before.peers.hb!.drops.badTag >= 2;
-      }, 10_000);
+      // Capture a few real data datagrams from host B on host A's side of the underlay, then send
+      // them again from host B's end of the link: the same datagrams (a replay), and copies with one
+      // ciphertext bit flipped. Their UDP checksum is set to 0 ("none"): the captured one is a
+      // partial sum (veth checksum offload), which the kernel would refuse. Sessions rekey every
+      // REKEY_AFTER_S here, and a datagram of a session retired twice since is no replay but an
+      // unknown index: on a loaded box the round is retried, so it fails only if drops never show.
+      const dropped = async (): Promise<string> => {
+        const cap = await startCapture(a.ns, underlayA(), path.join(scratch.dir, 'replay.pcap'), ['udp', 'and', 'src', 'host', b.underlayIp, 'and', 'dst', 'port', '4789']);
+        const ping = await run('ip', ['netns', 'exec', gb.ns, 'busybox', 'ping', '-c', '4', '-i', '0.2', '-W', '2', IP_A]);
+        const frames = await cap.stop();
+        const data = frames.filter((f) => f[udpPayloadOffset(f)] === 4 && f.length > udpPayloadOffset(f) + 32);
+        expect(data.length, `${frames.length} frames captured, first bytes ${frames.map((f) => f.subarray(0, 48).toString('hex')).join(' ')}; ping exit ${ping.code}: ${ping.stdout}${ping.stderr}`).toBeGreaterThanOrEqual(1);
+        const before = await a.json<FullStats>(['vpc', 'stats']);
+        const copies = (flip: boolean) =>
+          data.slice(0, 2).map((f) => {
+            const copy = Buffer.from(f);
+            const off = udpPayloadOffset(copy);
+            if (flip) copy[off + 16] = copy[off + 16]! ^ 0x01;
+            copy.writeUInt16BE(0, off - 2);
+            return copy;
+          });
+        const sent = Math.min(2, data.length);
+        await injectFrames(b.ns, underlayB(), copies(false));
+        await injectFrames(b.ns, underlayB(), copies(true));
+        let seen = '';
+        try {
+          await waitFor('drop counters', async () => {
+            const now = await a.json<FullStats>(['vpc', 'stats']);
+            const replay = now.peers.hb!.drops.replay - before.peers.hb!.drops.replay;
+            const badTag = now.peers.hb!.drops.badTag - before.peers.hb!.drops.badTag;
+            seen = `replay +${replay}, badTag +${badTag} of ${sent} each`;
+            return replay >= sent && badTag >= sent;
+          }, 5_000);
+          return '';
+        } catch {
+          return seen;
+        }
+      };
+      const misses: string[] = [];
+      for (let round = 0; round < 3; round++) {
+        const miss = await dropped();
+        if (!miss) break;
+        misses.push(miss);
+      }
+      expect(misses.length, `rounds without the drops: ${misses.join('; ')}`).toBeLessThan(3);
       // The session is unharmed.
       const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '3', '-i', '0.2', '-W', '3', IP_B]);
       expect(pingReceived(r.stdout), r.stdout + r.stderr).toBeGreaterThanOrEqual(2);
