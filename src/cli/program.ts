@@ -10,6 +10,7 @@ import { daemonCommand } from './commands/daemon.js';
 import { kmsCommand } from './commands/kms.js';
 import { logLevelCommand } from './commands/log-level.js';
 import { statusCommand } from './commands/status.js';
+import { metricsCommand } from './commands/metrics.js';
 import { volumeCommand } from './commands/volume.js';
 import { nbdProxyCommand } from './commands/nbd-proxy.js';
 import { subnetCommand, vpcCommand } from './commands/vpc.js';
@@ -29,7 +30,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .option('--debug', 'show stack traces on errors')
     .showSuggestionAfterError();
-  for (const command of [daemonCommand(), statusCommand(), logLevelCommand()]) program.addCommand(command);
+  for (const command of [daemonCommand(), statusCommand(), metricsCommand(), logLevelCommand()]) program.addCommand(command);
   program.addCommand(volumeCommand());
   program.addCommand(kmsCommand());
   for (const command of [vpcCommand(), subnetCommand(), eniCommand(), peerCommand(), keyCommand()]) program.addCommand(command);

@@ -24,6 +24,9 @@ import { registerVpcRoutes } from './routes/vpc.js';
 import { ImageAllowlist } from '../vm/images.js';
 import { VmManager } from '../vm/manager.js';
 import { registerVmRoutes } from './routes/vms.js';
+import { CountingKeyProvider } from '../metrics/kms-calls.js';
+import { DaemonMetrics } from '../metrics/daemon-metrics.js';
+import { serveMetrics, type MetricsEndpoints } from '../metrics/serve.js';
 
 /** What `GET /v1/status` returns; later components add their sections. */
 export interface DaemonStatus {
@@ -39,6 +42,8 @@ export interface DaemonStatus {
   health: 'ok' | 'degraded';
   nbd: { socket: string; tcp: string | null; connections: number };
   kmsSocket: string;
+  /** Metrics: always `GET /metrics` on the control socket; `tcp` is the loopback listener, if any. */
+  metrics: { tcp: string | null };
   volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
   vpc: VpcStatus;
   vms: { total: number; running: number };
@@ -47,6 +52,7 @@ export interface DaemonStatus {
 export class Daemon {
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
+  private metrics: MetricsEndpoints = { tcp: null, close: async () => {} };
 
   private constructor(
     readonly config: DaemonConfig,
@@ -68,7 +74,8 @@ export class Daemon {
     try {
       const audit = await AuditLog.open(state.file('audit.log'), logger);
       cleanups.push(() => audit.close());
-      const kms = new KmsClient({ socketPath: config.kmsSocket });
+      // Every KMS call of the daemon is counted for metrics.
+      const kms = new CountingKeyProvider(new KmsClient({ socketPath: config.kmsSocket }));
       const volumes = new VolumeManager({
         volumeDir: state.file('volumes'),
         ephemeralDir: config.ephemeralDir,
@@ -103,9 +110,14 @@ export class Daemon {
         const port = await nbd.listenTcp(host, Number(config.nbdListen.slice(sep + 1)));
         volumes.tcpEndpoint = `${host.includes(':') ? `[${host}]` : host}:${port}`;
       }
-      // Not awaited: the daemon is ready without it; it retries until the KMS answers.
-      void vpc.start();
-      sdNotify('READY=1');
+      daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount }), config.metricsListen);
+      cleanups.push(() => daemon.metrics.close());
+      // Ready once every volume is served (the NBD sockets listen) and the VPC's first start
+      // attempt is over: every local ENI has its port in the engine. A VPC that cannot start
+      // (KMS unreachable) does not hold readiness: it retries on its own and STATUS= says so.
+      await vpc.start();
+      const vpcStatus = vpc.status();
+      sdNotify(`READY=1\nSTATUS=${vpcStatus.state === 'up' ? 'serving' : `serving volumes; VPC down: ${vpcStatus.message ?? ''}`}`);
       logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket }, 'daemon started');
       return daemon;
     } catch (err) {
@@ -129,6 +141,7 @@ export class Daemon {
       health: 'ok',
       nbd: { socket: this.config.nbdSocket, tcp: this.volumes.tcpEndpoint ?? null, connections: this.nbd.connectionCount },
       kmsSocket: this.config.kmsSocket,
+      metrics: { tcp: this.metrics.tcp },
       volumes: {
         total: all.length,
         inUse: all.filter((v) => v.state === 'in-use').length,
@@ -149,6 +162,7 @@ export class Daemon {
         ['control', () => this.control.close()],
         // Guests keep running (live update); only the watching stops.
         ['vms', () => this.vms.close()],
+        ['metrics', () => this.metrics.close()],
         // In-flight NBD requests finish and are flushed before keys are destroyed.
         ['nbd', () => this.nbd.close()],
         // Ephemeral volumes of running VMs are handed over (live update), the others wiped.

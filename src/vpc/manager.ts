@@ -24,7 +24,7 @@ import { readJsonFile, writeFileAtomic } from '../common/durable-fs.js';
 import type { KeyProvider } from '../kms/provider.js';
 import { loadSodium, type Sodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
-import { VpcEngine, closeFd, tapOpen, type VpcControlEvent, type VpcStats } from '../native/addon.js';
+import { VpcEngine, closeFd, tapOpen, type VpcControlEvent, type VpcPeerStats, type VpcPortStats, type VpcStats } from '../native/addon.js';
 import { ArpResponder } from './arp.js';
 import { ENI_MTU, GATEWAY_MAC } from './constants.js';
 import { DhcpServer } from './dhcp.js';
@@ -96,6 +96,21 @@ export interface VpcStatus {
   peers: Array<{ name: string; endpoint: string; session: PeerInfo['session'] }>;
 }
 
+/** Sessions established with one peer since the daemon started (metrics). */
+export interface PeerSessionCounters {
+  /** Completed handshakes (sessions installed), rekeys included. */
+  handshakes: number;
+  /** Handshakes that replaced a current session. */
+  rekeys: number;
+}
+
+/** Data-plane counters keyed by ENI id and peer name (what metrics and `vpc stats` read). */
+export interface VpcNamedStats {
+  enis: Record<string, VpcPortStats>;
+  peers: Record<string, VpcPeerStats>;
+  underlay: VpcStats['underlay'];
+}
+
 export interface VpcManagerOptions {
   stateFile: string;
   kms: KeyProvider;
@@ -155,6 +170,8 @@ export class VpcManager {
   private peers = new Map<string, PeerRecord>();
   private hostKeyBlob: string | undefined;
   private rt: Runtime | undefined;
+  /** Peer name → sessions established (kept across VPC restarts within this process). */
+  private readonly sessionCounters = new Map<string, PeerSessionCounters>();
   private downMessage: string | null = 'starting';
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -354,18 +371,33 @@ export class VpcManager {
     };
   }
 
+  /** Engine counters by ENI id and peer name; null while the VPC is down. */
+  namedStats(): VpcNamedStats | null {
+    const rt = this.rt;
+    if (!rt) return null;
+    const s: VpcStats = rt.engine.stats();
+    const enis: Record<string, VpcPortStats> = {};
+    for (const [portId, value] of Object.entries(s.ports)) enis[rt.portEnis.get(Number(portId)) ?? `port-${portId}`] = value;
+    const peers: Record<string, VpcPeerStats> = {};
+    for (const [peerId, value] of Object.entries(s.peers)) peers[rt.peerNames.get(Number(peerId)) ?? `peer-${peerId}`] = value;
+    return { enis, peers, underlay: s.underlay };
+  }
+
+  /** Handshakes and rekeys per configured peer since the daemon started. */
+  peerSessionCounters(): Array<{ name: string; session: PeerInfo['session'] } & PeerSessionCounters> {
+    return [...this.peers.values()].map((p) => ({
+      name: p.name,
+      session: this.peerInfo(p).session,
+      ...(this.sessionCounters.get(p.name) ?? { handshakes: 0, rekeys: 0 }),
+    }));
+  }
+
   stats(): unknown {
     const rt = this.rt;
-    if (!rt) throw new RuntimeError('VPC_DOWN', `the VPC is down: ${this.downMessage ?? 'not started'}`);
-    const s: VpcStats = rt.engine.stats();
-    const ports: Record<string, unknown> = {};
-    for (const [portId, value] of Object.entries(s.ports)) ports[rt.portEnis.get(Number(portId)) ?? `port-${portId}`] = value;
-    const peers: Record<string, unknown> = {};
-    for (const [peerId, value] of Object.entries(s.peers)) peers[rt.peerNames.get(Number(peerId)) ?? `peer-${peerId}`] = value;
+    const named = this.namedStats();
+    if (!rt || !named) throw new RuntimeError('VPC_DOWN', `the VPC is down: ${this.downMessage ?? 'not started'}`);
     return {
-      enis: ports,
-      peers,
-      underlay: s.underlay,
+      ...named,
       control: {
         punts: { ...rt.punts },
         arp: { replies: rt.arp.replies, drops: { ...rt.arp.drops } },
@@ -652,6 +684,10 @@ export class VpcManager {
             // no current session, frames could not be sent anyway.
             const hadCurrent = rt.handshake.status(action.peerId).current !== null;
             const pending = !action.sendable && hadCurrent;
+            const counters = this.sessionCounters.get(action.peerId) ?? { handshakes: 0, rekeys: 0 };
+            counters.handshakes++;
+            if (hadCurrent) counters.rekeys++;
+            this.sessionCounters.set(action.peerId, counters);
             rt.engine.setSession(peerId, { localIndex: s.localIndex, remoteIndex: s.remoteIndex, sendKey: s.sendKey, recvKey: s.recvKey }, { pending });
             this.log.debug({ peer: action.peerId, localIndex: s.localIndex, initiator: s.isInitiator, pending }, 'session installed');
             if (!action.sendable && !pending) this.execute(rt, rt.handshake.confirm(action.peerId, s.localIndex));

@@ -16,6 +16,7 @@ interface DaemonCliOptions {
   vpcListen?: string;
   vpcDns?: string[];
   vpcRekeyAfter?: number;
+  metricsListen?: string;
 }
 
 export function daemonCommand(): Command {
@@ -32,6 +33,7 @@ export function daemonCommand(): Command {
     .option('--vpc-listen <host:port>', 'VPC underlay UDP address, numeric (default 0.0.0.0:4789)')
     .option('--vpc-dns <ip,...>', 'DNS servers that DHCP gives guests (default: none)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--vpc-rekey-after <seconds>', 'rekey peer sessions at this age, 2-120 (default 120)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+    .option('--metrics-listen <host:port>', 'also serve GET /metrics on this loopback TCP address (e.g. 127.0.0.1:9464)')
     .action(async (options: DaemonCliOptions) => {
       const config = await loadDaemonConfig(options);
       const logger = createLogger({ level: config.logLevel });
