@@ -39,7 +39,9 @@ export interface DaemonStatus {
   configFile: string | null;
   logLevel: string;
   node: string;
+  /** `degraded` when something the daemon should serve is not served; `problems` says what. */
   health: 'ok' | 'degraded';
+  problems: string[];
   nbd: { socket: string; tcp: string | null; connections: number };
   kmsSocket: string;
   /** Metrics: always `GET /metrics` on the control socket; `tcp` is the loopback listener, if any. */
@@ -128,6 +130,8 @@ export class Daemon {
 
   status(): DaemonStatus {
     const all = this.volumes.describeAll();
+    const vpc = this.vpc.status();
+    const problems = vpc.state === 'up' ? [] : [`VPC down: ${vpc.message ?? 'not started'}`];
     return {
       version: VERSION,
       pid: process.pid,
@@ -138,7 +142,8 @@ export class Daemon {
       configFile: this.config.configFile ?? null,
       logLevel: this.logger.level,
       node: process.version,
-      health: 'ok',
+      health: problems.length ? 'degraded' : 'ok',
+      problems,
       nbd: { socket: this.config.nbdSocket, tcp: this.volumes.tcpEndpoint ?? null, connections: this.nbd.connectionCount },
       kmsSocket: this.config.kmsSocket,
       metrics: { tcp: this.metrics.tcp },
@@ -148,7 +153,7 @@ export class Daemon {
         ebs: all.filter((v) => v.type === 'ebs').length,
         ephemeral: all.filter((v) => v.type === 'ephemeral').length,
       },
-      vpc: this.vpc.status(),
+      vpc,
       vms: this.vms.status(),
     };
   }

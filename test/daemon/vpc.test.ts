@@ -304,6 +304,10 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     expect(value(`nitride_peer_session_established{peer="hb"}`)).toBe(1);
     expect(value(`nitride_peer_last_seen_timestamp_seconds{peer="hb"}`) * 1000).toBeGreaterThan(Date.now() - 600_000);
     expect(value(`nitride_kms_calls_total{operation="GenerateDataKey",outcome="ok"}`)).toBe(1);
+    // The same counters in the human status: the local NIC with its drops, the peer with its session.
+    const status = await a.cli(['status']);
+    expect(status.stdout).toMatch(new RegExp(`^${ENI_A}\\s+\\S+\\s+${IP_A}\\s+${MAC_A}\\s+\\d+ frames\\s+\\d+ frames\\s+.*spoofed \\d+`, 'm'));
+    expect(status.stdout).toMatch(/^hb\s+10\.\d+\.0\.2:4789\s+established\s+\S+ ago\s+\d+\/\d+$/m);
   });
 
   it('source/dest check can be turned off and on', async () => {
