@@ -35,6 +35,7 @@
         'src/tap.cc',
         'src/peercred.cc',
         'src/sdnotify.cc',
+        'src/process.cc',
         'src/xts.cc',
         'src/blockio.cc',
         'src/vpc_crypto.cc',

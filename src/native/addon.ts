@@ -119,7 +119,9 @@ interface NativeBinding {
   tapSetPersist(fd: number, persist: boolean): void;
   closeFd(fd: number): void;
   peerCredentials(fd: number): PeerCredentials;
-  sdNotify(state: string): boolean;
+  sdNotify(state: string, fds?: number[]): boolean;
+  setDumpable(dumpable: boolean): void;
+  isDumpable(): boolean;
   xtsEncrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   XtsCipher: XtsCipherConstructor;
@@ -240,12 +242,25 @@ export function peerCredentials(fd: number): PeerCredentials {
 /**
  * Sends `state` (e.g. "READY=1", "STATUS=...", "STOPPING=1") as one datagram
  * to the Unix socket named by $NOTIFY_SOCKET (a path, or "@name" for the
- * abstract namespace).
+ * abstract namespace); `fds` travel with it as SCM_RIGHTS (for FDSTORE=1).
  * @returns false when NOTIFY_SOCKET is unset or empty, true once sent.
  * @throws Error with errno `code` when sending fails.
  */
-export function sdNotify(state: string): boolean {
-  return binding.sdNotify(state);
+export function sdNotify(state: string, fds?: number[]): boolean {
+  return binding.sdNotify(state, fds);
+}
+
+/**
+ * prctl(PR_SET_DUMPABLE): false makes the process non-dumpable — no core dump, no ptrace
+ * or /proc/PID/mem access by other processes of its user, /proc/PID owned by root.
+ */
+export function setDumpable(dumpable: boolean): void {
+  binding.setDumpable(dumpable);
+}
+
+/** prctl(PR_GET_DUMPABLE). */
+export function isDumpable(): boolean {
+  return binding.isDumpable();
 }
 
 /**

@@ -8,6 +8,7 @@ import { DEFAULT_KMS_SOCKET, DEFAULT_KMS_STATE_DIR } from '../../kms/protocol.js
 import type { KeyMetadata } from '../../kms/provider.js';
 import { KmsServer } from '../../kms/server.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../../log/logger.js';
+import { setDumpable } from '../../native/addon.js';
 import { emit, renderFields, renderTable } from '../output.js';
 
 interface KmsClientCliOptions {
@@ -87,6 +88,8 @@ function serveCommand(): Command {
     .addOption(new Option('--log-level <level>', 'minimum log level').choices(LOG_LEVELS).default('info'))
     .option('--allow-immediate-deletion', 'allow deletion waiting periods below 7 days, down to 0 (tests only)')
     .action(async (options: ServeOptions) => {
+      // Master keys live in this process: never in a core dump, never readable by ptrace.
+      setDumpable(false);
       const logger = createLogger({ level: options.logLevel });
       const server = await KmsServer.start({
         stateDir: options.stateDir,
