@@ -9,6 +9,7 @@ import type { KeyMetadata } from '../../kms/provider.js';
 import { KmsServer } from '../../kms/server.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../../log/logger.js';
 import { setDumpable } from '../../native/addon.js';
+import { takeListenFds } from '../../common/systemd.js';
 import { emit, renderFields, renderTable } from '../output.js';
 
 interface KmsClientCliOptions {
@@ -91,7 +92,11 @@ function serveCommand(): Command {
       // Master keys live in this process: never in a core dump, never readable by ptrace.
       setDumpable(false);
       const logger = createLogger({ level: options.logLevel });
+      // Socket activation (nitride-kms.socket): serve the socket systemd bound for us.
+      const activated = takeListenFds();
+      const listenFd = (activated.get('kms') ?? activated.get('unknown'))?.[0];
       const server = await KmsServer.start({
+        ...(listenFd !== undefined ? { listenFd } : {}),
         stateDir: options.stateDir,
         socketPath: options.socket,
         logger,
