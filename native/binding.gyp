@@ -36,6 +36,7 @@
         'src/peercred.cc',
         'src/sdnotify.cc',
         'src/process.cc',
+        'src/listen.cc',
         'src/xts.cc',
         'src/blockio.cc',
         'src/vpc_crypto.cc',

@@ -54,7 +54,7 @@ export async function listenOnFd(server: net.Server, fd: number, what: string): 
   });
 }
 
-async function clearStaleSocket(socketPath: string, what: string): Promise<void> {
+export async function clearStaleSocket(socketPath: string, what: string): Promise<void> {
   let st;
   try {
     st = await fs.lstat(socketPath);

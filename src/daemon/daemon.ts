@@ -27,6 +27,7 @@ import { registerVmRoutes } from './routes/vms.js';
 import { CountingKeyProvider } from '../metrics/kms-calls.js';
 import { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import { serveMetrics, type MetricsEndpoints } from '../metrics/serve.js';
+import { FdStore } from '../common/fd-store.js';
 
 /** What `GET /v1/status` returns; later components add their sections. */
 export interface DaemonStatus {
@@ -72,6 +73,9 @@ export class Daemon {
   /** Take the state dir, open the audit log, register routes, listen, and tell systemd we are ready. */
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
     const state = await StateDir.open(config.stateDir);
+    // Under systemd the listening sockets survive restarts in its fd store (live update).
+    const fdStore = FdStore.open();
+    const kept = (name: string) => (fdStore ? { store: fdStore, name } : undefined);
     const cleanups: Array<() => Promise<void>> = [() => state.release()];
     try {
       const audit = await AuditLog.open(state.file('audit.log'), logger);
@@ -97,7 +101,7 @@ export class Daemon {
       vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket });
       await vms.load();
       cleanups.push(() => vms.close());
-      const control = new ControlServer({ socketPath: config.controlSocket, logger, audit });
+      const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });
       const nbd = new NbdServer({ catalog: volumes, logger });
       const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms);
       daemon.registerRoutes();
@@ -105,14 +109,15 @@ export class Daemon {
       await control.listen();
       cleanups.push(() => control.close());
       cleanups.push(() => nbd.close());
-      await nbd.listenUnix(config.nbdSocket);
+      await nbd.listenUnix(config.nbdSocket, kept('nbd'));
       if (config.nbdListen) {
         const sep = config.nbdListen.lastIndexOf(':');
         const host = config.nbdListen.slice(0, sep).replace(/^\[|\]$/g, '');
-        const port = await nbd.listenTcp(host, Number(config.nbdListen.slice(sep + 1)));
+        const port = await nbd.listenTcp(host, Number(config.nbdListen.slice(sep + 1)), kept('nbd-tcp'));
         volumes.tcpEndpoint = `${host.includes(':') ? `[${host}]` : host}:${port}`;
       }
-      daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount }), config.metricsListen);
+      daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount }), config.metricsListen, kept('metrics'));
+      fdStore?.dropUnadopted();
       cleanups.push(() => daemon.metrics.close());
       // Ready once every volume is served (the NBD sockets listen) and the VPC's first start
       // attempt is over: every local ENI has its port in the engine. A VPC that cannot start
@@ -120,7 +125,7 @@ export class Daemon {
       await vpc.start();
       const vpcStatus = vpc.status();
       sdNotify(`READY=1\nSTATUS=${vpcStatus.state === 'up' ? 'serving' : `serving volumes; VPC down: ${vpcStatus.message ?? ''}`}`);
-      logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket }, 'daemon started');
+      logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket, ...(fdStore ? { adoptedSockets: fdStore.adopted } : {}) }, 'daemon started');
       return daemon;
     } catch (err) {
       for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});

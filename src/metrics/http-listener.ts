@@ -7,6 +7,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { RuntimeError, UsageError, oneLine } from '../common/errors.js';
+import { listenTcpKept, type KeptListener } from '../common/fd-store.js';
 
 const LOOPBACK = new net.BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
@@ -42,11 +43,14 @@ export class MetricsHttpListener {
   }
 
   /** Listen; resolves with the bound port (0 picks one). */
-  listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen for metrics on ${host}:${port}: ${oneLine(err)}`)));
-      this.server.listen({ host, port }, () => resolve((this.server.address() as net.AddressInfo).port));
-    });
+  async listen(host: string, port: number, kept?: KeptListener): Promise<number> {
+    const bind = () =>
+      new Promise<void>((resolve, reject) => {
+        this.server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen for metrics on ${host}:${port}: ${oneLine(err)}`)));
+        this.server.listen({ host, port }, () => resolve());
+      });
+    await listenTcpKept(this.server, host, port, bind, kept);
+    return (this.server.address() as net.AddressInfo).port;
   }
 
   close(): Promise<void> {

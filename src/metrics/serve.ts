@@ -2,6 +2,7 @@
 import { BinaryReply, type ControlServer } from '../control/server.js';
 import { METRICS_CONTENT_TYPE, type DaemonMetrics } from './daemon-metrics.js';
 import { MetricsHttpListener, parseLoopbackListen } from './http-listener.js';
+import type { KeptListener } from '../common/fd-store.js';
 
 export interface MetricsEndpoints {
   /** host:port of the TCP listener, if configured. */
@@ -9,7 +10,7 @@ export interface MetricsEndpoints {
   close(): Promise<void>;
 }
 
-export async function serveMetrics(control: ControlServer, metrics: DaemonMetrics, listen: string | undefined): Promise<MetricsEndpoints> {
+export async function serveMetrics(control: ControlServer, metrics: DaemonMetrics, listen: string | undefined, kept?: KeptListener): Promise<MetricsEndpoints> {
   control.register({
     method: 'GET',
     path: '/metrics',
@@ -18,6 +19,6 @@ export async function serveMetrics(control: ControlServer, metrics: DaemonMetric
   if (listen === undefined) return { tcp: null, close: async () => {} };
   const { host, port } = parseLoopbackListen(listen);
   const listener = new MetricsHttpListener(async () => ({ contentType: METRICS_CONTENT_TYPE, body: await metrics.text() }));
-  const bound = await listener.listen(host, port);
+  const bound = await listener.listen(host, port, kept);
   return { tcp: `${host.includes(':') ? `[${host}]` : host}:${bound}`, close: () => listener.close() };
 }

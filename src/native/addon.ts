@@ -121,6 +121,8 @@ interface NativeBinding {
   peerCredentials(fd: number): PeerCredentials;
   sdNotify(state: string, fds?: number[]): boolean;
   setDumpable(dumpable: boolean): void;
+  unixListen(path: string, backlog?: number): number;
+  socketAddress(fd: number): SocketAddress;
   isDumpable(): boolean;
   xtsEncrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
@@ -256,6 +258,25 @@ export function sdNotify(state: string, fds?: number[]): boolean {
  */
 export function setDumpable(dumpable: boolean): void {
   binding.setDumpable(dumpable);
+}
+
+/** What a socket fd is bound to (getsockname), whether it is a stream socket and listening. */
+export type SocketAddress = ({ family: 'unix'; path: string } | { family: 'ipv4' | 'ipv6'; address: string; port: number } | { family: 'other' }) & {
+  stream: boolean;
+  listening: boolean;
+};
+
+/**
+ * Bind and listen on a Unix stream socket; returns the fd (close-on-exec). Served with
+ * `server.listen({ fd })`, its path survives the server's close (libuv unlinks only paths it
+ * bound itself): what a socket kept in systemd's fd store across a restart needs.
+ */
+export function unixListen(path: string, backlog = 511): number {
+  return binding.unixListen(path, backlog);
+}
+
+export function socketAddress(fd: number): SocketAddress {
+  return binding.socketAddress(fd);
 }
 
 /** prctl(PR_GET_DUMPABLE). */

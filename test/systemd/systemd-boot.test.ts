@@ -92,12 +92,33 @@ describe.skipIf(!canBootSystemd)('nitride units under systemd', () => {
     expect(await qemuIo(['read -P 0x5d 0 64k'])).not.toMatch(/fail|mismatch/i);
   });
 
+  it('live update: a restart keeps the listening sockets (fd store), and a qemu-io client with reconnect-delay doing I/O across it sees no error', async () => {
+    const store = async () => (await show('nitride.service', ['NFileDescriptorStore'])).NFileDescriptorStore;
+    const inode = async () => (await sd.execOk(['stat', '-c', '%i', '/run/nitride/nbd.sock', '/run/nitride/control.sock'])).trim();
+    expect(await store()).toBe('2');
+    const before = await inode();
+    const opts = `driver=nbd,server.type=unix,server.path=${sd.hostPath('/run/nitride/nbd.sock')},export=${volume.id},reconnect-delay=20`;
+    const commands: string[] = [];
+    for (let i = 0; i < 300; i++) commands.push('read -P 0x5d 0 64k', 'sleep 10');
+    const client = runOk('qemu-io', ['--image-opts', opts, ...commands.flatMap((c) => ['-c', c])], { timeoutMs: 120_000 });
+    await new Promise((r) => setTimeout(r, 800));
+    await sd.execOk(['systemctl', 'restart', 'nitride.service']);
+    const out = await client;
+    expect(out.match(/^read 65536\/65536 bytes at offset 0$/gm)).toHaveLength(300);
+    expect(out).not.toMatch(/fail|error|mismatch/i);
+    expect(await inode()).toBe(before);
+    expect(await store()).toBe('2');
+    // The new run says it took the sockets over.
+    const journal = await sd.execOk(['journalctl', '-u', 'nitride.service', '-o', 'cat', '--no-pager', '-n', '20']);
+    expect(journal).toMatch(/"adoptedSockets":\["control","nbd"\].*"msg":"daemon started"/);
+  });
+
   it('the journal holds one line per lifecycle event', async () => {
     const daemon = await sd.execOk(['journalctl', '-u', 'nitride.service', '-o', 'cat', '--no-pager']);
     const started = daemon.split('\n').filter((l) => l.includes('"msg":"daemon started"')).length;
     const stopped = daemon.split('\n').filter((l) => l.includes('"msg":"daemon stopped"')).length;
-    expect(started).toBe(8);
-    expect(stopped).toBe(7);
+    expect(started).toBe(9);
+    expect(stopped).toBe(8);
     expect(daemon).toContain('"msg":"volume created"');
     const kms = await sd.execOk(['journalctl', '-u', 'nitride-kms.service', '-o', 'cat', '--no-pager']);
     expect(kms).toContain('"msg":"kms started"');
