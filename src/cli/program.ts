@@ -11,6 +11,7 @@ import { kmsCommand } from './commands/kms.js';
 import { logLevelCommand } from './commands/log-level.js';
 import { statusCommand } from './commands/status.js';
 import { metricsCommand } from './commands/metrics.js';
+import { topCommand } from './commands/top.js';
 import { installUnitsCommand } from './commands/install-units.js';
 import { volumeCommand } from './commands/volume.js';
 import { nbdProxyCommand } from './commands/nbd-proxy.js';
@@ -31,7 +32,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .option('--debug', 'show stack traces on errors')
     .showSuggestionAfterError();
-  for (const command of [daemonCommand(), statusCommand(), metricsCommand(), logLevelCommand()]) program.addCommand(command);
+  for (const command of [daemonCommand(), statusCommand(), topCommand(), metricsCommand(), logLevelCommand()]) program.addCommand(command);
   program.addCommand(volumeCommand());
   program.addCommand(kmsCommand());
   for (const command of [vpcCommand(), subnetCommand(), eniCommand(), peerCommand(), keyCommand()]) program.addCommand(command);

@@ -8,30 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlClient } from '../../src/control/client.js';
 import type { DaemonStatus } from '../../src/daemon/daemon.js';
 import type { VolumeInfo } from '../../src/volume/manager.js';
+import { parseExposition, type Series } from '../../src/metrics/exposition.js';
+import type { TopFrame } from '../../src/cli/commands/top.js';
 import { nitride, startHost, tempDir, type TestHost } from '../helpers/nitride.js';
 import { nbdPython, runOk } from '../helpers/run.js';
 
-/** Parsed exposition: `name{labels}` → value, labels in the order printed. */
-function parse(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const at = line.lastIndexOf(' ');
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
-
 /** The value of the series `name` whose labels include every pair of `labels`. */
-function sample(metrics: Map<string, number>, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const [series, value] of metrics) {
-    const m = /^([^{]+)(?:\{(.*)\})?$/.exec(series)!;
-    if (m[1] !== name) continue;
-    const have = m[2] ?? '';
-    if (Object.entries(labels).every(([k, v]) => have.includes(`${k}="${v}"`))) return value;
-  }
-  return undefined;
+function sample(series: Series[], name: string, labels: Record<string, string> = {}): number | undefined {
+  return series.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 }
+const parse = parseExposition;
 
 async function scrapeSocket(socket: string): Promise<{ contentType: string; text: string }> {
   const reply = await new ControlClient({ socketPath: socket }).request('GET', '/metrics');
@@ -104,7 +90,7 @@ print(json.dumps(errs))
     // The histogram is cumulative and its +Inf bucket and count equal the requests.
     expect(sample(m, 'nitride_volume_request_duration_seconds_count', { ...v, op: 'write' })).toBe(9);
     expect(sample(m, 'nitride_volume_request_duration_seconds_bucket', { ...v, op: 'write', le: '+Inf' })).toBe(9);
-    const buckets = [...m].filter(([k]) => k.startsWith('nitride_volume_request_duration_seconds_bucket') && k.includes(volume.id) && k.includes('op="write"')).map(([, n]) => n);
+    const buckets = m.filter((s) => s.name === 'nitride_volume_request_duration_seconds_bucket' && s.labels.volume === volume.id && s.labels.op === 'write').map((s) => s.value);
     expect(buckets.length).toBe(16);
     for (let i = 1; i < buckets.length; i++) expect(buckets[i]!).toBeGreaterThanOrEqual(buckets[i - 1]!);
     const sum = sample(m, 'nitride_volume_request_duration_seconds_sum', { ...v, op: 'write' })!;
@@ -150,6 +136,31 @@ print(json.dumps(lines))
     expect(r.status).toBe(200);
     expect(sample(parse(r.text), 'nitride_volume_info', { volume: volume.id })).toBe(1);
     expect((await httpGet(`http://${status.metrics.tcp}/v1/status`)).status).toBe(404);
+  });
+
+  it('nitride top shows the write rate of a volume under load, as JSON and as a table', async () => {
+    let loading = true;
+    const load = (async () => {
+      while (loading) await runOk('qemu-io', ['-f', 'raw', volume.uri, '-c', 'write -P 0x11 0 1M', '-c', 'write -P 0x12 1M 1M']);
+    })();
+    try {
+      const r = await host.cli(['top', '--json', '--count', '2', '--interval', '0.5']);
+      expect(r.code, r.stderr).toBe(0);
+      const frames = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as TopFrame);
+      expect(frames).toHaveLength(2);
+      const rows = frames.map((f) => f.volumes.find((v) => v.volume === volume.id)!);
+      expect(Math.max(...rows.map((v) => v.writesPerSecond))).toBeGreaterThan(0);
+      expect(Math.max(...rows.map((v) => v.writeBytesPerSecond))).toBeGreaterThanOrEqual(1 << 20);
+      const human = await host.cli(['top', '--count', '1', '--interval', '0.3']);
+      expect(human.stdout).toMatch(/^VOLUME\s+ATTACHED\s+READ\/S\s+WRITE\/S\s+READ MB\/S\s+WRITE MB\/S\s+ERRORS\/S$/m);
+      expect(human.stdout).toContain(volume.id);
+    } finally {
+      loading = false;
+      await load;
+    }
+    const bad = await host.cli(['top', '--interval', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toMatch(/^nitride: .*--interval must be a positive number$/);
   });
 
   it('refuses a non-loopback metrics address with a one-line usage error', async () => {
