@@ -3,8 +3,8 @@
  * directory, serves the control API, and (in later layers) volumes and NICs.
  *
  * Start order: state dir lock → audit log → volumes → VPC model → control socket → NBD
- * listeners → VPC runtime (in the background: it needs the KMS for the host key and retries
- * on its own) → ready.
+ * listeners → metrics → VPC runtime (its first attempt; it needs the KMS for the host key and
+ * retries on its own) → ready. Under systemd the listeners come from and go to its fd store.
  * Stop order is the reverse; every step runs even if an earlier one failed.
  */
 import { z } from 'zod';
