@@ -7,8 +7,9 @@
 //     store (the shipped unit) and, as the baseline in the same run, without it
 //     (FileDescriptorStoreMax=0: the listening socket goes away with the old process).
 //   - Packet loss: two guests (network namespaces on veth ENIs of the daemon, local
-//     forwarding by the native engine) run iperf3 UDP at a fixed rate across a restart; the
-//     baseline is the same run without a restart.
+//     forwarding by the native engine) run iperf3 UDP at a fixed rate across a restart, with
+//     the fd store (the ENIs' packet sockets keep queueing frames) and without; the baseline
+//     is the same run without a restart.
 // Medians over --reps repetitions (modes alternate order). Writes bench-results/restart-*.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,12 +23,13 @@ const opt = (name, def) => {
   return i >= 0 ? args[i + 1] : def;
 };
 if (args.includes('--help') || args.includes('-h')) {
-  console.log('usage: scripts/bench-restart.sh [--reps N (5)] [--rate 100M] [--no-iperf] [--keep]');
+  console.log('usage: scripts/bench-restart.sh [--reps N (5)] [--rate 100M] [--no-io] [--no-iperf] [--keep]');
   process.exit(0);
 }
 const REPS = Number(opt('--reps', '5'));
 const RATE = opt('--rate', '100M');
 const IPERF = !args.includes('--no-iperf');
+const IO = !args.includes('--no-io');
 const CLI = path.join(ROOT, 'dist/cli/main.js');
 
 const scratch = Scratch.create('/var/tmp', 'nitride-bench-restart.', { keep: args.includes('--keep') });
@@ -117,7 +119,7 @@ async function main() {
   await run('qemu-io', ['-f', 'raw', `nbd+unix:///${volume.id}?socket=${sd.hostPath('/run/nitride/nbd.sock')}`, '-c', 'write -P 0x5d 0 4k']);
 
   const io = { 'fd store': [], 'no fd store (baseline)': [] };
-  for (let rep = 0; rep < REPS; rep++) {
+  for (let rep = 0; IO && rep < REPS; rep++) {
     const order = rep % 2 ? ['no fd store (baseline)', 'fd store'] : ['fd store', 'no fd store (baseline)'];
     for (const mode of order) {
       await setFdStore(mode === 'fd store');
@@ -128,12 +130,16 @@ async function main() {
   }
   await setFdStore(true);
 
-  const udp = { restart: [], 'no restart (baseline)': [] };
+  const udp = { 'restart, fd store': [], 'restart, no fd store': [], 'no restart (baseline)': [] };
   if (IPERF) {
     const [ga, gb] = await setupGuests();
+    const modes = Object.keys(udp);
     for (let rep = 0; rep < Math.min(REPS, 3); rep++) {
-      for (const mode of rep % 2 ? ['no restart (baseline)', 'restart'] : ['restart', 'no restart (baseline)']) {
-        const r = await udpRun(ga.ns, gb.ns, gb.ip, mode === 'restart');
+      for (const mode of rep % 2 ? [...modes].reverse() : modes) {
+        await setFdStore(mode !== 'restart, no fd store');
+        // The guests' ARP entries survive; one ping makes sure the ports forward again.
+        await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '1', '-W', '2', gb.ip], { allowFail: true });
+        const r = await udpRun(ga.ns, gb.ns, gb.ip, mode !== 'no restart (baseline)');
         udp[mode].push(r);
         console.log(`  rep ${rep + 1} ${mode}: lost ${r.lost}/${r.packets} (${r.lostPercent?.toFixed?.(2)} %)`);
       }

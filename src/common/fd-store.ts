@@ -32,8 +32,8 @@ export class FdStore {
   readonly adopted: string[] = [];
 
   /**
-   * The inherited listening socket called `name` if it is what `matches` wants; one that is
-   * not (the configuration changed) is closed and dropped from the store.
+   * The inherited socket called `name` if it is what `matches` wants; one that is not (the
+   * configuration changed) is closed and dropped from the store.
    */
   adopt(name: string, matches: (address: SocketAddress) => boolean): number | undefined {
     const fds = this.inherited.get(name);
@@ -47,12 +47,12 @@ export class FdStore {
     } catch {
       address = undefined;
     }
-    if (address?.listening && matches(address)) {
+    if (address && matches(address)) {
       this.adopted.push(name);
       return fd;
     }
     closeFd(fd!);
-    this.forget(name);
+    this.remove(name);
     return undefined;
   }
 
@@ -65,12 +65,13 @@ export class FdStore {
   dropUnadopted(): void {
     for (const [name, fds] of this.inherited) {
       for (const fd of fds) closeFd(fd);
-      this.forget(name);
+      this.remove(name);
     }
     this.inherited.clear();
   }
 
-  private forget(name: string): void {
+  /** Drop `name` from the store (what it held is no longer needed). */
+  remove(name: string): void {
     sdNotify(`FDSTOREREMOVE=1\nFDNAME=${name}`);
   }
 }
@@ -88,7 +89,7 @@ export interface KeptListener {
  */
 export async function listenUnixKept(server: net.Server, socketPath: string, what: string, kept: KeptListener | undefined): Promise<void> {
   if (!kept) return listenPrivateUnixSocket(server, socketPath, what);
-  const adopted = kept.store.adopt(kept.name, (a) => a.family === 'unix' && a.stream && a.path === socketPath);
+  const adopted = kept.store.adopt(kept.name, (a) => a.family === 'unix' && a.stream && a.listening && a.path === socketPath);
   if (adopted !== undefined) return listenOnFd(server, adopted, `${what} ${socketPath} (kept by systemd)`);
   await ensureDir(path.dirname(socketPath));
   await clearStaleSocket(socketPath, what);
@@ -106,7 +107,7 @@ export async function listenUnixKept(server: net.Server, socketPath: string, wha
 
 /** Listen on TCP, kept in the fd store when `kept` is given. Resolves when listening. */
 export async function listenTcpKept(server: net.Server, host: string, port: number, listen: () => Promise<void>, kept: KeptListener | undefined): Promise<void> {
-  const adopted = kept?.store.adopt(kept.name, (a) => a.family !== 'unix' && a.family !== 'other' && a.stream && a.address === host && (port === 0 || a.port === port));
+  const adopted = kept?.store.adopt(kept.name, (a) => a.family !== 'unix' && a.family !== 'other' && a.stream && a.listening && a.address === host && (port === 0 || a.port === port));
   if (adopted !== undefined) return listenOnFd(server, adopted, `${host}:${port} (kept by systemd)`);
   await listen();
   const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;

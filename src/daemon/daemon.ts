@@ -92,7 +92,7 @@ export class Daemon {
       await volumes.load();
       let vms: VmManager | undefined;
       cleanups.push(() => volumes.close(vms?.volumesInUse()));
-      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter });
+      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter, ...(fdStore ? { fdStore } : {}) });
       await vpc.load();
       cleanups.push(() => vpc.close());
       const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
@@ -117,12 +117,14 @@ export class Daemon {
         volumes.tcpEndpoint = `${host.includes(':') ? `[${host}]` : host}:${port}`;
       }
       daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount }), config.metricsListen, kept('metrics'));
-      fdStore?.dropUnadopted();
       cleanups.push(() => daemon.metrics.close());
       // Ready once every volume is served (the NBD sockets listen) and the VPC's first start
       // attempt is over: every local ENI has its port in the engine. A VPC that cannot start
       // (KMS unreachable) does not hold readiness: it retries on its own and STATUS= says so.
       await vpc.start();
+      // What the previous run stored and this one did not take over is no longer configured.
+      // (While the VPC is down its ENIs' sockets go too: it makes new ones when it comes up.)
+      fdStore?.dropUnadopted();
       const vpcStatus = vpc.status();
       sdNotify(`READY=1\nSTATUS=${vpcStatus.state === 'up' ? 'serving' : `serving volumes; VPC down: ${vpcStatus.message ?? ''}`}`);
       logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket, ...(fdStore ? { adoptedSockets: fdStore.adopted } : {}) }, 'daemon started');

@@ -646,7 +646,10 @@ export interface VpcStats {
 interface NativeVpcEngine {
   readonly port: number;
   readonly closed: boolean;
-  addPort(portId: number, ifname: string, opts: VpcPortOptions): void;
+  addPort(portId: number, ifname: string, opts: VpcPortOptions, fd?: number): void;
+  portFd(portId: number): number;
+  holdPorts(): void;
+  releasePorts(): void;
   updatePort(portId: number, opts: Partial<VpcPortOptions>): void;
   removePort(portId: number): boolean;
   setRoute(mac: Uint8Array, target: VpcRouteTarget): void;
@@ -761,8 +764,29 @@ export class VpcEngine {
    * @throws `ERR_INVALID_ARG_VALUE` if `portId` exists; "ENODEV" if the
    *   netdev does not exist; "EPERM" without CAP_NET_RAW.
    */
-  addPort(portId: number, ifname: string, opts: VpcPortOptions): void {
-    this.#native.addPort(portId, ifname, opts);
+  addPort(portId: number, ifname: string, opts: VpcPortOptions, fd?: number): void {
+    this.#native.addPort(portId, ifname, opts, fd);
+  }
+
+  /**
+   * The port's AF_PACKET socket, for systemd's fd store: kept across a restart it queues the
+   * guest's frames until the next engine adopts it (`addPort(…, fd)`, which checks that it
+   * is a packet socket bound to that interface). -1 if there is no such port.
+   */
+  portFd(portId: number): number {
+    return this.#native.portFd(portId);
+  }
+
+  /**
+   * Ports added until {@link releasePorts} are not read yet: ports whose kept sockets hold
+   * queued frames start forwarding together, once every port and route is in place.
+   */
+  holdPorts(): void {
+    this.#native.holdPorts();
+  }
+
+  releasePorts(): void {
+    this.#native.releasePorts();
   }
 
   /** Changes some options of a port (absent fields keep their value). @throws if there is no such port. */

@@ -24,6 +24,7 @@ import { readJsonFile, writeFileAtomic } from '../common/durable-fs.js';
 import type { KeyProvider } from '../kms/provider.js';
 import { loadSodium, type Sodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
+import type { FdStore } from '../common/fd-store.js';
 import { VpcEngine, closeFd, tapOpen, type VpcControlEvent, type VpcPeerStats, type VpcPortStats, type VpcStats } from '../native/addon.js';
 import { ArpResponder } from './arp.js';
 import { ENI_MTU, GATEWAY_MAC } from './constants.js';
@@ -113,6 +114,8 @@ export interface VpcNamedStats {
 
 export interface VpcManagerOptions {
   stateFile: string;
+  /** systemd's fd store: local ENIs' packet sockets survive a restart there, queueing frames. */
+  fdStore?: FdStore;
   kms: KeyProvider;
   logger: Logger;
   /** Underlay UDP bind, HOST:PORT. */
@@ -141,6 +144,9 @@ interface Runtime {
   nextPort: number;
   nextPeer: number;
 }
+
+/** The fd store name of a local ENI's packet socket. */
+const portFdName = (eniId: string) => `eni-${eniId}`;
 
 /** HOST:PORT → {host, port} (brackets around IPv6 removed). */
 export function parseEndpoint(text: string, what = 'endpoint'): { host: string; port: number } {
@@ -541,13 +547,27 @@ export class VpcManager {
           this.log.error({ peer: p.name, err: oneLine(err) }, 'cannot set up peer');
         }
       }
+      // Netdevs first, then every port and route in one synchronous pass: a port whose packet
+      // socket was kept in the fd store forwards the frames queued in it at once, and they must
+      // find the other ENIs' ports and routes already there.
+      const prepared: EniRecord[] = [];
       for (const e of this.model.listEnis()) {
         try {
-          await this.applyEni(rt, e.id);
+          await this.prepareEni(e);
+          prepared.push(e);
         } catch (err) {
           this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot set up ENI');
         }
       }
+      engine.holdPorts();
+      for (const e of prepared) {
+        try {
+          this.attachEni(rt, e);
+        } catch (err) {
+          this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot set up ENI');
+        }
+      }
+      engine.releasePorts();
       rtRef.rt = rt;
       return rt;
     } catch (err) {
@@ -559,22 +579,56 @@ export class VpcManager {
 
   private async applyEni(rt: Runtime, id: string): Promise<void> {
     const e = this.model.getEni(id);
+    await this.prepareEni(e);
+    this.attachEni(rt, e);
+  }
+
+  /** A local ENI's netdev, made if missing and kept away from the host stack. */
+  private async prepareEni(e: EniRecord): Promise<void> {
+    if (e.hostId === LOCAL_HOST_ID) await ensureNetdev(e.hostInterface, this.kinds[e.id] ?? 'tap', e.mac);
+  }
+
+  /** The ENI's port (local) and route in the engine. */
+  private attachEni(rt: Runtime, e: EniRecord): void {
+    const id = e.id;
     const mac = macBytes(e.mac);
     if (e.hostId !== LOCAL_HOST_ID) {
       const peerId = rt.peerIds.get(e.hostId);
       if (peerId !== undefined) rt.engine.setRoute(mac, { peer: peerId });
       return;
     }
-    const kind = this.kinds[id] ?? 'tap';
-    await ensureNetdev(e.hostInterface, kind, e.mac);
     let portId = rt.ports.get(id);
     if (portId === undefined) {
       portId = rt.nextPort++;
-      rt.engine.addPort(portId, e.hostInterface, { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: ENI_MTU });
+      this.addPort(rt, portId, e, mac);
       rt.ports.set(id, portId);
       rt.portEnis.set(portId, id);
     }
     rt.engine.setRoute(mac, { port: portId });
+  }
+
+  /**
+   * Attach a local ENI's netdev to the engine: through the packet socket the previous run
+   * left in the fd store (frames the guest sent meanwhile are waiting in it), else a new one,
+   * which is then stored.
+   */
+  private addPort(rt: Runtime, portId: number, e: EniRecord, mac: Uint8Array): void {
+    const opts = { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: ENI_MTU };
+    const store = this.options.fdStore;
+    const name = portFdName(e.id);
+    const kept = store?.adopt(name, (a) => a.family === 'other');
+    if (kept !== undefined) {
+      try {
+        rt.engine.addPort(portId, e.hostInterface, opts, kept);
+        return;
+      } catch (err) {
+        closeFd(kept);
+        store!.remove(name);
+        this.log.warn({ eni: e.id, err: oneLine(err) }, 'kept packet socket unusable; opening a new one');
+      }
+    }
+    rt.engine.addPort(portId, e.hostInterface, opts);
+    store?.keep(name, rt.engine.portFd(portId));
   }
 
   private async unapplyEni(rt: Runtime, e: EniRecord, deleteDevice: boolean): Promise<void> {
@@ -585,6 +639,7 @@ export class VpcManager {
       rt.ports.delete(e.id);
       rt.portEnis.delete(portId);
     }
+    if (deleteDevice) this.options.fdStore?.remove(portFdName(e.id));
     if (deleteDevice && e.hostId === LOCAL_HOST_ID) await deleteNetdev(e.hostInterface);
   }
 
