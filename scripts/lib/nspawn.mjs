@@ -5,7 +5,7 @@
 // needs are in shared/reference/systemd-test.md.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, run, sleep } from './bench-common.mjs';
 
@@ -15,6 +15,22 @@ export const canBootSystemd =
 /** The tree (built and cached on first use; ~45 s on a fresh machine). */
 export async function systemdTree() {
   return (await run(path.join(ROOT, 'scripts/lib/systemd-tree.sh'), [])).stdout.trim();
+}
+
+/** Remove a cgroup and the ones nspawn made below it (payload, supervisor, ...), deepest first. */
+function removeCgroup(dir) {
+  let entries = [];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) if (e.isDirectory()) removeCgroup(path.join(dir, e.name));
+  try {
+    rmdirSync(dir);
+  } catch {
+    // Still populated (a stuck process): the next boot has another name.
+  }
 }
 
 /** Boot systemd with `units` (host file → name in /etc/systemd/system) bound in. */
@@ -38,13 +54,7 @@ export async function bootSystemd(units) {
   child.stderr.on('data', (d) => (out += d));
   const exited = new Promise((r) => child.once('exit', () => r()));
   const cleanupCgroups = () => {
-    for (const cg of cgroups.reverse()) {
-      try {
-        rmdirSync(cg);
-      } catch {
-        // Still populated (a stuck process): the next boot has another name.
-      }
-    }
+    for (const cg of cgroups.reverse()) removeCgroup(cg);
   };
 
   let pid = 0;
