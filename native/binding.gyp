@@ -35,6 +35,8 @@
         'src/tap.cc',
         'src/peercred.cc',
         'src/sdnotify.cc',
+        'src/process.cc',
+        'src/listen.cc',
         'src/xts.cc',
         'src/blockio.cc',
         'src/vpc_crypto.cc',

@@ -7,6 +7,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nitride::InitTap(env, exports);
   nitride::InitPeerCred(env, exports);
   nitride::InitSdNotify(env, exports);
+  nitride::InitProcess(env, exports);
+  nitride::InitListen(env, exports);
   nitride::InitXts(env, exports);
   nitride::InitBlockIo(env, exports);
   nitride::InitVpc(env, exports);

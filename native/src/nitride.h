@@ -15,6 +15,8 @@ namespace nitride {
 void InitTap(Napi::Env env, Napi::Object exports);
 void InitPeerCred(Napi::Env env, Napi::Object exports);
 void InitSdNotify(Napi::Env env, Napi::Object exports);
+void InitProcess(Napi::Env env, Napi::Object exports);  // process.cc
+void InitListen(Napi::Env env, Napi::Object exports);   // listen.cc
 void InitXts(Napi::Env env, Napi::Object exports);
 void InitBlockIo(Napi::Env env, Napi::Object exports);
 void InitVpc(Napi::Env env, Napi::Object exports);  // vpc_napi.cc

@@ -1,5 +1,7 @@
-// systemd readiness protocol: sdNotify(state) sends one datagram to the
-// AF_UNIX socket named by $NOTIFY_SOCKET (path, or abstract name "@...").
+// systemd readiness protocol: sdNotify(state[, fds]) sends one datagram to the
+// AF_UNIX socket named by $NOTIFY_SOCKET (path, or abstract name "@..."),
+// with `fds` attached as SCM_RIGHTS (FDSTORE=1: systemd keeps them across a
+// restart of the service and hands them back in LISTEN_FDS).
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "nitride.h"
 
@@ -22,6 +25,24 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "sdNotify: state must be a string");
   }
   std::string state = info[0].As<Napi::String>().Utf8Value();
+  std::vector<int> fds;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsArray()) {
+      ThrowTypeError(env, "sdNotify: fds must be an array of file descriptors");
+    }
+    Napi::Array list = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value v = list.Get(i);
+      if (!v.IsNumber() || v.As<Napi::Number>().Int32Value() < 0) {
+        ThrowTypeError(env, "sdNotify: fds must be an array of file descriptors");
+      }
+      fds.push_back(v.As<Napi::Number>().Int32Value());
+    }
+    // SCM_MAX_FD in the kernel.
+    if (fds.size() > 253) {
+      ThrowTypeError(env, "sdNotify: at most 253 file descriptors per message");
+    }
+  }
 
   // node's process.env setter updates the C environment, so getenv() sees
   // changes made from JS.
@@ -64,8 +85,27 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info) {
   if (fd < 0) {
     ThrowErrno(env, "sdNotify: socket", errno, "socket");
   }
-  ssize_t n = sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
-                     reinterpret_cast<struct sockaddr*>(&addr), addr_len);
+  struct iovec iov;
+  iov.iov_base = const_cast<char*>(state.data());
+  iov.iov_len = state.size();
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_name = &addr;
+  msg.msg_namelen = addr_len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control;
+  if (!fds.empty()) {
+    control.assign(CMSG_SPACE(sizeof(int) * fds.size()), 0);
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
   int err = errno;
   close(fd);
   if (n < 0) {

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if_arp.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
@@ -304,7 +305,7 @@ void Engine::RequireOpen(const char* fn) const {
 // ---------------------------------------------------------------------------
 // Control side (JS thread).
 
-void Engine::AddPort(uint32_t id, const std::string& ifname, const PortConfig& cfg) {
+void Engine::AddPort(uint32_t id, const std::string& ifname, const PortConfig& cfg, int existing_fd) {
   RequireOpen("addPort");
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -315,6 +316,24 @@ void Engine::AddPort(uint32_t id, const std::string& ifname, const PortConfig& c
   }
   const unsigned ifindex = if_nametoindex(ifname.c_str());
   if (ifindex == 0) ThrowSys("addPort: interface " + ifname, "if_nametoindex");
+
+  if (existing_fd >= 0) {
+    // A socket kept across a restart: frames that arrived meanwhile are queued in it.
+    sockaddr_ll bound{};
+    socklen_t len = sizeof bound;
+    int vnet = 0;
+    socklen_t vlen = sizeof vnet;
+    if (getsockname(existing_fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0 || bound.sll_family != AF_PACKET ||
+        bound.sll_ifindex != static_cast<int>(ifindex) || bound.sll_protocol != htons(ETH_P_ALL) ||
+        getsockopt(existing_fd, SOL_PACKET, PACKET_VNET_HDR, &vnet, &vlen) != 0 || vnet != 1) {
+      ThrowInvalid("addPort: fd " + std::to_string(existing_fd) + " is not a packet socket of " + ifname);
+    }
+    const int flags = fcntl(existing_fd, F_GETFL);
+    if (flags < 0 || fcntl(existing_fd, F_SETFL, flags | O_NONBLOCK) != 0) ThrowSys("addPort: O_NONBLOCK", "fcntl");
+    fcntl(existing_fd, F_SETFD, FD_CLOEXEC);
+    InstallPort(id, ifindex, ifname, cfg, existing_fd);
+    return;
+  }
 
   // Protocol 0 at creation: the socket receives nothing until bound to the
   // device with ETH_P_ALL (no frames of other devices slip in).
@@ -344,16 +363,23 @@ void Engine::AddPort(uint32_t id, const std::string& ifname, const PortConfig& c
   if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
     ThrowSys("addPort: bind to " + ifname, "bind");
   }
+  InstallPort(id, ifindex, ifname, cfg, fd.release());
+}
 
+void Engine::InstallPort(uint32_t id, unsigned ifindex, const std::string& ifname, const PortConfig& cfg, int fd) {
   auto port = std::make_shared<Port>();
   port->id = id;
   port->ifindex = static_cast<int>(ifindex);
   port->ifname = ifname;
   port->cfg = cfg;
-  port->fd = fd.release();
+  port->fd = fd;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ports_[id] = port;
+    if (hold_ports_) {
+      held_ports_.push_back(id);
+      return;
+    }
   }
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -379,6 +405,37 @@ PortConfig Engine::GetPortConfig(uint32_t id) {
   auto it = ports_.find(id);
   if (it == ports_.end()) ThrowInvalid("updatePort: no port " + std::to_string(id));
   return it->second->cfg;
+}
+
+void Engine::HoldPorts() {
+  RequireOpen("holdPorts");
+  std::lock_guard<std::mutex> lock(mu_);
+  hold_ports_ = true;
+}
+
+void Engine::ReleasePorts() {
+  RequireOpen("releasePorts");
+  std::lock_guard<std::mutex> lock(mu_);
+  hold_ports_ = false;
+  for (uint32_t id : held_ports_) {
+    auto it = ports_.find(id);
+    if (it == ports_.end()) continue;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = id;
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, it->second->fd, &ev) != 0) {
+      const int err = errno;
+      held_ports_.clear();
+      ThrowSys("releasePorts: epoll_ctl", "epoll_ctl", err);
+    }
+  }
+  held_ports_.clear();
+}
+
+int Engine::PortFd(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = ports_.find(id);
+  return it == ports_.end() ? -1 : it->second->fd;
 }
 
 bool Engine::RemovePort(uint32_t id) {

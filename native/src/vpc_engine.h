@@ -161,7 +161,15 @@ class Engine {
   bool closed() const { return closed_; }
   uint16_t port() const { return port_; }
 
-  void AddPort(uint32_t id, const std::string& ifname, const PortConfig& cfg);
+  // `existing_fd` >= 0: an AF_PACKET socket already bound to `ifname` (ETH_P_ALL, with
+  // PACKET_VNET_HDR), e.g. from the systemd fd store across a restart; the engine owns it.
+  void AddPort(uint32_t id, const std::string& ifname, const PortConfig& cfg, int existing_fd = -1);
+  // The port's packet socket (for the fd store); -1 if there is no such port.
+  int PortFd(uint32_t id);
+  // While held, ports added are not read: a set of ports whose sockets already hold queued
+  // frames (kept across a restart) starts forwarding only once every port and route is in.
+  void HoldPorts();
+  void ReleasePorts();
   void UpdatePort(uint32_t id, const PortConfig& cfg);
   PortConfig GetPortConfig(uint32_t id);
   bool RemovePort(uint32_t id);  // false if there was no such port
@@ -306,6 +314,8 @@ class Engine {
   void IndexSession(Peer& p, Session* s);
   void UnindexSession(Session* s);
   void RequireOpen(const char* fn) const;
+  // Registers a bound packet socket as port `id` (takes ownership of `fd`).
+  void InstallPort(uint32_t id, unsigned ifindex, const std::string& ifname, const PortConfig& cfg, int fd);
 
   // Immutable after construction.
   int udp_fd_ = -1;
@@ -323,6 +333,8 @@ class Engine {
 
   std::mutex mu_;  // the tables below
   std::unordered_map<uint32_t, std::shared_ptr<Port>> ports_;
+  bool hold_ports_ = false;
+  std::vector<uint32_t> held_ports_;  // added while held: not in epoll yet
   std::unordered_map<uint64_t, Route> routes_;
   std::unordered_map<uint32_t, std::unique_ptr<Peer>> peers_;
   std::unordered_map<EpKey, Peer*, EpKeyHash> by_endpoint_;

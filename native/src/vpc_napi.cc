@@ -189,6 +189,9 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
             InstanceMethod<&VpcEngineWrap::AddPort>("addPort"),
             InstanceMethod<&VpcEngineWrap::UpdatePort>("updatePort"),
             InstanceMethod<&VpcEngineWrap::RemovePort>("removePort"),
+            InstanceMethod<&VpcEngineWrap::PortFd>("portFd"),
+            InstanceMethod<&VpcEngineWrap::HoldPorts>("holdPorts"),
+            InstanceMethod<&VpcEngineWrap::ReleasePorts>("releasePorts"),
             InstanceMethod<&VpcEngineWrap::SetRoute>("setRoute"),
             InstanceMethod<&VpcEngineWrap::DeleteRoute>("deleteRoute"),
             InstanceMethod<&VpcEngineWrap::AddPeer>("addPeer"),
@@ -295,8 +298,30 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     const std::string ifname = StringArg(env, info[1], "addPort: ifname");
     vpc::PortConfig cfg;
     ReadPortConfig(env, ObjectArg(env, info[2], "addPort: opts"), "addPort", true, &cfg);
-    Guarded(env, [&] { e.AddPort(id, ifname, cfg); });
+    const int fd = info.Length() > 3 && !info[3].IsUndefined() ? FdArg(info, 3, "addPort") : -1;
+    Guarded(env, [&] { e.AddPort(id, ifname, cfg, fd); });
     return env.Undefined();
+  }
+
+  Napi::Value HoldPorts(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "holdPorts");
+    Guarded(env, [&] { e.HoldPorts(); });
+    return env.Undefined();
+  }
+
+  Napi::Value ReleasePorts(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "releasePorts");
+    Guarded(env, [&] { e.ReleasePorts(); });
+    return env.Undefined();
+  }
+
+  Napi::Value PortFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "portFd");
+    const uint32_t id = IdArg(env, info[0], "portFd: portId");
+    return Napi::Number::New(env, e.PortFd(id));
   }
 
   Napi::Value UpdatePort(const Napi::CallbackInfo& info) {

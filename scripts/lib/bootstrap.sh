@@ -59,6 +59,9 @@ VPC_PACKAGES=(busybox-static iperf3 tcpdump)
 # QEMU guests (nitride vm, scripts/build-guest.sh): QEMU, and what builds the test guest's
 # initramfs (the kernel and nbd-client are fetched with apt-get download, not installed).
 VM_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio gzip)
+# systemd tests: systemd-analyze (verify, security), and a real systemd booted with
+# systemd-nspawn in a debootstrap'd Debian tree (scripts/lib/systemd-tree.sh).
+SYSTEMD_PACKAGES=(systemd systemd-container debootstrap)
 
 # bootstrap PKG... : everything a script needs before it runs nitride: root, Node, the
 # Debian packages named (plus BASE_PACKAGES), node_modules, the addon and dist/; then cd to

@@ -8,15 +8,14 @@ export interface ClientOptions {
   json?: boolean;
 }
 
+/** `--control-socket` (default: $NITRIDE_SOCKET, then the standard path). */
+export function controlSocketOption(): Option {
+  return new Option('--control-socket <path>', 'daemon control socket').env('NITRIDE_SOCKET').default(DEFAULT_CONTROL_SOCKET);
+}
+
 /** Add `--control-socket` and `--json` to a verb that talks to the daemon. */
 export function clientVerb(command: Command): Command {
-  return command
-    .addOption(
-      new Option('--control-socket <path>', 'daemon control socket')
-        .env('NITRIDE_SOCKET')
-        .default(DEFAULT_CONTROL_SOCKET),
-    )
-    .option('--json', 'print JSON for scripts');
+  return command.addOption(controlSocketOption()).option('--json', 'print JSON for scripts');
 }
 
 export function clientOf(options: ClientOptions): ControlClient {

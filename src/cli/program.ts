@@ -10,6 +10,9 @@ import { daemonCommand } from './commands/daemon.js';
 import { kmsCommand } from './commands/kms.js';
 import { logLevelCommand } from './commands/log-level.js';
 import { statusCommand } from './commands/status.js';
+import { metricsCommand } from './commands/metrics.js';
+import { topCommand } from './commands/top.js';
+import { installUnitsCommand } from './commands/install-units.js';
 import { volumeCommand } from './commands/volume.js';
 import { nbdProxyCommand } from './commands/nbd-proxy.js';
 import { subnetCommand, vpcCommand } from './commands/vpc.js';
@@ -29,12 +32,13 @@ export function buildProgram(): Command {
     .version(VERSION)
     .option('--debug', 'show stack traces on errors')
     .showSuggestionAfterError();
-  for (const command of [daemonCommand(), statusCommand(), logLevelCommand()]) program.addCommand(command);
+  for (const command of [daemonCommand(), statusCommand(), topCommand(), metricsCommand(), logLevelCommand()]) program.addCommand(command);
   program.addCommand(volumeCommand());
   program.addCommand(kmsCommand());
   for (const command of [vpcCommand(), subnetCommand(), eniCommand(), peerCommand(), keyCommand()]) program.addCommand(command);
   program.addCommand(nbdProxyCommand());
   for (const command of [vmCommand(), imageCommand()]) program.addCommand(command);
+  program.addCommand(installUnitsCommand());
   // Every (sub)command reports usage errors as `nitride: …` lines and through us instead of
   // exiting on its own (settings on the program are not inherited by added commands).
   const override = (cmd: Command): void => {

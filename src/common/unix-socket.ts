@@ -42,7 +42,19 @@ export async function listenPrivateUnixSocket(server: net.Server, socketPath: st
   await fs.chmod(socketPath, 0o600);
 }
 
-async function clearStaleSocket(socketPath: string, what: string): Promise<void> {
+/** Serve a socket that is already bound and listening (socket activation, the systemd fd store). */
+export async function listenOnFd(server: net.Server, fd: number, what: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(new RuntimeError('LISTEN', `cannot listen on ${what}: ${oneLine(err)}`));
+    server.once('error', onError);
+    server.listen({ fd }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+export async function clearStaleSocket(socketPath: string, what: string): Promise<void> {
   let st;
   try {
     st = await fs.lstat(socketPath);

@@ -11,7 +11,8 @@ import net from 'node:net';
 import { z } from 'zod';
 import { ConflictError, NitrideError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import type { Logger } from '../log/logger.js';
-import { listenPrivateUnixSocket, socketPeer } from '../common/unix-socket.js';
+import { listenOnFd, socketPeer } from '../common/unix-socket.js';
+import { listenUnixKept, type KeptListener } from '../common/fd-store.js';
 import type { AuditLog, Caller } from './audit.js';
 import { parseOrThrow } from './validate.js';
 
@@ -100,6 +101,10 @@ export interface ControlServerOptions {
   socketLabel?: string;
   /** Audit action for requests that match no route (404/405); unset = not audited. */
   unroutedAudit?: string;
+  /** An already listening socket to serve instead of binding `socketPath` (passed by systemd). */
+  listenFd?: number;
+  /** Keep the socket in systemd's fd store across restarts (live update). */
+  kept?: KeptListener;
 }
 
 export class ControlServer {
@@ -135,7 +140,9 @@ export class ControlServer {
    * a stale socket is replaced; anything that is not a socket is left alone (error).
    */
   async listen(): Promise<void> {
-    await listenPrivateUnixSocket(this.server, this.options.socketPath, this.options.socketLabel ?? 'control socket');
+    const fd = this.options.listenFd;
+    if (fd !== undefined) await listenOnFd(this.server, fd, `${this.options.socketLabel ?? 'control socket'} (fd ${fd} from systemd)`);
+    else await listenUnixKept(this.server, this.options.socketPath, this.options.socketLabel ?? 'control socket', this.options.kept);
   }
 
   async close(): Promise<void> {

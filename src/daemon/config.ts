@@ -6,7 +6,8 @@
  *   3. the TOML config file (--config FILE, else /etc/nitride/nitride.toml if it exists)
  *   4. built-in defaults
  * Unknown keys in the file are errors: a typo must not silently fall back to a default.
- * The `vpc_*` settings (--vpc-listen, --vpc-dns, --vpc-rekey-after) have no environment variables.
+ * The `vpc_*` settings (--vpc-listen, --vpc-dns, --vpc-rekey-after) and `metrics_listen`
+ * (--metrics-listen) have no environment variables.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -18,6 +19,7 @@ import { formatZodError } from '../control/validate.js';
 import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 import { checkDhcpConfig } from '../vpc/dhcp.js';
 import { ENI_MTU } from '../vpc/constants.js';
+import { parseLoopbackListen } from '../metrics/http-listener.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
 export const DEFAULT_STATE_DIR = '/var/lib/nitride';
@@ -48,6 +50,7 @@ const FileSchema = z
     vpc_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
     vpc_dns: z.array(z.string()).optional(),
     vpc_rekey_after: z.number().optional(),
+    metrics_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
   })
   .strict();
 
@@ -72,6 +75,8 @@ export interface DaemonConfig {
   vpcDns: string[];
   /** Seconds after which a peer session is rekeyed (default 120). */
   vpcRekeyAfter: number;
+  /** Optional loopback TCP listener serving GET /metrics, HOST:PORT (never a non-loopback host). */
+  metricsListen?: string;
   /** The file the values came from, if any (for status output). */
   configFile?: string;
 }
@@ -104,6 +109,8 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if (!Number.isInteger(vpcRekeyAfter) || vpcRekeyAfter < MIN_VPC_REKEY_AFTER || vpcRekeyAfter > DEFAULT_VPC_REKEY_AFTER) {
     throw new UsageError(`--vpc-rekey-after must be whole seconds from ${MIN_VPC_REKEY_AFTER} to ${DEFAULT_VPC_REKEY_AFTER}`);
   }
+  const metricsListen = flags.metricsListen ?? file?.metrics_listen;
+  if (metricsListen !== undefined) parseLoopbackListen(metricsListen);
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
   const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
@@ -117,6 +124,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     vpcListen,
     vpcDns,
     vpcRekeyAfter,
+    ...(metricsListen !== undefined ? { metricsListen } : {}),
     ...(file ? { configFile: fileName } : {}),
   };
 }

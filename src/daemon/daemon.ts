@@ -3,8 +3,8 @@
  * directory, serves the control API, and (in later layers) volumes and NICs.
  *
  * Start order: state dir lock → audit log → volumes → VPC model → control socket → NBD
- * listeners → VPC runtime (in the background: it needs the KMS for the host key and retries
- * on its own) → ready.
+ * listeners → metrics → VPC runtime (its first attempt; it needs the KMS for the host key and
+ * retries on its own) → ready. Under systemd the listeners come from and go to its fd store.
  * Stop order is the reverse; every step runs even if an earlier one failed.
  */
 import { z } from 'zod';
@@ -24,6 +24,10 @@ import { registerVpcRoutes } from './routes/vpc.js';
 import { ImageAllowlist } from '../vm/images.js';
 import { VmManager } from '../vm/manager.js';
 import { registerVmRoutes } from './routes/vms.js';
+import { CountingKeyProvider } from '../metrics/kms-calls.js';
+import { DaemonMetrics } from '../metrics/daemon-metrics.js';
+import { serveMetrics, type MetricsEndpoints } from '../metrics/serve.js';
+import { FdStore } from '../common/fd-store.js';
 
 /** What `GET /v1/status` returns; later components add their sections. */
 export interface DaemonStatus {
@@ -36,9 +40,13 @@ export interface DaemonStatus {
   configFile: string | null;
   logLevel: string;
   node: string;
+  /** `degraded` when something the daemon should serve is not served; `problems` says what. */
   health: 'ok' | 'degraded';
+  problems: string[];
   nbd: { socket: string; tcp: string | null; connections: number };
   kmsSocket: string;
+  /** Metrics: always `GET /metrics` on the control socket; `tcp` is the loopback listener, if any. */
+  metrics: { tcp: string | null };
   volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
   vpc: VpcStatus;
   vms: { total: number; running: number };
@@ -47,6 +55,7 @@ export interface DaemonStatus {
 export class Daemon {
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
+  private metrics: MetricsEndpoints = { tcp: null, close: async () => {} };
 
   private constructor(
     readonly config: DaemonConfig,
@@ -64,11 +73,15 @@ export class Daemon {
   /** Take the state dir, open the audit log, register routes, listen, and tell systemd we are ready. */
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
     const state = await StateDir.open(config.stateDir);
+    // Under systemd the listening sockets survive restarts in its fd store (live update).
+    const fdStore = FdStore.open();
+    const kept = (name: string) => (fdStore ? { store: fdStore, name } : undefined);
     const cleanups: Array<() => Promise<void>> = [() => state.release()];
     try {
       const audit = await AuditLog.open(state.file('audit.log'), logger);
       cleanups.push(() => audit.close());
-      const kms = new KmsClient({ socketPath: config.kmsSocket });
+      // Every KMS call of the daemon is counted for metrics.
+      const kms = new CountingKeyProvider(new KmsClient({ socketPath: config.kmsSocket }));
       const volumes = new VolumeManager({
         volumeDir: state.file('volumes'),
         ephemeralDir: config.ephemeralDir,
@@ -79,7 +92,7 @@ export class Daemon {
       await volumes.load();
       let vms: VmManager | undefined;
       cleanups.push(() => volumes.close(vms?.volumesInUse()));
-      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter });
+      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter, ...(fdStore ? { fdStore } : {}) });
       await vpc.load();
       cleanups.push(() => vpc.close());
       const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
@@ -88,7 +101,7 @@ export class Daemon {
       vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket });
       await vms.load();
       cleanups.push(() => vms.close());
-      const control = new ControlServer({ socketPath: config.controlSocket, logger, audit });
+      const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });
       const nbd = new NbdServer({ catalog: volumes, logger });
       const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms);
       daemon.registerRoutes();
@@ -96,17 +109,25 @@ export class Daemon {
       await control.listen();
       cleanups.push(() => control.close());
       cleanups.push(() => nbd.close());
-      await nbd.listenUnix(config.nbdSocket);
+      await nbd.listenUnix(config.nbdSocket, kept('nbd'));
       if (config.nbdListen) {
         const sep = config.nbdListen.lastIndexOf(':');
         const host = config.nbdListen.slice(0, sep).replace(/^\[|\]$/g, '');
-        const port = await nbd.listenTcp(host, Number(config.nbdListen.slice(sep + 1)));
+        const port = await nbd.listenTcp(host, Number(config.nbdListen.slice(sep + 1)), kept('nbd-tcp'));
         volumes.tcpEndpoint = `${host.includes(':') ? `[${host}]` : host}:${port}`;
       }
-      // Not awaited: the daemon is ready without it; it retries until the KMS answers.
-      void vpc.start();
-      sdNotify('READY=1');
-      logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket }, 'daemon started');
+      daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount }), config.metricsListen, kept('metrics'));
+      cleanups.push(() => daemon.metrics.close());
+      // Ready once every volume is served (the NBD sockets listen) and the VPC's first start
+      // attempt is over: every local ENI has its port in the engine. A VPC that cannot start
+      // (KMS unreachable) does not hold readiness: it retries on its own and STATUS= says so.
+      await vpc.start();
+      // What the previous run stored and this one did not take over is no longer configured.
+      // (While the VPC is down its ENIs' sockets go too: it makes new ones when it comes up.)
+      fdStore?.dropUnadopted();
+      const vpcStatus = vpc.status();
+      sdNotify(`READY=1\nSTATUS=${vpcStatus.state === 'up' ? 'serving' : `serving volumes; VPC down: ${vpcStatus.message ?? ''}`}`);
+      logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket, ...(fdStore ? { adoptedSockets: fdStore.adopted } : {}) }, 'daemon started');
       return daemon;
     } catch (err) {
       for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
@@ -116,6 +137,8 @@ export class Daemon {
 
   status(): DaemonStatus {
     const all = this.volumes.describeAll();
+    const vpc = this.vpc.status();
+    const problems = vpc.state === 'up' ? [] : [`VPC down: ${vpc.message ?? 'not started'}`];
     return {
       version: VERSION,
       pid: process.pid,
@@ -126,16 +149,18 @@ export class Daemon {
       configFile: this.config.configFile ?? null,
       logLevel: this.logger.level,
       node: process.version,
-      health: 'ok',
+      health: problems.length ? 'degraded' : 'ok',
+      problems,
       nbd: { socket: this.config.nbdSocket, tcp: this.volumes.tcpEndpoint ?? null, connections: this.nbd.connectionCount },
       kmsSocket: this.config.kmsSocket,
+      metrics: { tcp: this.metrics.tcp },
       volumes: {
         total: all.length,
         inUse: all.filter((v) => v.state === 'in-use').length,
         ebs: all.filter((v) => v.type === 'ebs').length,
         ephemeral: all.filter((v) => v.type === 'ephemeral').length,
       },
-      vpc: this.vpc.status(),
+      vpc,
       vms: this.vms.status(),
     };
   }
@@ -149,6 +174,7 @@ export class Daemon {
         ['control', () => this.control.close()],
         // Guests keep running (live update); only the watching stops.
         ['vms', () => this.vms.close()],
+        ['metrics', () => this.metrics.close()],
         // In-flight NBD requests finish and are flushed before keys are destroyed.
         ['nbd', () => this.nbd.close()],
         // Ephemeral volumes of running VMs are handed over (live update), the others wiped.

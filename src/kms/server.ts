@@ -37,6 +37,8 @@ export interface KmsServerOptions {
   socketPath: string;
   /** Root logger; the KMS logs with component `kms`. */
   logger: Logger;
+  /** A listening socket passed by systemd (socket activation) to serve instead of binding `socketPath`. */
+  listenFd?: number;
   /** Allow deletion waiting periods of 0–6 days (tests). */
   allowImmediateDeletion?: boolean;
   /** Period of the deletion-date check, ms (default 60 000). */
@@ -92,6 +94,7 @@ export class KmsServer {
         component: 'kms',
         socketLabel: 'KMS socket',
         unroutedAudit: 'kms.UnknownCall',
+        ...(options.listenFd !== undefined ? { listenFd: options.listenFd } : {}),
       });
       const server = new KmsServer(options, sodium, state, audit, provider, control);
       server.registerRoutes();

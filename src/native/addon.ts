@@ -119,7 +119,11 @@ interface NativeBinding {
   tapSetPersist(fd: number, persist: boolean): void;
   closeFd(fd: number): void;
   peerCredentials(fd: number): PeerCredentials;
-  sdNotify(state: string): boolean;
+  sdNotify(state: string, fds?: number[]): boolean;
+  setDumpable(dumpable: boolean): void;
+  unixListen(path: string, backlog?: number): number;
+  socketAddress(fd: number): SocketAddress;
+  isDumpable(): boolean;
   xtsEncrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   XtsCipher: XtsCipherConstructor;
@@ -240,12 +244,44 @@ export function peerCredentials(fd: number): PeerCredentials {
 /**
  * Sends `state` (e.g. "READY=1", "STATUS=...", "STOPPING=1") as one datagram
  * to the Unix socket named by $NOTIFY_SOCKET (a path, or "@name" for the
- * abstract namespace).
+ * abstract namespace); `fds` travel with it as SCM_RIGHTS (for FDSTORE=1).
  * @returns false when NOTIFY_SOCKET is unset or empty, true once sent.
  * @throws Error with errno `code` when sending fails.
  */
-export function sdNotify(state: string): boolean {
-  return binding.sdNotify(state);
+export function sdNotify(state: string, fds?: number[]): boolean {
+  return binding.sdNotify(state, fds);
+}
+
+/**
+ * prctl(PR_SET_DUMPABLE): false makes the process non-dumpable — no core dump, no ptrace
+ * or /proc/PID/mem access by other processes of its user, /proc/PID owned by root.
+ */
+export function setDumpable(dumpable: boolean): void {
+  binding.setDumpable(dumpable);
+}
+
+/** What a socket fd is bound to (getsockname), whether it is a stream socket and listening. */
+export type SocketAddress = ({ family: 'unix'; path: string } | { family: 'ipv4' | 'ipv6'; address: string; port: number } | { family: 'other' }) & {
+  stream: boolean;
+  listening: boolean;
+};
+
+/**
+ * Bind and listen on a Unix stream socket; returns the fd (close-on-exec). Served with
+ * `server.listen({ fd })`, its path survives the server's close (libuv unlinks only paths it
+ * bound itself): what a socket kept in systemd's fd store across a restart needs.
+ */
+export function unixListen(path: string, backlog = 511): number {
+  return binding.unixListen(path, backlog);
+}
+
+export function socketAddress(fd: number): SocketAddress {
+  return binding.socketAddress(fd);
+}
+
+/** prctl(PR_GET_DUMPABLE). */
+export function isDumpable(): boolean {
+  return binding.isDumpable();
 }
 
 /**
@@ -610,7 +646,10 @@ export interface VpcStats {
 interface NativeVpcEngine {
   readonly port: number;
   readonly closed: boolean;
-  addPort(portId: number, ifname: string, opts: VpcPortOptions): void;
+  addPort(portId: number, ifname: string, opts: VpcPortOptions, fd?: number): void;
+  portFd(portId: number): number;
+  holdPorts(): void;
+  releasePorts(): void;
   updatePort(portId: number, opts: Partial<VpcPortOptions>): void;
   removePort(portId: number): boolean;
   setRoute(mac: Uint8Array, target: VpcRouteTarget): void;
@@ -725,8 +764,29 @@ export class VpcEngine {
    * @throws `ERR_INVALID_ARG_VALUE` if `portId` exists; "ENODEV" if the
    *   netdev does not exist; "EPERM" without CAP_NET_RAW.
    */
-  addPort(portId: number, ifname: string, opts: VpcPortOptions): void {
-    this.#native.addPort(portId, ifname, opts);
+  addPort(portId: number, ifname: string, opts: VpcPortOptions, fd?: number): void {
+    this.#native.addPort(portId, ifname, opts, fd);
+  }
+
+  /**
+   * The port's AF_PACKET socket, for systemd's fd store: kept across a restart it queues the
+   * guest's frames until the next engine adopts it (`addPort(…, fd)`, which checks that it
+   * is a packet socket bound to that interface). -1 if there is no such port.
+   */
+  portFd(portId: number): number {
+    return this.#native.portFd(portId);
+  }
+
+  /**
+   * Ports added until {@link releasePorts} are not read yet: ports whose kept sockets hold
+   * queued frames start forwarding together, once every port and route is in place.
+   */
+  holdPorts(): void {
+    this.#native.holdPorts();
+  }
+
+  releasePorts(): void {
+    this.#native.releasePorts();
   }
 
   /** Changes some options of a port (absent fields keep their value). @throws if there is no such port. */

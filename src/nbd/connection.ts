@@ -38,6 +38,7 @@ import {
 } from './constants.js';
 import { NbdOptionError, NbdProtocolError } from './errors.js';
 import { ioBuffers } from './buffer-pool.js';
+import type { ExportIoStats } from './io-stats.js';
 import { ExportRefusedError, type ExportCatalog, type ExportLease, type NbdExport, type NbdPeer } from './exports.js';
 import {
   HandshakeReader,
@@ -125,6 +126,7 @@ export class NbdConnection {
   private lease: ExportLease | undefined;
   private backend: BlockBackend | undefined;
   private context: RequestContext | undefined;
+  private stats: ExportIoStats | undefined;
   private inFlight = 0;
   /** Replies are being gathered for one writev (see send). */
   private corked = false;
@@ -332,6 +334,7 @@ export class NbdConnection {
   private async enterTransmission(exp: NbdExport, capabilities: BlockCapabilities): Promise<void> {
     this.lease = await exp.open(this.options.peer);
     this.backend = this.lease.backend;
+    this.stats = exp.stats;
     const txFlags = transmissionFlags(capabilities, this.structuredReplies);
     this.context = {
       exportSize: BigInt(this.backend.size),
@@ -408,64 +411,72 @@ export class NbdConnection {
   }
 
   private async execute(req: NbdRequest): Promise<void> {
-    const ctx = this.context!;
-    const rejection = validateRequest(req, ctx);
-    if (rejection) {
-      this.log.debug({ cmd: commandName(req.type), offset: req.offset, length: req.length, why: rejection.message }, 'request rejected');
-      this.replyError(req, rejection.errno, rejection.message);
-      return;
-    }
-    const backend = this.backend!;
-    const offset = Number(req.offset);
-    const fua = (req.flags & NbdCmdFlag.FUA) !== 0;
+    // Counted for metrics in the finally: plain numbers, nothing allocated per request.
+    const started = performance.now();
+    let errno = 0;
     try {
-      switch (req.type) {
-        case NbdCmd.READ: {
-          const buf = ioBuffers.take(req.length);
-          try {
-            if (req.length > 0) await backend.read(offset, buf);
-          } catch (err) {
-            ioBuffers.give(buf);
-            throw err;
-          }
-          this.replyRead(req, buf);
-          return;
-        }
-        case NbdCmd.WRITE:
-          try {
-            if (req.length > 0) await backend.write(offset, req.payload!, { fua });
-            else if (fua) await backend.flush();
-          } finally {
-            if (req.payloadAllocated) ioBuffers.give(req.payload!);
-          }
-          break;
-        case NbdCmd.FLUSH:
-          await backend.flush();
-          break;
-        case NbdCmd.TRIM:
-          if (req.length > 0) await backend.trim(offset, req.length, { fua });
-          break;
-        case NbdCmd.WRITE_ZEROES:
-          if (req.length > 0) {
-            await backend.zero(offset, req.length, {
-              fua,
-              noHole: (req.flags & NbdCmdFlag.NO_HOLE) !== 0,
-              fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0,
-            });
-          }
-          break;
-        case NbdCmd.CACHE:
-          if (req.length > 0) await backend.cache(offset, req.length);
-          break;
-        case NbdCmd.BLOCK_STATUS:
-          await this.replyBlockStatus(req, backend, offset);
-          return;
+      const ctx = this.context!;
+      const rejection = validateRequest(req, ctx);
+      if (rejection) {
+        this.log.debug({ cmd: commandName(req.type), offset: req.offset, length: req.length, why: rejection.message }, 'request rejected');
+        this.replyError(req, rejection.errno, rejection.message);
+        errno = rejection.errno;
+        return;
       }
-      this.replyOk(req);
-    } catch (err) {
-      const errno = toNbdErrno(err, { fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0, df: (req.flags & NbdCmdFlag.DF) !== 0 });
-      if (errno !== NbdErrno.ENOTSUP) this.log.warn({ cmd: commandName(req.type), offset: req.offset, length: req.length, err: oneLine(err) }, 'request failed');
-      this.replyError(req, errno, oneLine(err));
+      const backend = this.backend!;
+      const offset = Number(req.offset);
+      const fua = (req.flags & NbdCmdFlag.FUA) !== 0;
+      try {
+        switch (req.type) {
+          case NbdCmd.READ: {
+            const buf = ioBuffers.take(req.length);
+            try {
+              if (req.length > 0) await backend.read(offset, buf);
+            } catch (err) {
+              ioBuffers.give(buf);
+              throw err;
+            }
+            this.replyRead(req, buf);
+            return;
+          }
+          case NbdCmd.WRITE:
+            try {
+              if (req.length > 0) await backend.write(offset, req.payload!, { fua });
+              else if (fua) await backend.flush();
+            } finally {
+              if (req.payloadAllocated) ioBuffers.give(req.payload!);
+            }
+            break;
+          case NbdCmd.FLUSH:
+            await backend.flush();
+            break;
+          case NbdCmd.TRIM:
+            if (req.length > 0) await backend.trim(offset, req.length, { fua });
+            break;
+          case NbdCmd.WRITE_ZEROES:
+            if (req.length > 0) {
+              await backend.zero(offset, req.length, {
+                fua,
+                noHole: (req.flags & NbdCmdFlag.NO_HOLE) !== 0,
+                fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0,
+              });
+            }
+            break;
+          case NbdCmd.CACHE:
+            if (req.length > 0) await backend.cache(offset, req.length);
+            break;
+          case NbdCmd.BLOCK_STATUS:
+            await this.replyBlockStatus(req, backend, offset);
+            return;
+        }
+        this.replyOk(req);
+      } catch (err) {
+        errno = toNbdErrno(err, { fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0, df: (req.flags & NbdCmdFlag.DF) !== 0 });
+        if (errno !== NbdErrno.ENOTSUP) this.log.warn({ cmd: commandName(req.type), offset: req.offset, length: req.length, err: oneLine(err) }, 'request failed');
+        this.replyError(req, errno, oneLine(err));
+      }
+    } finally {
+      this.stats?.record(req.type, req.length, (performance.now() - started) / 1000, errno);
     }
   }
 

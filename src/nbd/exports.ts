@@ -5,6 +5,7 @@
  */
 import type { BlockBackend, BlockCapabilities } from '../volume/backend.js';
 import { NitrideError } from '../common/errors.js';
+import type { ExportIoStats } from './io-stats.js';
 
 /** Who is on the other end of a connection. */
 export interface NbdPeer {
@@ -27,6 +28,8 @@ export interface ExportLease {
 export interface NbdExport {
   readonly name: string;
   readonly description?: string;
+  /** Where connections count their requests (metrics), if the catalog keeps counters. */
+  readonly stats?: ExportIoStats;
   /** Size and capabilities without opening (NBD_OPT_INFO, and GO before the lease). */
   describe(): { size: number; capabilities: BlockCapabilities };
   /** Open for a connection entering transmission; throw ExportRefusedError to refuse. */

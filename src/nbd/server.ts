@@ -5,7 +5,8 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RuntimeError, oneLine } from '../common/errors.js';
-import { socketPeer, listenPrivateUnixSocket } from '../common/unix-socket.js';
+import { socketPeer } from '../common/unix-socket.js';
+import { listenTcpKept, listenUnixKept, type KeptListener } from '../common/fd-store.js';
 import type { Logger } from '../log/logger.js';
 import { NbdConnection } from './connection.js';
 import type { ExportCatalog, NbdPeer } from './exports.js';
@@ -28,17 +29,17 @@ export class NbdServer {
   }
 
   /** Listen on a private Unix socket (see listenPrivateUnixSocket). */
-  async listenUnix(socketPath: string): Promise<void> {
+  async listenUnix(socketPath: string, kept?: KeptListener): Promise<void> {
     const server = this.makeListener((socket) => {
       const cred = socketPeer(socket);
       return { transport: 'unix', ...(cred ? { pid: cred.pid, uid: cred.uid } : {}) };
     });
-    await listenPrivateUnixSocket(server, socketPath, 'NBD socket');
+    await listenUnixKept(server, socketPath, 'NBD socket', kept);
     this.log.info({ socket: socketPath }, 'NBD listening on Unix socket');
   }
 
   /** Listen on TCP (the kernel nbd-client and remote hosts). Returns the bound port. */
-  async listenTcp(host: string, port: number): Promise<number> {
+  async listenTcp(host: string, port: number, kept?: KeptListener): Promise<number> {
     const server = this.makeListener((socket) => {
       socket.setNoDelay(true);
       return {
@@ -47,7 +48,7 @@ export class NbdServer {
         ...(socket.remotePort ? { port: socket.remotePort } : {}),
       };
     });
-    await listen(server, { host, port });
+    await listenTcpKept(server, host, port, () => listen(server, { host, port }), kept);
     const bound = (server.address() as net.AddressInfo).port;
     this.log.info({ host, port: bound }, 'NBD listening on TCP');
     return bound;

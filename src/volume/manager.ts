@@ -28,6 +28,7 @@ import { ensureDir, readJsonFile, writeFileAtomic } from '../common/durable-fs.j
 import type { Logger } from '../log/logger.js';
 import { isKmsError, type KeyProvider } from '../kms/provider.js';
 import { ExportRefusedError, type ExportCatalog, type ExportLease, type NbdExport, type NbdPeer } from '../nbd/exports.js';
+import { ExportIoStats } from '../nbd/io-stats.js';
 import type { BlockBackend, BlockCapabilities } from './backend.js';
 import { EncryptedBackend, XTS_KEY_BYTES, encryptedCapabilities } from './encrypted-backend.js';
 import { FileBackend, fileCapabilities } from './file-backend.js';
@@ -84,6 +85,17 @@ export interface VolumeInfo {
   tcpUri: string | null;
 }
 
+/** What metrics read of a volume. */
+export interface VolumeIoStats {
+  id: string;
+  name: string;
+  type: VolumeType;
+  /** Attached consumers (processes or hosts) and their NBD connections. */
+  consumers: number;
+  connections: number;
+  stats: ExportIoStats;
+}
+
 export interface CreateVolumeOptions {
   type: VolumeType;
   size: number;
@@ -117,6 +129,8 @@ class Volume {
   backend: BlockBackend | undefined;
   /** Consumer identity → open connections. */
   readonly consumers = new Map<string, number>();
+  /** NBD request counters since the daemon started (metrics). */
+  readonly stats = new ExportIoStats();
   /** Serialises open/close of the backend. */
   private queue: Promise<unknown> = Promise.resolve();
   deleted = false;
@@ -232,6 +246,13 @@ export class VolumeManager implements ExportCatalog {
 
   describeAll(): VolumeInfo[] {
     return [...this.volumes.values()].filter((v) => !v.deleted).map((v) => this.info(v));
+  }
+
+  /** Per-volume I/O counters and attachment counts, for metrics. */
+  ioStats(): VolumeIoStats[] {
+    return [...this.volumes.values()]
+      .filter((v) => !v.deleted)
+      .map((v) => ({ id: v.record.id, name: v.record.name ?? '', type: v.record.type, consumers: v.consumers.size, connections: v.connections, stats: v.stats }));
   }
 
   describe(id: string): VolumeInfo {
@@ -420,6 +441,7 @@ export class VolumeManager implements ExportCatalog {
     return {
       name: record.id,
       description: `nitride ${record.type} volume${record.name ? ` ${record.name}` : ''}`,
+      stats: volume.stats,
       describe: () => ({ size: volume.record.size, capabilities: VOLUME_CAPABILITIES }),
       open: (peer: NbdPeer) => this.attach(volume, consumerOf(peer)),
     };

@@ -24,7 +24,8 @@ import { readJsonFile, writeFileAtomic } from '../common/durable-fs.js';
 import type { KeyProvider } from '../kms/provider.js';
 import { loadSodium, type Sodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
-import { VpcEngine, closeFd, tapOpen, type VpcControlEvent, type VpcStats } from '../native/addon.js';
+import type { FdStore } from '../common/fd-store.js';
+import { VpcEngine, closeFd, tapOpen, type VpcControlEvent, type VpcPeerStats, type VpcPortStats, type VpcStats } from '../native/addon.js';
 import { ArpResponder } from './arp.js';
 import { ENI_MTU, GATEWAY_MAC } from './constants.js';
 import { DhcpServer } from './dhcp.js';
@@ -96,8 +97,25 @@ export interface VpcStatus {
   peers: Array<{ name: string; endpoint: string; session: PeerInfo['session'] }>;
 }
 
+/** Sessions established with one peer since the daemon started (metrics). */
+export interface PeerSessionCounters {
+  /** Completed handshakes (sessions installed), rekeys included. */
+  handshakes: number;
+  /** Handshakes that replaced a current session. */
+  rekeys: number;
+}
+
+/** Data-plane counters keyed by ENI id and peer name (what metrics and `vpc stats` read). */
+export interface VpcNamedStats {
+  enis: Record<string, VpcPortStats>;
+  peers: Record<string, VpcPeerStats>;
+  underlay: VpcStats['underlay'];
+}
+
 export interface VpcManagerOptions {
   stateFile: string;
+  /** systemd's fd store: local ENIs' packet sockets survive a restart there, queueing frames. */
+  fdStore?: FdStore;
   kms: KeyProvider;
   logger: Logger;
   /** Underlay UDP bind, HOST:PORT. */
@@ -127,6 +145,9 @@ interface Runtime {
   nextPeer: number;
 }
 
+/** The fd store name of a local ENI's packet socket. */
+const portFdName = (eniId: string) => `eni-${eniId}`;
+
 /** HOST:PORT → {host, port} (brackets around IPv6 removed). */
 export function parseEndpoint(text: string, what = 'endpoint'): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.exec(text);
@@ -155,6 +176,8 @@ export class VpcManager {
   private peers = new Map<string, PeerRecord>();
   private hostKeyBlob: string | undefined;
   private rt: Runtime | undefined;
+  /** Peer name → sessions established (kept across VPC restarts within this process). */
+  private readonly sessionCounters = new Map<string, PeerSessionCounters>();
   private downMessage: string | null = 'starting';
   private retryTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -354,18 +377,33 @@ export class VpcManager {
     };
   }
 
+  /** Engine counters by ENI id and peer name; null while the VPC is down. */
+  namedStats(): VpcNamedStats | null {
+    const rt = this.rt;
+    if (!rt) return null;
+    const s: VpcStats = rt.engine.stats();
+    const enis: Record<string, VpcPortStats> = {};
+    for (const [portId, value] of Object.entries(s.ports)) enis[rt.portEnis.get(Number(portId)) ?? `port-${portId}`] = value;
+    const peers: Record<string, VpcPeerStats> = {};
+    for (const [peerId, value] of Object.entries(s.peers)) peers[rt.peerNames.get(Number(peerId)) ?? `peer-${peerId}`] = value;
+    return { enis, peers, underlay: s.underlay };
+  }
+
+  /** Handshakes and rekeys per configured peer since the daemon started. */
+  peerSessionCounters(): Array<{ name: string; session: PeerInfo['session'] } & PeerSessionCounters> {
+    return [...this.peers.values()].map((p) => ({
+      name: p.name,
+      session: this.peerInfo(p).session,
+      ...(this.sessionCounters.get(p.name) ?? { handshakes: 0, rekeys: 0 }),
+    }));
+  }
+
   stats(): unknown {
     const rt = this.rt;
-    if (!rt) throw new RuntimeError('VPC_DOWN', `the VPC is down: ${this.downMessage ?? 'not started'}`);
-    const s: VpcStats = rt.engine.stats();
-    const ports: Record<string, unknown> = {};
-    for (const [portId, value] of Object.entries(s.ports)) ports[rt.portEnis.get(Number(portId)) ?? `port-${portId}`] = value;
-    const peers: Record<string, unknown> = {};
-    for (const [peerId, value] of Object.entries(s.peers)) peers[rt.peerNames.get(Number(peerId)) ?? `peer-${peerId}`] = value;
+    const named = this.namedStats();
+    if (!rt || !named) throw new RuntimeError('VPC_DOWN', `the VPC is down: ${this.downMessage ?? 'not started'}`);
     return {
-      enis: ports,
-      peers,
-      underlay: s.underlay,
+      ...named,
       control: {
         punts: { ...rt.punts },
         arp: { replies: rt.arp.replies, drops: { ...rt.arp.drops } },
@@ -509,13 +547,27 @@ export class VpcManager {
           this.log.error({ peer: p.name, err: oneLine(err) }, 'cannot set up peer');
         }
       }
+      // Netdevs first, then every port and route in one synchronous pass: a port whose packet
+      // socket was kept in the fd store forwards the frames queued in it at once, and they must
+      // find the other ENIs' ports and routes already there.
+      const prepared: EniRecord[] = [];
       for (const e of this.model.listEnis()) {
         try {
-          await this.applyEni(rt, e.id);
+          await this.prepareEni(e);
+          prepared.push(e);
         } catch (err) {
           this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot set up ENI');
         }
       }
+      engine.holdPorts();
+      for (const e of prepared) {
+        try {
+          this.attachEni(rt, e);
+        } catch (err) {
+          this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot set up ENI');
+        }
+      }
+      engine.releasePorts();
       rtRef.rt = rt;
       return rt;
     } catch (err) {
@@ -527,22 +579,56 @@ export class VpcManager {
 
   private async applyEni(rt: Runtime, id: string): Promise<void> {
     const e = this.model.getEni(id);
+    await this.prepareEni(e);
+    this.attachEni(rt, e);
+  }
+
+  /** A local ENI's netdev, made if missing and kept away from the host stack. */
+  private async prepareEni(e: EniRecord): Promise<void> {
+    if (e.hostId === LOCAL_HOST_ID) await ensureNetdev(e.hostInterface, this.kinds[e.id] ?? 'tap', e.mac);
+  }
+
+  /** The ENI's port (local) and route in the engine. */
+  private attachEni(rt: Runtime, e: EniRecord): void {
+    const id = e.id;
     const mac = macBytes(e.mac);
     if (e.hostId !== LOCAL_HOST_ID) {
       const peerId = rt.peerIds.get(e.hostId);
       if (peerId !== undefined) rt.engine.setRoute(mac, { peer: peerId });
       return;
     }
-    const kind = this.kinds[id] ?? 'tap';
-    await ensureNetdev(e.hostInterface, kind, e.mac);
     let portId = rt.ports.get(id);
     if (portId === undefined) {
       portId = rt.nextPort++;
-      rt.engine.addPort(portId, e.hostInterface, { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: ENI_MTU });
+      this.addPort(rt, portId, e, mac);
       rt.ports.set(id, portId);
       rt.portEnis.set(portId, id);
     }
     rt.engine.setRoute(mac, { port: portId });
+  }
+
+  /**
+   * Attach a local ENI's netdev to the engine: through the packet socket the previous run
+   * left in the fd store (frames the guest sent meanwhile are waiting in it), else a new one,
+   * which is then stored.
+   */
+  private addPort(rt: Runtime, portId: number, e: EniRecord, mac: Uint8Array): void {
+    const opts = { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: ENI_MTU };
+    const store = this.options.fdStore;
+    const name = portFdName(e.id);
+    const kept = store?.adopt(name, (a) => a.family === 'other');
+    if (kept !== undefined) {
+      try {
+        rt.engine.addPort(portId, e.hostInterface, opts, kept);
+        return;
+      } catch (err) {
+        closeFd(kept);
+        store!.remove(name);
+        this.log.warn({ eni: e.id, err: oneLine(err) }, 'kept packet socket unusable; opening a new one');
+      }
+    }
+    rt.engine.addPort(portId, e.hostInterface, opts);
+    store?.keep(name, rt.engine.portFd(portId));
   }
 
   private async unapplyEni(rt: Runtime, e: EniRecord, deleteDevice: boolean): Promise<void> {
@@ -553,6 +639,7 @@ export class VpcManager {
       rt.ports.delete(e.id);
       rt.portEnis.delete(portId);
     }
+    if (deleteDevice) this.options.fdStore?.remove(portFdName(e.id));
     if (deleteDevice && e.hostId === LOCAL_HOST_ID) await deleteNetdev(e.hostInterface);
   }
 
@@ -652,6 +739,10 @@ export class VpcManager {
             // no current session, frames could not be sent anyway.
             const hadCurrent = rt.handshake.status(action.peerId).current !== null;
             const pending = !action.sendable && hadCurrent;
+            const counters = this.sessionCounters.get(action.peerId) ?? { handshakes: 0, rekeys: 0 };
+            counters.handshakes++;
+            if (hadCurrent) counters.rekeys++;
+            this.sessionCounters.set(action.peerId, counters);
             rt.engine.setSession(peerId, { localIndex: s.localIndex, remoteIndex: s.remoteIndex, sendKey: s.sendKey, recvKey: s.recvKey }, { pending });
             this.log.debug({ peer: action.peerId, localIndex: s.localIndex, initiator: s.isInitiator, pending }, 'session installed');
             if (!action.sendable && !pending) this.execute(rt, rt.handshake.confirm(action.peerId, s.localIndex));

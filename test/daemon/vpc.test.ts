@@ -290,6 +290,26 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     await must('ip', '-n', ga.ns, 'addr', 'del', '172.31.1.99/24', 'dev', ga.ifname);
   });
 
+  it('metrics carry the NIC, peer and drop counters the engine keeps', async () => {
+    const r = await a.cli(['metrics']);
+    expect(r.code, r.stderr).toBe(0);
+    const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(r.stdout)?.[1] ?? NaN);
+    expect(value(`nitride_nic_frames_total{eni="${ENI_A}",direction="from_guest"}`)).toBeGreaterThanOrEqual(5);
+    expect(value(`nitride_nic_frames_total{eni="${ENI_A}",direction="to_guest"}`)).toBeGreaterThanOrEqual(5);
+    expect(value(`nitride_nic_drops_total{eni="${ENI_A}",reason="spoofed"}`)).toBeGreaterThanOrEqual(1);
+    expect(value(`nitride_peer_packets_total{peer="hb",direction="rx"}`)).toBeGreaterThanOrEqual(6);
+    for (const reason of ['bad_tag', 'replay', 'no_route', 'spoofed']) expect(value(`nitride_peer_drops_total{peer="hb",reason="${reason}"}`)).toBe(0);
+    expect(value(`nitride_vpc_underlay_drops_total{reason="unknown_peer"}`)).toBeGreaterThanOrEqual(0);
+    expect(value(`nitride_peer_handshakes_total{peer="hb"}`)).toBeGreaterThanOrEqual(1);
+    expect(value(`nitride_peer_session_established{peer="hb"}`)).toBe(1);
+    expect(value(`nitride_peer_last_seen_timestamp_seconds{peer="hb"}`) * 1000).toBeGreaterThan(Date.now() - 600_000);
+    expect(value(`nitride_kms_calls_total{operation="GenerateDataKey",outcome="ok"}`)).toBe(1);
+    // The same counters in the human status: the local NIC with its drops, the peer with its session.
+    const status = await a.cli(['status']);
+    expect(status.stdout).toMatch(new RegExp(`^${ENI_A}\\s+\\S+\\s+${IP_A}\\s+${MAC_A}\\s+\\d+ frames\\s+\\d+ frames\\s+.*spoofed \\d+`, 'm'));
+    expect(status.stdout).toMatch(/^hb\s+10\.\d+\.0\.2:4789\s+established\s+\S+ ago\s+\d+\/\d+$/m);
+  });
+
   it('source/dest check can be turned off and on', async () => {
     const off = await a.json<EniInfo>(['eni', 'modify', ENI_A, '--source-dest-check', 'off']);
     expect(off.sourceDestCheck).toBe(false);

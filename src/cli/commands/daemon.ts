@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { loadDaemonConfig } from '../../daemon/config.js';
 import { Daemon } from '../../daemon/daemon.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../../log/logger.js';
+import { setDumpable } from '../../native/addon.js';
 
 interface DaemonCliOptions {
   stateDir?: string;
@@ -16,6 +17,7 @@ interface DaemonCliOptions {
   vpcListen?: string;
   vpcDns?: string[];
   vpcRekeyAfter?: number;
+  metricsListen?: string;
 }
 
 export function daemonCommand(): Command {
@@ -32,7 +34,10 @@ export function daemonCommand(): Command {
     .option('--vpc-listen <host:port>', 'VPC underlay UDP address, numeric (default 0.0.0.0:4789)')
     .option('--vpc-dns <ip,...>', 'DNS servers that DHCP gives guests (default: none)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--vpc-rekey-after <seconds>', 'rekey peer sessions at this age, 2-120 (default 120)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+    .option('--metrics-listen <host:port>', 'also serve GET /metrics on this loopback TCP address (e.g. 127.0.0.1:9464)')
     .action(async (options: DaemonCliOptions) => {
+      // Volume and host keys live in this process: never in a core dump, never readable by ptrace.
+      setDumpable(false);
       const config = await loadDaemonConfig(options);
       const logger = createLogger({ level: config.logLevel });
       // Handlers first: a signal that arrives while the daemon starts (its socket already

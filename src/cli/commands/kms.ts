@@ -8,6 +8,8 @@ import { DEFAULT_KMS_SOCKET, DEFAULT_KMS_STATE_DIR } from '../../kms/protocol.js
 import type { KeyMetadata } from '../../kms/provider.js';
 import { KmsServer } from '../../kms/server.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../../log/logger.js';
+import { setDumpable } from '../../native/addon.js';
+import { takeListenFds } from '../../common/systemd.js';
 import { emit, renderFields, renderTable } from '../output.js';
 
 interface KmsClientCliOptions {
@@ -87,8 +89,14 @@ function serveCommand(): Command {
     .addOption(new Option('--log-level <level>', 'minimum log level').choices(LOG_LEVELS).default('info'))
     .option('--allow-immediate-deletion', 'allow deletion waiting periods below 7 days, down to 0 (tests only)')
     .action(async (options: ServeOptions) => {
+      // Master keys live in this process: never in a core dump, never readable by ptrace.
+      setDumpable(false);
       const logger = createLogger({ level: options.logLevel });
+      // Socket activation (nitride-kms.socket): serve the socket systemd bound for us.
+      const activated = takeListenFds();
+      const listenFd = (activated.get('kms') ?? activated.get('unknown'))?.[0];
       const server = await KmsServer.start({
+        ...(listenFd !== undefined ? { listenFd } : {}),
         stateDir: options.stateDir,
         socketPath: options.socket,
         logger,

@@ -7,6 +7,8 @@ import net from 'node:net';
 import { Command } from 'commander';
 import { RuntimeError, oneLine } from '../../common/errors.js';
 import { defaultNbdSocket } from '../../daemon/config.js';
+import { takeListenFds } from '../../common/systemd.js';
+import { listenOnFd } from '../../common/unix-socket.js';
 
 interface ProxyOptions {
   nbdSocket: string;
@@ -17,8 +19,8 @@ export function nbdProxyCommand(): Command {
     .description("pipe an NBD client on stdin/stdout (or a socket-activated listener) to the daemon's NBD socket")
     .option('--nbd-socket <path>', 'the daemon NBD socket', defaultNbdSocket())
     .action(async (options: ProxyOptions) => {
-      const activated = Number(process.env.LISTEN_PID) === process.pid && Number(process.env.LISTEN_FDS) >= 1;
-      if (activated) await serveActivated(options.nbdSocket);
+      const activated = [...takeListenFds().values()].flat()[0];
+      if (activated !== undefined) await serveActivated(options.nbdSocket, activated);
       else await pipeStdio(options.nbdSocket);
     });
 }
@@ -43,8 +45,8 @@ async function pipeStdio(socketPath: string): Promise<void> {
   process.stdin.destroy();
 }
 
-/** systemd-style activation: fd 3 is a listening socket; proxy every connection. Runs until killed. */
-async function serveActivated(socketPath: string): Promise<void> {
+/** systemd-style activation: `fd` is a listening socket; proxy every connection. Runs until killed. */
+async function serveActivated(socketPath: string, fd: number): Promise<void> {
   const server = net.createServer((client) => {
     void connectDaemon(socketPath).then(
       (upstream) => {
@@ -61,9 +63,6 @@ async function serveActivated(socketPath: string): Promise<void> {
       () => client.destroy(),
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ fd: 3 }, () => resolve());
-  });
+  await listenOnFd(server, fd, `the activation socket (fd ${fd})`);
   await new Promise<void>(() => {});
 }

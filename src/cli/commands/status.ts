@@ -1,32 +1,101 @@
-/** `nitride status`: what the daemon is running and how it is. */
+/**
+ * `nitride status`: what the daemon is running and how it is — the daemon, then its volumes,
+ * local NICs (with their traffic and drops) and peers. `--json` prints the daemon status with
+ * the same details under `details`.
+ */
 import { Command } from 'commander';
+import type { ControlClient } from '../../control/client.js';
 import type { DaemonStatus } from '../../daemon/daemon.js';
+import type { VolumeInfo } from '../../volume/manager.js';
+import type { EniInfo, PeerInfo, VpcNamedStats } from '../../vpc/manager.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
-import { emit, formatDuration, renderFields } from '../output.js';
+import { emit, formatBytes, formatDuration, renderFields, renderTable } from '../output.js';
 
-export function statusCommand(): Command {
-  return clientVerb(new Command('status').description('show the daemon status')).action(async (options: ClientOptions) => {
-    const status = await clientOf(options).get<DaemonStatus>('/v1/status');
-    emit(options, status, (s) =>
-      renderFields({
-        health: s.health,
-        version: s.version,
-        pid: s.pid,
-        uptime: formatDuration(s.uptimeSeconds),
-        'state dir': s.stateDir,
-        'control socket': s.controlSocket,
-        config: s.configFile,
-        'log level': s.logLevel,
-        'nbd socket': s.nbd.socket,
-        'nbd tcp': s.nbd.tcp,
-        'nbd connections': s.nbd.connections,
-        'kms socket': s.kmsSocket,
-        volumes: `${s.volumes.total} (${s.volumes.ebs} ebs, ${s.volumes.ephemeral} ephemeral; ${s.volumes.inUse} in use)`,
-        vpc: s.vpc.state === 'up' ? `up, underlay ${s.vpc.listen}` : `down: ${s.vpc.message}`,
-        'vpc public key': s.vpc.publicKey,
-        'vpc model': `${s.vpc.vpcs} VPCs, ${s.vpc.subnets} subnets, ${s.vpc.enis.total} ENIs (${s.vpc.enis.local} local)`,
-        peers: s.vpc.peers.length ? s.vpc.peers.map((p) => `${p.name} (${p.session})`).join(', ') : '-',
+export interface StatusReport extends DaemonStatus {
+  details: { volumes: VolumeInfo[]; enis: EniInfo[]; peers: PeerInfo[]; vpcStats: VpcNamedStats | null };
+}
+
+/** The daemon status and the lists behind it, fetched together. */
+export async function fetchStatusReport(client: ControlClient): Promise<StatusReport> {
+  const status = await client.get<DaemonStatus>('/v1/status');
+  const [volumes, enis, peers, vpcStats] = await Promise.all([
+    client.get<VolumeInfo[]>('/v1/volumes'),
+    client.get<EniInfo[]>('/v1/enis'),
+    client.get<PeerInfo[]>('/v1/peers'),
+    status.vpc.state === 'up' ? client.get<VpcNamedStats>('/v1/vpc/stats').catch(() => null) : Promise.resolve(null),
+  ]);
+  return { ...status, details: { volumes, enis, peers, vpcStats } };
+}
+
+export function renderStatusReport(s: StatusReport, now = Date.now()): string {
+  const { volumes, enis, peers, vpcStats } = s.details;
+  const daemon = renderFields({
+    health: s.health === 'ok' ? 'ok' : `degraded (${s.problems.join('; ')})`,
+    version: s.version,
+    pid: s.pid,
+    uptime: formatDuration(s.uptimeSeconds),
+    'state dir': s.stateDir,
+    'control socket': s.controlSocket,
+    config: s.configFile,
+    'log level': s.logLevel,
+    'nbd socket': s.nbd.socket,
+    'nbd tcp': s.nbd.tcp,
+    'nbd connections': s.nbd.connections,
+    'kms socket': s.kmsSocket,
+    'metrics tcp': s.metrics.tcp,
+    volumes: `${s.volumes.total} (${s.volumes.ebs} ebs, ${s.volumes.ephemeral} ephemeral; ${s.volumes.inUse} in use)`,
+    vpc: s.vpc.state === 'up' ? `up, underlay ${s.vpc.listen}` : `down: ${s.vpc.message}`,
+    'vpc public key': s.vpc.publicKey,
+    'vpc model': `${s.vpc.vpcs} VPCs, ${s.vpc.subnets} subnets, ${s.vpc.enis.total} ENIs (${s.vpc.enis.local} local)`,
+  });
+  const sections = [daemon];
+  if (volumes.length) {
+    sections.push(
+      renderTable(volumes, {
+        volume: (v) => v.id,
+        name: (v) => v.name,
+        type: (v) => v.type,
+        size: (v) => formatBytes(v.size),
+        state: (v) => v.state,
+        attached: (v) => v.attachments.map((a) => `${a.consumer} (${a.connections})`).join(', ') || null,
       }),
     );
+  }
+  const local = enis.filter((e) => e.host === 'local');
+  if (local.length) {
+    sections.push(
+      renderTable(local, {
+        nic: (e) => e.id,
+        ifname: (e) => e.ifname,
+        ip: (e) => e.ip,
+        mac: (e) => e.mac,
+        'from guest': (e) => vpcStats?.enis[e.id] && `${vpcStats.enis[e.id]!.rxFrames} frames`,
+        'to guest': (e) => vpcStats?.enis[e.id] && `${vpcStats.enis[e.id]!.txFrames} frames`,
+        drops: (e) => {
+          const drops = vpcStats?.enis[e.id]?.drops;
+          if (!drops) return null;
+          const { punted: _notADrop, ...real } = drops;
+          return Object.entries(real).filter(([, n]) => n > 0).map(([why, n]) => `${why} ${n}`).join(', ') || 0;
+        },
+      }),
+    );
+  }
+  if (peers.length) {
+    sections.push(
+      renderTable(peers, {
+        peer: (p) => p.name,
+        endpoint: (p) => p.endpoint,
+        session: (p) => p.session,
+        'last seen': (p) => (p.lastRx ? `${formatDuration(Math.max(0, Math.round((now - p.lastRx) / 1000)))} ago` : 'never'),
+        'rx/tx packets': (p) => vpcStats?.peers[p.name] && `${vpcStats.peers[p.name]!.rxPackets}/${vpcStats.peers[p.name]!.txPackets}`,
+      }),
+    );
+  }
+  return sections.join('\n\n');
+}
+
+export function statusCommand(): Command {
+  return clientVerb(new Command('status').description('show the daemon status: health, volumes, NICs, peers')).action(async (options: ClientOptions) => {
+    emit(options, await fetchStatusReport(clientOf(options)), (s) => renderStatusReport(s));
   });
 }

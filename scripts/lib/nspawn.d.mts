@@ -1,0 +1,26 @@
+// Types of nspawn.mjs, for the TypeScript tests.
+export interface ExecResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface BootedSystemd {
+  name: string;
+  /** PID (host view) of the container's systemd. */
+  pid: number;
+  /** Run a command inside the container (all namespaces); never rejects for an exit code. */
+  exec(args: string[]): Promise<ExecResult>;
+  /** Like exec, but rejects unless it exits 0; resolves with stdout. */
+  execOk(args: string[]): Promise<string>;
+  /** A path inside the container, as the host sees it (sockets for host-side clients). */
+  hostPath(inside: string): string;
+  /** Power off and clean up. */
+  shutdown(): Promise<void>;
+  output(): string;
+}
+
+export const canBootSystemd: boolean;
+export function systemdTree(): Promise<string>;
+/** Boot systemd with `units` (host file → name in /etc/systemd/system) bound in. */
+export function bootSystemd(units: Record<string, string>): Promise<BootedSystemd>;

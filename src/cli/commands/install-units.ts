@@ -1,0 +1,70 @@
+/**
+ * `nitride install-units`: install the systemd units (nitride.service, nitride-kms.service,
+ * nitride-kms.socket) shipped in `systemd/`, with the paths of this installation filled in
+ * (the package directory for /opt/nitride, this node for /usr/bin/node), then reload systemd.
+ */
+import { promises as fs, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command } from 'commander';
+import { RuntimeError, oneLine } from '../../common/errors.js';
+import { PACKAGE_ROOT } from '../../common/package-info.js';
+import { writeFileAtomic } from '../../common/durable-fs.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+export const UNIT_SOURCE_DIR = path.join(PACKAGE_ROOT, 'systemd');
+export const DEFAULT_UNIT_DIR = '/etc/systemd/system';
+/** The paths the shipped units are written for. */
+const SHIPPED_ROOT = '/opt/nitride';
+const SHIPPED_NODE = '/usr/bin/node';
+
+/** The unit files shipped, name → text with this installation's paths. */
+export function renderUnits(root = PACKAGE_ROOT, node = process.execPath): Map<string, string> {
+  const units = new Map<string, string>();
+  for (const name of readdirSync(UNIT_SOURCE_DIR).filter((n) => /\.(service|socket)$/.test(n)).sort()) {
+    const text = readFileSync(path.join(UNIT_SOURCE_DIR, name), 'utf8');
+    units.set(name, text.replaceAll(SHIPPED_NODE, node).replaceAll(SHIPPED_ROOT, root));
+  }
+  return units;
+}
+
+interface InstallOptions {
+  dir: string;
+  reload: boolean;
+  enable?: boolean;
+}
+
+export function installUnitsCommand(): Command {
+  return new Command('install-units')
+    .description('install the systemd units (daemon, KMS, KMS socket) for this installation and reload systemd')
+    .option('--dir <dir>', 'where to write the unit files', DEFAULT_UNIT_DIR)
+    .option('--no-reload', 'do not run systemctl daemon-reload')
+    .option('--enable', 'also enable them (started at boot): nitride-kms.socket and nitride.service')
+    .action(async (options: InstallOptions) => {
+      const units = renderUnits();
+      await fs.mkdir(options.dir, { recursive: true });
+      for (const [name, text] of units) {
+        await writeFileAtomic(path.join(options.dir, name), text, 0o644);
+        process.stdout.write(`installed ${path.join(options.dir, name)}\n`);
+      }
+      const systemdRuns = await fs.stat('/run/systemd/system').then(
+        (s) => s.isDirectory(),
+        () => false,
+      );
+      if (!systemdRuns) {
+        if (options.reload || options.enable) process.stdout.write('systemd is not running here: skipped daemon-reload/enable\n');
+        return;
+      }
+      if (options.reload) await systemctl(['daemon-reload']);
+      if (options.enable) await systemctl(['enable', 'nitride-kms.socket', 'nitride.service']);
+    });
+}
+
+async function systemctl(args: string[]): Promise<void> {
+  try {
+    await promisify(execFile)('systemctl', args, { timeout: 60_000 });
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr?.trim();
+    throw new RuntimeError('SYSTEMCTL', `systemctl ${args.join(' ')} failed: ${stderr || oneLine(err)}`);
+  }
+}

@@ -1,0 +1,2 @@
+/** A real systemd for the unit tests: the boot logic is shared with the benchmarks (scripts/lib/nspawn.mjs). */
+export { bootSystemd, canBootSystemd, systemdTree, type BootedSystemd } from '../../scripts/lib/nspawn.mjs';

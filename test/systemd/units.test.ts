@@ -1,0 +1,62 @@
+/**
+ * The shipped systemd units, as `nitride install-units` writes them: systemd-analyze verify
+ * finds nothing to say, and the exposure scores of `systemd-analyze security` meet the goals
+ * (daemon ≤ 2.5, KMS ≤ 1.5). The real start/stop under systemd is in systemd-boot.test.ts.
+ */
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, ROOT, nitride, tempDir } from '../helpers/nitride.js';
+import { run } from '../helpers/run.js';
+
+const hasAnalyze = statSync('/usr/bin/systemd-analyze', { throwIfNoEntry: false }) !== undefined;
+const UNITS = ['nitride-kms.service', 'nitride-kms.socket', 'nitride.service'];
+
+let dir: string;
+let cleanup: () => void;
+beforeAll(async () => {
+  ({ dir, cleanup } = tempDir('nitride-units-'));
+  const r = await nitride(['install-units', '--dir', dir]);
+  expect(r.code, r.stderr).toBe(0);
+});
+afterAll(() => cleanup?.());
+
+describe('install-units', () => {
+  it('writes the three units, world-readable, with this installation paths', async () => {
+    for (const unit of UNITS) expect(statSync(path.join(dir, unit)).mode & 0o777).toBe(0o644);
+    const daemon = readFileSync(path.join(dir, 'nitride.service'), 'utf8');
+    expect(daemon).toContain(`ExecStart=${process.execPath} ${CLI} daemon `);
+    expect(daemon).not.toContain('/opt/nitride/dist');
+    expect(readFileSync(path.join(dir, 'nitride-kms.service'), 'utf8')).toContain(`ExecStart=${process.execPath} ${path.join(ROOT, 'dist/cli/main.js')} kms serve`);
+  });
+});
+
+describe.skipIf(!hasAnalyze)('systemd-analyze', () => {
+  it('verify: every unit loads without a warning', async () => {
+    const r = await run('systemd-analyze', ['verify', ...UNITS.map((u) => path.join(dir, u))]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.trim()).toBe('');
+  });
+
+  it('verify notices a broken unit (the check above can fail)', async () => {
+    const broken = path.join(dir, 'broken.service');
+    writeFileSync(broken, readFileSync(path.join(dir, 'nitride.service'), 'utf8').replace('[Service]', '[Service]\nFrobnicate=yes'));
+    const r = await run('systemd-analyze', ['verify', broken]);
+    expect(r.stderr).toMatch(/Unknown key 'Frobnicate'/);
+  });
+
+  const exposure = async (unit: string): Promise<number> => {
+    const r = await run('systemd-analyze', ['security', '--offline=true', path.join(dir, unit)]);
+    const m = /Overall exposure level for \S+: (\d+\.\d+)/.exec(r.stdout);
+    expect(m, r.stdout + r.stderr).not.toBeNull();
+    return Number(m![1]);
+  };
+
+  it('security: the daemon exposure is at most 2.5', async () => {
+    expect(await exposure('nitride.service')).toBeLessThanOrEqual(2.5);
+  });
+
+  it('security: the KMS exposure is at most 1.5', async () => {
+    expect(await exposure('nitride-kms.service')).toBeLessThanOrEqual(1.5);
+  });
+});
