@@ -741,16 +741,14 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       expect(hasCommand('iperf3'), 'iperf3 (installed by scripts/test.sh)').toBe(true);
       recording = false;
       const server = lab.exec(d, 'iperf3', '-s', '-1', '-B', d.ip);
+      // The one-off server serves one connection attempt: start the client only once it listens.
+      for (let i = 0; i < 100 && !(await lab.exec(d, 'ss', '-Hltn', 'sport', '=', ':5201')).stdout.includes('5201'); i++) await sleep(100);
       const before = A.stats();
-      let client: RunResult | undefined;
-      for (let i = 0; i < 100; i++) {
-        client = await lab.exec(c, 'iperf3', '-c', d.ip, '-n', '20M', '-J');
-        if (client.code === 0 || !/refused|unable to connect/i.test(client.stdout + client.stderr)) break;
-        await sleep(100);
-      }
-      expect(client!.code).toBe(0);
-      expect((await server).code).toBe(0);
-      const j = JSON.parse(client!.stdout) as {
+      const client = await lab.exec(c, 'iperf3', '-c', d.ip, '-n', '20M', '-J');
+      const served = await server;
+      expect(client.code, `iperf3 client: ${client.stdout.slice(-600)}${client.stderr}`).toBe(0);
+      expect(served.code, `iperf3 server: ${served.stdout.slice(-600)}${served.stderr}`).toBe(0);
+      const j = JSON.parse(client.stdout) as {
         end: { sum_sent: { bytes: number }; sum_received: { bits_per_second: number } };
       };
       // Exit status 0 on both ends: TCP delivered all of it.
