@@ -15,7 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ROOT, Scratch, hostFacts, installSignalCleanup, median, run, sleep, stamp, textTable } from '../lib/bench-common.mjs';
-import { bootSystemd } from '../lib/nspawn.mjs';
+import { UNIT_ROOT, bootSystemd } from '../lib/nspawn.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -111,7 +111,7 @@ async function main() {
   console.log('booting systemd (nspawn) ...');
   const unitDir = scratch.path('units');
   mkdirSync(unitDir);
-  await run(process.execPath, [CLI, 'install-units', '--dir', unitDir, '--no-reload']);
+  await run(process.execPath, [CLI, 'install-units', '--dir', unitDir, '--no-reload', '--root', UNIT_ROOT]);
   const units = ['nitride-kms.socket', 'nitride-kms.service', 'nitride.service'];
   sd = await bootSystemd(Object.fromEntries(units.map((u) => [path.join(unitDir, u), u])));
   await sd.execOk(['systemctl', 'start', 'nitride-kms.socket', 'nitride.service']);

@@ -33,6 +33,9 @@ function removeCgroup(dir) {
   }
 }
 
+/** Where the booted system sees this checkout for its units (`nitride install-units --root`). */
+export const UNIT_ROOT = '/opt/nitride';
+
 /** Boot systemd with `units` (host file → name in /etc/systemd/system) bound in. */
 export async function bootSystemd(units) {
   const tree = await systemdTree();
@@ -42,6 +45,9 @@ export async function bootSystemd(units) {
   const binds = [
     '--bind=/dev/net/tun',
     `--bind-ro=${ROOT}`,
+    // Where the units look for it (install-units --root /opt/nitride): the checkout itself may be
+    // under /tmp or /home, which the units' PrivateTmp=/ProtectHome= hide.
+    ...(ROOT === UNIT_ROOT ? [] : [`--bind-ro=${ROOT}:${UNIT_ROOT}`]),
     `--bind-ro=${process.execPath}`,
     ...Object.entries(units).map(([file, unit]) => `--bind-ro=${file}:/etc/systemd/system/${unit}`),
   ];

@@ -16,8 +16,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDaemonConfig } from '../../src/daemon/config.js';
 import type { EniInfo, PeerInfo } from '../../src/vpc/manager.js';
-import { CLI, nitride, tempDir } from '../helpers/nitride.js';
-import { must, sleep, waitFor } from '../helpers/netns.js';
+import { nitride, tempDir } from '../helpers/nitride.js';
+import { NsLab, must, sleep, waitFor, type NsHost } from '../helpers/netns.js';
 import { run } from '../helpers/run.js';
 import { injectFrames, sendDatagrams, startCapture, udpPayloadOffset } from '../helpers/underlay.js';
 
@@ -46,94 +46,20 @@ const DNS_B = '172.31.0.2';
 /** Both daemons rekey their sessions this often (--vpc-rekey-after), so tests run under rekeys. */
 const REKEY_AFTER_S = 3;
 
-interface Host {
-  name: string;
-  ns: string;
-  underlayIp: string;
-  dir: string;
-  controlSocket: string;
-  kmsSocket: string;
-  procs: ChildProcess[];
-  output: string;
-  cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
-  json<T>(args: string[]): Promise<T>;
-}
-
 const scratch = tempDir('nitride-vpc-');
-const namespaces: string[] = [];
-const hosts: Host[] = [];
+const lab = new NsLab(prefix, scratch.dir);
 const servers: ChildProcess[] = [];
 
-function spawnIn(host: Host, args: string[]): ChildProcess {
-  const child = spawn('ip', ['netns', 'exec', host.ns, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d: Buffer) => (host.output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (host.output += d.toString()));
-  host.procs.push(child);
-  return child;
-}
-
-async function startHostIn(name: string, underlayIp: string): Promise<Host> {
-  const ns = prefix + name;
-  const dir = path.join(scratch.dir, name);
-  const host: Host = {
-    name,
-    ns,
-    underlayIp,
-    dir,
-    controlSocket: path.join(dir, 'run', 'control.sock'),
-    kmsSocket: path.join(dir, 'run-kms', 'kms.sock'),
-    procs: [],
-    output: '',
-    cli: (args) => nitride(args, { NITRIDE_SOCKET: host.controlSocket }),
-    async json<T>(args: string[]): Promise<T> {
-      const r = await host.cli([...args, '--json']);
-      if (r.code !== 0) throw new Error(`nitride ${args.join(' ')} on ${name}: ${r.stderr}`);
-      return JSON.parse(r.stdout) as T;
-    },
-  };
-  hosts.push(host);
-  const kms = spawnIn(host, ['kms', 'serve', '--state-dir', path.join(dir, 'kms'), '--socket', host.kmsSocket]);
-  await waitFor(`KMS of ${name}`, async () => {
-    if (kms.exitCode !== null) throw Object.assign(new Error(`KMS exited with ${kms.exitCode}`), { fatal: true });
-    return existsSync(host.kmsSocket);
-  }).catch((err: Error) => {
-    throw new Error(`${err.message}: ${host.output}`);
-  });
-  await startDaemonIn(host);
-  return host;
-}
-
-async function startDaemonIn(host: Host): Promise<ChildProcess> {
-  const daemon = spawnIn(host, [
-    'daemon',
-    '--state-dir',
-    path.join(host.dir, 'state'),
-    '--control-socket',
-    host.controlSocket,
-    '--kms-socket',
-    host.kmsSocket,
-    '--vpc-listen',
-    `${host.underlayIp}:4789`,
-    '--vpc-rekey-after',
-    String(REKEY_AFTER_S),
-    ...(host.name === 'hb' ? ['--vpc-dns', DNS_B] : []),
-  ]);
-  await waitFor(`VPC of ${host.name}`, async () => (await host.json<{ vpc: { state: string } }>(['status'])).vpc.state === 'up').catch((err: Error) => {
-    throw new Error(`${err.message}: ${host.output.slice(-3000)}`);
-  });
-  return daemon;
-}
+/** Both daemons rekey fast; host B also hands out a DNS server. */
+const daemonArgs = (name: string) => ['--vpc-rekey-after', String(REKEY_AFTER_S), ...(name === 'hb' ? ['--vpc-dns', DNS_B] : [])];
 
 /** Move the guest end of a veth ENI into a new guest namespace and run DHCP there. */
-async function guest(host: Host, name: string, eni: EniInfo): Promise<{ ns: string; ifname: string; lease: Record<string, string> }> {
-  const ns = prefix + name;
-  await must('ip', 'netns', 'add', ns);
-  namespaces.push(ns);
+async function guest(host: NsHost, name: string, eni: EniInfo): Promise<{ ns: string; ifname: string; lease: Record<string, string> }> {
+  const ns = await lab.addNamespace(name);
   const ifname = eni.guestInterface!;
   await must('ip', '-n', host.ns, 'link', 'set', ifname, 'netns', ns);
   await must('ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1');
   await must('ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1');
-  await must('ip', '-n', ns, 'link', 'set', 'lo', 'up');
   await must('ip', '-n', ns, 'link', 'set', ifname, 'up');
   const leaseFile = path.join(scratch.dir, `lease-${name}`);
   const script = path.join(scratch.dir, `udhcpc-${name}.sh`);
@@ -179,34 +105,20 @@ type FullStats = {
 type Stats = { enis: Record<string, { rxFrames: number; txFrames: number; drops: { spoofed: number } }>; peers: Record<string, { rxPackets: number }>; control: { dhcp: { replies: { ack: number } } } };
 
 describe.skipIf(!canRun)('VPC across two hosts', () => {
-  let a: Host;
-  let b: Host;
+  let a: NsHost;
+  let b: NsHost;
   let ga: Awaited<ReturnType<typeof guest>>;
   let gb: Awaited<ReturnType<typeof guest>>;
 
   beforeAll(async () => {
-    for (const h of ['ha', 'hb']) {
-      await must('ip', 'netns', 'add', prefix + h);
-      namespaces.push(prefix + h);
-      await must('ip', '-n', prefix + h, 'link', 'set', 'lo', 'up');
-    }
-    await must('ip', 'link', 'add', `${prefix}ua`, 'type', 'veth', 'peer', 'name', `${prefix}ub`);
-    await must('ip', 'link', 'set', `${prefix}ua`, 'netns', `${prefix}ha`);
-    await must('ip', 'link', 'set', `${prefix}ub`, 'netns', `${prefix}hb`);
-    await must('ip', '-n', `${prefix}ha`, 'addr', 'add', `10.${subnetOctet}.0.1/24`, 'dev', `${prefix}ua`);
-    await must('ip', '-n', `${prefix}hb`, 'addr', 'add', `10.${subnetOctet}.0.2/24`, 'dev', `${prefix}ub`);
-    await must('ip', '-n', `${prefix}ha`, 'link', 'set', `${prefix}ua`, 'up');
-    await must('ip', '-n', `${prefix}hb`, 'link', 'set', `${prefix}ub`, 'up');
-    [a, b] = await Promise.all([startHostIn('ha', `10.${subnetOctet}.0.1`), startHostIn('hb', `10.${subnetOctet}.0.2`)]);
+    const [nsA, nsB] = [await lab.addNamespace('ha'), await lab.addNamespace('hb')];
+    const [ipA, ipB] = await lab.underlay(nsA, nsB, subnetOctet);
+    [a, b] = await Promise.all([lab.startHost('ha', nsA, ipA, daemonArgs('ha')), lab.startHost('hb', nsB, ipB, daemonArgs('hb'))]);
   }, 120_000);
 
   afterAll(async () => {
     for (const p of servers) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    for (const h of hosts) for (const p of h.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
-    await sleep(500);
-    for (const h of hosts) for (const p of h.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    for (const ns of namespaces) await run('ip', ['netns', 'del', ns]);
-    for (const link of [`${prefix}ua`, `${prefix}ub`]) await run('ip', ['link', 'del', link]);
+    await lab.teardown();
     scratch.cleanup();
   }, 60_000);
 
@@ -534,14 +446,12 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
 
   it('a daemon restart keeps the host key and the netdevs; traffic resumes', async () => {
     const key = (await a.json<{ publicKey: string }>(['key', 'show'])).publicKey;
-    const daemon = a.procs[1]!;
-    const exited = new Promise((r) => daemon.once('exit', r));
-    daemon.kill('SIGTERM');
-    await exited;
-    expect(daemon.exitCode).toBe(0);
-    // The veth survived the stop.
-    await must('ip', '-n', a.ns, 'link', 'show', 'dev', ga.ifname.slice(0, -1));
-    await startDaemonIn(a);
+    const daemon = a.daemon;
+    await a.restartDaemon(async () => {
+      expect(daemon.exitCode).toBe(0);
+      // The veth survived the stop.
+      await must('ip', '-n', a.ns, 'link', 'show', 'dev', ga.ifname.slice(0, -1));
+    });
     expect((await a.json<{ publicKey: string }>(['key', 'show'])).publicKey).toBe(key);
     await waitFor('sessions after restart', async () => (await a.json<PeerInfo[]>(['peer', 'list']))[0]?.session === 'established');
     const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '5', '-W', '3', IP_B]);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeInfo } from '../../src/volume/manager.js';
 import { CLI, nitride, tempDir } from '../helpers/nitride.js';
-import { bootSystemd, canBootSystemd, type BootedSystemd } from '../helpers/nspawn.js';
+import { UNIT_ROOT, bootSystemd, canBootSystemd, type BootedSystemd } from '../helpers/nspawn.js';
 import { runOk } from '../helpers/run.js';
 
 const UNITS = ['nitride-kms.socket', 'nitride-kms.service', 'nitride.service'];
@@ -31,7 +31,7 @@ describe.skipIf(!canBootSystemd)('nitride units under systemd', () => {
   beforeAll(async () => {
     let dir: string;
     ({ dir, cleanup } = tempDir('nitride-sd-'));
-    const r = await nitride(['install-units', '--dir', dir, '--no-reload']);
+    const r = await nitride(['install-units', '--dir', dir, '--no-reload', '--root', UNIT_ROOT]);
     expect(r.code, r.stderr).toBe(0);
     sd = await bootSystemd(Object.fromEntries(UNITS.map((u) => [path.join(dir, u), u])));
   }, 600_000);

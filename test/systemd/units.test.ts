@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ROOT, nitride, tempDir } from '../helpers/nitride.js';
 import { run } from '../helpers/run.js';
+import { hiddenFromUnits } from '../../src/cli/commands/install-units.js';
 
 const hasAnalyze = statSync('/usr/bin/systemd-analyze', { throwIfNoEntry: false }) !== undefined;
 const UNITS = ['nitride-kms.service', 'nitride-kms.socket', 'nitride.service'];
@@ -28,6 +29,26 @@ describe('install-units', () => {
     expect(daemon).toContain(`ExecStart=${process.execPath} ${CLI} daemon `);
     expect(daemon).not.toContain('/opt/nitride/dist');
     expect(readFileSync(path.join(dir, 'nitride-kms.service'), 'utf8')).toContain(`ExecStart=${process.execPath} ${path.join(ROOT, 'dist/cli/main.js')} kms serve`);
+  });
+});
+
+describe('install-units where the service cannot see the code', () => {
+  it('warns for an installation the sandbox hides, and --root sets the path the units use', async () => {
+    expect(hiddenFromUnits('/opt/nitride')).toBeNull();
+    expect(hiddenFromUnits('/tmpfoo/nitride')).toBeNull();
+    expect(hiddenFromUnits('/tmp/ci/nitride')).toMatch(/under \/tmp, which the units' PrivateTmp= hides/);
+    expect(hiddenFromUnits('/home/me/nitride')).toMatch(/ProtectHome=/);
+    const { dir: other, cleanup: done } = tempDir('nitride-units-root-');
+    try {
+      const r = await nitride(['install-units', '--dir', other, '--no-reload', '--root', '/srv/nitride']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(path.join(other, 'nitride.service'), 'utf8')).toContain('/srv/nitride/dist/cli/main.js daemon');
+      const bad = await nitride(['install-units', '--dir', other, '--no-reload', '--root', 'relative/dir']);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr.trim()).toBe('nitride: --root must be an absolute path, not relative/dir');
+    } finally {
+      done();
+    }
   });
 });
 

@@ -6,7 +6,7 @@
 import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { RuntimeError, oneLine } from '../../common/errors.js';
+import { RuntimeError, UsageError, oneLine } from '../../common/errors.js';
 import { PACKAGE_ROOT } from '../../common/package-info.js';
 import { writeFileAtomic } from '../../common/durable-fs.js';
 import { execFile } from 'node:child_process';
@@ -28,8 +28,20 @@ export function renderUnits(root = PACKAGE_ROOT, node = process.execPath): Map<s
   return units;
 }
 
+/** Trees the units' sandboxing hides from the service (PrivateTmp=, ProtectHome=). */
+const HIDDEN_FROM_UNITS = ['/tmp', '/var/tmp', '/home', '/root', '/run/user'];
+
+/** Why the units could not run code installed at `root`, or null when they can. */
+export function hiddenFromUnits(root: string): string | null {
+  const hidden = HIDDEN_FROM_UNITS.find((dir) => root === dir || root.startsWith(dir + '/'));
+  if (!hidden) return null;
+  const setting = hidden.endsWith('tmp') ? 'PrivateTmp=' : 'ProtectHome=';
+  return `${root} is under ${hidden}, which the units' ${setting} hides from the service: install nitride under /opt/nitride, or pass --root with the path the service will see`;
+}
+
 interface InstallOptions {
   dir: string;
+  root: string;
   reload: boolean;
   enable?: boolean;
 }
@@ -40,8 +52,12 @@ export function installUnitsCommand(): Command {
     .option('--dir <dir>', 'where to write the unit files', DEFAULT_UNIT_DIR)
     .option('--no-reload', 'do not run systemctl daemon-reload')
     .option('--enable', 'also enable them (started at boot): nitride-kms.socket and nitride.service')
+    .option('--root <dir>', 'this installation as the service will see it (default: where it is)', PACKAGE_ROOT)
     .action(async (options: InstallOptions) => {
-      const units = renderUnits();
+      if (!path.isAbsolute(options.root)) throw new UsageError(`--root must be an absolute path, not ${options.root}`);
+      const hidden = hiddenFromUnits(path.resolve(options.root));
+      if (hidden) process.stderr.write(`nitride: warning: ${hidden}\n`);
+      const units = renderUnits(path.resolve(options.root));
       await fs.mkdir(options.dir, { recursive: true });
       for (const [name, text] of units) {
         await writeFileAtomic(path.join(options.dir, name), text, 0o644);
