@@ -2,7 +2,7 @@
  * The addon's block I/O (native/src/blockio.cc): fallocate, SEEK_DATA/SEEK_HOLE, and the combined
  * pread+decrypt / encrypt+pwrite threadpool jobs, checked against node:crypto as the reference.
  */
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,19 +17,7 @@ import {
   tryPreadDecrypt,
   zeroRange,
 } from '../../src/native/addon.js';
-import { randomKey, rejectsWithCode, scratchDir, scratchRoots } from './helpers.js';
-
-/** Reference XTS: node:crypto, one cipher per data unit, plain64 tweak. */
-function referenceEncrypt(key: Buffer, unit: number, firstUnit: number, data: Buffer): Buffer {
-  const out = Buffer.alloc(data.length);
-  for (let i = 0; i < data.length / unit; i++) {
-    const iv = Buffer.alloc(16);
-    iv.writeBigUInt64LE(BigInt(firstUnit + i));
-    const c = createCipheriv('aes-256-xts', key, iv);
-    Buffer.concat([c.update(data.subarray(i * unit, (i + 1) * unit)), c.final()]).copy(out, i * unit);
-  }
-  return out;
-}
+import { randomKey, referenceEncrypt, rejectsWithCode, scratchDir, scratchRoots } from './helpers.js';
 
 function readRaw(fd: number, offset: number, length: number): Buffer {
   const b = Buffer.alloc(length);

@@ -3,7 +3,7 @@
  * 512-aligned writes, reads, trims, zeroes, flushes and extents, with partial writes to shared
  * units), plus the format, the key hygiene, locking, durability calls and error codes.
  */
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -12,7 +12,7 @@ import { blockIo } from '../../src/volume/block-io.js';
 import { EncryptedBackend, type EncryptedBackendOptions } from '../../src/volume/encrypted-backend.js';
 import { FileBackend, type FuaMode } from '../../src/volume/file-backend.js';
 import { MemoryBackend } from '../../src/volume/memory-backend.js';
-import { O_DSYNC, fdFlags, prng, randomKey, rejectsWithCode, scratchDir, scratchRoots } from './helpers.js';
+import { O_DSYNC, fdFlags, prng, randomKey, referenceEncrypt, rejectsWithCode, scratchDir, scratchRoots } from './helpers.js';
 
 /** Every written sector starts with this, so the backing store can be scanned for plaintext. */
 const MARK = Buffer.from('NITRIDE-PLAINTEXT-MARK:');
@@ -21,18 +21,6 @@ function plaintext(rnd: ReturnType<typeof prng>, length: number): Buffer {
   const b = rnd.bytes(length);
   for (let s = 0; s < length; s += 512) MARK.copy(b, s);
   return b;
-}
-
-/** Reference ciphertext of whole units (node:crypto, plain64 tweak). */
-function referenceEncrypt(key: Buffer, unit: number, firstUnit: number, data: Buffer): Buffer {
-  const out = Buffer.alloc(data.length);
-  for (let i = 0; i < data.length / unit; i++) {
-    const iv = Buffer.alloc(16);
-    iv.writeBigUInt64LE(BigInt(firstUnit + i));
-    const c = createCipheriv('aes-256-xts', key, iv);
-    Buffer.concat([c.update(data.subarray(i * unit, (i + 1) * unit)), c.final()]).copy(out, i * unit);
-  }
-  return out;
 }
 
 async function allExtents(b: BlockBackend, size: number): Promise<Extent[]> {

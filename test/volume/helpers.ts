@@ -1,5 +1,5 @@
 /** Shared helpers of the volume tests: scratch directories on disk and tmpfs, keys, a seeded PRNG. */
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,6 +22,18 @@ export function randomKey(): Buffer {
     const k = randomBytes(64);
     if (!k.subarray(0, 32).equals(k.subarray(32))) return k;
   }
+}
+
+/** Reference AES-256-XTS of whole data units: node:crypto, one cipher per unit, plain64 tweak. */
+export function referenceEncrypt(key: Buffer, unit: number, firstUnit: number, data: Buffer): Buffer {
+  const out = Buffer.alloc(data.length);
+  for (let i = 0; i < data.length / unit; i++) {
+    const iv = Buffer.alloc(16);
+    iv.writeBigUInt64LE(BigInt(firstUnit + i));
+    const c = createCipheriv('aes-256-xts', key, iv);
+    Buffer.concat([c.update(data.subarray(i * unit, (i + 1) * unit)), c.final()]).copy(out, i * unit);
+  }
+  return out;
 }
 
 /** mulberry32: a small deterministic PRNG, so failures replay with the same seed. */
