@@ -14,6 +14,7 @@ import {
 } from '../../src/kms/provider.js';
 import { nitride, tempDir } from '../helpers/nitride.js';
 import { startKms, type RunningKms } from '../helpers/nitride.js';
+import { rejection } from '../helpers/errors.js';
 
 let running: RunningKms[] = [];
 let cleanups: Array<() => void> = [];
@@ -39,15 +40,6 @@ async function auditLines(k: RunningKms): Promise<Array<Record<string, any>>> {
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, any>);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected a rejection');
 }
 
 /** One raw HTTP call on the socket (for what the typed client cannot send). */

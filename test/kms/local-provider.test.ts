@@ -13,6 +13,7 @@ import {
   type KeyProvider,
 } from '../../src/kms/provider.js';
 import { tempDir } from '../helpers/nitride.js';
+import { rejection } from '../helpers/errors.js';
 
 const VOL = { volume: 'vol-0123456789abcdef0' };
 
@@ -41,15 +42,6 @@ function scratch(): string {
 function fakeClock(start = Date.parse('2030-01-01T00:00:00Z')) {
   let now = start;
   return { now: () => new Date(now), advanceDays: (d: number) => (now += d * 86_400_000) };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('LocalKeyProvider: envelope operations', () => {

@@ -3,6 +3,7 @@ import { createCipheriv, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { rejection } from '../helpers/errors.js';
 
 /** Scratch directories to run file-backed tests in: the disk's tmpdir, and tmpfs if present. */
 export function scratchRoots(): { name: string; root: string }[] {
@@ -68,12 +69,7 @@ export const O_DSYNC = 0o10000;
 
 /** Expects a promise to reject with an error carrying `code`. */
 export async function rejectsWithCode(p: Promise<unknown>, code: string): Promise<Error & { code: string }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as Error & { code: string };
-    if (e.code !== code) throw new Error(`expected code ${code}, got ${String(e.code)}: ${e.message}`);
-    return e;
-  }
-  throw new Error(`expected a rejection with code ${code}, but it resolved`);
+  const e = await rejection(p, `a rejection with code ${code}`);
+  if (e.code !== code) throw new Error(`expected code ${code}, got ${String(e.code)}: ${e.message}`);
+  return e as Error & { code: string };
 }
