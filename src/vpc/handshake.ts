@@ -134,6 +134,16 @@ function wipe(sodium: Sodium, ...bufs: Array<Uint8Array | undefined | null>): vo
   for (const b of bufs) if (b && b.length) sodium.memzero(b);
 }
 
+/** Intermediate secrets of one handshake step, kept as they are made so a `finally` wipes them all. */
+function secretCollector(): { keep: <T extends Buffer | null>(b: T) => T; secrets: Buffer[] } {
+  const secrets: Buffer[] = [];
+  const keep = <T extends Buffer | null>(b: T): T => {
+    if (b) secrets.push(b);
+    return b;
+  };
+  return { keep, secrets };
+}
+
 function hash(sodium: Sodium, ...parts: Uint8Array[]): Buffer {
   return buf(sodium.crypto_generichash(KEY_BYTES, Buffer.concat(parts), null));
 }
@@ -366,11 +376,7 @@ export function consumeInitiation<P extends HandshakePeer>(
   const encryptedStatic = msg.subarray(INIT_STATIC, INIT_TIMESTAMP);
   const encryptedTimestamp = msg.subarray(INIT_TIMESTAMP, INIT_MAC1);
 
-  const secrets: Buffer[] = [];
-  const keep = <T extends Buffer | null>(b: T): T => {
-    if (b) secrets.push(b);
-    return b;
-  };
+  const { keep, secrets } = secretCollector();
   try {
     const { chain: c0, h: h0 } = initialChain(sodium, local.publicKey);
     keep(c0);
@@ -449,11 +455,7 @@ export function consumeResponse(sodium: Sodium, state: InitiationState, message:
   if (!checkMac1(sodium, msg, RESP_MAC1, state.local.publicKey)) return reject('bad-mac1');
   const ephemeral = msg.subarray(RESP_EPHEMERAL, RESP_EMPTY);
 
-  const secrets: Buffer[] = [];
-  const keep = <T extends Buffer | null>(b: T): T => {
-    if (b) secrets.push(b);
-    return b;
-  };
+  const { keep, secrets } = secretCollector();
   try {
     const [c1] = kdf(sodium, 1, state.chainingKey, ephemeral) as [Buffer];
     keep(c1);
