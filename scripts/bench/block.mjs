@@ -36,10 +36,10 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   ROOT,
   Scratch,
+  benchArgs,
   canConnect,
   controlRequest,
   cpuSeconds,
@@ -76,29 +76,18 @@ const USAGE = `usage: bench-block [--quick] [--runtime S] [--ramp S] [--reps N] 
   --no-sync      do not run sync(1) before each fio run
   --keep         keep the scratch directory (images, logs, fio JSON)`;
 
-const { values: opt } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    runtime: { type: 'string' },
-    ramp: { type: 'string' },
-    reps: { type: 'string' },
-    dir: { type: 'string', default: '/var/tmp' },
-    scratch: { type: 'string' }, // an existing empty directory (the shell wrapper makes one)
-    out: { type: 'string' },
-    cli: { type: 'string', default: path.join(ROOT, 'dist/cli/main.js') },
-    targets: { type: 'string' },
-    jobs: { type: 'string' },
-    profile: { type: 'boolean' },
-    'no-profile': { type: 'boolean', default: false },
-    'no-sync': { type: 'boolean', default: false },
-    keep: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const opt = benchArgs(USAGE, {
+  quick: { type: 'boolean', default: false },
+  runtime: { type: 'string' },
+  ramp: { type: 'string' },
+  reps: { type: 'string' },
+  dir: { type: 'string', default: '/var/tmp' },
+  targets: { type: 'string' },
+  jobs: { type: 'string' },
+  profile: { type: 'boolean' },
+  'no-profile': { type: 'boolean', default: false },
+  'no-sync': { type: 'boolean', default: false },
 });
-if (opt.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
 const num = (v, dflt, what) => positiveOption('bench-block', USAGE, v, dflt, what);
 const RUNTIME = num(opt.runtime, opt.quick ? 2 : 3, 'runtime');
 const RAMP = num(opt.ramp, opt.quick ? 1 : 2, 'ramp');

@@ -31,10 +31,10 @@
 //   [--tests a,b] [--tag PREFIX] [--keep] [--out FILE.json]
 import { mkdirSync, readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   ROOT,
   Scratch,
+  benchArgs,
   canConnect,
   controlRequest,
   cpuSeconds,
@@ -79,26 +79,15 @@ const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [
   --out FILE    JSON result path (default bench-results/net-<timestamp>.json; .svg beside it)
   --keep        keep the scratch directory (logs, configs, iperf3 JSON)`;
 
-const { values: opt } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    time: { type: 'string' },
-    reps: { type: 'string' },
-    paths: { type: 'string' },
-    tests: { type: 'string' },
-    tag: { type: 'string' },
-    dir: { type: 'string', default: '/tmp' },
-    scratch: { type: 'string' },
-    out: { type: 'string' },
-    cli: { type: 'string', default: path.join(ROOT, 'dist/cli/main.js') },
-    keep: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
+const opt = benchArgs(USAGE, {
+  quick: { type: 'boolean', default: false },
+  time: { type: 'string' },
+  reps: { type: 'string' },
+  paths: { type: 'string' },
+  tests: { type: 'string' },
+  tag: { type: 'string' },
+  dir: { type: 'string', default: '/tmp' },
 });
-if (opt.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
 const usageError = (msg) => usageExit('bench-net', USAGE, msg);
 const num = (v, dflt, what) => positiveOption('bench-net', USAGE, v, dflt, what);
 const TIME = Math.round(num(opt.time, opt.quick ? 3 : 5, 'time'));

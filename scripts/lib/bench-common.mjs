@@ -9,12 +9,35 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // --------------------------------------------------------------------------- command line
+
+/**
+ * The command line of a benchmark: its own `options` (node:util parseArgs) plus the ones every
+ * benchmark takes (--scratch, --out, --cli, --keep, --help); --help prints `usage` and exits 0.
+ */
+export function benchArgs(usage, options) {
+  const { values } = parseArgs({
+    options: {
+      ...options,
+      scratch: { type: 'string' }, // an existing empty directory (the shell wrapper makes one)
+      out: { type: 'string' },
+      cli: { type: 'string', default: path.join(ROOT, 'dist/cli/main.js') },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  return values;
+}
 
 /** Print `name: message` and the usage text on stderr, exit 2 (a usage error). */
 export function usageExit(name, usage, message) {
