@@ -410,75 +410,82 @@ export class NbdConnection {
     this.socket.end(() => this.socket.destroy());
   }
 
+  /** Runs one request, and records it for metrics: plain numbers, nothing allocated per request. */
   private async execute(req: NbdRequest): Promise<void> {
-    // Counted for metrics in the finally: plain numbers, nothing allocated per request.
     const started = performance.now();
     let errno = 0;
     try {
-      const ctx = this.context!;
-      const rejection = validateRequest(req, ctx);
-      if (rejection) {
-        this.log.debug({ cmd: commandName(req.type), offset: req.offset, length: req.length, why: rejection.message }, 'request rejected');
-        this.replyError(req, rejection.errno, rejection.message);
-        errno = rejection.errno;
-        return;
-      }
-      const backend = this.backend!;
-      const offset = Number(req.offset);
-      const fua = (req.flags & NbdCmdFlag.FUA) !== 0;
-      try {
-        switch (req.type) {
-          case NbdCmd.READ: {
-            const buf = ioBuffers.take(req.length);
-            try {
-              if (req.length > 0) await backend.read(offset, buf);
-            } catch (err) {
-              ioBuffers.give(buf);
-              throw err;
-            }
-            this.replyRead(req, buf);
-            return;
-          }
-          case NbdCmd.WRITE:
-            try {
-              if (req.length > 0) await backend.write(offset, req.payload!, { fua });
-              else if (fua) await backend.flush();
-            } finally {
-              if (req.payloadAllocated) ioBuffers.give(req.payload!);
-            }
-            break;
-          case NbdCmd.FLUSH:
-            await backend.flush();
-            break;
-          case NbdCmd.TRIM:
-            if (req.length > 0) await backend.trim(offset, req.length, { fua });
-            break;
-          case NbdCmd.WRITE_ZEROES:
-            if (req.length > 0) {
-              await backend.zero(offset, req.length, {
-                fua,
-                noHole: (req.flags & NbdCmdFlag.NO_HOLE) !== 0,
-                fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0,
-              });
-            }
-            break;
-          case NbdCmd.CACHE:
-            if (req.length > 0) await backend.cache(offset, req.length);
-            break;
-          case NbdCmd.BLOCK_STATUS:
-            await this.replyBlockStatus(req, backend, offset);
-            return;
-        }
-        this.replyOk(req);
-      } catch (err) {
-        errno = toNbdErrno(err, { fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0, df: (req.flags & NbdCmdFlag.DF) !== 0 });
-        if (errno !== NbdErrno.ENOTSUP) this.log.warn({ cmd: commandName(req.type), offset: req.offset, length: req.length, err: oneLine(err) }, 'request failed');
-        this.replyError(req, errno, oneLine(err));
-      }
+      errno = await this.perform(req);
     } finally {
       this.stats?.record(req.type, req.length, (performance.now() - started) / 1000, errno);
     }
   }
+
+  /** Validates, runs and answers one request; resolves to the errno of its reply (0: success). */
+  private async perform(req: NbdRequest): Promise<number> {
+    const ctx = this.context!;
+    const rejection = validateRequest(req, ctx);
+    if (rejection) {
+      this.log.debug({ cmd: commandName(req.type), offset: req.offset, length: req.length, why: rejection.message }, 'request rejected');
+      this.replyError(req, rejection.errno, rejection.message);
+      return rejection.errno;
+    }
+    const backend = this.backend!;
+    const offset = Number(req.offset);
+    const fua = (req.flags & NbdCmdFlag.FUA) !== 0;
+    try {
+      switch (req.type) {
+        case NbdCmd.READ: {
+          const buf = ioBuffers.take(req.length);
+          try {
+            if (req.length > 0) await backend.read(offset, buf);
+          } catch (err) {
+            ioBuffers.give(buf);
+            throw err;
+          }
+          this.replyRead(req, buf);
+          return 0;
+        }
+        case NbdCmd.WRITE:
+          try {
+            if (req.length > 0) await backend.write(offset, req.payload!, { fua });
+            else if (fua) await backend.flush();
+          } finally {
+            if (req.payloadAllocated) ioBuffers.give(req.payload!);
+          }
+          break;
+        case NbdCmd.FLUSH:
+          await backend.flush();
+          break;
+        case NbdCmd.TRIM:
+          if (req.length > 0) await backend.trim(offset, req.length, { fua });
+          break;
+        case NbdCmd.WRITE_ZEROES:
+          if (req.length > 0) {
+            await backend.zero(offset, req.length, {
+              fua,
+              noHole: (req.flags & NbdCmdFlag.NO_HOLE) !== 0,
+              fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0,
+            });
+          }
+          break;
+        case NbdCmd.CACHE:
+          if (req.length > 0) await backend.cache(offset, req.length);
+          break;
+        case NbdCmd.BLOCK_STATUS:
+          await this.replyBlockStatus(req, backend, offset);
+          return 0;
+      }
+      this.replyOk(req);
+      return 0;
+    } catch (err) {
+      const errno = toNbdErrno(err, { fastZero: (req.flags & NbdCmdFlag.FAST_ZERO) !== 0, df: (req.flags & NbdCmdFlag.DF) !== 0 });
+      if (errno !== NbdErrno.ENOTSUP) this.log.warn({ cmd: commandName(req.type), offset: req.offset, length: req.length, err: oneLine(err) }, 'request failed');
+      this.replyError(req, errno, oneLine(err));
+      return errno;
+    }
+  }
+
 
   private async replyBlockStatus(req: NbdRequest, backend: BlockBackend, offset: number): Promise<void> {
     const all = await backend.extents(offset, req.length);
