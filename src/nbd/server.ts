@@ -123,7 +123,7 @@ interface OnRead {
  * it returns null and the connection reads through 'data' events as before.
  */
 function withSuppliedReadBuffers(server: net.Server, socket: net.Socket, onread: OnRead): net.Socket | null {
-  type Internals = { _handle?: { useUserBuffer?: unknown; readStop?: unknown } | null; _server?: net.Server | null; server?: net.Server | null };
+  type Internals = { _handle?: { useUserBuffer?: unknown } | null; _server?: net.Server | null; server?: net.Server | null };
   const old = socket as unknown as Internals;
   const handle = old._handle;
   if (!handle || typeof handle.useUserBuffer !== 'function' || old._server !== server) return null;
