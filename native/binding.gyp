@@ -43,6 +43,7 @@
         'src/vpc_frame.cc',
         'src/vpc_engine.cc',
         'src/vpc_napi.cc',
+        'src/nbd_lane.cc',
       ],
       # node-addon-api with C++ exceptions. This is what its
       # node_addon_api_except target (except.gypi) sets; it is spelled out

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nitride::InitXts(env, exports);
   nitride::InitBlockIo(env, exports);
   nitride::InitVpc(env, exports);
+  nitride::InitNbdLane(env, exports);
   return exports;
 }
 

@@ -20,6 +20,7 @@ void InitListen(Napi::Env env, Napi::Object exports);   // listen.cc
 void InitXts(Napi::Env env, Napi::Object exports);
 void InitBlockIo(Napi::Env env, Napi::Object exports);
 void InitVpc(Napi::Env env, Napi::Object exports);  // vpc_napi.cc
+void InitNbdLane(Napi::Env env, Napi::Object exports);  // nbd_lane.cc
 
 // The key state of an XtsCipher (defined in xts.cc), shared by the JS object
 // and the threadpool operations using it; freed with its key schedules when
@@ -42,6 +43,33 @@ size_t XtsUnitSize(const XtsKey& key);
 bool XtsTransform(XtsKey& key, bool encrypt, uint64_t first_unit,
                   const uint8_t* in, uint8_t* out, size_t len,
                   std::string* error);
+
+// Block I/O helpers (blockio.cc), any thread.
+// Scratch size EncryptAndWrite needs: it encrypts and writes in steps of this many bytes.
+constexpr size_t kEncryptWriteStep = 1u << 20;
+
+// True if the n bytes at p (n >= 16) are all zero.
+bool AllZero(const uint8_t* p, size_t n);
+
+// Decrypts `len` bytes at `data` in place, the first data unit numbered
+// `first_unit`, leaving all-zero units (holes: never written or discarded) as
+// zeroes. False with a message in *error on OpenSSL failure.
+bool DecryptNonZeroUnits(XtsKey& key, uint64_t first_unit, uint8_t* data,
+                         size_t len, std::string* error);
+
+// Why EncryptAndWrite failed: err = errno of pwrite at byte `at`, or 0 with crypto_error set.
+struct WriteFailure {
+  int err = 0;
+  uint64_t at = 0;
+  std::string detail;
+  std::string crypto_error;
+};
+
+// Encrypts `len` bytes of plaintext for volume offset `off` (unit-aligned)
+// into `out` (kEncryptWriteStep bytes of scratch) a step at a time and pwrites
+// each step to `fd`. Never modifies `data`.
+bool EncryptAndWrite(int fd, XtsKey& key, uint64_t off, const uint8_t* data,
+                     size_t len, uint8_t* out, WriteFailure* f);
 
 // Throws a JS Error "<step>: <strerror(err)>" carrying Node-style system-error
 // properties: code = errno name ("EBUSY"), errno = -err (as in Node's own

@@ -138,6 +138,7 @@ interface NativeBinding {
   encryptPwrite(fd: number, cipher: XtsCipher, offset: number, data: Uint8Array, opts?: EncryptPwriteOptions): Promise<void>;
   encryptPwriteSync(fd: number, cipher: XtsCipher, offset: number, data: Uint8Array): void;
   VpcEngine: NativeVpcEngineConstructor;
+  NbdLane: NbdLaneConstructor;
 }
 
 /**
@@ -911,3 +912,70 @@ export class VpcEngine {
     return this;
   }
 }
+
+// ---------------------------------------------------------------------------
+// NBD data plane (native/src/nbd_lane.cc): one thread per connection in
+// transmission, serving unit-aligned READ/WRITE itself and forwarding every
+// other request to JS (src/nbd/lane.ts wraps it).
+
+/** Options of a {@link NbdLane}. The descriptors are dup'ed: the caller keeps its own. */
+export interface NbdLaneOptions {
+  /** The connected client socket (non-blocking). */
+  socketFd: number;
+  /** The backing file. */
+  fileFd: number;
+  /** Decrypts reads and encrypts writes; null for a plain file. */
+  cipher: XtsCipher | null;
+  /** Alignment of fast-path requests when there is no cipher (else the cipher's data unit). */
+  unit?: number;
+  /** Export size in bytes as negotiated. */
+  size: number;
+  /** Largest WRITE payload accepted (larger ones are drained up to maxDiscard and forwarded). */
+  maxPayload: number;
+  /** Larger WRITE payloads end the connection (protocol violation). */
+  maxDiscard: number;
+  /** Structured replies were negotiated. */
+  structured: boolean;
+  readOnly: boolean;
+  /** Upper bounds (seconds) of the latency histogram in {@link NbdLane.takeStats}. */
+  latencyBuckets: readonly number[];
+  /** Request bytes already read from the socket. */
+  initialInput?: Uint8Array;
+}
+
+/** What a lane reports to JS, in order. */
+export type NbdLaneEvent =
+  | {
+      kind: 'request';
+      type: number;
+      flags: number;
+      cookie: bigint;
+      offset: bigint;
+      length: number;
+      /** WRITE: the payload (a copy JS owns). */
+      payload?: Buffer;
+      /** WRITE over maxPayload: drained, answer EINVAL. */
+      payloadDiscarded?: true;
+    }
+  | { kind: 'end'; reason: 'eof' | 'disc' | 'violation' | 'error'; message: string }
+  | { kind: 'exit' };
+
+export interface NbdLane {
+  /** The reply to one forwarded request (every forwarded request gets exactly one). */
+  send(buffers: readonly Uint8Array[]): void;
+  /** Reads no more requests (daemon stop); replies still go out. */
+  stopReading(): void;
+  /** Flushes queued replies, closes the lane's descriptors, then emits 'exit'. */
+  close(): void;
+  /**
+   * Fast-path counters since the last call: for READ then WRITE, [ops, bytes, latencySumSeconds,
+   * one count per latency bucket, +Inf].
+   */
+  takeStats(): Float64Array;
+}
+
+export interface NbdLaneConstructor {
+  new (options: NbdLaneOptions, onEvent: (event: NbdLaneEvent) => void): NbdLane;
+}
+
+export const NbdLane: NbdLaneConstructor = binding.NbdLane;

@@ -16,11 +16,18 @@
  * large WRITE payload, so bulk writes land in their final buffer with no copy and no garbage.
  * Node's default allocates a fresh 64 KiB buffer per read, whose garbage collection cost more
  * CPU than the encryption on 1 MiB writes.
+ *
+ * Native data plane: when the backend offers direct I/O (BlockBackend.directIo) and the socket has
+ * a descriptor, transmission is handed to an NbdLane (native/src/nbd_lane.cc) instead: its own
+ * thread reads requests and serves unit-aligned READ/WRITE, and forwards every other request here
+ * ('request' events), where it goes through the same gate and backend calls as above; replies go
+ * back through the lane. That takes the event loop's wake-ups out of each request's round trip.
  */
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { BlockBackend, BlockCapabilities } from '../volume/backend.js';
 import { oneLine } from '../common/errors.js';
+import { NbdLane, type NbdLaneEvent } from '../native/addon.js';
 import {
   BASE_ALLOCATION_CONTEXT,
   NbdCmd,
@@ -38,7 +45,7 @@ import {
 } from './constants.js';
 import { NbdOptionError, NbdProtocolError } from './errors.js';
 import { ioBuffers } from './buffer-pool.js';
-import type { ExportIoStats } from './io-stats.js';
+import { LATENCY_BUCKETS_SECONDS, type ExportIoStats } from './io-stats.js';
 import { ExportRefusedError, type ExportCatalog, type ExportLease, type NbdExport, type NbdPeer } from './exports.js';
 import {
   HandshakeReader,
@@ -90,6 +97,11 @@ export interface ConnectionOptions {
    * {@link NbdConnection.received} (net.Socket `onread`) instead of emitting 'data'.
    */
   suppliedReadBuffers?: boolean;
+  /**
+   * 'native' (default): hand transmission to an NbdLane when the backend offers direct I/O and
+   * the stream is a socket with a descriptor. 'js': always serve requests on the event loop.
+   */
+  dataPlane?: 'native' | 'js';
 }
 
 /** Staging buffer for reads that are not a large payload's direct target. */
@@ -142,6 +154,12 @@ export class NbdConnection {
   private staging: Buffer | undefined;
   /** The last read target handed out when it was a WRITE payload (see readTarget). */
   private directTarget: Buffer | null = null;
+  /** The native data plane serving this connection's transmission, if any. */
+  private lane: NbdLane | undefined;
+  /** Resolves once the lane's thread has ended (its descriptors closed). */
+  private laneExited: Promise<void> | undefined;
+  private onLaneExit: (() => void) | undefined;
+  private detachLaneStats: (() => void) | undefined;
 
   constructor(
     private readonly socket: Duplex,
@@ -171,7 +189,8 @@ export class NbdConnection {
       return;
     }
     this.disconnectRequested = true;
-    this.socket.pause();
+    if (this.lane) this.lane.stopReading();
+    else this.socket.pause();
     this.maybeFinishDisconnect();
   }
 
@@ -240,7 +259,8 @@ export class NbdConnection {
             throw err;
           }
         } finally {
-          if (this.phase !== 'closing') this.socket.resume();
+          // A lane reads the socket itself from now on.
+          if (this.phase !== 'closing' && !this.lane) this.socket.resume();
         }
       }
     } catch (err) {
@@ -350,8 +370,76 @@ export class NbdConnection {
 
   private startTransmission(): void {
     this.phase = 'transmission';
-    for (const rest of this.handshake.takeRemaining()) this.decoder.push(rest);
+    const early = this.handshake.takeRemaining();
+    if (this.startLane(early)) return;
+    for (const rest of early) this.decoder.push(rest);
     this.pump();
+  }
+
+  /** Hands transmission to a native data plane if possible; false: serve it here. */
+  private startLane(early: Buffer[]): boolean {
+    const direct = this.options.dataPlane !== 'js' && this.options.suppliedReadBuffers ? this.backend?.directIo?.() : undefined;
+    const socketFd = (this.socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+    // Handshake replies still queued in the JS socket would be overtaken by the lane's.
+    if (!direct || typeof socketFd !== 'number' || socketFd < 0 || this.socket.writableLength > 0) return false;
+    const ctx = this.context!;
+    this.socket.pause();
+    try {
+      this.lane = new NbdLane(
+        {
+          socketFd,
+          fileFd: direct.fd,
+          cipher: direct.cipher,
+          unit: direct.unit,
+          size: Number(ctx.exportSize),
+          maxPayload: MAX_PAYLOAD,
+          maxDiscard: NbdLimits.MAX_WRITE_DISCARD,
+          structured: this.structuredReplies,
+          readOnly: ctx.readOnly || (ctx.txFlags & NbdTxFlag.READ_ONLY) !== 0,
+          latencyBuckets: LATENCY_BUCKETS_SECONDS,
+          initialInput: Buffer.concat(early),
+        },
+        (event) => this.onLaneEvent(event),
+      );
+    } catch (err) {
+      this.log.warn({ err: oneLine(err) }, 'native data plane unavailable; serving on the event loop');
+      return false;
+    }
+    const lane = this.lane;
+    this.laneExited = new Promise((resolve) => (this.onLaneExit = resolve));
+    this.detachLaneStats = this.stats?.attach(() => lane.takeStats());
+    return true;
+  }
+
+  private onLaneEvent(event: NbdLaneEvent): void {
+    switch (event.kind) {
+      case 'request': {
+        const { type, flags, cookie, offset, length, payload, payloadDiscarded } = event;
+        const req: NbdRequest = { type, flags, cookie, offset, length, ...(payload ? { payload } : {}), ...(payloadDiscarded ? { payloadDiscarded } : {}) };
+        this.inFlight++;
+        void this.execute(req).finally(() => {
+          if (--this.inFlight === 0) this.idleWaiters.splice(0).forEach((wake) => wake());
+          if (this.disconnectRequested) this.maybeFinishDisconnect();
+        });
+        return;
+      }
+      case 'end':
+        if (event.reason === 'violation' || event.reason === 'error') {
+          if (event.reason === 'violation') this.log.info({ err: event.message, peer: this.options.peer }, 'protocol violation; closing');
+          else this.log.debug({ err: event.message }, 'socket error');
+          this.phase = 'closing';
+          this.lane!.close();
+        } else {
+          this.disconnectRequested = true;
+          this.maybeFinishDisconnect();
+        }
+        return;
+      case 'exit':
+        this.detachLaneStats?.();
+        this.onLaneExit!();
+        this.socket.destroy();
+        return;
+    }
   }
 
   private writeAll(buffers: Buffer[]): void {
@@ -364,7 +452,7 @@ export class NbdConnection {
 
   /** Start as many decoded requests as the limits allow; pause or resume reading accordingly. */
   private pump(): void {
-    if (this.phase !== 'transmission') return;
+    if (this.phase !== 'transmission' || this.lane) return;
     const writeBlocked = (this.socket as { writableNeedDrain?: boolean }).writableNeedDrain === true;
     while (!this.disconnectRequested && this.inFlight < MAX_IN_FLIGHT && !writeBlocked) {
       let request: NbdRequest | null;
@@ -404,6 +492,10 @@ export class NbdConnection {
   /** Ends the connection once every reply already queued has left (DISC, ABORT, daemon stop). */
   private endGracefully(): void {
     this.phase = 'closing';
+    if (this.lane) {
+      this.lane.close();
+      return;
+    }
     // Close once the last replies are flushed, without waiting for the client's side: an idle
     // QEMU reads the socket only when it has a request out, so it would never answer our FIN
     // (and a daemon stop would wait for nothing while its guests' disks are paused).
@@ -538,6 +630,11 @@ export class NbdConnection {
    * `written` runs when the socket has taken the last buffer (or failed).
    */
   private send(buffers: Buffer[], written?: () => void): void {
+    if (this.lane) {
+      this.lane.send(buffers); // copied
+      written?.();
+      return;
+    }
     if (this.socket.destroyed) return;
     if (!this.corked) {
       this.corked = true;
@@ -555,6 +652,11 @@ export class NbdConnection {
     this.phase = 'closing';
     // Requests already handed to the backend finish before the lease goes.
     if (this.inFlight > 0) await new Promise<void>((wake) => this.idleWaiters.push(wake));
+    // The lane uses the backend's file and key until its thread ends.
+    if (this.lane && this.laneExited) {
+      this.lane.close();
+      await this.laneExited;
+    }
     const lease = this.lease;
     this.lease = undefined;
     if (lease) {

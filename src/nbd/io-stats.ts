@@ -37,15 +37,36 @@ export function nbdErrnoName(errno: number): string {
   return String(errno);
 }
 
+/** Commands a native data plane serves itself, in the order of its counter blocks. */
+const FAST_PATH_COMMANDS = [NbdCmd.READ, NbdCmd.WRITE] as const;
+
 export class ExportIoStats {
-  /** Indexed by command number; unknown commands share the last slot. */
-  readonly commands: CommandStats[] = Array.from({ length: NbdCmd.BLOCK_STATUS + 2 }, () => new CommandStats());
+  private readonly byCommand: CommandStats[] = Array.from({ length: NbdCmd.BLOCK_STATUS + 2 }, () => new CommandStats());
   /** Error replies by NBD errno. */
   readonly errors = new Map<number, number>();
+  /** Counters kept elsewhere (native data planes), folded in whenever these are read. */
+  private readonly sources = new Set<() => Float64Array>();
+
+  /** Indexed by command number; unknown commands share the last slot. */
+  get commands(): readonly CommandStats[] {
+    for (const take of this.sources) this.addFastPath(take());
+    return this.byCommand;
+  }
+
+  /**
+   * Counts a native data plane's requests too: `take` returns its counters since the last call
+   * (NbdLane.takeStats layout). The returned function folds the last ones in and detaches it.
+   */
+  attach(take: () => Float64Array): () => void {
+    this.sources.add(take);
+    return () => {
+      if (this.sources.delete(take)) this.addFastPath(take());
+    };
+  }
 
   /** One request done: `errno` 0 for success. */
   record(command: number, bytes: number, seconds: number, errno: number): void {
-    const stats = this.commands[command <= NbdCmd.BLOCK_STATUS ? command : NbdCmd.BLOCK_STATUS + 1]!;
+    const stats = this.byCommand[command <= NbdCmd.BLOCK_STATUS ? command : NbdCmd.BLOCK_STATUS + 1]!;
     stats.ops++;
     if (errno === 0) stats.bytes += bytes;
     stats.latencySumSeconds += seconds;
@@ -53,5 +74,19 @@ export class ExportIoStats {
     while (i < LATENCY_BUCKETS_SECONDS.length && seconds > LATENCY_BUCKETS_SECONDS[i]!) i++;
     stats.buckets[i]!++;
     if (errno !== 0) this.errors.set(errno, (this.errors.get(errno) ?? 0) + 1);
+  }
+
+  /** Adds [ops, bytes, latencySum, buckets…] blocks, one per FAST_PATH_COMMANDS entry. */
+  private addFastPath(counters: Float64Array): void {
+    const stride = 3 + LATENCY_BUCKETS_SECONDS.length + 1;
+    FAST_PATH_COMMANDS.forEach((command, k) => {
+      const at = k * stride;
+      if (counters.length < at + stride || counters[at] === 0) return;
+      const stats = this.byCommand[command]!;
+      stats.ops += counters[at]!;
+      stats.bytes += counters[at + 1]!;
+      stats.latencySumSeconds += counters[at + 2]!;
+      for (let i = 0; i < stats.buckets.length; i++) stats.buckets[i]! += counters[at + 3 + i]!;
+    });
   }
 }

@@ -16,6 +16,8 @@ export interface NbdServerOptions {
   logger: Logger;
   /** Most simultaneous connections over all listeners (default 256). */
   maxConnections?: number;
+  /** Where requests are served; see ConnectionOptions.dataPlane (default 'native'). */
+  dataPlane?: 'native' | 'js';
 }
 
 export class NbdServer {
@@ -101,7 +103,13 @@ export class NbdServer {
   }
 
   private track(stream: Duplex, peer: NbdPeer, suppliedReadBuffers = false): NbdConnection {
-    const connection = new NbdConnection(stream, { catalog: this.options.catalog, peer, logger: this.log, suppliedReadBuffers });
+    const connection = new NbdConnection(stream, {
+      catalog: this.options.catalog,
+      peer,
+      logger: this.log,
+      suppliedReadBuffers,
+      ...(this.options.dataPlane ? { dataPlane: this.options.dataPlane } : {}),
+    });
     this.connections.add(connection);
     void connection.closed.then(() => this.connections.delete(connection));
     return connection;

@@ -11,6 +11,8 @@
  * layer maps with one errno map.
  */
 
+import type { XtsCipher } from '../native/addon.js';
+
 export interface BlockCapabilities {
   /** Writes, trims and zeroing are refused. */
   readOnly: boolean;
@@ -74,8 +76,25 @@ export interface BlockBackend {
    * Connections already open keep the size they negotiated.
    */
   resize?(newSize: number): Promise<void>;
+  /**
+   * Optional: lets a native data plane (src/nbd/lane.ts) do unit-aligned reads and writes itself,
+   * as exactly what this backend's read()/write() would do on `fd`: a pread (+ decrypt) or an
+   * (encrypt +) pwrite. Undefined when that does not hold now (closed, no file, JS I/O only).
+   * Everything else (flush, FUA, partial units, errors) still goes through this interface.
+   */
+  directIo?(): DirectIo | undefined;
   /** Release resources (keys, fds). Flushes first. */
   close(): Promise<void>;
+}
+
+/** See {@link BlockBackend.directIo}. */
+export interface DirectIo {
+  /** The backing file (the user dup()s it and must stop using it before close() resolves). */
+  fd: number;
+  /** Encrypts/decrypts each data unit (all-zero ciphertext reads as zeroes); null: plain. */
+  cipher: XtsCipher | null;
+  /** Requests aligned to this (offset and length) may be done directly. */
+  unit: number;
 }
 
 /** An error with the errno-style code the NBD errno map understands. */

@@ -46,6 +46,7 @@ import {
   BackendError,
   type BlockBackend,
   type BlockCapabilities,
+  type DirectIo,
   type Extent,
   type WriteFlags,
   type ZeroFlags,
@@ -149,6 +150,16 @@ export class EncryptedBackend implements BlockBackend {
   /** False once close() has destroyed the key schedule. */
   get keyLoaded(): boolean {
     return !this.cipher.destroyed;
+  }
+
+  /**
+   * Whole-unit reads and writes are a pread + decrypt / encrypt + pwrite of the file (native io
+   * only). Partial units are not: they need this layer's read-modify-write under its lock.
+   */
+  directIo(): DirectIo | undefined {
+    const plain = this.file?.directIo();
+    if (!plain || this.ops.closed || this.cipher.destroyed) return undefined;
+    return { fd: plain.fd, cipher: this.cipher, unit: this.dataUnitSize };
   }
 
   async read(offset: number, buf: Buffer): Promise<void> {

@@ -29,7 +29,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { fsyncDir } from '../common/durable-fs.js';
 import { errnoCode } from '../common/errors.js';
-import { BackendError, type BlockBackend, type BlockCapabilities, type Extent, type WriteFlags, type ZeroFlags } from './backend.js';
+import { BackendError, type BlockBackend, type BlockCapabilities, type DirectIo, type Extent, type WriteFlags, type ZeroFlags } from './backend.js';
 import type { NowaitResult } from '../native/addon.js';
 import { blockIo } from './block-io.js';
 import { InFlight, checkRange, readOnlyError } from './guard.js';
@@ -202,6 +202,11 @@ export class FileBackend implements BlockBackend {
     if (length > INLINE_WRITE_MAX || this.ops.closed) return false;
     write(this.fd);
     return true;
+  }
+
+  /** Plain reads and writes of the file (see BlockBackend.directIo). */
+  directIo(): DirectIo | undefined {
+    return this.ops.closed ? undefined : { fd: this.fd, cipher: null, unit: FILE_MIN_BLOCK };
   }
 
   async read(offset: number, buf: Buffer): Promise<void> {
