@@ -99,6 +99,10 @@ constexpr uint32_t kInlineMax = 128 * 1024;
 constexpr size_t kWorkers = 2;
 // Reading pauses while this many requests wait for a worker.
 constexpr size_t kMaxQueuedJobs = 16;
+// Longest busy-poll for the next request (SpinForInput).
+constexpr double kSpinSeconds = 50e-6;
+// Largest single pwrite, as kPageCacheWrite in blockio.cc (ext4 large folios).
+constexpr size_t kPageCacheWrite = 64 * 1024;
 
 uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint32_t Load32(const uint8_t* p) {
@@ -118,12 +122,6 @@ void Store64(uint8_t* p, uint64_t v) {
   Store32(p + 4, static_cast<uint32_t>(v));
 }
 
-double MonotonicSeconds() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 struct Header {
   uint16_t flags = 0;
   uint16_t type = 0;
@@ -131,6 +129,35 @@ struct Header {
   uint64_t offset = 0;
   uint32_t length = 0;
 };
+
+// Size of a successful reply's header: a simple reply, or one structured chunk
+// (NONE, or OFFSET_DATA whose offset field precedes the data).
+size_t ReplyHeaderBytes(bool structured, bool data) {
+  return structured ? kChunkHeaderBytes + (data ? 8 : 0) : kSimpleReplyBytes;
+}
+
+// Writes that header for request `h` (with data: h.length bytes follow).
+void PutReplyHeader(uint8_t* b, const Header& h, bool structured, bool data) {
+  if (!structured) {
+    Store32(b, kSimpleReplyMagic);
+    Store32(b + 4, 0);  // error
+    Store64(b + 8, h.cookie);
+    return;
+  }
+  Store32(b, kStructuredReplyMagic);
+  Store16(b + 4, kReplyFlagDone);
+  Store16(b + 6, data ? kReplyTypeOffsetData : kReplyTypeNone);
+  Store64(b + 8, h.cookie);
+  Store32(b + 16, data ? h.length + 8 : 0);
+  if (data) Store64(b + 20, h.offset);
+}
+
+double MonotonicSeconds() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 
 // Bytes queued for the socket.
 struct Chunk {
@@ -335,7 +362,6 @@ class Lane {
     memcpy(in_.get(), cfg_.initial.data(), cfg_.initial.size());
     in_end_ = cfg_.initial.size();
     std::vector<uint8_t>().swap(cfg_.initial);
-    if (cfg_.key) scratch_.reset(new uint8_t[kEncryptWriteStep]);
 
     double flush_deadline = 0;
     size_t flushed_at_deadline = 0;
@@ -356,6 +382,7 @@ class Lane {
         forwarded = forwarded_;
       }
       if ((stop_reading || close_requested) && !reading_done_) reading_done_ = true;
+      if (crypto_failed_.load() && !ended_) End("error", "AES-256-XTS failed; the request was not written");
       if (!reading_done_) ProcessInput();
       Flush();
       if (close_requested && jobs > 0) {
@@ -379,6 +406,7 @@ class Lane {
       p[1].fd = wake_;
       p[1].events = POLLIN;
       p[1].revents = 0;
+      if (want_in && !want_out && state_ == kHeader && jobs == 0 && forwarded == 0 && SpinForInput()) continue;
       int timeout = close_requested ? 200 : -1;
       int n = poll(p, 2, timeout);
       if (n < 0 && errno != EINTR) {
@@ -394,7 +422,15 @@ class Lane {
         while (r < 0 && errno == EINTR);
       }
       if (p[0].revents & (POLLHUP | POLLERR)) hup_ = true;
-      if (want_in && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) ReadSocket();
+      if (want_in && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+        if (last_idle_ > 0) {
+          // Slept until this input: was the gap short enough to be worth spinning for?
+          double gap = MonotonicSeconds() - last_idle_;
+          spin_gap_ = gap < kSpinSeconds ? gap : 2 * kSpinSeconds;
+          last_idle_ = 0;
+        }
+        ReadSocket();
+      }
     }
 
     StopWorkers();
@@ -413,6 +449,35 @@ class Lane {
     ev.kind = Event::kExit;
     Emit(std::move(ev));
     tsfn_.Release();
+  }
+
+  // Busy-polls the socket for the next request for a short while before the
+  // thread sleeps, while requests keep arriving within that window (a client
+  // waiting on each reply, QD1): sleeping costs two cross-CPU wake-ups per
+  // round trip here. Gated by the last gaps, so an idle or slow client costs
+  // one short spin, not a spinning core. True if input arrived.
+  bool SpinForInput() {
+    if (spin_gap_ > kSpinSeconds) {
+      // Sleep; remember when, to measure the gap to the next request.
+      last_idle_ = MonotonicSeconds();
+      return false;
+    }
+    double start = MonotonicSeconds();
+    for (;;) {
+      size_t before = in_end_;
+      ReadSocket();
+      double now = MonotonicSeconds();
+      if (in_end_ != before || reading_done_) {
+        spin_gap_ = 0.75 * spin_gap_ + 0.25 * (now - start);
+        return true;
+      }
+      if (now - start > kSpinSeconds) {
+        spin_gap_ = 2 * kSpinSeconds;  // nothing came: stop spinning until a fast gap is seen again
+        last_idle_ = now;
+        return false;
+      }
+      __builtin_ia32_pause();
+    }
   }
 
   // Receives what the socket has into the current target.
@@ -472,7 +537,7 @@ class Lane {
       }
       size_t avail = in_end_ - in_start_;
       if (avail < kRequestBytes) break;
-      const uint8_t* p = in_.get() + in_start_;
+      uint8_t* p = in_.get() + in_start_;
       if (Load32(p) != kRequestMagic) {
         char msg[64];
         snprintf(msg, sizeof msg, "bad request magic 0x%08x", Load32(p));
@@ -542,7 +607,7 @@ class Lane {
     return false;
   }
 
-  void Dispatch(const Header& h, const uint8_t* payload) {
+  void Dispatch(const Header& h, uint8_t* payload) {
     if (!FastPathEligible(h)) {
       Forward(h, payload, false);
       return;
@@ -563,8 +628,8 @@ class Lane {
       return;
     }
     Chunk reply;
-    if (!Perform(h, payload, scratch_.get(), true, &reply)) {
-      Forward(h, payload, false);
+    if (!Perform(h, payload, true, &reply)) {
+      if (!crypto_failed_.load()) Forward(h, payload, false);
       return;
     }
     Queue(std::move(reply));
@@ -601,16 +666,16 @@ class Lane {
 
   // Does a fast-path READ or WRITE and builds its reply; false if JS must do
   // it (a page-cache miss when `nowait`, a short read, an I/O or crypto
-  // error: JS retries and reports). Any thread; `scratch`: kEncryptWriteStep bytes.
-  bool Perform(const Header& h, const uint8_t* payload, uint8_t* scratch, bool nowait, Chunk* reply) {
+  // error: JS retries and reports). Any thread.
+  bool Perform(const Header& h, uint8_t* payload, bool nowait, Chunk* reply) {
     double t0 = MonotonicSeconds();
-    bool done = h.type == kCmdRead ? ReadUnits(h, nowait, reply) : WriteUnits(h, payload, scratch, reply);
+    bool done = h.type == kCmdRead ? ReadUnits(h, nowait, reply) : WriteUnits(h, payload, reply);
     if (done) stats_.Record(h.type == kCmdRead ? 0 : 1, h.length, MonotonicSeconds() - t0);
     return done;
   }
 
   bool ReadUnits(const Header& h, bool nowait, Chunk* reply) {
-    size_t hdr = cfg_.structured ? kChunkHeaderBytes + 8 : kSimpleReplyBytes;
+    size_t hdr = ReplyHeaderBytes(cfg_.structured, true);
     reply->data.reset(new uint8_t[hdr + h.length]);
     reply->len = hdr + h.length;
     uint8_t* data = reply->data.get() + hdr;
@@ -635,55 +700,43 @@ class Lane {
         return false;
       }
     }
-    uint8_t* b = reply->data.get();
-    if (cfg_.structured) {
-      Store32(b, kStructuredReplyMagic);
-      Store16(b + 4, kReplyFlagDone);
-      Store16(b + 6, kReplyTypeOffsetData);
-      Store64(b + 8, h.cookie);
-      Store32(b + 16, h.length + 8);
-      Store64(b + 20, h.offset);
-    } else {
-      Store32(b, kSimpleReplyMagic);
-      Store32(b + 4, 0);
-      Store64(b + 8, h.cookie);
-    }
+    PutReplyHeader(reply->data.get(), h, cfg_.structured, true);
     return true;
   }
 
-  bool WriteUnits(const Header& h, const uint8_t* payload, uint8_t* scratch, Chunk* reply) {
-    if (cfg_.key) {
-      WriteFailure f;
-      if (!EncryptAndWrite(cfg_.file, *cfg_.key, h.offset, payload, h.length, scratch, &f)) {
-        if (!f.crypto_error.empty()) OpenSslErrors();
+  // The payload is this lane's own buffer: it is encrypted in place (no
+  // scratch copy: 1 MiB less to stream through the cache per MiB written) and
+  // written in page-cache pieces. If a write fails, the plaintext is restored
+  // so that JS can retry and report. False: JS must do it.
+  bool WriteUnits(const Header& h, uint8_t* payload, Chunk* reply) {
+    if (cfg_.key && !Transform(true, h, payload)) return false;
+    size_t done = 0;
+    while (done < h.length) {
+      size_t piece = std::min<size_t>(h.length - done, kPageCacheWrite);
+      ssize_t r = pwrite(cfg_.file, payload + done, piece, static_cast<off_t>(h.offset + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        if (cfg_.key) Transform(false, h, payload);
         return false;
       }
-    } else {
-      size_t done = 0;
-      while (done < h.length) {
-        size_t piece = std::min<size_t>(h.length - done, 64 * 1024);  // see kPageCacheWrite in blockio.cc
-        ssize_t r = pwrite(cfg_.file, payload + done, piece, static_cast<off_t>(h.offset + done));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return false;
-        done += static_cast<size_t>(r);
-      }
+      done += static_cast<size_t>(r);
     }
-    size_t len = cfg_.structured ? kChunkHeaderBytes : kSimpleReplyBytes;
-    reply->data.reset(new uint8_t[len]);
-    reply->len = len;
-    uint8_t* b = reply->data.get();
-    if (cfg_.structured) {
-      Store32(b, kStructuredReplyMagic);
-      Store16(b + 4, kReplyFlagDone);
-      Store16(b + 6, kReplyTypeNone);
-      Store64(b + 8, h.cookie);
-      Store32(b + 16, 0);
-    } else {
-      Store32(b, kSimpleReplyMagic);
-      Store32(b + 4, 0);
-      Store64(b + 8, h.cookie);
-    }
+    reply->len = ReplyHeaderBytes(cfg_.structured, false);
+    reply->data.reset(new uint8_t[reply->len]);
+    PutReplyHeader(reply->data.get(), h, cfg_.structured, false);
     return true;
+  }
+
+  // XTS over a request's payload in place. An OpenSSL failure leaves it
+  // undefined, so the connection ends (the request unanswered, nothing written).
+  bool Transform(bool encrypt, const Header& h, uint8_t* payload) {
+    std::string error;
+    if (XtsTransform(*cfg_.key, encrypt, h.offset / cfg_.unit, payload, payload, h.length, &error)) return true;
+    OpenSslErrors();
+    crypto_failed_.store(true);
+    std::lock_guard<std::mutex> lock(mu_);
+    WakeLocked();
+    return false;
   }
 
   // ---- workers (large requests) ------------------------------------------
@@ -707,8 +760,6 @@ class Lane {
 
   void Work() {
     pthread_setname_np(pthread_self(), "nitride-nbd-io");
-    std::unique_ptr<uint8_t[]> scratch;
-    if (cfg_.key) scratch.reset(new uint8_t[kEncryptWriteStep]);
     for (;;) {
       Job job;
       {
@@ -719,8 +770,8 @@ class Lane {
         jobs_.pop_front();
       }
       Chunk reply;
-      bool done = Perform(job.h, job.payload.get(), scratch.get(), false, &reply);
-      if (!done) ForwardOwned(job.h, std::move(job.payload), false);
+      bool done = Perform(job.h, job.payload.get(), false, &reply);
+      if (!done && !crypto_failed_.load()) ForwardOwned(job.h, std::move(job.payload), false);
       {
         // The reply is queued before the job stops counting: the lane thread's
         // final flush waits for the count, then takes the queue.
@@ -818,7 +869,7 @@ class Lane {
   std::unique_ptr<uint8_t[]> payload_;
   size_t payload_cap_ = 0, payload_have_ = 0;
   uint64_t discard_left_ = 0;
-  std::unique_ptr<uint8_t[]> scratch_;
+  std::atomic<bool> crypto_failed_{false};  // see Transform
   std::atomic<bool> nowait_{true};
   // Workers (jobs_mu_).
   std::mutex jobs_mu_;
@@ -835,6 +886,8 @@ class Lane {
   bool graceful_ = false;
   bool broken_ = false;
   bool hup_ = false;
+  double spin_gap_ = 0;   // recent gap between going idle and the next request (SpinForInput)
+  double last_idle_ = 0;  // when the thread last went to sleep in poll, 0 if not measuring
 };
 
 class NbdLaneWrap : public Napi::ObjectWrap<NbdLaneWrap> {

@@ -5,7 +5,8 @@
  * descriptors and lease when a client vanishes mid-request. Protocol coverage over both planes is
  * in server.test.ts.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -153,5 +154,42 @@ describe('NBD native data plane', () => {
     await waitFor('the lane descriptors to close', () => fdCount() <= fds);
     const out = await runOk('qemu-io', ['-f', 'raw', `nbd+unix:///vol?socket=${socket}`, '-c', 'read -P 0xaa 4096 4k']);
     expect(out).toMatch(/^read 4096\/4096/m);
+  });
+
+  it('on a full tmpfs (no RWF_NOWAIT, pwrite fails): the lane hands the write to the event loop, which answers ENOSPC; reads still work', async () => {
+    const mnt = path.join(dir, 'tiny');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'nitride-test', mnt]);
+    let small: EncryptedBackend | undefined;
+    try {
+      small = new EncryptedBackend(await FileBackend.create(path.join(mnt, 'small.img'), 8 << 20), randomKey());
+      const b = small;
+      const exp: NbdExport = { name: 'small', describe: () => ({ size: b.size, capabilities: b.capabilities }), open: async () => ({ backend: b, release: async () => {} }) };
+      const server = new NbdServer({ catalog: new StaticCatalog([exp]), logger: createLogger({ level: 'silent' }) });
+      servers.push(server);
+      const socket = path.join(dir, 'tiny.sock');
+      await server.listenUnix(socket);
+      const res = await nbdPython<{ errno: string | null; wrote: number; readBack: boolean }>(`
+import nbd, json
+h = nbd.NBD()
+h.connect_uri(${JSON.stringify(`nbd+unix:///small?socket=${socket}`)})
+errno = None
+wrote = 0
+for i in range(64):
+    try:
+        h.pwrite(bytes([i % 251 + 1]) * 65536, i * 65536)
+        wrote += 1
+    except nbd.Error as e:
+        errno = e.errno
+        break
+print(json.dumps({'errno': errno, 'wrote': wrote, 'readBack': h.pread(65536, 0) == bytes([1]) * 65536}))
+`);
+      expect(res.errno).toBe('ENOSPC');
+      expect(res.wrote).toBeGreaterThan(0);
+      expect(res.readBack).toBe(true);
+    } finally {
+      await small?.close();
+      execFileSync('umount', [mnt]);
+    }
   });
 });
