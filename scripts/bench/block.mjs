@@ -3,6 +3,8 @@
 // same run, against other NBD servers on the same file system:
 //   nitride-ebs        nitride daemon + KMS, an ebs volume (AES-256-XTS, 4 KiB data units)
 //   nitride-ephemeral  the same daemon, an ephemeral volume
+//   nitride-ebs-js     a second daemon with --nbd-data-plane js: an ebs volume served on the
+//                      event loop instead of the native data plane (a same-run reference)
 //   qemu-nbd-luks      qemu-nbd serving a LUKS1 image (aes-256-xts-plain64, 512-byte sectors),
 //                      --cache=writeback (qemu-nbd's default: the page cache, like the others)
 //                      --aio=threads
@@ -70,7 +72,7 @@ const USAGE = `usage: bench-block [--quick] [--runtime S] [--ramp S] [--reps N] 
   --reps N       repetitions of every job on every target (default 3); medians are reported
   --dir DIR      where the scratch directory goes (default /var/tmp; all targets share it)
   --out FILE     JSON result path (default bench-results/block-<timestamp>.json; .svg beside it)
-  --targets LIST comma list of: ${'nitride-ebs,nitride-ephemeral,qemu-nbd-luks,nbdkit-luks,nbdkit-file'}
+  --targets LIST comma list of: ${'nitride-ebs,nitride-ephemeral,nitride-ebs-js,qemu-nbd-luks,nbdkit-luks,nbdkit-file'}
   --jobs LIST    comma list of: randread-4k-qd1,randread-4k-qd32,randwrite-4k-qd1,randwrite-4k-qd32,read-1m-qd8,write-1m-qd8
   --profile      CPU-profile the daemon during 4k randread QD32 (default on, off with --quick)
   --no-sync      do not run sync(1) before each fio run
@@ -100,6 +102,9 @@ const PASSPHRASE = 'nitride-bench-passphrase';
 const ALL_TARGETS = [
   { id: 'nitride-ebs', label: 'nitride ebs', encrypted: true, nitride: 'ebs', color: '#1f4e9c' },
   { id: 'nitride-ephemeral', label: 'nitride ephemeral', encrypted: true, nitride: 'ephemeral', color: '#6b9be0' },
+  // The same ebs volume type served on the event loop (--nbd-data-plane js): what the native data
+  // plane buys, measured in the same run. A reference, not held to the goals.
+  { id: 'nitride-ebs-js', label: 'nitride ebs, event loop', encrypted: true, nitride: 'ebs', dataPlane: 'js', reference: true, color: '#9c7a1f' },
   { id: 'qemu-nbd-luks', label: 'qemu-nbd LUKS', encrypted: true, color: '#e8892b' },
   { id: 'nbdkit-luks', label: 'nbdkit luks filter', encrypted: true, color: '#c43c3c' },
   { id: 'nbdkit-file', label: 'nbdkit file (plain)', encrypted: false, baseline: true, color: '#8c8c8c' },
@@ -139,34 +144,41 @@ const say = (msg) => console.log(`[${elapsed().padStart(4)}] ${msg}`);
 
 const nitride = (args, env = {}) => run(process.execPath, [opt.cli, ...args], { env });
 
-async function startNitride() {
-  const kmsSock = scratch.path('run-kms', 'kms.sock');
-  const ctlSock = scratch.path('run', 'control.sock');
-  const nbdSock = scratch.path('run', 'nbd.sock');
-  const kms = scratch.start('kms', process.execPath, [opt.cli, 'kms', 'serve', '--state-dir', scratch.path('kms'), '--socket', kmsSock, '--allow-immediate-deletion']);
-  await waitFor('the KMS socket', () => canConnect(kmsSock), { alive: () => kms.child.exitCode === null });
+let kmsSock;
+/** A nitride daemon (and, the first time, the KMS all daemons share) with its NBD data plane. */
+async function startNitride(dataPlane = 'native') {
+  const sfx = dataPlane === 'native' ? '' : `-${dataPlane}`;
+  if (!kmsSock) {
+    kmsSock = scratch.path('run-kms', 'kms.sock');
+    const kms = scratch.start('kms', process.execPath, [opt.cli, 'kms', 'serve', '--state-dir', scratch.path('kms'), '--socket', kmsSock, '--allow-immediate-deletion']);
+    await waitFor('the KMS socket', () => canConnect(kmsSock), { alive: () => kms.child.exitCode === null });
+  }
+  const ctlSock = scratch.path(`run${sfx}`, 'control.sock');
+  const nbdSock = scratch.path(`run${sfx}`, 'nbd.sock');
   const daemon = {
     kmsSock,
     ctlSock,
     nbdSock,
     entry: undefined,
     async start(nodeFlags = []) {
-      this.entry = scratch.start('daemon', process.execPath, [
+      this.entry = scratch.start(`daemon${sfx}`, process.execPath, [
         ...nodeFlags,
         opt.cli,
         'daemon',
         '--state-dir',
-        scratch.path('state'),
+        scratch.path(`state${sfx}`),
         '--control-socket',
         ctlSock,
         '--kms-socket',
         kmsSock,
         '--nbd-socket',
         nbdSock,
+        '--nbd-data-plane',
+        dataPlane,
       ]);
       const e = this.entry;
       await waitFor('the daemon control API', () => controlRequest(ctlSock, 'GET', '/v1/status'), { alive: () => e.child.exitCode === null }).catch((err) => {
-        throw new Error(`${err.message}\n${scratch.tail('daemon')}`);
+        throw new Error(`${err.message}\n${scratch.tail(`daemon${sfx}`)}`);
       });
       await waitFor('the daemon NBD socket', () => canConnect(nbdSock));
     },
@@ -174,7 +186,7 @@ async function startNitride() {
       return this.entry.child.pid;
     },
   };
-  await daemon.start(PROFILE ? ['--inspect-port=0'] : []);
+  await daemon.start(PROFILE && dataPlane === 'native' ? ['--inspect-port=0'] : []);
   return daemon;
 }
 
@@ -199,8 +211,12 @@ async function setUp() {
 
   const pw = scratch.path('passphrase');
   writeFileSync(pw, PASSPHRASE, { mode: 0o600 });
-  let daemon;
-  if (TARGETS.some((t) => t.nitride)) daemon = await startNitride();
+  const daemons = new Map();
+  for (const t of TARGETS.filter((x) => x.nitride)) {
+    const plane = t.dataPlane ?? 'native';
+    if (!daemons.has(plane)) daemons.set(plane, await startNitride(plane));
+  }
+  const daemon = daemons.get('native');
   if (TARGETS.some((t) => t.id === 'qemu-nbd-luks' || t.id === 'nbdkit-luks')) {
     // LUKS1 (qemu's luks format), aes-256-xts-plain64; short PBKDF time so opens are cheap.
     // qemu-img times the PBKDF with the thread's CPU clock and sometimes gives up ("Unable to get
@@ -226,9 +242,10 @@ async function setUp() {
   }
   for (const t of TARGETS) {
     if (t.nitride) {
-      const v = await createVolume(daemon, t.nitride);
-      Object.assign(t, { volume: v.id, uri: v.uri, pids: () => [daemon.pid()], daemon });
-      t.before = () => volumeIdle(daemon, v.id);
+      const d = daemons.get(t.dataPlane ?? 'native');
+      const v = await createVolume(d, t.nitride);
+      Object.assign(t, { volume: v.id, uri: v.uri, pids: () => [d.pid()], daemon: d });
+      t.before = () => volumeIdle(d, v.id);
     } else if (t.id === 'qemu-nbd-luks') {
       const sock = scratch.path('run', 'qemu-nbd.sock');
       mkdirSync(path.dirname(sock), { recursive: true });
@@ -408,7 +425,7 @@ async function main() {
   const goals = [];
   const peers = TARGETS.filter((t) => t.encrypted && !t.nitride);
   for (const job of JOBS) {
-    for (const t of TARGETS.filter((x) => x.nitride)) {
+    for (const t of TARGETS.filter((x) => x.nitride && !x.reference)) {
       const me = results[job.id][t.id];
       const v = me[job.metric];
       for (const p of peers) {
@@ -454,7 +471,7 @@ async function main() {
   console.log(`\nGoals: ${goals.length - missed.length}/${goals.length} met.`);
   for (const g of missed) console.log(`  MISS ${g.job} ${g.target}: ${g.goal} (${human(g.value)} vs ${human(g.reference)})`);
 
-  const ebs = TARGETS.find((t) => t.nitride === 'ebs');
+  const ebs = TARGETS.find((t) => t.nitride === 'ebs' && !t.dataPlane);
   const resultsDir = opt.out ? path.dirname(path.resolve(opt.out)) : path.join(ROOT, 'bench-results');
   const base = opt.out ? path.resolve(opt.out).replace(/\.json$/, '') : path.join(resultsDir, `block-${stamp(new Date(started))}`);
   mkdirSync(resultsDir, { recursive: true });

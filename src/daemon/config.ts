@@ -46,6 +46,7 @@ const FileSchema = z
     kms_socket: z.string().min(1).optional(),
     nbd_socket: z.string().min(1).optional(),
     nbd_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
+    nbd_data_plane: z.enum(['native', 'js']).optional(),
     ephemeral_dir: z.string().min(1).optional(),
     vpc_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
     vpc_dns: z.array(z.string()).optional(),
@@ -67,6 +68,11 @@ export interface DaemonConfig {
   nbdSocket: string;
   /** Optional NBD TCP listener, HOST:PORT (for the kernel's nbd-client and remote hosts). */
   nbdListen?: string;
+  /**
+   * Where NBD requests are served: 'native' (default), a thread per connection for aligned reads
+   * and writes (src/nbd/connection.ts); 'js', the event loop (for comparison and diagnosis).
+   */
+  nbdDataPlane: 'native' | 'js';
   /** Where ephemeral volume images live (default: <state dir>/ephemeral). */
   ephemeralDir: string;
   /** Underlay UDP bind of the VPC, numeric HOST:PORT (default 0.0.0.0:4789). */
@@ -120,6 +126,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     kmsSocket: flags.kmsSocket ?? env.NITRIDE_KMS_SOCKET ?? file?.kms_socket ?? DEFAULT_KMS_SOCKET,
     nbdSocket: flags.nbdSocket ?? env.NITRIDE_NBD_SOCKET ?? file?.nbd_socket ?? path.join(path.dirname(controlSocket), 'nbd.sock'),
     ...(nbdListen !== undefined ? { nbdListen } : {}),
+    nbdDataPlane: flags.nbdDataPlane ?? file?.nbd_data_plane ?? 'native',
     ephemeralDir: flags.ephemeralDir ?? file?.ephemeral_dir ?? path.join(stateDir, 'ephemeral'),
     vpcListen,
     vpcDns,

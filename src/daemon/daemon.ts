@@ -102,7 +102,7 @@ export class Daemon {
       await vms.load();
       cleanups.push(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });
-      const nbd = new NbdServer({ catalog: volumes, logger });
+      const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
       const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms);
       daemon.registerRoutes();
       // The control socket first: a second daemon pointed at it is refused before it touches anything else.

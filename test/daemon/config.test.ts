@@ -37,6 +37,14 @@ describe('loadDaemonConfig', () => {
     await expect(loadDaemonConfig({ config: configFile('state_dir = \n') }, {})).rejects.toThrow(/not valid TOML/);
   });
 
+  it('nbd_data_plane: native by default, js from the file, a flag over the file, bad values refused', async () => {
+    expect((await loadDaemonConfig({ config: undefined }, {})).nbdDataPlane).toBe('native');
+    const file = configFile('nbd_data_plane = "js"\n');
+    expect((await loadDaemonConfig({ config: file }, {})).nbdDataPlane).toBe('js');
+    expect((await loadDaemonConfig({ config: file, nbdDataPlane: 'native' }, {})).nbdDataPlane).toBe('native');
+    await expect(loadDaemonConfig({ config: configFile('nbd_data_plane = "fast"\n') }, {})).rejects.toThrow(/nbd_data_plane/);
+  });
+
   it('rejects a missing explicit file and a bad env level', async () => {
     await expect(loadDaemonConfig({ config: '/nonexistent/nitride.toml' }, {})).rejects.toThrow(/cannot read config file \/nonexistent\/nitride.toml/);
     await expect(loadDaemonConfig({}, { NITRIDE_LOG_LEVEL: 'loud' })).rejects.toThrow(/NITRIDE_LOG_LEVEL/);

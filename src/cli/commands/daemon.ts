@@ -17,6 +17,7 @@ interface DaemonCliOptions {
   vpcListen?: string;
   vpcDns?: string[];
   vpcRekeyAfter?: number;
+  nbdDataPlane?: 'native' | 'js';
   metricsListen?: string;
 }
 
@@ -30,6 +31,7 @@ export function daemonCommand(): Command {
     .option('--kms-socket <path>', 'KMS socket for volume data keys (default /run/nitride-kms/kms.sock)')
     .option('--nbd-socket <path>', 'NBD Unix socket serving all volumes (default: beside the control socket)')
     .option('--nbd-listen <host:port>', 'also serve NBD on TCP (e.g. 127.0.0.1:10809)')
+    .addOption(new Option('--nbd-data-plane <where>', 'serve NBD reads/writes on a native thread per connection, or on the event loop (default native)').choices(['native', 'js']))
     .option('--ephemeral-dir <dir>', 'where ephemeral volume images live (default <state-dir>/ephemeral)')
     .option('--vpc-listen <host:port>', 'VPC underlay UDP address, numeric (default 0.0.0.0:4789)')
     .option('--vpc-dns <ip,...>', 'DNS servers that DHCP gives guests (default: none)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
