@@ -164,6 +164,50 @@ struct Chunk {
   std::unique_ptr<uint8_t[]> data;
   size_t len = 0;
   size_t sent = 0;
+  size_t pooled = 0;  // capacity, if data came from the BufferPool
+};
+
+// Recycles large buffers (payloads, read replies). A fresh 1 MiB allocation
+// is fresh pages: 256 page faults, each zeroing a page, per request, which is
+// as much CPU as the encryption. Buffers are grouped by size rounded up to
+// kGrain; at most kKept are kept. Thread-safe.
+class BufferPool {
+ public:
+  static constexpr size_t kPooledMin = 128 * 1024;
+  static constexpr size_t kGrain = 64 * 1024;
+  static constexpr size_t kKept = 24;
+
+  // A buffer of at least n bytes; *cap = its capacity if it is to be given back (else 0).
+  std::unique_ptr<uint8_t[]> Take(size_t n, size_t* cap) {
+    if (n < kPooledMin) {
+      *cap = 0;
+      return std::unique_ptr<uint8_t[]>(new uint8_t[n]);
+    }
+    size_t c = (n + kGrain - 1) / kGrain * kGrain;
+    *cap = c;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->first == c) {
+          std::unique_ptr<uint8_t[]> b = std::move(it->second);
+          free_.erase(it);
+          return b;
+        }
+      }
+    }
+    return std::unique_ptr<uint8_t[]>(new uint8_t[c]);
+  }
+
+  void Give(std::unique_ptr<uint8_t[]> b, size_t cap) {
+    if (!b || cap == 0) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.size() >= kKept) free_.erase(free_.begin());  // the oldest
+    free_.emplace_back(cap, std::move(b));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<size_t, std::unique_ptr<uint8_t[]>>> free_;
 };
 
 struct Event {
@@ -577,8 +621,9 @@ class Lane {
         }
         // A large payload: received straight into a buffer of its own.
         if (payload_cap_ < h.length) {
-          payload_.reset(new uint8_t[h.length]);
-          payload_cap_ = h.length;
+          pool_.Give(std::move(payload_), payload_pooled_);
+          payload_ = pool_.Take(h.length, &payload_pooled_);
+          payload_cap_ = payload_pooled_ ? payload_pooled_ : h.length;
         }
         memcpy(payload_.get(), p + kRequestBytes, body);
         payload_have_ = body;
@@ -618,9 +663,10 @@ class Lane {
       if (h.type == kCmdWrite) {
         if (payload == payload_.get()) {
           job.payload = std::move(payload_);  // a large payload's own buffer: handed over
-          payload_cap_ = 0;
+          job.pooled = payload_pooled_;
+          payload_cap_ = payload_pooled_ = 0;
         } else {
-          job.payload.reset(new uint8_t[h.length]);
+          job.payload = pool_.Take(h.length, &job.pooled);
           memcpy(job.payload.get(), payload, h.length);
         }
       }
@@ -640,8 +686,8 @@ class Lane {
     std::unique_ptr<uint8_t[]> owned;
     if (payload != nullptr && h.length > 0) {
       if (payload == payload_.get()) {
-        owned = std::move(payload_);  // handed over, not copied
-        payload_cap_ = 0;
+        owned = std::move(payload_);  // handed over, not copied (JS frees it)
+        payload_cap_ = payload_pooled_ = 0;
       } else {
         owned.reset(new uint8_t[h.length]);
         memcpy(owned.get(), payload, h.length);
@@ -676,7 +722,7 @@ class Lane {
 
   bool ReadUnits(const Header& h, bool nowait, Chunk* reply) {
     size_t hdr = ReplyHeaderBytes(cfg_.structured, true);
-    reply->data.reset(new uint8_t[hdr + h.length]);
+    reply->data = pool_.Take(hdr + h.length, &reply->pooled);
     reply->len = hdr + h.length;
     uint8_t* data = reply->data.get() + hdr;
     size_t got = 0;
@@ -744,6 +790,7 @@ class Lane {
   struct Job {
     Header h;
     std::unique_ptr<uint8_t[]> payload;
+    size_t pooled = 0;
   };
 
   void Submit(Job job) {
@@ -772,6 +819,7 @@ class Lane {
       Chunk reply;
       bool done = Perform(job.h, job.payload.get(), false, &reply);
       if (!done && !crypto_failed_.load()) ForwardOwned(job.h, std::move(job.payload), false);
+      pool_.Give(std::move(job.payload), job.pooled);  // (a forwarded one is JS's now: null here)
       {
         // The reply is queued before the job stops counting: the lane thread's
         // final flush waits for the count, then takes the queue.
@@ -842,7 +890,10 @@ class Lane {
         size_t take = std::min(left, c.len - c.sent);
         c.sent += take;
         left -= take;
-        if (c.sent == c.len) out_.pop_front();
+        if (c.sent == c.len) {
+          pool_.Give(std::move(c.data), c.pooled);
+          out_.pop_front();
+        }
       }
     }
   }
@@ -868,6 +919,8 @@ class Lane {
   Header pending_;
   std::unique_ptr<uint8_t[]> payload_;
   size_t payload_cap_ = 0, payload_have_ = 0;
+  size_t payload_pooled_ = 0;  // payload_'s pool capacity (0: not pooled)
+  BufferPool pool_;
   uint64_t discard_left_ = 0;
   std::atomic<bool> crypto_failed_{false};  // see Transform
   std::atomic<bool> nowait_{true};
