@@ -26,6 +26,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { NbdRequest } from '../nbd/transmission.js';
 
 /** Options for {@link tapOpen}. */
 export interface TapOpenOptions {
@@ -943,20 +944,9 @@ export interface NbdLaneOptions {
   initialInput?: Uint8Array;
 }
 
-/** What a lane reports to JS, in order. */
+/** What a lane reports to JS, in order: a forwarded request (as the JS decoder would give it), its end, its exit. */
 export type NbdLaneEvent =
-  | {
-      kind: 'request';
-      type: number;
-      flags: number;
-      cookie: bigint;
-      offset: bigint;
-      length: number;
-      /** WRITE: the payload (a copy JS owns). */
-      payload?: Buffer;
-      /** WRITE over maxPayload: drained, answer EINVAL. */
-      payloadDiscarded?: true;
-    }
+  | ({ kind: 'request' } & Omit<NbdRequest, 'payloadAllocated'>)
   | { kind: 'end'; reason: 'eof' | 'disc' | 'violation' | 'error'; message: string }
   | { kind: 'exit' };
 

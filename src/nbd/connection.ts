@@ -414,8 +414,7 @@ export class NbdConnection {
   private onLaneEvent(event: NbdLaneEvent): void {
     switch (event.kind) {
       case 'request': {
-        const { type, flags, cookie, offset, length, payload, payloadDiscarded } = event;
-        const req: NbdRequest = { type, flags, cookie, offset, length, ...(payload ? { payload } : {}), ...(payloadDiscarded ? { payloadDiscarded } : {}) };
+        const { kind: _, ...req } = event;
         this.inFlight++;
         void this.execute(req).finally(() => {
           if (--this.inFlight === 0) this.idleWaiters.splice(0).forEach((wake) => wake());
