@@ -7,7 +7,8 @@
 //   a large WRITE's payload buffer) -> per request header:
 //     fast path   READ/WRITE, unit-aligned, in range, no flags (DF allowed on
 //                 READ): preadv2(RWF_NOWAIT) + XTS decrypt, or XTS encrypt +
-//                 pwrite, reply queued here;
+//                 pwrite, reply queued here; requests over kInlineMax, and
+//                 reads the page cache cannot serve now, on two workers;
 //     forwarded   everything else, and any fast-path attempt that did not
 //                 complete (page-cache miss, I/O error): the header and
 //                 payload go to JS as a 'request' event; JS runs it through
@@ -674,11 +675,16 @@ class Lane {
       return;
     }
     Chunk reply;
-    if (!Perform(h, payload, true, &reply)) {
-      if (!crypto_failed_.load()) Forward(h, payload, false);
-      return;
+    if (Perform(h, payload, true, &reply)) {
+      Queue(std::move(reply));
+    } else if (h.type == kCmdRead && !crypto_failed_.load()) {
+      // Not (all) in the page cache: a worker reads it, blocking; this thread goes on.
+      Job job;
+      job.h = h;
+      Submit(std::move(job));
+    } else if (!crypto_failed_.load()) {
+      Forward(h, payload, false);
     }
-    Queue(std::move(reply));
   }
 
   // Hands a request to JS (lane thread: `payload` may be the large-payload buffer, then moved).

@@ -192,4 +192,16 @@ print(json.dumps({'errno': errno, 'wrote': wrote, 'readBack': h.pread(65536, 0) 
       execFileSync('umount', [mnt]);
     }
   });
+
+  it('reads the page cache cannot serve (the backing file evicted) come back intact', async () => {
+    const socket = await serve('native');
+    const u = `nbd+unix:///vol?socket=${socket}`;
+    const writes = await runOk('qemu-io', ['-f', 'raw', u, '-c', 'write -P 0x5c 4M 64k', '-c', 'write -P 0x6d 6M 1M', '-c', 'flush']);
+    expect(writes).not.toMatch(/error/i);
+    // Drop the file's clean pages, so reads miss the cache (RWF_NOWAIT fails) and take the blocking path.
+    execFileSync('python3', ['-c', `import os; fd = os.open(${JSON.stringify(path.join(dir, 'vol.img'))}, os.O_RDONLY); os.fdatasync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)`]);
+    const out = await runOk('qemu-io', ['-f', 'raw', u, '-c', 'read -P 0x5c 4M 4k', '-c', 'read -P 0x5c 4M 64k', '-c', 'read -P 0x6d 6M 1M', '-c', 'read -P 0 8M 8k']);
+    expect(out).not.toMatch(/Pattern verification failed|error/i);
+    expect(out.match(/^read /gm)).toHaveLength(4);
+  });
 });
