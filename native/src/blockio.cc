@@ -73,14 +73,6 @@ constexpr double kMaxSafeInteger = 9007199254740991.0;
 // preadDecrypt reads the whole request with one pread (chunking it bought
 // nothing either).
 constexpr size_t kWriteStep = kEncryptWriteStep;
-// Largest single pwrite into the page cache. Since Linux 6.16 ext4 caches
-// files in large folios sized by the write that creates them, and a later
-// sub-folio write walks every block of its folio: after 1 MiB sequential
-// writes, 4 KiB random writes ran at 39k IOPS against 96k after 64 KiB ones
-// (ext4_block_write_begin was 73% of the daemon's CPU). Volumes see exactly
-// that mix (an image copied in, then a guest's random writes), so writes are
-// split into pieces of this size; sequential 1 MiB writes do not slow down.
-constexpr size_t kPageCacheWrite = 64 * 1024;
 
 uint64_t OffsetArg(Napi::Env env, Napi::Value v, const char* fn,
                    const char* what) {
@@ -527,6 +519,21 @@ bool DecryptNonZeroUnits(XtsKey& key, uint64_t first_unit, uint8_t* data,
   return true;
 }
 
+bool PwriteAll(int fd, const uint8_t* data, size_t len, uint64_t off, size_t piece, WriteFailure* f) {
+  for (size_t done = 0; done < len;) {
+    ssize_t r = pwrite(fd, data + done, std::min(piece, len - done), static_cast<off_t>(off + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      f->err = r < 0 ? errno : EIO;
+      f->at = off + done;
+      if (r == 0) f->detail = " wrote nothing";
+      return false;
+    }
+    done += static_cast<size_t>(r);
+  }
+  return true;
+}
+
 // Encrypts `len` bytes of plaintext at volume offset `off` into `out` (kWriteStep
 // bytes of scratch), a step at a time, and pwrites each step in pieces of at
 // most kPageCacheWrite bytes (see there). Never modifies `data`.
@@ -542,18 +549,7 @@ bool EncryptAndWrite(int fd, XtsKey& key, uint64_t off, const uint8_t* data, siz
   for (size_t pos = 0; pos < len;) {
     size_t n = std::min(kWriteStep, len - pos);
     if (!XtsTransform(key, true, (off + pos) / unit, data + pos, out, n, &f->crypto_error)) return false;
-    size_t done = 0;
-    while (done < n) {
-      ssize_t r = pwrite(fd, out + done, std::min(piece, n - done), static_cast<off_t>(off + pos + done));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) {
-        f->err = r < 0 ? errno : EIO;
-        f->at = off + pos + done;
-        if (r == 0) f->detail = " wrote nothing";
-        return false;
-      }
-      done += static_cast<size_t>(r);
-    }
+    if (!PwriteAll(fd, out, n, off + pos, piece, f)) return false;
     pos += n;
   }
   return true;

@@ -102,8 +102,6 @@ constexpr size_t kWorkers = 2;
 constexpr size_t kMaxQueuedJobs = 16;
 // Longest busy-poll for the next request (SpinForInput).
 constexpr double kSpinSeconds = 50e-6;
-// Largest single pwrite, as kPageCacheWrite in blockio.cc (ext4 large folios).
-constexpr size_t kPageCacheWrite = 64 * 1024;
 
 uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint32_t Load32(const uint8_t* p) {
@@ -340,7 +338,6 @@ class Lane {
   }
 
   std::vector<double> TakeStats() { return stats_.Take(); }
-  size_t StatsStride() const { return stats_.Stride(); }
 
   // Moves the pending events out (called by the ThreadSafeFunction on the JS thread).
   std::deque<Event> TakeEvents() {
@@ -426,13 +423,12 @@ class Lane {
         close_requested = close_requested_;
         forwarded = forwarded_;
       }
-      if ((stop_reading || close_requested) && !reading_done_) reading_done_ = true;
+      if (stop_reading || close_requested) reading_done_ = true;
       if (crypto_failed_.load() && !ended_) End("error", "AES-256-XTS failed; the request was not written");
       if (!reading_done_) ProcessInput();
       Flush();
-      if (close_requested && jobs > 0) {
-        // Their replies come next; wait for them before the final flush.
-      } else if (close_requested) {
+      // With jobs outstanding, their replies come next: the final flush waits for them.
+      if (close_requested && jobs == 0) {
         if (out_.empty() || broken_) break;
         double now = MonotonicSeconds();
         if (flush_deadline == 0 || total_sent_ != flushed_at_deadline) {
@@ -445,7 +441,7 @@ class Lane {
       bool want_in = !reading_done_ && out_bytes_ < kMaxQueuedOutput && forwarded < kMaxForwarded && jobs < kMaxQueuedJobs;
       bool want_out = !out_.empty() && !broken_;
       struct pollfd p[2];
-      p[0].fd = (want_in || want_out) && !(hup_ && !want_in) ? cfg_.sock : -1;
+      p[0].fd = want_in || (want_out && !hup_) ? cfg_.sock : -1;
       p[0].events = static_cast<short>((want_in ? POLLIN : 0) | (want_out ? POLLOUT : 0));
       p[0].revents = 0;
       p[1].fd = wake_;
@@ -661,16 +657,7 @@ class Lane {
     if (h.length > kInlineMax) {
       Job job;
       job.h = h;
-      if (h.type == kCmdWrite) {
-        if (payload == payload_.get()) {
-          job.payload = std::move(payload_);  // a large payload's own buffer: handed over
-          job.pooled = payload_pooled_;
-          payload_cap_ = payload_pooled_ = 0;
-        } else {
-          job.payload = pool_.Take(h.length, &job.pooled);
-          memcpy(job.payload.get(), payload, h.length);
-        }
-      }
+      if (h.type == kCmdWrite) job.payload = OwnPayload(h, payload, &job.pooled);
       Submit(std::move(job));
       return;
     }
@@ -687,19 +674,24 @@ class Lane {
     }
   }
 
-  // Hands a request to JS (lane thread: `payload` may be the large-payload buffer, then moved).
+  // Hands a request to JS. Lane thread.
   void Forward(const Header& h, const uint8_t* payload, bool discarded) {
-    std::unique_ptr<uint8_t[]> owned;
-    if (payload != nullptr && h.length > 0) {
-      if (payload == payload_.get()) {
-        owned = std::move(payload_);  // handed over, not copied (JS frees it)
-        payload_cap_ = payload_pooled_ = 0;
-      } else {
-        owned.reset(new uint8_t[h.length]);
-        memcpy(owned.get(), payload, h.length);
-      }
+    size_t pooled;  // JS frees the buffer: not given back
+    ForwardOwned(h, payload != nullptr && h.length > 0 ? OwnPayload(h, payload, &pooled) : nullptr, discarded);
+  }
+
+  // A buffer of its own holding the request's payload: the large-payload
+  // buffer itself, handed over, or a copy of the bytes in the input buffer.
+  // *pooled: see BufferPool::Take. Lane thread.
+  std::unique_ptr<uint8_t[]> OwnPayload(const Header& h, const uint8_t* payload, size_t* pooled) {
+    if (payload == payload_.get()) {
+      *pooled = payload_pooled_;
+      payload_cap_ = payload_pooled_ = 0;
+      return std::move(payload_);
     }
-    ForwardOwned(h, std::move(owned), discarded);
+    std::unique_ptr<uint8_t[]> copy = pool_.Take(h.length, pooled);
+    memcpy(copy.get(), payload, h.length);
+    return copy;
   }
 
   // Hands a request and its payload (WRITE) to JS. Any thread.
@@ -762,16 +754,10 @@ class Lane {
   // so that JS can retry and report. False: JS must do it.
   bool WriteUnits(const Header& h, uint8_t* payload, Chunk* reply) {
     if (cfg_.key && !Transform(true, h, payload)) return false;
-    size_t done = 0;
-    while (done < h.length) {
-      size_t piece = std::min<size_t>(h.length - done, kPageCacheWrite);
-      ssize_t r = pwrite(cfg_.file, payload + done, piece, static_cast<off_t>(h.offset + done));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) {
-        if (cfg_.key) Transform(false, h, payload);
-        return false;
-      }
-      done += static_cast<size_t>(r);
+    WriteFailure f;
+    if (!PwriteAll(cfg_.file, payload, h.length, h.offset, kPageCacheWrite, &f)) {
+      if (cfg_.key) Transform(false, h, payload);
+      return false;
     }
     reply->len = ReplyHeaderBytes(cfg_.structured, false);
     reply->data.reset(new uint8_t[reply->len]);
