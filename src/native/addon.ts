@@ -917,7 +917,7 @@ export class VpcEngine {
 // ---------------------------------------------------------------------------
 // NBD data plane (native/src/nbd_lane.cc): one thread per connection in
 // transmission, serving unit-aligned READ/WRITE itself and forwarding every
-// other request to JS (src/nbd/lane.ts wraps it).
+// other request to JS (src/nbd/connection.ts drives it).
 
 /** Options of a {@link NbdLane}. The descriptors are dup'ed: the caller keeps its own. */
 export interface NbdLaneOptions {

@@ -652,7 +652,7 @@ export class NbdConnection {
     // Requests already handed to the backend finish before the lease goes.
     if (this.inFlight > 0) await new Promise<void>((wake) => this.idleWaiters.push(wake));
     // The lane uses the backend's file and key until its thread ends.
-    if (this.lane && this.laneExited) {
+    if (this.lane) {
       this.lane.close();
       await this.laneExited;
     }

@@ -77,7 +77,7 @@ export interface BlockBackend {
    */
   resize?(newSize: number): Promise<void>;
   /**
-   * Optional: lets a native data plane (src/nbd/lane.ts) do unit-aligned reads and writes itself,
+   * Optional: lets a native data plane (NbdLane, see src/nbd/connection.ts) do unit-aligned reads and writes itself,
    * as exactly what this backend's read()/write() would do on `fd`: a pread (+ decrypt) or an
    * (encrypt +) pwrite. Undefined when that does not hold now (closed, no file, JS I/O only).
    * Everything else (flush, FUA, partial units, errors) still goes through this interface.
