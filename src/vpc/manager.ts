@@ -720,8 +720,8 @@ export class VpcManager {
   /** Carry out the handshake manager's actions, in order, then re-arm its timer. */
   private execute(rt: Runtime, actions: HandshakeAction[]): void {
     for (const action of actions) {
-      const peerId = rt.peerIds.get(action.peerId);
-      const peer = this.peers.get(action.peerId);
+      const peerId = rt.peerIds.get(action.peerName);
+      const peer = this.peers.get(action.peerName);
       try {
         switch (action.type) {
           case 'send': {
@@ -737,15 +737,15 @@ export class VpcManager {
             // waiting for the initiator's first data message would leave this side mute until
             // the initiator happens to send (a keepalive, or a frame). Nothing is lost: with
             // no current session, frames could not be sent anyway.
-            const hadCurrent = rt.handshake.status(action.peerId).current !== null;
+            const hadCurrent = rt.handshake.status(action.peerName).current !== null;
             const pending = !action.sendable && hadCurrent;
-            const counters = this.sessionCounters.get(action.peerId) ?? { handshakes: 0, rekeys: 0 };
+            const counters = this.sessionCounters.get(action.peerName) ?? { handshakes: 0, rekeys: 0 };
             counters.handshakes++;
             if (hadCurrent) counters.rekeys++;
-            this.sessionCounters.set(action.peerId, counters);
+            this.sessionCounters.set(action.peerName, counters);
             rt.engine.setSession(peerId, { localIndex: s.localIndex, remoteIndex: s.remoteIndex, sendKey: s.sendKey, recvKey: s.recvKey }, { pending });
-            this.log.debug({ peer: action.peerId, localIndex: s.localIndex, initiator: s.isInitiator, pending }, 'session installed');
-            if (!action.sendable && !pending) this.execute(rt, rt.handshake.confirm(action.peerId, s.localIndex));
+            this.log.debug({ peer: action.peerName, localIndex: s.localIndex, initiator: s.isInitiator, pending }, 'session installed');
+            if (!action.sendable && !pending) this.execute(rt, rt.handshake.confirm(action.peerName, s.localIndex));
             // The initiator confirms the session to the responder right away: otherwise an idle
             // responder keeps sending on an older session, which the initiator drops at its next rekey.
             if (action.keepalive) rt.engine.sendKeepalive(peerId);
@@ -753,22 +753,22 @@ export class VpcManager {
           }
           case 'promote':
             // The engine promotes a pending session itself (the session-active event).
-            this.log.debug({ peer: action.peerId, localIndex: action.localIndex }, 'session promoted');
+            this.log.debug({ peer: action.peerName, localIndex: action.localIndex }, 'session promoted');
             break;
           case 'expire': {
             if (peerId === undefined) break;
             // The engine drops replaced sessions itself; it cannot drop one session alone, so a
             // session expired with nothing to replace it clears them all.
-            const st = rt.handshake.status(action.peerId);
+            const st = rt.handshake.status(action.peerName);
             if (action.reason === 'disconnected' || (st.current === null && st.next === null)) rt.engine.clearSessions(peerId);
             break;
           }
           case 'give-up':
-            this.log.warn({ peer: action.peerId, attempts: action.attempts }, 'peer does not answer the handshake; retrying later');
+            this.log.warn({ peer: action.peerName, attempts: action.attempts }, 'peer does not answer the handshake; retrying later');
             break;
         }
       } catch (err) {
-        this.log.error({ peer: action.peerId, action: action.type, err: oneLine(err) }, 'handshake action failed');
+        this.log.error({ peer: action.peerName, action: action.type, err: oneLine(err) }, 'handshake action failed');
       }
     }
     this.armTimer(rt);

@@ -354,7 +354,7 @@ describe('HandshakeManager', () => {
     expect(a.m.nextTimerAt()).toBe(T0 + 180_000); // expiry of the previous session
     clock.t = T0 + 180_000;
     const expired: HandshakeAction[] = a.m.onTimer();
-    expect(expired).toEqual([{ type: 'expire', peerId: 'b', localIndex: old.localIndex, reason: 'too-old' }]);
+    expect(expired).toEqual([{ type: 'expire', peerName: 'b', localIndex: old.localIndex, reason: 'too-old' }]);
     run(expired, a, b);
     expect(a.engine.has(old.localIndex)).toBe(false);
     expect(a.m.nextTimerAt()).toBe(T0 + 240_000);
@@ -382,7 +382,7 @@ describe('HandshakeManager', () => {
       gaveUp = acts.find((x) => x.type === 'give-up');
     }
     expect(clock.t).toBe(T0 + 90_000);
-    expect(gaveUp).toEqual({ type: 'give-up', peerId: 'b', attempts: 18 });
+    expect(gaveUp).toEqual({ type: 'give-up', peerName: 'b', attempts: 18 });
     expect(a.m.status('b').handshaking).toBe(false);
     expect(a.m.nextTimerAt()).toBe(T0 + 90_000 + 120_000);
     clock.t = T0 + 210_000;
@@ -407,7 +407,7 @@ describe('HandshakeManager', () => {
     const s = [...b.engine.values()][0]!.session;
     clock.t = T0 + 180_000;
     const acts = b.m.onTimer();
-    expect(acts).toEqual([{ type: 'expire', peerId: 'a', localIndex: s.localIndex, reason: 'too-old' }]);
+    expect(acts).toEqual([{ type: 'expire', peerName: 'a', localIndex: s.localIndex, reason: 'too-old' }]);
     expect(s.sendKey.every((x) => x === 0) && s.recvKey.every((x) => x === 0)).toBe(true);
     expect(b.m.status('a').current).toBeNull();
     expect(b.m.nextTimerAt()).toBeUndefined();
