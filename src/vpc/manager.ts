@@ -24,7 +24,7 @@ import type { CreateEniInput, EniRecord, SubnetRecord, VpcModel, VpcRecord } fro
 import { checkVethName, hostNetdevs, vethGuestName, type Netdevs } from './netdevs.js';
 import { newPeerRecord, sessionState, type NewPeer } from './peers.js';
 import { LOCAL_HOST_ID, VpcStateStore } from './state-store.js';
-import { SessionCounters } from './stats.js';
+import { SessionCounters, type VpcObservation } from './stats.js';
 
 const RETRY_MS = 3000;
 
@@ -287,14 +287,14 @@ export class VpcManager {
     };
   }
 
-  /** Engine counters by ENI id and peer name; null while the VPC is down. */
-  namedStats(): VpcNamedStats | null {
-    return this.rt ? this.rt.namedStats() : null;
-  }
-
-  /** Handshakes and rekeys per configured peer since the daemon started. */
-  peerSessionCounters(): Array<{ name: string; session: PeerInfo['session'] } & PeerSessionCounters> {
-    return this.store.peers().map((p) => ({ name: p.name, session: this.session(p.name), ...this.sessions.get(p.name) }));
+  /** What a metrics scrape reads: one engine snapshot (none while down), the peers' sessions and handshake counts. */
+  observe(): VpcObservation {
+    const rt = this.rt;
+    return {
+      up: rt !== undefined,
+      stats: rt ? rt.namedStats() : null,
+      peers: this.store.peers().map((p) => ({ name: p.name, session: this.session(p.name), ...this.sessions.get(p.name) })),
+    };
   }
 
   stats(): unknown {

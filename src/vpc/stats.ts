@@ -4,7 +4,7 @@
  * established with each peer, which outlive a restart of the runtime.
  */
 import type { VpcStats } from '../native/addon.js';
-import type { PeerSessionCounters, VpcNamedStats } from './manager.js';
+import type { PeerInfo, PeerSessionCounters, VpcNamedStats } from './manager.js';
 
 /** Engine counters by ENI id and peer name; ids the runtime does not know show as `port-N`, `peer-N`. */
 export function nameStats(stats: VpcStats, eniOfPort: (portId: number) => string | undefined, nameOfPeer: (peerId: number) => string | undefined): VpcNamedStats {
@@ -30,4 +30,13 @@ export class SessionCounters {
   get(peerName: string): PeerSessionCounters {
     return { ...(this.byPeer.get(peerName) ?? { handshakes: 0, rekeys: 0 }) };
   }
+}
+
+/** One look at the VPC for a metrics scrape: at most one engine snapshot. */
+export interface VpcObservation {
+  up: boolean;
+  /** Engine counters; null while the VPC is down. */
+  stats: VpcNamedStats | null;
+  /** Every configured peer's session state and handshake counts. */
+  peers: Array<{ name: string; session: PeerInfo['session'] } & PeerSessionCounters>;
 }
