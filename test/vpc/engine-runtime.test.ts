@@ -102,6 +102,17 @@ async function until(what: string, done: () => boolean): Promise<void> {
   if (!done()) throw new Error(`timed out waiting until ${what}`);
 }
 
+/** Hosts a and b, started, peers of each other, with a session. */
+async function established(): Promise<{ a: Host; b: Host }> {
+  const a = host('a', 4789);
+  const b = host('b', 4790);
+  pair(a, b);
+  await start(b);
+  await start(a);
+  await handshake(a, b);
+  return { a, b };
+}
+
 /** Wire the hosts together until each has the other's half of one current session and no handshake under way. */
 async function handshake(a: Host, b: Host): Promise<void> {
   const unwire = wire(a, b);
@@ -114,6 +125,23 @@ async function handshake(a: Host, b: Host): Promise<void> {
   } finally {
     unwire();
   }
+}
+
+/** The port the engine routes the ENI's MAC to. */
+function portOf(engine: FakeEngine, e: EniRecord): number {
+  const route = engine.routes.get(e.mac);
+  if (!route || !('port' in route)) throw new Error(`${e.id} is not routed to a port`);
+  return route.port;
+}
+
+/** Host a with a local ENI and peer b, started. */
+async function hostWithEniAndPeer(): Promise<{ a: Host; b: Host; e: EniRecord; rt: VpcRuntime; engine: FakeEngine }> {
+  const a = host('a', 4789);
+  const b = host('b', 4790);
+  const e = localEni(a, '10.0.1.10');
+  pair(a, b);
+  const rt = await start(a);
+  return { a, b, e, rt, engine: a.engine! };
 }
 
 /** The engine peer id a host's engine has for the other host. */
@@ -153,8 +181,8 @@ describe('VPC runtime: ENIs', () => {
     const engine = h.engine!;
     const e = localEni(h, '10.0.1.20');
     await rt.addEni(e);
-    const portId = (engine.routes.get(e.mac) as { port: number }).port;
-    expect(portId).not.toBe((engine.routes.get(first.mac) as { port: number }).port);
+    const portId = portOf(engine, e);
+    expect(portId).not.toBe(portOf(engine, first));
     expect(engine.ports.get(portId)!.ifname).toBe(e.hostInterface);
     expect(h.netdevs.devices.has(e.hostInterface)).toBe(true);
 
@@ -223,12 +251,7 @@ describe('VPC runtime: peers and the handshake', () => {
   });
 
   it('two runtimes complete the handshake through their engines: mirrored session keys, a keepalive, counted', async () => {
-    const a = host('a', 4789);
-    const b = host('b', 4790);
-    pair(a, b);
-    await start(b);
-    await start(a);
-    await handshake(a, b);
+    const { a, b } = await established();
     const sa = a.engine!.current(peerIdOf(a, b))!;
     const sb = b.engine!.current(peerIdOf(b, a))!;
     expect(sa.sendKey.equals(sb.recvKey)).toBe(true);
@@ -243,12 +266,7 @@ describe('VPC runtime: peers and the handshake', () => {
   });
 
   it('rekey-needed from the engine starts a new handshake; the responder installs it pending until session-active promotes it', async () => {
-    const a = host('a', 4789);
-    const b = host('b', 4790);
-    pair(a, b);
-    await start(b);
-    await start(a);
-    await handshake(a, b);
+    const { a, b } = await established();
     // B accepts one initiation from a peer per minInitiationIntervalMs (20 ms).
     await new Promise((r) => setTimeout(r, 25));
     const before = b.rt!.handshakeStatus('a')!.current!;
@@ -309,7 +327,7 @@ describe('VPC runtime: control events', () => {
     const e = localEni(h, '10.0.1.10');
     const rt = await start(h);
     const engine = h.engine!;
-    const portId = (engine.routes.get(e.mac) as { port: number }).port;
+    const portId = portOf(engine, e);
 
     engine.emit({ type: 'frame', portId, reason: 'arp', frame: arpRequest(e.mac, '10.0.1.10', '10.0.1.1') });
     expect(engine.frames).toHaveLength(1);
@@ -334,19 +352,14 @@ describe('VPC runtime: control events', () => {
     engine.sendFrame = () => {
       throw Object.assign(new Error('queue full'), { code: 'ENOBUFS' });
     };
-    const portId = (engine.routes.get(e.mac) as { port: number }).port;
+    const portId = portOf(engine, e);
     expect(() => engine.emit({ type: 'frame', portId, reason: 'arp', frame: arpRequest(e.mac, '10.0.1.10', '10.0.1.1') })).not.toThrow();
     expect(rt.controlStats().punts.sendErrors).toBe(1);
   });
 
   it('names the engine counters by ENI id and peer name, in one snapshot', async () => {
-    const a = host('a', 4789);
-    const b = host('b', 4790);
-    const e = localEni(a, '10.0.1.10');
-    pair(a, b);
-    const rt = await start(a);
-    const engine = a.engine!;
-    const portId = (engine.routes.get(e.mac) as { port: number }).port;
+    const { a, b, e, rt, engine } = await hostWithEniAndPeer();
+    const portId = portOf(engine, e);
     engine.counters.ports[portId]!.rxFrames = 7;
     engine.counters.peers[peerIdOf(a, b)]!.txPackets = 3;
     const before = engine.statsCalls;
@@ -360,14 +373,9 @@ describe('VPC runtime: control events', () => {
 });
 
 describe('VPC runtime: start and close', () => {
-  it('close removes the ports, closes the engine, wipes the private key and keeps the netdevs; later events are ignored', async () => {
-    const a = host('a', 4789);
-    const b = host('b', 4790);
-    const e = localEni(a, '10.0.1.10');
-    pair(a, b);
-    const rt = await start(a);
-    const engine = a.engine!;
-    const portId = (engine.routes.get(e.mac) as { port: number }).port;
+  it('close removes the ports, closes the engine, wipes the private key and keeps the netdevs', async () => {
+    const { a, e, rt, engine } = await hostWithEniAndPeer();
+    const portId = portOf(engine, e);
     rt.close();
     started.splice(started.indexOf(rt), 1);
     expect(engine.ports.size).toBe(0);
