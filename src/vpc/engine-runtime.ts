@@ -380,9 +380,8 @@ export class VpcRuntime {
             // waiting for the initiator's first data message would leave this side mute until
             // the initiator happens to send (a keepalive, or a frame). Nothing is lost: with
             // no current session, frames could not be sent anyway.
-            const hadCurrent = this.handshake.status(action.peerName).current !== null;
-            const pending = !action.sendable && hadCurrent;
-            this.options.sessions.installed(action.peerName, hadCurrent);
+            const pending = !action.sendable && action.replacesCurrent;
+            this.options.sessions.installed(action.peerName, action.replacesCurrent);
             engine.setSession(peer.peerId, { localIndex: s.localIndex, remoteIndex: s.remoteIndex, sendKey: s.sendKey, recvKey: s.recvKey }, { pending });
             this.log.debug({ peer: action.peerName, localIndex: s.localIndex, initiator: s.isInitiator, pending }, 'session installed');
             if (!action.sendable && !pending) this.execute(this.handshake.confirm(action.peerName, s.localIndex));

@@ -565,6 +565,7 @@ export const DEFAULT_HANDSHAKE_TIMERS: Readonly<HandshakeTimers> = Object.freeze
  *   sending with the current one until the peer proves it has the keys (its first data
  *   message on this session: report it with `confirm`), then `promote`. `keepalive: true` (a
  *   session we initiated) asks for an empty data message right away, so the peer can confirm.
+ *   `replacesCurrent`: there was a current session (this is a rekey).
  * - `promote`: start sending with this (already installed) session.
  * - `expire`: remove the session from the engine. Its keys are wiped when the action is
  *   returned (the engine copied them when it handled the `install`: carry out `install`
@@ -573,7 +574,7 @@ export const DEFAULT_HANDSHAKE_TIMERS: Readonly<HandshakeTimers> = Object.freeze
  */
 export type HandshakeAction =
   | { type: 'send'; peerName: string; kind: 'initiation' | 'response'; message: Buffer }
-  | { type: 'install'; peerName: string; session: Session; sendable: boolean; keepalive: boolean }
+  | { type: 'install'; peerName: string; session: Session; sendable: boolean; keepalive: boolean; replacesCurrent: boolean }
   | { type: 'promote'; peerName: string; localIndex: number }
   | { type: 'expire'; peerName: string; localIndex: number; reason: 'too-old' | 'replaced' | 'disconnected' }
   | { type: 'give-up'; peerName: string; attempts: number };
@@ -831,7 +832,7 @@ export class HandshakeManager {
     this.expireSlot(p, 'next', 'replaced', actions);
     this.expireSlot(p, 'previous', 'replaced', actions);
     p.next = result.session;
-    actions.push({ type: 'install', peerName: p.name, session: result.session, sendable: false, keepalive: false });
+    actions.push({ type: 'install', peerName: p.name, session: result.session, sendable: false, keepalive: false, replacesCurrent: p.current !== undefined });
     return { actions, peerName: p.name };
   }
 
@@ -845,6 +846,7 @@ export class HandshakeManager {
     if (!result.ok) return this.rejected(result.reason, p.name);
     p.pending = undefined;
     p.restartAt = undefined;
+    const replacesCurrent = p.current !== undefined;
     const actions: HandshakeAction[] = [];
     if (p.next) {
       // an answered-but-unconfirmed session stays receivable as previous
@@ -857,7 +859,7 @@ export class HandshakeManager {
       p.previous = p.current;
     }
     p.current = result.session;
-    actions.push({ type: 'install', peerName: p.name, session: result.session, sendable: true, keepalive: true });
+    actions.push({ type: 'install', peerName: p.name, session: result.session, sendable: true, keepalive: true, replacesCurrent });
     return { actions, peerName: p.name };
   }
 

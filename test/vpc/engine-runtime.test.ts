@@ -271,7 +271,7 @@ describe('VPC runtime: peers and the handshake', () => {
     await new Promise((r) => setTimeout(r, 25));
     const before = b.rt!.handshakeStatus('a')!.current!;
     const sessionsBefore = b.engine!.peers.get(peerIdOf(b, a))!.sessions.length;
-    const rekeysBefore = b.sessions.get('a').rekeys;
+    const rekeysBefore = [a.sessions.get('b').rekeys, b.sessions.get('a').rekeys];
     const sentBefore = a.engine!.underlay.length;
 
     a.engine!.emit({ type: 'rekey-needed', peerId: peerIdOf(a, b), localIndex: a.rt!.handshakeStatus('b')!.current!.localIndex, reason: 'age' });
@@ -280,7 +280,7 @@ describe('VPC runtime: peers and the handshake', () => {
 
     const unwire = wire(a, b);
     try {
-      await until('B installed the new session', () => b.engine!.peers.get(peerIdOf(b, a))!.sessions.length > sessionsBefore);
+      await until('both installed the new session', () => b.engine!.peers.get(peerIdOf(b, a))!.sessions.length > sessionsBefore && a.sessions.get('b').rekeys > rekeysBefore[0]!);
     } finally {
       unwire();
     }
@@ -288,7 +288,7 @@ describe('VPC runtime: peers and the handshake', () => {
     // B had a current session, so the answered one waits for A's first message.
     expect(fresh.pending).toBe(true);
     expect(b.rt!.handshakeStatus('a')!.current!.localIndex).toBe(before.localIndex);
-    expect(b.sessions.get('a').rekeys).toBe(rekeysBefore + 1);
+    expect([a.sessions.get('b').rekeys, b.sessions.get('a').rekeys]).toEqual([rekeysBefore[0]! + 1, rekeysBefore[1]! + 1]);
 
     b.engine!.emit({ type: 'session-active', peerId: peerIdOf(b, a), localIndex: fresh.localIndex });
     expect(b.rt!.handshakeStatus('a')!.current!.localIndex).toBe(fresh.localIndex);
