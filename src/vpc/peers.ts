@@ -4,8 +4,7 @@
  * to it; the engine's numeric peer id never leaves the runtime.
  */
 import { ConflictError, UsageError } from '../common/errors.js';
-import type { PeerHandshakeStatus } from './handshake.js';
-import { decodeKey, encodeKey } from './handshake.js';
+import { decodeKey, encodeKey, type PeerHandshakeStatus } from './handshake.js';
 import { parseEndpoint, type PeerInfo, type PeerRecord } from './manager.js';
 import { LOCAL_HOST_ID } from './state-store.js';
 
