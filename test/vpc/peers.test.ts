@@ -1,10 +1,9 @@
 /** A new peer's checks: its name, endpoint and key, and no clash with this host or another peer. */
 import { describe, expect, it } from 'vitest';
 import { loadSodium } from '../../src/kms/sodium.js';
-import { encodeKey, generateHostKeys } from '../../src/vpc/handshake.js';
+import { encodeKey, generateHostKeys, type PeerHandshakeStatus } from '../../src/vpc/handshake.js';
 import type { PeerRecord } from '../../src/vpc/manager.js';
 import { newPeerRecord, sessionState } from '../../src/vpc/peers.js';
-import type { PeerHandshakeStatus } from '../../src/vpc/handshake.js';
 
 const sodium = await loadSodium();
 const key = () => encodeKey(generateHostKeys(sodium).publicKey);
