@@ -565,6 +565,7 @@ export const DEFAULT_HANDSHAKE_TIMERS: Readonly<HandshakeTimers> = Object.freeze
  *   sending with the current one until the peer proves it has the keys (its first data
  *   message on this session: report it with `confirm`), then `promote`. `keepalive: true` (a
  *   session we initiated) asks for an empty data message right away, so the peer can confirm.
+ *   `replacesCurrent`: there was a current session (this is a rekey).
  * - `promote`: start sending with this (already installed) session.
  * - `expire`: remove the session from the engine. Its keys are wiped when the action is
  *   returned (the engine copied them when it handled the `install`: carry out `install`
@@ -572,11 +573,11 @@ export const DEFAULT_HANDSHAKE_TIMERS: Readonly<HandshakeTimers> = Object.freeze
  * - `give-up`: the peer did not answer for rekeyAttemptSeconds; retried later.
  */
 export type HandshakeAction =
-  | { type: 'send'; peerId: string; kind: 'initiation' | 'response'; message: Buffer }
-  | { type: 'install'; peerId: string; session: Session; sendable: boolean; keepalive: boolean }
-  | { type: 'promote'; peerId: string; localIndex: number }
-  | { type: 'expire'; peerId: string; localIndex: number; reason: 'too-old' | 'replaced' | 'disconnected' }
-  | { type: 'give-up'; peerId: string; attempts: number };
+  | { type: 'send'; peerName: string; kind: 'initiation' | 'response'; message: Buffer }
+  | { type: 'install'; peerName: string; session: Session; sendable: boolean; keepalive: boolean; replacesCurrent: boolean }
+  | { type: 'promote'; peerName: string; localIndex: number }
+  | { type: 'expire'; peerName: string; localIndex: number; reason: 'too-old' | 'replaced' | 'disconnected' }
+  | { type: 'give-up'; peerName: string; attempts: number };
 
 /** A session as shown in status output: no keys. */
 export interface SessionInfo {
@@ -587,6 +588,7 @@ export interface SessionInfo {
 }
 
 export interface PeerHandshakeStatus {
+  /** The peer's name. */
   id: string;
   publicKey: string;
   wanted: boolean;
@@ -601,7 +603,7 @@ export interface PeerHandshakeStatus {
 }
 
 interface PeerRecord extends HandshakePeer {
-  id: string;
+  name: string;
   staticPublic: Buffer;
   wanted: boolean;
   current?: Session;
@@ -656,7 +658,7 @@ export class HandshakeManager {
   private readonly random: () => number;
   private readonly peers = new Map<string, PeerRecord>();
   private readonly byStatic = new Map<string, PeerRecord>();
-  /** Local index → peer id, for pending initiations and live sessions. */
+  /** Local index → peer name, for pending initiations and live sessions. */
   private readonly indices = new Map<number, string>();
 
   constructor(options: HandshakeManagerOptions) {
@@ -675,27 +677,27 @@ export class HandshakeManager {
 
   // ---- peers --------------------------------------------------------------------------------
 
-  addPeer(id: string, staticPublic: Uint8Array): void {
-    if (typeof id !== 'string' || id.length === 0 || id.length > 128) throw new UsageError('peer id must be 1-128 characters');
-    if (this.peers.has(id)) throw new ConflictError(`peer ${id} already exists`);
-    if (staticPublic.length !== KEY_BYTES) throw new UsageError(`peer ${id}: public key must be ${KEY_BYTES} bytes`);
+  addPeer(name: string, staticPublic: Uint8Array): void {
+    if (typeof name !== 'string' || name.length === 0 || name.length > 128) throw new UsageError('peer name must be 1-128 characters');
+    if (this.peers.has(name)) throw new ConflictError(`peer ${name} already exists`);
+    if (staticPublic.length !== KEY_BYTES) throw new UsageError(`peer ${name}: public key must be ${KEY_BYTES} bytes`);
     const key = Buffer.from(staticPublic);
-    if (key.equals(this.local.publicKey)) throw new UsageError(`peer ${id}: that is this host's own public key`);
+    if (key.equals(this.local.publicKey)) throw new UsageError(`peer ${name}: that is this host's own public key`);
     const hex = key.toString('hex');
     const other = this.byStatic.get(hex);
-    if (other) throw new ConflictError(`peer ${id}: public key already belongs to peer ${other.id}`);
+    if (other) throw new ConflictError(`peer ${name}: public key already belongs to peer ${other.name}`);
     const shared = dh(this.sodium, this.local.privateKey, key);
-    if (!shared) throw new UsageError(`peer ${id}: public key is a low-order point`);
+    if (!shared) throw new UsageError(`peer ${name}: public key is a low-order point`);
     wipe(this.sodium, shared);
-    const record: PeerRecord = { id, staticPublic: key, wanted: false };
-    this.peers.set(id, record);
+    const record: PeerRecord = { name, staticPublic: key, wanted: false };
+    this.peers.set(name, record);
     this.byStatic.set(hex, record);
   }
 
-  removePeer(id: string): HandshakeAction[] {
-    const actions = this.disconnect(id);
-    const p = this.peer(id);
-    this.peers.delete(id);
+  removePeer(name: string): HandshakeAction[] {
+    const actions = this.disconnect(name);
+    const p = this.peer(name);
+    this.peers.delete(name);
     this.byStatic.delete(p.staticPublic.toString('hex'));
     return actions;
   }
@@ -705,16 +707,16 @@ export class HandshakeManager {
   }
 
   /** Keep a session with this peer up (initiating now if there is none). */
-  connect(id: string): HandshakeAction[] {
-    const p = this.peer(id);
+  connect(name: string): HandshakeAction[] {
+    const p = this.peer(name);
     p.wanted = true;
     p.restartAt = undefined;
     return this.step(p);
   }
 
   /** Stop keeping a session: abandon the handshake, expire the sessions. */
-  disconnect(id: string): HandshakeAction[] {
-    const p = this.peer(id);
+  disconnect(name: string): HandshakeAction[] {
+    const p = this.peer(name);
     p.wanted = false;
     p.restartAt = undefined;
     this.abandonPending(p);
@@ -726,28 +728,28 @@ export class HandshakeManager {
   // ---- events -------------------------------------------------------------------------------
 
   /** The engine says the current session must be replaced (message counter near its limit). */
-  rekeyNeeded(id: string): HandshakeAction[] {
-    const p = this.peer(id);
+  rekeyNeeded(name: string): HandshakeAction[] {
+    const p = this.peer(name);
     if (p.pending) return [];
     p.restartAt = undefined;
     return this.initiate(p);
   }
 
   /** The engine received authenticated data on `localIndex`: a `next` session is confirmed. */
-  confirm(id: string, localIndex: number): HandshakeAction[] {
-    const p = this.peer(id);
+  confirm(name: string, localIndex: number): HandshakeAction[] {
+    const p = this.peer(name);
     if (!p.next || p.next.localIndex !== localIndex) return [];
     const actions: HandshakeAction[] = [];
     this.expireSlot(p, 'previous', 'replaced', actions);
     p.previous = p.current;
     p.current = p.next;
     p.next = undefined;
-    actions.push({ type: 'promote', peerId: id, localIndex });
+    actions.push({ type: 'promote', peerName: name, localIndex });
     return actions;
   }
 
   /** A handshake datagram (type 1, 2 or 3) from the underlay. */
-  handleMessage(message: Uint8Array): { actions: HandshakeAction[]; peerId?: string; reject?: HandshakeRejectReason } {
+  handleMessage(message: Uint8Array): { actions: HandshakeAction[]; peerName?: string; reject?: HandshakeRejectReason } {
     const type = message.length >= 1 ? message[0] : undefined;
     if (type === UNDERLAY_HANDSHAKE_INITIATION) return this.onInitiation(message);
     if (type === UNDERLAY_HANDSHAKE_RESPONSE) return this.onResponse(message);
@@ -771,12 +773,12 @@ export class HandshakeManager {
     return next;
   }
 
-  status(id: string): PeerHandshakeStatus {
-    const p = this.peer(id);
+  status(name: string): PeerHandshakeStatus {
+    const p = this.peer(name);
     const info = (s: Session | undefined): SessionInfo | null =>
       s ? { localIndex: s.localIndex, remoteIndex: s.remoteIndex, createdAt: s.createdAt, isInitiator: s.isInitiator } : null;
     return {
-      id,
+      id: name,
       publicKey: encodeKey(p.staticPublic),
       wanted: p.wanted,
       current: info(p.current),
@@ -790,28 +792,28 @@ export class HandshakeManager {
 
   // ---- internals ----------------------------------------------------------------------------
 
-  private peer(id: string): PeerRecord {
-    const p = this.peers.get(id);
-    if (!p) throw new NotFoundError(`peer ${id} does not exist`);
+  private peer(name: string): PeerRecord {
+    const p = this.peers.get(name);
+    if (!p) throw new NotFoundError(`peer ${name} does not exist`);
     return p;
   }
 
-  private rejected(reason: HandshakeRejectReason, peerId?: string): { actions: HandshakeAction[]; peerId?: string; reject: HandshakeRejectReason } {
+  private rejected(reason: HandshakeRejectReason, peerName?: string): { actions: HandshakeAction[]; peerName?: string; reject: HandshakeRejectReason } {
     this.rejects[reason]++;
-    return peerId === undefined ? { actions: [], reject: reason } : { actions: [], peerId, reject: reason };
+    return peerName === undefined ? { actions: [], reject: reason } : { actions: [], peerName, reject: reason };
   }
 
-  private allocateIndex(peerId: string): number {
+  private allocateIndex(peerName: string): number {
     for (;;) {
       const index = randomIndex(this.sodium);
       if (!this.indices.has(index)) {
-        this.indices.set(index, peerId);
+        this.indices.set(index, peerName);
         return index;
       }
     }
   }
 
-  private onInitiation(message: Uint8Array): { actions: HandshakeAction[]; peerId?: string; reject?: HandshakeRejectReason } {
+  private onInitiation(message: Uint8Array): { actions: HandshakeAction[]; peerName?: string; reject?: HandshakeRejectReason } {
     const localIndex = this.allocateIndex('');
     const result = consumeInitiation(this.sodium, this.local, (s) => this.byStatic.get(s.toString('hex')), message, this.now(), {
       localIndex,
@@ -822,28 +824,29 @@ export class HandshakeManager {
       return this.rejected(result.reason);
     }
     const p = result.peer;
-    this.indices.set(localIndex, p.id);
-    const actions: HandshakeAction[] = [{ type: 'send', peerId: p.id, kind: 'response', message: result.response }];
+    this.indices.set(localIndex, p.name);
+    const actions: HandshakeAction[] = [{ type: 'send', peerName: p.name, kind: 'response', message: result.response }];
     // simultaneous initiation: the greater public key yields
     if (p.pending && Buffer.compare(this.local.publicKey, p.staticPublic) > 0) this.abandonPending(p);
     p.restartAt = undefined;
     this.expireSlot(p, 'next', 'replaced', actions);
     this.expireSlot(p, 'previous', 'replaced', actions);
     p.next = result.session;
-    actions.push({ type: 'install', peerId: p.id, session: result.session, sendable: false, keepalive: false });
-    return { actions, peerId: p.id };
+    actions.push({ type: 'install', peerName: p.name, session: result.session, sendable: false, keepalive: false, replacesCurrent: p.current !== undefined });
+    return { actions, peerName: p.name };
   }
 
-  private onResponse(message: Uint8Array): { actions: HandshakeAction[]; peerId?: string; reject?: HandshakeRejectReason } {
+  private onResponse(message: Uint8Array): { actions: HandshakeAction[]; peerName?: string; reject?: HandshakeRejectReason } {
     if (message.length !== UNDERLAY_RESPONSE_BYTES) return this.rejected('malformed');
     const receiver = buf(message).readUInt32LE(RESP_RECEIVER);
-    const peerId = this.indices.get(receiver);
-    const p = peerId === undefined ? undefined : this.peers.get(peerId);
-    if (!p || !p.pending || p.pending.state.localIndex !== receiver) return this.rejected('index-mismatch', p?.id);
+    const peerName = this.indices.get(receiver);
+    const p = peerName === undefined ? undefined : this.peers.get(peerName);
+    if (!p || !p.pending || p.pending.state.localIndex !== receiver) return this.rejected('index-mismatch', p?.name);
     const result = consumeResponse(this.sodium, p.pending.state, message, this.now());
-    if (!result.ok) return this.rejected(result.reason, p.id);
+    if (!result.ok) return this.rejected(result.reason, p.name);
     p.pending = undefined;
     p.restartAt = undefined;
+    const replacesCurrent = p.current !== undefined;
     const actions: HandshakeAction[] = [];
     if (p.next) {
       // an answered-but-unconfirmed session stays receivable as previous
@@ -856,8 +859,8 @@ export class HandshakeManager {
       p.previous = p.current;
     }
     p.current = result.session;
-    actions.push({ type: 'install', peerId: p.id, session: result.session, sendable: true, keepalive: true });
-    return { actions, peerId: p.id };
+    actions.push({ type: 'install', peerName: p.name, session: result.session, sendable: true, keepalive: true, replacesCurrent });
+    return { actions, peerName: p.name };
   }
 
   private initiate(p: PeerRecord): HandshakeAction[] {
@@ -865,11 +868,11 @@ export class HandshakeManager {
     const firstAttemptAt = p.pending?.firstAttemptAt ?? now;
     const attempts = (p.pending?.attempts ?? 0) + 1;
     this.abandonPending(p);
-    const localIndex = this.allocateIndex(p.id);
+    const localIndex = this.allocateIndex(p.name);
     const { message, state } = createInitiation(this.sodium, this.local, p.staticPublic, now, { localIndex });
     const retryAt = now + this.timers.rekeyTimeoutSeconds * 1000 + Math.floor(this.random() * this.timers.jitterMaxMs);
     p.pending = { state, firstAttemptAt, retryAt, attempts };
-    return [{ type: 'send', peerId: p.id, kind: 'initiation', message }];
+    return [{ type: 'send', peerName: p.name, kind: 'initiation', message }];
   }
 
   private abandonPending(p: PeerRecord): void {
@@ -884,7 +887,7 @@ export class HandshakeManager {
     if (!s) return;
     p[slot] = undefined;
     this.indices.delete(s.localIndex);
-    actions.push({ type: 'expire', peerId: p.id, localIndex: s.localIndex, reason });
+    actions.push({ type: 'expire', peerName: p.name, localIndex: s.localIndex, reason });
     wipeSession(this.sodium, s);
   }
 
@@ -919,7 +922,7 @@ export class HandshakeManager {
         const attempts = p.pending.attempts;
         this.abandonPending(p);
         p.restartAt = now + t.retryAfterGiveUpSeconds * 1000;
-        actions.push({ type: 'give-up', peerId: p.id, attempts });
+        actions.push({ type: 'give-up', peerName: p.name, attempts });
       } else {
         actions.push(...this.initiate(p));
       }

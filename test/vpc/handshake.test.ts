@@ -278,7 +278,7 @@ function pair(): { clock: { t: number }; a: Node; b: Node } {
  * delivered afterwards in order (`drop` loses them). An initiator's keepalive arrives as
  * "data" on the new session, which makes the peer confirm it.
  */
-function run(actions: HandshakeAction[], from: Node, to: Node, opts: { drop?: boolean; log?: string[] } = {}): void {
+function run(actions: HandshakeAction[], from: Node, to: Node, opts: { drop?: boolean; log?: string[]; rekeys?: boolean[] } = {}): void {
   const network: Array<() => void> = [];
   const handle = (acts: HandshakeAction[], self: Node, other: Node): void => {
     for (const act of acts) {
@@ -288,6 +288,7 @@ function run(actions: HandshakeAction[], from: Node, to: Node, opts: { drop?: bo
           if (!opts.drop) network.push(() => handle(other.m.handleMessage(act.message).actions, other, self));
           break;
         case 'install':
+          opts.rekeys?.push(act.replacesCurrent);
           self.engine.set(act.session.localIndex, { session: act.session, sendable: act.sendable, sendKeyCopy: Buffer.from(act.session.sendKey), recvKeyCopy: Buffer.from(act.session.recvKey) });
           if (act.keepalive && !opts.drop) network.push(() => handle(other.m.confirm(self.name, act.session.remoteIndex), other, self));
           break;
@@ -325,8 +326,10 @@ describe('HandshakeManager', () => {
   it('connect: initiation, response, receive-only install, keepalive, confirmation', () => {
     const { a, b } = pair();
     const log: string[] = [];
-    run(a.m.connect('b'), a, b, { log });
+    const rekeys: boolean[] = [];
+    run(a.m.connect('b'), a, b, { log, rekeys });
     expect(log).toEqual(['a:send:initiation', 'b:send:response', 'b:install', 'a:install', 'b:promote']);
+    expect(rekeys).toEqual([false, false]);
     expectPaired(a, b);
     expect(a.m.status('b')).toMatchObject({ wanted: true, handshaking: false, previous: null, next: null, current: { isInitiator: true } });
     expect(b.m.status('a')).toMatchObject({ wanted: false, current: { isInitiator: false } });
@@ -344,8 +347,10 @@ describe('HandshakeManager', () => {
     clock.t = T0 + 120_000;
     const old = a.m.status('b').current!;
     const log: string[] = [];
-    run(a.m.onTimer(), a, b, { log });
+    const rekeys: boolean[] = [];
+    run(a.m.onTimer(), a, b, { log, rekeys });
     expect(log.slice(0, 2)).toEqual(['a:send:initiation', 'b:send:response']);
+    expect(rekeys).toEqual([true, true]);
     expectPaired(a, b);
     expect(a.m.status('b').previous).toEqual(old);
     expect(a.m.status('b').current!.createdAt).toBe(T0 + 120_000);
@@ -354,7 +359,7 @@ describe('HandshakeManager', () => {
     expect(a.m.nextTimerAt()).toBe(T0 + 180_000); // expiry of the previous session
     clock.t = T0 + 180_000;
     const expired: HandshakeAction[] = a.m.onTimer();
-    expect(expired).toEqual([{ type: 'expire', peerId: 'b', localIndex: old.localIndex, reason: 'too-old' }]);
+    expect(expired).toEqual([{ type: 'expire', peerName: 'b', localIndex: old.localIndex, reason: 'too-old' }]);
     run(expired, a, b);
     expect(a.engine.has(old.localIndex)).toBe(false);
     expect(a.m.nextTimerAt()).toBe(T0 + 240_000);
@@ -382,7 +387,7 @@ describe('HandshakeManager', () => {
       gaveUp = acts.find((x) => x.type === 'give-up');
     }
     expect(clock.t).toBe(T0 + 90_000);
-    expect(gaveUp).toEqual({ type: 'give-up', peerId: 'b', attempts: 18 });
+    expect(gaveUp).toEqual({ type: 'give-up', peerName: 'b', attempts: 18 });
     expect(a.m.status('b').handshaking).toBe(false);
     expect(a.m.nextTimerAt()).toBe(T0 + 90_000 + 120_000);
     clock.t = T0 + 210_000;
@@ -407,7 +412,7 @@ describe('HandshakeManager', () => {
     const s = [...b.engine.values()][0]!.session;
     clock.t = T0 + 180_000;
     const acts = b.m.onTimer();
-    expect(acts).toEqual([{ type: 'expire', peerId: 'a', localIndex: s.localIndex, reason: 'too-old' }]);
+    expect(acts).toEqual([{ type: 'expire', peerName: 'a', localIndex: s.localIndex, reason: 'too-old' }]);
     expect(s.sendKey.every((x) => x === 0) && s.recvKey.every((x) => x === 0)).toBe(true);
     expect(b.m.status('a').current).toBeNull();
     expect(b.m.nextTimerAt()).toBeUndefined();
