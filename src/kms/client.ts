@@ -7,7 +7,7 @@
  */
 import { NitrideError, RuntimeError } from '../common/errors.js';
 import { ApiError, ControlClient, apiErrorOf, localErrorOf, type RawReply } from '../control/client.js';
-import type { HttpMethod } from '../control/server.js';
+import type { HttpMethod } from '../api/control.js';
 import {
   DEFAULT_KMS_SOCKET,
   HEADER_CIPHERTEXT_BLOB,

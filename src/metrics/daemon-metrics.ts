@@ -8,7 +8,8 @@ import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { VERSION } from '../common/package-info.js';
 import { COUNTED_COMMANDS, LATENCY_BUCKETS_SECONDS, nbdErrnoName } from '../nbd/io-stats.js';
 import type { VolumeManager } from '../volume/manager.js';
-import type { VpcManager, VpcNamedStats } from '../vpc/manager.js';
+import type { VpcNamedStats } from '../api/vpc.js';
+import type { VpcManager } from '../vpc/manager.js';
 import type { CountingKeyProvider } from './kms-calls.js';
 
 export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;

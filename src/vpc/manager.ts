@@ -25,20 +25,29 @@ import type { KeyProvider } from '../kms/provider.js';
 import { loadSodium, type Sodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
 import type { FdStore } from '../common/fd-store.js';
-import { VpcEngine, closeFd, tapOpen, type VpcControlEvent, type VpcPeerStats, type VpcPortStats, type VpcStats } from '../native/addon.js';
+import { VpcEngine, closeFd, tapOpen, type VpcControlEvent, type VpcStats } from '../native/addon.js';
+import {
+  LOCAL_HOST_ID,
+  type EniInfo,
+  type EniKind,
+  type PeerInfo,
+  type SubnetRecord,
+  type VpcNamedStats,
+  type VpcPeerStats,
+  type VpcPortStats,
+  type VpcRecord,
+  type VpcStatsReply,
+  type VpcStatus,
+} from '../api/vpc.js';
 import { ArpResponder } from './arp.js';
 import { ENI_MTU, GATEWAY_MAC } from './constants.js';
 import { DhcpServer } from './dhcp.js';
 import { HandshakeManager, decodeKey, encodeKey, publicKeyOf, type HandshakeAction, type KeyPair } from './handshake.js';
-import { VpcModel, type CreateEniInput, type EniDirectory, type EniEntry, type EniRecord, type SubnetRecord, type VpcRecord, type VpcState } from './model.js';
+import { VpcModel, type CreateEniInput, type EniDirectory, type EniEntry, type EniRecord, type VpcState } from './model.js';
 import { macBytes } from './packets.js';
 
-/** Host id of this daemon in the ENI tables (remote ENIs name a peer instead). */
-export const LOCAL_HOST_ID = 'local';
 const RETRY_MS = 3000;
 const HOST_KEY_CONTEXT = { purpose: 'host-key' };
-
-export type EniKind = 'tap' | 'veth';
 
 export interface PeerRecord {
   name: string;
@@ -67,49 +76,12 @@ const StateFileSchema = z
   })
   .strict();
 
-export interface EniInfo extends EniRecord {
-  kind: EniKind | null;
-  /** `local` or the peer name hosting it. */
-  host: string;
-  ip: string;
-  ifname: string;
-  /** The guest-side veth name (veth ENIs only). */
-  guestInterface: string | null;
-}
-
-export interface PeerInfo extends PeerRecord {
-  session: 'established' | 'handshaking' | 'none' | 'unknown';
-  handshake: unknown;
-  lastRx: number | null;
-}
-
-export interface VpcStatus {
-  enabled: boolean;
-  state: 'up' | 'down';
-  message: string | null;
-  listen: string;
-  port: number | null;
-  publicKey: string | null;
-  mtu: number;
-  vpcs: number;
-  subnets: number;
-  enis: { total: number; local: number };
-  peers: Array<{ name: string; endpoint: string; session: PeerInfo['session'] }>;
-}
-
 /** Sessions established with one peer since the daemon started (metrics). */
 export interface PeerSessionCounters {
   /** Completed handshakes (sessions installed), rekeys included. */
   handshakes: number;
   /** Handshakes that replaced a current session. */
   rekeys: number;
-}
-
-/** Data-plane counters keyed by ENI id and peer name (what metrics and `vpc stats` read). */
-export interface VpcNamedStats {
-  enis: Record<string, VpcPortStats>;
-  peers: Record<string, VpcPeerStats>;
-  underlay: VpcStats['underlay'];
 }
 
 export interface VpcManagerOptions {
@@ -398,7 +370,7 @@ export class VpcManager {
     }));
   }
 
-  stats(): unknown {
+  stats(): VpcStatsReply {
     const rt = this.rt;
     const named = this.namedStats();
     if (!rt || !named) throw new RuntimeError('VPC_DOWN', `the VPC is down: ${this.downMessage ?? 'not started'}`);
@@ -448,7 +420,7 @@ export class VpcManager {
 
   private eniInfo(e: EniRecord): EniInfo {
     const kind = this.kinds[e.id] ?? null;
-    return { ...e, kind, host: e.hostId, ip: e.privateIp, ifname: e.hostInterface, guestInterface: kind === 'veth' ? `${e.hostInterface}p` : null };
+    return { ...e, kind, guestInterface: kind === 'veth' ? `${e.hostInterface}p` : null };
   }
 
   private peerInfo(p: PeerRecord): PeerInfo {

@@ -2,7 +2,8 @@
 import { Command, Option } from 'commander';
 import { loadDaemonConfig } from '../../daemon/config.js';
 import { Daemon } from '../../daemon/daemon.js';
-import { LOG_LEVELS, createLogger, type LogLevel } from '../../log/logger.js';
+import { LOG_LEVELS, type LogLevel } from '../../api/daemon.js';
+import { createLogger } from '../../log/logger.js';
 import { setDumpable } from '../../native/addon.js';
 
 interface DaemonCliOptions {

@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { Command } from 'commander';
 import { RuntimeError, oneLine } from '../../common/errors.js';
-import { defaultNbdSocket } from '../../daemon/config.js';
+import { defaultNbdSocket } from '../../api/control.js';
 import { takeListenFds } from '../../common/systemd.js';
 import { listenOnFd } from '../../common/unix-socket.js';
 
