@@ -1,6 +1,6 @@
 /**
  * The control API in general: HTTP/1.1 + JSON on the daemon's root-only Unix socket.
- * Errors are `{ "error": { "code", "message" } }` ({@link ErrorReply}); each area's paths,
+ * Errors are `{ "error": { "code", "message" } }`; each area's paths,
  * request and reply types are in its own module beside this one (volumes, vms, vpc, keys,
  * daemon), its zod schemas in the matching `*.schema.ts` (server side only).
  */
@@ -16,11 +16,6 @@ export function defaultNbdSocket(env: NodeJS.ProcessEnv = process.env): string {
   return env.NITRIDE_NBD_SOCKET ?? path.join(path.dirname(env.NITRIDE_SOCKET ?? DEFAULT_CONTROL_SOCKET), 'nbd.sock');
 }
 
-/** An error reply's body. */
-export interface ErrorReply {
-  error: { code: string; message: string };
-}
-
 /** What deleting a resource returns. */
 export interface Deleted {
   id: string;
@@ -28,7 +23,7 @@ export interface Deleted {
 }
 
 /** The `:name` segments of a route path, e.g. `'id'` for `/v1/volumes/:id/resize`. */
-export type PathParams<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
+type PathParams<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
   ? Name | PathParams<`/${Rest}`>
   : P extends `${string}:${infer Name}`
     ? Name

@@ -3,7 +3,7 @@
  * The one definition every generator, schema and check uses.
  */
 
-export const ID_PREFIXES = { volume: 'vol', vpc: 'vpc', subnet: 'subnet', eni: 'eni', vm: 'i' } as const;
+const ID_PREFIXES = { volume: 'vol', vpc: 'vpc', subnet: 'subnet', eni: 'eni', vm: 'i' } as const;
 export type ResourceKind = keyof typeof ID_PREFIXES;
 
 const ID_HEX_DIGITS = 17;

@@ -36,7 +36,7 @@ export const LOCAL_HOST_ID = 'local';
 export const PEER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export type EniKind = 'tap' | 'veth';
-export type PeerSession = 'established' | 'handshaking' | 'none' | 'unknown';
+type PeerSession = 'established' | 'handshaking' | 'none' | 'unknown';
 
 export interface CreateVpcRequest {
   cidr: string;
