@@ -6,10 +6,9 @@
 // second build of the CLI (e.g. main's) is measured in the same rounds against the same daemon.
 // Writes bench-results/cli-<timestamp>.json.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  ROOT,
   Scratch,
   benchArgs,
   canConnect,
@@ -17,8 +16,8 @@ import {
   installSignalCleanup,
   median,
   positiveOption,
+  resultsBase,
   run,
-  stamp,
   textTable,
   waitFor,
 } from '../lib/bench-common.mjs';
@@ -138,9 +137,7 @@ async function main() {
   console.log(`\nGoal (every verb <= ${GOAL}x node -e 0): ${mine.length - missed.length}/${mine.length} met.`);
   for (const r of missed) console.log(`  MISS ${r.case}: ${r.ratio.toFixed(2)}x`);
 
-  const resultsDir = opt.out ? path.dirname(path.resolve(opt.out)) : path.join(ROOT, 'bench-results');
-  const file = opt.out ? path.resolve(opt.out) : path.join(resultsDir, `cli-${stamp(new Date(started))}.json`);
-  mkdirSync(resultsDir, { recursive: true });
+  const file = `${resultsBase(opt.out, 'cli', started)}.json`;
   const doc = {
     benchmark: 'cli',
     date: new Date(started).toISOString(),
