@@ -99,8 +99,8 @@ async function setupGuests() {
     await run('nsenter', ['-t', String(sd.pid), '-n', 'ip', 'link', 'set', 'dev', eni.guestInterface, 'netns', ns]);
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     await run('ip', ['-n', ns, 'link', 'set', eni.guestInterface, 'mtu', '1420', 'up']);
-    await run('ip', ['-n', ns, 'addr', 'add', `${eni.ip}/24`, 'dev', eni.guestInterface]);
-    guests.push({ ns, ip: eni.ip });
+    await run('ip', ['-n', ns, 'addr', 'add', `${eni.privateIp}/24`, 'dev', eni.guestInterface]);
+    guests.push({ ns, ip: eni.privateIp });
   }
   // ARP through the VPC's responder, then traffic.
   await run('ip', ['netns', 'exec', guests[0].ns, 'busybox', 'ping', '-c', '3', '-W', '2', guests[1].ip]);

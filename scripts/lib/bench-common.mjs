@@ -378,6 +378,13 @@ export function stamp(d = new Date()) {
   return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
+/** Where a run's results go, without the extension: `--out` (less `.json`), else bench-results/<name>-<stamp>. */
+export function resultsBase(out, name, started) {
+  const base = out ? path.resolve(out).replace(/\.json$/, '') : path.join(ROOT, 'bench-results', `${name}-${stamp(new Date(started))}`);
+  mkdirSync(path.dirname(base), { recursive: true });
+  return base;
+}
+
 // ------------------------------------------------------------------------ control socket
 
 /** One JSON request to the daemon's control API over its Unix socket. */

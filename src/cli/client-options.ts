@@ -1,7 +1,7 @@
 /** The options every client verb takes, and the client they build. */
 import { Command, Option } from 'commander';
 import { ControlClient } from '../control/client.js';
-import { DEFAULT_CONTROL_SOCKET } from '../daemon/config.js';
+import { DEFAULT_CONTROL_SOCKET } from '../api/control.js';
 
 export interface ClientOptions {
   controlSocket: string;

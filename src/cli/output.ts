@@ -44,6 +44,11 @@ export function formatBytes(bytes: number | bigint): string {
   return `${n} ${units[i]}`;
 }
 
+/** Quote arguments for a POSIX shell (for `vm qemu-args`). */
+export function shellQuote(args: readonly string[]): string {
+  return args.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
 export function formatDuration(seconds: number): string {
   const d = Math.floor(seconds / 86400);
   const h = Math.floor((seconds % 86400) / 3600);

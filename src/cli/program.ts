@@ -6,39 +6,42 @@ import { Command, CommanderError } from 'commander';
 import { UsageError, oneLine } from '../common/errors.js';
 import { VERSION } from '../common/package-info.js';
 import { ApiError, localErrorOf } from '../control/client.js';
-import { daemonCommand } from './commands/daemon.js';
-import { kmsCommand } from './commands/kms.js';
-import { logLevelCommand } from './commands/log-level.js';
-import { statusCommand } from './commands/status.js';
-import { metricsCommand } from './commands/metrics.js';
-import { topCommand } from './commands/top.js';
-import { installUnitsCommand } from './commands/install-units.js';
-import { volumeCommand } from './commands/volume.js';
-import { nbdProxyCommand } from './commands/nbd-proxy.js';
-import { subnetCommand, vpcCommand } from './commands/vpc.js';
-import { eniCommand } from './commands/eni.js';
-import { peerCommand } from './commands/peer.js';
-import { keyCommand } from './commands/key.js';
-import { imageCommand } from './commands/image.js';
-import { vmCommand } from './commands/vm.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
-export function buildProgram(): Command {
+/**
+ * Every verb, in the order help lists them, and the module defining it. A run imports only its
+ * verb's module (each import costs start-up time); help, typos and no verb take them all.
+ */
+export const VERBS: Record<string, () => Promise<Command>> = {
+  daemon: async () => (await import('./commands/daemon.js')).daemonCommand(),
+  status: async () => (await import('./commands/status.js')).statusCommand(),
+  top: async () => (await import('./commands/top.js')).topCommand(),
+  metrics: async () => (await import('./commands/metrics.js')).metricsCommand(),
+  'log-level': async () => (await import('./commands/log-level.js')).logLevelCommand(),
+  volume: async () => (await import('./commands/volume.js')).volumeCommand(),
+  kms: async () => (await import('./commands/kms.js')).kmsCommand(),
+  vpc: async () => (await import('./commands/vpc.js')).vpcCommand(),
+  subnet: async () => (await import('./commands/vpc.js')).subnetCommand(),
+  eni: async () => (await import('./commands/eni.js')).eniCommand(),
+  peer: async () => (await import('./commands/peer.js')).peerCommand(),
+  key: async () => (await import('./commands/key.js')).keyCommand(),
+  'nbd-proxy': async () => (await import('./commands/nbd-proxy.js')).nbdProxyCommand(),
+  vm: async () => (await import('./commands/vm.js')).vmCommand(),
+  image: async () => (await import('./commands/image.js')).imageCommand(),
+  'install-units': async () => (await import('./commands/install-units.js')).installUnitsCommand(),
+};
+
+/** The program with the commands of `verbs` (default: all). */
+export async function buildProgram(verbs: readonly string[] = Object.keys(VERBS)): Promise<Command> {
   const program = new Command('nitride')
     .description('a userspace Nitro card: encrypted NBD volumes, an encrypted VPC, a KMS — controlled only through its API')
     .version(VERSION)
     .option('--debug', 'show stack traces on errors')
     .showSuggestionAfterError();
-  for (const command of [daemonCommand(), statusCommand(), topCommand(), metricsCommand(), logLevelCommand()]) program.addCommand(command);
-  program.addCommand(volumeCommand());
-  program.addCommand(kmsCommand());
-  for (const command of [vpcCommand(), subnetCommand(), eniCommand(), peerCommand(), keyCommand()]) program.addCommand(command);
-  program.addCommand(nbdProxyCommand());
-  for (const command of [vmCommand(), imageCommand()]) program.addCommand(command);
-  program.addCommand(installUnitsCommand());
+  for (const command of await Promise.all(verbs.map((verb) => VERBS[verb]!()))) program.addCommand(command);
   // Every (sub)command reports usage errors as `nitride: …` lines and through us instead of
   // exiting on its own (settings on the program are not inherited by added commands).
   const override = (cmd: Command): void => {
@@ -52,7 +55,9 @@ export function buildProgram(): Command {
 
 /** Run the CLI; resolves with the process exit code instead of exiting, so tests can call it. */
 export async function runCli(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  // The program's own options take no values: the first other word is the verb.
+  const verb = argv.slice(2).find((arg) => !arg.startsWith('-'));
+  const program = await buildProgram(verb !== undefined && Object.hasOwn(VERBS, verb) ? [verb] : undefined);
   if (argv.length <= 2) {
     program.outputHelp({ error: true });
     return EXIT_USAGE;

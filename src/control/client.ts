@@ -1,7 +1,7 @@
 /** Client of the control API, used by the CLI (and by tests and scripts through it). */
 import http from 'node:http';
 import { NitrideError, RuntimeError, UsageError, NotFoundError, ConflictError, errnoCode, oneLine } from '../common/errors.js';
-import type { HttpMethod } from './server.js';
+import type { HttpMethod } from '../api/control.js';
 
 /** An error reply from the daemon, carrying its HTTP status and stable code. */
 export class ApiError extends NitrideError {

@@ -13,10 +13,9 @@ import { ConflictError, NitrideError, NotFoundError, RuntimeError, UsageError, o
 import type { Logger } from '../log/logger.js';
 import { listenOnFd, socketPeer } from '../common/unix-socket.js';
 import { listenUnixKept, type KeptListener } from '../common/fd-store.js';
+import type { HttpMethod } from '../api/control.js';
 import type { AuditLog, Caller } from './audit.js';
 import { parseOrThrow } from './validate.js';
-
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 export interface RouteContext<B, Q> {
   params: Record<string, string>;

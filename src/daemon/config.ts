@@ -14,7 +14,8 @@ import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
-import { LOG_LEVELS, type LogLevel } from '../log/logger.js';
+import { DEFAULT_CONTROL_SOCKET } from '../api/control.js';
+import { LOG_LEVELS, type LogLevel } from '../api/daemon.js';
 import { formatZodError } from '../control/validate.js';
 import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 import { checkDhcpConfig } from '../vpc/dhcp.js';
@@ -23,16 +24,10 @@ import { parseLoopbackListen } from '../metrics/http-listener.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
 export const DEFAULT_STATE_DIR = '/var/lib/nitride';
-export const DEFAULT_CONTROL_SOCKET = '/run/nitride/control.sock';
 export const DEFAULT_VPC_LISTEN = '0.0.0.0:4789';
 /** Session age at which peers rekey (WireGuard's REKEY_AFTER_TIME); the longest allowed too. */
 export const DEFAULT_VPC_REKEY_AFTER = 120;
 const MIN_VPC_REKEY_AFTER = 2;
-
-/** The NBD socket lives beside the control socket unless configured. */
-export function defaultNbdSocket(env: NodeJS.ProcessEnv = process.env): string {
-  return env.NITRIDE_NBD_SOCKET ?? path.join(path.dirname(env.NITRIDE_SOCKET ?? DEFAULT_CONTROL_SOCKET), 'nbd.sock');
-}
 
 /** host:port of a TCP listener; IPv6 hosts in brackets ([::1]:10809). */
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;

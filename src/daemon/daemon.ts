@@ -7,11 +7,12 @@
  * retries on its own) → ready. Under systemd the listeners come from and go to its fd store.
  * Stop order is the reverse; every step runs even if an earlier one failed.
  */
-import { z } from 'zod';
 import { VERSION } from '../common/package-info.js';
 import { AuditLog } from '../control/audit.js';
 import { ControlServer } from '../control/server.js';
-import { LOG_LEVELS, type LogLevel, type Logger } from '../log/logger.js';
+import { DAEMON_API, type DaemonStatus, type LogLevelChange } from '../api/daemon.js';
+import { SetLogLevelBody } from '../api/daemon.schema.js';
+import type { Logger } from '../log/logger.js';
 import { sdNotify } from '../native/addon.js';
 import type { DaemonConfig } from './config.js';
 import { StateDir } from './state-dir.js';
@@ -19,7 +20,7 @@ import { KmsClient } from '../kms/client.js';
 import { NbdServer } from '../nbd/server.js';
 import { VolumeManager } from '../volume/manager.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
-import { VpcManager, type VpcStatus } from '../vpc/manager.js';
+import { VpcManager } from '../vpc/manager.js';
 import { registerVpcRoutes } from './routes/vpc.js';
 import { ImageAllowlist } from '../vm/images.js';
 import { VmManager } from '../vm/manager.js';
@@ -28,29 +29,6 @@ import { CountingKeyProvider } from '../metrics/kms-calls.js';
 import { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import { serveMetrics, type MetricsEndpoints } from '../metrics/serve.js';
 import { FdStore } from '../common/fd-store.js';
-
-/** What `GET /v1/status` returns; later components add their sections. */
-export interface DaemonStatus {
-  version: string;
-  pid: number;
-  startedAt: string;
-  uptimeSeconds: number;
-  stateDir: string;
-  controlSocket: string;
-  configFile: string | null;
-  logLevel: string;
-  node: string;
-  /** `degraded` when something the daemon should serve is not served; `problems` says what. */
-  health: 'ok' | 'degraded';
-  problems: string[];
-  nbd: { socket: string; tcp: string | null; connections: number };
-  kmsSocket: string;
-  /** Metrics: always `GET /metrics` on the control socket; `tcp` is the loopback listener, if any. */
-  metrics: { tcp: string | null };
-  volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
-  vpc: VpcStatus;
-  vms: { total: number; running: number };
-}
 
 export class Daemon {
   private readonly startedAt = new Date();
@@ -196,17 +174,17 @@ export class Daemon {
     registerVolumeRoutes(this.control, this.volumes);
     registerVpcRoutes(this.control, this.vpc);
     registerVmRoutes(this.control, this.vms, this.images);
-    this.control.register({ method: 'GET', path: '/v1/status', handle: () => this.status() });
+    this.control.register({ method: 'GET', path: DAEMON_API.status, handle: () => this.status() });
     this.control.register({
       method: 'PUT',
-      path: '/v1/log-level',
+      path: DAEMON_API.logLevel,
       audit: 'daemon.set-log-level',
-      body: z.object({ level: z.enum(LOG_LEVELS) }).strict(),
-      handle: ({ body }) => {
+      body: SetLogLevelBody,
+      handle: ({ body }): LogLevelChange => {
         const previous = this.logger.level;
         this.logger.level = body.level;
         this.logger.info({ previous, level: body.level }, 'log level changed');
-        return { level: body.level as LogLevel, previous };
+        return { level: body.level, previous };
       },
     });
   }

@@ -7,7 +7,7 @@
  */
 import { NitrideError, RuntimeError } from '../common/errors.js';
 import { ApiError, ControlClient, apiErrorOf, localErrorOf, type RawReply } from '../control/client.js';
-import type { HttpMethod } from '../control/server.js';
+import type { HttpMethod } from '../api/control.js';
 import {
   DEFAULT_KMS_SOCKET,
   HEADER_CIPHERTEXT_BLOB,
@@ -34,7 +34,6 @@ import {
   type ReEncryptResult,
   type WrappedDataKey,
 } from './provider.js';
-import { loadSodium, wipe } from './sodium.js';
 
 export interface KmsClientOptions {
   /** The KMS socket (default `/run/nitride-kms/kms.sock`). */
@@ -71,6 +70,7 @@ export class KmsClient implements KeyProvider, KeyAdmin {
     const { plaintext, keyId: id, keyVersion, headers } = await this.secret(KMS_API.generateDataKey, generateBody(keyId, context, options), options.signal);
     const blob = headers[HEADER_CIPHERTEXT_BLOB];
     if (typeof blob !== 'string') {
+      const { loadSodium, wipe } = await import('./sodium.js');
       wipe(await loadSodium(), plaintext);
       throw new KmsUnavailableError('the KMS reply lacks the ciphertext blob');
     }
@@ -145,9 +145,14 @@ export class KmsClient implements KeyProvider, KeyAdmin {
     }
   }
 
-  /** A call whose success reply is raw key bytes; the Buffer returned is the only copy. */
+  /**
+   * A call whose success reply is raw key bytes; the Buffer returned is the only copy.
+   * libsodium is imported only here and where such a reply is refused: the key-admin calls
+   * (the CLI's `kms` verbs) never load it.
+   */
   private async secret(path: string, body: unknown, signal: AbortSignal | undefined): Promise<{ plaintext: Buffer; keyId: string; keyVersion: number; headers: RawReply['headers'] }> {
-    const sodium = await loadSodium();
+    const { loadSodium, wipe } = await import('./sodium.js');
+    const lib = await loadSodium();
     let reply: RawReply;
     try {
       reply = await this.http.request('POST', path, body, signal);
@@ -166,7 +171,7 @@ export class KmsClient implements KeyProvider, KeyAdmin {
     const keyId = reply.headers[HEADER_KEY_ID];
     const keyVersion = Number(reply.headers[HEADER_KEY_VERSION]);
     if (reply.headers['content-type'] !== SECRET_CONTENT_TYPE || typeof keyId !== 'string' || !Number.isInteger(keyVersion)) {
-      wipe(sodium, reply.body);
+      wipe(lib, reply.body);
       throw new KmsUnavailableError(`the KMS at ${this.socketPath} sent a malformed key reply (HTTP ${reply.status})`);
     }
     return { plaintext: reply.body, keyId, keyVersion, headers: reply.headers };

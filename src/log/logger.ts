@@ -7,10 +7,9 @@
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
 
-export type { Logger } from 'pino';
+import type { LogLevel } from '../api/daemon.js';
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export type { Logger } from 'pino';
 
 /** Field names that may hold secrets, at the top level or one level down. */
 const SECRET_FIELDS = ['key', 'keys', 'dataKey', 'plaintextKey', 'plaintext', 'secret', 'privateKey', 'sessionKey', 'password', 'token'];

@@ -1,4 +1,5 @@
 /** Where the daemon's metrics are served: `GET /metrics` on the control socket, and optionally a loopback TCP port. */
+import { DAEMON_API } from '../api/daemon.js';
 import { BinaryReply, type ControlServer } from '../control/server.js';
 import { METRICS_CONTENT_TYPE, type DaemonMetrics } from './daemon-metrics.js';
 import { MetricsHttpListener, parseLoopbackListen } from './http-listener.js';
@@ -13,7 +14,7 @@ export interface MetricsEndpoints {
 export async function serveMetrics(control: ControlServer, metrics: DaemonMetrics, listen: string | undefined, kept?: KeptListener): Promise<MetricsEndpoints> {
   control.register({
     method: 'GET',
-    path: '/metrics',
+    path: DAEMON_API.metrics,
     handle: async () => new BinaryReply(Buffer.from(await metrics.text()), { contentType: METRICS_CONTENT_TYPE }),
   });
   if (listen === undefined) return { tcp: null, close: async () => {} };

@@ -27,6 +27,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NbdRequest } from '../nbd/transmission.js';
+import type { VpcPeerStats, VpcPortStats, VpcUnderlayStats } from '../api/vpc.js';
 
 /** Options for {@link tapOpen}. */
 export interface TapOpenOptions {
@@ -561,81 +562,6 @@ export type VpcControlEvent =
   | VpcRekeyNeededEvent
   | VpcSessionActiveEvent
   | VpcPortErrorEvent;
-
-/**
- * Counters of one port. rx = read from the guest: a GSO super-frame (guest
- * offloads on) counts once, with its full length. tx = written into the
- * guest, sendFrame included: TCP segments from peers that the engine
- * coalesces into one super-frame count one by one (as received), a
- * super-frame from another local port counts once.
- */
-export interface VpcPortStats {
-  rxFrames: number;
-  rxBytes: number;
-  txFrames: number;
-  txBytes: number;
-  drops: {
-    /** Source check failed. */
-    spoofed: number;
-    /** Unicast to a MAC with no route (or to a removed port/peer). */
-    noRoute: number;
-    /** Longer than mtu + 14 (counted on the receiving port for frames towards it). */
-    oversize: number;
-    /** Punted to onControl (not forwarded); not an error. */
-    punted: number;
-    /** Punt dropped because JS is behind. */
-    puntOverflow: number;
-    /** Ethertype other than IPv4/ARP on a source-checked port. */
-    filtered: number;
-    /** Runt, VLAN-tagged, unparsable headers or unsupported GSO type. */
-    invalid: number;
-    /** Sending into the guest failed (e.g. its queue is full). */
-    txError: number;
-    /**
-     * Frames from the guest the kernel dropped because the engine's packet
-     * socket queue (4 MiB) was full: the engine is behind. Not in rxFrames.
-     */
-    queueFull: number;
-  };
-}
-
-/** Counters of one peer. Packets/bytes are underlay datagrams. */
-export interface VpcPeerStats {
-  txPackets: number;
-  txBytes: number;
-  rxPackets: number;
-  rxBytes: number;
-  drops: {
-    /** Authentication failed (wrong key, tampering). */
-    badTag: number;
-    /** Duplicate counter, or older than the 8128-message window. */
-    replay: number;
-    /** Nothing to send with (no current session, or it is exhausted), or a data message with an unknown receiver index from this peer. */
-    noSession: number;
-    /** Plaintext message while this peer is not in plaintext mode. */
-    notPlaintext: number;
-    /** Received frame for no local port (or for broadcast/multicast). */
-    noRoute: number;
-    /** Received frame whose source MAC is not routed to this peer. */
-    spoofed: number;
-  };
-  /** Time (ms since the epoch) of the last authenticated message, 0 = none. */
-  lastRx: number;
-  /** Sessions installed: current, previous and pending ones (0..3). */
-  sessions: number;
-}
-
-export interface VpcUnderlayStats {
-  /** Datagrams from no peer's endpoint (or a known session's index from the wrong address). */
-  unknownPeer: number;
-  /** Too short, truncated, non-zero reserved bytes. */
-  malformed: number;
-  /** Handshake datagrams handed to onControl. */
-  punted: number;
-  puntOverflow: number;
-  /** sendmmsg failures (datagrams dropped). */
-  txError: number;
-}
 
 /** Snapshot returned by {@link VpcEngine.stats}. */
 export interface VpcStats {

@@ -13,18 +13,11 @@ import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
 import { ensureDir, readJsonFile, writeFileAtomic } from '../common/durable-fs.js';
+import type { ImageInfo } from '../api/vms.js';
 
 /** Boot images above this size are refused (kernels and initramfs are tens of MB). */
 const MAX_IMAGE_BYTES = 1 << 30;
 
-export interface ImageInfo {
-  sha256: string;
-  name: string;
-  size: number;
-  /** The file it was allowed from (for people; never used to boot). */
-  source: string;
-  addedAt: string;
-}
 
 interface ImagesFile {
   format: 1;

@@ -30,7 +30,10 @@ import type { VpcManager } from '../vpc/manager.js';
 import type { ImageAllowlist } from './images.js';
 import { processIsRunning, processStartTime } from './process.js';
 import { QmpClient } from './qmp.js';
-import { qemuArgs, type Accel, type QemuSpec } from './qemu.js';
+import { qemuArgs, type QemuSpec } from './qemu.js';
+import { isResourceId, newResourceId } from '../api/ids.js';
+import type { Accel, ConsoleReply, RunVmRequest, VmInfo, VmState } from '../api/vms.js';
+import { LOCAL_HOST_ID } from '../api/vpc.js';
 
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
 const DEFAULT_APPEND = 'console=ttyS0 panic=-1';
@@ -41,44 +44,10 @@ const STOP_TIMEOUT_MS = 15_000;
 /** Console bytes returned per call. */
 const CONSOLE_CHUNK = 256 << 10;
 
-export type VmState = 'running' | 'stopped';
-
-interface VmRecord {
+/** What is stored per VM: what the API shows, less the console path, plus what re-adoption checks. */
+interface VmRecord extends Omit<VmInfo, 'consoleLog'> {
   format: 1;
-  id: string;
-  name: string;
-  kernel: { sha256: string; name: string };
-  initrd: { sha256: string; name: string } | null;
-  append: string;
-  memoryMiB: number;
-  cpus: number;
-  accel: Accel;
-  volumes: Array<{ id: string; boot: boolean }>;
-  enis: string[];
-  createdAt: string;
-  state: VmState;
-  pid: number | null;
   pidStartTime: string | null;
-  stoppedAt: string | null;
-  stopReason: string | null;
-  /** Ephemeral volumes wiped at the stop (for `vm list`/describe). */
-  wiped: string[];
-  args: string[];
-}
-
-export type VmInfo = Omit<VmRecord, 'format' | 'pidStartTime'> & { consoleLog: string };
-
-export interface RunVmOptions {
-  name: string;
-  kernel: string;
-  initrd?: string;
-  append?: string;
-  memoryMiB?: number;
-  cpus?: number;
-  accel?: Accel;
-  /** "vol-…" or "vol-…:boot". */
-  volumes?: string[];
-  enis?: string[];
 }
 
 export interface VmManagerOptions {
@@ -119,7 +88,7 @@ export class VmManager {
   async load(): Promise<void> {
     await ensureDir(this.options.vmDir);
     for (const entry of await fs.readdir(this.options.vmDir)) {
-      if (!/^i-[0-9a-f]{17}$/.test(entry)) continue;
+      if (!isResourceId('vm', entry)) continue;
       const record = await readJsonFile<VmRecord>(this.recordPath(entry));
       if (!record) continue;
       const vm = new Vm(record);
@@ -152,12 +121,12 @@ export class VmManager {
   }
 
   /** The QEMU arguments `run` would use, for people who launch QEMU themselves (console on stdio, no QMP). */
-  async qemuArgsFor(opts: RunVmOptions): Promise<string[]> {
+  async qemuArgsFor(opts: RunVmRequest): Promise<string[]> {
     const { spec } = await this.plan(opts, 'stdio', undefined);
     return qemuArgs(spec);
   }
 
-  run(opts: RunVmOptions): Promise<VmInfo> {
+  run(opts: RunVmRequest): Promise<VmInfo> {
     const r = this.runQueue.then(() => this.runNow(opts));
     this.runQueue = r.catch(() => {});
     return r;
@@ -191,7 +160,7 @@ export class VmManager {
   }
 
   /** Console output from byte `offset` (negative: the last -offset bytes). */
-  async console(ref: string, offset: number): Promise<{ offset: number; text: string; state: VmState }> {
+  async console(ref: string, offset: number): Promise<ConsoleReply> {
     const vm = this.get(ref);
     const file = this.consolePath(vm.record.id);
     let handle: fs.FileHandle;
@@ -224,8 +193,8 @@ export class VmManager {
 
   // ---------------------------------------------------------------------------- run
 
-  private async runNow(opts: RunVmOptions): Promise<VmInfo> {
-    const id = 'i-' + randomBytes(9).toString('hex').slice(0, 17);
+  private async runNow(opts: RunVmRequest): Promise<VmInfo> {
+    const id = newResourceId('vm', randomBytes);
     const dir = this.dirOf(id);
     const qmpSocket = path.join(dir, 'qmp.sock');
     const { spec, record } = await this.plan(opts, { file: this.consolePath(id) }, qmpSocket, id);
@@ -290,7 +259,7 @@ export class VmManager {
   }
 
   /** Validate a run request and build the QEMU spec (no side effects). */
-  private async plan(opts: RunVmOptions, consoleTarget: QemuSpec['console'], qmpSocket: string | undefined, id = ''): Promise<{ spec: QemuSpec; record: VmRecord }> {
+  private async plan(opts: RunVmRequest, consoleTarget: QemuSpec['console'], qmpSocket: string | undefined, id = ''): Promise<{ spec: QemuSpec; record: VmRecord }> {
     const running = [...this.vms.values()].filter((v) => v.record.state === 'running' || v.cleanup);
     if (running.some((v) => v.record.name === opts.name)) throw new ConflictError(`a VM named ${opts.name} is running`, 'VM_NAME_TAKEN');
     const accel = opts.accel ?? 'tcg';
@@ -324,11 +293,11 @@ export class VmManager {
     if (new Set(enis).size !== enis.length) throw new UsageError('an ENI is given twice');
     const nics = enis.map((eniId) => {
       const eni = this.options.vpc.getEni(eniId);
-      if (eni.host !== 'local') throw new UsageError(`ENI ${eniId} lives on host ${eni.host}, not here`);
+      if (eni.hostId !== LOCAL_HOST_ID) throw new UsageError(`ENI ${eniId} lives on host ${eni.hostId}, not here`);
       if (eni.kind !== 'tap') throw new UsageError(`ENI ${eniId} is a ${eni.kind} ENI; QEMU needs a tap ENI (eni create --kind tap)`);
       const user = running.find((r) => r.record.enis.includes(eniId));
       if (user) throw new ConflictError(`ENI ${eniId} is attached to VM ${user.record.name}`, 'ENI_IN_USE');
-      return { ifname: eni.ifname, mac: eni.mac };
+      return { ifname: eni.hostInterface, mac: eni.mac };
     });
 
     const append = opts.append ?? DEFAULT_APPEND;
@@ -446,9 +415,10 @@ export class VmManager {
 
 /** "vol-…" or "vol-…:boot". */
 function parseVolumeRef(ref: string): { id: string; boot: boolean } {
-  const m = /^(vol-[0-9a-f]{17})(:boot)?$/.exec(ref);
-  if (!m) throw new UsageError(`bad volume '${ref}': expected vol-<17 hex digits>[:boot]`);
-  return { id: m[1]!, boot: m[2] !== undefined };
+  const boot = ref.endsWith(':boot');
+  const id = boot ? ref.slice(0, -':boot'.length) : ref;
+  if (!isResourceId('volume', id)) throw new UsageError(`bad volume '${ref}': expected vol-<17 hex digits>[:boot]`);
+  return { id, boot };
 }
 
 /**

@@ -10,6 +10,7 @@
  * QEMU 7.2's NVMe controller has no model property (it always reports "QEMU NVMe Ctrl"), so
  * the serial is what identifies a nitride volume inside the guest.
  */
+import type { Accel } from '../api/vms.js';
 
 /** Seconds QEMU holds guest I/O while the NBD server is away (a daemon restart). Under the
  * Linux NVMe driver's 30 s I/O timeout would abort requests; a restart takes a few seconds. */
@@ -17,7 +18,6 @@ export const NBD_RECONNECT_DELAY_S = 30;
 /** Seconds QEMU waits for the NBD server at start. */
 export const NBD_OPEN_TIMEOUT_S = 30;
 
-export type Accel = 'tcg' | 'kvm';
 
 export interface QemuVolume {
   id: string;
@@ -87,9 +87,4 @@ export function qemuArgs(spec: QemuSpec): string[] {
     args.push('-device', `virtio-net-pci,netdev=net${i},mac=${n.mac}`);
   });
   return args;
-}
-
-/** Quote arguments for a POSIX shell (for `vm qemu-args`). */
-export function shellQuote(args: readonly string[]): string {
-  return args.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }

@@ -32,14 +32,11 @@ import { ExportIoStats } from '../nbd/io-stats.js';
 import type { BlockBackend, BlockCapabilities } from './backend.js';
 import { EncryptedBackend, XTS_KEY_BYTES, encryptedCapabilities } from './encrypted-backend.js';
 import { FileBackend, fileCapabilities } from './file-backend.js';
-
-export type VolumeType = 'ebs' | 'ephemeral';
+import { isResourceId, newResourceId } from '../api/ids.js';
+import { MAX_VOLUME_SIZE, MIN_VOLUME_SIZE, type CopyProgress, type CreateVolumeRequest, type VolumeInfo, type VolumeType } from '../api/volumes.js';
 
 /** XTS data unit of new volumes (4 KiB: half the CPU per byte of 512). */
 const DATA_UNIT = 4096;
-/** Sizes are whole data units; at least 1 MiB, at most 64 TiB (io2 Block Express). */
-export const MIN_VOLUME_SIZE = 1 << 20;
-export const MAX_VOLUME_SIZE = 64 * 2 ** 40;
 const COPY_CHUNK = 1 << 20;
 
 /** What is stored per volume (never a plaintext key). */
@@ -68,23 +65,6 @@ interface WrappedKeyRecord {
 /** KMS encryption context of an ephemeral volume's key (only ever unwrapped after a handover). */
 const ephemeralContext = (id: string) => ({ volume: id, purpose: 'ephemeral-handover' });
 
-/** What the API shows of a volume. */
-export interface VolumeInfo {
-  id: string;
-  name: string | null;
-  type: VolumeType;
-  size: number;
-  createdAt: string;
-  multiAttach: boolean;
-  encryption: { cipher: string; dataUnitSize: number; kmsKeyId: string | null; keyVersion: number | null };
-  state: 'available' | 'in-use';
-  attachments: Array<{ consumer: string; connections: number }>;
-  /** NBD URI on the daemon's Unix socket; what qemu-img, nbdinfo and fio take as is. */
-  uri: string;
-  /** NBD URI on the TCP listener, when one is configured. */
-  tcpUri: string | null;
-}
-
 /** What metrics read of a volume. */
 export interface VolumeIoStats {
   id: string;
@@ -94,21 +74,6 @@ export interface VolumeIoStats {
   consumers: number;
   connections: number;
   stats: ExportIoStats;
-}
-
-export interface CreateVolumeOptions {
-  type: VolumeType;
-  size: number;
-  name?: string;
-  /** KMS key id or alias (ebs); default: the KMS's default key. */
-  kmsKeyId?: string;
-  /** Several consumers at once (needs a cluster-aware guest file system). */
-  multiAttach?: boolean;
-}
-
-export interface CopyProgress {
-  done: number;
-  total: number;
 }
 
 export interface VolumeManagerOptions {
@@ -168,7 +133,7 @@ export class VolumeManager implements ExportCatalog {
     await ensureDir(this.options.volumeDir);
     await ensureDir(this.options.ephemeralDir);
     for (const entry of await fs.readdir(this.options.volumeDir)) {
-      if (!/^vol-[0-9a-f]{17}\.json$/.test(entry)) continue;
+      if (!entry.endsWith('.json') || !isResourceId('volume', entry.slice(0, -'.json'.length))) continue;
       const record = await readJsonFile<VolumeRecord>(path.join(this.options.volumeDir, entry));
       if (!record) continue;
       if (record.type === 'ephemeral' && record.handover) {
@@ -190,18 +155,18 @@ export class VolumeManager implements ExportCatalog {
     }
     // Orphaned ephemeral images (crash between image and metadata writes).
     for (const entry of await fs.readdir(this.options.ephemeralDir)) {
-      if (/^vol-[0-9a-f]{17}\.img$/.test(entry) && !this.volumes.has(entry.slice(0, -4))) await fs.rm(path.join(this.options.ephemeralDir, entry), { force: true });
+      if (entry.endsWith('.img') && isResourceId('volume', entry.slice(0, -4)) && !this.volumes.has(entry.slice(0, -4))) await fs.rm(path.join(this.options.ephemeralDir, entry), { force: true });
     }
     this.log.info({ volumes: this.volumes.size }, 'volumes loaded');
   }
 
-  async create(opts: CreateVolumeOptions): Promise<VolumeInfo> {
+  async create(opts: CreateVolumeRequest): Promise<VolumeInfo> {
     validateSize(opts.size);
     if (opts.type === 'ephemeral' && opts.kmsKeyId) throw new UsageError('ephemeral volumes take no KMS key: their key never leaves memory');
     if (opts.name !== undefined && [...this.volumes.values()].some((v) => v.record.name === opts.name)) {
       throw new ConflictError(`a volume named '${opts.name}' exists already`);
     }
-    const id = newVolumeId();
+    const id = newResourceId('volume', randomBytes);
     const record: VolumeRecord = {
       format: 1,
       id,
@@ -598,10 +563,6 @@ function consumerOf(peer: NbdPeer): string {
   if (peer.transport === 'unix') return peer.pid !== undefined ? `pid ${peer.pid}` : 'unix';
   if (peer.transport === 'tcp') return `tcp ${peer.address ?? '?'}`;
   return 'stream';
-}
-
-function newVolumeId(): string {
-  return 'vol-' + randomBytes(9).toString('hex').slice(0, 17);
 }
 
 function validateSize(size: number): void {

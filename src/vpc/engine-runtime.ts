@@ -18,11 +18,12 @@ import { ArpResponder } from './arp.js';
 import { ENI_MTU, GATEWAY_MAC } from './constants.js';
 import { DhcpServer } from './dhcp.js';
 import { HandshakeManager, decodeKey, type HandshakeAction, type KeyPair, type PeerHandshakeStatus } from './handshake.js';
-import { parseEndpoint, type PeerRecord, type VpcNamedStats } from './manager.js';
+import { LOCAL_HOST_ID, type VpcControlStats, type VpcNamedStats } from '../api/vpc.js';
+import { parseEndpoint, type PeerRecord } from './manager.js';
 import type { EniEntry, EniRecord } from './model.js';
 import type { Netdevs } from './netdevs.js';
 import { macBytes } from './packets.js';
-import { LOCAL_HOST_ID, type VpcStateStore } from './state-store.js';
+import type { VpcStateStore } from './state-store.js';
 import { nameStats, type SessionCounters } from './stats.js';
 
 /** What the runtime uses of the native engine. */
@@ -73,14 +74,6 @@ export interface RuntimeOptions {
   dnsServers?: string[];
   /** Session age (seconds) at which peers rekey; default the handshake's. */
   rekeyAfterSeconds?: number;
-}
-
-/** The control plane's counters (`vpc stats`). */
-export interface ControlStats {
-  punts: Record<string, number>;
-  arp: { replies: number; drops: Record<string, number> };
-  dhcp: { replies: Record<string, number>; drops: Record<string, number> };
-  handshake: { rejects: Record<string, number> };
 }
 
 /** The fd store name of a local ENI's packet socket. */
@@ -306,7 +299,7 @@ export class VpcRuntime {
     return nameStats(this.engine.stats(), (portId) => this.portEnis.get(portId), (peerId) => this.peerNames.get(peerId));
   }
 
-  controlStats(): ControlStats {
+  controlStats(): VpcControlStats {
     return {
       punts: { ...this.punts },
       arp: { replies: this.arp.replies, drops: { ...this.arp.drops } },

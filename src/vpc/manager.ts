@@ -15,20 +15,28 @@ import type { KeyProvider } from '../kms/provider.js';
 import { loadSodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
 import type { FdStore } from '../common/fd-store.js';
-import type { VpcPeerStats, VpcPortStats, VpcStats } from '../native/addon.js';
+import {
+  LOCAL_HOST_ID,
+  type EniInfo,
+  type EniKind,
+  type PeerInfo,
+  type SubnetRecord,
+  type VpcNamedStats,
+  type VpcRecord,
+  type VpcStatsReply,
+  type VpcStatus,
+} from '../api/vpc.js';
 import { ENI_MTU } from './constants.js';
 import { VpcRuntime, nativeEngine, type EngineFactory } from './engine-runtime.js';
 import { encodeKey } from './handshake.js';
 import { loadHostKey } from './host-key.js';
-import type { CreateEniInput, EniRecord, SubnetRecord, VpcModel, VpcRecord } from './model.js';
+import type { CreateEniInput, EniRecord, VpcModel } from './model.js';
 import { checkVethName, hostNetdevs, vethGuestName, type Netdevs } from './netdevs.js';
 import { newPeerRecord, sessionState, type NewPeer } from './peers.js';
-import { LOCAL_HOST_ID, VpcStateStore } from './state-store.js';
+import { VpcStateStore } from './state-store.js';
 import { SessionCounters, type VpcObservation } from './stats.js';
 
 const RETRY_MS = 3000;
-
-export type EniKind = 'tap' | 'veth';
 
 export interface PeerRecord {
   name: string;
@@ -38,49 +46,12 @@ export interface PeerRecord {
   plaintext: boolean;
 }
 
-export interface EniInfo extends EniRecord {
-  kind: EniKind | null;
-  /** `local` or the peer name hosting it. */
-  host: string;
-  ip: string;
-  ifname: string;
-  /** The guest-side veth name (veth ENIs only). */
-  guestInterface: string | null;
-}
-
-export interface PeerInfo extends PeerRecord {
-  session: 'established' | 'handshaking' | 'none' | 'unknown';
-  handshake: unknown;
-  lastRx: number | null;
-}
-
-export interface VpcStatus {
-  enabled: boolean;
-  state: 'up' | 'down';
-  message: string | null;
-  listen: string;
-  port: number | null;
-  publicKey: string | null;
-  mtu: number;
-  vpcs: number;
-  subnets: number;
-  enis: { total: number; local: number };
-  peers: Array<{ name: string; endpoint: string; session: PeerInfo['session'] }>;
-}
-
 /** Sessions established with one peer since the daemon started (metrics). */
 export interface PeerSessionCounters {
   /** Completed handshakes (sessions installed), rekeys included. */
   handshakes: number;
   /** Handshakes that replaced a current session. */
   rekeys: number;
-}
-
-/** Data-plane counters keyed by ENI id and peer name (what metrics and `vpc stats` read). */
-export interface VpcNamedStats {
-  enis: Record<string, VpcPortStats>;
-  peers: Record<string, VpcPeerStats>;
-  underlay: VpcStats['underlay'];
 }
 
 export interface VpcManagerOptions {
@@ -297,7 +268,7 @@ export class VpcManager {
     };
   }
 
-  stats(): unknown {
+  stats(): VpcStatsReply {
     const rt = this.up();
     return { ...rt.namedStats(), control: rt.controlStats() };
   }
@@ -321,7 +292,7 @@ export class VpcManager {
 
   private eniInfo(e: EniRecord): EniInfo {
     const kind = this.store.kind(e.id) ?? null;
-    return { ...e, kind, host: e.hostId, ip: e.privateIp, ifname: e.hostInterface, guestInterface: kind === 'veth' ? vethGuestName(e.hostInterface) : null };
+    return { ...e, kind, guestInterface: kind === 'veth' ? vethGuestName(e.hostInterface) : null };
   }
 
   private session(name: string): PeerInfo['session'] {

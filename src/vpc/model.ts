@@ -21,6 +21,8 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
+import { idFormat, isResourceId, newResourceId, type ResourceKind } from '../api/ids.js';
+import { PEER_NAME_PATTERN, type EniInfo, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
 import { GATEWAY_MAC } from './constants.js';
 import {
   cidrContains,
@@ -43,35 +45,11 @@ import {
 } from './packets.js';
 
 // =============================================================================================
-// Records (the JSON-friendly shapes: what the API shows and the state file stores)
+// Records: what the state file stores, in the API's shapes (src/api/vpc.ts)
 // =============================================================================================
 
-export interface VpcRecord {
-  id: string;
-  cidr: string;
-  name?: string;
-}
-
-export interface SubnetRecord {
-  id: string;
-  vpcId: string;
-  cidr: string;
-  name?: string;
-}
-
-export interface EniRecord {
-  id: string;
-  vpcId: string;
-  subnetId: string;
-  mac: string;
-  privateIp: string;
-  sourceDestCheck: boolean;
-  /** Host-side netdev (the tap/veth end the daemon opens), unique per host. */
-  hostInterface: string;
-  /** The daemon hosting this ENI: a peer name, or the local daemon's own id. */
-  hostId: string;
-  description?: string;
-}
+/** An ENI as stored: what the API shows less what the manager adds (its netdev kind and guest side). */
+export type EniRecord = Omit<EniInfo, 'kind' | 'guestInterface'>;
 
 /** The state file's content. */
 export interface VpcState {
@@ -90,16 +68,9 @@ export const MAX_PREFIX = 28;
 /** Linux IFNAMSIZ (16) minus the terminating NUL. */
 export const MAX_INTERFACE_NAME = 15;
 
-const VPC_ID = /^vpc-[0-9a-f]{17}$/;
-const SUBNET_ID = /^subnet-[0-9a-f]{17}$/;
-const ENI_ID = /^eni-[0-9a-f]{17}$/;
-const HOST_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9 ._:/@-]{0,127}$/;
 const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
-export const isVpcId = (s: string): boolean => VPC_ID.test(s);
-export const isSubnetId = (s: string): boolean => SUBNET_ID.test(s);
-export const isEniId = (s: string): boolean => ENI_ID.test(s);
 
 /** Address ranges no VPC may use (AWS refuses them too). */
 const SPECIAL_RANGES: Array<[Cidr, string]> = [
@@ -321,7 +292,7 @@ export class VpcModel {
       if (cidrOverlaps(range, cidr)) throw new UsageError(`VPC CIDR ${formatCidr(cidr)} overlaps the ${what} range`);
     }
     const id = input.id ?? this.newId('vpc', (s) => this.vpcs.has(s));
-    if (!isVpcId(id)) throw new UsageError(`'${id}' is not a VPC id (vpc- and 17 hex digits)`);
+    checkId('vpc', id, 'a VPC id');
     if (this.vpcs.has(id)) throw new ConflictError(`VPC ${id} already exists`);
     const record: VpcRecord = { id, cidr: formatCidr(cidr) };
     if (input.name !== undefined) record.name = checkName(input.name);
@@ -358,7 +329,7 @@ export class VpcModel {
       }
     }
     const id = input.id ?? this.newId('subnet', (s) => this.subnets.has(s));
-    if (!isSubnetId(id)) throw new UsageError(`'${id}' is not a subnet id (subnet- and 17 hex digits)`);
+    checkId('subnet', id, 'a subnet id');
     if (this.subnets.has(id)) throw new ConflictError(`subnet ${id} already exists`);
     const record: SubnetRecord = { id, vpcId: vpc.record.id, cidr: formatCidr(cidr) };
     if (input.name !== undefined) record.name = checkName(input.name);
@@ -394,7 +365,7 @@ export class VpcModel {
   createEni(input: CreateEniInput): EniRecord {
     const subnet = this.subnetEntry(input.subnetId);
     const id = input.id ?? this.newId('eni', (s) => this.enis.has(s));
-    if (!isEniId(id)) throw new UsageError(`'${id}' is not an ENI id (eni- and 17 hex digits)`);
+    checkId('eni', id, 'an ENI id');
     if (this.enis.has(id)) throw new ConflictError(`ENI ${id} already exists`);
     const hostId = input.hostId === undefined ? this.localHostId : checkHostId(input.hostId);
 
@@ -581,9 +552,9 @@ export class VpcModel {
     return null;
   }
 
-  private newId(prefix: string, taken: (id: string) => boolean): string {
+  private newId(kind: ResourceKind, taken: (id: string) => boolean): string {
     for (;;) {
-      const id = `${prefix}-${this.random(9).toString('hex').slice(0, 17)}`;
+      const id = newResourceId(kind, this.random);
       if (!taken(id)) return id;
     }
   }
@@ -635,6 +606,11 @@ function checkBlock(text: string, what: 'VPC' | 'subnet'): Cidr {
   return cidr;
 }
 
+/** An id given for a new resource must have its kind's format. */
+function checkId(kind: ResourceKind, id: string, what: string): void {
+  if (!isResourceId(kind, id)) throw new UsageError(`'${id}' is not ${what} (${idFormat(kind)})`);
+}
+
 /** A MAC given for an ENI: canonical form, unicast, not all zeroes, not the gateway's. */
 export function checkMac(text: string): string {
   const mac = typeof text === 'string' ? normalizeMac(text) : null;
@@ -646,7 +622,7 @@ export function checkMac(text: string): string {
 }
 
 function checkHostId(text: string): string {
-  if (typeof text !== 'string' || !HOST_ID.test(text)) {
+  if (typeof text !== 'string' || !PEER_NAME_PATTERN.test(text)) {
     throw new UsageError(`'${String(text)}' is not a host id (1-63 letters, digits, '.', '_', '-', starting with a letter or digit)`);
   }
   return text;

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { RuntimeError, UsageError, errnoCode } from '../common/errors.js';
 import { closeFd, tapOpen } from '../native/addon.js';
-import type { EniKind } from './manager.js';
+import type { EniKind } from '../api/vpc.js';
 
 /** What the VPC does to netdevs (the runtime tests use an in-memory one). */
 export interface Netdevs {

@@ -5,8 +5,8 @@
  */
 import { ConflictError, UsageError } from '../common/errors.js';
 import { decodeKey, encodeKey, type PeerHandshakeStatus } from './handshake.js';
-import { parseEndpoint, type PeerInfo, type PeerRecord } from './manager.js';
-import { LOCAL_HOST_ID } from './state-store.js';
+import { LOCAL_HOST_ID, PEER_NAME_PATTERN, type PeerInfo } from '../api/vpc.js';
+import { parseEndpoint, type PeerRecord } from './manager.js';
 
 export interface NewPeer {
   name: string;
@@ -17,7 +17,7 @@ export interface NewPeer {
 
 /** A new peer's record (key in canonical form), checked against this host and the peers there are. */
 export function newPeerRecord(input: NewPeer, existing: readonly PeerRecord[]): PeerRecord {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(input.name)) throw new UsageError(`peer name '${input.name}' must be 1-63 letters, digits, . _ - (starting with a letter or digit)`);
+  if (!PEER_NAME_PATTERN.test(input.name)) throw new UsageError(`peer name '${input.name}' must be 1-63 letters, digits, . _ - (starting with a letter or digit)`);
   if (input.name === LOCAL_HOST_ID) throw new UsageError(`'${LOCAL_HOST_ID}' names this host; choose another peer name`);
   if (existing.some((p) => p.name === input.name)) throw new ConflictError(`peer ${input.name} already exists`);
   parseEndpoint(input.endpoint);

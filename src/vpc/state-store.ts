@@ -7,11 +7,9 @@
 import { z } from 'zod';
 import { RuntimeError } from '../common/errors.js';
 import { readJsonFile, writeFileAtomic } from '../common/durable-fs.js';
-import type { EniKind, PeerRecord } from './manager.js';
+import { LOCAL_HOST_ID, type EniKind } from '../api/vpc.js';
+import type { PeerRecord } from './manager.js';
 import { VpcModel, type EniDirectory, type VpcState } from './model.js';
-
-/** Host id of this daemon in the ENI tables (remote ENIs name a peer instead). */
-export const LOCAL_HOST_ID = 'local';
 
 interface StateFile {
   version: 1;

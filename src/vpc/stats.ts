@@ -4,7 +4,8 @@
  * established with each peer, which outlive a restart of the runtime.
  */
 import type { VpcStats } from '../native/addon.js';
-import type { PeerInfo, PeerSessionCounters, VpcNamedStats } from './manager.js';
+import type { PeerInfo, VpcNamedStats } from '../api/vpc.js';
+import type { PeerSessionCounters } from './manager.js';
 
 /** Engine counters by ENI id and peer name; ids the runtime does not know show as `port-N`, `peer-N`. */
 export function nameStats(stats: VpcStats, eniOfPort: (portId: number) => string | undefined, nameOfPeer: (peerId: number) => string | undefined): VpcNamedStats {

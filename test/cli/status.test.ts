@@ -1,7 +1,7 @@
 /** `nitride status` against a real KMS and daemon: health, the volume table, --json details. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReport } from '../../src/cli/commands/status.js';
-import type { VolumeInfo } from '../../src/volume/manager.js';
+import type { VolumeInfo } from '../../src/api/volumes.js';
 import { startHost, type TestHost } from '../helpers/nitride.js';
 import { nbdPython } from '../helpers/run.js';
 

@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadDaemonConfig, DEFAULT_CONTROL_SOCKET } from '../../src/daemon/config.js';
+import { DEFAULT_CONTROL_SOCKET } from '../../src/api/control.js';
+import { loadDaemonConfig } from '../../src/daemon/config.js';
 import { tempDir } from '../helpers/nitride.js';
 
 let cleanup = (): void => {};

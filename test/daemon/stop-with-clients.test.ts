@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { VolumeInfo } from '../../src/volume/manager.js';
+import type { VolumeInfo } from '../../src/api/volumes.js';
 import { startHost, type TestHost } from '../helpers/nitride.js';
 
 let host: TestHost;

@@ -6,7 +6,8 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { VolumeInfo } from '../../src/volume/manager.js';
+import { ID_PATTERNS } from '../../src/api/ids.js';
+import type { VolumeInfo } from '../../src/api/volumes.js';
 import { CLI, nitride, startDaemon, startHost, type TestHost } from '../helpers/nitride.js';
 import { nbdPython, run, runOk } from '../helpers/run.js';
 
@@ -48,7 +49,7 @@ afterAll(async () => {
 describe('volumes through the CLI and real NBD clients', () => {
   it('creates ebs and ephemeral volumes whose URIs qemu-img, nbdinfo and fio accept as they are', async () => {
     const ebs = await create(host, ['--size', '64M', '--name', 'web-data']);
-    expect(ebs.id).toMatch(/^vol-[0-9a-f]{17}$/);
+    expect(ebs.id).toMatch(ID_PATTERNS.volume);
     expect(ebs).toMatchObject({ type: 'ebs', size: 64 << 20, name: 'web-data', state: 'available' });
     expect(ebs.encryption.kmsKeyId).toMatch(/^key-/);
     expect(ebs.uri).toBe(`nbd+unix:///${ebs.id}?socket=${host.nbdSocket}`);

@@ -15,7 +15,7 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDaemonConfig } from '../../src/daemon/config.js';
-import type { EniInfo, PeerInfo } from '../../src/vpc/manager.js';
+import type { EniInfo, PeerInfo } from '../../src/api/vpc.js';
 import { nitride, tempDir } from '../helpers/nitride.js';
 import { NsLab, must, sleep, waitFor, type NsHost } from '../helpers/netns.js';
 import { run } from '../helpers/run.js';
@@ -151,18 +151,18 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
       await h.json(['subnet', 'create', '--vpc', VPC_ID, '--cidr', '172.31.1.0/24', '--id', SUBNET_ID]);
     }
     const eniA = await a.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_A, '--mac', MAC_A, '--ip', IP_A, '--kind', 'veth']);
-    expect(eniA).toMatchObject({ id: ENI_A, mac: MAC_A, ip: IP_A, kind: 'veth', host: 'local', guestInterface: `${eniA.ifname}p` });
+    expect(eniA).toMatchObject({ id: ENI_A, mac: MAC_A, privateIp: IP_A, kind: 'veth', hostId: 'local', guestInterface: `${eniA.hostInterface}p` });
     await b.json(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_A, '--mac', MAC_A, '--ip', IP_A, '--host', 'ha']);
     const eniB = await b.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_B, '--mac', MAC_B, '--ip', IP_B, '--kind', 'veth']);
     await a.json(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_B, '--mac', MAC_B, '--ip', IP_B, '--host', 'hb']);
-    expect((await a.json<EniInfo[]>(['eni', 'list'])).map((e) => [e.id, e.host]).sort()).toEqual([
+    expect((await a.json<EniInfo[]>(['eni', 'list'])).map((e) => [e.id, e.hostId]).sort()).toEqual([
       [ENI_A, 'local'],
       [ENI_B, 'hb'],
     ]);
     // The host side: up, no IPv4 address, tc ingress drop installed.
-    const link = await must('ip', '-n', a.ns, '-o', 'addr', 'show', 'dev', eniA.ifname);
+    const link = await must('ip', '-n', a.ns, '-o', 'addr', 'show', 'dev', eniA.hostInterface);
     expect(link).not.toMatch(/inet /);
-    expect(await must('ip', 'netns', 'exec', a.ns, 'tc', 'filter', 'show', 'dev', eniA.ifname, 'ingress')).toMatch(/matchall|bpf/);
+    expect(await must('ip', 'netns', 'exec', a.ns, 'tc', 'filter', 'show', 'dev', eniA.hostInterface, 'ingress')).toMatch(/matchall|bpf/);
     // Audited.
     const audit = readFileSync(path.join(a.dir, 'state', 'audit.log'), 'utf8');
     expect(audit).toContain('"action":"eni.create"');
@@ -290,7 +290,7 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
       // guest's own veth on host A, while a repeating-pattern payload crosses.
       const wire = await startCapture(a.ns, underlayA(), path.join(scratch.dir, 'underlay.pcap'), ['udp', 'port', '4789'], { count: 3000 });
       const eniA = await a.json<EniInfo>(['eni', 'describe', ENI_A]);
-      const control = await startCapture(a.ns, eniA.ifname, path.join(scratch.dir, 'guest.pcap'), ['tcp'], { count: 200 });
+      const control = await startCapture(a.ns, eniA.hostInterface, path.join(scratch.dir, 'guest.pcap'), ['tcp'], { count: 200 });
       const cross = await iperf(ga.ns, { ns: gb.ns, ip: IP_B }, 2);
       const [wireFrames, guestFrames] = [await wire.stop(), await control.stop()];
       expect(cross.error, cross.error).toBeUndefined();
@@ -394,7 +394,7 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
       await must('ip', 'netns', 'exec', a.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
       // The guest tries to use host A as a router: a static neighbour with the host side's MAC.
       const eniA = await a.json<EniInfo>(['eni', 'describe', ENI_A]);
-      const hostMac = (JSON.parse(await must('ip', '-n', a.ns, '-j', 'link', 'show', 'dev', eniA.ifname)) as Array<{ address: string }>)[0]!.address;
+      const hostMac = (JSON.parse(await must('ip', '-n', a.ns, '-j', 'link', 'show', 'dev', eniA.hostInterface)) as Array<{ address: string }>)[0]!.address;
       await must('ip', '-n', ga.ns, 'neigh', 'replace', '172.31.1.254', 'lladdr', hostMac, 'dev', ga.ifname, 'nud', 'permanent');
       await must('ip', '-n', ga.ns, 'route', 'add', `10.${subnetOctet}.0.0/24`, 'via', '172.31.1.254', 'dev', ga.ifname);
       const snmp = async (ns: string) => {
@@ -460,10 +460,10 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
 
   it('a TAP ENI (the default kind) is a persistent TAP; deleting the ENI removes it', async () => {
     const tap = await a.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID]);
-    expect(tap).toMatchObject({ kind: 'tap', host: 'local', guestInterface: null });
-    expect(await must('ip', '-n', a.ns, '-d', 'link', 'show', 'dev', tap.ifname)).toMatch(/tun type tap/);
+    expect(tap).toMatchObject({ kind: 'tap', hostId: 'local', guestInterface: null });
+    expect(await must('ip', '-n', a.ns, '-d', 'link', 'show', 'dev', tap.hostInterface)).toMatch(/tun type tap/);
     await a.json(['eni', 'delete', tap.id]);
-    expect((await run('ip', ['-n', a.ns, 'link', 'show', 'dev', tap.ifname])).code).not.toBe(0);
+    expect((await run('ip', ['-n', a.ns, 'link', 'show', 'dev', tap.hostInterface])).code).not.toBe(0);
   });
 
   it('deleting a remote ENI record stops delivery to it', async () => {

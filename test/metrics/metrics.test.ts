@@ -6,9 +6,9 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlClient } from '../../src/control/client.js';
-import type { DaemonStatus } from '../../src/daemon/daemon.js';
-import type { VolumeInfo } from '../../src/volume/manager.js';
-import { parseExposition, type Series } from '../../src/metrics/exposition.js';
+import type { DaemonStatus } from '../../src/api/daemon.js';
+import type { VolumeInfo } from '../../src/api/volumes.js';
+import { parseExposition, type Series } from '../../src/api/exposition.js';
 import type { TopFrame } from '../../src/cli/commands/top.js';
 import { nitride, startHost, tempDir, type TestHost } from '../helpers/nitride.js';
 import { nbdPython, runOk } from '../helpers/run.js';

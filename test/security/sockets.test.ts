@@ -6,8 +6,8 @@
  * address (it sends only to configured peers, see the VPC tests).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DaemonStatus } from '../../src/daemon/daemon.js';
-import type { VolumeInfo } from '../../src/volume/manager.js';
+import type { DaemonStatus } from '../../src/api/daemon.js';
+import type { VolumeInfo } from '../../src/api/volumes.js';
 import { startHost, type TestHost } from '../helpers/nitride.js';
 import { run } from '../helpers/run.js';
 

@@ -6,7 +6,9 @@
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { VolumeInfo } from '../../src/volume/manager.js';
+import { ID_PATTERNS } from '../../src/api/ids.js';
+import type { VolumeInfo } from '../../src/api/volumes.js';
+import type { EniInfo } from '../../src/api/vpc.js';
 import { CLI, nitride, tempDir } from '../helpers/nitride.js';
 import { UNIT_ROOT, bootSystemd, canBootSystemd, type BootedSystemd } from '../helpers/nspawn.js';
 import { runOk } from '../helpers/run.js';
@@ -65,8 +67,8 @@ describe.skipIf(!canBootSystemd)('nitride units under systemd', () => {
   it('DeviceAllow is enforced: the daemon creates a TAP, a unit with DevicePolicy=closed and no DeviceAllow cannot open /dev/net/tun', async () => {
     await cli(['vpc', 'create', '--cidr', '172.31.0.0/16', '--id', 'vpc-0123456789abcdef0']);
     await cli(['subnet', 'create', '--vpc', 'vpc-0123456789abcdef0', '--cidr', '172.31.1.0/24', '--id', 'subnet-0123456789abcdef0']);
-    const eni = JSON.parse(await cli(['eni', 'create', '--subnet', 'subnet-0123456789abcdef0', '--json'])) as { ifname: string };
-    expect(await sd.execOk(['ip', '-d', 'link', 'show', 'dev', eni.ifname])).toMatch(/tun type tap/);
+    const eni = JSON.parse(await cli(['eni', 'create', '--subnet', 'subnet-0123456789abcdef0', '--json'])) as EniInfo;
+    expect(await sd.execOk(['ip', '-d', 'link', 'show', 'dev', eni.hostInterface])).toMatch(/tun type tap/);
     const open = `require('fs').openSync('/dev/net/tun', 'r+')`;
     const denied = await sd.exec(['systemd-run', '--wait', '--pipe', '--quiet', '-p', 'DevicePolicy=closed', process.execPath, '-e', open]);
     expect(denied.code).not.toBe(0);
@@ -111,7 +113,8 @@ describe.skipIf(!canBootSystemd)('nitride units under systemd', () => {
     expect(await store()).toBe('3');
     // The new run says it took the sockets over.
     const journal = await sd.execOk(['journalctl', '-u', 'nitride.service', '-o', 'cat', '--no-pager', '-n', '20']);
-    expect(journal).toMatch(/"adoptedSockets":\["control","nbd","eni-eni-[0-9a-f]{17}"\].*"msg":"daemon started"/);
+    const eniSocket = `eni-${ID_PATTERNS.eni.source.slice(1, -1)}`;
+    expect(journal).toMatch(new RegExp(`"adoptedSockets":\\["control","nbd","${eniSocket}"\\].*"msg":"daemon started"`));
   });
 
   it('the journal holds one line per lifecycle event', async () => {

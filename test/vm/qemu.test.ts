@@ -1,7 +1,7 @@
 /** QEMU command lines (pure) and the launcher choice. */
 import { describe, expect, it } from 'vitest';
 import { launchCommand } from '../../src/vm/manager.js';
-import { NBD_RECONNECT_DELAY_S, nvmeSerial, qemuArgs, shellQuote, type QemuSpec } from '../../src/vm/qemu.js';
+import { NBD_RECONNECT_DELAY_S, nvmeSerial, qemuArgs, type QemuSpec } from '../../src/vm/qemu.js';
 
 const spec: QemuSpec = {
   name: 'web-1',
@@ -43,10 +43,6 @@ describe('qemuArgs', () => {
     const stdio = qemuArgs({ ...spec, console: 'stdio', qmpSocket: undefined });
     expect(stdio).toContain('mon:stdio');
     expect(stdio).not.toContain('-qmp');
-  });
-
-  it('shell quoting for vm qemu-args', () => {
-    expect(shellQuote(['a', 'b c', "it's", '{"x":1}'])).toBe(`a 'b c' 'it'\\''s' '{"x":1}'`);
   });
 });
 

@@ -13,7 +13,8 @@ import { encodeKey, generateHostKeys, type KeyPair } from '../../src/vpc/handsha
 import type { PeerRecord } from '../../src/vpc/manager.js';
 import type { EniRecord } from '../../src/vpc/model.js';
 import { buildArp, buildEthernet, ipv4ToInt, macBytes, parseArp, parseEthernet } from '../../src/vpc/packets.js';
-import { LOCAL_HOST_ID, VpcStateStore } from '../../src/vpc/state-store.js';
+import { LOCAL_HOST_ID } from '../../src/api/vpc.js';
+import { VpcStateStore } from '../../src/vpc/state-store.js';
 import { SessionCounters } from '../../src/vpc/stats.js';
 import { FakeEngine, FakeNetdevs } from './fakes.js';
 

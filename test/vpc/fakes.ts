@@ -6,15 +6,13 @@
  * {@link FakeNetdevs} records the netdevs made and deleted.
  */
 import type { RuntimeEngine } from '../../src/vpc/engine-runtime.js';
-import type { EniKind } from '../../src/vpc/manager.js';
+import type { EniKind, VpcPeerStats, VpcPortStats } from '../../src/api/vpc.js';
 import type { Netdevs } from '../../src/vpc/netdevs.js';
 import type {
   VpcControlEvent,
   VpcEndpoint,
   VpcEngineOptions,
-  VpcPeerStats,
   VpcPortOptions,
-  VpcPortStats,
   VpcRekeyLimits,
   VpcRouteTarget,
   VpcSessionKeys,

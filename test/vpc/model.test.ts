@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ID_PATTERNS } from '../../src/api/ids.js';
 import { ConflictError, NotFoundError, RuntimeError, UsageError } from '../../src/common/errors.js';
 import { GATEWAY_MAC } from '../../src/vpc/constants.js';
 import { VpcModel, VpcTables, checkMac, reservedRole, subnetDns, subnetRouter, usableAddresses, vpcDnsAddress, type EniEntry } from '../../src/vpc/model.js';
@@ -17,7 +18,7 @@ describe('VPCs', () => {
   it('creates with AWS-style ids and normalised CIDRs', () => {
     const model = new VpcModel({ localHostId: 'host-a' });
     const vpc = model.createVpc({ cidr: '10.0.0.0/16' });
-    expect(vpc.id).toMatch(/^vpc-[0-9a-f]{17}$/);
+    expect(vpc.id).toMatch(ID_PATTERNS.vpc);
     expect(vpc.cidr).toBe('10.0.0.0/16');
     expect(model.getVpc(vpc.id)).toEqual(vpc);
     expect(model.listVpcs()).toEqual([vpc]);
@@ -99,7 +100,7 @@ describe('ENIs and IPAM', () => {
     const { model, vpcId, subnetId } = setup();
     const eni = model.createEni({ subnetId });
     expect(eni).toMatchObject({ vpcId, subnetId, privateIp: '10.0.1.4', sourceDestCheck: true, hostId: 'host-a' });
-    expect(eni.id).toMatch(/^eni-[0-9a-f]{17}$/);
+    expect(eni.id).toMatch(ID_PATTERNS.eni);
     expect(eni.mac).toMatch(/^02(:[0-9a-f]{2}){5}$/);
     expect(isUnicastMac(eni.mac) && isLocallyAdministeredMac(eni.mac)).toBe(true);
     expect(eni.hostInterface).toBe(`ni${eni.id.slice(4, 12)}`);

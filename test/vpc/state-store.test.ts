@@ -2,7 +2,8 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LOCAL_HOST_ID, VpcStateStore } from '../../src/vpc/state-store.js';
+import { LOCAL_HOST_ID } from '../../src/api/vpc.js';
+import { VpcStateStore } from '../../src/vpc/state-store.js';
 import { tempDir } from '../helpers/nitride.js';
 
 const cleanups: Array<() => void> = [];

@@ -1,25 +1,7 @@
 /** `nitride daemon`: run the host daemon in the foreground (for systemd). */
 import { Command, Option } from 'commander';
-import { loadDaemonConfig } from '../../daemon/config.js';
-import { Daemon } from '../../daemon/daemon.js';
-import { LOG_LEVELS, createLogger, type LogLevel } from '../../log/logger.js';
-import { setDumpable } from '../../native/addon.js';
-
-interface DaemonCliOptions {
-  stateDir?: string;
-  controlSocket?: string;
-  config?: string;
-  logLevel?: LogLevel;
-  kmsSocket?: string;
-  nbdSocket?: string;
-  nbdListen?: string;
-  ephemeralDir?: string;
-  vpcListen?: string;
-  vpcDns?: string[];
-  vpcRekeyAfter?: number;
-  nbdDataPlane?: 'native' | 'js';
-  metricsListen?: string;
-}
+import { LOG_LEVELS } from '../../api/daemon.js';
+import type { DaemonCliOptions } from '../lazy/daemon.js';
 
 export function daemonCommand(): Command {
   return new Command('daemon')
@@ -38,35 +20,7 @@ export function daemonCommand(): Command {
     .option('--vpc-rekey-after <seconds>', 'rekey peer sessions at this age, 2-120 (default 120)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--metrics-listen <host:port>', 'also serve GET /metrics on this loopback TCP address (e.g. 127.0.0.1:9464)')
     .action(async (options: DaemonCliOptions) => {
-      // Volume and host keys live in this process: never in a core dump, never readable by ptrace.
-      setDumpable(false);
-      const config = await loadDaemonConfig(options);
-      const logger = createLogger({ level: config.logLevel });
-      // Handlers first: a signal that arrives while the daemon starts (its socket already
-      // answers) stops it cleanly once started, instead of killing the process.
-      let received: NodeJS.Signals | undefined;
-      let wake: (() => void) | undefined;
-      const onSignal = (signal: NodeJS.Signals) => {
-        received ??= signal;
-        if (!wake) return;
-        // As before: once stopping, a second signal has its default effect.
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
-        wake();
-      };
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
-      try {
-        const daemon = await Daemon.start(config, logger);
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          if (received) onSignal(received);
-        });
-        await daemon.stop(received!);
-      } finally {
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
-      }
-      logger.flush();
+      const { runDaemon } = await import('../lazy/daemon.js');
+      await runDaemon(options);
     });
 }

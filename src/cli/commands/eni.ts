@@ -1,7 +1,8 @@
 /** `nitride eni …`: elastic network interfaces (local: a TAP or veth netdev; remote: a record of another host's ENI). */
 import { Command, Option } from 'commander';
 import { UsageError } from '../../common/errors.js';
-import type { EniInfo } from '../../vpc/manager.js';
+import { pathTo, type Deleted } from '../../api/control.js';
+import { LOCAL_HOST_ID, VPC_API, type CreateEniRequest, type EniInfo, type ModifyEniRequest } from '../../api/vpc.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, renderFields, renderTable } from '../output.js';
 
@@ -20,11 +21,11 @@ function render(e: EniInfo): string {
   return renderFields({
     id: e.id,
     mac: e.mac,
-    ip: e.ip,
-    ifname: e.ifname,
+    ip: e.privateIp,
+    ifname: e.hostInterface,
     'guest ifname': e.guestInterface,
     kind: e.kind,
-    host: e.host,
+    host: e.hostId,
     vpc: e.vpcId,
     subnet: e.subnetId,
     'source/dest check': e.sourceDestCheck,
@@ -45,7 +46,7 @@ export function eniCommand(): Command {
       .option('--ifname <name>', 'host-side netdev name (default ni + 8 hex digits of the id)')
       .option('--no-source-dest-check', 'let the guest send with other source addresses (routers, NAT)')
       .action(async (options: CreateOptions) => {
-        const body = {
+        const body: CreateEniRequest = {
           subnetId: options.subnet,
           ...(options.ip ? { privateIp: options.ip } : {}),
           ...(options.mac ? { mac: options.mac } : {}),
@@ -55,24 +56,24 @@ export function eniCommand(): Command {
           ...(options.ifname ? { hostInterface: options.ifname } : {}),
           ...(options.sourceDestCheck === false ? { sourceDestCheck: false } : {}),
         };
-        const r = await clientOf(options).call<EniInfo>('POST', '/v1/enis', body);
+        const r = await clientOf(options).call<EniInfo>('POST', VPC_API.enis, body);
         emit(options, r, render);
       }),
   );
 
   eni.addCommand(
     clientVerb(new Command('list').description('list ENIs')).action(async (options: ClientOptions) => {
-      const all = await clientOf(options).get<EniInfo[]>('/v1/enis');
+      const all = await clientOf(options).get<EniInfo[]>(VPC_API.enis);
       emit(options, all, (rows) =>
         rows.length === 0
           ? 'no ENIs'
           : renderTable(rows, {
               id: (e) => e.id,
-              ip: (e) => e.ip,
+              ip: (e) => e.privateIp,
               mac: (e) => e.mac,
-              host: (e) => e.host,
+              host: (e) => e.hostId,
               kind: (e) => e.kind,
-              ifname: (e) => (e.host === 'local' ? e.ifname : null),
+              ifname: (e) => (e.hostId === LOCAL_HOST_ID ? e.hostInterface : null),
               subnet: (e) => e.subnetId,
               'src/dst check': (e) => (e.sourceDestCheck ? 'on' : 'off'),
             }),
@@ -82,7 +83,7 @@ export function eniCommand(): Command {
 
   eni.addCommand(
     clientVerb(new Command('describe').description('show one ENI').argument('<id>', 'ENI id')).action(async (id: string, options: ClientOptions) => {
-      emit(options, await clientOf(options).get<EniInfo>(`/v1/enis/${encodeURIComponent(id)}`), render);
+      emit(options, await clientOf(options).get<EniInfo>(pathTo(VPC_API.eni, { id })), render);
     }),
   );
 
@@ -91,14 +92,15 @@ export function eniCommand(): Command {
       .addOption(new Option('--source-dest-check <on|off>', 'source/destination check').choices(['on', 'off']))
       .action(async (id: string, options: ClientOptions & { sourceDestCheck?: 'on' | 'off' }) => {
         if (options.sourceDestCheck === undefined) throw new UsageError('nothing to change: give --source-dest-check on|off');
-        const r = await clientOf(options).call<EniInfo>('PATCH', `/v1/enis/${encodeURIComponent(id)}`, { sourceDestCheck: options.sourceDestCheck === 'on' });
+        const body: ModifyEniRequest = { sourceDestCheck: options.sourceDestCheck === 'on' };
+        const r = await clientOf(options).call<EniInfo>('PATCH', pathTo(VPC_API.eni, { id }), body);
         emit(options, r, render);
       }),
   );
 
   eni.addCommand(
     clientVerb(new Command('delete').description('delete an ENI (a local one\'s netdev goes too)').argument('<id>', 'ENI id')).action(async (id: string, options: ClientOptions) => {
-      const r = await clientOf(options).call<{ id: string }>('DELETE', `/v1/enis/${encodeURIComponent(id)}`);
+      const r = await clientOf(options).call<Deleted>('DELETE', pathTo(VPC_API.eni, { id }));
       emit(options, r, () => `deleted ${r.id}`);
     }),
   );

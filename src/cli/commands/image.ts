@@ -1,7 +1,8 @@
 /** `nitride image …`: the boot image allowlist (kernels, initrds) `vm run` checks. */
 import path from 'node:path';
 import { Command } from 'commander';
-import type { ImageInfo } from '../../vm/images.js';
+import { pathTo } from '../../api/control.js';
+import { VMS_API, type AllowImageRequest, type ImageInfo, type RemovedImage } from '../../api/vms.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, formatBytes, renderFields, renderTable } from '../output.js';
 
@@ -14,13 +15,14 @@ export function imageCommand(): Command {
     clientVerb(new Command('allow').description("allow a kernel or initrd: records its SHA-256 (the daemon keeps a private copy to boot)").argument('<file>', 'image file'))
       .option('--name <name>', 'a name (default: the file name)')
       .action(async (file: string, options: ClientOptions & { name?: string }) => {
-        const r = await clientOf(options).call<ImageInfo>('POST', '/v1/images', { path: path.resolve(file), ...(options.name ? { name: options.name } : {}) });
+        const body: AllowImageRequest = { path: path.resolve(file), ...(options.name ? { name: options.name } : {}) };
+        const r = await clientOf(options).call<ImageInfo>('POST', VMS_API.images, body);
         emit(options, r, render);
       }),
   );
   image.addCommand(
     clientVerb(new Command('list').description('list allowed images')).action(async (options: ClientOptions) => {
-      const all = await clientOf(options).get<ImageInfo[]>('/v1/images');
+      const all = await clientOf(options).get<ImageInfo[]>(VMS_API.images);
       emit(options, all, (rows) =>
         rows.length === 0 ? 'no allowed images' : renderTable(rows, { sha256: (i) => i.sha256, name: (i) => i.name, size: (i) => formatBytes(i.size), added: (i) => i.addedAt }),
       );
@@ -29,7 +31,7 @@ export function imageCommand(): Command {
   image.addCommand(
     clientVerb(new Command('remove').description('remove an image from the allowlist').argument('<ref>', 'SHA-256 (or a prefix of 8+ hex digits) or name')).action(
       async (ref: string, options: ClientOptions) => {
-        const r = await clientOf(options).call<ImageInfo>('DELETE', `/v1/images/${encodeURIComponent(ref)}`);
+        const r = await clientOf(options).call<RemovedImage>('DELETE', pathTo(VMS_API.image, { id: ref }));
         emit(options, r, () => `removed ${r.name} (${r.sha256})`);
       },
     ),

@@ -8,9 +8,6 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { RuntimeError, UsageError, oneLine } from '../../common/errors.js';
 import { PACKAGE_ROOT } from '../../common/package-info.js';
-import { writeFileAtomic } from '../../common/durable-fs.js';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 
 export const UNIT_SOURCE_DIR = path.join(PACKAGE_ROOT, 'systemd');
 export const DEFAULT_UNIT_DIR = '/etc/systemd/system';
@@ -58,6 +55,8 @@ export function installUnitsCommand(): Command {
       const hidden = hiddenFromUnits(path.resolve(options.root));
       if (hidden) process.stderr.write(`nitride: warning: ${hidden}\n`);
       const units = renderUnits(path.resolve(options.root));
+      // Imported here, not at the top: every other verb would pay for loading them.
+      const { writeFileAtomic } = await import('../../common/durable-fs.js');
       await fs.mkdir(options.dir, { recursive: true });
       for (const [name, text] of units) {
         await writeFileAtomic(path.join(options.dir, name), text, 0o644);
@@ -77,6 +76,7 @@ export function installUnitsCommand(): Command {
 }
 
 async function systemctl(args: string[]): Promise<void> {
+  const [{ execFile }, { promisify }] = await Promise.all([import('node:child_process'), import('node:util')]);
   try {
     await promisify(execFile)('systemctl', args, { timeout: 60_000 });
   } catch (err) {

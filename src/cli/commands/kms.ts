@@ -3,25 +3,16 @@
  * key material: data keys are for the daemon, through `KmsClient`.
  */
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
+import { LOG_LEVELS } from '../../api/daemon.js';
 import { KmsClient } from '../../kms/client.js';
 import { DEFAULT_KMS_SOCKET, DEFAULT_KMS_STATE_DIR } from '../../kms/protocol.js';
 import type { KeyMetadata } from '../../kms/provider.js';
-import { KmsServer } from '../../kms/server.js';
-import { LOG_LEVELS, createLogger, type LogLevel } from '../../log/logger.js';
-import { setDumpable } from '../../native/addon.js';
-import { takeListenFds } from '../../common/systemd.js';
 import { emit, renderFields, renderTable } from '../output.js';
+import type { KmsServeOptions } from '../lazy/kms.js';
 
 interface KmsClientCliOptions {
   socket: string;
   json?: boolean;
-}
-
-interface ServeOptions {
-  stateDir: string;
-  socket: string;
-  logLevel: LogLevel;
-  allowImmediateDeletion?: boolean;
 }
 
 export function kmsCommand(): Command {
@@ -88,30 +79,9 @@ function serveCommand(): Command {
     .addOption(new Option('--socket <path>', 'KMS socket').env('NITRIDE_KMS_SOCKET').default(DEFAULT_KMS_SOCKET))
     .addOption(new Option('--log-level <level>', 'minimum log level').choices(LOG_LEVELS).default('info'))
     .option('--allow-immediate-deletion', 'allow deletion waiting periods below 7 days, down to 0 (tests only)')
-    .action(async (options: ServeOptions) => {
-      // Master keys live in this process: never in a core dump, never readable by ptrace.
-      setDumpable(false);
-      const logger = createLogger({ level: options.logLevel });
-      // Socket activation (nitride-kms.socket): serve the socket systemd bound for us.
-      const activated = takeListenFds();
-      const listenFd = (activated.get('kms') ?? activated.get('unknown'))?.[0];
-      const server = await KmsServer.start({
-        ...(listenFd !== undefined ? { listenFd } : {}),
-        stateDir: options.stateDir,
-        socketPath: options.socket,
-        logger,
-        allowImmediateDeletion: options.allowImmediateDeletion === true,
-      });
-      await new Promise<void>((resolve) => {
-        const onSignal = (signal: NodeJS.Signals) => {
-          process.off('SIGTERM', onSignal);
-          process.off('SIGINT', onSignal);
-          void server.stop(signal).then(resolve);
-        };
-        process.on('SIGTERM', onSignal);
-        process.on('SIGINT', onSignal);
-      });
-      logger.flush();
+    .action(async (options: KmsServeOptions) => {
+      const { serveKms } = await import('../lazy/kms.js');
+      await serveKms(options);
     });
 }
 

@@ -1,6 +1,6 @@
 /** `nitride log-level LEVEL`: change the running daemon's log level (audited). */
 import { Argument, Command } from 'commander';
-import { LOG_LEVELS } from '../../log/logger.js';
+import { DAEMON_API, LOG_LEVELS, type LogLevel, type LogLevelChange, type SetLogLevelRequest } from '../../api/daemon.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit } from '../output.js';
 
@@ -9,8 +9,9 @@ export function logLevelCommand(): Command {
     new Command('log-level')
       .description("change the running daemon's log level")
       .addArgument(new Argument('<level>', 'new level').choices(LOG_LEVELS)),
-  ).action(async (level: string, options: ClientOptions) => {
-    const reply = await clientOf(options).call<{ level: string; previous: string }>('PUT', '/v1/log-level', { level });
+  ).action(async (level: LogLevel, options: ClientOptions) => {
+    const body: SetLogLevelRequest = { level };
+    const reply = await clientOf(options).call<LogLevelChange>('PUT', DAEMON_API.logLevel, body);
     emit(options, reply, (r) => `log level ${r.previous} -> ${r.level}`);
   });
 }

@@ -1,5 +1,6 @@
 /** `nitride metrics`: the daemon's Prometheus text, as a scraper sees it (GET /metrics). */
 import { Command } from 'commander';
+import { DAEMON_API } from '../../api/daemon.js';
 import { ControlClient, apiErrorOf } from '../../control/client.js';
 import { controlSocketOption, type ClientOptions } from '../client-options.js';
 
@@ -9,7 +10,7 @@ export function metricsCommand(): Command {
     .addOption(controlSocketOption())
     .action(async (options: ClientOptions) => {
     const client = new ControlClient({ socketPath: options.controlSocket });
-    const reply = await client.request('GET', '/metrics');
+    const reply = await client.request('GET', DAEMON_API.metrics);
     if (reply.status >= 400) throw apiErrorOf(reply.status, client.json(reply));
     process.stdout.write(reply.body);
   });

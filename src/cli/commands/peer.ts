@@ -1,6 +1,7 @@
 /** `nitride peer …`: the other hosts of the VPC (underlay endpoint and public key). */
 import { Command } from 'commander';
-import type { PeerInfo } from '../../vpc/manager.js';
+import { pathTo } from '../../api/control.js';
+import { VPC_API, type AddPeerRequest, type DeletedPeer, type PeerInfo } from '../../api/vpc.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, renderFields, renderTable } from '../output.js';
 
@@ -14,15 +15,15 @@ export function peerCommand(): Command {
       .requiredOption('--public-key <base64>', 'its host public key (`nitride key show` there)')
       .option('--plaintext', 'send frames to it unencrypted (explicit opt-in, for an underlay that is already encrypted)')
       .action(async (options: ClientOptions & { name: string; endpoint: string; publicKey: string; plaintext?: boolean }) => {
-        const body = { name: options.name, endpoint: options.endpoint, publicKey: options.publicKey, ...(options.plaintext ? { plaintext: true } : {}) };
-        const r = await clientOf(options).call<PeerInfo>('POST', '/v1/peers', body);
+        const body: AddPeerRequest = { name: options.name, endpoint: options.endpoint, publicKey: options.publicKey, ...(options.plaintext ? { plaintext: true } : {}) };
+        const r = await clientOf(options).call<PeerInfo>('POST', VPC_API.peers, body);
         emit(options, r, (p) => renderFields({ name: p.name, endpoint: p.endpoint, 'public key': p.publicKey, plaintext: p.plaintext, session: p.session }));
       }),
   );
 
   peer.addCommand(
     clientVerb(new Command('list').description('list peers with their session state')).action(async (options: ClientOptions) => {
-      const all = await clientOf(options).get<PeerInfo[]>('/v1/peers');
+      const all = await clientOf(options).get<PeerInfo[]>(VPC_API.peers);
       emit(options, all, (rows) =>
         rows.length === 0
           ? 'no peers'
@@ -41,7 +42,7 @@ export function peerCommand(): Command {
   peer.addCommand(
     clientVerb(new Command('delete').description('remove a peer (its sessions end; routes to its ENIs go)').argument('<name>', 'peer name')).action(
       async (name: string, options: ClientOptions) => {
-        const r = await clientOf(options).call<{ name: string }>('DELETE', `/v1/peers/${encodeURIComponent(name)}`);
+        const r = await clientOf(options).call<DeletedPeer>('DELETE', pathTo(VPC_API.peer, { id: name }));
         emit(options, r, () => `deleted ${r.name}`);
       },
     ),

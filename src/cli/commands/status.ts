@@ -4,10 +4,10 @@
  * the same details under `details`.
  */
 import { Command } from 'commander';
+import { DAEMON_API, type DaemonStatus } from '../../api/daemon.js';
+import { VOLUMES_API, type VolumeInfo } from '../../api/volumes.js';
+import { LOCAL_HOST_ID, VPC_API, type EniInfo, type PeerInfo, type VpcNamedStats } from '../../api/vpc.js';
 import type { ControlClient } from '../../control/client.js';
-import type { DaemonStatus } from '../../daemon/daemon.js';
-import type { VolumeInfo } from '../../volume/manager.js';
-import type { EniInfo, PeerInfo, VpcNamedStats } from '../../vpc/manager.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, formatBytes, formatDuration, renderFields, renderTable } from '../output.js';
 
@@ -17,12 +17,12 @@ export interface StatusReport extends DaemonStatus {
 
 /** The daemon status and the lists behind it, fetched together. */
 export async function fetchStatusReport(client: ControlClient): Promise<StatusReport> {
-  const status = await client.get<DaemonStatus>('/v1/status');
+  const status = await client.get<DaemonStatus>(DAEMON_API.status);
   const [volumes, enis, peers, vpcStats] = await Promise.all([
-    client.get<VolumeInfo[]>('/v1/volumes'),
-    client.get<EniInfo[]>('/v1/enis'),
-    client.get<PeerInfo[]>('/v1/peers'),
-    status.vpc.state === 'up' ? client.get<VpcNamedStats>('/v1/vpc/stats').catch(() => null) : Promise.resolve(null),
+    client.get<VolumeInfo[]>(VOLUMES_API.volumes),
+    client.get<EniInfo[]>(VPC_API.enis),
+    client.get<PeerInfo[]>(VPC_API.peers),
+    status.vpc.state === 'up' ? client.get<VpcNamedStats>(VPC_API.stats).catch(() => null) : Promise.resolve(null),
   ]);
   return { ...status, details: { volumes, enis, peers, vpcStats } };
 }
@@ -61,13 +61,13 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
       }),
     );
   }
-  const local = enis.filter((e) => e.host === 'local');
+  const local = enis.filter((e) => e.hostId === LOCAL_HOST_ID);
   if (local.length) {
     sections.push(
       renderTable(local, {
         nic: (e) => e.id,
-        ifname: (e) => e.ifname,
-        ip: (e) => e.ip,
+        ifname: (e) => e.hostInterface,
+        ip: (e) => e.privateIp,
         mac: (e) => e.mac,
         'from guest': (e) => vpcStats?.enis[e.id] && `${vpcStats.enis[e.id]!.rxFrames} frames`,
         'to guest': (e) => vpcStats?.enis[e.id] && `${vpcStats.enis[e.id]!.txFrames} frames`,

@@ -5,8 +5,9 @@
  * object per refresh.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { DAEMON_API } from '../../api/daemon.js';
+import { parseExposition, sumBy, type Series } from '../../api/exposition.js';
 import { ControlClient, apiErrorOf } from '../../control/client.js';
-import { parseExposition, sumBy, type Series } from '../../metrics/exposition.js';
 import { controlSocketOption } from '../client-options.js';
 import { renderTable } from '../output.js';
 
@@ -25,7 +26,7 @@ export interface TopFrame {
 }
 
 async function scrape(client: ControlClient): Promise<{ at: number; series: Series[] }> {
-  const reply = await client.request('GET', '/metrics');
+  const reply = await client.request('GET', DAEMON_API.metrics);
   if (reply.status >= 400) throw apiErrorOf(reply.status, client.json(reply));
   return { at: performance.now(), series: parseExposition(reply.body.toString('utf8')) };
 }

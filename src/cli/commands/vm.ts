@@ -3,10 +3,10 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { UsageError } from '../../common/errors.js';
 import { parseSize } from '../../common/units.js';
-import type { VmInfo } from '../../vm/manager.js';
-import { shellQuote } from '../../vm/qemu.js';
+import { pathTo, type Deleted } from '../../api/control.js';
+import { VMS_API, type ConsoleReply, type QemuArgsReply, type RunVmRequest, type StopVmRequest, type VmInfo } from '../../api/vms.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
-import { emit, renderFields, renderTable } from '../output.js';
+import { emit, renderFields, renderTable, shellQuote } from '../output.js';
 
 interface RunOptions extends ClientOptions {
   name: string;
@@ -35,7 +35,7 @@ function guestOptions(command: Command): Command {
     .addOption(new Option('--accel <accel>', 'tcg (default: KVM hangs on some hosts) or kvm').choices(['tcg', 'kvm']).default('tcg'));
 }
 
-function bodyOf(options: RunOptions): Record<string, unknown> {
+function bodyOf(options: RunOptions): RunVmRequest {
   const memory = parseSize(options.memory);
   if (memory % (1 << 20) !== 0) throw new UsageError('--memory must be a whole number of MiB');
   const cpus = Number(options.cpus);
@@ -77,7 +77,7 @@ export function vmCommand(): Command {
 
   vm.addCommand(
     guestOptions(clientVerb(new Command('run').description('start a guest; the daemon launches QEMU').requiredOption('--name <name>', 'VM name'))).action(async (options: RunOptions) => {
-      const r = await clientOf({ ...options }).call<VmInfo>('POST', '/v1/vms', bodyOf(options));
+      const r = await clientOf({ ...options }).call<VmInfo>('POST', VMS_API.vms, bodyOf(options));
       emit(options, r, render);
     }),
   );
@@ -86,14 +86,14 @@ export function vmCommand(): Command {
     guestOptions(clientVerb(new Command('qemu-args').description('print the QEMU command line for a guest, to launch QEMU yourself (libvirt, scripts)')))
       .option('--name <name>', 'VM name', 'guest')
       .action(async (options: RunOptions) => {
-        const r = await clientOf(options).call<{ args: string[] }>('POST', '/v1/vms/qemu-args', bodyOf(options));
+        const r = await clientOf(options).call<QemuArgsReply>('POST', VMS_API.qemuArgs, bodyOf(options));
         emit(options, r, () => shellQuote(['qemu-system-x86_64', ...r.args]));
       }),
   );
 
   vm.addCommand(
     clientVerb(new Command('list').description('list VMs')).action(async (options: ClientOptions) => {
-      const all = await clientOf(options).get<VmInfo[]>('/v1/vms');
+      const all = await clientOf(options).get<VmInfo[]>(VMS_API.vms);
       emit(options, all, (rows) =>
         rows.length === 0
           ? 'no VMs'
@@ -111,7 +111,7 @@ export function vmCommand(): Command {
 
   vm.addCommand(
     clientVerb(new Command('describe').description('show one VM').argument('<vm>', 'VM id or name')).action(async (ref: string, options: ClientOptions) => {
-      emit(options, await clientOf(options).get<VmInfo>(`/v1/vms/${encodeURIComponent(ref)}`), render);
+      emit(options, await clientOf(options).get<VmInfo>(pathTo(VMS_API.vm, { id: ref })), render);
     }),
   );
 
@@ -119,14 +119,15 @@ export function vmCommand(): Command {
     clientVerb(new Command('stop').description('stop a guest: QEMU quits, volumes detach (keys destroyed), ephemeral volumes are crypto-wiped').argument('<vm>', 'VM id or name'))
       .option('--force', 'kill QEMU at once (SIGKILL)')
       .action(async (ref: string, options: ClientOptions & { force?: boolean }) => {
-        const r = await clientOf(options).call<VmInfo>('POST', `/v1/vms/${encodeURIComponent(ref)}/stop`, options.force ? { force: true } : {});
+        const body: StopVmRequest = options.force ? { force: true } : {};
+        const r = await clientOf(options).call<VmInfo>('POST', pathTo(VMS_API.stop, { id: ref }), body);
         emit(options, r, render);
       }),
   );
 
   vm.addCommand(
     clientVerb(new Command('delete').description("remove a stopped VM's record and console log").argument('<vm>', 'VM id or name')).action(async (ref: string, options: ClientOptions) => {
-      const r = await clientOf(options).call<{ id: string }>('DELETE', `/v1/vms/${encodeURIComponent(ref)}`);
+      const r = await clientOf(options).call<Deleted>('DELETE', pathTo(VMS_API.vm, { id: ref }));
       emit(options, r, () => `deleted ${r.id}`);
     }),
   );
@@ -139,7 +140,7 @@ export function vmCommand(): Command {
         const client = clientOf(options);
         let offset = options.tail ? -parseSize(options.tail) : 0;
         for (;;) {
-          const r = await client.get<{ offset: number; text: string; state: string }>(`/v1/vms/${encodeURIComponent(ref)}/console?offset=${offset}`);
+          const r = await client.get<ConsoleReply>(`${pathTo(VMS_API.console, { id: ref })}?offset=${offset}`);
           process.stdout.write(r.text);
           const more = r.offset !== offset && r.text.length > 0;
           offset = r.offset;

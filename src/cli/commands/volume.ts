@@ -2,7 +2,8 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { parseSize } from '../../common/units.js';
-import type { VolumeInfo } from '../../volume/manager.js';
+import { pathTo, type Deleted } from '../../api/control.js';
+import { VOLUMES_API, type CopyProgress, type CreateVolumeRequest, type ResizeVolumeRequest, type RewrapVolumeRequest, type VolumeCopyRequest, type VolumeInfo } from '../../api/volumes.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, formatBytes, renderFields, renderTable } from '../output.js';
 import { progressBar } from '../progress.js';
@@ -26,21 +27,21 @@ export function volumeCommand(): Command {
       .option('--name <name>', 'a unique name')
       .option('--multi-attach', 'allow several consumers at once')
       .action(async (options: CreateOptions) => {
-        const body = {
+        const body: CreateVolumeRequest = {
           type: options.type,
           size: parseSize(options.size),
           ...(options.kmsKey ? { kmsKeyId: options.kmsKey } : {}),
           ...(options.name ? { name: options.name } : {}),
           ...(options.multiAttach ? { multiAttach: true } : {}),
         };
-        const info = await clientOf(options).call<VolumeInfo>('POST', '/v1/volumes', body);
+        const info = await clientOf(options).call<VolumeInfo>('POST', VOLUMES_API.volumes, body);
         emit(options, info, renderVolume);
       }),
   );
 
   volume.addCommand(
     clientVerb(new Command('list').description('list volumes')).action(async (options: ClientOptions) => {
-      const all = await clientOf(options).get<VolumeInfo[]>('/v1/volumes');
+      const all = await clientOf(options).get<VolumeInfo[]>(VOLUMES_API.volumes);
       emit(options, all, (rows) =>
         rows.length === 0
           ? 'no volumes'
@@ -58,14 +59,14 @@ export function volumeCommand(): Command {
 
   volume.addCommand(
     clientVerb(new Command('describe').description('show one volume').argument('<id>', 'volume id')).action(async (id: string, options: ClientOptions) => {
-      emit(options, await clientOf(options).get<VolumeInfo>(`/v1/volumes/${encodeURIComponent(id)}`), renderVolume);
+      emit(options, await clientOf(options).get<VolumeInfo>(pathTo(VOLUMES_API.volume, { id })), renderVolume);
     }),
   );
 
   volume.addCommand(
     clientVerb(new Command('delete').description('delete a volume (its key and data are destroyed)').argument('<id>', 'volume id')).action(
       async (id: string, options: ClientOptions) => {
-        const r = await clientOf(options).call<{ id: string }>('DELETE', `/v1/volumes/${encodeURIComponent(id)}`);
+        const r = await clientOf(options).call<Deleted>('DELETE', pathTo(VOLUMES_API.volume, { id }));
         emit(options, r, () => `deleted ${r.id}`);
       },
     ),
@@ -74,7 +75,8 @@ export function volumeCommand(): Command {
   volume.addCommand(
     clientVerb(new Command('resize').description('grow a volume').argument('<id>', 'volume id').requiredOption('--size <size>', 'new size, e.g. 20G')).action(
       async (id: string, options: ClientOptions & { size: string }) => {
-        const info = await clientOf(options).call<VolumeInfo>('POST', `/v1/volumes/${encodeURIComponent(id)}/resize`, { size: parseSize(options.size) });
+        const body: ResizeVolumeRequest = { size: parseSize(options.size) };
+        const info = await clientOf(options).call<VolumeInfo>('POST', pathTo(VOLUMES_API.resize, { id }), body);
         emit(options, info, renderVolume);
       },
     ),
@@ -87,7 +89,8 @@ export function volumeCommand(): Command {
         .argument('<id>', 'volume id')
         .option('--kms-key <id>', 'move to this KMS key'),
     ).action(async (id: string, options: ClientOptions & { kmsKey?: string }) => {
-      const info = await clientOf(options).call<VolumeInfo>('POST', `/v1/volumes/${encodeURIComponent(id)}/rewrap`, options.kmsKey ? { kmsKeyId: options.kmsKey } : {});
+      const body: RewrapVolumeRequest = options.kmsKey ? { kmsKeyId: options.kmsKey } : {};
+      const info = await clientOf(options).call<VolumeInfo>('POST', pathTo(VOLUMES_API.rewrap, { id }), body);
       emit(options, info, renderVolume);
     }),
   );
@@ -102,12 +105,13 @@ export function volumeCommand(): Command {
           const onSigint = () => abort.abort();
           process.once('SIGINT', onSigint);
           try {
-            const result = await clientOf(options).stream<{ done: number; total: number }>(
+            const body: VolumeCopyRequest = { path: path.resolve(file) };
+            const result = await clientOf(options).stream<CopyProgress>(
               'POST',
-              `/v1/volumes/${encodeURIComponent(id)}/${direction}`,
-              { path: path.resolve(file) },
+              pathTo(VOLUMES_API[direction], { id }),
+              body,
               (p) => {
-                const { done, total } = p as { done: number; total: number };
+                const { done, total } = p as CopyProgress;
                 bar.update(done, total);
               },
               abort.signal,

@@ -1,10 +1,9 @@
 /** `nitride vpc …` and `nitride subnet …`: the VPC model (the same ids may be given on every host). */
 import { Command } from 'commander';
-import type { SubnetRecord, VpcRecord } from '../../vpc/model.js';
+import { pathTo, type Deleted } from '../../api/control.js';
+import { VPC_API, type CreateSubnetRequest, type CreateVpcRequest, type SubnetInfo, type SubnetRecord, type VpcRecord, type VpcStatsReply } from '../../api/vpc.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, renderFields, renderTable } from '../output.js';
-
-const path = (id: string) => encodeURIComponent(id);
 
 export function vpcCommand(): Command {
   const vpc = new Command('vpc').description('VPCs (isolated IPv4 networks spanning the hosts) and the VPC data plane');
@@ -15,26 +14,26 @@ export function vpcCommand(): Command {
       .option('--id <id>', 'explicit id (vpc- and 17 hex digits), to use the same id on every host')
       .option('--name <name>', 'a name')
       .action(async (options: ClientOptions & { cidr: string; id?: string; name?: string }) => {
-        const body = { cidr: options.cidr, ...(options.id ? { id: options.id } : {}), ...(options.name ? { name: options.name } : {}) };
-        const r = await clientOf(options).call<VpcRecord>('POST', '/v1/vpcs', body);
+        const body: CreateVpcRequest = { cidr: options.cidr, ...(options.id ? { id: options.id } : {}), ...(options.name ? { name: options.name } : {}) };
+        const r = await clientOf(options).call<VpcRecord>('POST', VPC_API.vpcs, body);
         emit(options, r, (v) => renderFields({ id: v.id, cidr: v.cidr, name: v.name }));
       }),
   );
   vpc.addCommand(
     clientVerb(new Command('list').description('list VPCs')).action(async (options: ClientOptions) => {
-      const all = await clientOf(options).get<VpcRecord[]>('/v1/vpcs');
+      const all = await clientOf(options).get<VpcRecord[]>(VPC_API.vpcs);
       emit(options, all, (rows) => (rows.length === 0 ? 'no VPCs' : renderTable(rows, { id: (v) => v.id, cidr: (v) => v.cidr, name: (v) => v.name })));
     }),
   );
   vpc.addCommand(
     clientVerb(new Command('delete').description('delete a VPC (it must have no subnets)').argument('<id>', 'VPC id')).action(async (id: string, options: ClientOptions) => {
-      const r = await clientOf(options).call<{ id: string }>('DELETE', `/v1/vpcs/${path(id)}`);
+      const r = await clientOf(options).call<Deleted>('DELETE', pathTo(VPC_API.vpc, { id }));
       emit(options, r, () => `deleted ${r.id}`);
     }),
   );
   vpc.addCommand(
     clientVerb(new Command('stats').description('data plane counters: per ENI, per peer, underlay, control plane')).action(async (options: ClientOptions) => {
-      const s = await clientOf(options).get<unknown>('/v1/vpc/stats');
+      const s = await clientOf(options).get<VpcStatsReply>(VPC_API.stats);
       // Nested counters: JSON is the readable form too.
       process.stdout.write(JSON.stringify(s, null, 2) + '\n');
     }),
@@ -51,14 +50,14 @@ export function subnetCommand(): Command {
       .option('--id <id>', 'explicit id (subnet- and 17 hex digits)')
       .option('--name <name>', 'a name')
       .action(async (options: ClientOptions & { vpc: string; cidr: string; id?: string; name?: string }) => {
-        const body = { vpcId: options.vpc, cidr: options.cidr, ...(options.id ? { id: options.id } : {}), ...(options.name ? { name: options.name } : {}) };
-        const r = await clientOf(options).call<SubnetRecord>('POST', '/v1/subnets', body);
+        const body: CreateSubnetRequest = { vpcId: options.vpc, cidr: options.cidr, ...(options.id ? { id: options.id } : {}), ...(options.name ? { name: options.name } : {}) };
+        const r = await clientOf(options).call<SubnetRecord>('POST', VPC_API.subnets, body);
         emit(options, r, (s) => renderFields({ id: s.id, vpc: s.vpcId, cidr: s.cidr, name: s.name }));
       }),
   );
   subnet.addCommand(
     clientVerb(new Command('list').description('list subnets').option('--vpc <id>', 'only this VPC\'s')).action(async (options: ClientOptions & { vpc?: string }) => {
-      const all = await clientOf(options).get<Array<SubnetRecord & { available: number }>>(`/v1/subnets${options.vpc ? `?vpcId=${path(options.vpc)}` : ''}`);
+      const all = await clientOf(options).get<SubnetInfo[]>(`${VPC_API.subnets}${options.vpc ? `?vpcId=${encodeURIComponent(options.vpc)}` : ''}`);
       emit(options, all, (rows) =>
         rows.length === 0 ? 'no subnets' : renderTable(rows, { id: (s) => s.id, vpc: (s) => s.vpcId, cidr: (s) => s.cidr, available: (s) => s.available, name: (s) => s.name }),
       );
@@ -66,7 +65,7 @@ export function subnetCommand(): Command {
   );
   subnet.addCommand(
     clientVerb(new Command('delete').description('delete a subnet (it must have no ENIs)').argument('<id>', 'subnet id')).action(async (id: string, options: ClientOptions) => {
-      const r = await clientOf(options).call<{ id: string }>('DELETE', `/v1/subnets/${path(id)}`);
+      const r = await clientOf(options).call<Deleted>('DELETE', pathTo(VPC_API.subnet, { id }));
       emit(options, r, () => `deleted ${r.id}`);
     }),
   );

@@ -1,4 +1,4 @@
-/** Reading Prometheus text exposition back (for `nitride top`): series → value. */
+/** Reading the Prometheus text `GET /metrics` serves (for `nitride top` and tests): series → value. */
 
 export interface Series {
   name: string;

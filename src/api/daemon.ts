@@ -1,0 +1,46 @@
+/**
+ * The daemon itself: `GET /v1/status` → DaemonStatus, `PUT /v1/log-level` SetLogLevelRequest
+ * → LogLevelChange, `GET /metrics` → Prometheus text (exposition.ts parses it).
+ */
+import type { VpcStatus } from './vpc.js';
+
+export const DAEMON_API = {
+  status: '/v1/status',
+  logLevel: '/v1/log-level',
+  metrics: '/metrics',
+} as const;
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface SetLogLevelRequest {
+  level: LogLevel;
+}
+
+export interface LogLevelChange {
+  level: LogLevel;
+  previous: string;
+}
+
+/** What `GET /v1/status` returns. */
+export interface DaemonStatus {
+  version: string;
+  pid: number;
+  startedAt: string;
+  uptimeSeconds: number;
+  stateDir: string;
+  controlSocket: string;
+  configFile: string | null;
+  logLevel: string;
+  node: string;
+  /** `degraded` when something the daemon should serve is not served; `problems` says what. */
+  health: 'ok' | 'degraded';
+  problems: string[];
+  nbd: { socket: string; tcp: string | null; connections: number };
+  kmsSocket: string;
+  /** Metrics: always `GET /metrics` on the control socket; `tcp` is the loopback listener, if any. */
+  metrics: { tcp: string | null };
+  volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
+  vpc: VpcStatus;
+  vms: { total: number; running: number };
+}

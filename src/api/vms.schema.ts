@@ -1,0 +1,28 @@
+/** Validation of the image and VM routes (see vms.ts); server side only. */
+import { z } from 'zod';
+import { AbsolutePath, NAME_PATTERN, safeName } from './common.schema.js';
+import type { AllowImageRequest, ConsoleQuery, RunVmRequest, StopVmRequest } from './vms.js';
+
+/** A VM id (i-…) or name. */
+export const VmRef = z.string().min(1).max(64).regex(NAME_PATTERN, 'must be a VM id or name');
+/** An image's hash, hash prefix or name. */
+export const ImageRef = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._+-]*$/, 'must be an image hash or name');
+
+export const AllowImageBody: z.ZodType<AllowImageRequest> = z.object({ path: AbsolutePath, name: ImageRef.optional() }).strict();
+
+export const RunVmBody: z.ZodType<RunVmRequest> = z
+  .object({
+    name: safeName(64),
+    kernel: AbsolutePath,
+    initrd: AbsolutePath.optional(),
+    append: z.string().max(4096).optional(),
+    memoryMiB: z.number().int().optional(),
+    cpus: z.number().int().optional(),
+    accel: z.enum(['tcg', 'kvm']).optional(),
+    volumes: z.array(z.string().max(64)).max(16).optional(),
+    enis: z.array(z.string().max(64)).max(8).optional(),
+  })
+  .strict();
+
+export const StopVmBody: z.ZodType<StopVmRequest> = z.object({ force: z.boolean().optional() }).strict();
+export const ConsoleOffsetQuery: z.ZodType<ConsoleQuery> = z.object({ offset: z.coerce.number().int().optional() }).strict();

@@ -1,0 +1,100 @@
+/**
+ * Boot images and VMs: /v1/images…, /v1/vms…
+ *
+ *     POST   /v1/images                  AllowImageRequest    → 201 ImageInfo
+ *     GET    /v1/images                                       → ImageInfo[]
+ *     DELETE /v1/images/:id              (hash, prefix, name) → RemovedImage
+ *     POST   /v1/vms                     RunVmRequest         → 201 VmInfo
+ *     POST   /v1/vms/qemu-args           RunVmRequest         → QemuArgsReply
+ *     GET    /v1/vms                                          → VmInfo[]
+ *     GET    /v1/vms/:id                 (id or name)         → VmInfo
+ *     POST   /v1/vms/:id/stop            StopVmRequest        → VmInfo
+ *     DELETE /v1/vms/:id                                      → Deleted
+ *     GET    /v1/vms/:id/console?offset=N                     → ConsoleReply
+ */
+
+export const VMS_API = {
+  images: '/v1/images',
+  image: '/v1/images/:id',
+  vms: '/v1/vms',
+  qemuArgs: '/v1/vms/qemu-args',
+  vm: '/v1/vms/:id',
+  stop: '/v1/vms/:id/stop',
+  console: '/v1/vms/:id/console',
+} as const;
+
+export type Accel = 'tcg' | 'kvm';
+export type VmState = 'running' | 'stopped';
+
+export interface AllowImageRequest {
+  /** The image file, an absolute path on the daemon's host. */
+  path: string;
+  name?: string;
+}
+
+export interface ImageInfo {
+  sha256: string;
+  name: string;
+  size: number;
+  /** The file it was allowed from (for people; never used to boot). */
+  source: string;
+  addedAt: string;
+}
+
+export type RemovedImage = ImageInfo & { removed: true };
+
+export interface RunVmRequest {
+  name: string;
+  kernel: string;
+  initrd?: string;
+  append?: string;
+  memoryMiB?: number;
+  cpus?: number;
+  accel?: Accel;
+  /** "vol-…" or "vol-…:boot". */
+  volumes?: string[];
+  enis?: string[];
+}
+
+export interface QemuArgsReply {
+  args: string[];
+}
+
+export interface StopVmRequest {
+  /** Kill QEMU at once (SIGKILL). */
+  force?: boolean;
+}
+
+export interface VmInfo {
+  id: string;
+  name: string;
+  kernel: { sha256: string; name: string };
+  initrd: { sha256: string; name: string } | null;
+  append: string;
+  memoryMiB: number;
+  cpus: number;
+  accel: Accel;
+  volumes: Array<{ id: string; boot: boolean }>;
+  enis: string[];
+  createdAt: string;
+  state: VmState;
+  pid: number | null;
+  stoppedAt: string | null;
+  stopReason: string | null;
+  /** Ephemeral volumes wiped at the stop (for `vm list`/describe). */
+  wiped: string[];
+  args: string[];
+  consoleLog: string;
+}
+
+export interface ConsoleQuery {
+  /** Where to read from; negative counts from the end. */
+  offset?: number;
+}
+
+export interface ConsoleReply {
+  /** Where the next read continues. */
+  offset: number;
+  text: string;
+  state: VmState;
+}

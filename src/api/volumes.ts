@@ -1,0 +1,74 @@
+/**
+ * Volumes: /v1/volumes…
+ *
+ *     POST   /v1/volumes                 CreateVolumeRequest    → 201 VolumeInfo
+ *     GET    /v1/volumes                                        → VolumeInfo[]
+ *     GET    /v1/volumes/:id                                    → VolumeInfo
+ *     DELETE /v1/volumes/:id                                    → Deleted
+ *     POST   /v1/volumes/:id/resize      ResizeVolumeRequest    → VolumeInfo
+ *     POST   /v1/volumes/:id/rewrap      RewrapVolumeRequest    → VolumeInfo
+ *     POST   /v1/volumes/:id/export      VolumeCopyRequest      → stream of CopyProgress, result CopyProgress
+ *     POST   /v1/volumes/:id/import      VolumeCopyRequest      → (the same)
+ */
+
+export const VOLUMES_API = {
+  volumes: '/v1/volumes',
+  volume: '/v1/volumes/:id',
+  resize: '/v1/volumes/:id/resize',
+  rewrap: '/v1/volumes/:id/rewrap',
+  export: '/v1/volumes/:id/export',
+  import: '/v1/volumes/:id/import',
+} as const;
+
+export type VolumeType = 'ebs' | 'ephemeral';
+
+/** Sizes are whole data units; at least 1 MiB, at most 64 TiB (io2 Block Express). */
+export const MIN_VOLUME_SIZE = 1 << 20;
+export const MAX_VOLUME_SIZE = 64 * 2 ** 40;
+
+export interface CreateVolumeRequest {
+  type: VolumeType;
+  size: number;
+  name?: string;
+  /** KMS key id or alias (ebs); default: the KMS's default key. */
+  kmsKeyId?: string;
+  /** Several consumers at once (needs a cluster-aware guest file system). */
+  multiAttach?: boolean;
+}
+
+export interface ResizeVolumeRequest {
+  size: number;
+}
+
+export interface RewrapVolumeRequest {
+  /** Move to this KMS key (default: the newest version of the volume's own key). */
+  kmsKeyId?: string;
+}
+
+/** Export or import: the raw image file, an absolute path on the daemon's host. */
+export interface VolumeCopyRequest {
+  path: string;
+}
+
+/** Progress lines of an export or import, and its result. */
+export interface CopyProgress {
+  done: number;
+  total: number;
+}
+
+/** What the API shows of a volume. */
+export interface VolumeInfo {
+  id: string;
+  name: string | null;
+  type: VolumeType;
+  size: number;
+  createdAt: string;
+  multiAttach: boolean;
+  encryption: { cipher: string; dataUnitSize: number; kmsKeyId: string | null; keyVersion: number | null };
+  state: 'available' | 'in-use';
+  attachments: Array<{ consumer: string; connections: number }>;
+  /** NBD URI on the daemon's Unix socket; what qemu-img, nbdinfo and fio take as is. */
+  uri: string;
+  /** NBD URI on the TCP listener, when one is configured. */
+  tcpUri: string | null;
+}

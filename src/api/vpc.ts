@@ -1,0 +1,248 @@
+/**
+ * The VPC: /v1/vpcs, /v1/subnets, /v1/enis, /v1/peers, /v1/vpc/stats (the host key: keys.ts).
+ *
+ *     POST   /v1/vpcs                 CreateVpcRequest      → 201 VpcRecord
+ *     GET    /v1/vpcs                                       → VpcRecord[]
+ *     DELETE /v1/vpcs/:id                                   → Deleted
+ *     POST   /v1/subnets              CreateSubnetRequest   → 201 SubnetRecord
+ *     GET    /v1/subnets?vpcId=…                            → SubnetInfo[]
+ *     DELETE /v1/subnets/:id                                → Deleted
+ *     POST   /v1/enis                 CreateEniRequest      → 201 EniInfo
+ *     GET    /v1/enis                                       → EniInfo[]
+ *     GET    /v1/enis/:id                                   → EniInfo
+ *     PATCH  /v1/enis/:id             ModifyEniRequest      → EniInfo
+ *     DELETE /v1/enis/:id                                   → Deleted
+ *     POST   /v1/peers                AddPeerRequest        → 201 PeerInfo
+ *     GET    /v1/peers                                      → PeerInfo[]
+ *     DELETE /v1/peers/:id            (peer name)           → DeletedPeer
+ *     GET    /v1/vpc/stats                                  → VpcStatsReply (503 while the VPC is down)
+ */
+
+export const VPC_API = {
+  vpcs: '/v1/vpcs',
+  vpc: '/v1/vpcs/:id',
+  subnets: '/v1/subnets',
+  subnet: '/v1/subnets/:id',
+  enis: '/v1/enis',
+  eni: '/v1/enis/:id',
+  peers: '/v1/peers',
+  peer: '/v1/peers/:id',
+  stats: '/v1/vpc/stats',
+} as const;
+
+/** The host id of ENIs on this daemon (a remote ENI names the peer hosting it instead). */
+export const LOCAL_HOST_ID = 'local';
+/** Peer names (what a remote ENI's hostId refers to). */
+export const PEER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export type EniKind = 'tap' | 'veth';
+type PeerSession = 'established' | 'handshaking' | 'none' | 'unknown';
+
+export interface CreateVpcRequest {
+  cidr: string;
+  /** Explicit id, to use the same id on every host. */
+  id?: string;
+  name?: string;
+}
+
+export interface VpcRecord {
+  id: string;
+  cidr: string;
+  name?: string;
+}
+
+export interface CreateSubnetRequest {
+  vpcId: string;
+  cidr: string;
+  id?: string;
+  name?: string;
+}
+
+export interface SubnetRecord {
+  id: string;
+  vpcId: string;
+  cidr: string;
+  name?: string;
+}
+
+export interface ListSubnetsQuery {
+  /** Only this VPC's subnets. */
+  vpcId?: string;
+}
+
+export interface SubnetInfo extends SubnetRecord {
+  /** Addresses still free for ENIs. */
+  available: number;
+}
+
+export interface CreateEniRequest {
+  subnetId: string;
+  id?: string;
+  mac?: string;
+  /** Default: the lowest free address. */
+  privateIp?: string;
+  /** Default: this daemon ({@link LOCAL_HOST_ID}); a peer name makes a remote ENI record. */
+  hostId?: string;
+  /** Host-side netdev name (default ni + 8 hex digits of the id). */
+  hostInterface?: string;
+  kind?: EniKind;
+  sourceDestCheck?: boolean;
+  description?: string;
+}
+
+export interface ModifyEniRequest {
+  sourceDestCheck?: boolean;
+  description?: string;
+}
+
+export interface EniInfo {
+  id: string;
+  vpcId: string;
+  subnetId: string;
+  mac: string;
+  privateIp: string;
+  sourceDestCheck: boolean;
+  /** Host-side netdev (the tap/veth end the daemon opens), unique per host. */
+  hostInterface: string;
+  /** The guest-side veth name (veth ENIs only). */
+  guestInterface: string | null;
+  /** {@link LOCAL_HOST_ID} or the peer name hosting it. */
+  hostId: string;
+  /** Local ENIs only. */
+  kind: EniKind | null;
+  description?: string;
+}
+
+export interface AddPeerRequest {
+  name: string;
+  /** Numeric host and UDP port, `198.51.100.7:4789` or `[2001:db8::1]:4789`. */
+  endpoint: string;
+  publicKey: string;
+  /** Send frames unencrypted (for an underlay that is already encrypted). */
+  plaintext?: boolean;
+}
+
+export interface PeerInfo {
+  name: string;
+  endpoint: string;
+  publicKey: string;
+  plaintext: boolean;
+  session: PeerSession;
+  handshake: unknown;
+  lastRx: number | null;
+}
+
+export interface DeletedPeer {
+  name: string;
+  deleted: true;
+}
+
+/** The VPC section of the daemon status. */
+export interface VpcStatus {
+  enabled: boolean;
+  state: 'up' | 'down';
+  message: string | null;
+  listen: string;
+  port: number | null;
+  publicKey: string | null;
+  mtu: number;
+  vpcs: number;
+  subnets: number;
+  enis: { total: number; local: number };
+  peers: Array<{ name: string; endpoint: string; session: PeerSession }>;
+}
+
+/**
+ * Counters of one port. rx = read from the guest: a GSO super-frame (guest
+ * offloads on) counts once, with its full length. tx = written into the
+ * guest, sendFrame included: TCP segments from peers that the engine
+ * coalesces into one super-frame count one by one (as received), a
+ * super-frame from another local port counts once.
+ */
+export interface VpcPortStats {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  drops: {
+    /** Source check failed. */
+    spoofed: number;
+    /** Unicast to a MAC with no route (or to a removed port/peer). */
+    noRoute: number;
+    /** Longer than mtu + 14 (counted on the receiving port for frames towards it). */
+    oversize: number;
+    /** Punted to onControl (not forwarded); not an error. */
+    punted: number;
+    /** Punt dropped because JS is behind. */
+    puntOverflow: number;
+    /** Ethertype other than IPv4/ARP on a source-checked port. */
+    filtered: number;
+    /** Runt, VLAN-tagged, unparsable headers or unsupported GSO type. */
+    invalid: number;
+    /** Sending into the guest failed (e.g. its queue is full). */
+    txError: number;
+    /**
+     * Frames from the guest the kernel dropped because the engine's packet
+     * socket queue (4 MiB) was full: the engine is behind. Not in rxFrames.
+     */
+    queueFull: number;
+  };
+}
+
+/** Counters of one peer. Packets/bytes are underlay datagrams. */
+export interface VpcPeerStats {
+  txPackets: number;
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+  drops: {
+    /** Authentication failed (wrong key, tampering). */
+    badTag: number;
+    /** Duplicate counter, or older than the 8128-message window. */
+    replay: number;
+    /** Nothing to send with (no current session, or it is exhausted), or a data message with an unknown receiver index from this peer. */
+    noSession: number;
+    /** Plaintext message while this peer is not in plaintext mode. */
+    notPlaintext: number;
+    /** Received frame for no local port (or for broadcast/multicast). */
+    noRoute: number;
+    /** Received frame whose source MAC is not routed to this peer. */
+    spoofed: number;
+  };
+  /** Time (ms since the epoch) of the last authenticated message, 0 = none. */
+  lastRx: number;
+  /** Sessions installed: current, previous and pending ones (0..3). */
+  sessions: number;
+}
+
+export interface VpcUnderlayStats {
+  /** Datagrams from no peer's endpoint (or a known session's index from the wrong address). */
+  unknownPeer: number;
+  /** Too short, truncated, non-zero reserved bytes. */
+  malformed: number;
+  /** Handshake datagrams handed to onControl. */
+  punted: number;
+  puntOverflow: number;
+  /** sendmmsg failures (datagrams dropped). */
+  txError: number;
+}
+
+/** Data-plane counters keyed by ENI id and peer name (what metrics and `vpc stats` read). */
+export interface VpcNamedStats {
+  enis: Record<string, VpcPortStats>;
+  peers: Record<string, VpcPeerStats>;
+  underlay: VpcUnderlayStats;
+}
+
+/** The control plane's counters: frames punted from the engine, ARP/DHCP answers and drops, handshake rejects. */
+export interface VpcControlStats {
+  punts: Record<string, number>;
+  arp: { replies: number; drops: Record<string, number> };
+  dhcp: { replies: Record<string, number>; drops: Record<string, number> };
+  handshake: { rejects: Record<string, number> };
+}
+
+/** What `GET /v1/vpc/stats` returns: the data plane's counters and the control plane's. */
+export interface VpcStatsReply extends VpcNamedStats {
+  control: VpcControlStats;
+}
