@@ -3,10 +3,10 @@
  *
  * Pipeline (transmission phase):
  *   socket read → RequestDecoder → next() → validateRequest (the one gate)
- *     → backend call (concurrent, up to MAX_IN_FLIGHT per connection)
+ *     → backend call (concurrent, up to NbdLimits.MAX_IN_FLIGHT per connection)
  *     → reply header (+ data) queued on a corked socket: every reply finished in the same turn
  *       of the event loop leaves in one writev; READ buffers return to a pool once sent.
- * Backpressure: reading pauses while MAX_IN_FLIGHT requests run, while undecoded input exceeds
+ * Backpressure: reading pauses while NbdLimits.MAX_IN_FLIGHT requests run, while undecoded input exceeds
  * MAX_BUFFERED_INPUT, or while the socket's write buffer is full; it resumes as they clear.
  * Replies may go out of order (the spec allows it; cookies match them up).
  *
@@ -79,8 +79,6 @@ import {
   type RequestContext,
 } from './transmission.js';
 
-/** Requests a connection may have running at once (QEMU uses up to 16, fio iodepth more). */
-const MAX_IN_FLIGHT = 64;
 /** Undecoded input kept before reading pauses (two maximum payloads). */
 const MAX_BUFFERED_INPUT = 2 * NbdLimits.MAX_PAYLOAD;
 /** The only metadata context we offer, and its id. */
@@ -453,7 +451,7 @@ export class NbdConnection {
   private pump(): void {
     if (this.phase !== 'transmission' || this.lane) return;
     const writeBlocked = (this.socket as { writableNeedDrain?: boolean }).writableNeedDrain === true;
-    while (!this.disconnectRequested && this.inFlight < MAX_IN_FLIGHT && !writeBlocked) {
+    while (!this.disconnectRequested && this.inFlight < NbdLimits.MAX_IN_FLIGHT && !writeBlocked) {
       let request: NbdRequest | null;
       try {
         request = this.decoder.next();
@@ -475,7 +473,7 @@ export class NbdConnection {
         else this.pump();
       });
     }
-    const saturated = this.inFlight >= MAX_IN_FLIGHT || writeBlocked || this.decoder.bufferedBytes > MAX_BUFFERED_INPUT;
+    const saturated = this.inFlight >= NbdLimits.MAX_IN_FLIGHT || writeBlocked || this.decoder.bufferedBytes > MAX_BUFFERED_INPUT;
     if (this.disconnectRequested) {
       this.socket.pause();
       this.maybeFinishDisconnect();

@@ -122,7 +122,11 @@ export const DHCP_OPT_END = 255;
 /** Smallest interface MTU a DHCP server may hand out (RFC 2132 §5.1: 68). */
 export const DHCP_MIN_MTU = 68;
 
-/** Guest MTU (DHCP option 26): underlay MTU 1500 − Ethernet 14 − data overhead 32 − IPv4+UDP 28 = 1426, rounded down to a multiple of 4. */
+/**
+ * Guest MTU (DHCP option 26). A frame of this MTU in a data message over a 1500-byte underlay:
+ * 1500 − IPv4+UDP 28 − data overhead 32 (header 16, tag 16) − Ethernet 14 = 1426 at most;
+ * 1420, as WireGuard's, leaves 6 bytes spare. The native engine checks the sum at compile time.
+ */
 export const ENI_MTU = 1420;
 
 // ---------------------------------------------------------------------------------------------
@@ -144,3 +148,5 @@ export const UNDERLAY_RESPONSE_BYTES = 92;
 export const UNDERLAY_COOKIE_REPLY_BYTES = 64;
 export const UNDERLAY_DATA_HEADER_BYTES = 16;
 export const UNDERLAY_DATA_TAG_BYTES = 16;
+/** `u8 5 | 3 zero`, then the frame. */
+export const UNDERLAY_PLAINTEXT_HEADER_BYTES = 4;
