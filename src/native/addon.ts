@@ -235,7 +235,7 @@ export function closeFd(fd: number): void {
 
 /**
  * getsockopt(SO_PEERCRED) on a connected Unix-socket fd, e.g. the
- * `(socket as any)._handle.fd` of an accepted `net.Socket`.
+ * `socketFd()` (src/common/socket-handle.ts) of an accepted `net.Socket`.
  * @throws Error with errno `code` ("ENOTSOCK", "EBADF", ...).
  */
 export function peerCredentials(fd: number): PeerCredentials {

@@ -23,10 +23,12 @@
  * ('request' events), where it goes through the same gate and backend calls as above; replies go
  * back through the lane. That takes the event loop's wake-ups out of each request's round trip.
  */
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { BlockBackend, BlockCapabilities } from '../volume/backend.js';
 import { oneLine } from '../common/errors.js';
+import { socketFd } from '../common/socket-handle.js';
 import { NbdLane, type NbdLaneEvent } from '../native/addon.js';
 import {
   BASE_ALLOCATION_CONTEXT,
@@ -377,15 +379,15 @@ export class NbdConnection {
   /** Hands transmission to a native data plane if possible; false: serve it here. */
   private startLane(early: Buffer[]): boolean {
     const direct = this.options.dataPlane !== 'js' && this.options.suppliedReadBuffers ? this.backend?.directIo?.() : undefined;
-    const socketFd = (this.socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+    const fd = this.socket instanceof net.Socket ? socketFd(this.socket) : undefined;
     // Handshake replies still queued in the JS socket would be overtaken by the lane's.
-    if (!direct || typeof socketFd !== 'number' || socketFd < 0 || this.socket.writableLength > 0) return false;
+    if (!direct || fd === undefined || this.socket.writableLength > 0) return false;
     const ctx = this.context!;
     this.socket.pause();
     try {
       this.lane = new NbdLane(
         {
-          socketFd,
+          socketFd: fd,
           fileFd: direct.fd,
           cipher: direct.cipher,
           unit: direct.unit,
