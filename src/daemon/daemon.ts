@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { VERSION } from '../common/package-info.js';
+import { formatEndpoint, parseEndpoint } from '../common/endpoint.js';
 import { AuditLog } from '../control/audit.js';
 import { ControlServer } from '../control/server.js';
 import { LOG_LEVELS, type LogLevel, type Logger } from '../log/logger.js';
@@ -111,10 +112,8 @@ export class Daemon {
       cleanups.push(() => nbd.close());
       await nbd.listenUnix(config.nbdSocket, kept('nbd'));
       if (config.nbdListen) {
-        const sep = config.nbdListen.lastIndexOf(':');
-        const host = config.nbdListen.slice(0, sep).replace(/^\[|\]$/g, '');
-        const port = await nbd.listenTcp(host, Number(config.nbdListen.slice(sep + 1)), kept('nbd-tcp'));
-        volumes.tcpEndpoint = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+        const { host, port } = parseEndpoint(config.nbdListen, '--nbd-listen');
+        volumes.tcpEndpoint = formatEndpoint({ host, port: await nbd.listenTcp(host, port, kept('nbd-tcp')) });
       }
       daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount }), config.metricsListen, kept('metrics'));
       cleanups.push(() => daemon.metrics.close());

@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { RuntimeError, oneLine } from '../common/errors.js';
 import { socketPeer } from '../common/unix-socket.js';
 import { withSuppliedReadBuffers } from '../common/socket-handle.js';
+import { formatEndpoint } from '../common/endpoint.js';
 import { listenTcpKept, listenUnixKept, type KeptListener } from '../common/fd-store.js';
 import type { Logger } from '../log/logger.js';
 import { NbdConnection } from './connection.js';
@@ -119,9 +120,9 @@ export class NbdServer {
 
 const FIRST_READ_SIZE = 64 * 1024;
 
-function listen(server: net.Server, where: net.ListenOptions): Promise<void> {
+function listen(server: net.Server, where: { host: string; port: number }): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen on ${where.host}:${where.port}: ${oneLine(err)}`)));
+    server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen on ${formatEndpoint(where)}: ${oneLine(err)}`)));
     server.listen(where, () => resolve());
   });
 }
