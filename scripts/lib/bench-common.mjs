@@ -18,20 +18,18 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // --------------------------------------------------------------------------- command line
 
 /**
- * The command line of a benchmark: its own `options` (node:util parseArgs) plus the ones every
- * benchmark takes (--scratch, --out, --cli, --keep, --help); --help prints `usage` and exits 0.
+ * A benchmark's own command line: its `options` (node:util parseArgs) and --help, which prints
+ * `usage` and exits 0. An unknown option, a missing value or a stray argument is one line on
+ * stderr and exit 2, never a stack trace.
  */
-export function benchArgs(usage, options) {
-  const { values } = parseArgs({
-    options: {
-      ...options,
-      scratch: { type: 'string' }, // an existing empty directory (the shell wrapper makes one)
-      out: { type: 'string' },
-      cli: { type: 'string', default: path.join(ROOT, 'dist/cli/main.js') },
-      keep: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+export function benchOptions(name, usage, options) {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h', default: false } } }));
+  } catch (err) {
+    // parseArgs' first sentence ("Unknown option '--bogus'"); the rest is advice on quoting.
+    usageExit(name, err.message.split(/\.\s/)[0]);
+  }
   if (values.help) {
     console.log(usage);
     process.exit(0);
@@ -39,25 +37,45 @@ export function benchArgs(usage, options) {
   return values;
 }
 
-/** Print `name: message` and the usage text on stderr, exit 2 (a usage error). */
-export function usageExit(name, usage, message) {
-  console.error(`${name}: ${message}\n${usage}`);
+/** {@link benchOptions} plus the options every end-to-end benchmark takes (--scratch, --out, --cli, --keep). */
+export function benchArgs(name, usage, options) {
+  return benchOptions(name, usage, {
+    ...options,
+    scratch: { type: 'string' }, // an existing empty directory (the shell wrapper makes one)
+    out: { type: 'string' },
+    cli: { type: 'string', default: path.join(ROOT, 'dist/cli/main.js') },
+    keep: { type: 'boolean', default: false },
+  });
+}
+
+/**
+ * Called by a benchmark once its options are checked: the wrapper script's first run
+ * (NITRIDE_BENCH_CHECK_ARGS=1) ends here, so a bad option is answered before anything is
+ * installed, built or started.
+ */
+export function optionsChecked() {
+  if (process.env.NITRIDE_BENCH_CHECK_ARGS === '1') process.exit(0);
+}
+
+/** Print `name: message` on stderr, one line, and exit 2 (a usage error). */
+export function usageExit(name, message) {
+  console.error(`${name}: ${message} (--help for usage)`);
   process.exit(2);
 }
 
 /** A positive number option: `dflt` when absent; anything else exits 2. */
-export function positiveOption(name, usage, value, dflt, what) {
+export function positiveOption(name, value, dflt, what) {
   if (value === undefined) return dflt;
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) usageExit(name, usage, `--${what} must be a positive number`);
+  if (!Number.isFinite(n) || n <= 0) usageExit(name, `--${what} must be a positive number`);
   return n;
 }
 
 /** The items of `all` (objects with an `id`) named by a comma list, all when absent; an unknown id exits 2. */
-export function pickById(name, usage, all, list, what) {
+export function pickById(name, all, list, what) {
   if (!list) return all;
   const ids = list.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const id of ids) if (!all.some((x) => x.id === id)) usageExit(name, usage, `unknown ${what} '${id}'`);
+  for (const id of ids) if (!all.some((x) => x.id === id)) usageExit(name, `unknown ${what} '${id}'`);
   return all.filter((x) => ids.includes(x.id));
 }
 
