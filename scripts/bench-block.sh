@@ -8,12 +8,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
 
-for arg in "$@"; do
-  case "$arg" in -h | --help) exec node "$NITRIDE_ROOT/scripts/bench/block.mjs" --help ;; esac
-done
-# Options first: a bad one is answered before anything is installed, built or started.
-require_node
-NITRIDE_BENCH_CHECK_ARGS=1 node "$NITRIDE_ROOT/scripts/bench/block.mjs" "$@" || exit $?
+bench_options "$NITRIDE_ROOT/scripts/bench/block.mjs" "$@"
 
 require_root
 ensure_packages "${BASE_PACKAGES[@]}" fio qemu-utils nbdkit util-linux

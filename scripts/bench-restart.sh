@@ -5,11 +5,6 @@
 #   ./scripts/bench-restart.sh [--reps N] [--rate 100M] [--no-iperf]
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
-for arg in "$@"; do
-  case "$arg" in -h | --help) exec node "$NITRIDE_ROOT/scripts/bench/restart.mjs" --help ;; esac
-done
-# Options first: a bad one is answered before anything is installed, built or started.
-require_node
-NITRIDE_BENCH_CHECK_ARGS=1 node "$NITRIDE_ROOT/scripts/bench/restart.mjs" "$@" || exit $?
+bench_options "$NITRIDE_ROOT/scripts/bench/restart.mjs" "$@"
 bootstrap "${NBD_CLIENT_PACKAGES[@]}" "${VPC_PACKAGES[@]}" "${SYSTEMD_PACKAGES[@]}"
 exec node scripts/bench/restart.mjs "$@"
