@@ -8,12 +8,9 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
 
-for arg in "$@"; do
-  case "$arg" in -h | --help) exec node "$NITRIDE_ROOT/scripts/bench/block.mjs" --help ;; esac
-done
+bench_options "$NITRIDE_ROOT/scripts/bench/block.mjs" "$@"
 
 require_root
-require_node
 ensure_packages "${BASE_PACKAGES[@]}" fio qemu-utils nbdkit util-linux
 ensure_node_modules
 cd "$NITRIDE_ROOT"

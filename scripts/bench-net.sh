@@ -9,9 +9,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
 
-for arg in "$@"; do
-  case "$arg" in -h | --help) exec node "$NITRIDE_ROOT/scripts/bench/net.mjs" --help ;; esac
-done
+bench_options "$NITRIDE_ROOT/scripts/bench/net.mjs" "$@"
 
 bootstrap "${VPC_PACKAGES[@]}" openssl openvpn tinc wireguard-go wireguard-tools
 

@@ -5,5 +5,6 @@
 #   ./scripts/bench-restart.sh [--reps N] [--rate 100M] [--no-iperf]
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
+bench_options "$NITRIDE_ROOT/scripts/bench/restart.mjs" "$@"
 bootstrap "${NBD_CLIENT_PACKAGES[@]}" "${VPC_PACKAGES[@]}" "${SYSTEMD_PACKAGES[@]}"
 exec node scripts/bench/restart.mjs "$@"

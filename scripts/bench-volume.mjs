@@ -22,7 +22,26 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchOptions, optionsChecked, pickById, positiveOption, usageExit } from './lib/bench-common.mjs';
+
+const USAGE = `usage: node scripts/bench-volume.mjs [--dir /dev/shm] [--size-mb 256] [--seconds 1] [--rounds 5]
+         [--unit 4096] [--configs file,enc-js,enc-native] [--fua]`;
+const opt = benchOptions('bench-volume', USAGE, {
+  dir: { type: 'string', default: '/dev/shm' },
+  'size-mb': { type: 'string' },
+  seconds: { type: 'string' },
+  rounds: { type: 'string' },
+  unit: { type: 'string', default: '4096' },
+  configs: { type: 'string' },
+  fua: { type: 'boolean', default: false },
+});
+const SIZE = Math.round(positiveOption('bench-volume', opt['size-mb'], 256, 'size-mb')) << 20;
+const SECONDS = positiveOption('bench-volume', opt.seconds, 1, 'seconds');
+const ROUNDS = Math.round(positiveOption('bench-volume', opt.rounds, 5, 'rounds'));
+if (opt.unit !== '512' && opt.unit !== '4096') usageExit('bench-volume', '--unit must be 512 or 4096');
+const UNIT = Number(opt.unit);
+const CONFIGS = pickById('bench-volume', ['file', 'enc-js', 'enc-native'].map((id) => ({ id })), opt.configs, 'config').map((c) => c.id);
+optionsChecked();
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist', 'volume');
@@ -32,22 +51,6 @@ if (!existsSync(path.join(dist, 'encrypted-backend.js'))) {
 }
 const { FileBackend } = await import(pathToFileURL(path.join(dist, 'file-backend.js')).href);
 const { EncryptedBackend } = await import(pathToFileURL(path.join(dist, 'encrypted-backend.js')).href);
-
-const { values: opt } = parseArgs({
-  options: {
-    dir: { type: 'string', default: '/dev/shm' },
-    'size-mb': { type: 'string', default: '256' },
-    seconds: { type: 'string', default: '1' },
-    rounds: { type: 'string', default: '5' },
-    unit: { type: 'string', default: '4096' },
-    configs: { type: 'string', default: 'file,enc-js,enc-native' },
-    fua: { type: 'boolean', default: false },
-  },
-});
-const SIZE = Number(opt['size-mb']) << 20;
-const SECONDS = Number(opt.seconds);
-const ROUNDS = Number(opt.rounds);
-const UNIT = Number(opt.unit);
 
 function randomKey() {
   for (;;) {
@@ -117,7 +120,7 @@ async function measure(backend, kind, bs, qd, fua = false) {
   return { iops: median(rates), mbps: (median(rates) * bs) / 1e6, cpuUs: median(cpus) };
 }
 
-const configs = opt.configs.split(',');
+const configs = CONFIGS;
 const workloads = opt.fua
   ? [
       ['randwrite 4k FUA', 'write', 4096, 1],

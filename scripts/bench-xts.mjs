@@ -7,15 +7,18 @@
 // for 512- and 4096-byte data units. Prints the median over the rounds (wall
 // time) and the CPU time per 4 KiB averaged over all rounds.
 //
-// Usage: node scripts/bench-xts.mjs [rounds]   (build the addon first:
+// Usage: node scripts/bench-xts.mjs [--rounds N (60)]   (build the addon first:
 //        npx node-gyp rebuild --directory=native)
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { benchOptions, optionsChecked, positiveOption } from './lib/bench-common.mjs';
+
+const opt = benchOptions('bench-xts', 'usage: node scripts/bench-xts.mjs [--rounds N (60)]', { rounds: { type: 'string' } });
+const ROUNDS = Math.round(positiveOption('bench-xts', opt.rounds, 60, 'rounds'));
+optionsChecked();
 
 const require = createRequire(import.meta.url);
 const addon = require('../native/build/Release/nitride_native.node');
-
-const ROUNDS = Number(process.argv[2] ?? 60);
 const SIZE = 1 << 20;
 const PER_4K = SIZE / 4096;
 

@@ -62,33 +62,22 @@
 #include <vector>
 
 #include "nitride.h"
+#include "shared_constants.h"
 
 namespace nitride {
 
 namespace {
 
-// Wire constants (NBD protocol document, "Transmission phase").
-constexpr uint32_t kRequestMagic = 0x25609513;
-constexpr uint32_t kSimpleReplyMagic = 0x67446698;
-constexpr uint32_t kStructuredReplyMagic = 0x668e33ef;
-constexpr uint16_t kCmdRead = 0;
-constexpr uint16_t kCmdWrite = 1;
-constexpr uint16_t kCmdDisc = 2;
-constexpr uint16_t kCmdFlagDf = 1 << 2;
-constexpr uint16_t kReplyFlagDone = 1;
-constexpr uint16_t kReplyTypeNone = 0;
-constexpr uint16_t kReplyTypeOffsetData = 1;
-constexpr size_t kRequestBytes = 28;
-constexpr size_t kSimpleReplyBytes = 16;
-constexpr size_t kChunkHeaderBytes = 20;
+// Wire constants (NBD protocol document, "Transmission phase") and the limits
+// shared with src/nbd, generated from its constants.
+using namespace nbd;
 
 // Input buffer: every request up to this size (header + payload) is parsed in
 // place; larger WRITE payloads are received into a buffer of their own.
 constexpr size_t kInputBytes = 256 * 1024;
 // Reading pauses while this much reply data waits for the client, or while
-// this many forwarded requests wait for JS (the JS path's own limit).
+// kMaxForwarded forwarded requests wait for JS (the JS path's own limit).
 constexpr size_t kMaxQueuedOutput = 8u << 20;
-constexpr size_t kMaxForwarded = 64;
 // After close(), how long queued replies may make no progress before the
 // thread gives up on a client that does not read.
 constexpr int kCloseFlushMs = 10000;
@@ -224,8 +213,8 @@ struct Config {
   std::shared_ptr<XtsKey> key;  // null: plain (unencrypted) file
   uint64_t unit = 512;
   uint64_t size = 0;
-  uint64_t max_payload = 32u << 20;
-  uint64_t max_discard = 64u << 20;
+  uint64_t max_payload = kMaxPayload;
+  uint64_t max_discard = kMaxWriteDiscard;
   bool structured = false;
   bool read_only = false;
   std::vector<double> buckets;  // latency bucket upper bounds, seconds

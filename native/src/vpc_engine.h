@@ -139,9 +139,9 @@ class Engine {
   // Coalescing bounds: segments appended per frame, and in all.
   static constexpr unsigned kMaxMergeSegments = 63;
   static constexpr size_t kMaxMergeIov = kBatch * kMaxMergeSegments;
-  // Default soft limits of a session (rekey-needed event).
+  // Default packet limit of a session (rekey-needed event); the age limit is
+  // vpc::kDefaultRekeySeconds.
   static constexpr uint64_t kDefaultRekeyPackets = uint64_t{1} << 32;
-  static constexpr uint64_t kDefaultRekeySeconds = 120;
   // Bound of the queue of events waiting for JS.
   static constexpr size_t kMaxQueuedEvents = 2048;
 

@@ -8,11 +8,6 @@ namespace vpc {
 
 namespace {
 
-constexpr uint8_t kProtoTcp = 6;
-constexpr uint8_t kProtoUdp = 17;
-constexpr uint16_t kDhcpServerPort = 67;
-constexpr uint16_t kDhcpClientPort = 68;
-
 constexpr uint8_t kTcpFin = 0x01;
 constexpr uint8_t kTcpPsh = 0x08;
 constexpr uint8_t kTcpCwr = 0x80;

@@ -473,7 +473,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     Napi::Env env = info.Env();
     Engine& e = E(env, "setRekeyLimits");
     Napi::Object o = ObjectArg(env, info[0], "setRekeyLimits: limits");
-    uint64_t packets = Engine::kDefaultRekeyPackets, seconds = Engine::kDefaultRekeySeconds;
+    uint64_t packets = Engine::kDefaultRekeyPackets, seconds = vpc::kDefaultRekeySeconds;
     if (!o.Get("packets").IsUndefined()) {
       packets = IntArg(env, o.Get("packets"), "setRekeyLimits: packets", 1, 9007199254740991ull);
     }

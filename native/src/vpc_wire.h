@@ -44,45 +44,41 @@
 // interpreted by the data plane: the whole datagram is handed to JS with the
 // sender's address and port.
 //
-// Overhead per frame: 32 bytes (data) or 4 bytes (plaintext), plus the UDP
-// and IP headers of the underlay (8 + 20 for IPv4, 8 + 40 for IPv6). So an
-// ENI MTU of 1500 needs an underlay path MTU of at least 1560 (IPv4) to avoid
-// IP fragmentation; with a 1500-byte underlay, give ENIs an MTU of 1440.
+// Overhead per frame: 32 bytes (data) or 4 bytes (plaintext), plus the
+// Ethernet header of the frame inside (14) and the UDP and IP headers of the
+// underlay (8 + 20 for IPv4, 8 + 40 for IPv6). So an ENI MTU of 1500 needs an
+// underlay path MTU of at least 1574 (IPv4) to avoid IP fragmentation; with a
+// 1500-byte underlay, ENIs get kEniMtu (1420, DHCP option 26; at most 1426
+// would fit).
+//
+// The message types, sizes, EtherTypes and MTUs shared with the TypeScript
+// side come from shared_constants.h, generated from it.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
+#include "shared_constants.h"
+
 namespace nitride {
 namespace vpc {
 
-constexpr uint8_t kMsgData = 4;
-constexpr uint8_t kMsgPlaintext = 5;
-
-constexpr size_t kDataHeaderBytes = 16;
-constexpr size_t kTagBytes = 16;
 constexpr size_t kDataOverhead = kDataHeaderBytes + kTagBytes;
-constexpr size_t kPlaintextHeaderBytes = 4;
-constexpr size_t kKeyBytes = 32;
 constexpr size_t kNonceBytes = 12;
 
 // A session never sends, and never accepts, a counter at or above this.
 constexpr uint64_t kHardCounterLimit = uint64_t{1} << 60;
 
 // Ethernet.
-constexpr size_t kEthHeader = 14;
 constexpr size_t kMinFrame = kEthHeader;
-constexpr uint16_t kEtherIpv4 = 0x0800;
-constexpr uint16_t kEtherArp = 0x0806;
-constexpr uint16_t kEtherIpv6 = 0x86dd;
-constexpr uint16_t kEtherVlan = 0x8100;
 constexpr uint16_t kEtherQinQ = 0x88a8;
 constexpr uint16_t kEtherVlan9100 = 0x9100;
 
-// ENI MTU bounds (IPv4 minimum; AWS's jumbo MTU).
-constexpr uint32_t kMinMtu = 68;
+// ENI MTU bounds: kMinMtu (IPv4's minimum) to AWS's jumbo MTU.
 constexpr uint32_t kMaxMtu = 9001;
+static_assert(kEniMtu + kEthHeader + kDataOverhead + 8 + 20 <= 1500,
+              "an ENI's frame in a data message must fit a 1500-byte IPv4 underlay");
 // Largest frame the engine forwards between hosts (kMaxMtu + Ethernet
 // header), and the largest underlay datagram it sends.
 constexpr size_t kMaxFrame = kMaxMtu + kEthHeader;

@@ -51,6 +51,7 @@ import {
   inspectorSession,
   installSignalCleanup,
   median,
+  optionsChecked,
   pickById,
   positiveOption,
   profileSelfTimes,
@@ -78,7 +79,7 @@ const USAGE = `usage: bench-block [--quick] [--runtime S] [--ramp S] [--reps N] 
   --no-sync      do not run sync(1) before each fio run
   --keep         keep the scratch directory (images, logs, fio JSON)`;
 
-const opt = benchArgs(USAGE, {
+const opt = benchArgs('bench-block', USAGE, {
   quick: { type: 'boolean', default: false },
   runtime: { type: 'string' },
   ramp: { type: 'string' },
@@ -90,7 +91,7 @@ const opt = benchArgs(USAGE, {
   'no-profile': { type: 'boolean', default: false },
   'no-sync': { type: 'boolean', default: false },
 });
-const num = (v, dflt, what) => positiveOption('bench-block', USAGE, v, dflt, what);
+const num = (v, dflt, what) => positiveOption('bench-block', v, dflt, what);
 const RUNTIME = num(opt.runtime, opt.quick ? 2 : 3, 'runtime');
 const RAMP = num(opt.ramp, opt.quick ? 1 : 2, 'ramp');
 const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
@@ -117,11 +118,12 @@ const ALL_JOBS = [
   { id: 'read-1m-qd8', label: '1M read QD8', rw: 'read', bs: '1M', qd: 8, metric: 'mbps' },
   { id: 'write-1m-qd8', label: '1M write QD8', rw: 'write', bs: '1M', qd: 8, metric: 'mbps' },
 ];
-const pick = (all, list, what) => pickById('bench-block', USAGE, all, list, what);
+const pick = (all, list, what) => pickById('bench-block', all, list, what);
 const TARGETS = pick(ALL_TARGETS, opt.targets, 'target');
 const JOBS = pick(ALL_JOBS, opt.jobs, 'job');
 const BASELINE = TARGETS.find((t) => t.baseline);
 const unit = (job) => (job.metric === 'iops' ? 'IOPS' : 'MB/s');
+optionsChecked();
 
 if (process.getuid?.() !== 0) console.error('bench-block: warning: not root (the daemon and the wrapper expect root)');
 if (!existsSync(opt.cli)) {

@@ -42,6 +42,7 @@ import {
   human,
   installSignalCleanup,
   median,
+  optionsChecked,
   pickById,
   positiveOption,
   run,
@@ -79,7 +80,7 @@ const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [
   --out FILE    JSON result path (default bench-results/net-<timestamp>.json; .svg beside it)
   --keep        keep the scratch directory (logs, configs, iperf3 JSON)`;
 
-const opt = benchArgs(USAGE, {
+const opt = benchArgs('bench-net', USAGE, {
   quick: { type: 'boolean', default: false },
   time: { type: 'string' },
   reps: { type: 'string' },
@@ -88,17 +89,18 @@ const opt = benchArgs(USAGE, {
   tag: { type: 'string' },
   dir: { type: 'string', default: '/tmp' },
 });
-const usageError = (msg) => usageExit('bench-net', USAGE, msg);
-const num = (v, dflt, what) => positiveOption('bench-net', USAGE, v, dflt, what);
+const usageError = (msg) => usageExit('bench-net', msg);
+const num = (v, dflt, what) => positiveOption('bench-net', v, dflt, what);
 const TIME = Math.round(num(opt.time, opt.quick ? 3 : 5, 'time'));
 const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
-const pick = (all, list, what) => pickById('bench-net', USAGE, all, list, what);
+const pick = (all, list, what) => pickById('bench-net', all, list, what);
 const PATHS = pick(ALL_PATHS, opt.paths, 'path').map((p) => ({ ...p }));
 const TESTS = pick(ALL_TESTS, opt.tests, 'test');
 const BASELINE = PATHS.find((p) => p.baseline);
 const NITRIDE = PATHS.find((p) => p.id === 'nitride');
 const TAG = opt.tag ?? `nb${Math.random().toString(16).slice(2, 6)}`;
 if (!/^[a-z0-9]{2,6}$/.test(TAG)) usageError('--tag must be 2-6 lowercase letters or digits');
+optionsChecked();
 if (!existsSync(opt.cli)) usageError(`${opt.cli} is missing: build first (npm ci / npm run build)`);
 
 const GUEST_A = '172.31.1.10';

@@ -14,25 +14,24 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ROOT, Scratch, hostFacts, installSignalCleanup, median, run, sleep, stamp, textTable } from '../lib/bench-common.mjs';
+import { ROOT, Scratch, benchOptions, hostFacts, installSignalCleanup, median, optionsChecked, positiveOption, run, sleep, stamp, textTable } from '../lib/bench-common.mjs';
 import { UNIT_ROOT, bootSystemd } from '../lib/nspawn.mjs';
 
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-if (args.includes('--help') || args.includes('-h')) {
-  console.log('usage: scripts/bench-restart.sh [--reps N (5)] [--rate 100M] [--no-io] [--no-iperf] [--keep]');
-  process.exit(0);
-}
-const REPS = Number(opt('--reps', '5'));
-const RATE = opt('--rate', '100M');
-const IPERF = !args.includes('--no-iperf');
-const IO = !args.includes('--no-io');
+const opt = benchOptions('bench-restart', 'usage: scripts/bench-restart.sh [--reps N (5)] [--rate 100M] [--no-io] [--no-iperf] [--keep]', {
+  reps: { type: 'string' },
+  rate: { type: 'string', default: '100M' },
+  'no-io': { type: 'boolean', default: false },
+  'no-iperf': { type: 'boolean', default: false },
+  keep: { type: 'boolean', default: false },
+});
+const REPS = Math.round(positiveOption('bench-restart', opt.reps, 5, 'reps'));
+const RATE = opt.rate;
+const IPERF = !opt['no-iperf'];
+const IO = !opt['no-io'];
+optionsChecked();
 const CLI = path.join(ROOT, 'dist/cli/main.js');
 
-const scratch = Scratch.create('/var/tmp', 'nitride-bench-restart.', { keep: args.includes('--keep') });
+const scratch = Scratch.create('/var/tmp', 'nitride-bench-restart.', { keep: opt.keep });
 const prefix = 'ntbr' + randomBytes(2).toString('hex');
 const namespaces = [];
 let sd;

@@ -18,20 +18,18 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // --------------------------------------------------------------------------- command line
 
 /**
- * The command line of a benchmark: its own `options` (node:util parseArgs) plus the ones every
- * benchmark takes (--scratch, --out, --cli, --keep, --help); --help prints `usage` and exits 0.
+ * A benchmark's own command line: its `options` (node:util parseArgs) and --help, which prints
+ * `usage` and exits 0. An unknown option, a missing value or a stray argument is one line on
+ * stderr and exit 2, never a stack trace.
  */
-export function benchArgs(usage, options) {
-  const { values } = parseArgs({
-    options: {
-      ...options,
-      scratch: { type: 'string' }, // an existing empty directory (the shell wrapper makes one)
-      out: { type: 'string' },
-      cli: { type: 'string', default: path.join(ROOT, 'dist/cli/main.js') },
-      keep: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
+export function benchOptions(name, usage, options) {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h', default: false } } }));
+  } catch (err) {
+    // parseArgs' first sentence ("Unknown option '--bogus'"); the rest is advice on quoting.
+    usageExit(name, err.message.split(/\.\s/)[0]);
+  }
   if (values.help) {
     console.log(usage);
     process.exit(0);
@@ -39,25 +37,45 @@ export function benchArgs(usage, options) {
   return values;
 }
 
-/** Print `name: message` and the usage text on stderr, exit 2 (a usage error). */
-export function usageExit(name, usage, message) {
-  console.error(`${name}: ${message}\n${usage}`);
+/** {@link benchOptions} plus the options every end-to-end benchmark takes (--scratch, --out, --cli, --keep). */
+export function benchArgs(name, usage, options) {
+  return benchOptions(name, usage, {
+    ...options,
+    scratch: { type: 'string' }, // an existing empty directory (the shell wrapper makes one)
+    out: { type: 'string' },
+    cli: { type: 'string', default: path.join(ROOT, 'dist/cli/main.js') },
+    keep: { type: 'boolean', default: false },
+  });
+}
+
+/**
+ * Called by a benchmark once its options are checked: the wrapper script's first run
+ * (NITRIDE_BENCH_CHECK_ARGS=1) ends here, so a bad option is answered before anything is
+ * installed, built or started.
+ */
+export function optionsChecked() {
+  if (process.env.NITRIDE_BENCH_CHECK_ARGS === '1') process.exit(0);
+}
+
+/** Print `name: message` on stderr, one line, and exit 2 (a usage error). */
+export function usageExit(name, message) {
+  console.error(`${name}: ${message} (--help for usage)`);
   process.exit(2);
 }
 
 /** A positive number option: `dflt` when absent; anything else exits 2. */
-export function positiveOption(name, usage, value, dflt, what) {
+export function positiveOption(name, value, dflt, what) {
   if (value === undefined) return dflt;
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) usageExit(name, usage, `--${what} must be a positive number`);
+  if (!Number.isFinite(n) || n <= 0) usageExit(name, `--${what} must be a positive number`);
   return n;
 }
 
 /** The items of `all` (objects with an `id`) named by a comma list, all when absent; an unknown id exits 2. */
-export function pickById(name, usage, all, list, what) {
+export function pickById(name, all, list, what) {
   if (!list) return all;
   const ids = list.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const id of ids) if (!all.some((x) => x.id === id)) usageExit(name, usage, `unknown ${what} '${id}'`);
+  for (const id of ids) if (!all.some((x) => x.id === id)) usageExit(name, `unknown ${what} '${id}'`);
   return all.filter((x) => ids.includes(x.id));
 }
 
@@ -280,11 +298,25 @@ const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
  *   yLabel, title, subtitle: text
  */
 export function svgBarChart({ title, subtitle, yLabel, groups, series, values, refLines = [], valueFormat = (v) => v.toFixed(2) }) {
-  const W = Math.max(720, 130 + groups.length * (series.length * 22 + 36));
-  const H = 460;
+  // Text widths are estimated (no font metrics here): 0.6 em per character errs on the wide side.
+  const textWidth = (text, size = 11) => text.length * size * 0.6;
+  const legendItems = series.map((s) => ({ s, w: 28 + textWidth(s.label) }));
+  const W = Math.ceil(
+    Math.max(720, 130 + groups.length * (series.length * 22 + 36), textWidth(title, 15) + 40, textWidth(subtitle ?? '') + 40, ...legendItems.map((i) => i.w + 20)),
+  );
+  // Legend rows as wide as the chart allows, each centred; the picture grows a row at a time.
+  const legendRows = [[]];
+  for (const item of legendItems) {
+    const row = legendRows.at(-1);
+    if (row.length && row.reduce((sum, i) => sum + i.w, 0) + item.w > W - 20) legendRows.push([item]);
+    else row.push(item);
+  }
+  const PLOT_H = 460;
+  const LEGEND_ROW_H = 18;
+  const H = PLOT_H + (legendRows.length - 1) * LEGEND_ROW_H;
   const m = { top: 70, right: 70, bottom: 95, left: 60 };
   const pw = W - m.left - m.right;
-  const ph = H - m.top - m.bottom;
+  const ph = PLOT_H - m.top - m.bottom;
   const maxV = Math.max(...values.flat().filter((v) => Number.isFinite(v)), ...refLines.map((r) => r.value), 0);
   // A "nice" top of scale and tick step.
   const rawStep = (maxV * 1.12) / 5 || 1;
@@ -320,8 +352,8 @@ export function svgBarChart({ title, subtitle, yLabel, groups, series, values, r
         `<text transform="translate(${(x + bw / 2 + 3).toFixed(1)} ${(y(v) - 3).toFixed(1)}) rotate(-90)" font-size="9" fill="#333">${esc(valueFormat(v))}</text>`,
       );
     });
-    out.push(`<text x="${(m.left + gi * gw + gw / 2).toFixed(1)}" y="${H - m.bottom + 16}" text-anchor="middle" font-weight="bold">${esc(g.label)}</text>`);
-    if (g.sublabel) out.push(`<text x="${(m.left + gi * gw + gw / 2).toFixed(1)}" y="${H - m.bottom + 30}" text-anchor="middle" fill="#555" font-size="10">${esc(g.sublabel)}</text>`);
+    out.push(`<text x="${(m.left + gi * gw + gw / 2).toFixed(1)}" y="${PLOT_H - m.bottom + 16}" text-anchor="middle" font-weight="bold">${esc(g.label)}</text>`);
+    if (g.sublabel) out.push(`<text x="${(m.left + gi * gw + gw / 2).toFixed(1)}" y="${PLOT_H - m.bottom + 30}" text-anchor="middle" fill="#555" font-size="10">${esc(g.sublabel)}</text>`);
   });
   for (const r of refLines) {
     out.push(
@@ -330,14 +362,15 @@ export function svgBarChart({ title, subtitle, yLabel, groups, series, values, r
     out.push(`<text x="${W - m.right + 4}" y="${(y(r.value) + 3).toFixed(1)}" fill="${r.color ?? '#000'}" font-size="10">${esc(r.label)}</text>`);
   }
   out.push(`<line x1="${m.left}" x2="${W - m.right}" y1="${y(0)}" y2="${y(0)}" stroke="#333"/>`);
-  // Legend, centred under the plot.
-  const itemW = series.map((s) => 28 + s.label.length * 6.6);
-  let lx = (W - itemW.reduce((a, b) => a + b, 0)) / 2;
-  const ly = H - 30;
-  series.forEach((s, i) => {
-    out.push(`<rect x="${lx.toFixed(1)}" y="${ly - 9}" width="12" height="12" fill="${s.color}"/>`);
-    out.push(`<text x="${(lx + 16).toFixed(1)}" y="${ly + 1}">${esc(s.label)}</text>`);
-    lx += itemW[i];
+  // Legend under the plot.
+  legendRows.forEach((row, r) => {
+    let lx = (W - row.reduce((sum, i) => sum + i.w, 0)) / 2;
+    const ly = PLOT_H - 30 + r * LEGEND_ROW_H;
+    for (const { s, w } of row) {
+      out.push(`<rect x="${lx.toFixed(1)}" y="${ly - 9}" width="12" height="12" fill="${s.color}"/>`);
+      out.push(`<text x="${(lx + 16).toFixed(1)}" y="${ly + 1}">${esc(s.label)}</text>`);
+      lx += w;
+    }
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

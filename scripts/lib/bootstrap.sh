@@ -48,6 +48,19 @@ ensure_node_modules() {
   npm run --silent build
 }
 
+# bench_options SCRIPT ARGS... : for the benchmark wrappers, before anything is installed,
+# built or started: --help prints SCRIPT's usage and exits; a bad option is answered by SCRIPT
+# (one line, exit 2).
+bench_options() {
+  local script="$1" arg
+  shift
+  require_node
+  for arg in "$@"; do
+    case "$arg" in -h | --help) exec node "$script" --help ;; esac
+  done
+  NITRIDE_BENCH_CHECK_ARGS=1 node "$script" "$@" || exit $?
+}
+
 # Packages every script needs: the addon toolchain and iproute2.
 BASE_PACKAGES=(make g++ python3 iproute2 procps)
 # NBD clients the tests and the demo drive volumes with (libnbd's Python binding backs the

@@ -13,6 +13,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ensureDir } from './durable-fs.js';
 import { takeListenFds } from './systemd.js';
+import { formatEndpoint } from './endpoint.js';
+import { socketFd } from './socket-handle.js';
 import { clearStaleSocket, listenOnFd, listenPrivateUnixSocket } from './unix-socket.js';
 import { closeFd, sdNotify, socketAddress, unixListen, type SocketAddress } from '../native/addon.js';
 
@@ -108,8 +110,8 @@ export async function listenUnixKept(server: net.Server, socketPath: string, wha
 /** Listen on TCP, kept in the fd store when `kept` is given. Resolves when listening. */
 export async function listenTcpKept(server: net.Server, host: string, port: number, listen: () => Promise<void>, kept: KeptListener | undefined): Promise<void> {
   const adopted = kept?.store.adopt(kept.name, (a) => a.family !== 'unix' && a.family !== 'other' && a.stream && a.listening && a.address === host && (port === 0 || a.port === port));
-  if (adopted !== undefined) return listenOnFd(server, adopted, `${host}:${port} (kept by systemd)`);
+  if (adopted !== undefined) return listenOnFd(server, adopted, `${formatEndpoint({ host, port })} (kept by systemd)`);
   await listen();
-  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (kept && typeof fd === 'number' && fd >= 0) kept.store.keep(kept.name, fd);
+  const fd = socketFd(server);
+  if (kept && fd !== undefined) kept.store.keep(kept.name, fd);
 }

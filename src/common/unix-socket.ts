@@ -5,11 +5,12 @@ import path from 'node:path';
 import { RuntimeError, errnoCode, oneLine } from './errors.js';
 import { ensureDir } from './durable-fs.js';
 import { peerCredentials, type PeerCredentials } from '../native/addon.js';
+import { socketFd } from './socket-handle.js';
 
 /** SO_PEERCRED of a connected Unix socket, or undefined if unavailable. */
 export function socketPeer(socket: net.Socket): PeerCredentials | undefined {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return undefined;
+  const fd = socketFd(socket);
+  if (fd === undefined) return undefined;
   try {
     return peerCredentials(fd);
   } catch {

@@ -75,6 +75,12 @@ export interface Route<B = undefined, Q = Record<string, never>> {
 
 /** Largest request body accepted; control calls are small. */
 const MAX_BODY_BYTES = 1 << 20;
+/**
+ * How long the rest of a too-large body is read and dropped after the 413 is sent. Closing
+ * while the client still sends would leave unread data, and the kernel then resets the
+ * connection: the client sees EPIPE/ECONNRESET instead of the answer (a lingering close).
+ */
+const LINGER_MS = 5_000;
 
 const STATUS_OF: Array<[new (...args: never[]) => NitrideError, number]> = [
   [UsageError, 400],
@@ -231,8 +237,15 @@ export class ControlServer {
       return;
     }
     const text = JSON.stringify(payload ?? null) + '\n';
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-    res.end(text);
+    const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) };
+    if (status !== 413) {
+      res.writeHead(status, headers).end(text);
+      return;
+    }
+    // The answer goes out at once; the connection closes once the body is drained.
+    res.writeHead(status, { ...headers, connection: 'close' }).write(text);
+    await bodyDrained(req, LINGER_MS);
+    res.end();
   }
 
   private match(method: string, pathname: string): { route: Route<unknown, unknown>; params: Record<string, string> } | 'method' | undefined {
@@ -284,6 +297,20 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
+  });
+}
+
+/** Resolves once the request body has been read to its end (readBody drops it), the client left, or after `ms`. */
+function bodyDrained(req: http.IncomingMessage, ms: number): Promise<void> {
+  if (req.complete || req.socket.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      req.off('end', done).off('close', done);
+      resolve();
+    }
+    req.once('end', done).once('close', done);
   });
 }
 

@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
 import { DEFAULT_CONTROL_SOCKET } from '../api/control.js';
 import { LOG_LEVELS, type LogLevel } from '../api/daemon.js';
+import { endpointOrNull, parseEndpoint } from '../common/endpoint.js';
 import { formatZodError } from '../control/validate.js';
 import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 import { checkDhcpConfig } from '../vpc/dhcp.js';
@@ -29,8 +30,9 @@ export const DEFAULT_VPC_LISTEN = '0.0.0.0:4789';
 export const DEFAULT_VPC_REKEY_AFTER = 120;
 const MIN_VPC_REKEY_AFTER = 2;
 
-/** host:port of a TCP listener; IPv6 hosts in brackets ([::1]:10809). */
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+/** A file key holding HOST:PORT (numeric: an IP address, not a name). */
+const endpointKey = (numeric: boolean) =>
+  z.string().refine((text) => endpointOrNull(text, { numeric }) !== null, numeric ? 'must be NUMERIC-HOST:PORT' : 'must be HOST:PORT');
 
 /** The file's schema (snake_case, as operators write TOML). */
 const FileSchema = z
@@ -40,13 +42,13 @@ const FileSchema = z
     log_level: z.enum(LOG_LEVELS).optional(),
     kms_socket: z.string().min(1).optional(),
     nbd_socket: z.string().min(1).optional(),
-    nbd_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
+    nbd_listen: endpointKey(false).optional(),
     nbd_data_plane: z.enum(['native', 'js']).optional(),
     ephemeral_dir: z.string().min(1).optional(),
-    vpc_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
+    vpc_listen: endpointKey(true).optional(),
     vpc_dns: z.array(z.string()).optional(),
     vpc_rekey_after: z.number().optional(),
-    metrics_listen: z.string().regex(HOST_PORT, 'must be HOST:PORT').optional(),
+    metrics_listen: endpointKey(true).optional(),
   })
   .strict();
 
@@ -95,11 +97,9 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     throw new UsageError(`NITRIDE_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
   }
   const nbdListen = flags.nbdListen ?? env.NITRIDE_NBD_LISTEN ?? file?.nbd_listen;
-  if (nbdListen !== undefined && !HOST_PORT.test(nbdListen)) throw new UsageError(`--nbd-listen must be HOST:PORT, got '${nbdListen}'`);
+  if (nbdListen !== undefined) parseEndpoint(nbdListen, '--nbd-listen');
   const vpcListen = flags.vpcListen ?? file?.vpc_listen ?? DEFAULT_VPC_LISTEN;
-  if (!/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.test(vpcListen) || Number(vpcListen.slice(vpcListen.lastIndexOf(':') + 1)) > 65535) {
-    throw new UsageError(`--vpc-listen must be NUMERIC-HOST:PORT, got '${vpcListen}'`);
-  }
+  parseEndpoint(vpcListen, '--vpc-listen', { numeric: true });
   const vpcDns = flags.vpcDns ?? file?.vpc_dns ?? [];
   try {
     checkDhcpConfig({ mtu: ENI_MTU, dnsServers: vpcDns });

@@ -8,6 +8,7 @@
  * Stop order is the reverse; every step runs even if an earlier one failed.
  */
 import { VERSION } from '../common/package-info.js';
+import { formatEndpoint, parseEndpoint } from '../common/endpoint.js';
 import { AuditLog } from '../control/audit.js';
 import { ControlServer } from '../control/server.js';
 import { DAEMON_API, type DaemonStatus, type LogLevelChange } from '../api/daemon.js';
@@ -15,7 +16,8 @@ import { SetLogLevelBody } from '../api/daemon.schema.js';
 import type { Logger } from '../log/logger.js';
 import { sdNotify } from '../native/addon.js';
 import type { DaemonConfig } from './config.js';
-import { StateDir } from './state-dir.js';
+import type { StateDir } from '../common/state-dir.js';
+import { startService, stopService } from '../common/service.js';
 import { KmsClient } from '../kms/client.js';
 import { NbdServer } from '../nbd/server.js';
 import { VolumeManager } from '../volume/manager.js';
@@ -49,15 +51,13 @@ export class Daemon {
   ) {}
 
   /** Take the state dir, open the audit log, register routes, listen, and tell systemd we are ready. */
-  static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
-    const state = await StateDir.open(config.stateDir);
-    // Under systemd the listening sockets survive restarts in its fd store (live update).
-    const fdStore = FdStore.open();
-    const kept = (name: string) => (fdStore ? { store: fdStore, name } : undefined);
-    const cleanups: Array<() => Promise<void>> = [() => state.release()];
-    try {
+  static start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
+    return startService('daemon', config.stateDir, async (state, undo) => {
+      // Under systemd the listening sockets survive restarts in its fd store (live update).
+      const fdStore = FdStore.open();
+      const kept = (name: string) => (fdStore ? { store: fdStore, name } : undefined);
       const audit = await AuditLog.open(state.file('audit.log'), logger);
-      cleanups.push(() => audit.close());
+      undo(() => audit.close());
       // Every KMS call of the daemon is counted for metrics.
       const kms = new CountingKeyProvider(new KmsClient({ socketPath: config.kmsSocket }));
       const volumes = new VolumeManager({
@@ -69,33 +69,31 @@ export class Daemon {
       });
       await volumes.load();
       let vms: VmManager | undefined;
-      cleanups.push(() => volumes.close(vms?.volumesInUse()));
+      undo(() => volumes.close(vms?.volumesInUse()));
       const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter, ...(fdStore ? { fdStore } : {}) });
       await vpc.load();
-      cleanups.push(() => vpc.close());
+      undo(() => vpc.close());
       const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
       await images.load();
       // Re-adopts the QEMU processes a previous daemon started (they outlive it).
       vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket });
       await vms.load();
-      cleanups.push(() => vms.close());
+      undo(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });
       const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
       const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms);
       daemon.registerRoutes();
       // The control socket first: a second daemon pointed at it is refused before it touches anything else.
       await control.listen();
-      cleanups.push(() => control.close());
-      cleanups.push(() => nbd.close());
+      undo(() => control.close());
+      undo(() => nbd.close());
       await nbd.listenUnix(config.nbdSocket, kept('nbd'));
       if (config.nbdListen) {
-        const sep = config.nbdListen.lastIndexOf(':');
-        const host = config.nbdListen.slice(0, sep).replace(/^\[|\]$/g, '');
-        const port = await nbd.listenTcp(host, Number(config.nbdListen.slice(sep + 1)), kept('nbd-tcp'));
-        volumes.tcpEndpoint = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+        const { host, port } = parseEndpoint(config.nbdListen, '--nbd-listen');
+        volumes.tcpEndpoint = formatEndpoint({ host, port: await nbd.listenTcp(host, port, kept('nbd-tcp')) });
       }
       daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount }), config.metricsListen, kept('metrics'));
-      cleanups.push(() => daemon.metrics.close());
+      undo(() => daemon.metrics.close());
       // Ready once every volume is served (the NBD sockets listen) and the VPC's first start
       // attempt is over: every local ENI has its port in the engine. A VPC that cannot start
       // (KMS unreachable) does not hold readiness: it retries on its own and STATUS= says so.
@@ -107,10 +105,7 @@ export class Daemon {
       sdNotify(`READY=1\nSTATUS=${vpcStatus.state === 'up' ? 'serving' : `serving volumes; VPC down: ${vpcStatus.message ?? ''}`}`);
       logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket, ...(fdStore ? { adoptedSockets: fdStore.adopted } : {}) }, 'daemon started');
       return daemon;
-    } catch (err) {
-      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-      throw err;
-    }
+    });
   }
 
   status(): DaemonStatus {
@@ -145,28 +140,20 @@ export class Daemon {
 
   /** Graceful stop; idempotent. */
   stop(reason: string): Promise<void> {
-    this.stopping ??= (async () => {
-      this.logger.info({ reason }, 'daemon stopping');
-      sdNotify('STOPPING=1');
-      const steps: Array<[string, () => Promise<void>]> = [
-        ['control', () => this.control.close()],
-        // Guests keep running (live update); only the watching stops.
-        ['vms', () => this.vms.close()],
-        ['metrics', () => this.metrics.close()],
-        // In-flight NBD requests finish and are flushed before keys are destroyed.
-        ['nbd', () => this.nbd.close()],
-        // Ephemeral volumes of running VMs are handed over (live update), the others wiped.
-        ['volumes', () => this.volumes.close(this.vms.volumesInUse())],
-        // Ports go away, netdevs stay (guests survive a restart).
-        ['vpc', () => this.vpc.close()],
-        ['audit', () => this.audit.close()],
-        ['state', () => this.state.release()],
-      ];
-      for (const [name, step] of steps) {
-        await step().catch((err: unknown) => this.logger.error({ err, step: name }, 'stop step failed'));
-      }
-      this.logger.info('daemon stopped');
-    })();
+    this.stopping ??= stopService('daemon', reason, this.logger, [
+      ['control', () => this.control.close()],
+      // Guests keep running (live update); only the watching stops.
+      ['vms', () => this.vms.close()],
+      ['metrics', () => this.metrics.close()],
+      // In-flight NBD requests finish and are flushed before keys are destroyed.
+      ['nbd', () => this.nbd.close()],
+      // Ephemeral volumes of running VMs are handed over (live update), the others wiped.
+      ['volumes', () => this.volumes.close(this.vms.volumesInUse())],
+      // Ports go away, netdevs stay (guests survive a restart).
+      ['vpc', () => this.vpc.close()],
+      ['audit', () => this.audit.close()],
+      ['state', () => this.state.release()],
+    ]);
     return this.stopping;
   }
 

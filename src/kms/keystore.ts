@@ -68,6 +68,7 @@ import {
   type WrappedDataKey,
 } from './provider.js';
 import { loadSodium, wipe, type Sodium } from './sodium.js';
+import { SerialQueue } from '../common/serial.js';
 
 /** Deletion waiting period, in days: default and bounds (AWS: 7–30, default 30). */
 export const DEFAULT_DELETION_DAYS = 30;
@@ -137,7 +138,7 @@ type KeystoreFile = z.infer<typeof FileSchema>;
 export class KeyStore {
   private keys = new Map<string, KeyRecord>();
   private aliases = new Map<string, string>();
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private closed = false;
 
   private constructor(
@@ -292,13 +293,11 @@ export class KeyStore {
 
   /** Run `fn` alone: no call ever sees another's half-applied change. */
   private exclusive<T>(fn: () => Promise<T> | T, sweepFirst = true): Promise<T> {
-    const run = this.queue.then(async () => {
+    return this.queue.run(async () => {
       if (this.closed) throw new KmsUnavailableError('the key store is closed');
       if (sweepFirst) await this.sweepDue();
       return fn();
     });
-    this.queue = run.catch(() => {});
-    return run;
   }
 
   /** Apply `change` to a key (resolved from `ref`), save, and return its new metadata. */

@@ -13,7 +13,8 @@ import { z } from 'zod';
 import { VERSION } from '../common/package-info.js';
 import { AuditLog } from '../control/audit.js';
 import { BinaryReply, ControlServer, type AuditDetails } from '../control/server.js';
-import { StateDir } from '../daemon/state-dir.js';
+import type { StateDir } from '../common/state-dir.js';
+import { startService, stopService } from '../common/service.js';
 import type { Logger } from '../log/logger.js';
 import { sdNotify } from '../native/addon.js';
 import { MAX_BLOB_BYTES, MAX_CONTEXT_PAIRS, parseBlob } from './blob.js';
@@ -74,19 +75,17 @@ export class KmsServer {
   static async start(options: KmsServerOptions): Promise<KmsServer> {
     const log = options.logger.child({ component: 'kms' });
     const sodium = await loadSodium();
-    const state = await StateDir.open(options.stateDir);
-    const cleanups: Array<() => Promise<void>> = [() => state.release()];
-    try {
+    return startService('kms', options.stateDir, async (state, undo) => {
       await fs.chmod(state.root, 0o700);
       const audit = await AuditLog.open(state.file('audit.log'), options.logger);
-      cleanups.push(() => audit.close());
+      undo(() => audit.close());
       const provider = await LocalKeyProvider.open({
         file: state.file('keystore.json'),
         allowImmediateDeletion: options.allowImmediateDeletion ?? false,
         logger: log,
         ...(options.sweepIntervalMs !== undefined ? { sweepIntervalMs: options.sweepIntervalMs } : {}),
       });
-      cleanups.push(() => provider.close());
+      undo(() => provider.close());
       const control = new ControlServer({
         socketPath: options.socketPath,
         logger: options.logger,
@@ -102,28 +101,17 @@ export class KmsServer {
       sdNotify('READY=1');
       log.info({ version: VERSION, stateDir: state.root, socket: options.socketPath, allowImmediateDeletion: options.allowImmediateDeletion ?? false }, 'kms started');
       return server;
-    } catch (err) {
-      for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-      throw err;
-    }
+    });
   }
 
   /** Graceful stop; idempotent. */
   stop(reason: string): Promise<void> {
-    this.stopping ??= (async () => {
-      this.log.info({ reason }, 'kms stopping');
-      sdNotify('STOPPING=1');
-      const steps: Array<[string, () => Promise<void>]> = [
-        ['socket', () => this.control.close()],
-        ['keystore', () => this.provider.close()],
-        ['audit', () => this.audit.close()],
-        ['state', () => this.state.release()],
-      ];
-      for (const [name, step] of steps) {
-        await step().catch((err: unknown) => this.log.error({ err, step: name }, 'stop step failed'));
-      }
-      this.log.info('kms stopped');
-    })();
+    this.stopping ??= stopService('kms', reason, this.log, [
+      ['socket', () => this.control.close()],
+      ['keystore', () => this.provider.close()],
+      ['audit', () => this.audit.close()],
+      ['state', () => this.state.release()],
+    ]);
     return this.stopping;
   }
 

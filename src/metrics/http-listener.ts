@@ -8,19 +8,16 @@ import http from 'node:http';
 import net from 'node:net';
 import { RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import { listenTcpKept, type KeptListener } from '../common/fd-store.js';
+import { formatEndpoint, parseEndpoint, type Endpoint } from '../common/endpoint.js';
 
 const LOOPBACK = new net.BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
 LOOPBACK.addAddress('::1', 'ipv6');
 
 /** Parse `HOST:PORT` and insist HOST is a numeric loopback address (127.0.0.0/8 or ::1). */
-export function parseLoopbackListen(text: string, what = '--metrics-listen'): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.exec(text);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`${what} must be LOOPBACK-IP:PORT (e.g. 127.0.0.1:9464), got '${text}'`);
-  const host = m[1]!.replace(/^\[|\]$/g, '');
-  const family = net.isIPv4(host) ? 'ipv4' : net.isIPv6(host) ? 'ipv6' : undefined;
-  if (!family || !LOOPBACK.check(host, family)) throw new UsageError(`${what} must be a loopback address (127.0.0.0/8 or [::1]): metrics are never served to the network, got '${text}'`);
+export function parseLoopbackListen(text: string, what = '--metrics-listen'): Endpoint {
+  const { host, port } = parseEndpoint(text, what, { numeric: true, shape: 'LOOPBACK-IP:PORT (e.g. 127.0.0.1:9464)' });
+  if (!LOOPBACK.check(host, net.isIPv4(host) ? 'ipv4' : 'ipv6')) throw new UsageError(`${what} must be a loopback address (127.0.0.0/8 or [::1]): metrics are never served to the network, got '${text}'`);
   return { host, port };
 }
 
@@ -46,7 +43,7 @@ export class MetricsHttpListener {
   async listen(host: string, port: number, kept?: KeptListener): Promise<number> {
     const bind = () =>
       new Promise<void>((resolve, reject) => {
-        this.server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen for metrics on ${host}:${port}: ${oneLine(err)}`)));
+        this.server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen for metrics on ${formatEndpoint({ host, port })}: ${oneLine(err)}`)));
         this.server.listen({ host, port }, () => resolve());
       });
     await listenTcpKept(this.server, host, port, bind, kept);

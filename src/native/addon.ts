@@ -26,7 +26,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NbdRequest } from '../nbd/transmission.js';
 import type { VpcPeerStats, VpcPortStats, VpcUnderlayStats } from '../api/vpc.js';
 
 /** Options for {@link tapOpen}. */
@@ -237,7 +236,7 @@ export function closeFd(fd: number): void {
 
 /**
  * getsockopt(SO_PEERCRED) on a connected Unix-socket fd, e.g. the
- * `(socket as any)._handle.fd` of an accepted `net.Socket`.
+ * `socketFd()` (src/common/socket-handle.ts) of an accepted `net.Socket`.
  * @throws Error with errno `code` ("ENOTSOCK", "EBADF", ...).
  */
 export function peerCredentials(fd: number): PeerCredentials {
@@ -870,9 +869,25 @@ export interface NbdLaneOptions {
   initialInput?: Uint8Array;
 }
 
+/** A request as the NBD transmission phase carries it (the JS decoder's NbdRequest extends this). */
+export interface NbdLaneRequest {
+  /** NBD_CMD_* (unknown values are passed through; validateRequest rejects them). */
+  type: number;
+  /** NBD_CMD_FLAG_* bits. */
+  flags: number;
+  /** Opaque, echoed in every reply (the spec's "handle"). */
+  cookie: bigint;
+  offset: bigint;
+  length: number;
+  /** WRITE only: exactly `length` bytes (empty for a zero-length write); absent if discarded. */
+  payload?: Buffer;
+  /** WRITE whose payload exceeded maxPayload: bytes were discarded, reply EINVAL. */
+  payloadDiscarded?: true;
+}
+
 /** What a lane reports to JS, in order: a forwarded request (as the JS decoder would give it), its end, its exit. */
 export type NbdLaneEvent =
-  | ({ kind: 'request' } & Omit<NbdRequest, 'payloadAllocated'>)
+  | ({ kind: 'request' } & NbdLaneRequest)
   | { kind: 'end'; reason: 'eof' | 'disc' | 'violation' | 'error'; message: string }
   | { kind: 'exit' };
 

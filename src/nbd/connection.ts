@@ -3,10 +3,10 @@
  *
  * Pipeline (transmission phase):
  *   socket read → RequestDecoder → next() → validateRequest (the one gate)
- *     → backend call (concurrent, up to MAX_IN_FLIGHT per connection)
+ *     → backend call (concurrent, up to NbdLimits.MAX_IN_FLIGHT per connection)
  *     → reply header (+ data) queued on a corked socket: every reply finished in the same turn
  *       of the event loop leaves in one writev; READ buffers return to a pool once sent.
- * Backpressure: reading pauses while MAX_IN_FLIGHT requests run, while undecoded input exceeds
+ * Backpressure: reading pauses while NbdLimits.MAX_IN_FLIGHT requests run, while undecoded input exceeds
  * MAX_BUFFERED_INPUT, or while the socket's write buffer is full; it resumes as they clear.
  * Replies may go out of order (the spec allows it; cookies match them up).
  *
@@ -23,10 +23,12 @@
  * ('request' events), where it goes through the same gate and backend calls as above; replies go
  * back through the lane. That takes the event loop's wake-ups out of each request's round trip.
  */
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { BlockBackend, BlockCapabilities } from '../volume/backend.js';
 import { oneLine } from '../common/errors.js';
+import { socketFd } from '../common/socket-handle.js';
 import { NbdLane, type NbdLaneEvent } from '../native/addon.js';
 import {
   BASE_ALLOCATION_CONTEXT,
@@ -79,8 +81,6 @@ import {
   type RequestContext,
 } from './transmission.js';
 
-/** Requests a connection may have running at once (QEMU uses up to 16, fio iodepth more). */
-const MAX_IN_FLIGHT = 64;
 /** Undecoded input kept before reading pauses (two maximum payloads). */
 const MAX_BUFFERED_INPUT = 2 * NbdLimits.MAX_PAYLOAD;
 /** The only metadata context we offer, and its id. */
@@ -379,15 +379,15 @@ export class NbdConnection {
   /** Hands transmission to a native data plane if possible; false: serve it here. */
   private startLane(early: Buffer[]): boolean {
     const direct = this.options.dataPlane !== 'js' && this.options.suppliedReadBuffers ? this.backend?.directIo?.() : undefined;
-    const socketFd = (this.socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+    const fd = this.socket instanceof net.Socket ? socketFd(this.socket) : undefined;
     // Handshake replies still queued in the JS socket would be overtaken by the lane's.
-    if (!direct || typeof socketFd !== 'number' || socketFd < 0 || this.socket.writableLength > 0) return false;
+    if (!direct || fd === undefined || this.socket.writableLength > 0) return false;
     const ctx = this.context!;
     this.socket.pause();
     try {
       this.lane = new NbdLane(
         {
-          socketFd,
+          socketFd: fd,
           fileFd: direct.fd,
           cipher: direct.cipher,
           unit: direct.unit,
@@ -453,7 +453,7 @@ export class NbdConnection {
   private pump(): void {
     if (this.phase !== 'transmission' || this.lane) return;
     const writeBlocked = (this.socket as { writableNeedDrain?: boolean }).writableNeedDrain === true;
-    while (!this.disconnectRequested && this.inFlight < MAX_IN_FLIGHT && !writeBlocked) {
+    while (!this.disconnectRequested && this.inFlight < NbdLimits.MAX_IN_FLIGHT && !writeBlocked) {
       let request: NbdRequest | null;
       try {
         request = this.decoder.next();
@@ -475,7 +475,7 @@ export class NbdConnection {
         else this.pump();
       });
     }
-    const saturated = this.inFlight >= MAX_IN_FLIGHT || writeBlocked || this.decoder.bufferedBytes > MAX_BUFFERED_INPUT;
+    const saturated = this.inFlight >= NbdLimits.MAX_IN_FLIGHT || writeBlocked || this.decoder.bufferedBytes > MAX_BUFFERED_INPUT;
     if (this.disconnectRequested) {
       this.socket.pause();
       this.maybeFinishDisconnect();

@@ -223,6 +223,11 @@ export const NbdLimits = {
   MAX_OPTIONS: 256,
   /** Largest READ/WRITE payload. The spec says lengths below 2^25 SHOULD NOT be deemed DoS. */
   MAX_PAYLOAD: 32 * MiB,
+  /**
+   * Requests a connection may have running at once (QEMU uses up to 16, fio iodepth more); the
+   * native lane stops reading while this many of its forwarded requests wait for JS.
+   */
+  MAX_IN_FLIGHT: 64,
   /** Oversized WRITE payloads up to this are discarded (stream stays in sync); beyond it we disconnect. */
   MAX_WRITE_DISCARD: 64 * MiB,
   /** DF reads up to this MUST be served unfragmented (proto.md NBD_CMD_READ). */

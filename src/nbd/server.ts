@@ -6,6 +6,8 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RuntimeError, oneLine } from '../common/errors.js';
 import { socketPeer } from '../common/unix-socket.js';
+import { withSuppliedReadBuffers } from '../common/socket-handle.js';
+import { formatEndpoint } from '../common/endpoint.js';
 import { listenTcpKept, listenUnixKept, type KeptListener } from '../common/fd-store.js';
 import type { Logger } from '../log/logger.js';
 import { NbdConnection } from './connection.js';
@@ -118,37 +120,9 @@ export class NbdServer {
 
 const FIRST_READ_SIZE = 64 * 1024;
 
-interface OnRead {
-  buffer: () => Uint8Array;
-  callback: (n: number, buf: Uint8Array) => boolean | void;
-}
-
-/**
- * Moves an accepted, paused connection's handle into a new net.Socket created with the `onread`
- * option, so every read lands in a buffer the connection chooses (see NbdConnection) rather than
- * in a fresh 64 KiB Buffer. net.Server has no `onread` option, so this uses the handle the way
- * Node's own cluster module does (`_handle`, `_server`); where those are missing (a future Node)
- * it returns null and the connection reads through 'data' events as before.
- */
-function withSuppliedReadBuffers(server: net.Server, socket: net.Socket, onread: OnRead): net.Socket | null {
-  type Internals = { _handle?: { useUserBuffer?: unknown } | null; _server?: net.Server | null; server?: net.Server | null };
-  const old = socket as unknown as Internals;
-  const handle = old._handle;
-  if (!handle || typeof handle.useUserBuffer !== 'function' || old._server !== server) return null;
-  old._handle = null;
-  old._server = null;
-  const fresh = new net.Socket({ handle, readable: true, writable: true, onread } as net.SocketConstructorOpts);
-  // Node counts the connection on the server and uncounts it when this socket closes (server.close()
-  // waits for that).
-  const counted = fresh as unknown as Internals;
-  counted._server = server;
-  counted.server = server;
-  return fresh;
-}
-
-function listen(server: net.Server, where: net.ListenOptions): Promise<void> {
+function listen(server: net.Server, where: { host: string; port: number }): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen on ${where.host}:${where.port}: ${oneLine(err)}`)));
+    server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen on ${formatEndpoint(where)}: ${oneLine(err)}`)));
     server.listen(where, () => resolve());
   });
 }

@@ -18,23 +18,13 @@ import {
 } from './constants.js';
 import { NbdProtocolError } from './errors.js';
 import { encodeNbdMessage } from './strings.js';
+import type { NbdLaneRequest } from '../native/addon.js';
 
 // ---------------------------------------------------------------------------------------------
 // Request decoding
 
-export interface NbdRequest {
-  /** NBD_CMD_* (unknown values are passed through; validateRequest rejects them). */
-  type: number;
-  /** NBD_CMD_FLAG_* bits. */
-  flags: number;
-  /** Opaque, echoed in every reply (the spec's "handle"). */
-  cookie: bigint;
-  offset: bigint;
-  length: number;
-  /** WRITE only: exactly `length` bytes (empty for a zero-length write); absent if discarded. */
-  payload?: Buffer;
-  /** WRITE whose payload exceeded the decoder's maxPayload: bytes were discarded, reply EINVAL. */
-  payloadDiscarded?: true;
+/** A decoded request; the native lane forwards the same shape (the binding declares it). */
+export interface NbdRequest extends NbdLaneRequest {
   /** The payload was assembled in a buffer from the decoder's `allocate`: the server may recycle it once done. */
   payloadAllocated?: true;
 }

@@ -34,6 +34,7 @@ import { qemuArgs, type QemuSpec } from './qemu.js';
 import { isResourceId, newResourceId } from '../api/ids.js';
 import type { Accel, ConsoleReply, RunVmRequest, VmInfo, VmState } from '../api/vms.js';
 import { LOCAL_HOST_ID } from '../api/vpc.js';
+import { SerialQueue } from '../common/serial.js';
 
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
 const DEFAULT_APPEND = 'console=ttyS0 panic=-1';
@@ -63,14 +64,9 @@ export interface VmManagerOptions {
 
 class Vm {
   /** Serialises stop/cleanup of this VM. */
-  queue: Promise<unknown> = Promise.resolve();
+  readonly queue = new SerialQueue();
   cleanup: Promise<void> | undefined;
   constructor(public record: VmRecord) {}
-  exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const r = this.queue.then(fn, fn);
-    this.queue = r.catch(() => {});
-    return r;
-  }
 }
 
 export class VmManager {
@@ -78,7 +74,7 @@ export class VmManager {
   private readonly log: Logger;
   private watcher: NodeJS.Timeout | undefined;
   /** Serialises `run` (name and resource checks, then launch). */
-  private runQueue: Promise<unknown> = Promise.resolve();
+  private readonly runQueue = new SerialQueue();
 
   constructor(private readonly options: VmManagerOptions) {
     this.log = options.logger.child({ component: 'vm' });
@@ -127,9 +123,7 @@ export class VmManager {
   }
 
   run(opts: RunVmRequest): Promise<VmInfo> {
-    const r = this.runQueue.then(() => this.runNow(opts));
-    this.runQueue = r.catch(() => {});
-    return r;
+    return this.runQueue.run(() => this.runNow(opts));
   }
 
   async stop(ref: string, force = false): Promise<VmInfo> {
@@ -344,8 +338,8 @@ export class VmManager {
   /** Once QEMU is gone: wait for its NBD connections to close (EBS keys destroyed), wipe ephemeral volumes, record. */
   private afterExit(vm: Vm, reason: string): Promise<void> {
     if (vm.record.state === 'stopped') return vm.cleanup ?? Promise.resolve();
-    vm.cleanup ??= vm
-      .exclusive(async () => {
+    vm.cleanup ??= vm.queue
+      .run(async () => {
         const wiped: string[] = [];
         for (const v of vm.record.volumes) {
           const volumes = this.options.volumes;

@@ -34,6 +34,7 @@ import { EncryptedBackend, XTS_KEY_BYTES, encryptedCapabilities } from './encryp
 import { FileBackend, fileCapabilities } from './file-backend.js';
 import { isResourceId, newResourceId } from '../api/ids.js';
 import { MAX_VOLUME_SIZE, MIN_VOLUME_SIZE, type CopyProgress, type CreateVolumeRequest, type VolumeInfo, type VolumeType } from '../api/volumes.js';
+import { SerialQueue } from '../common/serial.js';
 
 /** XTS data unit of new volumes (4 KiB: half the CPU per byte of 512). */
 const DATA_UNIT = 4096;
@@ -97,7 +98,7 @@ class Volume {
   /** NBD request counters since the daemon started (metrics). */
   readonly stats = new ExportIoStats();
   /** Serialises open/close of the backend. */
-  private queue: Promise<unknown> = Promise.resolve();
+  readonly exclusive = new SerialQueue();
   deleted = false;
   /** ephemeral: the KMS-wrapped copy of the key, in memory only (written only for a handover). */
   wrappedEphemeralKey: WrappedKeyRecord | undefined;
@@ -108,12 +109,6 @@ class Volume {
     let n = 0;
     for (const c of this.consumers.values()) n += c;
     return n;
-  }
-
-  exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => {});
-    return run;
   }
 }
 
@@ -227,7 +222,7 @@ export class VolumeManager implements ExportCatalog {
   /** Delete a volume: its key and ciphertext are destroyed. Refused while attached. */
   async delete(id: string): Promise<void> {
     const volume = this.get(id);
-    await volume.exclusive(async () => {
+    await volume.exclusive.run(async () => {
       if (volume.connections > 0) {
         throw new ConflictError(`volume ${id} is attached (${[...volume.consumers.keys()].join(', ')}); detach it first`, 'VOLUME_IN_USE');
       }
@@ -248,7 +243,7 @@ export class VolumeManager implements ExportCatalog {
   async wipeEphemeral(id: string): Promise<VolumeInfo> {
     const volume = this.get(id);
     if (volume.record.type !== 'ephemeral') throw new UsageError(`volume ${id} is ${volume.record.type}, not ephemeral`);
-    await volume.exclusive(async () => {
+    await volume.exclusive.run(async () => {
       if (volume.connections > 0) {
         throw new ConflictError(`volume ${id} is attached (${[...volume.consumers.keys()].join(', ')}); detach it first`, 'VOLUME_IN_USE');
       }
@@ -278,7 +273,7 @@ export class VolumeManager implements ExportCatalog {
     const volume = this.get(id);
     validateSize(size);
     if (size < volume.record.size) throw new UsageError(`volumes only grow: ${id} is ${volume.record.size} bytes`);
-    await volume.exclusive(async () => {
+    await volume.exclusive.run(async () => {
       if (size === volume.record.size) return;
       if (volume.backend?.resize) await volume.backend.resize(size);
       else await fs.truncate(this.imagePath(volume.record), size);
@@ -296,7 +291,7 @@ export class VolumeManager implements ExportCatalog {
     const volume = this.get(id);
     const kms = volume.record.kms;
     if (!kms) throw new UsageError(`volume ${id} is ephemeral: its key is not wrapped by the KMS`);
-    await volume.exclusive(async () => {
+    await volume.exclusive.run(async () => {
       const blob = Buffer.from(kms.wrappedKey, 'base64');
       const result = await this.kmsCall(() => this.options.kms.reEncrypt(blob, { volume: id }, destinationKeyId));
       await this.saveRecord(
@@ -383,7 +378,7 @@ export class VolumeManager implements ExportCatalog {
    */
   async close(handOver: ReadonlySet<string> = new Set()): Promise<void> {
     for (const volume of this.volumes.values()) {
-      await volume.exclusive(async () => {
+      await volume.exclusive.run(async () => {
         await volume.backend?.close().catch((err: unknown) => this.log.error({ volume: volume.record.id, err: oneLine(err) }, 'close failed'));
         volume.backend = undefined;
         if (volume.record.type !== 'ephemeral') return;
@@ -415,7 +410,7 @@ export class VolumeManager implements ExportCatalog {
   /** Open (unwrapping the key if needed) for one more connection of `consumer`. */
   private attach(volume: Volume, consumer: string): Promise<ExportLease> {
     const id = volume.record.id;
-    return volume.exclusive(async () => {
+    return volume.exclusive.run(async () => {
       if (volume.deleted) throw new ExportRefusedError(`volume ${id} was deleted`);
       const others = [...volume.consumers.keys()].filter((c) => c !== consumer);
       if (!volume.record.multiAttach && others.length > 0) {
@@ -434,7 +429,7 @@ export class VolumeManager implements ExportCatalog {
       return {
         backend,
         release: () =>
-          volume.exclusive(async () => {
+          volume.exclusive.run(async () => {
             if (released) return;
             released = true;
             const left = (volume.consumers.get(consumer) ?? 1) - 1;

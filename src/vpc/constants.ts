@@ -20,9 +20,10 @@ export const BROADCAST_MAC = 'ff:ff:ff:ff:ff:ff';
 
 /**
  * The VPC's virtual gateway MAC: what the "VPC router" (subnet base + 1) and the DNS address
- * (base + 2) resolve to, and the source of every frame the VPC itself sends a guest (ARP and
- * DHCP replies, ICMP frag-needed). Locally administered (bit 1 of the first octet set),
- * unicast (bit 0 clear); bytes 1–3 spell "nit" in ASCII. The same on every host and in every
+ * (base + 2) resolve to, and the source of every frame the VPC itself sends a guest: ARP and
+ * DHCP replies, nothing else (an oversize frame is dropped and counted, without an ICMP error).
+ * Locally administered (bit 1 of the first octet set), unicast (bit 0 clear); bytes 1–3 spell
+ * "nit" in ASCII. The same on every host and in every
  * VPC, as AWS's gateway MAC is fixed per host: a guest never needs to learn a new one after a
  * migration. Auto-assigned ENI MACs never take this value.
  */
@@ -39,7 +40,7 @@ export const ARP_OP_REQUEST = 1;
 export const ARP_OP_REPLY = 2;
 
 // ---------------------------------------------------------------------------------------------
-// IPv4 (RFC 791), ICMPv4 (RFC 792, RFC 1191), UDP (RFC 768)
+// IPv4 (RFC 791), UDP (RFC 768)
 // ---------------------------------------------------------------------------------------------
 
 export const IPV4_MIN_HEADER_BYTES = 20;
@@ -50,19 +51,8 @@ export const IPV4_FRAGMENT_OFFSET_MASK = 0x1fff;
 /** TTL of packets the VPC originates (Linux's default). */
 export const IPV4_DEFAULT_TTL = 64;
 
-export const IP_PROTO_ICMP = 1;
 export const IP_PROTO_TCP = 6;
 export const IP_PROTO_UDP = 17;
-
-export const ICMP_HEADER_BYTES = 8;
-export const ICMP_ECHO_REPLY = 0;
-export const ICMP_DEST_UNREACHABLE = 3;
-/** Code of type 3: "fragmentation needed and DF set"; bytes 6–7 carry the next-hop MTU (RFC 1191). */
-export const ICMP_CODE_FRAG_NEEDED = 4;
-export const ICMP_ECHO_REQUEST = 8;
-export const ICMP_TIME_EXCEEDED = 11;
-/** RFC 1812 §4.3.2.3: an ICMP error datagram is at most 576 bytes, quoting as much of the original as fits. */
-export const ICMP_ERROR_MAX_DATAGRAM_BYTES = 576;
 
 export const UDP_HEADER_BYTES = 8;
 
@@ -122,7 +112,11 @@ export const DHCP_OPT_END = 255;
 /** Smallest interface MTU a DHCP server may hand out (RFC 2132 §5.1: 68). */
 export const DHCP_MIN_MTU = 68;
 
-/** Guest MTU (DHCP option 26): underlay MTU 1500 − Ethernet 14 − data overhead 32 − IPv4+UDP 28 = 1426, rounded down to a multiple of 4. */
+/**
+ * Guest MTU (DHCP option 26). A frame of this MTU in a data message over a 1500-byte underlay:
+ * 1500 − IPv4+UDP 28 − data overhead 32 (header 16, tag 16) − Ethernet 14 = 1426 at most;
+ * 1420, as WireGuard's, leaves 6 bytes spare. The native engine checks the sum at compile time.
+ */
 export const ENI_MTU = 1420;
 
 // ---------------------------------------------------------------------------------------------
@@ -144,3 +138,5 @@ export const UNDERLAY_RESPONSE_BYTES = 92;
 export const UNDERLAY_COOKIE_REPLY_BYTES = 64;
 export const UNDERLAY_DATA_HEADER_BYTES = 16;
 export const UNDERLAY_DATA_TAG_BYTES = 16;
+/** `u8 5 | 3 zero`, then the frame. */
+export const UNDERLAY_PLAINTEXT_HEADER_BYTES = 4;

@@ -19,7 +19,8 @@ import { ENI_MTU, GATEWAY_MAC } from './constants.js';
 import { DhcpServer } from './dhcp.js';
 import { HandshakeManager, decodeKey, type HandshakeAction, type KeyPair, type PeerHandshakeStatus } from './handshake.js';
 import { LOCAL_HOST_ID, type VpcControlStats, type VpcNamedStats } from '../api/vpc.js';
-import { parseEndpoint, type PeerRecord } from './manager.js';
+import { parseEndpoint } from '../common/endpoint.js';
+import type { PeerRecord } from './manager.js';
 import type { EniEntry, EniRecord } from './model.js';
 import type { Netdevs } from './netdevs.js';
 import { macBytes } from './packets.js';
@@ -261,7 +262,7 @@ export class VpcRuntime {
   /** A peer in the engine and the handshake, its ENIs routed to it; the handshake starts. */
   addPeer(p: PeerRecord): void {
     const peerId = this.nextPeer++;
-    const endpoint = parseEndpoint(p.endpoint);
+    const endpoint = parseEndpoint(p.endpoint, 'endpoint', { numeric: true });
     this.handshake.addPeer(p.name, decodeKey(p.publicKey));
     try {
       this.engine.addPeer(peerId, endpoint);

@@ -10,6 +10,8 @@
  * not affected. Every change to the model is applied to the runtime when it is up, and all of
  * it is applied when it comes up.
  */
+import { parseEndpoint, type Endpoint } from '../common/endpoint.js';
+import { SerialQueue } from '../common/serial.js';
 import { NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import type { KeyProvider } from '../kms/provider.js';
 import { loadSodium } from '../kms/sodium.js';
@@ -72,19 +74,11 @@ export interface VpcManagerOptions {
   netdevs?: Netdevs;
 }
 
-/** HOST:PORT → {host, port} (brackets around IPv6 removed). */
-export function parseEndpoint(text: string, what = 'endpoint'): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d{1,5})$/.exec(text);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`${what} must be NUMERIC-HOST:PORT, got '${text}'`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
-}
-
 export class VpcManager {
   private readonly log: Logger;
   private readonly store: VpcStateStore;
   private readonly netdevs: Netdevs;
-  private readonly listen: { host: string; port: number };
+  private readonly listen: Endpoint;
   private rt: VpcRuntime | undefined;
   /** Sessions established per peer (kept across VPC restarts within this process). */
   private readonly sessions = new SessionCounters();
@@ -93,11 +87,11 @@ export class VpcManager {
   private closed = false;
   private lastWarning: string | undefined;
   /** Serialises mutations and the runtime start. */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(private readonly options: VpcManagerOptions) {
     this.log = options.logger.child({ component: 'vpc' });
-    this.listen = parseEndpoint(options.listen, '--vpc-listen');
+    this.listen = parseEndpoint(options.listen, '--vpc-listen', { numeric: true });
     this.store = new VpcStateStore(options.stateFile);
     this.netdevs = options.netdevs ?? hostNetdevs;
   }
@@ -109,7 +103,7 @@ export class VpcManager {
 
   /** Try to bring the runtime up now, and keep retrying in the background until it is. */
   start(): Promise<void> {
-    return this.serial(() => this.tryStart());
+    return this.queue.run(() => this.tryStart());
   }
 
   async close(): Promise<void> {
@@ -117,7 +111,7 @@ export class VpcManager {
     clearTimeout(this.retryTimer);
     // A start blocked on a slow KMS does not hold the daemon's stop: it tears itself down when it ends.
     let timeout: NodeJS.Timeout | undefined;
-    await Promise.race([this.queue.catch(() => {}), new Promise((r) => (timeout = setTimeout(r, 5000)))]);
+    await Promise.race([this.queue.idle(), new Promise((r) => (timeout = setTimeout(r, 5000)))]);
     clearTimeout(timeout);
     const rt = this.rt;
     this.rt = undefined;
@@ -149,7 +143,7 @@ export class VpcManager {
   // ---- ENIs ---------------------------------------------------------------------------------
 
   createEni(input: CreateEniInput & { kind?: EniKind }): Promise<EniInfo> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const remote = input.hostId !== undefined && input.hostId !== LOCAL_HOST_ID;
       if (remote && input.kind !== undefined) throw new UsageError('--kind is for local ENIs only (a remote ENI has its netdev on its own host)');
       const kind = remote ? undefined : (input.kind ?? 'tap');
@@ -180,7 +174,7 @@ export class VpcManager {
   }
 
   deleteEni(id: string): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const record = this.store.model.getEni(id);
       if (this.rt) await this.rt.removeEni(record, true);
       else if (record.hostId === LOCAL_HOST_ID) await this.netdevs.remove(record.hostInterface);
@@ -192,7 +186,7 @@ export class VpcManager {
   }
 
   modifyEni(id: string, changes: { sourceDestCheck?: boolean; description?: string }): Promise<EniInfo> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const record = this.store.model.modifyEni(id, changes);
       await this.store.save();
       this.rt?.setSourceCheck(id, record.sourceDestCheck);
@@ -203,7 +197,7 @@ export class VpcManager {
   // ---- peers --------------------------------------------------------------------------------
 
   addPeer(input: NewPeer): Promise<PeerInfo> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       const record = newPeerRecord(input, this.store.peers());
       this.store.setPeer(record);
       try {
@@ -225,7 +219,7 @@ export class VpcManager {
   }
 
   deletePeer(name: string): Promise<void> {
-    return this.serial(async () => {
+    return this.queue.run(async () => {
       if (!this.store.peer(name)) throw new NotFoundError(`peer ${name} does not exist`);
       if (this.rt) this.rt.removePeer(name);
       this.store.deletePeer(name);
@@ -280,14 +274,8 @@ export class VpcManager {
     return this.rt;
   }
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => {});
-    return next;
-  }
-
   private mutate<T>(fn: (model: VpcModel) => T): Promise<T> {
-    return this.serial(() => this.store.change(fn));
+    return this.queue.run(() => this.store.change(fn));
   }
 
   private eniInfo(e: EniRecord): EniInfo {
@@ -326,7 +314,7 @@ export class VpcManager {
       else this.log.debug(line);
       this.lastWarning = line;
       if (!this.closed) {
-        this.retryTimer = setTimeout(() => void this.serial(() => this.tryStart()), RETRY_MS);
+        this.retryTimer = setTimeout(() => void this.queue.run(() => this.tryStart()), RETRY_MS);
         this.retryTimer.unref();
       }
     }

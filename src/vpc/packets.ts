@@ -1,6 +1,6 @@
 /**
- * Parse and build the frames the VPC control plane handles: Ethernet II, ARP, IPv4, UDP,
- * ICMPv4 and DHCPv4, plus MAC, IPv4-address and CIDR helpers.
+ * Parse and build the frames the VPC control plane handles: Ethernet II, ARP, IPv4, UDP and
+ * DHCPv4, plus MAC, IPv4-address and CIDR helpers.
  *
  * Conventions:
  * - Frames come from untrusted guests. Every `parse…` function returns `null` for anything
@@ -26,16 +26,11 @@ import {
   DHCP_OPT_PAD,
   ETHERNET_HEADER_BYTES,
   ETHERTYPE_IPV4,
-  ICMP_CODE_FRAG_NEEDED,
-  ICMP_DEST_UNREACHABLE,
-  ICMP_ERROR_MAX_DATAGRAM_BYTES,
-  ICMP_HEADER_BYTES,
   IPV4_DEFAULT_TTL,
   IPV4_FLAG_DF,
   IPV4_FLAG_MF,
   IPV4_FRAGMENT_OFFSET_MASK,
   IPV4_MIN_HEADER_BYTES,
-  IP_PROTO_ICMP,
   IP_PROTO_UDP,
   MAC_BYTES,
   UDP_HEADER_BYTES,
@@ -424,72 +419,6 @@ export function buildUdp(d: { srcPort: number; dstPort: number; payload: Uint8Ar
   const sum = internetChecksum(out, pseudoHeaderSum(src, dst, IP_PROTO_UDP, length));
   out.writeUInt16BE(sum === 0 ? 0xffff : sum, 6);
   return out;
-}
-
-// =============================================================================================
-// ICMPv4
-// =============================================================================================
-
-export interface IcmpMessage {
-  type: number;
-  code: number;
-  /** Bytes 4–7 ("rest of header": echo id/sequence, next-hop MTU…). */
-  rest: Buffer;
-  body: Buffer;
-}
-
-/** Parse an ICMP message (an IPv4 payload); null if shorter than 8 bytes or the checksum is wrong. */
-export function parseIcmp(data: Uint8Array): IcmpMessage | null {
-  if (!(data instanceof Uint8Array) || data.length < ICMP_HEADER_BYTES) return null;
-  const b = asBuffer(data);
-  if (internetChecksum(b) !== 0) return null;
-  return { type: b[0]!, code: b[1]!, rest: b.subarray(4, 8), body: b.subarray(ICMP_HEADER_BYTES) };
-}
-
-export function buildIcmp(m: { type: number; code: number; rest?: Uint8Array; body: Uint8Array }): Buffer {
-  const out = Buffer.alloc(ICMP_HEADER_BYTES + m.body.length);
-  out[0] = m.type;
-  out[1] = m.code;
-  if (m.rest) {
-    if (m.rest.length !== 4) throw new Error('ICMP rest-of-header is 4 bytes');
-    out.set(m.rest, 4);
-  }
-  out.set(m.body, ICMP_HEADER_BYTES);
-  out.writeUInt16BE(internetChecksum(out), 2);
-  return out;
-}
-
-/** Next-hop MTU of a frag-needed message (RFC 1191), or null if `m` is not one. */
-export function fragNeededMtu(m: IcmpMessage): number | null {
-  if (m.type !== ICMP_DEST_UNREACHABLE || m.code !== ICMP_CODE_FRAG_NEEDED) return null;
-  return m.rest.readUInt16BE(2);
-}
-
-/**
- * The IPv4 packet "destination unreachable, fragmentation needed" (type 3, code 4) telling
- * the sender of `original` (a whole IPv4 packet, header first) to use at most `mtu`. Sent
- * from `from` (the subnet router) to the original source, quoting the original header and as
- * much of its payload as fits in 576 bytes (RFC 1812 §4.3.2.3; at least header + 8 bytes as
- * RFC 792 requires). Null if `original` is not an IPv4 packet one may answer with an ICMP
- * error (RFC 1122 §3.2.2: not for ICMP errors, fragments other than the first, or
- * broadcast/multicast/unspecified sources).
- */
-export function buildFragNeeded(original: Uint8Array, mtu: number, from: number, options: { id?: number } = {}): Buffer | null {
-  const ip = parseIpv4(original);
-  if (!ip) return null;
-  if (ip.fragmentOffset !== 0) return null;
-  if (ip.src === IPV4_ANY || ip.src === IPV4_BROADCAST || ip.src >>> 28 === 0xe) return null;
-  if (ip.protocol === IP_PROTO_ICMP) {
-    const type = ip.payload[0];
-    // only queries (echo, timestamp, …) may provoke an error, never another error
-    if (type === undefined || [3, 4, 5, 11, 12].includes(type)) return null;
-  }
-  const maxQuote = ICMP_ERROR_MAX_DATAGRAM_BYTES - IPV4_MIN_HEADER_BYTES - ICMP_HEADER_BYTES;
-  const quote = ip.packet.subarray(0, Math.min(ip.packet.length, maxQuote));
-  const rest = Buffer.alloc(4);
-  rest.writeUInt16BE(Math.max(0, Math.min(mtu, 0xffff)), 2);
-  const icmp = buildIcmp({ type: ICMP_DEST_UNREACHABLE, code: ICMP_CODE_FRAG_NEEDED, rest, body: quote });
-  return buildIpv4({ src: from, dst: ip.src, protocol: IP_PROTO_ICMP, payload: icmp, id: options.id ?? 0, tos: 0xc0 });
 }
 
 // =============================================================================================

@@ -6,7 +6,8 @@
 import { ConflictError, UsageError } from '../common/errors.js';
 import { decodeKey, encodeKey, type PeerHandshakeStatus } from './handshake.js';
 import { LOCAL_HOST_ID, PEER_NAME_PATTERN, type PeerInfo } from '../api/vpc.js';
-import { parseEndpoint, type PeerRecord } from './manager.js';
+import { parseEndpoint } from '../common/endpoint.js';
+import type { PeerRecord } from './manager.js';
 
 export interface NewPeer {
   name: string;
@@ -20,7 +21,7 @@ export function newPeerRecord(input: NewPeer, existing: readonly PeerRecord[]): 
   if (!PEER_NAME_PATTERN.test(input.name)) throw new UsageError(`peer name '${input.name}' must be 1-63 letters, digits, . _ - (starting with a letter or digit)`);
   if (input.name === LOCAL_HOST_ID) throw new UsageError(`'${LOCAL_HOST_ID}' names this host; choose another peer name`);
   if (existing.some((p) => p.name === input.name)) throw new ConflictError(`peer ${input.name} already exists`);
-  parseEndpoint(input.endpoint);
+  parseEndpoint(input.endpoint, 'endpoint', { numeric: true });
   const publicKey = encodeKey(decodeKey(input.publicKey));
   for (const p of existing) {
     if (p.publicKey === publicKey) throw new ConflictError(`public key already belongs to peer ${p.name}`);

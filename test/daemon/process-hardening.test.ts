@@ -2,7 +2,8 @@
  * The daemon and the KMS make themselves non-dumpable (prctl PR_SET_DUMPABLE 0): keys never
  * reach a core dump, and another process of the same user cannot read their memory or
  * environment through /proc. Each check runs a control process without it, so the checks can
- * fail. Needs root (the KMS runs as nobody through setpriv) and core_pattern writing a plain
+ * fail. Needs root (the KMS runs as nobody through setpriv, from a world-readable copy of the
+ * package since the checkout may be where nobody cannot go) and core_pattern writing a plain
  * `core` file into the working directory, as on this host.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,6 +11,7 @@ import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'nod
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLI, tempDir } from '../helpers/nitride.js';
+import { readableCopy } from '../helpers/readable-copy.js';
 import { run } from '../helpers/run.js';
 
 const NOBODY = 65534;
@@ -30,9 +32,9 @@ function scratch(): string {
   return t.dir;
 }
 
-/** Spawn through bash so limits can be set first; resolves once `ready()` holds. */
-async function start(script: string, cwd: string, ready: () => boolean): Promise<ChildProcess> {
-  const child = spawn('bash', ['-c', script], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Spawn `command ARGS…`; resolves once `ready()` holds. */
+async function start([command, ...args]: string[], cwd: string, ready: () => boolean): Promise<ChildProcess> {
+  const child = spawn(command!, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -53,18 +55,18 @@ function exited(child: ChildProcess): Promise<void> {
 describe.skipIf(!canRun)('process hardening', () => {
   it.skipIf(corePattern !== 'core')('a daemon killed by SIGQUIT with an unlimited core limit leaves no core dump (a plain node does)', async () => {
     const dir = scratch();
-    const node = JSON.stringify(process.execPath);
+    const withCores = (...command: string[]) => ['bash', '-c', 'ulimit -c unlimited; exec "$@"', 'bash', ...command];
     const daemonDir = path.join(dir, 'daemon');
     const controlDir = path.join(dir, 'control');
     mkdirSync(daemonDir);
     mkdirSync(controlDir);
     const socket = path.join(dir, 'run', 'control.sock');
     const daemon = await start(
-      `ulimit -c unlimited; exec ${node} ${CLI} daemon --state-dir ${dir}/state --control-socket ${socket} --vpc-listen 127.0.0.1:0 --kms-socket ${dir}/none.sock`,
+      withCores(process.execPath, CLI, 'daemon', '--state-dir', `${dir}/state`, '--control-socket', socket, '--vpc-listen', '127.0.0.1:0', '--kms-socket', `${dir}/none.sock`),
       daemonDir,
       () => existsSync(socket),
     );
-    const plain = await start(`ulimit -c unlimited; exec ${node} -e "console.log('up'); setInterval(() => {}, 1000)"`, controlDir, () => true);
+    const plain = await start(withCores(process.execPath, '-e', "console.log('up'); setInterval(() => {}, 1000)"), controlDir, () => true);
     await sleep(500);
     daemon.kill('SIGQUIT');
     plain.kill('SIGQUIT');
@@ -78,10 +80,12 @@ describe.skipIf(!canRun)('process hardening', () => {
   it('the KMS, run as nobody, cannot be read through /proc by another nobody process (a plain node can)', async () => {
     const dir = scratch();
     chownSync(dir, NOBODY, NOBODY);
+    const copy = readableCopy();
+    cleanups.push(copy.cleanup);
     const socket = path.join(dir, 'kms.sock');
-    const asNobody = `exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups ${JSON.stringify(process.execPath)}`;
-    const kms = await start(`${asNobody} ${CLI} kms serve --state-dir ${dir}/kms --socket ${socket}`, dir, () => existsSync(socket));
-    const plain = await start(`${asNobody} -e "setInterval(() => {}, 1000)"`, dir, () => true);
+    const asNobody = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath];
+    const kms = await start([...asNobody, copy.cli, 'kms', 'serve', '--state-dir', `${dir}/kms`, '--socket', socket], dir, () => existsSync(socket));
+    const plain = await start([...asNobody, '-e', 'setInterval(() => {}, 1000)'], dir, () => true);
     await sleep(300);
     const peek = (pid: number) => run('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'cat', `/proc/${pid}/environ`]);
     const control = await peek(plain.pid!);

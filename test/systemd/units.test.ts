@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ROOT, nitride, tempDir } from '../helpers/nitride.js';
 import { run } from '../helpers/run.js';
-import { hiddenFromUnits } from '../../src/cli/commands/install-units.js';
+import { hiddenFromUnits, renderUnits } from '../../src/cli/commands/install-units.js';
 
 const hasAnalyze = statSync('/usr/bin/systemd-analyze', { throwIfNoEntry: false }) !== undefined;
 const UNITS = ['nitride-kms.service', 'nitride-kms.socket', 'nitride.service'];
@@ -26,9 +26,11 @@ describe('install-units', () => {
   it('writes the three units, world-readable, with this installation paths', async () => {
     for (const unit of UNITS) expect(statSync(path.join(dir, unit)).mode & 0o777).toBe(0o644);
     const daemon = readFileSync(path.join(dir, 'nitride.service'), 'utf8');
-    expect(daemon).toContain(`ExecStart=${process.execPath} ${CLI} daemon `);
+    // The checkout's path is one word of the command line even if it holds a space.
+    const word = (p: string) => (/\s/.test(p) ? `"${p}"` : p);
+    expect(daemon).toContain(`ExecStart=${word(process.execPath)} ${word(CLI)} daemon `);
     expect(daemon).not.toContain('/opt/nitride/dist');
-    expect(readFileSync(path.join(dir, 'nitride-kms.service'), 'utf8')).toContain(`ExecStart=${process.execPath} ${path.join(ROOT, 'dist/cli/main.js')} kms serve`);
+    expect(readFileSync(path.join(dir, 'nitride-kms.service'), 'utf8')).toContain(`ExecStart=${word(process.execPath)} ${word(path.join(ROOT, 'dist/cli/main.js'))} kms serve`);
   });
 });
 
@@ -57,6 +59,22 @@ describe.skipIf(!hasAnalyze)('systemd-analyze', () => {
     const r = await run('systemd-analyze', ['verify', ...UNITS.map((u) => path.join(dir, u))]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr.trim()).toBe('');
+  });
+
+  it('verify: units for an installation path with a space, a quote and a % load without a warning', async () => {
+    const { dir: odd, cleanup: done } = tempDir('nitride-units-odd-');
+    try {
+      const root = '/opt/nitride "test" 100%c';
+      for (const [name, text] of renderUnits(root)) writeFileSync(path.join(odd, name), text);
+      const daemon = readFileSync(path.join(odd, 'nitride.service'), 'utf8');
+      expect(daemon).toContain(`"/opt/nitride \\"test\\" 100%%c/dist/cli/main.js" daemon `);
+      expect(daemon).toContain('Documentation=file:/opt/nitride%%20%%22test%%22%%20100%%25c/README.md');
+      const r = await run('systemd-analyze', ['verify', ...UNITS.map((u) => path.join(odd, u))]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr.trim()).toBe('');
+    } finally {
+      done();
+    }
   });
 
   it('verify notices a broken unit (the check above can fail)', async () => {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { RuntimeError, UsageError, oneLine } from '../../common/errors.js';
 import { PACKAGE_ROOT } from '../../common/package-info.js';
+import { pathToFileURL } from 'node:url';
 
 export const UNIT_SOURCE_DIR = path.join(PACKAGE_ROOT, 'systemd');
 export const DEFAULT_UNIT_DIR = '/etc/systemd/system';
@@ -20,9 +21,23 @@ export function renderUnits(root = PACKAGE_ROOT, node = process.execPath): Map<s
   const units = new Map<string, string>();
   for (const name of readdirSync(UNIT_SOURCE_DIR).filter((n) => /\.(service|socket)$/.test(n)).sort()) {
     const text = readFileSync(path.join(UNIT_SOURCE_DIR, name), 'utf8');
-    units.set(name, text.replaceAll(SHIPPED_NODE, node).replaceAll(SHIPPED_ROOT, root));
+    units.set(name, text.split('\n').map((line) => withPaths(line, root, node)).join('\n'));
   }
   return units;
+}
+
+/** A unit line with this installation's paths, escaped for systemd (a checkout path may hold a space or a %). */
+function withPaths(line: string, root: string, node: string): string {
+  if (line.startsWith('Documentation=')) return line.replaceAll(`file:${SHIPPED_ROOT}/`, `file:${pathToFileURL(root).pathname.replaceAll('%', '%%')}/`);
+  if (!line.startsWith('ExecStart=')) return line;
+  const word = (w: string) => (w === SHIPPED_NODE ? commandWord(node) : w.startsWith(`${SHIPPED_ROOT}/`) ? commandWord(root + w.slice(SHIPPED_ROOT.length)) : w);
+  return `ExecStart=${line.slice('ExecStart='.length).split(' ').map(word).join(' ')}`;
+}
+
+/** One word of a command line: quoted when it holds a space, a quote or a backslash; specifiers and $ doubled. */
+function commandWord(word: string): string {
+  const quoted = /[\s"'\\]/.test(word) ? `"${word.replace(/["\\]/g, '\\$&')}"` : word;
+  return quoted.replace(/[%$]/g, '$&$&');
 }
 
 /** Trees the units' sandboxing hides from the service (PrivateTmp=, ProtectHome=). */

@@ -1,8 +1,11 @@
-/** The daemon's state directory and its one-daemon-per-directory lock. */
+/** A service's state directory (the daemon's, the KMS's) and its one-process-per-directory lock. */
 import { constants as fsc, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { RuntimeError, errnoCode, oneLine } from '../common/errors.js';
-import { ensureDir } from '../common/durable-fs.js';
+import { RuntimeError, errnoCode, oneLine } from './errors.js';
+import { ensureDir } from './durable-fs.js';
+
+/** The services that own a state directory; each locks it with `<service>.pid`. */
+export type Service = 'daemon' | 'kms';
 
 /** Whether a process with this PID exists (signal 0 probes without signalling). */
 export function processAlive(pid: number): boolean {
@@ -15,8 +18,8 @@ export function processAlive(pid: number): boolean {
 }
 
 /**
- * A state directory owned by one running daemon. `open` creates it (0700) if needed,
- * proves it writable, and takes the PID lock; `release` drops the lock.
+ * A state directory owned by one running process of a service. `open` creates it (0700) if
+ * needed, proves it writable, and takes the PID lock; `release` drops the lock.
  */
 export class StateDir {
   private constructor(
@@ -24,7 +27,7 @@ export class StateDir {
     private readonly lockFile: string,
   ) {}
 
-  static async open(root: string): Promise<StateDir> {
+  static async open(root: string, service: Service): Promise<StateDir> {
     const dir = path.resolve(root);
     try {
       await ensureDir(dir);
@@ -35,8 +38,8 @@ export class StateDir {
       if (err instanceof RuntimeError) throw err;
       throw new RuntimeError('STATE_DIR', `state directory ${dir} is not usable: ${oneLine(err)}`, { cause: err });
     }
-    const lockFile = path.join(dir, 'daemon.pid');
-    await takePidLock(lockFile);
+    const lockFile = path.join(dir, `${service}.pid`);
+    await takePidLock(lockFile, service);
     return new StateDir(dir, lockFile);
   }
 
@@ -52,7 +55,7 @@ export class StateDir {
 }
 
 /** Create `lockFile` holding our PID; a live holder makes this fail, a stale one is replaced. */
-async function takePidLock(lockFile: string): Promise<void> {
+async function takePidLock(lockFile: string, service: Service): Promise<void> {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const handle = await fs.open(lockFile, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
@@ -70,7 +73,7 @@ async function takePidLock(lockFile: string): Promise<void> {
     }
     const holder = Number((await fs.readFile(lockFile, 'utf8').catch(() => '')).trim());
     if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
-      throw new RuntimeError('ALREADY_RUNNING', `another nitride daemon (pid ${holder}) is using state directory ${path.dirname(lockFile)}`);
+      throw new RuntimeError('ALREADY_RUNNING', `another nitride ${service} (pid ${holder}) is using state directory ${path.dirname(lockFile)}`);
     }
     await fs.rm(lockFile, { force: true });
   }

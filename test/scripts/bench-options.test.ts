@@ -1,0 +1,55 @@
+/**
+ * Every benchmark answers a bad command line with one line on stderr and exit 2, at once:
+ * nothing installed, built, started or measured (the tools that would do it are stubs on PATH
+ * that note being called).
+ */
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, tempDir } from '../helpers/nitride.js';
+import { run } from '../helpers/run.js';
+
+const TOOLS = ['apt-get', 'dpkg-query', 'npm', 'npx', 'mktemp', 'ip', 'fio', 'iperf3', 'qemu-img', 'nbdkit', 'systemd-nspawn', 'sync'];
+let stubs: { dir: string; cleanup: () => void };
+let called: string;
+beforeAll(() => {
+  stubs = tempDir('nitride-bench-stubs-');
+  called = path.join(stubs.dir, 'called');
+  for (const tool of TOOLS) {
+    writeFileSync(path.join(stubs.dir, tool), `#!/bin/sh\necho ${tool} >> '${called}'\nexit 1\n`);
+    chmodSync(path.join(stubs.dir, tool), 0o755);
+  }
+});
+afterAll(() => stubs?.cleanup());
+
+const BENCHES: Array<[name: string, command: string[], badValue: string[]]> = [
+  ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh')], ['--reps', '0']],
+  ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh')], ['--paths', 'nitride,carrier-pigeon']],
+  ['bench-restart', [path.join(ROOT, 'scripts/bench-restart.sh')], ['--reps', 'many']],
+  ['bench-volume', [process.execPath, path.join(ROOT, 'scripts/bench-volume.mjs')], ['--unit', '1000']],
+  ['bench-xts', [process.execPath, path.join(ROOT, 'scripts/bench-xts.mjs')], ['--rounds', '0']],
+];
+
+
+describe('benchmark command lines', () => {
+  for (const [name, [command, ...args], badValue] of BENCHES) {
+    it(`${name}: an unknown option or a bad value is one line and exit 2, before any work`, async () => {
+      for (const [extra, message] of [
+        [['--bogus'], /^Unknown option '--bogus'/],
+        [badValue, /^(--\S+ must be|unknown \S+ ')/],
+        [['stray'], /^Unexpected argument 'stray'/],
+      ] as const) {
+        const started = Date.now();
+        const r = await run(command!, [...args, ...extra], { env: { PATH: `${stubs.dir}:${process.env.PATH}` } });
+        expect(r.code, r.stderr).toBe(2);
+        expect(r.stdout).toBe('');
+        const lines = r.stderr.trimEnd().split('\n');
+        expect(lines, r.stderr).toHaveLength(1);
+        expect(lines[0]!.slice(`${name}: `.length)).toMatch(message);
+        expect(lines[0]!.startsWith(`${name}: `)).toBe(true);
+        expect(Date.now() - started).toBeLessThan(10_000);
+      }
+      expect(existsSync(called) ? readFileSync(called, 'utf8') : '').toBe('');
+    });
+  }
+});
