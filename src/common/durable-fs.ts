@@ -74,6 +74,6 @@ export async function readJsonFile<T>(file: string): Promise<T | undefined> {
   try {
     return JSON.parse(text) as T;
   } catch (err) {
-    throw new RuntimeError('STATE_CORRUPT', `${file} is not valid JSON: ${oneLine(err)}`);
+    throw new RuntimeError(`${file} is not valid JSON: ${oneLine(err)}`, 'STATE_CORRUPT');
   }
 }

@@ -6,7 +6,7 @@
 /** Base of every error nitride raises on purpose. `code` is stable; messages may change. */
 export class NitrideError extends Error {
   readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(message: string, code: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
@@ -16,28 +16,28 @@ export class NitrideError extends Error {
 /** The caller asked for something malformed or out of range (CLI exit 2, HTTP 400). */
 export class UsageError extends NitrideError {
   constructor(message: string, code = 'USAGE') {
-    super(code, message);
+    super(message, code);
   }
 }
 
 /** A named thing (volume, ENI, route…) does not exist (HTTP 404). */
 export class NotFoundError extends NitrideError {
   constructor(message: string, code = 'NOT_FOUND') {
-    super(code, message);
+    super(message, code);
   }
 }
 
 /** The request is well formed but conflicts with current state (HTTP 409). */
 export class ConflictError extends NitrideError {
   constructor(message: string, code = 'CONFLICT') {
-    super(code, message);
+    super(message, code);
   }
 }
 
 /** Something the daemon depends on is unusable: a file, a socket, the KMS (CLI exit 1). */
 export class RuntimeError extends NitrideError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
+  constructor(message: string, code: string, options?: { cause?: unknown }) {
+    super(message, code, options);
   }
 }
 

@@ -33,10 +33,10 @@ export class StateDir {
       await ensureDir(dir);
       await fs.access(dir, fsc.W_OK | fsc.X_OK);
       const st = await fs.stat(dir);
-      if (!st.isDirectory()) throw new RuntimeError('STATE_DIR', `state directory ${dir} is not a directory`);
+      if (!st.isDirectory()) throw new RuntimeError(`state directory ${dir} is not a directory`, 'STATE_DIR');
     } catch (err) {
       if (err instanceof RuntimeError) throw err;
-      throw new RuntimeError('STATE_DIR', `state directory ${dir} is not usable: ${oneLine(err)}`, { cause: err });
+      throw new RuntimeError(`state directory ${dir} is not usable: ${oneLine(err)}`, 'STATE_DIR', { cause: err });
     }
     const lockFile = path.join(dir, `${service}.pid`);
     await takePidLock(lockFile, service);
@@ -68,14 +68,14 @@ async function takePidLock(lockFile: string, service: Service): Promise<void> {
       return;
     } catch (err) {
       if (errnoCode(err) !== 'EEXIST') {
-        throw new RuntimeError('STATE_DIR', `cannot create ${lockFile}: ${oneLine(err)}`, { cause: err });
+        throw new RuntimeError(`cannot create ${lockFile}: ${oneLine(err)}`, 'STATE_DIR', { cause: err });
       }
     }
     const holder = Number((await fs.readFile(lockFile, 'utf8').catch(() => '')).trim());
     if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
-      throw new RuntimeError('ALREADY_RUNNING', `another nitride ${service} (pid ${holder}) is using state directory ${path.dirname(lockFile)}`);
+      throw new RuntimeError(`another nitride ${service} (pid ${holder}) is using state directory ${path.dirname(lockFile)}`, 'ALREADY_RUNNING');
     }
     await fs.rm(lockFile, { force: true });
   }
-  throw new RuntimeError('STATE_DIR', `cannot take the lock ${lockFile}`);
+  throw new RuntimeError(`cannot take the lock ${lockFile}`, 'STATE_DIR');
 }

@@ -30,7 +30,7 @@ export async function listenPrivateUnixSocket(server: net.Server, socketPath: st
   const oldMask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(new RuntimeError('LISTEN', `cannot listen on ${socketPath}: ${oneLine(err)}`));
+      const onError = (err: Error) => reject(new RuntimeError(`cannot listen on ${socketPath}: ${oneLine(err)}`, 'LISTEN'));
       server.once('error', onError);
       server.listen(socketPath, () => {
         server.off('error', onError);
@@ -46,7 +46,7 @@ export async function listenPrivateUnixSocket(server: net.Server, socketPath: st
 /** Serve a socket that is already bound and listening (socket activation, the systemd fd store). */
 export async function listenOnFd(server: net.Server, fd: number, what: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new RuntimeError('LISTEN', `cannot listen on ${what}: ${oneLine(err)}`));
+    const onError = (err: Error) => reject(new RuntimeError(`cannot listen on ${what}: ${oneLine(err)}`, 'LISTEN'));
     server.once('error', onError);
     server.listen({ fd }, () => {
       server.off('error', onError);
@@ -64,12 +64,12 @@ export async function clearStaleSocket(socketPath: string, what: string): Promis
     throw err;
   }
   if (!st.isSocket()) {
-    throw new RuntimeError('SOCKET_IN_USE', `${socketPath} exists and is not a socket; refusing to replace it`);
+    throw new RuntimeError(`${socketPath} exists and is not a socket; refusing to replace it`, 'SOCKET_IN_USE');
   }
   const holder = await probeSocket(socketPath);
   if (holder !== undefined) {
     const who = holder > 0 ? `pid ${holder}` : 'unknown pid';
-    throw new RuntimeError('ALREADY_RUNNING', `${what} ${socketPath} is in use by another process (${who})`);
+    throw new RuntimeError(`${what} ${socketPath} is in use by another process (${who})`, 'ALREADY_RUNNING');
   }
   await fs.rm(socketPath, { force: true });
 }

@@ -10,7 +10,7 @@ export class ApiError extends NitrideError {
     code: string,
     message: string,
   ) {
-    super(code, message);
+    super(message, code);
   }
 }
 
@@ -82,7 +82,7 @@ export class ControlClient {
           });
         },
       );
-      req.on('timeout', () => req.destroy(new RuntimeError('TIMEOUT', `no reply from the ${this.serviceName} at ${socketPath}`)));
+      req.on('timeout', () => req.destroy(new RuntimeError(`no reply from the ${this.serviceName} at ${socketPath}`, 'TIMEOUT')));
       req.on('error', (err) => reject(this.connectionError(err)));
       req.end(payload);
     });
@@ -116,7 +116,7 @@ export class ControlClient {
               msg = JSON.parse(line) as typeof msg;
             } catch {
               settled = true;
-              reject(new RuntimeError('BAD_REPLY', `${this.serviceName} sent a line that is not JSON`));
+              reject(new RuntimeError(`${this.serviceName} sent a line that is not JSON`, 'BAD_REPLY'));
               return;
             }
             if (status >= 400) {
@@ -141,12 +141,12 @@ export class ControlClient {
           });
           res.on('end', () => {
             handleLine(text);
-            if (!settled) reject(new RuntimeError('BAD_REPLY', `${this.serviceName} ended the reply without a result`));
+            if (!settled) reject(new RuntimeError(`${this.serviceName} ended the reply without a result`, 'BAD_REPLY'));
           });
           res.on('error', (err) => reject(this.connectionError(err)));
         },
       );
-      req.on('timeout', () => req.destroy(new RuntimeError('TIMEOUT', `no progress from the ${this.serviceName} at ${socketPath}`)));
+      req.on('timeout', () => req.destroy(new RuntimeError(`no progress from the ${this.serviceName} at ${socketPath}`, 'TIMEOUT')));
       req.on('error', (err) => reject(this.connectionError(err)));
       req.end(payload);
     });
@@ -158,7 +158,7 @@ export class ControlClient {
     try {
       return text ? JSON.parse(text) : null;
     } catch {
-      throw new RuntimeError('BAD_REPLY', `${this.serviceName} sent a reply that is not JSON (HTTP ${reply.status})`);
+      throw new RuntimeError(`${this.serviceName} sent a reply that is not JSON (HTTP ${reply.status})`, 'BAD_REPLY');
     }
   }
 
@@ -182,14 +182,14 @@ function connectionError(err: unknown, socketPath: string, service: string, labe
   switch (errnoCode(err)) {
     case 'ENOENT':
     case 'ECONNREFUSED':
-      return new RuntimeError('DAEMON_UNREACHABLE', `cannot reach the ${service} at ${socketPath} (is it running?)`);
+      return new RuntimeError(`cannot reach the ${service} at ${socketPath} (is it running?)`, 'DAEMON_UNREACHABLE');
     case 'EACCES':
     case 'EPERM':
-      return new RuntimeError('PERMISSION', `permission denied on ${socketPath} (the ${label} is root-only)`);
+      return new RuntimeError(`permission denied on ${socketPath} (the ${label} is root-only)`, 'PERMISSION');
     case 'ABORT_ERR':
-      return new RuntimeError('ABORTED', 'call aborted');
+      return new RuntimeError('call aborted', 'ABORTED');
     default:
-      return new RuntimeError('DAEMON_UNREACHABLE', `call to ${socketPath} failed: ${oneLine(err)}`);
+      return new RuntimeError(`call to ${socketPath} failed: ${oneLine(err)}`, 'DAEMON_UNREACHABLE');
   }
 }
 

@@ -265,7 +265,7 @@ export class ControlServer {
 
 class MethodError extends NitrideError {
   constructor(message: string) {
-    super('METHOD_NOT_ALLOWED', message);
+    super(message, 'METHOD_NOT_ALLOWED');
   }
 }
 
@@ -278,7 +278,7 @@ function statusOf(err: unknown): number {
 
 class BodyTooLarge extends NitrideError {
   constructor() {
-    super('BODY_TOO_LARGE', `request body larger than ${MAX_BODY_BYTES} bytes`);
+    super(`request body larger than ${MAX_BODY_BYTES} bytes`, 'BODY_TOO_LARGE');
   }
 }
 

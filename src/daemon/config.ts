@@ -137,7 +137,7 @@ async function readConfigFile(fileName: string, required: boolean): Promise<z.in
     text = await fs.readFile(fileName, 'utf8');
   } catch (err) {
     if (!required && errnoCode(err) === 'ENOENT') return undefined;
-    throw new RuntimeError('CONFIG', `cannot read config file ${fileName}: ${oneLine(err)}`);
+    throw new RuntimeError(`cannot read config file ${fileName}: ${oneLine(err)}`, 'CONFIG');
   }
   let raw: unknown;
   try {

@@ -482,9 +482,9 @@ export class KeyStore {
     if (raw !== undefined) {
       await this.tightenMode(file);
       const parsed = FileSchema.safeParse(raw);
-      if (!parsed.success) throw new RuntimeError('STATE_CORRUPT', `${file} is not a valid key store: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+      if (!parsed.success) throw new RuntimeError(`${file} is not a valid key store: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`, 'STATE_CORRUPT');
       for (const k of parsed.data.keys) {
-        const corrupt = (why: string) => new RuntimeError('STATE_CORRUPT', `${file}: key ${k.keyId} ${why}`);
+        const corrupt = (why: string) => new RuntimeError(`${file}: key ${k.keyId} ${why}`, 'STATE_CORRUPT');
         if (keys.has(k.keyId)) throw corrupt('appears twice');
         const versions = k.versions.map((v, i): KeyVersion => {
           if (v.version !== i + 1) throw corrupt('has non-contiguous versions');
@@ -497,7 +497,7 @@ export class KeyStore {
       }
       for (const [alias, id] of Object.entries(parsed.data.aliases)) {
         if (!ALIAS_PATTERN.test(alias) || keys.get(id)?.state === undefined || keys.get(id)?.state === 'Deleted') {
-          throw new RuntimeError('STATE_CORRUPT', `${file}: alias ${alias} names ${id}, which is not a live key`);
+          throw new RuntimeError(`${file}: alias ${alias} names ${id}, which is not a live key`, 'STATE_CORRUPT');
         }
         aliases.set(alias, id);
       }

@@ -117,7 +117,7 @@ export class LocalKeyProvider implements KeyProvider, KeyAdmin {
   }
 
   private async run<T>(options: KmsCallOptions, fn: () => Promise<T>): Promise<T> {
-    if (options.signal?.aborted) throw new RuntimeError('ABORTED', 'call aborted');
+    if (options.signal?.aborted) throw new RuntimeError('call aborted', 'ABORTED');
     return fn();
   }
 }

@@ -216,7 +216,7 @@ export class KmsInvalidCiphertextError extends UsageError {
 /** The KMS cannot be reached or cannot do its job (socket, storage). */
 export class KmsUnavailableError extends RuntimeError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('KMS_UNAVAILABLE', message, options);
+    super(message, 'KMS_UNAVAILABLE', options);
   }
 }
 

@@ -43,7 +43,7 @@ export class MetricsHttpListener {
   async listen(host: string, port: number, kept?: KeptListener): Promise<number> {
     const bind = () =>
       new Promise<void>((resolve, reject) => {
-        this.server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen for metrics on ${formatEndpoint({ host, port })}: ${oneLine(err)}`)));
+        this.server.once('error', (err) => reject(new RuntimeError(`cannot listen for metrics on ${formatEndpoint({ host, port })}: ${oneLine(err)}`, 'LISTEN')));
         this.server.listen({ host, port }, () => resolve());
       });
     await listenTcpKept(this.server, host, port, bind, kept);

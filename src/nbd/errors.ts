@@ -26,7 +26,7 @@ export type NbdProtocolErrorCode =
 export class NbdProtocolError extends NitrideError {
   declare readonly code: NbdProtocolErrorCode;
   constructor(code: NbdProtocolErrorCode, message: string) {
-    super(code, message);
+    super(message, code);
   }
 }
 
@@ -40,7 +40,7 @@ export class NbdOptionError extends NitrideError {
   declare readonly code: NbdOptionErrorCode;
   readonly replyType: number;
   constructor(message: string, replyType: number = NbdRep.ERR_INVALID) {
-    super('NBD_OPTION_INVALID', message);
+    super(message, 'NBD_OPTION_INVALID');
     this.replyType = replyType;
   }
 }

@@ -44,7 +44,7 @@ export interface ExportCatalog {
 /** An export exists but may not be opened now (attached elsewhere, key disabled…). */
 export class ExportRefusedError extends NitrideError {
   constructor(message: string, code = 'EXPORT_REFUSED') {
-    super(code, message);
+    super(message, code);
   }
 }
 

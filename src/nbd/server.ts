@@ -122,7 +122,7 @@ const FIRST_READ_SIZE = 64 * 1024;
 
 function listen(server: net.Server, where: { host: string; port: number }): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new RuntimeError('LISTEN', `cannot listen on ${formatEndpoint(where)}: ${oneLine(err)}`)));
+    server.once('error', (err) => reject(new RuntimeError(`cannot listen on ${formatEndpoint(where)}: ${oneLine(err)}`, 'LISTEN')));
     server.listen(where, () => resolve());
   });
 }

@@ -114,7 +114,7 @@ export class ImageAllowlist {
     if (!image) throw new BootImageRefusedError(`${role} ${file} (sha256 ${sha256}) is not on the boot image allowlist; run: nitride image allow ${file}`);
     const stored = this.storePath(sha256);
     const check = await sha256File(stored).catch(() => undefined);
-    if (check?.sha256 !== sha256) throw new RuntimeError('IMAGE_STORE_CORRUPT', `the stored copy of allowed image ${image.name} (${sha256}) is missing or altered; allow it again`);
+    if (check?.sha256 !== sha256) throw new RuntimeError(`the stored copy of allowed image ${image.name} (${sha256}) is missing or altered; allow it again`, 'IMAGE_STORE_CORRUPT');
     return { path: stored, image: { ...image } };
   }
 

@@ -216,7 +216,7 @@ export class VmManager {
       record.state = 'stopped';
       record.stopReason = `QEMU did not start: ${oneLine(err)}`;
       await this.save(record);
-      throw new RuntimeError('QEMU_START_FAILED', `cannot start ${command}: ${oneLine(err)}`);
+      throw new RuntimeError(`cannot start ${command}: ${oneLine(err)}`, 'QEMU_START_FAILED');
     }
     // The exit event is quicker than the watcher for our own children.
     child.once('exit', () => void this.afterExit(vm, 'QEMU exited'));
@@ -231,7 +231,7 @@ export class VmManager {
       if (vm.record.state === 'stopped' || child.exitCode !== null || child.signalCode !== null || vm.cleanup) {
         await this.afterExit(vm, 'QEMU exited at start');
         const why = (await tail(path.join(dir, 'qemu.log'), 1500)).trim();
-        throw new RuntimeError('QEMU_START_FAILED', `QEMU exited at start${why ? `: ${why}` : ''}`);
+        throw new RuntimeError(`QEMU exited at start${why ? `: ${why}` : ''}`, 'QEMU_START_FAILED');
       }
       if (existsSync(qmpSocket)) {
         try {

@@ -15,7 +15,7 @@ export class QmpClient {
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => this.onData(chunk));
     const fail = (err?: Error) => {
-      this.closed ??= err ?? new RuntimeError('QMP_CLOSED', 'QMP connection closed');
+      this.closed ??= err ?? new RuntimeError('QMP connection closed', 'QMP_CLOSED');
       for (const w of this.waiting.splice(0)) w.reject(this.closed);
     };
     socket.on('error', fail);
@@ -28,7 +28,7 @@ export class QmpClient {
       const s = net.connect(path);
       const timer = setTimeout(() => {
         s.destroy();
-        reject(new RuntimeError('QMP_TIMEOUT', `no QMP answer on ${path}`));
+        reject(new RuntimeError(`no QMP answer on ${path}`, 'QMP_TIMEOUT'));
       }, timeoutMs);
       s.once('connect', () => {
         clearTimeout(timer);
@@ -55,7 +55,7 @@ export class QmpClient {
     for (;;) {
       const msg = (await this.next(timeoutMs)) as { return?: unknown; error?: { desc?: string }; event?: string };
       if (msg.event) continue;
-      if (msg.error) throw new RuntimeError('QMP_ERROR', `QEMU refused ${command}: ${msg.error.desc ?? 'error'}`);
+      if (msg.error) throw new RuntimeError(`QEMU refused ${command}: ${msg.error.desc ?? 'error'}`, 'QMP_ERROR');
       return msg.return;
     }
   }
@@ -92,7 +92,7 @@ export class QmpClient {
       const timer = setTimeout(() => {
         const i = this.waiting.indexOf(entry);
         if (i >= 0) this.waiting.splice(i, 1);
-        reject(new RuntimeError('QMP_TIMEOUT', 'QEMU did not answer on QMP'));
+        reject(new RuntimeError('QEMU did not answer on QMP', 'QMP_TIMEOUT'));
       }, timeoutMs);
       const entry = {
         resolve: (v: unknown) => {

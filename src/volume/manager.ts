@@ -351,7 +351,7 @@ export class VolumeManager implements ExportCatalog {
           signal.throwIfAborted();
           const n = Math.min(COPY_CHUNK, total - done);
           const { bytesRead } = await input.read(buf, 0, n, done);
-          if (bytesRead !== n) throw new RuntimeError('SHORT_READ', `${file} shrank while being imported`);
+          if (bytesRead !== n) throw new RuntimeError(`${file} shrank while being imported`, 'SHORT_READ');
           // The volume's minimum block is 512: pad a ragged tail with zeroes.
           const len = Math.ceil(n / 512) * 512;
           buf.fill(0, n, len);
@@ -513,7 +513,7 @@ export class VolumeManager implements ExportCatalog {
       volume.wrappedEphemeralKey = undefined;
     }
     try {
-      if (key.subarray(0, 32).equals(key.subarray(32))) throw new RuntimeError('BAD_KEY', 'XTS key halves are equal; try again');
+      if (key.subarray(0, 32).equals(key.subarray(32))) throw new RuntimeError('XTS key halves are equal; try again', 'BAD_KEY');
       const file = await FileBackend.create(image, volume.record.size);
       return new EncryptedBackend(file, key, { dataUnitSize: DATA_UNIT }); // zeroes `key`
     } finally {
@@ -545,7 +545,7 @@ export class VolumeManager implements ExportCatalog {
       return await fn();
     } catch (err) {
       if (isKmsError(err)) throw err;
-      throw new RuntimeError('KMS_UNAVAILABLE', `KMS unavailable: ${oneLine(err)}`, { cause: err });
+      throw new RuntimeError(`KMS unavailable: ${oneLine(err)}`, 'KMS_UNAVAILABLE', { cause: err });
     }
   }
 }

@@ -30,7 +30,7 @@ export async function loadHostKey(sodium: Sodium, kms: KeyProvider, store: Pick<
     }
     log.info('host key generated (private key stored only wrapped by the KMS)');
   }
-  if (privateKey.length !== 32) throw new RuntimeError('VPC_HOST_KEY', `host key from the KMS has ${privateKey.length} bytes, not 32`);
+  if (privateKey.length !== 32) throw new RuntimeError(`host key from the KMS has ${privateKey.length} bytes, not 32`, 'VPC_HOST_KEY');
   // X25519 clamping (as `wg genkey`); deterministic, so the same key at every start.
   privateKey[0]! &= 248;
   privateKey[31]! &= 127;

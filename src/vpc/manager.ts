@@ -270,7 +270,7 @@ export class VpcManager {
   // ---- internals ----------------------------------------------------------------------------
 
   private up(): VpcRuntime {
-    if (!this.rt) throw new RuntimeError('VPC_DOWN', `the VPC is down: ${this.downMessage ?? 'not started'}`);
+    if (!this.rt) throw new RuntimeError(`the VPC is down: ${this.downMessage ?? 'not started'}`, 'VPC_DOWN');
     return this.rt;
   }
 

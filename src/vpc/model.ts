@@ -471,7 +471,7 @@ export class VpcModel {
     const parsed = StateSchema.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new RuntimeError('VPC_STATE', `invalid VPC state: ${issue ? `${issue.path.join('.') || 'state'}: ${issue.message}` : 'unreadable'}`);
+      throw new RuntimeError(`invalid VPC state: ${issue ? `${issue.path.join('.') || 'state'}: ${issue.message}` : 'unreadable'}`, 'VPC_STATE');
     }
     const model = new VpcModel(options);
     const state = parsed.data;
@@ -492,7 +492,7 @@ export class VpcModel {
         if (created.vpcId !== e.vpcId) throw new UsageError(`ENI ${e.id} names ${e.vpcId} but its subnet ${e.subnetId} is in ${created.vpcId}`);
       }
     } catch (err) {
-      throw new RuntimeError('VPC_STATE', `invalid VPC state: ${oneLine(err)}`, { cause: err });
+      throw new RuntimeError(`invalid VPC state: ${oneLine(err)}`, 'VPC_STATE', { cause: err });
     }
     return model;
   }

@@ -36,7 +36,7 @@ function run(cmd: string, args: string[]): Promise<{ code: number; out: string }
 
 async function must(cmd: string, ...args: string[]): Promise<void> {
   const r = await run(cmd, args);
-  if (r.code !== 0) throw new RuntimeError('VPC_NETDEV', `${cmd} ${args.join(' ')} failed: ${r.out || `exit ${r.code}`}`);
+  if (r.code !== 0) throw new RuntimeError(`${cmd} ${args.join(' ')} failed: ${r.out || `exit ${r.code}`}`, 'VPC_NETDEV');
 }
 
 async function exists(name: string): Promise<boolean> {

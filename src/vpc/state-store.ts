@@ -54,7 +54,7 @@ export class VpcStateStore {
     const raw = await readJsonFile<unknown>(this.file);
     if (raw === undefined) return;
     const parsed = StateFileSchema.safeParse(raw);
-    if (!parsed.success) throw new RuntimeError('VPC_STATE', `${this.file}: invalid VPC state`);
+    if (!parsed.success) throw new RuntimeError(`${this.file}: invalid VPC state`, 'VPC_STATE');
     this.current = VpcModel.fromJSON(parsed.data.model, { localHostId: LOCAL_HOST_ID });
     this.kinds = parsed.data.kinds;
     this.hostKeyBlob = parsed.data.hostKeyBlob;

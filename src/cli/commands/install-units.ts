@@ -96,6 +96,6 @@ async function systemctl(args: string[]): Promise<void> {
     await promisify(execFile)('systemctl', args, { timeout: 60_000 });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new RuntimeError('SYSTEMCTL', `systemctl ${args.join(' ')} failed: ${stderr || oneLine(err)}`);
+    throw new RuntimeError(`systemctl ${args.join(' ')} failed: ${stderr || oneLine(err)}`, 'SYSTEMCTL');
   }
 }

@@ -15,7 +15,7 @@ function connectDaemon(socketPath: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const upstream = net.connect(socketPath);
     upstream.once('connect', () => resolve(upstream));
-    upstream.once('error', (err) => reject(new RuntimeError('DAEMON_UNREACHABLE', `cannot reach the NBD socket ${socketPath}: ${oneLine(err)}`)));
+    upstream.once('error', (err) => reject(new RuntimeError(`cannot reach the NBD socket ${socketPath}: ${oneLine(err)}`, 'DAEMON_UNREACHABLE')));
   });
 }
 
