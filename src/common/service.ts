@@ -34,3 +34,34 @@ export async function stopService(service: Service, reason: string, log: Logger,
   }
   log.info(`${service} stopped`);
 }
+
+/**
+ * Run a service in the foreground until SIGTERM or SIGINT, then stop it with the signal's name.
+ * The handlers are installed before `start`: a signal that arrives while the service starts
+ * (its socket may already answer) stops it cleanly once started instead of killing the
+ * process. Once stopping, a second signal has its default effect.
+ */
+export async function runUntilSignal(start: () => Promise<{ stop(reason: string): Promise<void> }>): Promise<void> {
+  let received: NodeJS.Signals | undefined;
+  let wake: (() => void) | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    received ??= signal;
+    if (!wake) return;
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    wake();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    const service = await start();
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      if (received) onSignal(received);
+    });
+    await service.stop(received!);
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
+}

@@ -2,6 +2,7 @@
 import type { LogLevel } from '../../api/daemon.js';
 import { loadDaemonConfig } from '../../daemon/config.js';
 import { Daemon } from '../../daemon/daemon.js';
+import { runUntilSignal } from '../../common/service.js';
 import { createLogger } from '../../log/logger.js';
 import { setDumpable } from '../../native/addon.js';
 
@@ -27,30 +28,6 @@ export async function runDaemon(options: DaemonCliOptions): Promise<void> {
   setDumpable(false);
   const config = await loadDaemonConfig(options);
   const logger = createLogger({ level: config.logLevel });
-  // Handlers first: a signal that arrives while the daemon starts (its socket already
-  // answers) stops it cleanly once started, instead of killing the process.
-  let received: NodeJS.Signals | undefined;
-  let wake: (() => void) | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    received ??= signal;
-    if (!wake) return;
-    // As before: once stopping, a second signal has its default effect.
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-    wake();
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  try {
-    const daemon = await Daemon.start(config, logger);
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-      if (received) onSignal(received);
-    });
-    await daemon.stop(received!);
-  } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-  }
+  await runUntilSignal(() => Daemon.start(config, logger));
   logger.flush();
 }

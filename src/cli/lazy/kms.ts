@@ -1,5 +1,6 @@
 /** What `nitride kms serve` runs (loaded only then: the key store, libsodium, the addon). */
 import type { LogLevel } from '../../api/daemon.js';
+import { runUntilSignal } from '../../common/service.js';
 import { takeListenFds } from '../../common/systemd.js';
 import { KmsServer } from '../../kms/server.js';
 import { createLogger } from '../../log/logger.js';
@@ -20,21 +21,14 @@ export async function serveKms(options: KmsServeOptions): Promise<void> {
   // Socket activation (nitride-kms.socket): serve the socket systemd bound for us.
   const activated = takeListenFds();
   const listenFd = (activated.get('kms') ?? activated.get('unknown'))?.[0];
-  const server = await KmsServer.start({
-    ...(listenFd !== undefined ? { listenFd } : {}),
-    stateDir: options.stateDir,
-    socketPath: options.socket,
-    logger,
-    allowImmediateDeletion: options.allowImmediateDeletion === true,
-  });
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      void server.stop(signal).then(resolve);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  await runUntilSignal(() =>
+    KmsServer.start({
+      ...(listenFd !== undefined ? { listenFd } : {}),
+      stateDir: options.stateDir,
+      socketPath: options.socket,
+      logger,
+      allowImmediateDeletion: options.allowImmediateDeletion === true,
+    }),
+  );
   logger.flush();
 }
