@@ -69,14 +69,16 @@ export async function bootSystemd(units) {
     while (!pid) {
       if (child.exitCode !== null) throw new Error(`systemd-nspawn exited ${child.exitCode}: ${out}`);
       if (Date.now() > deadline) throw new Error(`the container did not start: ${out}`);
-      // nspawn's child is the container's PID 1 (systemd).
+      // nspawn's child is the container's PID 1 (systemd). Its short-lived outer child is named
+      // systemd-nspawn too, so the name must match exactly: a pid that exits is no container.
       const ps = await run('ps', ['--ppid', String(child.pid), '-o', 'pid=,comm='], { allowFail: true });
-      const line = ps.stdout.split('\n').find((l) => /systemd/.test(l));
+      const line = ps.stdout.split('\n').find((l) => /^\s*\d+\s+systemd$/.test(l));
       if (line) pid = Number(line.trim().split(/\s+/)[0]);
       else await sleep(100);
     }
     while (!existsSync(`/proc/${pid}/root/run/systemd/private`)) {
       if (Date.now() > deadline) throw new Error(`systemd did not come up: ${out}`);
+      if (!existsSync(`/proc/${pid}`)) throw new Error(`the container's PID 1 (${pid}) exited: ${out}`);
       await sleep(100);
     }
   } catch (err) {

@@ -371,24 +371,32 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
 
     it('a rekey under traffic loses no connection', async () => {
       const index = async () => (await a.json<Array<PeerInfo & { handshake: { current: { localIndex: number } | null } }>>(['peer', 'list']))[0]?.handshake.current?.localIndex;
-      const seen = new Set<number | undefined>([await index()]);
-      let polling = true;
-      const poll = (async () => {
-        while (polling) {
-          seen.add(await index());
-          await sleep(250);
-        }
-      })();
-      const r = await iperf(ga.ns, { ns: gb.ns, ip: IP_B }, 2 * REKEY_AFTER_S + 2);
-      polling = false;
-      await poll;
-      seen.delete(undefined);
-      expect(r.error, r.error).toBeUndefined();
-      expect(r.code).toBe(0);
-      expect(r.bytes).toBeGreaterThan(1_000_000);
-      // At least two rekeys happened while the connection ran.
-      expect(seen.size).toBeGreaterThanOrEqual(3);
-    }, 60_000);
+      // One connection must live through two rekeys. A handshake lost under a loaded machine is
+      // retried seconds later (as WireGuard does), so a round may see only one: up to three
+      // rounds, each of which must keep its connection.
+      const rounds: string[] = [];
+      let twoRekeys = false;
+      for (let round = 0; round < 3 && !twoRekeys; round++) {
+        const seen = new Set<number | undefined>([await index()]);
+        let polling = true;
+        const poll = (async () => {
+          while (polling) {
+            seen.add(await index());
+            await sleep(250);
+          }
+        })();
+        const r = await iperf(ga.ns, { ns: gb.ns, ip: IP_B }, 2 * REKEY_AFTER_S + 2);
+        polling = false;
+        await poll;
+        seen.delete(undefined);
+        expect(r.error, r.error).toBeUndefined();
+        expect(r.code).toBe(0);
+        expect(r.bytes).toBeGreaterThan(1_000_000);
+        rounds.push(`${seen.size - 1} rekeys`);
+        twoRekeys = seen.size >= 3;
+      }
+      expect(twoRekeys, `rekeys seen per round: ${rounds.join('; ')}`).toBe(true);
+    }, 120_000);
 
     it('with ip_forward=1 on the host, its stack never routes, answers or leaks guest traffic', async () => {
       await must('ip', 'netns', 'exec', a.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
