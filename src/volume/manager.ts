@@ -408,8 +408,9 @@ export class VolumeManager implements ExportCatalog {
   }
 
   /** Open (unwrapping the key if needed) for one more connection of `consumer`. */
-  private attach(volume: Volume, consumer: string): Promise<ExportLease> {
+  private async attach(volume: Volume, consumer: string): Promise<ExportLease> {
     const id = volume.record.id;
+    await departed(volume, consumer);
     return volume.exclusive.run(async () => {
       if (volume.deleted) throw new ExportRefusedError(`volume ${id} was deleted`);
       const others = [...volume.consumers.keys()].filter((c) => c !== consumer);
@@ -554,6 +555,39 @@ export class VolumeManager implements ExportCatalog {
 const VOLUME_CAPABILITIES: BlockCapabilities = encryptedCapabilities(fileCapabilities(false), DATA_UNIT);
 
 /** Who a connection belongs to: a process (Unix socket), a host (TCP), or a piped stream. */
+/** How long a new connection waits for the lease of a client whose process has exited. */
+const DEPARTED_WAIT_MS = 5_000;
+
+/**
+ * Wait (briefly) while the other consumers are all local processes that have exited: their leases
+ * go as soon as the server reads their connections' end, which a loaded host may do after it reads
+ * the next client's request (`qemu-io …; qemu-io …` in a row must not find the first attached).
+ */
+async function departed(volume: Volume, consumer: string): Promise<void> {
+  const deadline = Date.now() + DEPARTED_WAIT_MS;
+  const othersGone = () => {
+    const others = [...volume.consumers.keys()].filter((c) => c !== consumer);
+    return others.length > 0 && others.every((c) => !processAlive(consumerPid(c)));
+  };
+  while (!volume.record.multiAttach && othersGone() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
+function processAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return true; // not a local process: it holds its lease until it closes
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+const PID_CONSUMER = /^pid (\d+)$/;
+const consumerPid = (consumer: string): number | undefined => {
+  const m = PID_CONSUMER.exec(consumer);
+  return m ? Number(m[1]) : undefined;
+};
+
 function consumerOf(peer: NbdPeer): string {
   if (peer.transport === 'unix') return peer.pid !== undefined ? `pid ${peer.pid}` : 'unix';
   if (peer.transport === 'tcp') return `tcp ${peer.address ?? '?'}`;

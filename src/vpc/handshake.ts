@@ -891,8 +891,9 @@ export class HandshakeManager {
     wipeSession(this.sodium, s);
   }
 
-  /** When this peer next needs attention, or undefined. */
-  private dueAt(p: PeerRecord): number | undefined {
+  /** When this peer next needs attention, or undefined. `now` is the caller's, so a step that
+   *  read the clock a millisecond earlier still finds "no session: due now" due. */
+  private dueAt(p: PeerRecord, now = this.now()): number | undefined {
     const t = this.timers;
     const times: number[] = [];
     for (const s of [p.current, p.previous, p.next]) if (s) times.push(s.createdAt + t.rejectAfterSeconds * 1000);
@@ -902,7 +903,7 @@ export class HandshakeManager {
       let due: number;
       if (p.current) due = p.current.createdAt + (p.current.isInitiator ? t.rekeyAfterSeconds : t.responderRekeyAfterSeconds) * 1000;
       else if (p.next) due = p.next.createdAt + t.rekeyTimeoutSeconds * 1000; // the peer never confirmed: try ourselves
-      else due = this.now(); // no session at all: now
+      else due = now; // no session at all: now
       times.push(Math.max(due, p.restartAt ?? due));
     }
     return times.length ? Math.min(...times) : undefined;
@@ -928,7 +929,7 @@ export class HandshakeManager {
       }
     }
     if (!p.pending && p.wanted) {
-      const due = this.dueAt(p);
+      const due = this.dueAt(p, now);
       if (due !== undefined && now >= due) actions.push(...this.initiate(p));
     }
     return actions;

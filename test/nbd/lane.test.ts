@@ -47,8 +47,16 @@ async function serve(dataPlane: 'native' | 'js'): Promise<string> {
   return socket;
 }
 
-/** Names of this process's threads. */
-const threadNames = () => readdirSync('/proc/self/task').map((t) => readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim());
+/** Names of this process's threads (one that ends between the listing and the read is gone). */
+const threadNames = () =>
+  readdirSync('/proc/self/task').flatMap((t) => {
+    try {
+      return [readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim()];
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  });
 const fdCount = () => readdirSync('/proc/self/fd').length;
 
 async function waitFor(what: string, ok: () => boolean, ms = 5000): Promise<void> {

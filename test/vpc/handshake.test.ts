@@ -335,6 +335,14 @@ describe('HandshakeManager', () => {
     expect(b.m.status('a')).toMatchObject({ wanted: false, current: { isInitiator: false } });
   });
 
+  it('connect initiates at once even when the clock moves between its reads (a loaded host)', () => {
+    let t = T0;
+    const local = generateHostKeys(sodium);
+    const m = new HandshakeManager({ sodium, local, now: () => t++, random: () => 0 });
+    m.addPeer('b', generateHostKeys(sodium).publicKey);
+    expect(m.connect('b').map((act) => act.type)).toEqual(['send']);
+  });
+
   it('schedules rekey by the initiator at 120 s, the responder at 165 s, expiry at 180 s', () => {
     const { clock, a, b } = pair();
     run(a.m.connect('b'), a, b);
