@@ -46,9 +46,13 @@ export class SecureStream extends Duplex {
     return this.socket.remotePort;
   }
 
+  /** As net.Socket's: 0 also removes `callback` (node:http sets and clears one per request). */
   setTimeout(ms: number, callback?: () => void): this {
     this.socket.setTimeout(ms);
-    if (callback) this.once('timeout', callback);
+    if (callback) {
+      if (ms === 0) this.off('timeout', callback);
+      else this.once('timeout', callback);
+    }
     return this;
   }
 
@@ -77,9 +81,12 @@ export class SecureStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    const frames = this.cipher.seal(chunk);
-    for (let i = 0; i < frames.length - 1; i++) this.socket.write(frames[i]!);
-    this.socket.write(frames[frames.length - 1]!, callback);
+    this.socket.write(Buffer.concat(this.cipher.seal(chunk)), callback);
+  }
+
+  /** A corked batch (node:http's head and body) leaves as one TCP write. */
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
+    this.socket.write(Buffer.concat(chunks.flatMap((c) => this.cipher.seal(c.chunk))), callback);
   }
 
   override _final(callback: (err?: Error | null) => void): void {
@@ -169,6 +176,7 @@ export function channelServer<P extends HandshakePeer>(options: ChannelListenerO
       }
       socket.setTimeout(0);
       socket.removeAllListeners('timeout');
+      socket.setNoDelay(true);
       socket.write(result.responseFrame);
       const stream = new SecureStream(socket, result.cipher, reader, options.onDrop);
       // anything that came with the initiation is records already
@@ -225,7 +233,9 @@ export async function connectChannel(options: ChannelClientOptions, now: () => n
       settled = true;
       socket.setTimeout(0);
       socket.removeAllListeners('timeout').removeAllListeners('error').removeAllListeners('close');
-      const stream = new SecureStream(socket, r.cipher, reader, onDrop);
+      // request/reply: no Nagle delay between a request's records and the reply's
+    socket.setNoDelay(true);
+    const stream = new SecureStream(socket, r.cipher, reader, onDrop);
       for (const extra of frames.slice(1)) socket.emit('data', frame(extra));
       resolve(stream);
     };
