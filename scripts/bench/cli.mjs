@@ -4,10 +4,14 @@
 // rotating), and timed from spawn to exit. Reported: the median per verb and its ratio to the
 // median of `node -e 0` in the same run; the goal is every verb <= 2x. With --compare-cli, a
 // second build of the CLI (e.g. main's) is measured in the same rounds against the same daemon.
+// The KMS also listens on loopback (--listen): after the verbs, GenerateDataKey and Decrypt are
+// timed in-process, interleaved, on the Unix socket and over the network KMS's channel (kept-alive
+// connection, and a fresh connection with its handshake per call), --runs x 10 calls each.
 // Writes bench-results/cli-<timestamp>.json.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   Scratch,
   benchArgs,
@@ -43,7 +47,8 @@ const cli = (args) => run(process.execPath, [opt.cli, ...args], { env: { NITRIDE
 const json = async (args) => JSON.parse((await cli([...args, '--json'])).stdout);
 
 async function startServers() {
-  const kms = scratch.start('kms', process.execPath, [opt.cli, 'kms', 'serve', '--state-dir', scratch.path('kms'), '--socket', kmsSocket]);
+  // Loopback only, as everything here.
+  const kms = scratch.start('kms', process.execPath, [opt.cli, 'kms', 'serve', '--state-dir', scratch.path('kms'), '--socket', kmsSocket, '--listen', '127.0.0.1:0']);
   await waitFor('the KMS', () => canConnect(kmsSocket), { alive: () => kms.child.exitCode === null });
   const daemon = scratch.start('daemon', process.execPath, [
     opt.cli,
@@ -93,6 +98,60 @@ function verbs(volumeId) {
   ];
 }
 
+/**
+ * Latency of GenerateDataKey + Decrypt (one call each, µs) on the Unix socket against the
+ * network KMS on loopback, in the same rounds: warm (kept-alive channel) and cold (a new
+ * connection and handshake per call pair).
+ */
+async function kmsLatency(calls) {
+  const dist = path.resolve(path.dirname(opt.cli), '..');
+  const load = (p) => import(pathToFileURL(path.join(dist, p)).href);
+  const [{ KmsClient }, { NetworkKms }, { loadSodium }, { generateHostKeys, encodeKey }] = await Promise.all([
+    load('kms/client.js'),
+    load('kms/network-client.js'),
+    load('kms/sodium.js'),
+    load('vpc/handshake.js'),
+  ]);
+  const sodium = await loadSodium();
+  const host = generateHostKeys(sodium);
+  const status = await json(['kms', 'status']);
+  await cli(['kms', 'grant', 'create', '--host', 'bench', '--public-key', encodeKey(host.publicKey), '--key', 'alias/bench', '--operations', 'GenerateDataKey,Decrypt']);
+  const network = () =>
+    new NetworkKms({ endpoint: status.network.listen, kmsPublicKey: Buffer.from(status.network.publicKey, 'base64'), sodium, hostKey: async () => ({ publicKey: host.publicKey, privateKey: Buffer.from(host.privateKey) }) });
+  const warm = network();
+  const unix = new KmsClient({ socketPath: kmsSocket });
+  const pair = async (client) => {
+    const t0 = performance.now();
+    const g = await client.generateDataKey('alias/bench', { volume: 'vol-0000000000000bec0' });
+    g.plaintext.fill(0);
+    const d = await client.decrypt(g.ciphertextBlob, { volume: 'vol-0000000000000bec0' });
+    d.plaintext.fill(0);
+    return (performance.now() - t0) * 1000;
+  };
+  const cases = [
+    { id: 'unix socket', run: () => pair(unix) },
+    { id: 'network, kept-alive channel', run: () => pair(warm.client) },
+    {
+      id: 'network, new channel per pair',
+      run: async () => {
+        const cold = network();
+        try {
+          return await pair(cold.client);
+        } finally {
+          await cold.close();
+        }
+      },
+    },
+  ];
+  const times = cases.map(() => []);
+  for (const c of cases) await c.run(); // warm-up
+  for (let round = 0; round < calls; round++) for (let k = 0; k < cases.length; k++) times[(k + round) % cases.length].push(await cases[(k + round) % cases.length].run());
+  await warm.close();
+  host.privateKey.fill(0);
+  const base = median(times[0]);
+  return cases.map((c, i) => ({ case: c.id, medianUs: Math.round(median(times[i])), ratio: +(median(times[i]) / base).toFixed(2) }));
+}
+
 /** Wall time (ms) of one run, spawn to exit; throws if it fails. */
 function timeRun(argv, env) {
   const t0 = performance.now();
@@ -132,6 +191,11 @@ async function main() {
   console.log(`\nGoal (every verb <= ${GOAL}x node -e 0): ${mine.length - missed.length}/${mine.length} met.`);
   for (const r of missed) console.log(`  MISS ${r.case}: ${r.ratio.toFixed(2)}x`);
 
+  const kmsCalls = RUNS * 10;
+  const kms = await kmsLatency(kmsCalls);
+  console.log(`\nKMS GenerateDataKey + Decrypt (one pair, median of ${kmsCalls}, in-process client), Unix socket vs network KMS on loopback:\n`);
+  console.log(textTable(['path', 'µs per pair', 'x unix'], kms.map((r) => [r.case, String(r.medianUs), r.ratio.toFixed(2)])));
+
   const file = `${resultsBase(opt.out, 'cli', started)}.json`;
   const doc = {
     benchmark: 'cli',
@@ -141,6 +205,7 @@ async function main() {
     settings: { runs: RUNS, goalRatio: GOAL, timing: 'spawn to exit of each process (spawnSync), rounds interleaving every case', clis },
     nodeMedianMs: +nodeMs.toFixed(1),
     medians: results,
+    kmsLatency: { calls: kmsCalls, unit: 'µs per GenerateDataKey + Decrypt pair', results: kms },
     runs: Object.fromEntries(cases.map((c, i) => [`${c.cli ?? 'node'}: ${c.id}`, times[i].map((t) => +t.toFixed(1))])),
   };
   writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');

@@ -37,7 +37,10 @@ export interface DaemonStatus {
   health: 'ok' | 'degraded';
   problems: string[];
   nbd: { socket: string; tcp: string | null; connections: number };
+  /** The host's own KMS (the host key; volume keys too unless `kmsEndpoint`). */
   kmsSocket: string;
+  /** The network KMS that serves volume data keys, if configured. */
+  kmsEndpoint: string | null;
   /** Metrics: always `GET /metrics` on the control socket; `tcp` is the loopback listener, if any. */
   metrics: { tcp: string | null };
   volumes: { total: number; inUse: number; ebs: number; ephemeral: number };

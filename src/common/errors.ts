@@ -34,6 +34,13 @@ export class ConflictError extends NitrideError {
   }
 }
 
+/** The caller is known but not allowed to do this (HTTP 403). */
+export class ForbiddenError extends NitrideError {
+  constructor(message: string, code = 'FORBIDDEN') {
+    super(message, code);
+  }
+}
+
 /** Something the daemon depends on is unusable: a file, a socket, the KMS (CLI exit 1). */
 export class RuntimeError extends NitrideError {
   constructor(message: string, code: string, options?: { cause?: unknown }) {

@@ -1,16 +1,27 @@
 /**
- * Audit trail of every mutating control call: who (peer uid/pid from SO_PEERCRED),
+ * Audit trail of every mutating control call: who (peer uid/pid from SO_PEERCRED, or the
+ * host of a network KMS call),
  * what (action and target, never request bodies, which may one day carry secrets),
  * and the result. One JSON line per call, appended and fdatasync'd before the reply.
  */
 import { promises as fs } from 'node:fs';
 import type { Logger } from '../log/logger.js';
 
-export interface Caller {
+/** A local process on a Unix socket (SO_PEERCRED). */
+export interface LocalCaller {
   uid: number;
   gid: number;
   pid: number;
 }
+
+/** A host on the network KMS, proved by its X25519 key in the channel's handshake. */
+export interface HostCaller {
+  host: string;
+  publicKey: string;
+  address: string;
+}
+
+export type Caller = LocalCaller | HostCaller;
 
 export interface AuditRecord {
   caller: Caller | undefined;

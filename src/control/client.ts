@@ -1,6 +1,6 @@
 /** Client of the control API, used by the CLI (and by tests and scripts through it). */
 import http from 'node:http';
-import { NitrideError, RuntimeError, UsageError, NotFoundError, ConflictError, errnoCode, oneLine } from '../common/errors.js';
+import { NitrideError, RuntimeError, UsageError, NotFoundError, ConflictError, ForbiddenError, errnoCode, oneLine } from '../common/errors.js';
 import type { HttpMethod } from '../api/control.js';
 
 /** An error reply from the daemon, carrying its HTTP status and stable code. */
@@ -15,8 +15,10 @@ export class ApiError extends NitrideError {
 }
 
 export interface ControlClientOptions {
-  /** Path of the daemon's control socket. */
+  /** Path of the daemon's control socket (with `agent`: only the name in error messages). */
   socketPath: string;
+  /** Connect through this agent instead of the Unix socket (the network KMS's channel). */
+  agent?: http.Agent;
   /** Per-call timeout in ms (default 60 s; long operations pass a signal instead). */
   timeoutMs?: number;
   /** Who serves the socket, for error messages (default `nitride daemon`). */
@@ -58,7 +60,7 @@ export class ControlClient {
     return new Promise<RawReply>((resolve, reject) => {
       const req = http.request(
         {
-          socketPath,
+          ...this.transport(),
           method,
           path,
           headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
@@ -162,6 +164,10 @@ export class ControlClient {
     }
   }
 
+  private transport(): http.RequestOptions {
+    return this.options.agent ? { agent: this.options.agent, host: 'nitride' } : { socketPath: this.options.socketPath };
+  }
+
   private get serviceName(): string {
     return this.options.serviceName ?? 'nitride daemon';
   }
@@ -196,6 +202,7 @@ function connectionError(err: unknown, socketPath: string, service: string, labe
 /** Map an API error back to the local error class, so CLI exit codes follow one rule. */
 export function localErrorOf(err: ApiError): NitrideError {
   if (err.status === 400) return new UsageError(err.message, err.code);
+  if (err.status === 403) return new ForbiddenError(err.message, err.code);
   if (err.status === 404) return new NotFoundError(err.message, err.code);
   if (err.status === 409) return new ConflictError(err.message, err.code);
   return err;

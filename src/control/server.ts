@@ -8,8 +8,9 @@
  */
 import http from 'node:http';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { z } from 'zod';
-import { ConflictError, NitrideError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
+import { ConflictError, ForbiddenError, NitrideError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import type { Logger } from '../log/logger.js';
 import { listenOnFd, socketPeer } from '../common/unix-socket.js';
 import { listenUnixKept, type KeptListener } from '../common/fd-store.js';
@@ -84,6 +85,7 @@ const LINGER_MS = 5_000;
 
 const STATUS_OF: Array<[new (...args: never[]) => NitrideError, number]> = [
   [UsageError, 400],
+  [ForbiddenError, 403],
   [NotFoundError, 404],
   [ConflictError, 409],
   // A dependency (KMS, disk) is unusable: the call may succeed later.
@@ -115,7 +117,7 @@ export interface ControlServerOptions {
 export class ControlServer {
   private readonly routes: CompiledRoute[] = [];
   private readonly server: http.Server;
-  private readonly callers = new WeakMap<net.Socket, Caller>();
+  private readonly callers = new WeakMap<object, Caller>();
   private readonly logger: Logger;
   private readonly shutdown = new AbortController();
 
@@ -125,7 +127,9 @@ export class ControlServer {
       void this.dispatch(req, res);
     });
     this.server.maxConnections = 64;
-    this.server.on('connection', (socket: net.Socket) => this.admit(socket));
+    this.server.on('connection', (socket: net.Socket) => {
+      if (!this.callers.has(socket)) this.admit(socket);
+    });
     this.server.on('clientError', (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     });
@@ -148,6 +152,15 @@ export class ControlServer {
     const fd = this.options.listenFd;
     if (fd !== undefined) await listenOnFd(this.server, fd, `${this.options.socketLabel ?? 'control socket'} (fd ${fd} from systemd)`);
     else await listenUnixKept(this.server, this.options.socketPath, this.options.socketLabel ?? 'control socket', this.options.kept);
+  }
+
+  /**
+   * Serve one connection that was authenticated elsewhere (the network KMS's channel) as
+   * `caller`, instead of a Unix socket checked with SO_PEERCRED.
+   */
+  serve(stream: Duplex, caller: Caller): void {
+    this.callers.set(stream, caller);
+    this.server.emit('connection', stream);
   }
 
   async close(): Promise<void> {

@@ -21,6 +21,7 @@ import { formatZodError } from '../control/validate.js';
 import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 import { checkDhcpConfig } from '../vpc/dhcp.js';
 import { ENI_MTU } from '../vpc/constants.js';
+import { decodeKey } from '../vpc/handshake.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
@@ -41,6 +42,8 @@ const FileSchema = z
     control_socket: z.string().min(1).optional(),
     log_level: z.enum(LOG_LEVELS).optional(),
     kms_socket: z.string().min(1).optional(),
+    kms_endpoint: endpointKey(false).optional(),
+    kms_public_key: z.string().optional(),
     nbd_socket: z.string().min(1).optional(),
     nbd_listen: endpointKey(false).optional(),
     nbd_data_plane: z.enum(['native', 'js']).optional(),
@@ -59,8 +62,11 @@ export interface DaemonConfig {
   /** Root-only Unix socket of the control API. */
   controlSocket: string;
   logLevel: LogLevel;
-  /** The KMS's Unix socket (volume data keys). */
+  /** The host's KMS, a Unix socket: the host key, and volume data keys unless `kmsEndpoint`. */
   kmsSocket: string;
+  /** A network KMS for volume data keys (HOST:PORT), with its pinned public key (base64). */
+  kmsEndpoint?: string;
+  kmsPublicKey?: string;
   /** The NBD Unix socket serving every volume by name (default: beside the control socket). */
   nbdSocket: string;
   /** Optional NBD TCP listener, HOST:PORT (for the kernel's nbd-client and remote hosts). */
@@ -110,6 +116,11 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if (!Number.isInteger(vpcRekeyAfter) || vpcRekeyAfter < MIN_VPC_REKEY_AFTER || vpcRekeyAfter > DEFAULT_VPC_REKEY_AFTER) {
     throw new UsageError(`--vpc-rekey-after must be whole seconds from ${MIN_VPC_REKEY_AFTER} to ${DEFAULT_VPC_REKEY_AFTER}`);
   }
+  const kmsEndpoint = flags.kmsEndpoint ?? file?.kms_endpoint;
+  const kmsPublicKey = flags.kmsPublicKey ?? file?.kms_public_key;
+  if ((kmsEndpoint === undefined) !== (kmsPublicKey === undefined)) throw new UsageError('--kms-endpoint and --kms-public-key go together (the network KMS is pinned by its key)');
+  if (kmsEndpoint !== undefined) parseEndpoint(kmsEndpoint, '--kms-endpoint');
+  if (kmsPublicKey !== undefined) decodeKey(kmsPublicKey, '--kms-public-key');
   const metricsListen = flags.metricsListen ?? file?.metrics_listen;
   if (metricsListen !== undefined) parseLoopbackListen(metricsListen);
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
@@ -119,6 +130,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     controlSocket,
     logLevel: flags.logLevel ?? (envLevel as LogLevel | undefined) ?? file?.log_level ?? 'info',
     kmsSocket: flags.kmsSocket ?? env.NITRIDE_KMS_SOCKET ?? file?.kms_socket ?? DEFAULT_KMS_SOCKET,
+    ...(kmsEndpoint !== undefined && kmsPublicKey !== undefined ? { kmsEndpoint, kmsPublicKey } : {}),
     nbdSocket: flags.nbdSocket ?? env.NITRIDE_NBD_SOCKET ?? file?.nbd_socket ?? path.join(path.dirname(controlSocket), 'nbd.sock'),
     ...(nbdListen !== undefined ? { nbdListen } : {}),
     nbdDataPlane: flags.nbdDataPlane ?? file?.nbd_data_plane ?? 'native',

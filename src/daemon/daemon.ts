@@ -19,6 +19,9 @@ import type { DaemonConfig } from './config.js';
 import type { StateDir } from '../common/state-dir.js';
 import { startService, stopService } from '../common/service.js';
 import { KmsClient } from '../kms/client.js';
+import { NetworkKms } from '../kms/network-client.js';
+import { loadSodium } from '../kms/sodium.js';
+import { decodeKey } from '../vpc/handshake.js';
 import { NbdServer } from '../nbd/server.js';
 import { VolumeManager } from '../volume/manager.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
@@ -48,6 +51,7 @@ export class Daemon {
     private readonly vpc: VpcManager,
     private readonly images: ImageAllowlist,
     private readonly vms: VmManager,
+    private readonly network: NetworkKms | undefined,
   ) {}
 
   /** Take the state dir, open the audit log, register routes, listen, and tell systemd we are ready. */
@@ -58,8 +62,21 @@ export class Daemon {
       const kept = (name: string) => (fdStore ? { store: fdStore, name } : undefined);
       const audit = await AuditLog.open(state.file('audit.log'), logger);
       undo(() => audit.close());
-      // Every KMS call of the daemon is counted for metrics.
-      const kms = new CountingKeyProvider(new KmsClient({ socketPath: config.kmsSocket }));
+      // Every KMS call of the daemon is counted for metrics. The host's own KMS keeps the host
+      // key; volume keys come from the network KMS when one is configured (it authenticates
+      // this host by that key, so it cannot be the one wrapping it).
+      const hostKms = new CountingKeyProvider(new KmsClient({ socketPath: config.kmsSocket }));
+      let vpcForKey: VpcManager | undefined;
+      const network = config.kmsEndpoint
+        ? new NetworkKms({
+            endpoint: config.kmsEndpoint,
+            kmsPublicKey: decodeKey(config.kmsPublicKey ?? '', '--kms-public-key'),
+            sodium: await loadSodium(),
+            hostKey: () => vpcForKey!.hostKeyPair(),
+          })
+        : undefined;
+      if (network) undo(() => network.close());
+      const kms = network ? new CountingKeyProvider(network.client) : hostKms;
       const volumes = new VolumeManager({
         volumeDir: state.file('volumes'),
         ephemeralDir: config.ephemeralDir,
@@ -70,8 +87,9 @@ export class Daemon {
       await volumes.load();
       let vms: VmManager | undefined;
       undo(() => volumes.close(vms?.volumesInUse()));
-      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter, ...(fdStore ? { fdStore } : {}) });
+      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms: hostKms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter, ...(fdStore ? { fdStore } : {}) });
       await vpc.load();
+      vpcForKey = vpc;
       undo(() => vpc.close());
       const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
       await images.load();
@@ -81,7 +99,7 @@ export class Daemon {
       undo(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });
       const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
-      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms);
+      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms, network);
       daemon.registerRoutes();
       // The control socket first: a second daemon pointed at it is refused before it touches anything else.
       await control.listen();
@@ -126,6 +144,7 @@ export class Daemon {
       problems,
       nbd: { socket: this.config.nbdSocket, tcp: this.volumes.tcpEndpoint ?? null, connections: this.nbd.connectionCount },
       kmsSocket: this.config.kmsSocket,
+      kmsEndpoint: this.config.kmsEndpoint ?? null,
       metrics: { tcp: this.metrics.tcp },
       volumes: {
         total: all.length,
@@ -151,6 +170,7 @@ export class Daemon {
       ['volumes', () => this.volumes.close(this.vms.volumesInUse())],
       // Ports go away, netdevs stay (guests survive a restart).
       ['vpc', () => this.vpc.close()],
+      ['kms', async () => this.network?.close()],
       ['audit', () => this.audit.close()],
       ['state', () => this.state.release()],
     ]);

@@ -5,6 +5,7 @@
  * copies are zeroed before the call returns. Failures are the typed errors of
  * `provider.ts`; an unreachable KMS is KMS_UNAVAILABLE.
  */
+import type http from 'node:http';
 import { NitrideError, RuntimeError } from '../common/errors.js';
 import { ApiError, ControlClient, apiErrorOf, localErrorOf, type RawReply } from '../control/client.js';
 import type { HttpMethod } from '../api/control.js';
@@ -15,6 +16,8 @@ import {
   HEADER_KEY_VERSION,
   KMS_API,
   SECRET_CONTENT_TYPE,
+  type CreateGrantRequest,
+  type Grant,
   type KeyAction,
   type KmsStatus,
 } from './protocol.js';
@@ -38,6 +41,8 @@ import {
 export interface KmsClientOptions {
   /** The KMS socket (default `/run/nitride-kms/kms.sock`). */
   socketPath?: string;
+  /** A network KMS instead: its HOST:PORT and the channel's agent (`secure-stream.ts`). */
+  network?: { endpoint: string; agent: http.Agent };
   /** Per-call timeout in ms (default 30 s). */
   timeoutMs?: number;
 }
@@ -53,8 +58,14 @@ export class KmsClient implements KeyProvider, KeyAdmin {
   private readonly http: ControlClient;
 
   constructor(options: KmsClientOptions = {}) {
-    this.socketPath = options.socketPath ?? DEFAULT_KMS_SOCKET;
-    this.http = new ControlClient({ socketPath: this.socketPath, timeoutMs: options.timeoutMs ?? 30_000, serviceName: 'nitride KMS', socketLabel: 'KMS socket' });
+    this.socketPath = options.network?.endpoint ?? options.socketPath ?? DEFAULT_KMS_SOCKET;
+    this.http = new ControlClient({
+      socketPath: this.socketPath,
+      timeoutMs: options.timeoutMs ?? 30_000,
+      serviceName: 'nitride KMS',
+      socketLabel: 'KMS socket',
+      ...(options.network ? { agent: options.network.agent } : {}),
+    });
   }
 
   status(options: KmsCallOptions = {}): Promise<KmsStatus> {
@@ -95,6 +106,18 @@ export class KmsClient implements KeyProvider, KeyAdmin {
       options.signal,
     );
     return { ...wrapped(r), sourceKeyId: r.sourceKeyId, sourceKeyVersion: r.sourceKeyVersion };
+  }
+
+  createGrant(request: CreateGrantRequest, options: KmsCallOptions = {}): Promise<Grant> {
+    return this.json('POST', KMS_API.grants, request, options.signal);
+  }
+
+  async listGrants(options: KmsCallOptions = {}): Promise<Grant[]> {
+    return (await this.json<{ grants: Grant[] }>('GET', KMS_API.grants, undefined, options.signal)).grants;
+  }
+
+  revokeGrant(grantId: string, options: KmsCallOptions = {}): Promise<Grant> {
+    return this.json('DELETE', KMS_API.grant(grantId), undefined, options.signal);
   }
 
   describeKey(keyId: string, options: KmsCallOptions = {}): Promise<KeyMetadata> {

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { ConflictError, NitrideError, NotFoundError, RuntimeError, UsageError } from '../common/errors.js';
+import { ConflictError, ForbiddenError, NitrideError, NotFoundError, RuntimeError, UsageError } from '../common/errors.js';
 
 /**
  * Non-secret key/value pairs bound into a wrapped data key (AEAD associated data): the
@@ -175,6 +175,7 @@ export const KMS_ERROR_CODES = [
   'KMS_KEY_PENDING_DELETION',
   'KMS_INVALID_CIPHERTEXT',
   'KMS_UNAVAILABLE',
+  'KMS_ACCESS_DENIED',
 ] as const;
 export type KmsErrorCode = (typeof KMS_ERROR_CODES)[number];
 
@@ -220,6 +221,13 @@ export class KmsUnavailableError extends RuntimeError {
   }
 }
 
+/** The calling host has no grant for this call, or the KMS refused its host key (HTTP 403). */
+export class KmsAccessDeniedError extends ForbiddenError {
+  constructor(message: string) {
+    super(message, 'KMS_ACCESS_DENIED');
+  }
+}
+
 /** Whether `err` is one of the typed KMS errors above. */
 export function isKmsError(err: unknown): err is NitrideError & { code: KmsErrorCode } {
   return err instanceof NitrideError && (KMS_ERROR_CODES as readonly string[]).includes(err.code);
@@ -240,6 +248,8 @@ export function kmsErrorFromCode(code: string, message: string): NitrideError | 
       return new KmsInvalidCiphertextError(message);
     case 'KMS_UNAVAILABLE':
       return new KmsUnavailableError(message);
+    case 'KMS_ACCESS_DENIED':
+      return new KmsAccessDeniedError(message);
     default:
       return undefined;
   }

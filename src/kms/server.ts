@@ -12,24 +12,18 @@ import { promises as fs } from 'node:fs';
 import { z } from 'zod';
 import { VERSION } from '../common/package-info.js';
 import { AuditLog } from '../control/audit.js';
-import { BinaryReply, ControlServer, type AuditDetails } from '../control/server.js';
+import { ControlServer } from '../control/server.js';
 import type { StateDir } from '../common/state-dir.js';
 import { startService, stopService } from '../common/service.js';
 import type { Logger } from '../log/logger.js';
 import { sdNotify } from '../native/addon.js';
-import { MAX_BLOB_BYTES, MAX_CONTEXT_PAIRS, parseBlob } from './blob.js';
 import { LocalKeyProvider } from './local.js';
-import {
-  HEADER_CIPHERTEXT_BLOB,
-  HEADER_KEY_ID,
-  HEADER_KEY_VERSION,
-  KMS_API,
-  SECRET_CONTENT_TYPE,
-  type KeyAction,
-  type KmsStatus,
-} from './protocol.js';
-import { MAX_DATA_KEY_BYTES, type EncryptionContext, type KeyMetadata } from './provider.js';
-import { loadSodium, wipe, type Sodium } from './sodium.js';
+import { allowLocal, keyResult, registerDataKeyRoutes } from './data-key-routes.js';
+import { GrantStore, checkGrantRequest } from './grants.js';
+import { KmsNetwork } from './net-server.js';
+import { GRANT_OPERATIONS, KMS_API, type KeyAction, type KmsStatus } from './protocol.js';
+import type { KeyMetadata } from './provider.js';
+import { loadSodium, type Sodium } from './sodium.js';
 
 export interface KmsServerOptions {
   /** State directory (created 0700): keystore.json, audit.log, lock file. */
@@ -44,22 +38,15 @@ export interface KmsServerOptions {
   allowImmediateDeletion?: boolean;
   /** Period of the deletion-date check, ms (default 60 000). */
   sweepIntervalMs?: number;
+  /** Serve hosts over the network too (HOST:PORT; port 0 picks one), authenticated and granted. */
+  listen?: string;
 }
-
-const Base64 = z
-  .string()
-  .max(Math.ceil(MAX_BLOB_BYTES / 3) * 4)
-  .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
-const Context = z.record(z.string(), z.string()).refine((c) => Object.keys(c).length <= MAX_CONTEXT_PAIRS, `at most ${MAX_CONTEXT_PAIRS} pairs`);
-const KeyRef = z.string().min(1).max(300);
-const GenerateBody = z
-  .object({ keyId: KeyRef.optional(), context: Context, bytes: z.number().int().min(1).max(MAX_DATA_KEY_BYTES).optional() })
-  .strict();
 
 export class KmsServer {
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
   private readonly log: Logger;
+  private network: KmsNetwork | undefined;
 
   private constructor(
     private readonly options: KmsServerOptions,
@@ -67,6 +54,7 @@ export class KmsServer {
     private readonly state: StateDir,
     private readonly audit: AuditLog,
     private readonly provider: LocalKeyProvider,
+    private readonly grants: GrantStore,
     private readonly control: ControlServer,
   ) {
     this.log = options.logger.child({ component: 'kms' });
@@ -86,6 +74,7 @@ export class KmsServer {
         ...(options.sweepIntervalMs !== undefined ? { sweepIntervalMs: options.sweepIntervalMs } : {}),
       });
       undo(() => provider.close());
+      const grants = await GrantStore.open(state.file('grants.json'));
       const control = new ControlServer({
         socketPath: options.socketPath,
         logger: options.logger,
@@ -95,9 +84,15 @@ export class KmsServer {
         unroutedAudit: 'kms.UnknownCall',
         ...(options.listenFd !== undefined ? { listenFd: options.listenFd } : {}),
       });
-      const server = new KmsServer(options, sodium, state, audit, provider, control);
+      const server = new KmsServer(options, sodium, state, audit, provider, grants, control);
       server.registerRoutes();
       await control.listen();
+      undo(() => control.close());
+      if (options.listen !== undefined) {
+        const network = await KmsNetwork.start({ listen: options.listen, sodium, provider, grants, audit, state, logger: options.logger });
+        server.network = network;
+        undo(() => network.close());
+      }
       sdNotify('READY=1');
       log.info({ version: VERSION, stateDir: state.root, socket: options.socketPath, allowImmediateDeletion: options.allowImmediateDeletion ?? false }, 'kms started');
       return server;
@@ -107,6 +102,7 @@ export class KmsServer {
   /** Graceful stop; idempotent. */
   stop(reason: string): Promise<void> {
     this.stopping ??= stopService('kms', reason, this.log, [
+      ['network', async () => this.network?.close()],
       ['socket', () => this.control.close()],
       ['keystore', () => this.provider.close()],
       ['audit', () => this.audit.close()],
@@ -125,6 +121,7 @@ export class KmsServer {
       socket: this.options.socketPath,
       keys: (await this.provider.listKeys()).length,
       allowImmediateDeletion: this.options.allowImmediateDeletion ?? false,
+      network: this.network?.status() ?? null,
     };
   }
 
@@ -150,13 +147,6 @@ export class KmsServer {
       path: KMS_API.keys,
       audit: 'kms.ListKeys',
       handle: async ({ signal }) => ({ keys: await p.listKeys({ signal }) }),
-    });
-    c.register({
-      method: 'GET',
-      path: '/v1/keys/:ref',
-      audit: 'kms.DescribeKey',
-      auditTarget: 'ref',
-      handle: async ({ params, audit, signal }) => keyResult(audit, await p.describeKey(params.ref!, { signal })),
     });
     const actions: Array<[KeyAction, string, (ref: string, signal: AbortSignal) => Promise<KeyMetadata>]> = [
       ['enable', 'kms.EnableKey', (ref, signal) => p.enableKey(ref, { signal })],
@@ -185,100 +175,48 @@ export class KmsServer {
       },
     });
 
-    c.register({
-      method: 'POST',
-      path: KMS_API.generateDataKeyWithoutPlaintext,
-      audit: 'kms.GenerateDataKeyWithoutPlaintext',
-      body: GenerateBody,
-      handle: async ({ body, audit, signal }) => {
-        noteRequest(audit, body.keyId, body.context, { bytes: body.bytes ?? 64 });
-        const r = await p.generateDataKeyWithoutPlaintext(body.keyId, body.context, { ...(body.bytes ? { bytes: body.bytes } : {}), signal });
-        noteKey(audit, r.keyId, r.keyVersion);
-        return { keyId: r.keyId, keyVersion: r.keyVersion, ciphertextBlob: r.ciphertextBlob.toString('base64') };
-      },
-    });
-    c.register({
-      method: 'POST',
-      path: KMS_API.generateDataKey,
-      audit: 'kms.GenerateDataKey',
-      body: GenerateBody,
-      handle: async ({ body, audit, signal }) => {
-        noteRequest(audit, body.keyId, body.context, { bytes: body.bytes ?? 64 });
-        const r = await p.generateDataKey(body.keyId, body.context, { ...(body.bytes ? { bytes: body.bytes } : {}), signal });
-        noteKey(audit, r.keyId, r.keyVersion);
-        return this.secretReply(r.plaintext, {
-          [HEADER_KEY_ID]: r.keyId,
-          [HEADER_KEY_VERSION]: String(r.keyVersion),
-          [HEADER_CIPHERTEXT_BLOB]: r.ciphertextBlob.toString('base64'),
-        });
-      },
-    });
-    c.register({
-      method: 'POST',
-      path: KMS_API.decrypt,
-      audit: 'kms.Decrypt',
-      body: z.object({ ciphertextBlob: Base64, context: Context }).strict(),
-      handle: async ({ body, audit, signal }) => {
-        const blob = Buffer.from(body.ciphertextBlob, 'base64');
-        noteBlob(audit, blob, body.context);
-        const r = await p.decrypt(blob, body.context, { signal });
-        return this.secretReply(r.plaintext, { [HEADER_KEY_ID]: r.keyId, [HEADER_KEY_VERSION]: String(r.keyVersion) });
-      },
-    });
-    c.register({
-      method: 'POST',
-      path: KMS_API.reEncrypt,
-      audit: 'kms.ReEncrypt',
-      body: z.object({ ciphertextBlob: Base64, context: Context, destinationKeyId: KeyRef.optional(), destinationContext: Context.optional() }).strict(),
-      handle: async ({ body, audit, signal }) => {
-        const blob = Buffer.from(body.ciphertextBlob, 'base64');
-        noteBlob(audit, blob, body.context);
-        if (body.destinationKeyId) audit.details = { ...audit.details, destinationKeyId: body.destinationKeyId };
-        if (body.destinationContext) audit.details = { ...audit.details, destinationContext: body.destinationContext };
-        const r = await p.reEncrypt(blob, body.context, body.destinationKeyId, { ...(body.destinationContext ? { destinationContext: body.destinationContext } : {}), signal });
-        audit.details = { ...audit.details, destinationKeyId: r.keyId, destinationKeyVersion: r.keyVersion };
-        return {
-          keyId: r.keyId,
-          keyVersion: r.keyVersion,
-          ciphertextBlob: r.ciphertextBlob.toString('base64'),
-          sourceKeyId: r.sourceKeyId,
-          sourceKeyVersion: r.sourceKeyVersion,
-        };
-      },
-    });
+    registerDataKeyRoutes(c, p, this.sodium, allowLocal);
+    this.registerGrantRoutes();
   }
 
-  /** Plaintext key bytes as the raw reply body; wiped once written (or the peer is gone). */
-  private secretReply(plaintext: Buffer, headers: Record<string, string>): BinaryReply {
-    return new BinaryReply(plaintext, { contentType: SECRET_CONTENT_TYPE, headers, onSent: () => wipe(this.sodium, plaintext) });
-  }
-}
-
-/** Audit a key-management result under the canonical key id. */
-function keyResult(audit: AuditDetails, meta: KeyMetadata): KeyMetadata {
-  audit.target = meta.keyId;
-  audit.details = { ...audit.details, state: meta.state, keyVersion: meta.currentVersion };
-  return meta;
-}
-
-function noteRequest(audit: AuditDetails, keyId: string | undefined, context: EncryptionContext, extra: Record<string, unknown>): void {
-  if (keyId !== undefined) audit.target = keyId;
-  audit.details = { context, ...extra, ...(keyId === undefined ? { defaultKey: true } : {}) };
-}
-
-function noteKey(audit: AuditDetails, keyId: string, keyVersion: number): void {
-  audit.target = keyId;
-  audit.details = { ...audit.details, keyVersion };
-}
-
-/** Audit the key named in a blob's header even when the call then fails. */
-function noteBlob(audit: AuditDetails, blob: Buffer, context: EncryptionContext): void {
-  audit.details = { context };
-  try {
-    const header = parseBlob(blob);
-    audit.target = header.keyId;
-    audit.details.keyVersion = header.keyVersion;
-  } catch {
-    // malformed: the provider call reports it
+  /** Grants: root on the KMS's own socket decides which host may use which key. */
+  private registerGrantRoutes(): void {
+    const c = this.control;
+    c.register({
+      method: 'POST',
+      path: KMS_API.grants,
+      audit: 'kms.CreateGrant',
+      status: 201,
+      body: z
+        .object({
+          hostId: z.string().max(63),
+          publicKey: z.string().max(64),
+          keyId: z.string().min(1).max(300),
+          operations: z.array(z.enum(GRANT_OPERATIONS)).min(1).max(GRANT_OPERATIONS.length * 2),
+          context: z.record(z.string().max(256), z.string().max(1024)).optional(),
+        })
+        .strict(),
+      handle: async ({ body, audit, signal }) => {
+        audit.details = { hostId: body.hostId, keyId: body.keyId, operations: body.operations, context: body.context ?? {} };
+        const req = checkGrantRequest(body);
+        const keyId = (await this.provider.describeKey(req.keyId, { signal })).keyId;
+        const grant = await this.grants.create({ ...req, keyId });
+        audit.target = grant.grantId;
+        audit.details = { ...audit.details, keyId, publicKey: grant.publicKey };
+        return grant;
+      },
+    });
+    c.register({ method: 'GET', path: KMS_API.grants, audit: 'kms.ListGrants', handle: () => ({ grants: this.grants.list() }) });
+    c.register({
+      method: 'DELETE',
+      path: '/v1/grants/:id',
+      audit: 'kms.RevokeGrant',
+      auditTarget: 'id',
+      handle: async ({ params, audit }) => {
+        const grant = await this.grants.revoke(params.id!);
+        audit.details = { hostId: grant.hostId, keyId: grant.keyId };
+        return grant;
+      },
+    });
   }
 }

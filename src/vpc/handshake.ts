@@ -62,7 +62,8 @@ const TIMESTAMP_BYTES = 12;
 const BLAKE2B_BLOCK_BYTES = 128;
 
 const CONSTRUCTION = Buffer.from('Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b', 'ascii');
-const IDENTIFIER = Buffer.from('nitride v1 vpc underlay', 'ascii');
+/** The Noise prologue identifier of the VPC underlay; other users of this handshake pass their own (`identifier` options). */
+export const VPC_IDENTIFIER = Buffer.from('nitride v1 vpc underlay', 'ascii');
 const LABEL_MAC1 = Buffer.from('mac1----', 'ascii');
 const PSK = Buffer.alloc(KEY_BYTES);
 const ZERO_NONCE = Buffer.alloc(12);
@@ -116,7 +117,8 @@ export function decodeKey(text: string, what = 'public key'): Buffer {
   return bytes;
 }
 
-function clamp(k: Buffer): void {
+/** X25519 private-key clamping (as `wg genkey`); deterministic, so a stored key clamps the same every time. */
+export function clamp(k: Buffer): void {
   k[0]! &= 248;
   k[31]! &= 127;
   k[31]! |= 64;
@@ -214,9 +216,9 @@ export function tai64n(nowMs: number): Buffer {
   return out;
 }
 
-function initialChain(sodium: Sodium, responderStatic: Uint8Array): { chain: Buffer; h: Buffer } {
+function initialChain(sodium: Sodium, responderStatic: Uint8Array, identifier: Uint8Array): { chain: Buffer; h: Buffer } {
   const chain = hash(sodium, CONSTRUCTION);
-  const h0 = hash(sodium, chain, IDENTIFIER);
+  const h0 = hash(sodium, chain, identifier);
   const h = hash(sodium, h0, responderStatic);
   return { chain, h };
 }
@@ -305,11 +307,11 @@ export function createInitiation(
   local: KeyPair,
   peerStatic: Uint8Array,
   now: number,
-  options: { localIndex?: number } = {},
+  options: { localIndex?: number; identifier?: Uint8Array } = {},
 ): { message: Buffer; state: InitiationState } {
   if (peerStatic.length !== KEY_BYTES) throw new UsageError(`a peer public key has ${KEY_BYTES} bytes, not ${peerStatic.length}`);
   const localIndex = options.localIndex ?? randomIndex(sodium);
-  const { chain: c0, h: h0 } = initialChain(sodium, peerStatic);
+  const { chain: c0, h: h0 } = initialChain(sodium, peerStatic, options.identifier ?? VPC_IDENTIFIER);
   const ephemeralPrivate = buf(sodium.randombytes_buf(KEY_BYTES));
   const ephemeralPublic = buf(sodium.crypto_scalarmult_base(ephemeralPrivate));
 
@@ -366,7 +368,7 @@ export function consumeInitiation<P extends HandshakePeer>(
   knownPeers: (staticPublic: Buffer) => P | undefined,
   message: Uint8Array,
   now: number,
-  options: { localIndex?: number; minIntervalMs?: number } = {},
+  options: { localIndex?: number; minIntervalMs?: number; identifier?: Uint8Array } = {},
 ): { ok: true; peer: P; response: Buffer; session: Session } | Rejected {
   const msg = buf(message);
   if (msg.length !== UNDERLAY_INITIATION_BYTES || msg[0] !== UNDERLAY_HANDSHAKE_INITIATION || msg[1] || msg[2] || msg[3]) return reject('malformed');
@@ -378,7 +380,7 @@ export function consumeInitiation<P extends HandshakePeer>(
 
   const { keep, secrets } = secretCollector();
   try {
-    const { chain: c0, h: h0 } = initialChain(sodium, local.publicKey);
+    const { chain: c0, h: h0 } = initialChain(sodium, local.publicKey, options.identifier ?? VPC_IDENTIFIER);
     keep(c0);
     const [c1] = kdf(sodium, 1, c0, ephemeral) as [Buffer];
     keep(c1);

@@ -7,7 +7,7 @@ import { RuntimeError } from '../common/errors.js';
 import type { KeyProvider } from '../kms/provider.js';
 import type { Sodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
-import { publicKeyOf, type KeyPair } from './handshake.js';
+import { clamp, publicKeyOf, type KeyPair } from './handshake.js';
 import type { VpcStateStore } from './state-store.js';
 
 const HOST_KEY_CONTEXT = { purpose: 'host-key' };
@@ -31,9 +31,6 @@ export async function loadHostKey(sodium: Sodium, kms: KeyProvider, store: Pick<
     log.info('host key generated (private key stored only wrapped by the KMS)');
   }
   if (privateKey.length !== 32) throw new RuntimeError(`host key from the KMS has ${privateKey.length} bytes, not 32`, 'VPC_HOST_KEY');
-  // X25519 clamping (as `wg genkey`); deterministic, so the same key at every start.
-  privateKey[0]! &= 248;
-  privateKey[31]! &= 127;
-  privateKey[31]! |= 64;
+  clamp(privateKey);
   return { privateKey, publicKey: publicKeyOf(sodium, privateKey) };
 }

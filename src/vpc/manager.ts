@@ -30,7 +30,7 @@ import {
 } from '../api/vpc.js';
 import { ENI_MTU } from './constants.js';
 import { VpcRuntime, nativeEngine, type EngineFactory } from './engine-runtime.js';
-import { encodeKey } from './handshake.js';
+import { encodeKey, type KeyPair } from './handshake.js';
 import { loadHostKey } from './host-key.js';
 import type { CreateEniInput, EniRecord, VpcModel } from './model.js';
 import { checkVethName, hostNetdevs, vethGuestName, type Netdevs } from './netdevs.js';
@@ -104,6 +104,14 @@ export class VpcManager {
   /** Try to bring the runtime up now, and keep retrying in the background until it is. */
   start(): Promise<void> {
     return this.queue.run(() => this.tryStart());
+  }
+
+  /**
+   * A copy of the host key pair for another user of the host identity (the network KMS
+   * client), which wipes it; loaded (or made) under the same queue as the runtime's start.
+   */
+  hostKeyPair(): Promise<KeyPair> {
+    return this.queue.run(async () => loadHostKey(await loadSodium(), this.options.kms, this.store, this.log));
   }
 
   async close(): Promise<void> {

@@ -32,6 +32,16 @@ describe('loadDaemonConfig', () => {
     expect(fromFlags).toMatchObject({ stateDir: '/from/flag', logLevel: 'error' });
   });
 
+  it('takes a network KMS from flags or the file, endpoint and public key together', async () => {
+    const key = Buffer.alloc(32, 9).toString('base64');
+    expect(await loadDaemonConfig({ config: configFile(`kms_endpoint = "10.0.0.5:7700"\nkms_public_key = "${key}"\n`) }, {})).toMatchObject({ kmsEndpoint: '10.0.0.5:7700', kmsPublicKey: key });
+    expect(await loadDaemonConfig({ kmsEndpoint: 'kms.example:7700', kmsPublicKey: key }, {})).toMatchObject({ kmsEndpoint: 'kms.example:7700' });
+    expect((await loadDaemonConfig({}, {})).kmsEndpoint).toBeUndefined();
+    await expect(loadDaemonConfig({ kmsEndpoint: '10.0.0.5:7700' }, {})).rejects.toThrow(/--kms-endpoint and --kms-public-key go together/);
+    await expect(loadDaemonConfig({ kmsEndpoint: '10.0.0.5:99999', kmsPublicKey: key }, {})).rejects.toThrow(/--kms-endpoint/);
+    await expect(loadDaemonConfig({ kmsEndpoint: '10.0.0.5:7700', kmsPublicKey: 'nope' }, {})).rejects.toThrow(/--kms-public-key must be 32 bytes/);
+  });
+
   it('rejects unknown keys, bad values and bad TOML with the file name', async () => {
     await expect(loadDaemonConfig({ config: configFile('state_dri = "/x"\n') }, {})).rejects.toThrow(/unknown field\(s\) 'state_dri'/);
     await expect(loadDaemonConfig({ config: configFile('log_level = "loud"\n') }, {})).rejects.toThrow(/log_level/);

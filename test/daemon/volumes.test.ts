@@ -10,6 +10,7 @@ import { ID_PATTERNS } from '../../src/api/ids.js';
 import type { VolumeInfo } from '../../src/api/volumes.js';
 import { CLI, nitride, startDaemon, startHost, type TestHost } from '../helpers/nitride.js';
 import { nbdPython, run, runOk } from '../helpers/run.js';
+import { containsBytes, filesUnder, keyNeedles } from '../helpers/scan.js';
 
 const MARKER = 'NITRIDE-KNOWN-PLAINTEXT-7f3a9c';
 /** A 4 MiB image full of a recognisable text. */
@@ -20,17 +21,6 @@ function markerImage(file: string): Buffer {
   return data;
 }
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** Every regular file under `dir`. */
-function filesUnder(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
-    .map((e) => path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name));
-}
-function containsBytes(file: string, needle: Buffer): boolean {
-  return readFileSync(file).includes(needle);
-}
 
 async function create(host: TestHost, args: string[]): Promise<VolumeInfo> {
   const r = await host.cli(['volume', 'create', '--json', ...args]);
@@ -130,7 +120,7 @@ describe('volumes through the CLI and real NBD clients', () => {
     // Unwrap the stored key the way the daemon does, to know what must never appear.
     const { plaintext } = await host.kms.client.decrypt(Buffer.from(meta.kms.wrappedKey, 'base64'), { volume: vol.id });
     expect(plaintext.length).toBe(64);
-    const needles = [plaintext, Buffer.from(plaintext.toString('hex')), Buffer.from(plaintext.toString('base64')), plaintext.subarray(0, 32), plaintext.subarray(32)];
+    const needles = keyNeedles(plaintext);
     const places = [...filesUnder(path.join(host.dir, 'state')), ...filesUnder(path.join(host.dir, 'kms'))];
     for (const f of places) for (const n of needles) expect(containsBytes(f, n), f).toBe(false);
     const logs = Buffer.from(host.daemon.output() + host.kms.output());

@@ -5,7 +5,7 @@
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { LOG_LEVELS } from '../../api/daemon.js';
 import { KmsClient } from '../../kms/client.js';
-import { DEFAULT_KMS_SOCKET, DEFAULT_KMS_STATE_DIR } from '../../kms/protocol.js';
+import { DEFAULT_KMS_SOCKET, DEFAULT_KMS_STATE_DIR, GRANT_OPERATIONS, type Grant, type GrantOperation, type KmsStatus } from '../../kms/protocol.js';
 import type { KeyMetadata } from '../../kms/provider.js';
 import { emit, renderFields, renderTable } from '../output.js';
 import type { KmsServeOptions } from '../lazy/kms.js';
@@ -69,7 +69,83 @@ export function kmsCommand(): Command {
         emit(options, meta, renderKey);
       }),
   );
+  kms.addCommand(
+    clientVerb(new Command('status').description('KMS status; with a network listener, its public key (for the daemons\' --kms-public-key) and refusal counters')).action(
+      async (options: KmsClientCliOptions) => {
+        const st = await client(options).status();
+        emit(options, st, renderStatus);
+      },
+    ),
+  );
+  kms.addCommand(grantCommand());
   return kms;
+}
+
+function grantCommand(): Command {
+  const grant = new Command('grant').description('which host (by its public key) may use which master key over the network');
+  grant.addCommand(
+    clientVerb(new Command('create').description('let a host call OPERATIONS on a key, for contexts containing every --context pair'))
+      .requiredOption('--host <id>', 'host id (as named in the audit log)')
+      .requiredOption('--public-key <base64>', 'the host\'s public key (`nitride key show` on that host)')
+      .requiredOption('--key <key>', 'key id or alias')
+      .option('--operations <list>', `comma-separated: ${GRANT_OPERATIONS.join(',')}`, parseOperations, ['GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'Decrypt', 'ReEncrypt', 'DescribeKey'] as GrantOperation[])
+      .option('--context <k=v>', 'required context pair; a value ending in * matches by prefix (repeatable)', collectContext, {} as Record<string, string>)
+      .action(async (options: KmsClientCliOptions & { host: string; publicKey: string; key: string; operations: GrantOperation[]; context: Record<string, string> }) => {
+        const g = await client(options).createGrant({ hostId: options.host, publicKey: options.publicKey, keyId: options.key, operations: options.operations, context: options.context });
+        emit(options, g, (x) => x.grantId);
+      }),
+  );
+  grant.addCommand(
+    clientVerb(new Command('list').description('list grants')).action(async (options: KmsClientCliOptions) => {
+      const grants = await client(options).listGrants();
+      emit(options, { grants }, ({ grants: rows }) => (rows.length === 0 ? 'no grants' : renderTable(rows, grantColumns)));
+    }),
+  );
+  grant.addCommand(
+    clientVerb(new Command('revoke').description('remove a grant (the host\'s next call under it is refused)').addArgument(new Argument('<grant>', 'grant id'))).action(
+      async (id: string, options: KmsClientCliOptions) => {
+        const g = await client(options).revokeGrant(id);
+        emit(options, g, (x) => `revoked ${x.grantId}`);
+      },
+    ),
+  );
+  return grant;
+}
+
+const grantColumns = {
+  grant: (g: Grant) => g.grantId,
+  host: (g: Grant) => g.hostId,
+  key: (g: Grant) => g.keyId,
+  operations: (g: Grant) => g.operations.join(','),
+  context: (g: Grant) => Object.entries(g.context).map(([k, v]) => `${k}=${v}`).join(',') || '(any)',
+  'public key': (g: Grant) => g.publicKey,
+};
+
+function renderStatus(st: KmsStatus): string {
+  return renderFields({
+    version: st.version,
+    pid: st.pid,
+    'state dir': st.stateDir,
+    socket: st.socket,
+    keys: st.keys,
+    listen: st.network?.listen,
+    'public key': st.network?.publicKey,
+    grants: st.network?.grants,
+    connections: st.network ? `${st.network.connections.accepted} accepted, ${st.network.connections.open} open, ${st.network.connections.refused} refused` : undefined,
+    'records dropped': st.network ? `${st.network.records.replayed} replayed, ${st.network.records.forged} forged, ${st.network.records.malformed} malformed` : undefined,
+  });
+}
+
+function parseOperations(value: string): GrantOperation[] {
+  const ops = value.split(',').map((o) => o.trim()).filter(Boolean);
+  for (const o of ops) if (!(GRANT_OPERATIONS as readonly string[]).includes(o)) throw new InvalidArgumentError(`unknown operation '${o}' (one of ${GRANT_OPERATIONS.join(', ')})`);
+  return ops as GrantOperation[];
+}
+
+function collectContext(value: string, previous: Record<string, string>): Record<string, string> {
+  const eq = value.indexOf('=');
+  if (eq <= 0 || eq === value.length - 1) throw new InvalidArgumentError('must be KEY=VALUE');
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
 }
 
 function serveCommand(): Command {
@@ -79,6 +155,7 @@ function serveCommand(): Command {
     .addOption(new Option('--socket <path>', 'KMS socket').env('NITRIDE_KMS_SOCKET').default(DEFAULT_KMS_SOCKET))
     .addOption(new Option('--log-level <level>', 'minimum log level').choices(LOG_LEVELS).default('info'))
     .option('--allow-immediate-deletion', 'allow deletion waiting periods below 7 days, down to 0 (tests only)')
+    .option('--listen <host:port>', 'also serve hosts over TCP (Noise-authenticated host keys, checked against grants)')
     .action(async (options: KmsServeOptions) => {
       const { serveKms } = await import('../lazy/kms.js');
       await serveKms(options);

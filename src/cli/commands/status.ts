@@ -42,6 +42,7 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
     'nbd tcp': s.nbd.tcp,
     'nbd connections': s.nbd.connections,
     'kms socket': s.kmsSocket,
+    'kms endpoint': s.kmsEndpoint ?? undefined,
     'metrics tcp': s.metrics.tcp,
     volumes: `${s.volumes.total} (${s.volumes.ebs} ebs, ${s.volumes.ephemeral} ephemeral; ${s.volumes.inUse} in use)`,
     vpc: s.vpc.state === 'up' ? `up, underlay ${s.vpc.listen}` : `down: ${s.vpc.message}`,

@@ -12,6 +12,8 @@ export interface DaemonCliOptions {
   config?: string;
   logLevel?: LogLevel;
   kmsSocket?: string;
+  kmsEndpoint?: string;
+  kmsPublicKey?: string;
   nbdSocket?: string;
   nbdListen?: string;
   ephemeralDir?: string;

@@ -11,6 +11,7 @@ export interface KmsServeOptions {
   socket: string;
   logLevel: LogLevel;
   allowImmediateDeletion?: boolean;
+  listen?: string;
 }
 
 /** Run the KMS in the foreground until SIGTERM/SIGINT. */
@@ -28,6 +29,7 @@ export async function serveKms(options: KmsServeOptions): Promise<void> {
       socketPath: options.socket,
       logger,
       allowImmediateDeletion: options.allowImmediateDeletion === true,
+      ...(options.listen !== undefined ? { listen: options.listen } : {}),
     }),
   );
   logger.flush();
