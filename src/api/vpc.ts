@@ -88,11 +88,15 @@ export interface CreateEniRequest {
   kind?: EniKind;
   sourceDestCheck?: boolean;
   description?: string;
+  /** 1–5 security groups of the VPC (default: its default group). */
+  securityGroups?: string[];
 }
 
 export interface ModifyEniRequest {
   sourceDestCheck?: boolean;
   description?: string;
+  /** Replaces the ENI's groups (1–5); applies to new flows at once, tracked flows continue. */
+  securityGroups?: string[];
 }
 
 export interface EniInfo {
@@ -111,6 +115,7 @@ export interface EniInfo {
   /** Local ENIs only. */
   kind: EniKind | null;
   description?: string;
+  securityGroups: string[];
 }
 
 export interface AddPeerRequest {
