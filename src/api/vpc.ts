@@ -191,7 +191,13 @@ export interface VpcPortStats {
      * socket queue (4 MiB) was full: the engine is behind. Not in rxFrames.
      */
     queueFull: number;
+    /** No security group rule or tracked flow allowed it (AWS: silently dropped, REJECT in flow logs). */
+    securityGroup: number;
+    /** A new flow the connection-tracking table had no room for. */
+    conntrackFull: number;
   };
+  /** Tracked flows and the limit (0 and 0 on a port without security groups). */
+  conntrack: { flows: number; max: number };
 }
 
 /** Counters of one peer. Packets/bytes are underlay datagrams. */
