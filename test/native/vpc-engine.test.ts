@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VpcEngine, type VpcControlEvent, type VpcFrameEvent } from '../../src/native/addon.js';
 import { IP_PROTO_TCP, IP_PROTO_UDP } from '../../src/vpc/constants.js';
 import { ipv4ToInt } from '../../src/vpc/packets.js';
+import { SG_PROBE_PY } from '../helpers/sg-probe.js';
 import { SG_DIR_EGRESS, SG_DIR_INGRESS, SG_PROTO_ALL, encodeSg, type SgEntry } from '../../src/vpc/sg-table.js';
 
 // ---------------------------------------------------------------------------
@@ -211,50 +212,6 @@ else:
             time.sleep(0.05)
     c.sendall(data); c.shutdown(socket.SHUT_WR); c.recv(1); c.close()
     print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
-`;
-
-/**
- * Security-group probes: `tcpserve ADDR PORT` and `udpserve ADDR PORT` echo; `tcpconnect ADDR
- * PORT T` and `udpask ADDR PORT T [SPORT]` print ok, timeout or refused; `session ADDR PORT`
- * keeps one connection and answers each stdin line with ok or timeout.
- */
-const SG_PY = `
-import socket, sys, threading
-cmd, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-def echo(c):
-    while True:
-        b = c.recv(4096)
-        if not b: break
-        c.sendall(b)
-if cmd == 'tcpserve':
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((addr, port)); s.listen(64)
-    while True:
-        c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
-elif cmd == 'udpserve':
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((addr, port))
-    while True:
-        b, src = s.recvfrom(4096); s.sendto(b, src)
-elif cmd == 'tcpconnect':
-    try:
-        socket.create_connection((addr, port), timeout=float(sys.argv[4])).close(); print('ok')
-    except socket.timeout: print('timeout')
-    except ConnectionRefusedError: print('refused')
-elif cmd == 'udpask':
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(float(sys.argv[4]))
-    if len(sys.argv) > 5: s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('', int(sys.argv[5])))
-    s.connect((addr, port))
-    try:
-        s.send(b'x'); s.recv(64); print('ok')
-    except socket.timeout: print('timeout')
-    except ConnectionRefusedError: print('refused')
-elif cmd == 'session':
-    c = socket.create_connection((addr, port), timeout=10); print('connected', flush=True)
-    c.settimeout(3)
-    for line in sys.stdin:
-        try:
-            c.sendall(b'x'); print('ok' if c.recv(64) else 'closed', flush=True)
-        except socket.timeout: print('timeout', flush=True)
-        except OSError: print('error', flush=True)
 `;
 
 function ipBytes(ip: string): Buffer {
@@ -583,13 +540,13 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       const allEgress = entry('egress', SG_PROTO_ALL, '0.0.0.0/0');
       const secure = (portId: number, entries: SgEntry[], maxFlows = 1000) => e.setSecurity(portId, encodeSg(entries), { maxFlows, tcpEstablishedTimeout: 3600 });
       const servers: ChildProcess[] = [];
-      /** A long-running helper in a guest (SG_PY), killed in afterAll. */
+      /** A long-running helper in a guest (SG_PROBE_PY), killed in afterAll. */
       const serve = (g: Guest, ...args: string[]) => {
-        const p = spawn('ip', ['netns', 'exec', g.ns, PYTHON, '-c', SG_PY, ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
+        const p = spawn('ip', ['netns', 'exec', g.ns, PYTHON, '-c', SG_PROBE_PY, ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
         servers.push(p);
         return p;
       };
-      const tool = async (g: Guest, ...args: string[]) => (await lab.exec(g, PYTHON, '-c', SG_PY, ...args)).stdout.trim();
+      const tool = async (g: Guest, ...args: string[]) => (await lab.exec(g, PYTHON, '-c', SG_PROBE_PY, ...args)).stdout.trim();
 
       beforeAll(async () => {
         serve(b, 'tcpserve', b.ip, '5001');
