@@ -636,6 +636,12 @@ describe('vpc_listen configuration', () => {
       expect(await loadDaemonConfig({ config: file, vpcDns: ['192.0.2.53'], vpcRekeyAfter: 5 }, {})).toMatchObject({ vpcDns: ['192.0.2.53'], vpcRekeyAfter: 5 });
       await expect(loadDaemonConfig({ config: file, vpcDns: ['dns.example'] }, {})).rejects.toThrow(/--vpc-dns: DNS server 'dns.example' is not a usable IPv4 address/);
       for (const bad of [1, 121, 2.5, NaN]) await expect(loadDaemonConfig({ config: file, vpcRekeyAfter: bad }, {})).rejects.toThrow(/--vpc-rekey-after must be whole seconds from 2 to 120/);
+      // vpc_conntrack_max: default, file key, flag first, bounds.
+      expect(defaults.vpcConntrackMax).toBe(65536);
+      writeFileSync(file, 'vpc_conntrack_max = 1000\n');
+      expect((await loadDaemonConfig({ config: file }, {})).vpcConntrackMax).toBe(1000);
+      expect((await loadDaemonConfig({ config: file, vpcConntrackMax: 10 }, {})).vpcConntrackMax).toBe(10);
+      for (const bad of [0, 2 ** 24 + 1, 2.5, NaN]) await expect(loadDaemonConfig({ config: file, vpcConntrackMax: bad }, {})).rejects.toThrow(/--vpc-conntrack-max must be a whole number of flows from 1 to 16777216/);
     } finally {
       t.cleanup();
     }
