@@ -195,7 +195,7 @@ async function pingable(ns, addr) {
  * members). The first packet of each flow goes through the classifier; the rest hit conntrack.
  */
 async function securityGroups(api, n, vpcId, eniIds) {
-  const sg = 'sg-0be4c0000000000a1';
+  const sg = 'sg-0be4c000000000bee'; // not sg-<the VPC's hex>: that is its default group
   for (const h of ['a', 'b']) {
     await api(h, 'POST', '/v1/security-groups', { vpcId, name: 'bench', id: sg });
     for (let i = 0; i < n - 1; i++) {
