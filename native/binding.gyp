@@ -42,6 +42,7 @@
         'src/vpc_crypto.cc',
         'src/vpc_frame.cc',
         'src/vpc_engine.cc',
+        'src/vpc_sg.cc',
         'src/vpc_napi.cc',
         'src/nbd_lane.cc',
       ],

@@ -44,12 +44,24 @@ constexpr uint16_t kEtherIpv4 = 0x800;  // ETHERTYPE_IPV4
 constexpr uint16_t kEtherArp = 0x806;  // ETHERTYPE_ARP
 constexpr uint16_t kEtherIpv6 = 0x86dd;  // ETHERTYPE_IPV6
 constexpr uint16_t kEtherVlan = 0x8100;  // ETHERTYPE_VLAN
+constexpr uint8_t kProtoIcmp = 1;  // IP_PROTO_ICMP
 constexpr uint8_t kProtoTcp = 6;  // IP_PROTO_TCP
 constexpr uint8_t kProtoUdp = 17;  // IP_PROTO_UDP
 constexpr uint16_t kDhcpServerPort = 67;  // DHCP_SERVER_PORT
 constexpr uint16_t kDhcpClientPort = 68;  // DHCP_CLIENT_PORT
 constexpr uint32_t kMinMtu = 68;  // DHCP_MIN_MTU
 constexpr uint32_t kEniMtu = 1420;  // ENI_MTU
+constexpr size_t kSgEntryBytes = 12;  // SG_ENTRY_BYTES (sg-table.ts)
+constexpr uint8_t kSgDirIngress = 0;  // SG_DIR_INGRESS (sg-table.ts)
+constexpr uint8_t kSgDirEgress = 1;  // SG_DIR_EGRESS (sg-table.ts)
+constexpr uint8_t kSgProtoAll = 0;  // SG_PROTO_ALL (sg-table.ts)
+constexpr uint32_t kCtTcpEstablishedS = 432000;  // CT_TCP_ESTABLISHED_S (sg-table.ts)
+constexpr uint32_t kCtTcpHalfOpenS = 30;  // CT_TCP_HALF_OPEN_S (sg-table.ts)
+constexpr uint32_t kCtTcpClosingS = 10;  // CT_TCP_CLOSING_S (sg-table.ts)
+constexpr uint32_t kCtUdpS = 30;  // CT_UDP_S (sg-table.ts)
+constexpr uint32_t kCtUdpStreamS = 180;  // CT_UDP_STREAM_S (sg-table.ts)
+constexpr uint32_t kCtIcmpS = 30;  // CT_ICMP_S (sg-table.ts)
+constexpr uint32_t kCtDefaultMaxFlows = 65536;  // CT_DEFAULT_MAX_FLOWS (sg-table.ts)
 }  // namespace vpc
 
 }  // namespace nitride

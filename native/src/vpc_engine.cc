@@ -689,6 +689,48 @@ void Engine::SendUnderlay(const Endpoint& ep, const uint8_t* data, size_t len) {
   if (r < 0) ThrowSys("sendUnderlay", "sendto");
 }
 
+void Engine::SetSecurity(uint32_t port_id, std::shared_ptr<const SgTable> table, const CtConfig& cfg) {
+  RequireOpen("setSecurity");
+  std::unique_ptr<Conntrack> gone;  // freed after unlocking
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = ports_.find(port_id);
+  if (it == ports_.end()) ThrowInvalid("setSecurity: no port " + std::to_string(port_id));
+  Port& p = *it->second;
+  p.sg = std::move(table);
+  if (!p.sg) {
+    gone = std::move(p.ct);
+  } else if (p.ct) {
+    p.ct->Configure(cfg);
+  } else {
+    p.ct = std::make_unique<Conntrack>(cfg);
+  }
+}
+
+size_t Engine::FlushConntrack(uint32_t port_id) {
+  RequireOpen("flushConntrack");
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = ports_.find(port_id);
+  if (it == ports_.end()) ThrowInvalid("flushConntrack: no port " + std::to_string(port_id));
+  return it->second->ct ? it->second->ct->Flush() : 0;
+}
+
+std::vector<CtFlowInfo> Engine::ListConntrack(uint32_t port_id, size_t max, size_t* count, uint32_t* limit) {
+  RequireOpen("conntrack");
+  std::vector<CtFlowInfo> out;
+  const int64_t now = ClockMs(CLOCK_MONOTONIC_COARSE);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = ports_.find(port_id);
+  if (it == ports_.end()) ThrowInvalid("conntrack: no port " + std::to_string(port_id));
+  const Conntrack* ct = it->second->ct.get();
+  *count = ct ? ct->size() : 0;
+  *limit = ct ? ct->config().max_flows : 0;
+  if (ct) {
+    out.reserve(std::min(max, ct->size()));
+    ct->List(&out, max, now);
+  }
+  return out;
+}
+
 EngineStats Engine::Stats() {
   EngineStats st{};
   std::lock_guard<std::mutex> lock(mu_);
@@ -706,7 +748,8 @@ EngineStats Engine::Stats() {
         c.tx_bytes.Get() + c.js_tx_bytes.load(std::memory_order_relaxed),
         c.spoofed.Get(), c.no_route.Get(), c.oversize.Get(), c.punted.Get(),
         c.punt_overflow.Get(), c.filtered.Get(), c.invalid.Get(), c.tx_errors.Get(),
-        c.queue_full.load(std::memory_order_relaxed)}});
+        c.queue_full.load(std::memory_order_relaxed), c.sg_rejected.Get(), c.conntrack_full.Get(),
+        p->ct ? p->ct->size() : 0, p->ct ? p->ct->config().max_flows : 0}});
   }
   st.peers.reserve(peers_.size());
   for (auto& [id, p] : peers_) {
@@ -837,6 +880,30 @@ void Engine::PuntFrame(Port& port, PuntReason reason, const uint8_t* f, size_t l
   }
 }
 
+bool Engine::PassSecurity(Port& port, int dir, const uint8_t* f, size_t len, SgPacket& pkt) {
+  if (!port.sg) return true;
+  if (!pkt.parsed) {
+    pkt.parsed = true;
+    pkt.result = ParseFlowPacket(f, len, &pkt.p);
+  }
+  if (pkt.result == FlowParse::kNotIpv4) return true;  // ARP and DHCP are the control plane's
+  if (pkt.result == FlowParse::kInvalid) {
+    port.c.invalid.Add();
+    return false;
+  }
+  switch (port.ct->Process(pkt.p, dir, *port.sg, now_mono_ms_, len)) {
+    case Conntrack::Verdict::kAllow:
+      return true;
+    case Conntrack::Verdict::kDeny:
+      port.c.sg_rejected.Add();
+      return false;
+    case Conntrack::Verdict::kFull:
+      port.c.conntrack_full.Add();
+      return false;
+  }
+  return false;
+}
+
 void Engine::ProcessGuestFrame(const std::shared_ptr<Port>& port, uint8_t* buf,
                                size_t msg_len, bool truncated,
                                std::unique_lock<std::mutex>& lk) {
@@ -918,6 +985,7 @@ void Engine::ForwardGuestFrame(const std::shared_ptr<Port>& src, uint8_t* f, siz
     return;
   }
   const Route r = rt->second;
+  SgPacket pkt;
   switch (r.kind) {
     case RouteKind::kControl:
       if (gso || (needs_csum && !CompleteChecksum(f, len, h))) {
@@ -938,6 +1006,7 @@ void Engine::ForwardGuestFrame(const std::shared_ptr<Port>& src, uint8_t* f, siz
         dst.c.oversize.Add();
         return;
       }
+      if (!PassSecurity(*src, kSgDirEgress, f, len, pkt) || !PassSecurity(dst, kSgDirIngress, f, len, pkt)) return;
       // Local delivery: the frame goes out as it came in, GSO and
       // CHECKSUM_PARTIAL included (the kernel finishes it if the receiving
       // device needs that).
@@ -959,6 +1028,7 @@ void Engine::ForwardGuestFrame(const std::shared_ptr<Port>& src, uint8_t* f, siz
         src->c.no_route.Add();
         return;
       }
+      if (!PassSecurity(*src, kSgDirEgress, f, len, pkt)) return;
       if (gso) {
         SegCtx ctx{this, src.get(), &lk};
         if (SegmentGso(f, len, h, b_->scratch.get(), &Engine::SegmentToPeer, &ctx) < 0) {
@@ -1359,6 +1429,8 @@ void Engine::DeliverFromPeer(Peer& peer, uint8_t* f, size_t len) {
     dst.c.oversize.Add();
     return;
   }
+  SgPacket pkt;
+  if (!PassSecurity(dst, kSgDirIngress, f, len, pkt)) return;
   QueueFromPeer(pt->second, f, len);
 }
 

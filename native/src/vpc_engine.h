@@ -62,6 +62,7 @@
 
 #include "vpc_crypto.h"
 #include "vpc_frame.h"
+#include "vpc_sg.h"
 #include "vpc_wire.h"
 
 namespace nitride {
@@ -88,6 +89,10 @@ struct PortStats {
   uint64_t rx_frames, rx_bytes, tx_frames, tx_bytes;
   uint64_t spoofed, no_route, oversize, punted, punt_overflow, filtered,
       invalid, tx_errors, queue_full;
+  // Security groups: packets no rule or tracked flow allowed; new flows
+  // dropped because the conntrack table was full; flows tracked, the limit
+  // (0: no groups on the port).
+  uint64_t sg_rejected, conntrack_full, conntrack_flows, conntrack_max;
 };
 struct PeerStats {
   uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes;
@@ -201,13 +206,22 @@ class Engine {
   void SendFrame(uint32_t port_id, const uint8_t* frame, size_t len);
   void SendUnderlay(const Endpoint& ep, const uint8_t* data, size_t len);
 
+  // Security groups of a port: `table` (null: none, every packet passes and
+  // the tracked flows go) applies to the next packet; tracked flows stay.
+  void SetSecurity(uint32_t port_id, std::shared_ptr<const SgTable> table, const CtConfig& cfg);
+  // Forgets the port's tracked flows; returns how many there were.
+  size_t FlushConntrack(uint32_t port_id);
+  // Up to `max` tracked flows of the port; *count = all of them.
+  std::vector<CtFlowInfo> ListConntrack(uint32_t port_id, size_t max, size_t* count, uint32_t* limit);
+
   EngineStats Stats();
   std::deque<ControlEvent> TakeEvents();
 
  private:
   struct PortCounters {
     Counter rx_frames, rx_bytes, tx_frames, tx_bytes, spoofed, no_route,
-        oversize, punted, punt_overflow, filtered, invalid, tx_errors;
+        oversize, punted, punt_overflow, filtered, invalid, tx_errors,
+        sg_rejected, conntrack_full;
     // Written by the JS thread (sendFrame; stats() for queue_full).
     std::atomic<uint64_t> js_tx_frames{0}, js_tx_bytes{0};
     // Frames the kernel dropped because the socket's receive queue was
@@ -220,6 +234,10 @@ class Engine {
     int ifindex = 0;
     std::string ifname;
     PortConfig cfg;
+    // Security groups (mu_): the compiled rules, swapped whole by
+    // SetSecurity, and the tracked flows, which outlive a swap.
+    std::shared_ptr<const SgTable> sg;
+    std::unique_ptr<Conntrack> ct;
     PortCounters c;
     int last_err = 0;  // worker: last socket error reported
     ~Port();
@@ -281,6 +299,15 @@ class Engine {
                          size_t len, const virtio_net_hdr& h,
                          std::unique_lock<std::mutex>& lk);
   void PuntFrame(Port& port, PuntReason reason, const uint8_t* f, size_t len);
+  // A frame's IPv4 fields, parsed once for the security groups of both ends.
+  struct SgPacket {
+    bool parsed = false;
+    FlowParse result = FlowParse::kNotIpv4;
+    FlowPacket p;
+  };
+  // The port's security groups for a packet of direction `dir` (mu_ held);
+  // false: drop it (counted on the port).
+  bool PassSecurity(Port& port, int dir, const uint8_t* f, size_t len, SgPacket& pkt);
   void SendToPeer(Peer& peer, const uint8_t* f, size_t len);
   static void SegmentToPeer(void* ctx, const uint8_t* seg, size_t len);
   void ProcessDatagram(uint8_t* buf, size_t len, const sockaddr_storage& from,

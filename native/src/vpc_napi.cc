@@ -205,6 +205,9 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
             InstanceMethod<&VpcEngineWrap::SendFrame>("sendFrame"),
             InstanceMethod<&VpcEngineWrap::SendUnderlay>("sendUnderlay"),
             InstanceMethod<&VpcEngineWrap::Stats>("stats"),
+            InstanceMethod<&VpcEngineWrap::SetSecurity>("setSecurity"),
+            InstanceMethod<&VpcEngineWrap::FlushConntrack>("flushConntrack"),
+            InstanceMethod<&VpcEngineWrap::Conntrack>("conntrack"),
             InstanceMethod<&VpcEngineWrap::Close>("close"),
             InstanceMethod<&VpcEngineWrap::Ref>("ref"),
             InstanceMethod<&VpcEngineWrap::Unref>("unref"),
@@ -507,6 +510,75 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     return env.Undefined();
   }
 
+  // setSecurity(portId, table: Uint8Array | null, {maxFlows, tcpEstablishedTimeout})
+  Napi::Value SetSecurity(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "setSecurity");
+    const uint32_t id = IdArg(env, info[0], "setSecurity: portId");
+    std::shared_ptr<const vpc::SgTable> table;
+    vpc::CtConfig cfg{vpc::kCtDefaultMaxFlows, vpc::kCtTcpEstablishedS};
+    if (!info[1].IsNull()) {
+      Napi::Uint8Array t = BytesArg(env, info[1], "setSecurity: table");
+      std::string err;
+      // Compiled here, on the JS thread: the worker only sees the finished table.
+      table = vpc::SgTable::Build(t.Data(), t.ByteLength(), &err);
+      if (!table) ThrowInvalidValue(env, "setSecurity: " + err);
+      Napi::Object o = ObjectArg(env, info[2], "setSecurity: opts");
+      cfg.max_flows = static_cast<uint32_t>(IntArg(env, o.Get("maxFlows"), "setSecurity: opts.maxFlows", 1, 1u << 24));
+      cfg.tcp_established_s = static_cast<uint32_t>(
+          IntArg(env, o.Get("tcpEstablishedTimeout"), "setSecurity: opts.tcpEstablishedTimeout", 60, vpc::kCtTcpEstablishedS));
+    }
+    Guarded(env, [&] { e.SetSecurity(id, std::move(table), cfg); });
+    return env.Undefined();
+  }
+
+  Napi::Value FlushConntrack(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "flushConntrack");
+    const uint32_t id = IdArg(env, info[0], "flushConntrack: portId");
+    return N(env, Guarded(env, [&] { return e.FlushConntrack(id); }));
+  }
+
+  // conntrack(portId, max) → {count, max, flows: [...]}
+  Napi::Value Conntrack(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "conntrack");
+    const uint32_t id = IdArg(env, info[0], "conntrack: portId");
+    const size_t max = static_cast<size_t>(IntArg(env, info[1], "conntrack: max", 0, 1u << 24));
+    size_t count = 0;
+    uint32_t limit = 0;
+    std::vector<vpc::CtFlowInfo> flows = Guarded(env, [&] { return e.ListConntrack(id, max, &count, &limit); });
+    Napi::Array arr = Napi::Array::New(env, flows.size());
+    auto ip = [&](uint32_t a) {
+      char buf[INET_ADDRSTRLEN];
+      const uint32_t be = htonl(a);
+      inet_ntop(AF_INET, &be, buf, sizeof buf);
+      return Napi::String::New(env, buf);
+    };
+    for (size_t i = 0; i < flows.size(); ++i) {
+      const vpc::CtFlowInfo& f = flows[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("protocol", Napi::Number::New(env, f.proto));
+      o.Set("localIp", ip(f.local_ip));
+      o.Set("localPort", Napi::Number::New(env, f.local_port));
+      o.Set("remoteIp", ip(f.remote_ip));
+      o.Set("remotePort", Napi::Number::New(env, f.remote_port));
+      o.Set("direction", f.origin == vpc::kSgDirIngress ? "ingress" : "egress");
+      o.Set("state", f.state);
+      o.Set("expiresIn", Napi::Number::New(env, std::ceil(static_cast<double>(f.expires_in_ms) / 1000)));
+      o.Set("packetsOut", N(env, f.packets[vpc::kSgDirEgress]));
+      o.Set("bytesOut", N(env, f.bytes[vpc::kSgDirEgress]));
+      o.Set("packetsIn", N(env, f.packets[vpc::kSgDirIngress]));
+      o.Set("bytesIn", N(env, f.bytes[vpc::kSgDirIngress]));
+      arr.Set(static_cast<uint32_t>(i), o);
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("count", N(env, count));
+    out.Set("max", N(env, limit));
+    out.Set("flows", arr);
+    return out;
+  }
+
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object out = Napi::Object::New(env);
@@ -531,7 +603,13 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
         d.Set("invalid", N(env, s.invalid));
         d.Set("txError", N(env, s.tx_errors));
         d.Set("queueFull", N(env, s.queue_full));
+        d.Set("securityGroup", N(env, s.sg_rejected));
+        d.Set("conntrackFull", N(env, s.conntrack_full));
         p.Set("drops", d);
+        Napi::Object ct = Napi::Object::New(env);
+        ct.Set("flows", N(env, s.conntrack_flows));
+        ct.Set("max", N(env, s.conntrack_max));
+        p.Set("conntrack", ct);
         ports.Set(Napi::Number::New(env, id), p);
       }
       for (auto& [id, s] : st.peers) {

@@ -4,6 +4,8 @@
 // across the underlay through each of these paths, all set up side by side in the same run:
 //   nitride        a KMS and a daemon per host, one VPC/subnet, a veth ENI per host; the guests'
 //                  frames go through the native VpcEngine, AES-256-GCM in UDP between daemons (L2)
+//   nitride-sg     the same with a security group of 1,000 ingress rules on both ENIs (the
+//                  issue's abusive set): the cost of classification and connection tracking
 //   plain          the ceiling: the hosts' kernels route the guests' packets over the underlay
 //                  with no encapsulation and no encryption (L3, ip_forward + proxy ARP)
 //   openvpn        OpenVPN 2.6 in TAP mode (L2, bridged with the guest's veth), TLS with
@@ -58,6 +60,7 @@ import {
 
 const ALL_PATHS = [
   { id: 'nitride', label: 'nitride (AES-256-GCM, L2)', color: '#1f4e9c' },
+  { id: 'nitride-sg', label: 'nitride, 1,000 SG rules per ENI', color: '#6f8fd0', sgRules: 1000 },
   { id: 'plain', label: 'plain routed (no encryption)', color: '#8c8c8c', baseline: true },
   { id: 'openvpn', label: 'OpenVPN 2.6 TAP AES-256-GCM', color: '#e8892b' },
   { id: 'tinc', label: 'tinc 1.0 switch', color: '#2a8a2a' },
@@ -185,22 +188,44 @@ async function pingable(ns, addr) {
   return r.code === 0;
 }
 
+/**
+ * Security groups for the nitride-sg path: one group per host with `n` ingress rules on both
+ * ENIs, an abusive set (AWS's maximum): n - 1 tcp rules for other ports from distinct /24s
+ * and /32s that never match, then the rule that lets the benchmark in (all from the group's own
+ * members). The first packet of each flow goes through the classifier; the rest hit conntrack.
+ */
+async function securityGroups(api, n, vpcId, eniIds) {
+  const sg = 'sg-0be4c000000000bee'; // not sg-<the VPC's hex>: that is its default group
+  for (const h of ['a', 'b']) {
+    await api(h, 'POST', '/v1/security-groups', { vpcId, name: 'bench', id: sg });
+    for (let i = 0; i < n - 1; i++) {
+      const cidr = i % 2 ? `10.${(i >> 8) & 255}.${i & 255}.0/24` : `192.168.${(i >> 8) & 255}.${i & 255}/32`;
+      await api(h, 'POST', `/v1/security-groups/${sg}/authorize-ingress`, { protocol: 'tcp', fromPort: 10000 + i, toPort: 10000 + i, cidr });
+    }
+    await api(h, 'POST', `/v1/security-groups/${sg}/authorize-ingress`, { protocol: 'all', sourceGroup: sg });
+    for (const id of eniIds) await api(h, 'PATCH', `/v1/enis/${id}`, { securityGroups: [sg] });
+  }
+}
+
 const setUps = {
+  async 'nitride-sg'(p, t) {
+    await setUps.nitride(p, t);
+  },
   async nitride(p, t) {
     const hosts = {};
     for (const [h, ns, underlay] of [
       ['a', t.ha, UNDERLAY_A],
       ['b', t.hb, UNDERLAY_B],
     ]) {
-      const kmsSock = scratch.path(`nitride-${h}`, 'run-kms', 'kms.sock');
-      const ctl = scratch.path(`nitride-${h}`, 'run', 'control.sock');
-      const kms = startIn(`nitride-kms-${h}`, ns, process.execPath, [opt.cli, 'kms', 'serve', '--state-dir', scratch.path(`nitride-${h}`, 'kms'), '--socket', kmsSock]);
+      const kmsSock = scratch.path(`${p.id}-${h}`, 'run-kms', 'kms.sock');
+      const ctl = scratch.path(`${p.id}-${h}`, 'run', 'control.sock');
+      const kms = startIn(`${p.id}-kms-${h}`, ns, process.execPath, [opt.cli, 'kms', 'serve', '--state-dir', scratch.path(`${p.id}-${h}`, 'kms'), '--socket', kmsSock]);
       await waitFor(`KMS ${h}`, () => canConnect(kmsSock), { alive: () => kms.child.exitCode === null });
-      const daemon = startIn(`nitride-daemon-${h}`, ns, process.execPath, [
+      const daemon = startIn(`${p.id}-daemon-${h}`, ns, process.execPath, [
         opt.cli,
         'daemon',
         '--state-dir',
-        scratch.path(`nitride-${h}`, 'state'),
+        scratch.path(`${p.id}-${h}`, 'state'),
         '--control-socket',
         ctl,
         '--kms-socket',
@@ -211,7 +236,7 @@ const setUps = {
         'warn',
       ]);
       await waitFor(`nitride daemon ${h}`, async () => (await controlRequest(ctl, 'GET', '/v1/status')).vpc?.state === 'up', { alive: () => daemon.child.exitCode === null }).catch((err) => {
-        throw new Error(`${err.message}\n${scratch.tail(`nitride-daemon-${h}`)}`);
+        throw new Error(`${err.message}\n${scratch.tail(`${p.id}-daemon-${h}`)}`);
       });
       hosts[h] = { ctl, daemon, underlay, key: (await controlRequest(ctl, 'GET', '/v1/vpc/key')).publicKey };
     }
@@ -234,6 +259,7 @@ const setUps = {
       await ip('-n', e.h === 'a' ? t.ha : t.hb, 'link', 'set', local.guestInterface, 'netns', e.guestNs);
       await addressGuest(e.guestNs, local.guestInterface, e.ip);
     }
+    if (p.sgRules) await securityGroups(api, p.sgRules, vpcId, enis.map((e) => e.id));
     await waitFor('nitride session', async () => (await api('a', 'GET', '/v1/peers'))[0]?.session === 'established');
     p.pids = () => [hosts.a.daemon.child.pid, hosts.b.daemon.child.pid];
     p.stats = async () => ({ a: await api('a', 'GET', '/v1/vpc/stats'), b: await api('b', 'GET', '/v1/vpc/stats') });

@@ -3,7 +3,7 @@
  * The one definition every generator, schema and check uses.
  */
 
-const ID_PREFIXES = { volume: 'vol', vpc: 'vpc', subnet: 'subnet', eni: 'eni', vm: 'i' } as const;
+const ID_PREFIXES = { volume: 'vol', vpc: 'vpc', subnet: 'subnet', eni: 'eni', vm: 'i', sg: 'sg' } as const;
 export type ResourceKind = keyof typeof ID_PREFIXES;
 
 const ID_HEX_DIGITS = 17;
@@ -17,6 +17,7 @@ export const ID_PATTERNS: Readonly<Record<ResourceKind, RegExp>> = {
   subnet: patternOf('subnet'),
   eni: patternOf('eni'),
   vm: patternOf('vm'),
+  sg: patternOf('sg'),
 };
 
 export function isResourceId(kind: ResourceKind, text: string): boolean {

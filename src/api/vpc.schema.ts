@@ -10,6 +10,8 @@ export const PeerName = z.string().regex(PEER_NAME_PATTERN, '1-63 letters, digit
 const Cidr = z.string().min(9).max(18);
 const Name = z.string().min(1).max(128);
 const Description = z.string().max(255);
+/** Ids only; how many (1–5) and whether they exist is the model's to say. */
+const SecurityGroups = z.array(resourceId('sg', 'security group id')).max(16);
 
 export const CreateVpcBody: z.ZodType<CreateVpcRequest> = z.object({ cidr: Cidr, id: VpcId.optional(), name: Name.optional() }).strict();
 export const CreateSubnetBody: z.ZodType<CreateSubnetRequest> = z.object({ vpcId: VpcId, cidr: Cidr, id: SubnetId.optional(), name: Name.optional() }).strict();
@@ -25,9 +27,12 @@ export const CreateEniBody: z.ZodType<CreateEniRequest> = z
     kind: z.enum(['tap', 'veth']).optional(),
     sourceDestCheck: z.boolean().optional(),
     description: Description.optional(),
+    securityGroups: SecurityGroups.optional(),
   })
   .strict();
-export const ModifyEniBody: z.ZodType<ModifyEniRequest> = z.object({ sourceDestCheck: z.boolean().optional(), description: Description.optional() }).strict();
+export const ModifyEniBody: z.ZodType<ModifyEniRequest> = z
+  .object({ sourceDestCheck: z.boolean().optional(), description: Description.optional(), securityGroups: SecurityGroups.optional() })
+  .strict();
 export const AddPeerBody: z.ZodType<AddPeerRequest> = z
   .object({ name: PeerName, endpoint: z.string().min(3).max(64), publicKey: z.string().max(64), plaintext: z.boolean().optional() })
   .strict();

@@ -88,11 +88,15 @@ export interface CreateEniRequest {
   kind?: EniKind;
   sourceDestCheck?: boolean;
   description?: string;
+  /** 1–5 security groups of the VPC (default: its default group). */
+  securityGroups?: string[];
 }
 
 export interface ModifyEniRequest {
   sourceDestCheck?: boolean;
   description?: string;
+  /** Replaces the ENI's groups (1–5); applies to new flows at once, tracked flows continue. */
+  securityGroups?: string[];
 }
 
 export interface EniInfo {
@@ -111,6 +115,7 @@ export interface EniInfo {
   /** Local ENIs only. */
   kind: EniKind | null;
   description?: string;
+  securityGroups: string[];
 }
 
 export interface AddPeerRequest {
@@ -186,7 +191,13 @@ export interface VpcPortStats {
      * socket queue (4 MiB) was full: the engine is behind. Not in rxFrames.
      */
     queueFull: number;
+    /** No security group rule or tracked flow allowed it (AWS: silently dropped, REJECT in flow logs). */
+    securityGroup: number;
+    /** A new flow the connection-tracking table had no room for. */
+    conntrackFull: number;
   };
+  /** Tracked flows and the limit (0 and 0 on a port without security groups). */
+  conntrack: { flows: number; max: number };
 }
 
 /** Counters of one peer. Packets/bytes are underlay datagrams. */

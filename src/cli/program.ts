@@ -26,6 +26,7 @@ export const VERBS: Record<string, () => Promise<Command>> = {
   vpc: async () => (await import('./commands/vpc.js')).vpcCommand(),
   subnet: async () => (await import('./commands/vpc.js')).subnetCommand(),
   eni: async () => (await import('./commands/eni.js')).eniCommand(),
+  sg: async () => (await import('./commands/sg.js')).sgCommand(),
   peer: async () => (await import('./commands/peer.js')).peerCommand(),
   key: async () => (await import('./commands/key.js')).keyCommand(),
   'nbd-proxy': async () => (await import('./commands/nbd-proxy.js')).nbdProxyCommand(),

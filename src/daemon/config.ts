@@ -22,6 +22,7 @@ import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 import { checkDhcpConfig } from '../vpc/dhcp.js';
 import { ENI_MTU } from '../vpc/constants.js';
 import { decodeKey } from '../vpc/handshake.js';
+import { CT_DEFAULT_MAX_FLOWS } from '../vpc/sg-table.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
@@ -30,6 +31,8 @@ export const DEFAULT_VPC_LISTEN = '0.0.0.0:4789';
 /** Session age at which peers rekey (WireGuard's REKEY_AFTER_TIME); the longest allowed too. */
 export const DEFAULT_VPC_REKEY_AFTER = 120;
 const MIN_VPC_REKEY_AFTER = 2;
+/** Bounds of the flows each ENI's security groups may track. */
+const MAX_VPC_CONNTRACK = 1 << 24;
 
 /** A file key holding HOST:PORT (numeric: an IP address, not a name). */
 const endpointKey = (numeric: boolean) =>
@@ -51,6 +54,7 @@ const FileSchema = z
     vpc_listen: endpointKey(true).optional(),
     vpc_dns: z.array(z.string()).optional(),
     vpc_rekey_after: z.number().optional(),
+    vpc_conntrack_max: z.number().optional(),
     metrics_listen: endpointKey(true).optional(),
   })
   .strict();
@@ -84,6 +88,8 @@ export interface DaemonConfig {
   vpcDns: string[];
   /** Seconds after which a peer session is rekeyed (default 120). */
   vpcRekeyAfter: number;
+  /** Flows tracked per ENI at most (default CT_DEFAULT_MAX_FLOWS); new flows beyond are dropped. */
+  vpcConntrackMax: number;
   /** Optional loopback TCP listener serving GET /metrics, HOST:PORT (never a non-loopback host). */
   metricsListen?: string;
   /** The file the values came from, if any (for status output). */
@@ -121,6 +127,10 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if ((kmsEndpoint === undefined) !== (kmsPublicKey === undefined)) throw new UsageError('--kms-endpoint and --kms-public-key go together (the network KMS is pinned by its key)');
   if (kmsEndpoint !== undefined) parseEndpoint(kmsEndpoint, '--kms-endpoint');
   if (kmsPublicKey !== undefined) decodeKey(kmsPublicKey, '--kms-public-key');
+  const vpcConntrackMax = flags.vpcConntrackMax ?? file?.vpc_conntrack_max ?? CT_DEFAULT_MAX_FLOWS;
+  if (!Number.isInteger(vpcConntrackMax) || vpcConntrackMax < 1 || vpcConntrackMax > MAX_VPC_CONNTRACK) {
+    throw new UsageError(`--vpc-conntrack-max must be a whole number of flows from 1 to ${MAX_VPC_CONNTRACK}`);
+  }
   const metricsListen = flags.metricsListen ?? file?.metrics_listen;
   if (metricsListen !== undefined) parseLoopbackListen(metricsListen);
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
@@ -138,6 +148,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     vpcListen,
     vpcDns,
     vpcRekeyAfter,
+    vpcConntrackMax,
     ...(metricsListen !== undefined ? { metricsListen } : {}),
     ...(file ? { configFile: fileName } : {}),
   };

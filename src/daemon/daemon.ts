@@ -26,6 +26,7 @@ import { NbdServer } from '../nbd/server.js';
 import { VolumeManager } from '../volume/manager.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
 import { VpcManager } from '../vpc/manager.js';
+import { registerSecurityGroupRoutes } from './routes/security-groups.js';
 import { registerVpcRoutes } from './routes/vpc.js';
 import { ImageAllowlist } from '../vm/images.js';
 import { VmManager } from '../vm/manager.js';
@@ -87,7 +88,7 @@ export class Daemon {
       await volumes.load();
       let vms: VmManager | undefined;
       undo(() => volumes.close(vms?.volumesInUse()));
-      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms: hostKms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter, ...(fdStore ? { fdStore } : {}) });
+      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms: hostKms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter, conntrackMax: config.vpcConntrackMax, ...(fdStore ? { fdStore } : {}) });
       await vpc.load();
       vpcForKey = vpc;
       undo(() => vpc.close());
@@ -180,6 +181,7 @@ export class Daemon {
   private registerRoutes(): void {
     registerVolumeRoutes(this.control, this.volumes);
     registerVpcRoutes(this.control, this.vpc);
+    registerSecurityGroupRoutes(this.control, this.vpc);
     registerVmRoutes(this.control, this.vms, this.images);
     this.control.register({ method: 'GET', path: DAEMON_API.status, handle: () => this.status() });
     this.control.register({

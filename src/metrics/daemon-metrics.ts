@@ -116,6 +116,8 @@ export class DaemonMetrics {
     this.family('nitride_nic_drops_total', 'Frames of a local ENI not forwarded, by reason (spoofed = source check failed; punted frames went to the control plane and are not drops).', 'counter',
       perEni((eni, s) => Object.entries(s.drops).filter(([reason]) => reason !== 'punted').map(([reason, value]) => ({ labels: { eni, reason: snake(reason) }, value }))),
     );
+    this.family('nitride_nic_conntrack_flows', 'Flows the security groups of a local ENI track (0 without groups).', 'gauge', perEni((eni, s) => [{ labels: { eni }, value: s.conntrack.flows }]));
+    this.family('nitride_nic_conntrack_max', 'Flows a local ENI may track; new flows beyond it are dropped (conntrack_full).', 'gauge', perEni((eni, s) => [{ labels: { eni }, value: s.conntrack.max }]));
     this.family('nitride_peer_packets_total', 'Underlay datagrams exchanged with a peer daemon.', 'counter', perPeer((peer, s) => peerDirections(peer, [s.txPackets, s.rxPackets])));
     this.family('nitride_peer_bytes_total', 'Underlay bytes exchanged with a peer daemon.', 'counter', perPeer((peer, s) => peerDirections(peer, [s.txBytes, s.rxBytes])));
     this.family('nitride_peer_drops_total', 'Datagrams from or frames towards a peer dropped, by reason (bad_tag, replay, no_session, not_plaintext, no_route, spoofed).', 'counter',

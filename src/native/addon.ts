@@ -26,6 +26,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ConntrackFlow } from '../api/security-groups.js';
 import type { VpcPeerStats, VpcPortStats, VpcUnderlayStats } from '../api/vpc.js';
 
 /** Options for {@link tapOpen}. */
@@ -562,6 +563,21 @@ export type VpcControlEvent =
   | VpcSessionActiveEvent
   | VpcPortErrorEvent;
 
+/** Connection tracking of a port with security groups (vpc_sg.h). */
+export interface VpcSecurityOptions {
+  /** Flows tracked at most; then new flows are dropped (`conntrackFull`). */
+  maxFlows: number;
+  /** Idle timeout of an established TCP flow, seconds (60 – 5 days). */
+  tcpEstablishedTimeout: number;
+}
+
+/** What {@link VpcEngine.conntrack} returns. */
+export interface VpcConntrackSnapshot {
+  count: number;
+  max: number;
+  flows: ConntrackFlow[];
+}
+
 /** Snapshot returned by {@link VpcEngine.stats}. */
 export interface VpcStats {
   ports: Record<number, VpcPortStats>;
@@ -592,6 +608,9 @@ interface NativeVpcEngine {
   sendFrame(portId: number, frame: Uint8Array): void;
   sendUnderlay(host: string, port: number, datagram: Uint8Array): void;
   stats(): VpcStats;
+  setSecurity(portId: number, table: Uint8Array | null, opts?: VpcSecurityOptions): void;
+  flushConntrack(portId: number): number;
+  conntrack(portId: number, max: number): VpcConntrackSnapshot;
   close(): void;
   ref(): void;
   unref(): void;
@@ -815,6 +834,26 @@ export class VpcEngine {
   /** A snapshot of the counters (still available after close). */
   stats(): VpcStats {
     return this.#native.stats();
+  }
+
+  /**
+   * The port's security groups: `table` is src/vpc/sg-table.ts's encoding (compiled into the
+   * classifier here, then swapped in whole: the next packet sees it); null: none, every packet
+   * passes and the tracked flows are dropped. Tracked flows survive a new table.
+   * @throws on a malformed table or an unknown port.
+   */
+  setSecurity(portId: number, table: Uint8Array | null, opts?: VpcSecurityOptions): void {
+    this.#native.setSecurity(portId, table, opts);
+  }
+
+  /** Forgets the port's tracked flows (their next packets are judged by the rules as new); how many there were. */
+  flushConntrack(portId: number): number {
+    return this.#native.flushConntrack(portId);
+  }
+
+  /** Up to `max` of the port's tracked flows, and how many there are. */
+  conntrack(portId: number, max: number): VpcConntrackSnapshot {
+    return this.#native.conntrack(portId, max);
   }
 
   /**

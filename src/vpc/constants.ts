@@ -51,6 +51,7 @@ export const IPV4_FRAGMENT_OFFSET_MASK = 0x1fff;
 /** TTL of packets the VPC originates (Linux's default). */
 export const IPV4_DEFAULT_TTL = 64;
 
+export const IP_PROTO_ICMP = 1;
 export const IP_PROTO_TCP = 6;
 export const IP_PROTO_UDP = 17;
 

@@ -13,7 +13,8 @@ import { ConflictError, oneLine } from '../common/errors.js';
 import type { FdStore } from '../common/fd-store.js';
 import type { Sodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
-import { VpcEngine, closeFd, type VpcControlEvent, type VpcEndpoint, type VpcEngineOptions } from '../native/addon.js';
+import { VpcEngine, closeFd, type VpcConntrackSnapshot, type VpcControlEvent, type VpcEndpoint, type VpcEngineOptions } from '../native/addon.js';
+import { CT_DEFAULT_MAX_FLOWS, CT_TCP_ESTABLISHED_S, compileSg, encodeSg, type SgSource } from './sg-table.js';
 import { ArpResponder } from './arp.js';
 import { ENI_MTU, GATEWAY_MAC } from './constants.js';
 import { DhcpServer } from './dhcp.js';
@@ -49,6 +50,9 @@ export type RuntimeEngine = Pick<
   | 'sendFrame'
   | 'sendUnderlay'
   | 'stats'
+  | 'setSecurity'
+  | 'flushConntrack'
+  | 'conntrack'
   | 'close'
 >;
 
@@ -75,6 +79,8 @@ export interface RuntimeOptions {
   dnsServers?: string[];
   /** Session age (seconds) at which peers rekey; default the handshake's. */
   rekeyAfterSeconds?: number;
+  /** Flows each local ENI's security groups track at most; default {@link CT_DEFAULT_MAX_FLOWS}. */
+  conntrackMax?: number;
 }
 
 /** The fd store name of a local ENI's packet socket. */
@@ -94,6 +100,8 @@ export class VpcRuntime {
   private readonly peerNames = new Map<number, string>();
   private readonly punts: Record<string, number> = { broadcast: 0, multicast: 0, route: 0, unknownPort: 0, sendErrors: 0 };
   private timer: NodeJS.Timeout | undefined;
+  /** The security-group table last given to the engine, by ENI id (hex): unchanged ones are not pushed again. */
+  private readonly securityPushed = new Map<string, string>();
   private nextPort = 1;
   private nextPeer = 1;
   /** Events and timers are handled from the end of {@link start} until {@link close}. */
@@ -181,6 +189,8 @@ export class VpcRuntime {
         log.error({ eni: e.id, err: oneLine(err) }, 'cannot set up ENI');
       }
     }
+    // Before any port forwards (frames may be queued in kept sockets): no frame passes unfiltered.
+    this.applySecurity();
     engine.releasePorts();
   }
 
@@ -190,6 +200,7 @@ export class VpcRuntime {
   async addEni(e: EniRecord): Promise<void> {
     await this.prepareEni(e);
     this.attachEni(e);
+    this.applySecurity();
   }
 
   /** Detach an ENI; `deleteDevice` (the ENI is gone for good) also drops its kept socket and deletes its netdev. */
@@ -200,6 +211,7 @@ export class VpcRuntime {
       this.engine.removePort(portId);
       this.ports.delete(e.id);
       this.portEnis.delete(portId);
+      this.securityPushed.delete(e.id);
     }
     if (deleteDevice) this.options.fdStore?.remove(portFdName(e.id));
     if (deleteDevice && e.hostId === LOCAL_HOST_ID) await this.options.netdevs.remove(e.hostInterface);
@@ -208,6 +220,43 @@ export class VpcRuntime {
   setSourceCheck(eniId: string, sourceCheck: boolean): void {
     const portId = this.ports.get(eniId);
     if (portId !== undefined) this.engine.updatePort(portId, { sourceCheck });
+  }
+
+  /**
+   * Compile every local ENI's security groups and give the engine the tables that changed (a
+   * rule, a membership, an ENI's groups): the engine swaps each whole, so the next packet sees
+   * it, and tracked flows continue. Call after any change to groups or ENIs.
+   */
+  applySecurity(): void {
+    const model = this.options.state.model;
+    const source: SgSource = { group: (id) => (model.securityGroups.has(id) ? model.securityGroups.get(id) : undefined), members: (id) => model.groupMembers(id) };
+    const opts = { maxFlows: this.options.conntrackMax ?? CT_DEFAULT_MAX_FLOWS, tcpEstablishedTimeout: CT_TCP_ESTABLISHED_S };
+    for (const [eniId, portId] of this.ports) {
+      const table = encodeSg(compileSg(model.getEni(eniId).securityGroups, source));
+      const key = table.toString('hex');
+      if (this.securityPushed.get(eniId) === key) continue;
+      this.engine.setSecurity(portId, table, opts);
+      this.securityPushed.set(eniId, key);
+    }
+  }
+
+  /** Up to `max` flows a local ENI tracks. */
+  conntrack(eniId: string, max: number): VpcConntrackSnapshot {
+    return this.engine.conntrack(this.localPort(eniId), max);
+  }
+
+  /** Forget the tracked flows of one local ENI, or of all; how many there were. */
+  flushConntrack(eniId?: string): number {
+    if (eniId !== undefined) return this.engine.flushConntrack(this.localPort(eniId));
+    let n = 0;
+    for (const portId of this.ports.values()) n += this.engine.flushConntrack(portId);
+    return n;
+  }
+
+  private localPort(eniId: string): number {
+    const portId = this.ports.get(eniId);
+    if (portId === undefined) throw new ConflictError(`ENI ${eniId} is not attached on this host (a remote ENI's flows are tracked by its own host)`);
+    return portId;
   }
 
   /** A local ENI's netdev, made if missing and kept away from the host stack. */

@@ -21,6 +21,7 @@ import {
   LOCAL_HOST_ID,
   type EniInfo,
   type EniKind,
+  type ModifyEniRequest,
   type PeerInfo,
   type SubnetRecord,
   type VpcNamedStats,
@@ -28,6 +29,7 @@ import {
   type VpcStatsReply,
   type VpcStatus,
 } from '../api/vpc.js';
+import type { ConntrackReply, CreateSecurityGroupRequest, FlushConntrackReply, SecurityGroupRecord, SgDirection, SgRule } from '../api/security-groups.js';
 import { ENI_MTU } from './constants.js';
 import { VpcRuntime, nativeEngine, type EngineFactory } from './engine-runtime.js';
 import { encodeKey, type KeyPair } from './handshake.js';
@@ -39,6 +41,8 @@ import { VpcStateStore } from './state-store.js';
 import { SessionCounters, type VpcObservation } from './stats.js';
 
 const RETRY_MS = 3000;
+/** Flows `sg conntrack list` shows at most (the count says how many there are). */
+const CONNTRACK_LIST_MAX = 10000;
 
 export interface PeerRecord {
   name: string;
@@ -68,6 +72,8 @@ export interface VpcManagerOptions {
   dnsServers?: string[];
   /** Session age (seconds) at which peers rekey; default 120 (the handshake's REKEY_AFTER_TIME). */
   rekeyAfterSeconds?: number;
+  /** Flows each local ENI's security groups track at most. */
+  conntrackMax?: number;
   /** The data plane; default the native engine (tests pass an in-memory one). */
   engine?: EngineFactory;
   /** Where local ENIs' netdevs are made; default the host's. */
@@ -189,17 +195,52 @@ export class VpcManager {
       this.store.model.deleteEni(id);
       this.store.setKind(id, undefined);
       await this.store.save();
+      this.rt?.applySecurity(); // it was a member of its groups
       this.log.info({ eni: id }, 'ENI deleted');
     });
   }
 
-  modifyEni(id: string, changes: { sourceDestCheck?: boolean; description?: string }): Promise<EniInfo> {
+  modifyEni(id: string, changes: ModifyEniRequest): Promise<EniInfo> {
     return this.queue.run(async () => {
-      const record = this.store.model.modifyEni(id, changes);
-      await this.store.save();
+      const record = await this.store.change((model) => model.modifyEni(id, changes));
       this.rt?.setSourceCheck(id, record.sourceDestCheck);
+      if (changes.securityGroups) this.rt?.applySecurity();
       return this.eniInfo(record);
     });
+  }
+
+  // ---- security groups (the rules reach the engine at once; tracked flows continue) ------------
+
+  createSecurityGroup(input: CreateSecurityGroupRequest): Promise<SecurityGroupRecord> {
+    return this.mutateSecurity((model) => {
+      model.getVpc(input.vpcId);
+      return model.securityGroups.create(input);
+    });
+  }
+  listSecurityGroups(vpcId?: string): SecurityGroupRecord[] {
+    if (vpcId !== undefined) this.store.model.getVpc(vpcId);
+    return this.store.model.securityGroups.list(vpcId);
+  }
+  getSecurityGroup(id: string): SecurityGroupRecord {
+    return this.store.model.securityGroups.get(id);
+  }
+  deleteSecurityGroup(id: string): Promise<void> {
+    return this.mutateSecurity((model) => model.deleteSecurityGroup(id));
+  }
+  authorize(id: string, direction: SgDirection, rule: SgRule): Promise<SecurityGroupRecord> {
+    return this.mutateSecurity((model) => model.securityGroups.authorize(id, direction, rule));
+  }
+  revoke(id: string, direction: SgDirection, rule: SgRule): Promise<SecurityGroupRecord> {
+    return this.mutateSecurity((model) => model.securityGroups.revoke(id, direction, rule));
+  }
+  conntrack(eniId: string): ConntrackReply {
+    this.store.model.getEni(eniId);
+    const { count, max, flows } = this.up().conntrack(eniId, CONNTRACK_LIST_MAX);
+    return { eniId, count, max, flows };
+  }
+  flushConntrack(eniId?: string): FlushConntrackReply {
+    if (eniId !== undefined) this.store.model.getEni(eniId);
+    return { flushed: this.up().flushConntrack(eniId) };
   }
 
   // ---- peers --------------------------------------------------------------------------------
@@ -286,6 +327,15 @@ export class VpcManager {
     return this.queue.run(() => this.store.change(fn));
   }
 
+  /** A change that may alter compiled security-group tables: saved, then applied to the engine. */
+  private mutateSecurity<T>(fn: (model: VpcModel) => T): Promise<T> {
+    return this.queue.run(async () => {
+      const result = await this.store.change(fn);
+      this.rt?.applySecurity();
+      return result;
+    });
+  }
+
   private eniInfo(e: EniRecord): EniInfo {
     const kind = this.store.kind(e.id) ?? null;
     return { ...e, kind, guestInterface: kind === 'veth' ? vethGuestName(e.hostInterface) : null };
@@ -331,7 +381,7 @@ export class VpcManager {
   private async bringUp(): Promise<VpcRuntime> {
     const sodium = await loadSodium();
     const keys = await loadHostKey(sodium, this.options.kms, this.store, this.log);
-    const { fdStore, dnsServers, rekeyAfterSeconds } = this.options;
+    const { fdStore, dnsServers, rekeyAfterSeconds, conntrackMax } = this.options;
     return VpcRuntime.start(
       {
         engine: this.options.engine ?? nativeEngine,
@@ -343,6 +393,7 @@ export class VpcManager {
         ...(fdStore ? { fdStore } : {}),
         ...(dnsServers ? { dnsServers } : {}),
         ...(rekeyAfterSeconds ? { rekeyAfterSeconds } : {}),
+        ...(conntrackMax ? { conntrackMax } : {}),
       },
       sodium,
       keys,

@@ -23,7 +23,9 @@ import { z } from 'zod';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import { idFormat, isResourceId, newResourceId, type ResourceKind } from '../api/ids.js';
 import { PEER_NAME_PATTERN, type EniInfo, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
+import type { SecurityGroupRecord } from '../api/security-groups.js';
 import { GATEWAY_MAC } from './constants.js';
+import { MAX_GROUPS_PER_ENI, SecurityGroups, defaultGroupId } from './security-groups.js';
 import {
   cidrContains,
   cidrContainsCidr,
@@ -57,6 +59,8 @@ export interface VpcState {
   vpcs: VpcRecord[];
   subnets: SubnetRecord[];
   enis: EniRecord[];
+  /** Absent in state files from before security groups: every VPC then has its default group only. */
+  securityGroups?: SecurityGroupRecord[];
 }
 
 // =============================================================================================
@@ -234,6 +238,8 @@ export interface CreateEniInput {
   /** Default: the local daemon. */
   hostId?: string;
   description?: string;
+  /** 1–5 groups of the ENI's VPC; default: the VPC's default group. */
+  securityGroups?: string[];
 }
 
 export interface ModifyEniInput {
@@ -241,6 +247,7 @@ export interface ModifyEniInput {
   hostId?: string;
   hostInterface?: string;
   description?: string;
+  securityGroups?: string[];
 }
 
 export interface SubnetUsage {
@@ -273,11 +280,14 @@ export class VpcModel {
   private readonly enis = new Map<string, EniRecord>();
   /** `hostId/interface` → ENI id. */
   private readonly interfaces = new Map<string, string>();
+  /** Every VPC's groups; ENIs' group lists refer to them. */
+  readonly securityGroups: SecurityGroups;
 
   constructor(options: VpcModelOptions) {
     checkHostId(options.localHostId);
     this.tables = new VpcTables(options.localHostId);
     this.random = options.random ?? randomBytes;
+    this.securityGroups = new SecurityGroups(() => this.newId('sg', (s) => this.securityGroups.has(s)));
   }
 
   get localHostId(): string {
@@ -297,6 +307,7 @@ export class VpcModel {
     const record: VpcRecord = { id, cidr: formatCidr(cidr) };
     if (input.name !== undefined) record.name = checkName(input.name);
     this.vpcs.set(id, { record, cidr });
+    this.securityGroups.createDefault(id);
     return { ...record };
   }
 
@@ -312,6 +323,9 @@ export class VpcModel {
     this.vpcEntry(id);
     const subnets = [...this.subnets.values()].filter((s) => s.record.vpcId === id);
     if (subnets.length) throw new ConflictError(`VPC ${id} still has ${subnets.length} subnet(s) (${subnets.map((s) => s.record.id).join(', ')}): delete them first`);
+    const groups = this.securityGroups.list(id).filter((g) => g.id !== defaultGroupId(id));
+    if (groups.length) throw new ConflictError(`VPC ${id} still has ${groups.length} security group(s) (${groups.map((g) => g.id).join(', ')}): delete them first`);
+    this.securityGroups.delete(defaultGroupId(id), [], { withDefault: true });
     this.vpcs.delete(id);
   }
 
@@ -409,6 +423,7 @@ export class VpcModel {
       sourceDestCheck: input.sourceDestCheck ?? true,
       hostInterface,
       hostId,
+      securityGroups: this.checkGroups(subnet.record.vpcId, input.securityGroups ?? [defaultGroupId(subnet.record.vpcId)]),
     };
     if (input.description !== undefined) record.description = checkDescription(input.description);
     if (typeof record.sourceDestCheck !== 'boolean') throw new UsageError('sourceDestCheck must be true or false');
@@ -440,6 +455,7 @@ export class VpcModel {
     if (changes.hostId !== undefined) next.hostId = checkHostId(changes.hostId);
     if (changes.hostInterface !== undefined) next.hostInterface = checkInterfaceName(changes.hostInterface);
     if (changes.description !== undefined) next.description = checkDescription(changes.description);
+    if (changes.securityGroups !== undefined) next.securityGroups = this.checkGroups(old.vpcId, changes.securityGroups);
     if (next.hostId !== old.hostId || next.hostInterface !== old.hostInterface) this.checkInterfaceFree(next.hostId, next.hostInterface, id);
     this.interfaces.delete(`${old.hostId}/${old.hostInterface}`);
     this.interfaces.set(`${next.hostId}/${next.hostInterface}`, id);
@@ -456,10 +472,39 @@ export class VpcModel {
     this.tables.remove(id);
   }
 
+  // ---- security groups ----------------------------------------------------------------------
+
+  /** Delete a group no ENI uses and no other group's rule names. */
+  deleteSecurityGroup(id: string): void {
+    this.securityGroups.delete(id, this.groupUsers(id));
+  }
+
+  /** ENIs (of every host) that have the group. */
+  groupUsers(groupId: string): string[] {
+    return [...this.enis.values()].filter((e) => e.securityGroups.includes(groupId)).map((e) => e.id);
+  }
+
+  /** The addresses of the group's members (what a rule naming the group as its peer stands for). */
+  groupMembers(groupId: string): number[] {
+    return [...this.enis.values()].filter((e) => e.securityGroups.includes(groupId)).map((e) => ipv4ToInt(e.privateIp)!);
+  }
+
+  private checkGroups(vpcId: string, groups: string[]): string[] {
+    if (!Array.isArray(groups) || groups.length < 1 || groups.length > MAX_GROUPS_PER_ENI) {
+      throw new UsageError(`an ENI has 1-${MAX_GROUPS_PER_ENI} security groups, not ${Array.isArray(groups) ? groups.length : 0}`);
+    }
+    if (new Set(groups).size !== groups.length) throw new UsageError('a security group is listed twice');
+    for (const id of groups) {
+      const g = this.securityGroups.get(id);
+      if (g.vpcId !== vpcId) throw new UsageError(`security group ${id} is in ${g.vpcId}, not ${vpcId}`);
+    }
+    return [...groups];
+  }
+
   // ---- state file ---------------------------------------------------------------------------
 
   toJSON(): VpcState {
-    return { version: 1, vpcs: this.listVpcs(), subnets: this.listSubnets(), enis: this.listEnis() };
+    return { version: 1, vpcs: this.listVpcs(), subnets: this.listSubnets(), enis: this.listEnis(), securityGroups: this.securityGroups.list() };
   }
 
   /**
@@ -477,6 +522,13 @@ export class VpcModel {
     const state = parsed.data;
     try {
       for (const v of state.vpcs) model.createVpc(v);
+      // Groups in two passes: a rule may name any group of its VPC.
+      const groups = state.securityGroups ?? [];
+      for (const g of groups) {
+        if (!model.vpcs.has(g.vpcId)) throw new UsageError(`security group ${g.id} names ${g.vpcId}, which does not exist`);
+        model.securityGroups.restore(g);
+      }
+      for (const g of groups) model.securityGroups.restoreRules(g);
       for (const s of state.subnets) model.createSubnet(s);
       for (const e of state.enis) {
         const created = model.createEni({
@@ -488,6 +540,7 @@ export class VpcModel {
           hostInterface: e.hostInterface,
           hostId: e.hostId,
           description: e.description,
+          ...(e.securityGroups ? { securityGroups: e.securityGroups } : {}),
         });
         if (created.vpcId !== e.vpcId) throw new UsageError(`ENI ${e.id} names ${e.vpcId} but its subnet ${e.subnetId} is in ${created.vpcId}`);
       }
@@ -647,6 +700,17 @@ function checkDescription(text: string): string {
   return text;
 }
 
+const SgRuleState = z
+  .object({
+    protocol: z.enum(['tcp', 'udp', 'icmp', 'all']),
+    fromPort: z.number().optional(),
+    toPort: z.number().optional(),
+    cidr: z.string().optional(),
+    sourceGroup: z.string().optional(),
+    description: z.string().optional(),
+  })
+  .strict();
+
 const StateSchema = z
   .object({
     version: z.literal(1),
@@ -664,8 +728,10 @@ const StateSchema = z
           hostInterface: z.string(),
           hostId: z.string(),
           description: z.string().optional(),
+          securityGroups: z.array(z.string()).optional(),
         })
         .strict(),
     ),
+    securityGroups: z.array(z.object({ id: z.string(), vpcId: z.string(), name: z.string(), description: z.string(), ingress: z.array(SgRuleState), egress: z.array(SgRuleState) }).strict()).optional(),
   })
   .strict();

@@ -42,8 +42,15 @@ const OPTION_VALUES: Record<string, string> = {
   '--endpoint': '192.0.2.1:4789',
   '--public-key': 'AAAA',
   '--kernel': '/boot/vmlinuz',
+  '--protocol': 'all',
 };
-const EXTRA_ARGS: Record<string, string[]> = { 'log-level': ['info'], 'eni modify': ['eni-0123456789abcdef0', '--source-dest-check', 'on'], top: ['--count', '1'] };
+const SG_RULE = ['sg-0123456789abcdef0', '--cidr', '0.0.0.0/0'];
+const EXTRA_ARGS: Record<string, string[]> = {
+  'log-level': ['info'],
+  'eni modify': ['eni-0123456789abcdef0', '--source-dest-check', 'on'],
+  top: ['--count', '1'],
+  ...Object.fromEntries(['authorize-ingress', 'authorize-egress', 'revoke-ingress', 'revoke-egress'].map((v) => [`sg ${v}`, SG_RULE])),
+};
 
 interface Leaf {
   verb: string;

@@ -19,6 +19,7 @@ import type { EniInfo, PeerInfo } from '../../src/api/vpc.js';
 import { nitride, tempDir } from '../helpers/nitride.js';
 import { NsLab, must, sleep, waitFor, type NsHost } from '../helpers/netns.js';
 import { run } from '../helpers/run.js';
+import { SG_PROBE_PY } from '../helpers/sg-probe.js';
 import { injectFrames, sendDatagrams, startCapture, udpPayloadOffset } from '../helpers/underlay.js';
 
 const hasCommand = (cmd: string) => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(`${d}/${cmd}`));
@@ -452,6 +453,123 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     });
   });
 
+  describe('security groups', () => {
+    const DEFAULT_SG = `sg-${VPC_ID.slice(4)}`;
+    const SG_WEB = 'sg-0000000000000000e';
+    const SG_OTHER = 'sg-0000000000000000f';
+    const both = async (args: string[]) => {
+      for (const h of [a, b]) {
+        const r = await h.cli(args);
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      }
+    };
+    const probe = async (ns: string, ...args: string[]) => (await run('ip', ['netns', 'exec', ns, 'python3', '-c', SG_PROBE_PY, ...args])).stdout.trim();
+    const serve = (ns: string, ...args: string[]) => {
+      const p = spawn('ip', ['netns', 'exec', ns, 'python3', '-c', SG_PROBE_PY, ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
+      servers.push(p);
+      return p;
+    };
+    type SgStats = { enis: Record<string, { drops: { securityGroup: number } }> };
+
+    beforeAll(async () => {
+      serve(gb.ns, 'tcpserve', IP_B, '5001');
+      serve(gb.ns, 'tcpserve', IP_B, '5002');
+      serve(ga.ns, 'tcpserve', IP_A, '5003');
+      serve(ga.ns, 'udpserve', IP_A, '9999');
+      await waitFor('probe servers', async () => (await must('ip', 'netns', 'exec', gb.ns, 'ss', '-Hltn')).includes(':5002') && (await must('ip', 'netns', 'exec', ga.ns, 'ss', '-Hlun')).includes(':9999'));
+    }, 60_000);
+
+    afterAll(async () => {
+      // Later tests expect the open default group again.
+      for (const h of [a, b]) for (const eni of [ENI_A, ENI_B]) await h.cli(['eni', 'modify', eni, '--groups', DEFAULT_SG]);
+    });
+
+    it('a guest in a new group gets no inbound traffic; its rejects are silent and counted', async () => {
+      await both(['sg', 'create', '--vpc', VPC_ID, '--name', 'web', '--id', SG_WEB]);
+      const g = await b.json<{ ingress: unknown[]; egress: unknown[] }>(['sg', 'describe', SG_WEB]);
+      expect(g).toMatchObject({ ingress: [], egress: [{ protocol: 'all', cidr: '0.0.0.0/0' }] });
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5001', '3')).toBe('ok'); // both in the default group
+      await both(['eni', 'modify', ENI_B, '--groups', SG_WEB]);
+      const before = await b.json<SgStats>(['vpc', 'stats']);
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5001', '2')).toBe('timeout');
+      const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '2', '-W', '1', IP_B]);
+      expect(pingReceived(r.stdout)).toBe(0);
+      const after = await b.json<SgStats>(['vpc', 'stats']);
+      expect(after.enis[ENI_B]!.drops.securityGroup - before.enis[ENI_B]!.drops.securityGroup).toBeGreaterThanOrEqual(3);
+      expect((await b.cli(['metrics'])).stdout).toMatch(new RegExp(`^nitride_nic_drops_total\\{eni="${ENI_B}",reason="security_group"\\} [1-9]`, 'm'));
+    });
+
+    it('an allowed port from a source group reaches; another port does not; membership decides across hosts', async () => {
+      await both(['sg', 'authorize-ingress', SG_WEB, '--protocol', 'tcp', '--port', '5001', '--source-group', DEFAULT_SG]);
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5001', '3')).toBe('ok');
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5002', '2')).toBe('timeout');
+      // Guest A leaves the default group: new connections to B stop.
+      await both(['sg', 'create', '--vpc', VPC_ID, '--name', 'other', '--id', SG_OTHER]);
+      await both(['eni', 'modify', ENI_A, '--groups', SG_OTHER]);
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5001', '2')).toBe('timeout');
+      await both(['eni', 'modify', ENI_A, '--groups', `${DEFAULT_SG},${SG_OTHER}`]);
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5001', '3')).toBe('ok');
+      expect((await a.json<EniInfo>(['eni', 'describe', ENI_A])).securityGroups).toEqual([DEFAULT_SG, SG_OTHER]);
+    });
+
+    it('return traffic: a guest with no inbound rules gets its TCP and UDP replies and a related port unreachable', async () => {
+      await both(['sg', 'authorize-ingress', DEFAULT_SG, '--protocol', 'all', '--source-group', SG_WEB]);
+      expect(await probe(gb.ns, 'tcpconnect', IP_A, '5003', '3')).toBe('ok');
+      expect(await probe(gb.ns, 'udpask', IP_A, '9999', '3')).toBe('ok');
+      expect(await probe(gb.ns, 'udpask', IP_A, '9998', '3')).toBe('refused');
+      const ct = await b.json<{ count: number; max: number; flows: Array<{ protocol: number; remoteIp: string; remotePort: number; direction: string }> }>(['sg', 'conntrack', 'list', '--eni', ENI_B]);
+      expect(ct.max).toBe(65536);
+      expect(ct.flows).toContainEqual(expect.objectContaining({ protocol: 17, remoteIp: IP_A, remotePort: 9999, direction: 'egress' }));
+      expect((await b.cli(['sg', 'conntrack', 'list', '--eni', ENI_B])).stdout).toMatch(/^\d+ of at most 65536 flows/);
+    });
+
+    it('removing a rule keeps a tracked connection; flush-conntrack cuts it', async () => {
+      const session = serve(ga.ns, 'session', IP_B, '5001');
+      const lines: string[] = [];
+      session.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+      const ask = async () => {
+        const n = lines.length + 1;
+        session.stdin!.write('x\n');
+        await waitFor('an answer', async () => lines.length >= n, 15_000);
+        return lines[n - 1];
+      };
+      await waitFor('connected', async () => lines.includes('connected'), 15_000);
+      expect(await ask()).toBe('ok');
+      await both(['sg', 'revoke-ingress', SG_WEB, '--protocol', 'tcp', '--port', '5001', '--source-group', DEFAULT_SG]);
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5001', '2')).toBe('timeout');
+      expect(await ask()).toBe('ok');
+      const flushed = await b.json<{ flushed: number }>(['sg', 'flush-conntrack', '--eni', ENI_B]);
+      expect(flushed.flushed).toBeGreaterThanOrEqual(1);
+      expect(await ask()).toBe('timeout');
+      session.kill('SIGKILL');
+      expect(readFileSync(path.join(b.dir, 'state', 'audit.log'), 'utf8')).toContain('"action":"sg.flush-conntrack"');
+    });
+
+    it('bad input is one line and changes nothing', async () => {
+      const before = await a.json<unknown>(['sg', 'describe', SG_WEB]);
+      const cases: Array<[string[], RegExp]> = [
+        [['sg', 'authorize-ingress', SG_WEB, '--protocol', 'tcp', '--port', '22', '--cidr', '10.0.0.1/8'], /host bits set/],
+        [['sg', 'authorize-ingress', SG_WEB, '--protocol', 'tcp', '--port', '22', '--cidr', '10.0.0.0/40'], /not an IPv4 CIDR/],
+        [['sg', 'authorize-ingress', SG_WEB, '--protocol', 'tcp', '--port', '90-80', '--cidr', '10.0.0.0/8'], /reversed/],
+        [['sg', 'authorize-ingress', SG_WEB, '--protocol', 'tcp', '--port', 'x', '--cidr', '10.0.0.0/8'], /not a port or a range/],
+        [['sg', 'authorize-ingress', SG_WEB, '--protocol', 'all', '--source-group', 'sg-99999999999999999'], /does not exist/],
+        [['sg', 'authorize-ingress', SG_WEB, '--protocol', 'all'], /one of --cidr or --source-group/],
+        [['eni', 'modify', ENI_A, '--groups', 'sg-00000000000000001,sg-00000000000000002,sg-00000000000000003,sg-00000000000000004,sg-00000000000000005,sg-00000000000000006'], /1-5 security groups/],
+        [['eni', 'modify', ENI_A, '--groups', 'sg-99999999999999999'], /does not exist/],
+        [['sg', 'delete', SG_WEB], /used by 1 ENI/],
+        [['sg', 'delete', DEFAULT_SG], /default group/],
+      ];
+      for (const [args, message] of cases) {
+        const r = await a.cli(args);
+        expect(r.code, args.join(' ')).not.toBe(0);
+        expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+        expect(r.stderr, args.join(' ')).toMatch(message);
+      }
+      expect(await a.json<unknown>(['sg', 'describe', SG_WEB])).toEqual(before);
+      expect((await a.json<EniInfo>(['eni', 'describe', ENI_A])).securityGroups).toEqual([DEFAULT_SG, SG_OTHER]);
+    });
+  });
+
   it('a daemon restart keeps the host key and the netdevs; traffic resumes', async () => {
     const key = (await a.json<{ publicKey: string }>(['key', 'show'])).publicKey;
     const daemon = a.daemon;
@@ -461,6 +579,9 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
       await must('ip', '-n', a.ns, 'link', 'show', 'dev', ga.ifname.slice(0, -1));
     });
     expect((await a.json<{ publicKey: string }>(['key', 'show'])).publicKey).toBe(key);
+    // Security groups and memberships came back from the state file.
+    expect((await a.json<Array<{ id: string }>>(['sg', 'list'])).map((g) => g.id)).toContain('sg-0000000000000000e');
+    expect((await a.json<{ ingress: Array<{ sourceGroup?: string }> }>(['sg', 'describe', `sg-${VPC_ID.slice(4)}`])).ingress).toContainEqual({ protocol: 'all', sourceGroup: 'sg-0000000000000000e' });
     await waitFor('sessions after restart', async () => (await a.json<PeerInfo[]>(['peer', 'list']))[0]?.session === 'established');
     const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '5', '-W', '3', IP_B]);
     expect(pingReceived(r.stdout), r.stdout + r.stderr).toBeGreaterThanOrEqual(3);
@@ -515,6 +636,12 @@ describe('vpc_listen configuration', () => {
       expect(await loadDaemonConfig({ config: file, vpcDns: ['192.0.2.53'], vpcRekeyAfter: 5 }, {})).toMatchObject({ vpcDns: ['192.0.2.53'], vpcRekeyAfter: 5 });
       await expect(loadDaemonConfig({ config: file, vpcDns: ['dns.example'] }, {})).rejects.toThrow(/--vpc-dns: DNS server 'dns.example' is not a usable IPv4 address/);
       for (const bad of [1, 121, 2.5, NaN]) await expect(loadDaemonConfig({ config: file, vpcRekeyAfter: bad }, {})).rejects.toThrow(/--vpc-rekey-after must be whole seconds from 2 to 120/);
+      // vpc_conntrack_max: default, file key, flag first, bounds.
+      expect(defaults.vpcConntrackMax).toBe(65536);
+      writeFileSync(file, 'vpc_conntrack_max = 1000\n');
+      expect((await loadDaemonConfig({ config: file }, {})).vpcConntrackMax).toBe(1000);
+      expect((await loadDaemonConfig({ config: file, vpcConntrackMax: 10 }, {})).vpcConntrackMax).toBe(10);
+      for (const bad of [0, 2 ** 24 + 1, 2.5, NaN]) await expect(loadDaemonConfig({ config: file, vpcConntrackMax: bad }, {})).rejects.toThrow(/--vpc-conntrack-max must be a whole number of flows from 1 to 16777216/);
     } finally {
       t.cleanup();
     }

@@ -50,6 +50,16 @@ nitride_nic_drops_total{eni="eni-00000000000000001",reason="filtered"} 0
 nitride_nic_drops_total{eni="eni-00000000000000001",reason="invalid"} 0
 nitride_nic_drops_total{eni="eni-00000000000000001",reason="tx_error"} 0
 nitride_nic_drops_total{eni="eni-00000000000000001",reason="queue_full"} 1
+nitride_nic_drops_total{eni="eni-00000000000000001",reason="security_group"} 0
+nitride_nic_drops_total{eni="eni-00000000000000001",reason="conntrack_full"} 0
+
+# HELP nitride_nic_conntrack_flows Flows the security groups of a local ENI track (0 without groups).
+# TYPE nitride_nic_conntrack_flows gauge
+nitride_nic_conntrack_flows{eni="eni-00000000000000001"} 0
+
+# HELP nitride_nic_conntrack_max Flows a local ENI may track; new flows beyond it are dropped (conntrack_full).
+# TYPE nitride_nic_conntrack_max gauge
+nitride_nic_conntrack_max{eni="eni-00000000000000001"} 0
 
 # HELP nitride_peer_packets_total Underlay datagrams exchanged with a peer daemon.
 # TYPE nitride_peer_packets_total counter

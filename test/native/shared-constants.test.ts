@@ -16,6 +16,7 @@ import {
   ETHERTYPE_IPV4,
   ETHERTYPE_IPV6,
   ETHERTYPE_VLAN,
+  IP_PROTO_ICMP,
   IP_PROTO_TCP,
   IP_PROTO_UDP,
   UNDERLAY_DATA,
@@ -25,6 +26,19 @@ import {
   UNDERLAY_PLAINTEXT_HEADER_BYTES,
 } from '../../src/vpc/constants.js';
 import { DEFAULT_HANDSHAKE_TIMERS, KEY_BYTES } from '../../src/vpc/handshake.js';
+import {
+  CT_DEFAULT_MAX_FLOWS,
+  CT_ICMP_S,
+  CT_TCP_CLOSING_S,
+  CT_TCP_ESTABLISHED_S,
+  CT_TCP_HALF_OPEN_S,
+  CT_UDP_S,
+  CT_UDP_STREAM_S,
+  SG_DIR_EGRESS,
+  SG_DIR_INGRESS,
+  SG_ENTRY_BYTES,
+  SG_PROTO_ALL,
+} from '../../src/vpc/sg-table.js';
 
 /** C++ name, C++ type, value, the TypeScript it comes from (for the reader of the header), written in hex. */
 type Constant = [name: string, type: string, value: number, from: string, hex?: 'hex'];
@@ -61,12 +75,24 @@ const VPC: Constant[] = [
   ['kEtherArp', 'uint16_t', ETHERTYPE_ARP, 'ETHERTYPE_ARP', 'hex'],
   ['kEtherIpv6', 'uint16_t', ETHERTYPE_IPV6, 'ETHERTYPE_IPV6', 'hex'],
   ['kEtherVlan', 'uint16_t', ETHERTYPE_VLAN, 'ETHERTYPE_VLAN', 'hex'],
+  ['kProtoIcmp', 'uint8_t', IP_PROTO_ICMP, 'IP_PROTO_ICMP'],
   ['kProtoTcp', 'uint8_t', IP_PROTO_TCP, 'IP_PROTO_TCP'],
   ['kProtoUdp', 'uint8_t', IP_PROTO_UDP, 'IP_PROTO_UDP'],
   ['kDhcpServerPort', 'uint16_t', DHCP_SERVER_PORT, 'DHCP_SERVER_PORT'],
   ['kDhcpClientPort', 'uint16_t', DHCP_CLIENT_PORT, 'DHCP_CLIENT_PORT'],
   ['kMinMtu', 'uint32_t', DHCP_MIN_MTU, 'DHCP_MIN_MTU'],
   ['kEniMtu', 'uint32_t', ENI_MTU, 'ENI_MTU'],
+  ['kSgEntryBytes', 'size_t', SG_ENTRY_BYTES, 'SG_ENTRY_BYTES (sg-table.ts)'],
+  ['kSgDirIngress', 'uint8_t', SG_DIR_INGRESS, 'SG_DIR_INGRESS (sg-table.ts)'],
+  ['kSgDirEgress', 'uint8_t', SG_DIR_EGRESS, 'SG_DIR_EGRESS (sg-table.ts)'],
+  ['kSgProtoAll', 'uint8_t', SG_PROTO_ALL, 'SG_PROTO_ALL (sg-table.ts)'],
+  ['kCtTcpEstablishedS', 'uint32_t', CT_TCP_ESTABLISHED_S, 'CT_TCP_ESTABLISHED_S (sg-table.ts)'],
+  ['kCtTcpHalfOpenS', 'uint32_t', CT_TCP_HALF_OPEN_S, 'CT_TCP_HALF_OPEN_S (sg-table.ts)'],
+  ['kCtTcpClosingS', 'uint32_t', CT_TCP_CLOSING_S, 'CT_TCP_CLOSING_S (sg-table.ts)'],
+  ['kCtUdpS', 'uint32_t', CT_UDP_S, 'CT_UDP_S (sg-table.ts)'],
+  ['kCtUdpStreamS', 'uint32_t', CT_UDP_STREAM_S, 'CT_UDP_STREAM_S (sg-table.ts)'],
+  ['kCtIcmpS', 'uint32_t', CT_ICMP_S, 'CT_ICMP_S (sg-table.ts)'],
+  ['kCtDefaultMaxFlows', 'uint32_t', CT_DEFAULT_MAX_FLOWS, 'CT_DEFAULT_MAX_FLOWS (sg-table.ts)'],
 ];
 
 function namespaceBlock(name: string, source: string, constants: Constant[]): string {

@@ -8,12 +8,16 @@
  * Pass/fail is decided by counts (packets received, counters), never by
  * timing; timeouts are generous upper bounds.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VpcEngine, type VpcControlEvent, type VpcFrameEvent } from '../../src/native/addon.js';
+import { IP_PROTO_TCP, IP_PROTO_UDP } from '../../src/vpc/constants.js';
+import { ipv4ToInt } from '../../src/vpc/packets.js';
+import { SG_PROBE_PY } from '../helpers/sg-probe.js';
+import { SG_DIR_EGRESS, SG_DIR_INGRESS, SG_PROTO_ALL, encodeSg, type SgEntry } from '../../src/vpc/sg-table.js';
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -525,6 +529,105 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       expect(e.removePort(3)).toBe(true);
       expect(e.removePort(3)).toBe(false);
       expect(pingReceived((await lab.ping(a, b.ip, '-c', '1', '-W', '5')).stdout)).toBe(1);
+    });
+
+    describe('security groups', () => {
+      /** Ingress/egress entries for a port: `peer` CIDR text, ports (icmp: type<<8|code). */
+      const entry = (direction: 'ingress' | 'egress', protocol: number, cidr: string, lo = 0, hi = 0xffff): SgEntry => {
+        const [net, prefix] = cidr.split('/');
+        return { direction: direction === 'ingress' ? SG_DIR_INGRESS : SG_DIR_EGRESS, protocol, network: ipv4ToInt(net!)!, prefix: Number(prefix), lo, hi };
+      };
+      const allEgress = entry('egress', SG_PROTO_ALL, '0.0.0.0/0');
+      const secure = (portId: number, entries: SgEntry[], maxFlows = 1000) => e.setSecurity(portId, encodeSg(entries), { maxFlows, tcpEstablishedTimeout: 3600 });
+      const servers: ChildProcess[] = [];
+      /** A long-running helper in a guest (SG_PROBE_PY), killed in afterAll. */
+      const serve = (g: Guest, ...args: string[]) => {
+        const p = spawn('ip', ['netns', 'exec', g.ns, PYTHON, '-c', SG_PROBE_PY, ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
+        servers.push(p);
+        return p;
+      };
+      const tool = async (g: Guest, ...args: string[]) => (await lab.exec(g, PYTHON, '-c', SG_PROBE_PY, ...args)).stdout.trim();
+
+      beforeAll(async () => {
+        serve(b, 'tcpserve', b.ip, '5001');
+        serve(b, 'tcpserve', b.ip, '5002');
+        serve(b, 'udpserve', b.ip, '9999');
+        await waitForAsync('servers', async () => (await lab.exec(b, 'ss', '-Hltn')).stdout.includes(':5002') && (await lab.exec(b, 'ss', '-Hlun')).stdout.includes(':9999'));
+      });
+      afterAll(() => {
+        for (const p of servers) p.kill('SIGKILL');
+        e.setSecurity(1, null);
+        e.setSecurity(2, null);
+      });
+
+      it('default deny inbound, allowed port reaches, return traffic and related ICMP pass, rejects are silent and counted', async () => {
+        // a: no ingress rules, all egress. b: tcp 5001 and udp 9000-9999 from a's /32, all egress.
+        secure(1, [allEgress]);
+        secure(2, [entry('ingress', IP_PROTO_TCP, `${a.ip}/32`, 5001, 5001), entry('ingress', IP_PROTO_UDP, `${a.ip}/32`, 9000, 9999), allEgress]);
+        const before = e.stats();
+        expect(await tool(a, 'tcpconnect', b.ip, '5001', '3')).toBe('ok');
+        expect(await tool(a, 'tcpconnect', b.ip, '5002', '2')).toBe('timeout'); // silence, not a RST
+        expect(pingReceived((await lab.ping(a, b.ip, '-c', '2', '-W', '1')).stdout)).toBe(0);
+        // b opens nothing to a: a's ingress has no rules, and b's SYN is not return traffic.
+        expect(await tool(b, 'tcpconnect', a.ip, '22', '2')).toBe('timeout');
+        expect(await tool(a, 'udpask', b.ip, '9999', '3')).toBe('ok');
+        // A closed UDP port: b's ICMP port unreachable reaches a as related to a's flow.
+        expect(await tool(a, 'udpask', b.ip, '9998', '3')).toBe('refused');
+        const after = e.stats();
+        expect(after.ports[2]!.drops.securityGroup - before.ports[2]!.drops.securityGroup).toBeGreaterThanOrEqual(3); // SYNs to 5002, echo requests
+        expect(after.ports[1]!.drops.securityGroup - before.ports[1]!.drops.securityGroup).toBeGreaterThanOrEqual(1); // b's SYN to a
+        const flows = e.conntrack(2, 100);
+        expect(flows.max).toBe(1000);
+        expect(flows.flows).toContainEqual(expect.objectContaining({ protocol: IP_PROTO_UDP, localIp: b.ip, localPort: 9999, remoteIp: a.ip, direction: 'ingress', state: 'replied', packetsIn: 1, packetsOut: 1 }));
+        expect(flows.flows).toContainEqual(expect.objectContaining({ protocol: IP_PROTO_TCP, localIp: b.ip, localPort: 5001, direction: 'ingress' }));
+        expect(e.stats().ports[2]!.conntrack.flows).toBe(flows.count);
+      });
+
+      it('a new table applies to new flows at once; tracked flows continue until flushed', async () => {
+        secure(1, [allEgress]);
+        secure(2, [entry('ingress', IP_PROTO_TCP, `${a.ip}/32`, 5001, 5001), allEgress]);
+        const session = serve(a, 'session', b.ip, '5001');
+        const lines: string[] = [];
+        session.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+        const ask = async (n: number) => {
+          session.stdin!.write('x\n');
+          await waitFor(`answer ${n}`, () => lines.length >= n);
+          return lines[n - 1];
+        };
+        await waitFor('connected', () => lines.includes('connected'));
+        lines.length = 0;
+        expect(await ask(1)).toBe('ok');
+        secure(2, [allEgress]); // the rule goes
+        expect(await tool(a, 'tcpconnect', b.ip, '5001', '2')).toBe('timeout'); // new connections: refused silently
+        expect(await ask(2)).toBe('ok'); // the tracked one: still up
+        expect(e.flushConntrack(2)).toBeGreaterThanOrEqual(1);
+        expect(await ask(3)).toBe('timeout'); // cut: its packets are no new flow (no SYN)
+        session.kill('SIGKILL');
+      });
+
+      it('a full table drops new flows and counts them; tracked flows keep going', async () => {
+        secure(1, [allEgress], 3);
+        e.flushConntrack(1);
+        secure(2, [entry('ingress', IP_PROTO_UDP, `${a.ip}/32`, 9999, 9999), allEgress]);
+        const before = e.stats().ports[1]!.drops.conntrackFull;
+        const results: string[] = [];
+        for (let i = 0; i < 5; i++) results.push(await tool(a, 'udpask', b.ip, '9999', '2', String(40000 + i)));
+        expect(results).toEqual(['ok', 'ok', 'ok', 'timeout', 'timeout']);
+        expect(e.stats().ports[1]!.drops.conntrackFull - before).toBeGreaterThanOrEqual(2);
+        expect(e.stats().ports[1]!.conntrack).toEqual({ flows: 3, max: 3 });
+        expect(await tool(a, 'udpask', b.ip, '9999', '2', '40001')).toBe('ok'); // a tracked flow
+        expect(e.conntrack(1, 100).flows.find((f) => f.localPort === 40001)?.state).toBe('stream');
+      });
+
+      it('refuses a malformed table; null removes the groups', () => {
+        expect(() => e.setSecurity(1, Buffer.alloc(5), { maxFlows: 10, tcpEstablishedTimeout: 60 })).toThrow(/not a multiple of 12/);
+        const bad = encodeSg([entry('ingress', IP_PROTO_TCP, '10.0.0.1/8')]);
+        expect(() => e.setSecurity(1, bad, { maxFlows: 10, tcpEstablishedTimeout: 60 })).toThrow(/malformed/);
+        expect(() => e.setSecurity(1, encodeSg([]), { maxFlows: 10, tcpEstablishedTimeout: 59 })).toThrow(RangeError);
+        expect(() => e.setSecurity(99, null)).toThrow(/no port 99/);
+        e.setSecurity(1, null);
+        expect(e.stats().ports[1]!.conntrack).toEqual({ flows: 0, max: 0 });
+      });
     });
   });
 

@@ -14,7 +14,9 @@ import type {
   VpcEngineOptions,
   VpcPortOptions,
   VpcRekeyLimits,
+  VpcConntrackSnapshot,
   VpcRouteTarget,
+  VpcSecurityOptions,
   VpcSessionKeys,
   VpcSetSessionOptions,
   VpcStats,
@@ -49,7 +51,8 @@ const zeroPort = (): VpcPortStats => ({
   rxBytes: 0,
   txFrames: 0,
   txBytes: 0,
-  drops: { spoofed: 0, noRoute: 0, oversize: 0, punted: 0, puntOverflow: 0, filtered: 0, invalid: 0, txError: 0, queueFull: 0 },
+  drops: { spoofed: 0, noRoute: 0, oversize: 0, punted: 0, puntOverflow: 0, filtered: 0, invalid: 0, txError: 0, queueFull: 0, securityGroup: 0, conntrackFull: 0 },
+  conntrack: { flows: 0, max: 0 },
 });
 const zeroPeer = (): VpcPeerStats => ({
   txPackets: 0,
@@ -76,6 +79,8 @@ export class FakeEngine implements RuntimeEngine {
   /** The counters stats() reports; tests may set them. */
   readonly counters: VpcStats = { ports: {}, peers: {}, underlay: { unknownPeer: 0, malformed: 0, punted: 0, puntOverflow: 0, txError: 0 } };
   rekeyLimits: VpcRekeyLimits | undefined;
+  /** The security-group table and options last set per port. */
+  readonly security = new Map<number, { table: Buffer; opts: VpcSecurityOptions }>();
   held = false;
   closed = false;
   /** How many snapshots were taken. */
@@ -188,6 +193,24 @@ export class FakeEngine implements RuntimeEngine {
   setRekeyLimits(limits: VpcRekeyLimits): void {
     this.call('setRekeyLimits');
     this.rekeyLimits = { ...limits };
+  }
+
+  setSecurity(portId: number, table: Uint8Array | null, opts?: VpcSecurityOptions): void {
+    this.call('setSecurity', portId);
+    if (!this.ports.has(portId)) throw new Error(`no port ${portId}`);
+    if (table === null) this.security.delete(portId);
+    else this.security.set(portId, { table: Buffer.from(table), opts: { ...opts! } });
+  }
+
+  flushConntrack(portId: number): number {
+    this.call('flushConntrack', portId);
+    if (!this.ports.has(portId)) throw new Error(`no port ${portId}`);
+    return 0;
+  }
+
+  conntrack(portId: number, _max: number): VpcConntrackSnapshot {
+    if (!this.ports.has(portId)) throw new Error(`no port ${portId}`);
+    return { count: 0, max: this.security.get(portId)?.opts.maxFlows ?? 0, flows: [] };
   }
 
   sendFrame(portId: number, frame: Uint8Array): void {

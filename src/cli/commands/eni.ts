@@ -15,7 +15,10 @@ interface CreateOptions extends ClientOptions {
   kind?: 'tap' | 'veth';
   ifname?: string;
   sourceDestCheck: boolean;
+  groups?: string[];
 }
+
+const groupList = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 
 function render(e: EniInfo): string {
   return renderFields({
@@ -29,6 +32,7 @@ function render(e: EniInfo): string {
     vpc: e.vpcId,
     subnet: e.subnetId,
     'source/dest check': e.sourceDestCheck,
+    'security groups': e.securityGroups.join(', '),
   });
 }
 
@@ -45,6 +49,7 @@ export function eniCommand(): Command {
       .addOption(new Option('--kind <kind>', 'local netdev: tap (for QEMU, default) or veth (<ifname> + <ifname>p for a netns guest)').choices(['tap', 'veth']))
       .option('--ifname <name>', 'host-side netdev name (default ni + 8 hex digits of the id)')
       .option('--no-source-dest-check', 'let the guest send with other source addresses (routers, NAT)')
+      .option('--groups <sg,...>', '1-5 security groups (default: the VPC\'s default group)', groupList)
       .action(async (options: CreateOptions) => {
         const body: CreateEniRequest = {
           subnetId: options.subnet,
@@ -55,6 +60,7 @@ export function eniCommand(): Command {
           ...(options.kind ? { kind: options.kind } : {}),
           ...(options.ifname ? { hostInterface: options.ifname } : {}),
           ...(options.sourceDestCheck === false ? { sourceDestCheck: false } : {}),
+          ...(options.groups ? { securityGroups: options.groups } : {}),
         };
         const r = await clientOf(options).call<EniInfo>('POST', VPC_API.enis, body);
         emit(options, r, render);
@@ -90,9 +96,13 @@ export function eniCommand(): Command {
   eni.addCommand(
     clientVerb(new Command('modify').description('change an ENI').argument('<id>', 'ENI id'))
       .addOption(new Option('--source-dest-check <on|off>', 'source/destination check').choices(['on', 'off']))
-      .action(async (id: string, options: ClientOptions & { sourceDestCheck?: 'on' | 'off' }) => {
-        if (options.sourceDestCheck === undefined) throw new UsageError('nothing to change: give --source-dest-check on|off');
-        const body: ModifyEniRequest = { sourceDestCheck: options.sourceDestCheck === 'on' };
+      .option('--groups <sg,...>', 'replace its security groups (1-5); tracked flows continue', groupList)
+      .action(async (id: string, options: ClientOptions & { sourceDestCheck?: 'on' | 'off'; groups?: string[] }) => {
+        if (options.sourceDestCheck === undefined && options.groups === undefined) throw new UsageError('nothing to change: give --source-dest-check on|off or --groups');
+        const body: ModifyEniRequest = {
+          ...(options.sourceDestCheck !== undefined ? { sourceDestCheck: options.sourceDestCheck === 'on' } : {}),
+          ...(options.groups ? { securityGroups: options.groups } : {}),
+        };
         const r = await clientOf(options).call<EniInfo>('PATCH', pathTo(VPC_API.eni, { id }), body);
         emit(options, r, render);
       }),

@@ -72,6 +72,11 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
         mac: (e) => e.mac,
         'from guest': (e) => vpcStats?.enis[e.id] && `${vpcStats.enis[e.id]!.rxFrames} frames`,
         'to guest': (e) => vpcStats?.enis[e.id] && `${vpcStats.enis[e.id]!.txFrames} frames`,
+        // Security groups' tracked flows and the limit: a full table drops new flows (conntrackFull).
+        flows: (e) => {
+          const ct = vpcStats?.enis[e.id]?.conntrack;
+          return ct && ct.max > 0 ? `${ct.flows}/${ct.max}` : null;
+        },
         drops: (e) => {
           const drops = vpcStats?.enis[e.id]?.drops;
           if (!drops) return null;

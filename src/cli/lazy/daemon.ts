@@ -20,6 +20,7 @@ export interface DaemonCliOptions {
   vpcListen?: string;
   vpcDns?: string[];
   vpcRekeyAfter?: number;
+  vpcConntrackMax?: number;
   nbdDataPlane?: 'native' | 'js';
   metricsListen?: string;
 }
