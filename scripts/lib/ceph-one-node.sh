@@ -18,6 +18,9 @@ if [ "$cmd" = stop ]; then
     for p in "$D"/run/*.pid; do kill -0 "$(cat "$p")" 2>/dev/null && alive=1; done; [ $alive = 0 ] && break; sleep 0.2; done
   # an OSD can take longer than 10 s to stop: end what is left
   for p in "$D"/run/*.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true; done
+  # and return only once they are gone (a caller may remove DIR or start again next)
+  for i in $(seq 50); do alive=0
+    for p in "$D"/run/*.pid; do [ -f "$p" ] && kill -0 "$(cat "$p")" 2>/dev/null && alive=1; done; [ $alive = 0 ] && break; sleep 0.1; done
   exit 0
 fi
 if [ "$cmd" = resume ]; then
