@@ -66,7 +66,7 @@ afterAll(async () => {
   cleanup?.();
 }, 180_000);
 
-describe('encrypted volume on RBD over NBD', () => {
+describe('encrypted volume on RBD over NBD', { timeout: 180_000 }, () => {
   for (const plane of ['native', 'js'] as const) {
     it(`qemu-io patterns read back (${plane} data plane)`, async () => {
       const uri = await serve(plane);
