@@ -184,7 +184,9 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
   explicit RbdImageWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RbdImageWrap>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsExternal()) ThrowTypeError(env, "RbdImage: open images with RbdCluster.open()");
-    img_ = *info[0].As<Napi::External<std::shared_ptr<RbdImage>>>().Data();
+    // Taken, not copied: the External lives until a garbage collection, and a share left in it
+    // would keep the image open (its watch makes `rbd remove` fail with EBUSY) until then.
+    img_ = std::move(*info[0].As<Napi::External<std::shared_ptr<RbdImage>>>().Data());
     // Settles aio promises on the JS thread; unref'd: pending I/O alone does not keep node running.
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "nitride-rbd-aio", 0, 1);
     tsfn_.Unref(env);
@@ -448,7 +450,7 @@ class RbdClusterWrap : public Napi::ObjectWrap<RbdClusterWrap> {
   explicit RbdClusterWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RbdClusterWrap>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsExternal()) ThrowTypeError(env, "RbdCluster: use RbdCluster.connect()");
-    cluster_ = *info[0].As<Napi::External<std::shared_ptr<RbdCluster>>>().Data();
+    cluster_ = std::move(*info[0].As<Napi::External<std::shared_ptr<RbdCluster>>>().Data());
   }
 
  private:
