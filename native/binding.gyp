@@ -45,6 +45,7 @@
         'src/vpc_sg.cc',
         'src/vpc_napi.cc',
         'src/nbd_lane.cc',
+        'src/rbd.cc',
       ],
       # node-addon-api with C++ exceptions. This is what its
       # node_addon_api_except target (except.gypi) sets; it is spelled out
@@ -61,7 +62,9 @@
       'cflags!': ['-fno-exceptions'],
       'cflags_cc!': ['-fno-exceptions', '-std=gnu++17'],
       'cflags_cc': ['-std=c++17', '-Wall', '-Wextra', '-Wno-unused-parameter'],
+      # librbd/librados: dlopen()ed by rbd.cc on first use, not linked (see rbd.h).
       'ldflags': ['-Wl,-z,now'],
+      'libraries': ['-ldl'],
     },
   ],
 }

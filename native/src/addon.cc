@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nitride::InitBlockIo(env, exports);
   nitride::InitVpc(env, exports);
   nitride::InitNbdLane(env, exports);
+  nitride::InitRbd(env, exports);
   return exports;
 }
 

@@ -31,6 +31,12 @@
 // an unchanged 16-byte block does not change, so even then no bytes outside
 // the overlap can tear.
 //
+// RBD images: with `rbdImage` instead of `fileFd`, a fast-path READ or WRITE
+// is a librbd aio request (after XTS encryption for writes: Ceph sees
+// ciphertext only) whose completion, on a librbd thread, decrypts a read and
+// queues the reply here; up to kMaxRbdInFlight at once. A failed one goes to
+// JS like a failed file request (JS retries through the backend and reports).
+//
 // Lifetime: JS calls close() once it has no forwarded request left (DISC,
 // client EOF, daemon stop) or at once (protocol violation). The thread then
 // flushes queued replies (giving up after kCloseFlushMs without progress),
@@ -62,6 +68,7 @@
 #include <vector>
 
 #include "nitride.h"
+#include "rbd.h"
 #include "shared_constants.h"
 
 namespace nitride {
@@ -89,6 +96,8 @@ constexpr uint32_t kInlineMax = 128 * 1024;
 constexpr size_t kWorkers = 2;
 // Reading pauses while this many requests wait for a worker.
 constexpr size_t kMaxQueuedJobs = 16;
+// Reading pauses while this many RBD requests are in flight.
+constexpr size_t kMaxRbdInFlight = 128;
 // Longest busy-poll for the next request (SpinForInput).
 constexpr double kSpinSeconds = 50e-6;
 
@@ -210,6 +219,7 @@ struct Event {
 struct Config {
   int sock = -1;  // our dups: closed by the thread when it ends
   int file = -1;
+  std::shared_ptr<RbdImage> rbd;  // instead of file
   std::shared_ptr<XtsKey> key;  // null: plain (unencrypted) file
   uint64_t unit = 512;
   uint64_t size = 0;
@@ -400,7 +410,7 @@ class Lane {
       bool stop_reading, close_requested;
       size_t forwarded;
       // Counted before the replies are taken: a job queues its reply before it stops counting.
-      const size_t jobs = workers_.empty() ? 0 : JobsOutstanding();
+      const size_t jobs = workers_.empty() && !cfg_.rbd ? 0 : JobsOutstanding();
       {
         std::lock_guard<std::mutex> lock(mu_);
         while (!js_out_.empty()) {
@@ -427,7 +437,7 @@ class Lane {
           break;
         }
       }
-      bool want_in = !reading_done_ && out_bytes_ < kMaxQueuedOutput && forwarded < kMaxForwarded && jobs < kMaxQueuedJobs;
+      bool want_in = !reading_done_ && out_bytes_ < kMaxQueuedOutput && forwarded < kMaxForwarded && jobs < (cfg_.rbd ? kMaxRbdInFlight : kMaxQueuedJobs);
       bool want_out = !out_.empty() && !broken_;
       struct pollfd p[2];
       p[0].fd = want_in || (want_out && !hup_) ? cfg_.sock : -1;
@@ -466,7 +476,8 @@ class Lane {
     StopWorkers();
     if (graceful_ && !broken_) shutdown(cfg_.sock, SHUT_WR);
     close(cfg_.sock);
-    close(cfg_.file);
+    if (cfg_.file >= 0) close(cfg_.file);
+    cfg_.rbd.reset();
     cfg_.key.reset();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -643,6 +654,10 @@ class Lane {
       Forward(h, payload, false);
       return;
     }
+    if (cfg_.rbd) {
+      SubmitRbd(h, payload);
+      return;
+    }
     if (h.length > kInlineMax) {
       Job job;
       job.h = h;
@@ -764,6 +779,80 @@ class Lane {
     std::lock_guard<std::mutex> lock(mu_);
     WakeLocked();
     return false;
+  }
+
+  // ---- RBD (librbd aio) ---------------------------------------------------
+
+  struct RbdJob {
+    Header h;
+    double t0 = 0;
+    Chunk reply;                          // READ: header + data, read into in place
+    std::unique_ptr<uint8_t[]> payload;   // WRITE: ciphertext while in flight
+    size_t pooled = 0;
+  };
+
+  // Starts a fast-path READ or WRITE on the image. Lane thread.
+  void SubmitRbd(const Header& h, uint8_t* payload) {
+    auto job = std::make_shared<RbdJob>();
+    job->h = h;
+    job->t0 = MonotonicSeconds();
+    uint8_t* buf;
+    if (h.type == kCmdRead) {
+      size_t hdr = ReplyHeaderBytes(cfg_.structured, true);
+      job->reply.data = pool_.Take(hdr + h.length, &job->reply.pooled);
+      job->reply.len = hdr + h.length;
+      buf = job->reply.data.get() + hdr;
+    } else {
+      job->payload = OwnPayload(h, payload, &job->pooled);
+      buf = job->payload.get();
+      if (cfg_.key && !Transform(true, h, buf)) return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(jobs_mu_);
+      jobs_outstanding_++;
+    }
+    auto done = [this, job](ssize_t ret) { RbdComplete(job, ret); };
+    int r = h.type == kCmdRead ? RbdAioRead(*cfg_.rbd, h.offset, h.length, buf, done)
+                               : RbdAioWrite(*cfg_.rbd, h.offset, h.length, buf, done);
+    if (r < 0) RbdComplete(job, r);
+  }
+
+  // A request finished (librbd thread, or the lane thread if it never started).
+  void RbdComplete(const std::shared_ptr<RbdJob>& job, ssize_t ret) {
+    const Header& h = job->h;
+    bool read = h.type == kCmdRead;
+    bool ok = read ? ret == static_cast<ssize_t>(h.length) : ret >= 0;
+    size_t hdr = ReplyHeaderBytes(cfg_.structured, read);
+    if (ok && read && cfg_.key) {
+      std::string error;
+      if (!DecryptNonZeroUnits(*cfg_.key, h.offset / cfg_.unit, job->reply.data.get() + hdr, h.length, &error)) {
+        OpenSslErrors();
+        ok = false;
+      }
+    }
+    if (ok) {
+      if (!read) {
+        job->reply.data.reset(new uint8_t[hdr]);
+        job->reply.len = hdr;
+        job->reply.pooled = 0;
+      }
+      PutReplyHeader(job->reply.data.get(), h, cfg_.structured, read);
+      stats_.Record(read ? 0 : 1, h.length, MonotonicSeconds() - job->t0);
+    } else {
+      // JS retries it through the backend and answers (EIO and the reason, if it fails again).
+      if (!read && cfg_.key) Transform(false, h, job->payload.get());
+      if (!crypto_failed_.load()) ForwardOwned(h, read ? nullptr : std::move(job->payload), false);
+    }
+    pool_.Give(std::move(job->payload), job->pooled);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (ok && !exited_) js_out_.push_back(std::move(job->reply));
+      WakeLocked();
+    }
+    // Last: once the count drops, the lane thread may end (and free this object).
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    jobs_outstanding_--;
+    jobs_cv_.notify_all();
   }
 
   // ---- workers (large requests) ------------------------------------------
@@ -936,7 +1025,7 @@ class NbdLaneWrap : public Napi::ObjectWrap<NbdLaneWrap> {
                        });
   }
 
-  // new NbdLane({socketFd, fileFd, cipher|null, unit, size, maxPayload, maxDiscard,
+  // new NbdLane({socketFd, fileFd | rbdImage, cipher|null, unit, size, maxPayload, maxDiscard,
   //              structured, readOnly, latencyBuckets, initialInput?}, onEvent)
   explicit NbdLaneWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdLaneWrap>(info) {
     Napi::Env env = info.Env();
@@ -948,8 +1037,11 @@ class NbdLaneWrap : public Napi::ObjectWrap<NbdLaneWrap> {
     uint64_t v;
     if (!OptionalUint(o, "socketFd", INT32_MAX, fn, &v)) ThrowTypeError(env, "NbdLane: socketFd is required");
     int sock_fd = static_cast<int>(v);
-    if (!OptionalUint(o, "fileFd", INT32_MAX, fn, &v)) ThrowTypeError(env, "NbdLane: fileFd is required");
-    int file_fd = static_cast<int>(v);
+    int file_fd = -1;
+    Napi::Value rbd = o.Get("rbdImage");
+    if (!rbd.IsUndefined() && !rbd.IsNull()) cfg.rbd = RbdImageArg(env, rbd, fn);
+    else if (OptionalUint(o, "fileFd", INT32_MAX, fn, &v)) file_fd = static_cast<int>(v);
+    else ThrowTypeError(env, "NbdLane: fileFd or rbdImage is required");
     if (!OptionalUint(o, "size", (1ull << 53) - 1, fn, &cfg.size)) ThrowTypeError(env, "NbdLane: size is required");
     OptionalUint(o, "maxPayload", 1ull << 31, fn, &cfg.max_payload);
     OptionalUint(o, "maxDiscard", 1ull << 32, fn, &cfg.max_discard);
@@ -978,8 +1070,8 @@ class NbdLaneWrap : public Napi::ObjectWrap<NbdLaneWrap> {
 
     FdGuard sock(fcntl(sock_fd, F_DUPFD_CLOEXEC, 3));
     if (sock.get() < 0) ThrowErrno(env, "NbdLane: dup socket", errno, "fcntl");
-    FdGuard file(fcntl(file_fd, F_DUPFD_CLOEXEC, 3));
-    if (file.get() < 0) ThrowErrno(env, "NbdLane: dup file", errno, "fcntl");
+    FdGuard file(cfg.rbd ? -1 : fcntl(file_fd, F_DUPFD_CLOEXEC, 3));
+    if (!cfg.rbd && file.get() < 0) ThrowErrno(env, "NbdLane: dup file", errno, "fcntl");
     FdGuard wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (wake.get() < 0) ThrowErrno(env, "NbdLane: eventfd", errno, "eventfd");
     cfg.sock = sock.get();

@@ -21,6 +21,7 @@ void InitXts(Napi::Env env, Napi::Object exports);
 void InitBlockIo(Napi::Env env, Napi::Object exports);
 void InitVpc(Napi::Env env, Napi::Object exports);  // vpc_napi.cc
 void InitNbdLane(Napi::Env env, Napi::Object exports);  // nbd_lane.cc
+void InitRbd(Napi::Env env, Napi::Object exports);  // rbd.cc
 
 // The key state of an XtsCipher (defined in xts.cc), shared by the JS object
 // and the threadpool operations using it; freed with its key schedules when

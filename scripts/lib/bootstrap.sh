@@ -61,8 +61,9 @@ bench_options() {
   NITRIDE_BENCH_CHECK_ARGS=1 node "$script" "$@" || exit $?
 }
 
-# Packages every script needs: the addon toolchain and iproute2.
-BASE_PACKAGES=(make g++ python3 iproute2 procps)
+# Packages every script needs: the addon toolchain (librbd-dev: the headers of librbd's C API,
+# which the addon loads with dlopen only when a daemon is given a Ceph cluster) and iproute2.
+BASE_PACKAGES=(make g++ python3 iproute2 procps librbd-dev librados-dev)
 # NBD clients the tests and the demo drive volumes with (libnbd's Python binding backs the
 # protocol-abuse tests; it lives in Debian's /usr/bin/python3).
 NBD_CLIENT_PACKAGES=(qemu-utils libnbd-bin python3-libnbd fio)
@@ -75,6 +76,10 @@ VM_PACKAGES=(qemu-system-x86 qemu-utils busybox-static cpio gzip)
 # systemd tests: systemd-analyze (verify, security), and a real systemd booted with
 # systemd-nspawn in a debootstrap'd Debian tree (scripts/lib/systemd-tree.sh).
 SYSTEMD_PACKAGES=(systemd systemd-container debootstrap)
+
+# Ceph (RBD-backed ebs volumes): a one-node cluster for tests, the demo and the benchmark
+# (scripts/lib/ceph-one-node.sh), QEMU's rbd driver for the benchmark's peer, uuidgen.
+CEPH_PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-common uuid-runtime qemu-block-extra)
 
 # bootstrap PKG... : everything a script needs before it runs nitride: root, Node, the
 # Debian packages named (plus BASE_PACKAGES), node_modules, the addon and dist/; then cd to

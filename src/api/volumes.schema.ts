@@ -14,6 +14,7 @@ export const CreateVolumeBody: z.ZodType<CreateVolumeRequest> = z
     name: safeName(128).optional(),
     kmsKeyId: KmsKeyRef.optional(),
     multiAttach: z.boolean().optional(),
+    store: z.enum(['rbd', 'local']).optional(),
   })
   .strict();
 export const ResizeVolumeBody: z.ZodType<ResizeVolumeRequest> = z.object({ size: Size }).strict();

@@ -21,6 +21,8 @@ export const VOLUMES_API = {
 } as const;
 
 export type VolumeType = 'ebs' | 'ephemeral';
+/** Where an ebs volume lives: a Ceph RBD image (any host of the fleet attaches it) or a local file. */
+export type VolumeStore = 'rbd' | 'local';
 
 /** Sizes are whole data units; at least 1 MiB, at most 64 TiB (io2 Block Express). */
 export const MIN_VOLUME_SIZE = 1 << 20;
@@ -34,6 +36,8 @@ export interface CreateVolumeRequest {
   kmsKeyId?: string;
   /** Several consumers at once (needs a cluster-aware guest file system). */
   multiAttach?: boolean;
+  /** ebs only; default: the daemon's ebs_store (rbd when it has a Ceph cluster). */
+  store?: VolumeStore;
 }
 
 export interface ResizeVolumeRequest {
@@ -64,6 +68,8 @@ export interface VolumeInfo {
   size: number;
   createdAt: string;
   multiAttach: boolean;
+  /** Ephemeral volumes are always local. */
+  store: VolumeStore;
   encryption: { cipher: string; dataUnitSize: number; kmsKeyId: string | null; keyVersion: number | null };
   state: 'available' | 'in-use';
   attachments: Array<{ consumer: string; connections: number }>;

@@ -56,6 +56,11 @@ const FileSchema = z
     vpc_rekey_after: z.number().optional(),
     vpc_conntrack_max: z.number().optional(),
     metrics_listen: endpointKey(true).optional(),
+    ceph_conf: z.string().min(1).optional(),
+    ceph_pool: z.string().min(1).optional(),
+    ceph_id: z.string().min(1).optional(),
+    ceph_timeout: z.number().optional(),
+    ebs_store: z.enum(['rbd', 'local']).optional(),
   })
   .strict();
 
@@ -92,12 +97,36 @@ export interface DaemonConfig {
   vpcConntrackMax: number;
   /** Optional loopback TCP listener serving GET /metrics, HOST:PORT (never a non-loopback host). */
   metricsListen?: string;
+  /** The Ceph cluster holding RBD-backed ebs volumes (absent: local files only). */
+  ceph?: CephConfig;
+  /** Where `volume create --type ebs` puts a volume without --store (rbd once ceph is set). */
+  ebsStore: 'rbd' | 'local';
   /** The file the values came from, if any (for status output). */
   configFile?: string;
 }
 
+export interface CephConfig {
+  /** ceph.conf: mon addresses and the keyring. */
+  conf: string;
+  /** The pool of the volumes' images (every host of the fleet names the same one). */
+  pool: string;
+  /** Client id (cephx user without "client."). */
+  id: string;
+  /** Seconds after which a cluster request fails (EIO to NBD clients). */
+  timeoutSeconds: number;
+}
+
+/** Default cluster request timeout: below a guest's NVMe I/O timeout (30 s). */
+export const DEFAULT_CEPH_TIMEOUT = 25;
+
 /** What flags may set; undefined means "not given". */
-export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile'>> & { config?: string };
+export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile' | 'ceph'>> & {
+  config?: string;
+  cephConf?: string;
+  cephPool?: string;
+  cephId?: string;
+  cephTimeout?: number;
+};
 
 export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv = process.env): Promise<DaemonConfig> {
   const explicit = flags.config;
@@ -134,6 +163,9 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   const metricsListen = flags.metricsListen ?? file?.metrics_listen;
   if (metricsListen !== undefined) parseLoopbackListen(metricsListen);
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
+  const ceph = cephConfig(flags, file);
+  const ebsStore = flags.ebsStore ?? file?.ebs_store ?? (ceph ? 'rbd' : 'local');
+  if (ebsStore === 'rbd' && !ceph) throw new UsageError('ebs_store = "rbd" needs a Ceph cluster (--ceph-conf)');
   const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
     stateDir,
@@ -150,8 +182,24 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     vpcRekeyAfter,
     vpcConntrackMax,
     ...(metricsListen !== undefined ? { metricsListen } : {}),
+    ...(ceph ? { ceph } : {}),
+    ebsStore,
     ...(file ? { configFile: fileName } : {}),
   };
+}
+
+function cephConfig(flags: DaemonFlags, file: z.infer<typeof FileSchema> | undefined): CephConfig | undefined {
+  const conf = flags.cephConf ?? file?.ceph_conf;
+  const pool = flags.cephPool ?? file?.ceph_pool;
+  const id = flags.cephId ?? file?.ceph_id;
+  const timeoutSeconds = flags.cephTimeout ?? file?.ceph_timeout ?? DEFAULT_CEPH_TIMEOUT;
+  if (conf === undefined) {
+    if (pool !== undefined || id !== undefined) throw new UsageError('--ceph-pool and --ceph-id need --ceph-conf');
+    return undefined;
+  }
+  if (!path.isAbsolute(conf)) throw new UsageError(`--ceph-conf must be an absolute path, got ${conf}`);
+  if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 300) throw new UsageError('--ceph-timeout must be whole seconds from 1 to 300');
+  return { conf, pool: pool ?? 'rbd', id: id ?? 'admin', timeoutSeconds };
 }
 
 async function readConfigFile(fileName: string, required: boolean): Promise<z.infer<typeof FileSchema> | undefined> {

@@ -8,13 +8,14 @@
  * Stop order is the reverse; every step runs even if an earlier one failed.
  */
 import { VERSION } from '../common/package-info.js';
+import { RuntimeError, oneLine } from '../common/errors.js';
 import { formatEndpoint, parseEndpoint } from '../common/endpoint.js';
 import { AuditLog } from '../control/audit.js';
 import { ControlServer } from '../control/server.js';
 import { DAEMON_API, type DaemonStatus, type LogLevelChange } from '../api/daemon.js';
 import { SetLogLevelBody } from '../api/daemon.schema.js';
 import type { Logger } from '../log/logger.js';
-import { sdNotify } from '../native/addon.js';
+import { RbdCluster, sdNotify } from '../native/addon.js';
 import type { DaemonConfig } from './config.js';
 import type { StateDir } from '../common/state-dir.js';
 import { startService, stopService } from '../common/service.js';
@@ -78,7 +79,21 @@ export class Daemon {
         : undefined;
       if (network) undo(() => network.close());
       const kms = network ? new CountingKeyProvider(network.client) : hostKms;
+      // RBD-backed ebs volumes: one cluster connection for the daemon (its address is what fencing blocklists).
+      let ceph: { cluster: RbdCluster; pool: string } | undefined;
+      if (config.ceph) {
+        const { conf, id, pool, timeoutSeconds } = config.ceph;
+        try {
+          ceph = { cluster: await RbdCluster.connect({ conf, id, pool, timeoutSeconds }), pool };
+        } catch (err) {
+          throw new RuntimeError(`cannot reach the Ceph cluster (${conf}, client.${id}, pool ${pool}): ${oneLine(err)}`, 'CEPH_UNAVAILABLE');
+        }
+        const cluster = ceph.cluster;
+        undo(() => cluster.close());
+      }
       const volumes = new VolumeManager({
+        ...(ceph ? { rbd: ceph } : {}),
+        ebsStore: config.ebsStore,
         volumeDir: state.file('volumes'),
         ephemeralDir: config.ephemeralDir,
         kms,

@@ -17,7 +17,7 @@ import { registerFamily, type Family, type Sample } from './prom-family.js';
 export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 
 export interface MetricSources {
-  volumes: Pick<VolumeManager, 'ioStats'>;
+  volumes: Pick<VolumeManager, 'ioStats' | 'badRbdRecords'>;
   vpc: Pick<VpcManager, 'observe'>;
   kms: CountingKeyProvider;
   nbdConnections: () => number;
@@ -46,6 +46,9 @@ export class DaemonMetrics {
     this.family('nitride_kms_calls_total', 'Calls from the daemon to the KMS, by operation and outcome (ok or error code).', 'counter', () =>
       [...sources.kms.calls.values()].map((c) => ({ labels: { operation: c.operation, outcome: c.outcome }, value: c.count })),
     );
+    this.family('nitride_rbd_bad_records_total', 'RBD images in the volumes pool whose nitride record was missing fields, malformed or for another image: ignored.', 'counter', () => [
+      { labels: {}, value: sources.volumes.badRbdRecords },
+    ]);
   }
 
   /** The Prometheus text exposition of everything. */

@@ -141,6 +141,8 @@ interface NativeBinding {
   encryptPwriteSync(fd: number, cipher: XtsCipher, offset: number, data: Uint8Array): void;
   VpcEngine: NativeVpcEngineConstructor;
   NbdLane: NbdLaneConstructor;
+  RbdCluster: RbdClusterStatic;
+  RbdImage: object;
 }
 
 /**
@@ -887,8 +889,10 @@ export class VpcEngine {
 export interface NbdLaneOptions {
   /** The connected client socket (non-blocking). */
   socketFd: number;
-  /** The backing file. */
-  fileFd: number;
+  /** The backing file (or rbdImage). */
+  fileFd?: number;
+  /** The backing RBD image (librbd aio instead of pread/pwrite). */
+  rbdImage?: RbdImage;
   /** Decrypts reads and encrypts writes; null for a plain file. */
   cipher: XtsCipher | null;
   /** Alignment of fast-path requests when there is no cipher (else the cipher's data unit). */
@@ -949,3 +953,71 @@ export interface NbdLaneConstructor {
 }
 
 export const NbdLane: NbdLaneConstructor = binding.NbdLane;
+
+// ---------------------------------------------------------------------------
+// Ceph RBD (native/src/rbd.cc): librbd's C API, loaded with dlopen on the first connect
+// (`code: "ERR_NITRIDE_NO_LIBRBD"` when it is not installed). Failed calls reject with
+// Node-style system errors (`code: "ETIMEDOUT"`, `errno`, `syscall`: the librbd function).
+
+export interface RbdConnectOptions {
+  /** ceph.conf path (mon addresses, keyring). */
+  conf: string;
+  /** Client id: `admin` for client.admin. */
+  id: string;
+  /** The pool of the volumes' images. */
+  pool: string;
+  /** Cluster requests (OSD and mon) fail with ETIMEDOUT after this long. Default 30. */
+  timeoutSeconds?: number;
+}
+
+export interface RbdLocker {
+  /** The holder's client name (`client.4123`). */
+  client: string;
+  /** What the holder named its lock (nitride: the host). */
+  cookie: string;
+  /** The holder's address (what blocklist() fences). */
+  address: string;
+}
+
+/** One connection to a cluster, on one pool. */
+export interface RbdCluster {
+  create(name: string, size: number): Promise<void>;
+  remove(name: string): Promise<void>;
+  list(): Promise<string[]>;
+  open(name: string, readOnly?: boolean): Promise<RbdImage>;
+  /** This client's address as the cluster sees it. */
+  address(): Promise<string>;
+  /** `ceph osd blocklist add ADDRESS` for `seconds`. */
+  blocklist(address: string, seconds: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface RbdClusterStatic {
+  connect(options: RbdConnectOptions): Promise<RbdCluster>;
+}
+
+/**
+ * An open image. read/write/flush/discard/writeZeroes are librbd aio; `flush()` resolves once
+ * the OSDs acknowledged every completed write. NbdLanes share the image: it is closed by
+ * the last user after close().
+ */
+export interface RbdImage {
+  readonly size: number;
+  readonly closed: boolean;
+  read(offset: number, buf: Uint8Array): Promise<void>;
+  write(offset: number, data: Uint8Array): Promise<void>;
+  flush(): Promise<void>;
+  discard(offset: number, length: number): Promise<void>;
+  writeZeroes(offset: number, length: number): Promise<void>;
+  resize(size: number): Promise<void>;
+  metadataGet(key: string): Promise<string | null>;
+  metadataSet(key: string, value: string): Promise<void>;
+  /** Exclusive advisory lock under `cookie` (EBUSY when another client holds one). */
+  lock(cookie: string): Promise<void>;
+  unlock(cookie: string): Promise<void>;
+  breakLock(client: string, cookie: string): Promise<void>;
+  lockers(): Promise<RbdLocker[]>;
+  close(): Promise<void>;
+}
+
+export const RbdCluster: RbdClusterStatic = binding.RbdCluster;

@@ -389,6 +389,7 @@ export class NbdConnection {
         {
           socketFd: fd,
           fileFd: direct.fd,
+          rbdImage: direct.rbd,
           cipher: direct.cipher,
           unit: direct.unit,
           size: Number(ctx.exportSize),

@@ -11,7 +11,7 @@
  * layer maps with one errno map.
  */
 
-import type { XtsCipher } from '../native/addon.js';
+import type { RbdImage, XtsCipher } from '../native/addon.js';
 
 export interface BlockCapabilities {
   /** Writes, trims and zeroing are refused. */
@@ -89,8 +89,10 @@ export interface BlockBackend {
 
 /** See {@link BlockBackend.directIo}. */
 export interface DirectIo {
-  /** The backing file (the user dup()s it and must stop using it before close() resolves). */
-  fd: number;
+  /** The backing file (the user dup()s it and must stop using it before close() resolves)… */
+  fd?: number;
+  /** …or the backing RBD image (shared: it closes once its last user lets go). */
+  rbd?: RbdImage;
   /** Encrypts/decrypts each data unit (all-zero ciphertext reads as zeroes); null: plain. */
   cipher: XtsCipher | null;
   /** Requests aligned to this (offset and length) may be done directly. */

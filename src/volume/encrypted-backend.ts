@@ -53,6 +53,7 @@ import {
 } from './backend.js';
 import { blockIo } from './block-io.js';
 import { FileBackend } from './file-backend.js';
+import { RbdBackend } from './rbd-backend.js';
 import { InFlight, checkRange, readOnlyError } from './guard.js';
 import { RangeLock, type LockEntry } from './range-lock.js';
 
@@ -157,9 +158,10 @@ export class EncryptedBackend implements BlockBackend {
    * only). Partial units are not: they need this layer's read-modify-write under its lock.
    */
   directIo(): DirectIo | undefined {
-    const plain = this.file?.directIo();
-    if (!plain || this.ops.closed || this.cipher.destroyed) return undefined;
-    return { fd: plain.fd, cipher: this.cipher, unit: this.dataUnitSize };
+    // A file when this layer does native file I/O itself; an RBD image (the lane encrypts before librbd).
+    const plain = this.file ? this.file.directIo() : this.lower instanceof RbdBackend ? this.lower.directIo() : undefined;
+    if (!plain || plain.cipher || this.ops.closed || this.cipher.destroyed) return undefined;
+    return { ...plain, cipher: this.cipher, unit: this.dataUnitSize };
   }
 
   async read(offset: number, buf: Buffer): Promise<void> {

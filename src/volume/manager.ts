@@ -18,7 +18,13 @@
  *   start-up without a handover is wiped.
  *
  * Files: <state>/volumes/<id>.json (metadata, atomic writes) and <id>.img (ciphertext,
- * sparse) for ebs; ephemeral images go to the ephemeral directory.
+ * sparse) for local ebs; ephemeral images go to the ephemeral directory.
+ *
+ * RBD store (ebs volumes with a Ceph cluster): the image is named by the volume id and its
+ * record (the same VolumeRecord: type, size, name, wrapped key, KMS key id, cipher, data unit,
+ * created) is the image's metadata key `nitride.volume`, the one source of truth: every host
+ * that sees the pool sees the volume (refresh() at start, on list/describe and every
+ * RBD_REFRESH_MS). Records that do not parse or do not match their image are ignored and counted.
  */
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -35,6 +41,14 @@ import { FileBackend, fileCapabilities } from './file-backend.js';
 import { isResourceId, newResourceId } from '../api/ids.js';
 import { MAX_VOLUME_SIZE, MIN_VOLUME_SIZE, type CopyProgress, type CreateVolumeRequest, type VolumeInfo, type VolumeType } from '../api/volumes.js';
 import { SerialQueue } from '../common/serial.js';
+import type { RbdCluster } from '../native/addon.js';
+import type { VolumeStore } from '../api/volumes.js';
+import { RbdBackend } from './rbd-backend.js';
+
+/** The image metadata key holding an RBD volume's record (JSON). */
+export const RBD_RECORD_KEY = 'nitride.volume';
+/** How often the pool is re-read for volumes other hosts created or deleted. */
+const RBD_REFRESH_MS = 5000;
 
 /** XTS data unit of new volumes (4 KiB: half the CPU per byte of 512). */
 const DATA_UNIT = 4096;
@@ -51,6 +65,8 @@ interface VolumeRecord {
   multiAttach: boolean;
   cipher: 'aes-256-xts';
   dataUnitSize: number;
+  /** Absent: local (records written before the RBD store). */
+  store?: VolumeStore;
   /** ebs only: the KMS key and the data key wrapped under it. */
   kms?: WrappedKeyRecord;
   /** ephemeral only, between a daemon stop and the next start: the wrapped key handed over. */
@@ -88,6 +104,10 @@ export interface VolumeManagerOptions {
   nbdSocket: string;
   /** host:port of the NBD TCP listener, if any, for URIs. */
   nbdTcp?: string;
+  /** The Ceph cluster (connected, on the volumes' pool) for RBD-backed ebs volumes. */
+  rbd?: { cluster: RbdCluster; pool: string };
+  /** Store of ebs volumes created without one (default: rbd if there is a cluster). */
+  ebsStore?: VolumeStore;
 }
 
 /** One volume at run time: its record and, while attached, its open backend. */
@@ -117,6 +137,11 @@ export class VolumeManager implements ExportCatalog {
   private readonly log: Logger;
   /** host:port of the NBD TCP listener once bound (for URIs). */
   tcpEndpoint: string | undefined;
+  /** RBD records ignored because they did not parse or match their image. */
+  badRbdRecords = 0;
+  private readonly badSeen = new Set<string>();
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
 
   constructor(private readonly options: VolumeManagerOptions) {
     this.log = options.logger.child({ component: 'volume' });
@@ -152,11 +177,55 @@ export class VolumeManager implements ExportCatalog {
     for (const entry of await fs.readdir(this.options.ephemeralDir)) {
       if (entry.endsWith('.img') && isResourceId('volume', entry.slice(0, -4)) && !this.volumes.has(entry.slice(0, -4))) await fs.rm(path.join(this.options.ephemeralDir, entry), { force: true });
     }
+    if (this.options.rbd) {
+      await this.refresh();
+      this.refreshTimer = setInterval(() => void this.refresh().catch((err: unknown) => this.log.warn({ err: oneLine(err) }, 'cannot list RBD volumes')), RBD_REFRESH_MS);
+      this.refreshTimer.unref();
+    }
     this.log.info({ volumes: this.volumes.size }, 'volumes loaded');
+  }
+
+  /** Re-reads the pool: volumes created on other hosts appear, deleted ones (not attached here) go. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.readPool().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  private async readPool(): Promise<void> {
+    const rbd = this.options.rbd;
+    if (!rbd) return;
+    const names = new Set((await rbd.cluster.list()).filter((n) => isResourceId('volume', n)));
+    for (const [id, v] of this.volumes) {
+      if (v.record.store === 'rbd' && !names.has(id) && v.connections === 0 && !v.backend) this.volumes.delete(id);
+    }
+    for (const id of names) {
+      if (this.volumes.has(id) || this.badSeen.has(id)) continue;
+      let text: string | null;
+      const image = await rbd.cluster.open(id, true).catch(() => undefined);
+      if (!image) continue; // being created or removed right now
+      try {
+        text = await image.metadataGet(RBD_RECORD_KEY);
+      } finally {
+        await image.close();
+      }
+      if (text === null) continue; // created a moment ago: its record follows
+      const record = parseRbdRecord(id, text);
+      if (!record) {
+        this.badSeen.add(id);
+        this.badRbdRecords++;
+        this.log.warn({ volume: id }, 'RBD image with a missing or malformed nitride record ignored');
+        continue;
+      }
+      if (!this.volumes.has(id)) this.volumes.set(id, new Volume(record));
+    }
   }
 
   async create(opts: CreateVolumeRequest): Promise<VolumeInfo> {
     validateSize(opts.size);
+    const store: VolumeStore = opts.type === 'ephemeral' ? 'local' : (opts.store ?? this.options.ebsStore ?? (this.options.rbd ? 'rbd' : 'local'));
+    if (opts.type === 'ephemeral' && opts.store === 'rbd') throw new UsageError('ephemeral volumes are instance store: always local');
+    if (store === 'rbd' && !this.options.rbd) throw new UsageError('--store rbd needs a daemon with a Ceph cluster (--ceph-conf)');
+    if (store === 'rbd') await this.refresh();
     if (opts.type === 'ephemeral' && opts.kmsKeyId) throw new UsageError('ephemeral volumes take no KMS key: their key never leaves memory');
     if (opts.name !== undefined && [...this.volumes.values()].some((v) => v.record.name === opts.name)) {
       throw new ConflictError(`a volume named '${opts.name}' exists already`);
@@ -172,12 +241,26 @@ export class VolumeManager implements ExportCatalog {
       multiAttach: opts.multiAttach ?? false,
       cipher: 'aes-256-xts',
       dataUnitSize: DATA_UNIT,
+      store,
     };
     const volume = new Volume(record);
     const image = this.imagePath(record);
     if (opts.type === 'ebs') {
       const wrapped = await this.kmsCall(() => this.options.kms.generateDataKeyWithoutPlaintext(opts.kmsKeyId, { volume: id }, { bytes: XTS_KEY_BYTES }));
       record.kms = { keyId: wrapped.keyId, keyVersion: wrapped.keyVersion, wrappedKey: wrapped.ciphertextBlob.toString('base64') };
+      if (store === 'rbd') {
+        const { cluster } = this.options.rbd!;
+        await cluster.create(id, opts.size);
+        try {
+          await this.writeRbdRecord(record);
+        } catch (err) {
+          await cluster.remove(id).catch(() => {});
+          throw err;
+        }
+        this.volumes.set(id, volume);
+        this.log.info({ volume: id, type: record.type, store, size: record.size, kmsKeyId: record.kms.keyId }, 'volume created');
+        return this.info(volume);
+      }
       const file = await FileBackend.create(image, opts.size);
       await file.close();
     } else {
@@ -276,7 +359,14 @@ export class VolumeManager implements ExportCatalog {
     await volume.exclusive.run(async () => {
       if (size === volume.record.size) return;
       if (volume.backend?.resize) await volume.backend.resize(size);
-      else await fs.truncate(this.imagePath(volume.record), size);
+      else if (volume.record.store === 'rbd') {
+        const image = await this.options.rbd!.cluster.open(id);
+        try {
+          await image.resize(size);
+        } finally {
+          await image.close();
+        }
+      } else await fs.truncate(this.imagePath(volume.record), size);
       await this.saveRecord({ ...volume.record, size }, volume);
     });
     this.log.info({ volume: id, size }, 'volume resized');
@@ -377,6 +467,8 @@ export class VolumeManager implements ExportCatalog {
    * the next daemon.
    */
   async close(handOver: ReadonlySet<string> = new Set()): Promise<void> {
+    clearInterval(this.refreshTimer);
+    await this.refreshing?.catch(() => {});
     for (const volume of this.volumes.values()) {
       await volume.exclusive.run(async () => {
         await volume.backend?.close().catch((err: unknown) => this.log.error({ volume: volume.record.id, err: oneLine(err) }, 'close failed'));
@@ -457,6 +549,23 @@ export class VolumeManager implements ExportCatalog {
       throw new ExportRefusedError(`cannot attach ${record.id}: ${why}`, 'VOLUME_KEY_UNAVAILABLE');
     }
     try {
+      if (record.store === 'rbd') {
+        const { cluster, pool } = this.options.rbd ?? {};
+        if (!cluster) throw new ExportRefusedError(`cannot attach ${record.id}: this daemon has no Ceph cluster`);
+        let image;
+        try {
+          image = await cluster.open(record.id);
+        } catch (err) {
+          throw new ExportRefusedError(`cannot attach ${record.id}: rbd ${pool}/${record.id}: ${oneLine(err)}`, 'VOLUME_UNAVAILABLE');
+        }
+        const lower = new RbdBackend(image, `${pool}/${record.id}`);
+        try {
+          return new EncryptedBackend(lower, key, { dataUnitSize: record.dataUnitSize as 512 | 4096 });
+        } catch (err) {
+          await lower.close();
+          throw err;
+        }
+      }
       const file = await FileBackend.open(this.imagePath(record));
       try {
         return new EncryptedBackend(file, key, { dataUnitSize: record.dataUnitSize as 512 | 4096 });
@@ -488,6 +597,7 @@ export class VolumeManager implements ExportCatalog {
       size: r.size,
       createdAt: r.createdAt,
       multiAttach: r.multiAttach,
+      store: r.store ?? 'local',
       encryption: { cipher: r.cipher, dataUnitSize: r.dataUnitSize, kmsKeyId: r.kms?.keyId ?? null, keyVersion: r.kms?.keyVersion ?? null },
       state: volume.connections > 0 ? 'in-use' : 'available',
       attachments: [...volume.consumers].map(([consumer, connections]) => ({ consumer, connections })),
@@ -523,8 +633,23 @@ export class VolumeManager implements ExportCatalog {
   }
 
   private async saveRecord(record: VolumeRecord, volume: Volume): Promise<void> {
+    if (record.store === 'rbd') {
+      await this.writeRbdRecord(record);
+      volume.record = record;
+      return;
+    }
     await writeFileAtomic(this.metaPath(record.id), JSON.stringify(record, null, 2) + '\n');
     volume.record = record;
+  }
+
+  /** The record as the image's metadata (written through librbd: on the OSDs when it resolves). */
+  private async writeRbdRecord(record: VolumeRecord): Promise<void> {
+    const image = await this.options.rbd!.cluster.open(record.id);
+    try {
+      await image.metadataSet(RBD_RECORD_KEY, JSON.stringify(record));
+    } finally {
+      await image.close();
+    }
   }
 
   private metaPath(id: string): string {
@@ -537,6 +662,12 @@ export class VolumeManager implements ExportCatalog {
 
   /** Remove image then metadata (a crash in between leaves metadata without image: load() copes). */
   private async removeFiles(record: VolumeRecord): Promise<void> {
+    if (record.store === 'rbd') {
+      await this.options.rbd!.cluster.remove(record.id).catch((err: unknown) => {
+        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      });
+      return;
+    }
     await fs.rm(this.imagePath(record), { force: true });
     await fs.rm(this.metaPath(record.id), { force: true });
   }
@@ -611,3 +742,53 @@ function isZero(buf: Buffer): boolean {
 }
 const ZERO_BLOCK = Buffer.alloc(64 << 10);
 
+
+/**
+ * An RBD volume's record as read from a shared pool: anything another client could have written
+ * there is checked before use; null if it is not a well-formed ebs record of image `id`.
+ */
+export function parseRbdRecord(id: string, text: string): VolumeRecord | null {
+  let r: unknown;
+  try {
+    r = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof r !== 'object' || r === null) return null;
+  const v = r as Partial<VolumeRecord>;
+  const kms = v.kms as Partial<WrappedKeyRecord> | undefined;
+  const ok =
+    v.format === 1 &&
+    v.id === id &&
+    v.type === 'ebs' &&
+    v.store === 'rbd' &&
+    Number.isSafeInteger(v.size) &&
+    (v.size as number) >= MIN_VOLUME_SIZE &&
+    (v.size as number) <= MAX_VOLUME_SIZE &&
+    (v.name === undefined || (typeof v.name === 'string' && v.name.length <= 128)) &&
+    typeof v.createdAt === 'string' &&
+    typeof v.multiAttach === 'boolean' &&
+    v.cipher === 'aes-256-xts' &&
+    (v.dataUnitSize === 512 || v.dataUnitSize === 4096) &&
+    (v.size as number) % (v.dataUnitSize as number) === 0 &&
+    typeof kms === 'object' &&
+    kms !== null &&
+    typeof kms.keyId === 'string' &&
+    Number.isSafeInteger(kms.keyVersion) &&
+    typeof kms.wrappedKey === 'string' &&
+    v.handover === undefined;
+  if (!ok) return null;
+  return {
+    format: 1,
+    id,
+    ...(v.name !== undefined ? { name: v.name } : {}),
+    type: 'ebs',
+    size: v.size!,
+    createdAt: v.createdAt!,
+    multiAttach: v.multiAttach!,
+    cipher: 'aes-256-xts',
+    dataUnitSize: v.dataUnitSize!,
+    store: 'rbd',
+    kms: { keyId: kms.keyId!, keyVersion: kms.keyVersion!, wrappedKey: kms.wrappedKey! },
+  };
+}

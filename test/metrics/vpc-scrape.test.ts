@@ -156,7 +156,7 @@ beforeAll(async () => {
   const initiation = engine!.underlay.find((d) => d.port === 4790)!;
   const response = b.handleMessage(initiation.datagram).actions.find((action) => action.type === 'send')!;
   engine!.emit({ type: 'handshake', host: '127.0.0.1', port: 4790, data: response.message });
-  metrics = new DaemonMetrics({ volumes: { ioStats: () => [] }, vpc, kms: new CountingKeyProvider(kms), nbdConnections: () => 0 });
+  metrics = new DaemonMetrics({ volumes: { ioStats: () => [], badRbdRecords: 0 }, vpc, kms: new CountingKeyProvider(kms), nbdConnections: () => 0 });
 });
 
 afterAll(async () => {

@@ -21,6 +21,11 @@ export function daemonCommand(): Command {
     .option('--vpc-dns <ip,...>', 'DNS servers that DHCP gives guests (default: none)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--vpc-rekey-after <seconds>', 'rekey peer sessions at this age, 2-120 (default 120)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--vpc-conntrack-max <flows>', 'flows each ENI\'s security groups track at most (default 65536)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+    .option('--ceph-conf <file>', 'ceph.conf of the cluster holding RBD-backed ebs volumes (absolute path)')
+    .option('--ceph-pool <pool>', 'the pool of the volumes (default rbd)')
+    .option('--ceph-id <name>', 'cephx client id, without "client." (default admin)')
+    .option('--ceph-timeout <seconds>', 'cluster requests fail (EIO) after this long, 1-300 (default 25)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+    .addOption(new Option('--ebs-store <store>', 'where ebs volumes go without --store (default rbd with --ceph-conf, else local)').choices(['rbd', 'local']))
     .option('--metrics-listen <host:port>', 'also serve GET /metrics on this loopback TCP address (e.g. 127.0.0.1:9464)')
     .action(async (options: DaemonCliOptions) => {
       const { runDaemon } = await import('../lazy/daemon.js');

@@ -14,6 +14,7 @@ interface CreateOptions extends ClientOptions {
   kmsKey?: string;
   name?: string;
   multiAttach?: boolean;
+  store?: 'rbd' | 'local';
 }
 
 export function volumeCommand(): Command {
@@ -26,6 +27,7 @@ export function volumeCommand(): Command {
       .option('--kms-key <id>', 'KMS key id or alias for ebs (default: the KMS default key)')
       .option('--name <name>', 'a unique name')
       .option('--multi-attach', 'allow several consumers at once')
+      .addOption(new Option('--store <store>', "ebs: a Ceph RBD image or a local file (default: the daemon's ebs_store)").choices(['rbd', 'local']))
       .action(async (options: CreateOptions) => {
         const body: CreateVolumeRequest = {
           type: options.type,
@@ -33,6 +35,7 @@ export function volumeCommand(): Command {
           ...(options.kmsKey ? { kmsKeyId: options.kmsKey } : {}),
           ...(options.name ? { name: options.name } : {}),
           ...(options.multiAttach ? { multiAttach: true } : {}),
+          ...(options.store ? { store: options.store } : {}),
         };
         const info = await clientOf(options).call<VolumeInfo>('POST', VOLUMES_API.volumes, body);
         emit(options, info, renderVolume);
@@ -49,6 +52,7 @@ export function volumeCommand(): Command {
               id: (v) => v.id,
               name: (v) => v.name,
               type: (v) => v.type,
+              store: (v) => v.store,
               size: (v) => formatBytes(v.size),
               state: (v) => v.state,
               'kms key': (v) => v.encryption.kmsKeyId,
@@ -133,6 +137,7 @@ function renderVolume(v: VolumeInfo): string {
     id: v.id,
     name: v.name,
     type: v.type,
+    store: v.store,
     size: `${formatBytes(v.size)} (${v.size} bytes)`,
     state: v.state,
     attachments: v.attachments.length ? v.attachments.map((a) => `${a.consumer} (${a.connections})`).join(', ') : '-',

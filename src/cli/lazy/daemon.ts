@@ -23,6 +23,11 @@ export interface DaemonCliOptions {
   vpcConntrackMax?: number;
   nbdDataPlane?: 'native' | 'js';
   metricsListen?: string;
+  cephConf?: string;
+  cephPool?: string;
+  cephId?: string;
+  cephTimeout?: number;
+  ebsStore?: 'rbd' | 'local';
 }
 
 /** Run the daemon in the foreground until SIGTERM/SIGINT. */

@@ -23,8 +23,14 @@ export function registerVolumeRoutes(control: ControlServer, volumes: VolumeMana
       return info;
     },
   });
-  control.register({ method: 'GET', path: VOLUMES_API.volumes, handle: () => volumes.describeAll() });
-  control.register({ method: 'GET', path: VOLUMES_API.volume, handle: ({ params }) => volumes.describe(idOf(params)) });
+  control.register({ method: 'GET', path: VOLUMES_API.volumes, handle: async () => {
+      await volumes.refresh();
+      return volumes.describeAll();
+    } });
+  control.register({ method: 'GET', path: VOLUMES_API.volume, handle: async ({ params }) => {
+      await volumes.refresh();
+      return volumes.describe(idOf(params));
+    } });
   control.register({
     method: 'DELETE',
     path: VOLUMES_API.volume,

@@ -1,0 +1,97 @@
+/**
+ * ebs volumes on Ceph RBD with two real daemons ("hosts": two state directories sharing one
+ * KMS over its Unix socket until the network KMS lands) and a real one-node cluster: a volume
+ * created on A is listed on B from the image's metadata, written on A, detached, and read back
+ * and fio-verified on B; a hostile record in the pool is ignored and counted.
+ */
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { VolumeInfo } from '../../src/api/volumes.js';
+import { startCeph, type CephCluster } from '../helpers/ceph.js';
+import { nitride, startDaemon, startKms, tempDir, type RunningDaemon, type RunningKms } from '../helpers/nitride.js';
+import { run, runOk } from '../helpers/run.js';
+
+let ceph: CephCluster;
+let kms: RunningKms;
+let a: RunningDaemon;
+let b: RunningDaemon;
+let dir: string;
+let cleanup: () => void;
+
+const cli = (d: RunningDaemon, ...args: string[]) => nitride(args, { NITRIDE_SOCKET: d.socket, NITRIDE_KMS_SOCKET: kms.socket });
+async function json<T>(d: RunningDaemon, ...args: string[]): Promise<T> {
+  const r = await cli(d, ...args, '--json');
+  if (r.code !== 0) throw new Error(`nitride ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+beforeAll(async () => {
+  ({ dir, cleanup } = tempDir('nitride-rbd-hosts-'));
+  ceph = await startCeph();
+  kms = await startKms({ stateDir: path.join(dir, 'kms'), socket: path.join(dir, 'run-kms', 'kms.sock') });
+  const host = (name: string) =>
+    startDaemon({ stateDir: path.join(dir, name), socket: path.join(dir, `run-${name}`, 'control.sock'), args: ['--kms-socket', kms.socket, '--ceph-conf', ceph.conf, '--ceph-pool', ceph.pool, '--ceph-id', ceph.id] });
+  [a, b] = await Promise.all([host('a'), host('b')]);
+}, 240_000);
+
+afterAll(async () => {
+  await a?.stop('SIGKILL');
+  await b?.stop('SIGKILL');
+  await kms?.stop('SIGKILL');
+  await ceph?.destroy();
+  cleanup?.();
+}, 120_000);
+
+describe('ebs volumes on RBD across two hosts', { timeout: 180_000 }, () => {
+  let vol: VolumeInfo;
+
+  it('a volume created on A lives in the pool, with its record in the image metadata', async () => {
+    vol = await json<VolumeInfo>(a, 'volume', 'create', '--size', '64M', '--name', 'db');
+    expect(vol.store).toBe('rbd');
+    expect((await ceph.rbd('ls', ceph.pool)).split('\n')).toContain(vol.id);
+    const meta = JSON.parse(await ceph.rbd('image-meta', 'get', `${ceph.pool}/${vol.id}`, 'nitride.volume'));
+    expect(meta).toMatchObject({ id: vol.id, type: 'ebs', size: 64 << 20, name: 'db', cipher: 'aes-256-xts', dataUnitSize: 4096, store: 'rbd' });
+    expect(meta.kms.keyId).toBe(vol.encryption.kmsKeyId);
+    expect(typeof meta.kms.wrappedKey).toBe('string');
+    // A local file volume still works beside it.
+    const local = await json<VolumeInfo>(a, 'volume', 'create', '--size', '4M', '--store', 'local');
+    expect(local.store).toBe('local');
+  });
+
+  it('volume list on B shows the volume created on A, with the same record', async () => {
+    const onB = (await json<VolumeInfo[]>(b, 'volume', 'list')).find((v) => v.id === vol.id);
+    expect(onB).toBeDefined();
+    const strip = ({ uri: _u, tcpUri: _t, state: _s, attachments: _a, ...rest }: VolumeInfo) => rest;
+    expect(strip(onB!)).toEqual(strip(vol));
+  });
+
+  it('written on A and detached, read back and fio-verified on B', async () => {
+    await runOk('qemu-io', ['-f', 'raw', vol.uri, '-c', 'write -P 0x5c 0 2M', '-c', 'write -P 0xa1 10M 4k', '-c', 'flush']);
+    const onB = await json<VolumeInfo>(b, 'volume', 'describe', vol.id);
+    expect(onB.state).toBe('available');
+    await runOk('qemu-io', ['-f', 'raw', onB.uri, '-c', 'read -P 0x5c 0 2M', '-c', 'read -P 0xa1 10M 4k', '-c', 'read -P 0 12M 1M']);
+    const out = path.join(dir, 'fio.json');
+    const r = await run('fio', ['--name=v', '--ioengine=nbd', `--uri=${onB.uri}`, '--offset=16M', '--rw=randwrite', '--bs=4k', '--size=8M', '--iodepth=16', '--verify=crc32c', '--do_verify=1', '--verify_state_save=0', `--output=${out}`, '--output-format=json']);
+    expect(r.code, r.stderr).toBe(0);
+    // And A reads what B wrote.
+    await runOk('qemu-io', ['-f', 'raw', vol.uri, '-c', 'read -P 0x5c 0 2M']);
+  });
+
+  it('a hostile record in the pool is ignored and counted; the daemon keeps serving', async () => {
+    const bogus = 'vol-0123456789abcdef0';
+    await ceph.rbd('create', `${ceph.pool}/${bogus}`, '--size', '4M');
+    await ceph.rbd('image-meta', 'set', `${ceph.pool}/${bogus}`, 'nitride.volume', '{"format":1,"id":"vol-ffffffffffffffff0","type":"ebs"}');
+    const list = await json<VolumeInfo[]>(b, 'volume', 'list');
+    expect(list.map((v) => v.id)).not.toContain(bogus);
+    expect(list.map((v) => v.id)).toContain(vol.id);
+    const metrics = await cli(b, 'metrics');
+    expect(metrics.stdout).toMatch(/^nitride_rbd_bad_records_total 1$/m);
+  });
+
+  it('delete on A removes the image; B forgets it', async () => {
+    const del = await cli(a, 'volume', 'delete', vol.id);
+    expect(del.code, del.stderr).toBe(0);
+    expect((await ceph.rbd('ls', ceph.pool)).split('\n')).not.toContain(vol.id);
+    expect((await json<VolumeInfo[]>(b, 'volume', 'list')).map((v) => v.id)).not.toContain(vol.id);
+  });
+});
