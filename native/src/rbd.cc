@@ -116,9 +116,15 @@ void CompletionCallback(rbd_completion_t c, void* arg) {
   (*done)(ret);
 }
 
-// Starts one aio request with a completion that calls `done`.
-int StartAio(RbdDone done, const std::function<int(rbd_completion_t)>& start) {
-  auto* arg = new RbdDone(std::move(done));
+// Starts one aio request on `img` with a completion that calls `done`. A fenced
+// image (see RbdImage::fenced) refuses at once.
+int StartAio(RbdImage& img, RbdDone done, const std::function<int(rbd_completion_t)>& start) {
+  if (img.fenced.load(std::memory_order_relaxed)) return -ESHUTDOWN;
+  RbdImage* self = &img;  // alive until the completion: every caller's `done` holds a share or waits for it
+  auto* arg = new RbdDone([self, done = std::move(done)](ssize_t ret) {
+    if (ret == -ESHUTDOWN) self->fenced.store(true);
+    done(ret);
+  });
   rbd_completion_t c;
   int r = Api().rbd_aio_create_completion(arg, CompletionCallback, &c);
   if (r < 0) {
@@ -230,7 +236,7 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     auto* p = new Pending(env, op);
     if (!keep.IsUndefined()) p->keep = Napi::Persistent(keep.As<Napi::Object>());
     Napi::Promise promise = p->deferred.Promise();
-    int r = StartAio(Settle(p, img), [&](rbd_completion_t c) { return start(*img, c); });
+    int r = StartAio(*img, Settle(p, img), [&](rbd_completion_t c) { return start(*img, c); });
     if (r < 0) {
       p->deferred.Reject(ErrnoValue(env, std::string("rbd ") + op, -r, op));
       delete p;
@@ -328,12 +334,23 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     });
   }
 
-  // lock(cookie): an exclusive advisory lock (EBUSY: someone else holds it).
+  // lock(cookie): an exclusive advisory lock (EBUSY: someone else holds it). An image made
+  // with librbd's exclusive-lock feature loses it first (with the features that need it):
+  // the managed lock and an advisory one share the header's lock, and the holder's own
+  // writes would wait for ever for the managed one.
   Napi::Value Lock(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto img = Live(env, "lock");
     std::string cookie = StringArg(env, info[0], "cookie");
-    return Blocking::Run(env, "rbd lock", "rbd_lock_exclusive", [img, cookie] { return Api().rbd_lock_exclusive(img->image, cookie.c_str()); });
+    return Blocking::Run(env, "rbd lock", "rbd_lock_exclusive", [img, cookie] {
+      uint64_t features = 0;
+      int r = Api().rbd_get_features(img->image, &features);
+      if (r < 0) return r;
+      uint64_t dependents = features & (RBD_FEATURE_FAST_DIFF | RBD_FEATURE_OBJECT_MAP | RBD_FEATURE_JOURNALING);
+      if (dependents && (r = Api().rbd_update_features(img->image, dependents, 0)) < 0) return r;
+      if ((features & RBD_FEATURE_EXCLUSIVE_LOCK) && (r = Api().rbd_update_features(img->image, RBD_FEATURE_EXCLUSIVE_LOCK, 0)) < 0) return r;
+      return Api().rbd_lock_exclusive(img->image, cookie.c_str());
+    });
   }
 
   Napi::Value Unlock(const Napi::CallbackInfo& info) {
@@ -500,16 +517,17 @@ class RbdClusterWrap : public Napi::ObjectWrap<RbdClusterWrap> {
     return cluster_;
   }
 
-  // create(name, size): a new image with the pool's default features (layering for clones,
-  // exclusive-lock so two writers hand the lock over instead of interleaving).
+  // create(name, size): a new image with layering only (clones). Not exclusive-lock: one
+  // writer at a time is an advisory lock naming the host (lock()), and librbd's managed lock
+  // would take that lock's place on the header (see the README, "one writer at a time").
   Napi::Value Create(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto c = Live(env, "create");
     std::string name = StringArg(env, info[0], "name");
     uint64_t size = UintArg(env, info[1], "size");
-    return Blocking::Run(env, "rbd create " + name, "rbd_create", [c, name, size] {
+    return Blocking::Run(env, "rbd create " + name, "rbd_create2", [c, name, size] {
       int order = 0;
-      return Api().rbd_create(c->ioctx, name.c_str(), size, &order);
+      return Api().rbd_create2(c->ioctx, name.c_str(), size, RBD_FEATURE_LAYERING, &order);
     });
   }
 
@@ -626,11 +644,11 @@ std::shared_ptr<RbdImage> RbdImageArg(Napi::Env env, Napi::Value v, const char* 
 }
 
 int RbdAioRead(RbdImage& img, uint64_t off, size_t len, uint8_t* buf, RbdDone done) {
-  return StartAio(std::move(done), [&](rbd_completion_t c) { return Api().rbd_aio_read(img.image, off, len, reinterpret_cast<char*>(buf), c); });
+  return StartAio(img, std::move(done), [&](rbd_completion_t c) { return Api().rbd_aio_read(img.image, off, len, reinterpret_cast<char*>(buf), c); });
 }
 
 int RbdAioWrite(RbdImage& img, uint64_t off, size_t len, const uint8_t* buf, RbdDone done) {
-  return StartAio(std::move(done), [&](rbd_completion_t c) { return Api().rbd_aio_write(img.image, off, len, reinterpret_cast<const char*>(buf), c); });
+  return StartAio(img, std::move(done), [&](rbd_completion_t c) { return Api().rbd_aio_write(img.image, off, len, reinterpret_cast<const char*>(buf), c); });
 }
 
 void InitRbd(Napi::Env env, Napi::Object exports) {

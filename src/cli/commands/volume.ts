@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { parseSize } from '../../common/units.js';
 import { pathTo, type Deleted } from '../../api/control.js';
-import { VOLUMES_API, type CopyProgress, type CreateVolumeRequest, type ResizeVolumeRequest, type RewrapVolumeRequest, type VolumeCopyRequest, type VolumeInfo } from '../../api/volumes.js';
+import { VOLUMES_API, type CopyProgress, type CreateVolumeRequest, type DetachVolumeRequest, type DetachVolumeResult, type ResizeVolumeRequest, type RewrapVolumeRequest, type VolumeCopyRequest, type VolumeInfo } from '../../api/volumes.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, formatBytes, renderFields, renderTable } from '../output.js';
 import { progressBar } from '../progress.js';
@@ -77,6 +77,21 @@ export function volumeCommand(): Command {
   );
 
   volume.addCommand(
+    clientVerb(
+      new Command('detach')
+        .description('free an rbd volume held by another host: --force fences that host (Ceph blocklist) and breaks its lock')
+        .argument('<id>', 'volume id')
+        .option('--force', 'fence the holder: it can never write to the cluster again'),
+    ).action(async (id: string, options: ClientOptions & { force?: boolean }) => {
+      const body: DetachVolumeRequest = options.force ? { force: true } : {};
+      const r = await clientOf(options).call<DetachVolumeResult>('POST', pathTo(VOLUMES_API.detach, { id }), body);
+      emit(options, r, () =>
+        r.fenced.length ? r.fenced.map((h) => `fenced host ${h.host} (${h.client} at ${h.address}); ${id} is free`).join('\n') : `${id} is not held by any host`,
+      );
+    }),
+  );
+
+  volume.addCommand(
     clientVerb(new Command('resize').description('grow a volume').argument('<id>', 'volume id').requiredOption('--size <size>', 'new size, e.g. 20G')).action(
       async (id: string, options: ClientOptions & { size: string }) => {
         const body: ResizeVolumeRequest = { size: parseSize(options.size) };
@@ -141,6 +156,7 @@ function renderVolume(v: VolumeInfo): string {
     size: `${formatBytes(v.size)} (${v.size} bytes)`,
     state: v.state,
     attachments: v.attachments.length ? v.attachments.map((a) => `${a.consumer} (${a.connections})`).join(', ') : '-',
+    ...(v.holder !== undefined ? { holder: v.holder ? `host ${v.holder.host} (${v.holder.client} at ${v.holder.address})` : '-' } : {}),
     encryption: `${v.encryption.cipher}, ${v.encryption.dataUnitSize}-byte units${v.encryption.kmsKeyId ? `, key ${v.encryption.kmsKeyId} v${v.encryption.keyVersion}` : ', key in memory only'}`,
     'multi-attach': v.multiAttach,
     created: v.createdAt,
