@@ -499,6 +499,9 @@ class RbdClusterWrap : public Napi::ObjectWrap<RbdClusterWrap> {
                                                                        {"rados_mon_op_timeout", t},
                                                                        {"client_mount_timeout", t},
                                                                        {"admin_socket", ""},
+                                                                       // breaking a lock does not blocklist by itself: the volume
+                                                                       // layer fences the holder first, for as long as it chooses
+                                                                       {"rbd_blocklist_on_break_lock", "false"},
                                                                        // a discarded range must read back as zeroes (holes), also below an object
                                                                        {"rbd_skip_partial_discard", "false"},
                                                                        {"log_to_stderr", "false"},

@@ -90,7 +90,10 @@ describe('one writer at a time across hosts', { timeout: 180_000 }, () => {
     const holder = (await json<VolumeInfo>(b, 'volume', 'describe', vol.id)).holder!;
     const r = await json<DetachVolumeResult>(b, 'volume', 'detach', '--force', vol.id);
     expect(r.fenced).toEqual([holder]);
-    expect(await ceph.ceph('osd', 'blocklist', 'ls')).toContain(holder.address.replace(/^v2:/, ''));
+    // Blocklisted for days (FENCE_SECONDS), not librbd's default hour.
+    const entry = (await ceph.ceph('osd', 'blocklist', 'ls')).split('\n').find((l) => l.startsWith(holder.address));
+    expect(entry, await ceph.ceph('osd', 'blocklist', 'ls')).toBeDefined();
+    expect(Date.parse(entry!.split(' ')[1]!.replace(/\+0000$/, 'Z')) - Date.now()).toBeGreaterThan(2 * 86400_000);
     expect((await json<VolumeInfo>(b, 'volume', 'describe', vol.id)).holder).toBeNull();
 
     const onB = session((await json<VolumeInfo>(b, 'volume', 'describe', vol.id)).uri);

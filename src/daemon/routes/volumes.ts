@@ -24,11 +24,11 @@ export function registerVolumeRoutes(control: ControlServer, volumes: VolumeMana
     },
   });
   control.register({ method: 'GET', path: VOLUMES_API.volumes, handle: async () => {
-      await volumes.refresh();
+      await volumes.refreshed();
       return volumes.describeAll();
     } });
   control.register({ method: 'GET', path: VOLUMES_API.volume, handle: async ({ params }) => {
-      await volumes.refresh();
+      await volumes.refreshed();
       return volumes.describeWithHolder(idOf(params));
     } });
   control.register({
