@@ -176,10 +176,14 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
                            InstanceMethod<&RbdImageWrap::Resize>("resize"),
                            InstanceMethod<&RbdImageWrap::MetadataGet>("metadataGet"),
                            InstanceMethod<&RbdImageWrap::MetadataSet>("metadataSet"),
+                           InstanceMethod<&RbdImageWrap::MetadataRemove>("metadataRemove"),
                            InstanceMethod<&RbdImageWrap::Lock>("lock"),
                            InstanceMethod<&RbdImageWrap::Unlock>("unlock"),
                            InstanceMethod<&RbdImageWrap::BreakLock>("breakLock"),
                            InstanceMethod<&RbdImageWrap::Lockers>("lockers"),
+                           InstanceMethod<&RbdImageWrap::SnapCreate>("snapCreate"),
+                           InstanceMethod<&RbdImageWrap::SnapRemove>("snapRemove"),
+                           InstanceMethod<&RbdImageWrap::SnapList>("snapList"),
                            InstanceMethod<&RbdImageWrap::Close>("close"),
                            InstanceAccessor<&RbdImageWrap::Size>("size"),
                            InstanceAccessor<&RbdImageWrap::Closed>("closed"),
@@ -334,6 +338,16 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     });
   }
 
+  Napi::Value MetadataRemove(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto img = Live(env, "metadataRemove");
+    std::string key = StringArg(env, info[0], "key");
+    return Blocking::Run(env, "rbd metadata remove " + key, "rbd_metadata_remove", [img, key] {
+      int r = Api().rbd_metadata_remove(img->image, key.c_str());
+      return r == -ENOENT ? 0 : r;
+    });
+  }
+
   // lock(cookie): an exclusive advisory lock (EBUSY: someone else holds it). An image made
   // with librbd's exclusive-lock feature loses it first (with the features that need it):
   // the managed lock and an advisory one share the header's lock, and the holder's own
@@ -418,6 +432,58 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     });
   }
 
+  // snapCreate(name): a snapshot, protected at once (clones need a protected parent snapshot,
+  // and unprotecting one that has clones fails: EBUSY).
+  Napi::Value SnapCreate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto img = Live(env, "snapCreate");
+    std::string name = StringArg(env, info[0], "name");
+    return Blocking::Run(env, "rbd snap create " + name, "rbd_snap_create", [img, name] {
+      int r = Api().rbd_snap_create(img->image, name.c_str());
+      return r < 0 ? r : Api().rbd_snap_protect(img->image, name.c_str());
+    });
+  }
+
+  // snapRemove(name): unprotect (EBUSY while it has clones) and remove.
+  Napi::Value SnapRemove(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto img = Live(env, "snapRemove");
+    std::string name = StringArg(env, info[0], "name");
+    return Blocking::Run(env, "rbd snap remove " + name, "rbd_snap_unprotect", [img, name] {
+      int r = Api().rbd_snap_unprotect(img->image, name.c_str());
+      if (r < 0 && r != -EINVAL) return r;  // EINVAL: not protected
+      return Api().rbd_snap_remove(img->image, name.c_str());
+    });
+  }
+
+  // snapList(): [{name, size}]
+  Napi::Value SnapList(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto img = Live(env, "snapList");
+    auto out = std::make_shared<std::vector<std::pair<std::string, uint64_t>>>();
+    return Blocking::Run(env, "rbd snap ls", "rbd_snap_list", [img, out] {
+      int max = 16;
+      for (;;) {
+        std::vector<rbd_snap_info_t> snaps(static_cast<size_t>(max));
+        int r = Api().rbd_snap_list(img->image, snaps.data(), &max);
+        if (r == -ERANGE) continue;  // max now says how many
+        if (r < 0) return r;
+        for (int i = 0; i < r; ++i) out->emplace_back(snaps[i].name, snaps[i].size);
+        Api().rbd_snap_list_end(snaps.data());
+        return 0;
+      }
+    }, [out](Napi::Env env) -> Napi::Value {
+      Napi::Array a = Napi::Array::New(env, out->size());
+      for (size_t i = 0; i < out->size(); ++i) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("name", (*out)[i].first);
+        o.Set("size", static_cast<double>((*out)[i].second));
+        a.Set(static_cast<uint32_t>(i), o);
+      }
+      return a;
+    });
+  }
+
   // close(): drops this object's share; the image is closed (and flushed)
   // by its last owner, on the threadpool if that is us.
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -456,6 +522,7 @@ class RbdClusterWrap : public Napi::ObjectWrap<RbdClusterWrap> {
                            StaticMethod<&RbdClusterWrap::Connect>("connect"),
                            InstanceMethod<&RbdClusterWrap::Create>("create"),
                            InstanceMethod<&RbdClusterWrap::Remove>("remove"),
+                           InstanceMethod<&RbdClusterWrap::Clone>("clone"),
                            InstanceMethod<&RbdClusterWrap::List>("list"),
                            InstanceMethod<&RbdClusterWrap::Open>("open"),
                            InstanceMethod<&RbdClusterWrap::Address>("address"),
@@ -531,6 +598,17 @@ class RbdClusterWrap : public Napi::ObjectWrap<RbdClusterWrap> {
     return Blocking::Run(env, "rbd create " + name, "rbd_create2", [c, name, size] {
       int order = 0;
       return Api().rbd_create2(c->ioctx, name.c_str(), size, RBD_FEATURE_LAYERING, &order);
+    });
+  }
+
+  // clone(parent, snap, child): a copy-on-write child of a protected snapshot, layering only (as create()).
+  Napi::Value Clone(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto c = Live(env, "clone");
+    std::string parent = StringArg(env, info[0], "parent"), snap = StringArg(env, info[1], "snap"), child = StringArg(env, info[2], "child");
+    return Blocking::Run(env, "rbd clone " + parent + "@" + snap + " " + child, "rbd_clone", [c, parent, snap, child] {
+      int order = 0;
+      return Api().rbd_clone(c->ioctx, parent.c_str(), snap.c_str(), c->ioctx, child.c_str(), RBD_FEATURE_LAYERING, &order);
     });
   }
 

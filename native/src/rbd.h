@@ -28,7 +28,9 @@ struct RbdApi {
   X(rbd_get_size) X(rbd_resize) X(rbd_aio_create_completion) X(rbd_aio_get_return_value)  \
   X(rbd_aio_release) X(rbd_aio_read) X(rbd_aio_write) X(rbd_aio_flush) X(rbd_aio_discard) \
   X(rbd_aio_write_zeroes) X(rbd_metadata_get) X(rbd_metadata_set) X(rbd_lock_exclusive)   \
-  X(rbd_unlock) X(rbd_break_lock) X(rbd_list_lockers) X(rbd_get_features) X(rbd_update_features)
+  X(rbd_unlock) X(rbd_break_lock) X(rbd_list_lockers) X(rbd_get_features) X(rbd_update_features)                                 \
+  X(rbd_snap_create) X(rbd_snap_remove) X(rbd_snap_protect) X(rbd_snap_unprotect) X(rbd_snap_list) \
+  X(rbd_snap_list_end) X(rbd_clone) X(rbd_metadata_remove)
   NITRIDE_RBD_FUNCTIONS(NITRIDE_RBD_FN)
 #undef NITRIDE_RBD_FN
 };

@@ -15,6 +15,7 @@ export const CreateVolumeBody: z.ZodType<CreateVolumeRequest> = z
     kmsKeyId: KmsKeyRef.optional(),
     multiAttach: z.boolean().optional(),
     store: z.enum(['rbd', 'local']).optional(),
+    fromSnapshot: resourceId('snapshot', 'snapshot id').optional(),
   })
   .strict();
 export const ResizeVolumeBody: z.ZodType<ResizeVolumeRequest> = z.object({ size: Size }).strict();

@@ -40,6 +40,8 @@ export interface CreateVolumeRequest {
   multiAttach?: boolean;
   /** ebs only; default: the daemon's ebs_store (rbd when it has a Ceph cluster). */
   store?: VolumeStore;
+  /** A copy-on-write clone of this snapshot (rbd); `size` at least the snapshot's. */
+  fromSnapshot?: string;
 }
 
 export interface ResizeVolumeRequest {

@@ -26,6 +26,7 @@ import { decodeKey } from '../vpc/handshake.js';
 import { NbdServer } from '../nbd/server.js';
 import { VolumeManager, type RbdStore } from '../volume/manager.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
+import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { VpcManager } from '../vpc/manager.js';
 import { registerSecurityGroupRoutes } from './routes/security-groups.js';
 import { registerVpcRoutes } from './routes/vpc.js';
@@ -199,6 +200,7 @@ export class Daemon {
 
   private registerRoutes(): void {
     registerVolumeRoutes(this.control, this.volumes);
+    registerSnapshotRoutes(this.control, this.volumes);
     registerVpcRoutes(this.control, this.vpc);
     registerSecurityGroupRoutes(this.control, this.vpc);
     registerVmRoutes(this.control, this.vms, this.images);

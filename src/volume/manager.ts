@@ -51,10 +51,13 @@ import { SerialQueue } from '../common/serial.js';
 import type { RbdCluster, RbdImage, RbdLocker } from '../native/addon.js';
 import type { DetachVolumeResult, VolumeHolder, VolumeStore } from '../api/volumes.js';
 import type { CephStatus } from '../api/daemon.js';
+import type { SnapshotInfo } from '../api/snapshots.js';
 import { RbdBackend } from './rbd-backend.js';
 
 /** The image metadata key holding an RBD volume's record (JSON). */
 export const RBD_RECORD_KEY = 'nitride.volume';
+/** The metadata key (on the volume's image) of a snapshot's record (JSON SnapshotInfo); the RBD snapshot is named by its id. */
+const snapshotKey = (id: string) => `nitride.snapshot.${id}`;
 /** How often the pool is re-read for volumes other hosts created or deleted. */
 const RBD_REFRESH_MS = 5000;
 /**
@@ -261,6 +264,8 @@ export class VolumeManager implements ExportCatalog {
       }
       if (text === null) continue; // created a moment ago: its record follows
       const record = parseRbdRecord(id, text);
+      const named = recordIdOf(text);
+      if (!record && named !== undefined && named !== id && names.has(named)) continue; // a clone being made: it has its parent's record until its own is written
       if (!record) {
         this.badSeen.add(id);
         this.badRbdRecords++;
@@ -282,6 +287,7 @@ export class VolumeManager implements ExportCatalog {
       throw new ConflictError(`a volume named '${opts.name}' exists already`);
     }
     const id = newResourceId('volume', randomBytes);
+    if (opts.fromSnapshot !== undefined) return this.createFromSnapshot(id, opts);
     const record: VolumeRecord = {
       format: 1,
       id,
@@ -327,6 +333,105 @@ export class VolumeManager implements ExportCatalog {
     this.volumes.set(id, volume);
     this.log.info({ volume: id, type: record.type, size: record.size, kmsKeyId: record.kms?.keyId }, 'volume created');
     return this.info(volume);
+  }
+
+  /**
+   * A copy-on-write RBD clone of a snapshot (instant; it shares the parent's ciphertext blocks,
+   * so it keeps the snapshot's data key, which the KMS wraps anew under the clone's own context
+   * and optionally another KMS key, as AWS does for a volume restored from a snapshot).
+   */
+  private async createFromSnapshot(id: string, opts: CreateVolumeRequest): Promise<VolumeInfo> {
+    const snap = await this.describeSnapshot(opts.fromSnapshot!);
+    const parent = this.get(snap.volumeId).record;
+    if (opts.type !== 'ebs' || (opts.store ?? 'rbd') !== 'rbd') throw new UsageError('a volume from a snapshot is an ebs volume on rbd');
+    if (opts.size < snap.size) throw new UsageError(`--size must be at least the snapshot's ${snap.size} bytes`);
+    const rewrapped = await this.kmsCall(() =>
+      this.options.kms.reEncrypt(Buffer.from(parent.kms!.wrappedKey, 'base64'), { volume: parent.id }, opts.kmsKeyId, { destinationContext: { volume: id } }),
+    );
+    const record: VolumeRecord = {
+      format: 1,
+      id,
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      type: 'ebs',
+      size: opts.size,
+      createdAt: new Date().toISOString(),
+      multiAttach: opts.multiAttach ?? false,
+      cipher: parent.cipher,
+      dataUnitSize: parent.dataUnitSize,
+      store: 'rbd',
+      kms: { keyId: rewrapped.keyId, keyVersion: rewrapped.keyVersion, wrappedKey: rewrapped.ciphertextBlob.toString('base64') },
+    };
+    const { cluster } = this.options.rbd!;
+    await cluster.clone(parent.id, snap.id, id);
+    try {
+      await this.withImage(id, async (image) => {
+        if (opts.size > snap.size) await image.resize(opts.size);
+        await image.metadataSet(RBD_RECORD_KEY, JSON.stringify(record));
+      });
+    } catch (err) {
+      await cluster.remove(id).catch(() => {});
+      throw err;
+    }
+    const volume = new Volume(record);
+    this.volumes.set(id, volume);
+    this.log.info({ volume: id, snapshot: snap.id, parent: parent.id, kmsKeyId: record.kms!.keyId }, 'volume created from a snapshot (clone)');
+    return this.info(volume);
+  }
+
+  // ---------------------------------------------------------------------------- snapshots
+
+  /** A crash-consistent snapshot of an rbd volume: flushed first if attached here, then an RBD snapshot. */
+  async createSnapshot(volumeId: string, name?: string): Promise<SnapshotInfo> {
+    const volume = this.get(volumeId);
+    if (volume.record.store !== 'rbd') throw new UsageError(`volume ${volumeId} is ${volume.record.type === 'ebs' ? 'local' : 'ephemeral'}: snapshots are of rbd volumes`);
+    if (name !== undefined && (await this.listSnapshots()).some((x) => x.name === name)) throw new ConflictError(`a snapshot named '${name}' exists already`);
+    const snap: SnapshotInfo = { id: newResourceId('snapshot', randomBytes), volumeId, name: name ?? null, size: volume.record.size, createdAt: new Date().toISOString() };
+    await volume.exclusive.run(async () => {
+      await volume.backend?.flush();
+      await this.withImage(volumeId, async (image) => {
+        await image.metadataSet(snapshotKey(snap.id), JSON.stringify(snap));
+        await image.snapCreate(snap.id);
+      });
+    });
+    this.log.info({ snapshot: snap.id, volume: volumeId }, 'snapshot created');
+    return snap;
+  }
+
+  /** Every snapshot of the rbd volumes this daemon knows (read from the images). */
+  async listSnapshots(): Promise<SnapshotInfo[]> {
+    const out: SnapshotInfo[] = [];
+    for (const v of this.volumes.values()) {
+      if (v.record.store !== 'rbd' || v.deleted) continue;
+      await this.withImage(v.record.id, async (image) => {
+        for (const s of await image.snapList()) {
+          if (!isResourceId('snapshot', s.name)) continue;
+          const snap = parseSnapshotRecord(v.record.id, s.name, await image.metadataGet(snapshotKey(s.name)));
+          out.push(snap ?? { id: s.name, volumeId: v.record.id, name: null, size: s.size, createdAt: '' });
+        }
+      }).catch((err: unknown) => {
+        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      });
+    }
+    return out;
+  }
+
+  async describeSnapshot(id: string): Promise<SnapshotInfo> {
+    const snap = (await this.listSnapshots()).find((s) => s.id === id);
+    if (!snap) throw new NotFoundError(`no snapshot ${id}`, 'NO_SUCH_SNAPSHOT');
+    return snap;
+  }
+
+  /** Refused while a volume cloned from it exists (delete those first). */
+  async deleteSnapshot(id: string): Promise<void> {
+    const snap = await this.describeSnapshot(id);
+    await this.withImage(snap.volumeId, async (image) => {
+      await image.snapRemove(id).catch((err: unknown) => {
+        if ((err as { code?: string }).code === 'EBUSY') throw new ConflictError(`snapshot ${id} has volumes created from it; delete them first`, 'SNAPSHOT_IN_USE');
+        throw err;
+      });
+      await image.metadataRemove(snapshotKey(id));
+    });
+    this.log.info({ snapshot: id, volume: snap.volumeId }, 'snapshot deleted');
   }
 
   list(): readonly NbdExport[] {
@@ -930,4 +1035,26 @@ function holderOf(locker: RbdLocker): VolumeHolder {
 
 function describeHolder(h: VolumeHolder): string {
   return `host ${h.host} (Ceph ${h.client} at ${h.address})`;
+}
+
+/** A snapshot record read from an image's metadata (null if missing or not for this snapshot). */
+function parseSnapshotRecord(volumeId: string, id: string, text: string | null): SnapshotInfo | null {
+  if (text === null) return null;
+  try {
+    const v = JSON.parse(text) as Partial<SnapshotInfo>;
+    if (v.id !== id || v.volumeId !== volumeId || typeof v.size !== 'number' || typeof v.createdAt !== 'string') return null;
+    return { id, volumeId, name: typeof v.name === 'string' ? v.name : null, size: v.size, createdAt: v.createdAt };
+  } catch {
+    return null;
+  }
+}
+
+/** The `id` a record names, if it parses that far. */
+function recordIdOf(text: string): string | undefined {
+  try {
+    const id = (JSON.parse(text) as { id?: unknown }).id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -2,6 +2,8 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { parseSize } from '../../common/units.js';
+import { UsageError } from '../../common/errors.js';
+import { SNAPSHOTS_API, type SnapshotInfo } from '../../api/snapshots.js';
 import { pathTo, type Deleted } from '../../api/control.js';
 import { VOLUMES_API, type CopyProgress, type CreateVolumeRequest, type DetachVolumeRequest, type DetachVolumeResult, type ResizeVolumeRequest, type RewrapVolumeRequest, type VolumeCopyRequest, type VolumeInfo } from '../../api/volumes.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
@@ -10,7 +12,8 @@ import { progressBar } from '../progress.js';
 
 interface CreateOptions extends ClientOptions {
   type: 'ebs' | 'ephemeral';
-  size: string;
+  size?: string;
+  fromSnapshot?: string;
   kmsKey?: string;
   name?: string;
   multiAttach?: boolean;
@@ -23,15 +26,19 @@ export function volumeCommand(): Command {
   volume.addCommand(
     clientVerb(new Command('create').description('create a volume; prints its id and NBD URI'))
       .addOption(new Option('--type <type>', 'ebs (persistent, KMS-wrapped key) or ephemeral (key in memory only)').choices(['ebs', 'ephemeral']).default('ebs'))
-      .requiredOption('--size <size>', 'size, e.g. 10G, 512M (binary units)')
+      .option('--size <size>', 'size, e.g. 10G, 512M (binary units); from a snapshot: at least its size (the default)')
+      .option('--from-snapshot <snap>', "an rbd copy-on-write clone of this snapshot (its data key wrapped anew for the new volume)")
       .option('--kms-key <id>', 'KMS key id or alias for ebs (default: the KMS default key)')
       .option('--name <name>', 'a unique name')
       .option('--multi-attach', 'allow several consumers at once')
       .addOption(new Option('--store <store>', "ebs: a Ceph RBD image or a local file (default: the daemon's ebs_store)").choices(['rbd', 'local']))
       .action(async (options: CreateOptions) => {
+        if (options.size === undefined && !options.fromSnapshot) throw new UsageError("required option '--size <size>' not specified");
+        const size = options.size !== undefined ? parseSize(options.size) : (await clientOf(options).get<SnapshotInfo>(pathTo(SNAPSHOTS_API.snapshot, { id: options.fromSnapshot! }))).size;
         const body: CreateVolumeRequest = {
           type: options.type,
-          size: parseSize(options.size),
+          size,
+          ...(options.fromSnapshot ? { fromSnapshot: options.fromSnapshot } : {}),
           ...(options.kmsKey ? { kmsKeyId: options.kmsKey } : {}),
           ...(options.name ? { name: options.name } : {}),
           ...(options.multiAttach ? { multiAttach: true } : {}),
