@@ -10,14 +10,15 @@ const KmsKeyRef = z.string().min(1).max(256);
 export const CreateVolumeBody: z.ZodType<CreateVolumeRequest> = z
   .object({
     type: z.enum(['ebs', 'ephemeral']),
-    size: Size,
+    size: Size.optional(),
     name: safeName(128).optional(),
     kmsKeyId: KmsKeyRef.optional(),
     multiAttach: z.boolean().optional(),
     store: z.enum(['rbd', 'local']).optional(),
     fromSnapshot: resourceId('snapshot', 'snapshot id').optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => b.size !== undefined || b.fromSnapshot !== undefined, { message: 'size is required (but with fromSnapshot)', path: ['size'] });
 export const ResizeVolumeBody: z.ZodType<ResizeVolumeRequest> = z.object({ size: Size }).strict();
 export const RewrapVolumeBody: z.ZodType<RewrapVolumeRequest> = z.object({ kmsKeyId: KmsKeyRef.optional() }).strict();
 export const VolumeCopyBody: z.ZodType<VolumeCopyRequest> = z.object({ path: AbsolutePath }).strict();

@@ -32,7 +32,8 @@ export const MAX_VOLUME_SIZE = 64 * 2 ** 40;
 
 export interface CreateVolumeRequest {
   type: VolumeType;
-  size: number;
+  /** Bytes; required but with `fromSnapshot` (default: the snapshot's size). */
+  size?: number;
   name?: string;
   /** KMS key id or alias (ebs); default: the KMS's default key. */
   kmsKeyId?: string;
@@ -40,7 +41,7 @@ export interface CreateVolumeRequest {
   multiAttach?: boolean;
   /** ebs only; default: the daemon's ebs_store (rbd when it has a Ceph cluster). */
   store?: VolumeStore;
-  /** A copy-on-write clone of this snapshot (rbd); `size` at least the snapshot's. */
+  /** A copy-on-write clone of this snapshot (rbd); `size`, if given, at least the snapshot's. */
   fromSnapshot?: string;
 }
 

@@ -277,6 +277,8 @@ export class VolumeManager implements ExportCatalog {
   }
 
   async create(opts: CreateVolumeRequest): Promise<VolumeInfo> {
+    if (opts.fromSnapshot !== undefined) return this.createFromSnapshot(newResourceId('volume', randomBytes), opts);
+    if (opts.size === undefined) throw new UsageError('size is required');
     validateSize(opts.size);
     const store: VolumeStore = opts.type === 'ephemeral' ? 'local' : (opts.store ?? this.options.ebsStore ?? (this.options.rbd ? 'rbd' : 'local'));
     if (opts.type === 'ephemeral' && opts.store === 'rbd') throw new UsageError('ephemeral volumes are instance store: always local');
@@ -287,7 +289,6 @@ export class VolumeManager implements ExportCatalog {
       throw new ConflictError(`a volume named '${opts.name}' exists already`);
     }
     const id = newResourceId('volume', randomBytes);
-    if (opts.fromSnapshot !== undefined) return this.createFromSnapshot(id, opts);
     const record: VolumeRecord = {
       format: 1,
       id,
@@ -344,7 +345,9 @@ export class VolumeManager implements ExportCatalog {
     const snap = await this.describeSnapshot(opts.fromSnapshot!);
     const parent = this.get(snap.volumeId).record;
     if (opts.type !== 'ebs' || (opts.store ?? 'rbd') !== 'rbd') throw new UsageError('a volume from a snapshot is an ebs volume on rbd');
-    if (opts.size < snap.size) throw new UsageError(`--size must be at least the snapshot's ${snap.size} bytes`);
+    const size = opts.size ?? snap.size;
+    if (size < snap.size) throw new UsageError(`size must be at least the snapshot's ${snap.size} bytes`);
+    validateSize(size);
     const rewrapped = await this.kmsCall(() =>
       this.options.kms.reEncrypt(Buffer.from(parent.kms!.wrappedKey, 'base64'), { volume: parent.id }, opts.kmsKeyId, { destinationContext: { volume: id } }),
     );
@@ -353,7 +356,7 @@ export class VolumeManager implements ExportCatalog {
       id,
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       type: 'ebs',
-      size: opts.size,
+      size,
       createdAt: new Date().toISOString(),
       multiAttach: opts.multiAttach ?? false,
       cipher: parent.cipher,
@@ -365,7 +368,7 @@ export class VolumeManager implements ExportCatalog {
     await cluster.clone(parent.id, snap.id, id);
     try {
       await this.withImage(id, async (image) => {
-        if (opts.size > snap.size) await image.resize(opts.size);
+        if (size > snap.size) await image.resize(size);
         await image.metadataSet(RBD_RECORD_KEY, JSON.stringify(record));
       });
     } catch (err) {
@@ -491,6 +494,14 @@ export class VolumeManager implements ExportCatalog {
     });
   }
 
+  /** Refuses to delete an rbd volume another host holds or that has snapshots (RBD would refuse less clearly). */
+  private async deletable(id: string, image: RbdImage): Promise<void> {
+    const lockers = await image.lockers();
+    if (lockers.length) throw new ConflictError(`volume ${id} is attached on ${describeHolder(holderOf(lockers[0]!))}; detach it first`, 'VOLUME_IN_USE');
+    const snaps = (await image.snapList()).map((x) => x.name);
+    if (snaps.length) throw new ConflictError(`volume ${id} has snapshots (${snaps.join(', ')}); delete them first`, 'VOLUME_HAS_SNAPSHOTS');
+  }
+
   /** Blocklists each holder, then breaks its lock (in that order: once the lock is gone another host may write, and by then the old holder cannot). */
   private async fence(rbd: RbdStore, image: RbdImage, id: string, lockers: RbdLocker[]): Promise<VolumeHolder[]> {
     const fenced: VolumeHolder[] = [];
@@ -513,6 +524,7 @@ export class VolumeManager implements ExportCatalog {
       if (volume.connections > 0) {
         throw new ConflictError(`volume ${id} is attached (${[...volume.consumers.keys()].join(', ')}); detach it first`, 'VOLUME_IN_USE');
       }
+      if (volume.record.store === 'rbd') await this.withImage(id, (image) => this.deletable(id, image));
       volume.deleted = true;
       await volume.backend?.close();
       volume.backend = undefined;

@@ -121,6 +121,9 @@ describe('snapshots and clones of rbd volumes', { timeout: 180_000 }, () => {
     const cloneOut = await runOk('qemu-io', ['-f', 'raw', clone.uri, '-c', 'read -P 0x33 0 4k', '-c', 'read -P 0x11 4k 1020k']);
     expect(cloneOut).not.toMatch(/failed/);
 
+    const busy = await cli(a, 'volume', 'delete', vol.id);
+    expect(busy.code).not.toBe(0);
+    expect(busy.stderr).toContain(`volume ${vol.id} has snapshots (${snap.id}); delete them first`);
     // A snapshot with a clone is not deleted (the clone needs it); without, it goes.
     const refused = await cli(a, 'snapshot', 'delete', snap.id);
     expect(refused.code).not.toBe(0);
@@ -130,5 +133,6 @@ describe('snapshots and clones of rbd volumes', { timeout: 180_000 }, () => {
     expect(del.code, del.stderr).toBe(0);
     expect((await json<SnapshotInfo[]>(a, 'snapshot', 'list')).map((s) => s.id)).not.toContain(snap.id);
     expect(await ceph.rbd('snap', 'ls', `${ceph.pool}/${vol.id}`)).not.toContain(snap.id);
+    expect((await cli(a, 'volume', 'delete', vol.id)).code).toBe(0);
   });
 });

@@ -2,8 +2,6 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { parseSize } from '../../common/units.js';
-import { UsageError } from '../../common/errors.js';
-import { SNAPSHOTS_API, type SnapshotInfo } from '../../api/snapshots.js';
 import { pathTo, type Deleted } from '../../api/control.js';
 import { VOLUMES_API, type CopyProgress, type CreateVolumeRequest, type DetachVolumeRequest, type DetachVolumeResult, type ResizeVolumeRequest, type RewrapVolumeRequest, type VolumeCopyRequest, type VolumeInfo } from '../../api/volumes.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
@@ -33,11 +31,9 @@ export function volumeCommand(): Command {
       .option('--multi-attach', 'allow several consumers at once')
       .addOption(new Option('--store <store>', "ebs: a Ceph RBD image or a local file (default: the daemon's ebs_store)").choices(['rbd', 'local']))
       .action(async (options: CreateOptions) => {
-        if (options.size === undefined && !options.fromSnapshot) throw new UsageError("required option '--size <size>' not specified");
-        const size = options.size !== undefined ? parseSize(options.size) : (await clientOf(options).get<SnapshotInfo>(pathTo(SNAPSHOTS_API.snapshot, { id: options.fromSnapshot! }))).size;
         const body: CreateVolumeRequest = {
           type: options.type,
-          size,
+          ...(options.size !== undefined ? { size: parseSize(options.size) } : {}),
           ...(options.fromSnapshot ? { fromSnapshot: options.fromSnapshot } : {}),
           ...(options.kmsKey ? { kmsKeyId: options.kmsKey } : {}),
           ...(options.name ? { name: options.name } : {}),
