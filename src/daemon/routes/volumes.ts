@@ -38,6 +38,7 @@ export function registerVolumeRoutes(control: ControlServer, volumes: VolumeMana
     auditTarget: 'id',
     body: DetachVolumeBody,
     handle: async ({ params, body, audit }) => {
+      await volumes.refreshed(); // a volume another host created a moment ago
       const r = await volumes.detach(idOf(params), body.force ?? false);
       audit.details = { force: body.force ?? false, fenced: r.fenced.map((h) => `${h.host} ${h.client} ${h.address}`) };
       return r;
