@@ -116,9 +116,15 @@ void CompletionCallback(rbd_completion_t c, void* arg) {
   (*done)(ret);
 }
 
-// Starts one aio request with a completion that calls `done`.
-int StartAio(RbdDone done, const std::function<int(rbd_completion_t)>& start) {
-  auto* arg = new RbdDone(std::move(done));
+// Starts one aio request on `img` with a completion that calls `done`. A fenced
+// image (see RbdImage::fenced) refuses at once.
+int StartAio(RbdImage& img, RbdDone done, const std::function<int(rbd_completion_t)>& start) {
+  if (img.fenced.load(std::memory_order_relaxed)) return -ESHUTDOWN;
+  RbdImage* self = &img;  // alive until the completion: every caller's `done` holds a share or waits for it
+  auto* arg = new RbdDone([self, done = std::move(done)](ssize_t ret) {
+    if (ret == -ESHUTDOWN) self->fenced.store(true);
+    done(ret);
+  });
   rbd_completion_t c;
   int r = Api().rbd_aio_create_completion(arg, CompletionCallback, &c);
   if (r < 0) {
@@ -170,10 +176,14 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
                            InstanceMethod<&RbdImageWrap::Resize>("resize"),
                            InstanceMethod<&RbdImageWrap::MetadataGet>("metadataGet"),
                            InstanceMethod<&RbdImageWrap::MetadataSet>("metadataSet"),
+                           InstanceMethod<&RbdImageWrap::MetadataRemove>("metadataRemove"),
                            InstanceMethod<&RbdImageWrap::Lock>("lock"),
                            InstanceMethod<&RbdImageWrap::Unlock>("unlock"),
                            InstanceMethod<&RbdImageWrap::BreakLock>("breakLock"),
                            InstanceMethod<&RbdImageWrap::Lockers>("lockers"),
+                           InstanceMethod<&RbdImageWrap::SnapCreate>("snapCreate"),
+                           InstanceMethod<&RbdImageWrap::SnapRemove>("snapRemove"),
+                           InstanceMethod<&RbdImageWrap::SnapList>("snapList"),
                            InstanceMethod<&RbdImageWrap::Close>("close"),
                            InstanceAccessor<&RbdImageWrap::Size>("size"),
                            InstanceAccessor<&RbdImageWrap::Closed>("closed"),
@@ -230,7 +240,7 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     auto* p = new Pending(env, op);
     if (!keep.IsUndefined()) p->keep = Napi::Persistent(keep.As<Napi::Object>());
     Napi::Promise promise = p->deferred.Promise();
-    int r = StartAio(Settle(p, img), [&](rbd_completion_t c) { return start(*img, c); });
+    int r = StartAio(*img, Settle(p, img), [&](rbd_completion_t c) { return start(*img, c); });
     if (r < 0) {
       p->deferred.Reject(ErrnoValue(env, std::string("rbd ") + op, -r, op));
       delete p;
@@ -328,12 +338,33 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     });
   }
 
-  // lock(cookie): an exclusive advisory lock (EBUSY: someone else holds it).
+  Napi::Value MetadataRemove(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto img = Live(env, "metadataRemove");
+    std::string key = StringArg(env, info[0], "key");
+    return Blocking::Run(env, "rbd metadata remove " + key, "rbd_metadata_remove", [img, key] {
+      int r = Api().rbd_metadata_remove(img->image, key.c_str());
+      return r == -ENOENT ? 0 : r;
+    });
+  }
+
+  // lock(cookie): an exclusive advisory lock (EBUSY: someone else holds it). An image made
+  // with librbd's exclusive-lock feature loses it first (with the features that need it):
+  // the managed lock and an advisory one share the header's lock, and the holder's own
+  // writes would wait for ever for the managed one.
   Napi::Value Lock(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto img = Live(env, "lock");
     std::string cookie = StringArg(env, info[0], "cookie");
-    return Blocking::Run(env, "rbd lock", "rbd_lock_exclusive", [img, cookie] { return Api().rbd_lock_exclusive(img->image, cookie.c_str()); });
+    return Blocking::Run(env, "rbd lock", "rbd_lock_exclusive", [img, cookie] {
+      uint64_t features = 0;
+      int r = Api().rbd_get_features(img->image, &features);
+      if (r < 0) return r;
+      uint64_t dependents = features & (RBD_FEATURE_FAST_DIFF | RBD_FEATURE_OBJECT_MAP | RBD_FEATURE_JOURNALING);
+      if (dependents && (r = Api().rbd_update_features(img->image, dependents, 0)) < 0) return r;
+      if ((features & RBD_FEATURE_EXCLUSIVE_LOCK) && (r = Api().rbd_update_features(img->image, RBD_FEATURE_EXCLUSIVE_LOCK, 0)) < 0) return r;
+      return Api().rbd_lock_exclusive(img->image, cookie.c_str());
+    });
   }
 
   Napi::Value Unlock(const Napi::CallbackInfo& info) {
@@ -401,6 +432,58 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     });
   }
 
+  // snapCreate(name): a snapshot, protected at once (clones need a protected parent snapshot,
+  // and unprotecting one that has clones fails: EBUSY).
+  Napi::Value SnapCreate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto img = Live(env, "snapCreate");
+    std::string name = StringArg(env, info[0], "name");
+    return Blocking::Run(env, "rbd snap create " + name, "rbd_snap_create", [img, name] {
+      int r = Api().rbd_snap_create(img->image, name.c_str());
+      return r < 0 ? r : Api().rbd_snap_protect(img->image, name.c_str());
+    });
+  }
+
+  // snapRemove(name): unprotect (EBUSY while it has clones) and remove.
+  Napi::Value SnapRemove(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto img = Live(env, "snapRemove");
+    std::string name = StringArg(env, info[0], "name");
+    return Blocking::Run(env, "rbd snap remove " + name, "rbd_snap_unprotect", [img, name] {
+      int r = Api().rbd_snap_unprotect(img->image, name.c_str());
+      if (r < 0 && r != -EINVAL) return r;  // EINVAL: not protected
+      return Api().rbd_snap_remove(img->image, name.c_str());
+    });
+  }
+
+  // snapList(): [{name, size}]
+  Napi::Value SnapList(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto img = Live(env, "snapList");
+    auto out = std::make_shared<std::vector<std::pair<std::string, uint64_t>>>();
+    return Blocking::Run(env, "rbd snap ls", "rbd_snap_list", [img, out] {
+      int max = 16;
+      for (;;) {
+        std::vector<rbd_snap_info_t> snaps(static_cast<size_t>(max));
+        int r = Api().rbd_snap_list(img->image, snaps.data(), &max);
+        if (r == -ERANGE) continue;  // max now says how many
+        if (r < 0) return r;
+        for (int i = 0; i < r; ++i) out->emplace_back(snaps[i].name, snaps[i].size);
+        Api().rbd_snap_list_end(snaps.data());
+        return 0;
+      }
+    }, [out](Napi::Env env) -> Napi::Value {
+      Napi::Array a = Napi::Array::New(env, out->size());
+      for (size_t i = 0; i < out->size(); ++i) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("name", (*out)[i].first);
+        o.Set("size", static_cast<double>((*out)[i].second));
+        a.Set(static_cast<uint32_t>(i), o);
+      }
+      return a;
+    });
+  }
+
   // close(): drops this object's share; the image is closed (and flushed)
   // by its last owner, on the threadpool if that is us.
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -439,6 +522,7 @@ class RbdClusterWrap : public Napi::ObjectWrap<RbdClusterWrap> {
                            StaticMethod<&RbdClusterWrap::Connect>("connect"),
                            InstanceMethod<&RbdClusterWrap::Create>("create"),
                            InstanceMethod<&RbdClusterWrap::Remove>("remove"),
+                           InstanceMethod<&RbdClusterWrap::Clone>("clone"),
                            InstanceMethod<&RbdClusterWrap::List>("list"),
                            InstanceMethod<&RbdClusterWrap::Open>("open"),
                            InstanceMethod<&RbdClusterWrap::Address>("address"),
@@ -482,6 +566,9 @@ class RbdClusterWrap : public Napi::ObjectWrap<RbdClusterWrap> {
                                                                        {"rados_mon_op_timeout", t},
                                                                        {"client_mount_timeout", t},
                                                                        {"admin_socket", ""},
+                                                                       // breaking a lock does not blocklist by itself: the volume
+                                                                       // layer fences the holder first, for as long as it chooses
+                                                                       {"rbd_blocklist_on_break_lock", "false"},
                                                                        // a discarded range must read back as zeroes (holes), also below an object
                                                                        {"rbd_skip_partial_discard", "false"},
                                                                        {"log_to_stderr", "false"},
@@ -500,16 +587,28 @@ class RbdClusterWrap : public Napi::ObjectWrap<RbdClusterWrap> {
     return cluster_;
   }
 
-  // create(name, size): a new image with the pool's default features (layering for clones,
-  // exclusive-lock so two writers hand the lock over instead of interleaving).
+  // create(name, size): a new image with layering only (clones). Not exclusive-lock: one
+  // writer at a time is an advisory lock naming the host (lock()), and librbd's managed lock
+  // would take that lock's place on the header (see the README, "one writer at a time").
   Napi::Value Create(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto c = Live(env, "create");
     std::string name = StringArg(env, info[0], "name");
     uint64_t size = UintArg(env, info[1], "size");
-    return Blocking::Run(env, "rbd create " + name, "rbd_create", [c, name, size] {
+    return Blocking::Run(env, "rbd create " + name, "rbd_create2", [c, name, size] {
       int order = 0;
-      return Api().rbd_create(c->ioctx, name.c_str(), size, &order);
+      return Api().rbd_create2(c->ioctx, name.c_str(), size, RBD_FEATURE_LAYERING, &order);
+    });
+  }
+
+  // clone(parent, snap, child): a copy-on-write child of a protected snapshot, layering only (as create()).
+  Napi::Value Clone(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto c = Live(env, "clone");
+    std::string parent = StringArg(env, info[0], "parent"), snap = StringArg(env, info[1], "snap"), child = StringArg(env, info[2], "child");
+    return Blocking::Run(env, "rbd clone " + parent + "@" + snap + " " + child, "rbd_clone", [c, parent, snap, child] {
+      int order = 0;
+      return Api().rbd_clone(c->ioctx, parent.c_str(), snap.c_str(), c->ioctx, child.c_str(), RBD_FEATURE_LAYERING, &order);
     });
   }
 
@@ -626,11 +725,11 @@ std::shared_ptr<RbdImage> RbdImageArg(Napi::Env env, Napi::Value v, const char* 
 }
 
 int RbdAioRead(RbdImage& img, uint64_t off, size_t len, uint8_t* buf, RbdDone done) {
-  return StartAio(std::move(done), [&](rbd_completion_t c) { return Api().rbd_aio_read(img.image, off, len, reinterpret_cast<char*>(buf), c); });
+  return StartAio(img, std::move(done), [&](rbd_completion_t c) { return Api().rbd_aio_read(img.image, off, len, reinterpret_cast<char*>(buf), c); });
 }
 
 int RbdAioWrite(RbdImage& img, uint64_t off, size_t len, const uint8_t* buf, RbdDone done) {
-  return StartAio(std::move(done), [&](rbd_completion_t c) { return Api().rbd_aio_write(img.image, off, len, reinterpret_cast<const char*>(buf), c); });
+  return StartAio(img, std::move(done), [&](rbd_completion_t c) { return Api().rbd_aio_write(img.image, off, len, reinterpret_cast<const char*>(buf), c); });
 }
 
 void InitRbd(Napi::Env env, Napi::Object exports) {

@@ -7,6 +7,7 @@
 #include <rbd/librbd.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -23,11 +24,13 @@ struct RbdApi {
   X(rados_create2) X(rados_conf_read_file) X(rados_conf_set) X(rados_connect)             \
   X(rados_shutdown) X(rados_ioctx_create) X(rados_ioctx_destroy) X(rados_blocklist_add)   \
   X(rados_getaddrs) X(rados_buffer_free)                                                  \
-  X(rbd_create) X(rbd_remove) X(rbd_list2) X(rbd_image_spec_list_cleanup) X(rbd_open) X(rbd_open_read_only) X(rbd_close)  \
+  X(rbd_create2) X(rbd_remove) X(rbd_list2) X(rbd_image_spec_list_cleanup) X(rbd_open) X(rbd_open_read_only) X(rbd_close)  \
   X(rbd_get_size) X(rbd_resize) X(rbd_aio_create_completion) X(rbd_aio_get_return_value)  \
   X(rbd_aio_release) X(rbd_aio_read) X(rbd_aio_write) X(rbd_aio_flush) X(rbd_aio_discard) \
   X(rbd_aio_write_zeroes) X(rbd_metadata_get) X(rbd_metadata_set) X(rbd_lock_exclusive)   \
-  X(rbd_unlock) X(rbd_break_lock) X(rbd_list_lockers)
+  X(rbd_unlock) X(rbd_break_lock) X(rbd_list_lockers) X(rbd_get_features) X(rbd_update_features)                                 \
+  X(rbd_snap_create) X(rbd_snap_remove) X(rbd_snap_protect) X(rbd_snap_unprotect) X(rbd_snap_list) \
+  X(rbd_snap_list_end) X(rbd_clone) X(rbd_metadata_remove)
   NITRIDE_RBD_FUNCTIONS(NITRIDE_RBD_FN)
 #undef NITRIDE_RBD_FN
 };
@@ -48,6 +51,9 @@ struct RbdImage {
   std::shared_ptr<RbdCluster> cluster;
   rbd_image_t image = nullptr;
   uint64_t size = 0;
+  // Set once a request failed with EBLOCKLISTED (-ESHUTDOWN): this client was fenced, and the
+  // image refuses every later request itself, even after the blocklist entry expires.
+  std::atomic<bool> fenced{false};
   ~RbdImage();
 };
 

@@ -3,8 +3,8 @@
 # (test/helpers/ceph.ts, scripts/bench). Debian 12 packages: CEPH_PACKAGES in bootstrap.sh. Measured on this kind of machine: ~12 s from nothing
 # to a usable pool 'rbd'; RSS mon 40 MB, mgr 300 MB, osd 800 MB.
 #   ceph-one-node.sh start DIR [OSD_BYTES]   -> DIR/ceph.conf, DIR/keyring (client.admin); pool 'rbd'
-#   ceph-one-node.sh stop DIR
-#   ceph-one-node.sh resume DIR              -> start a stopped cluster again; data kept
+#   ceph-one-node.sh stop DIR [osd|mon|mgr]  -> every daemon, or only those of one kind
+#   ceph-one-node.sh resume DIR              -> start what is stopped again; data kept
 # Clients: CEPH_CONF=DIR/ceph.conf (fio ioengine=rbd, rbd, rados), or
 #   qemu-io -f raw 'rbd:rbd/IMG:conf=DIR/ceph.conf:id=admin'
 # Ports: the mon listens on MON_ADDR (default 127.0.0.1:3300, msgr2 only): callers that may run
@@ -13,18 +13,22 @@
 set -euo pipefail
 cmd=${1:?start|stop}; D=$(realpath -m "${2:?directory}")
 if [ "$cmd" = stop ]; then
-  for p in "$D"/run/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
-  for i in $(seq 50); do ls "$D"/run/*.pid >/dev/null 2>&1 || break; alive=0
-    for p in "$D"/run/*.pid; do kill -0 "$(cat "$p")" 2>/dev/null && alive=1; done; [ $alive = 0 ] && break; sleep 0.2; done
+  W=${3:-}
+  for p in "$D"/run/$W*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
+  for i in $(seq 50); do ls "$D"/run/$W*.pid >/dev/null 2>&1 || break; alive=0
+    for p in "$D"/run/$W*.pid; do kill -0 "$(cat "$p")" 2>/dev/null && alive=1; done; [ $alive = 0 ] && break; sleep 0.2; done
   # an OSD can take longer than 10 s to stop: end what is left
-  for p in "$D"/run/*.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true; done
+  for p in "$D"/run/$W*.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null || true; done
   # and return only once they are gone (a caller may remove DIR or start again next)
   for i in $(seq 50); do alive=0
-    for p in "$D"/run/*.pid; do [ -f "$p" ] && kill -0 "$(cat "$p")" 2>/dev/null && alive=1; done; [ $alive = 0 ] && break; sleep 0.1; done
+    for p in "$D"/run/$W*.pid; do [ -f "$p" ] && kill -0 "$(cat "$p")" 2>/dev/null && alive=1; done; [ $alive = 0 ] && break; sleep 0.1; done
   exit 0
 fi
 if [ "$cmd" = resume ]; then
-  C=(-c "$D/ceph.conf"); ceph-mon "${C[@]}" -i a; ceph-mgr "${C[@]}" -i x; ceph-osd "${C[@]}" -i 0 2>/dev/null
+  C=(-c "$D/ceph.conf"); down() { ! { [ -f "$D/run/$1.pid" ] && kill -0 "$(cat "$D/run/$1.pid")" 2>/dev/null; }; }
+  if down mon.a; then ceph-mon "${C[@]}" -i a; fi
+  if down mgr.x; then ceph-mgr "${C[@]}" -i x; fi
+  if down osd.0; then ceph-osd "${C[@]}" -i 0 2>/dev/null; fi
   for i in $(seq 120); do ceph "${C[@]}" pg stat 2>/dev/null | grep -qE "^[0-9]+ pgs: [0-9]+ active\+clean;" && break; sleep 0.25; done
   echo "$D/ceph.conf"; exit 0
 fi

@@ -11,6 +11,8 @@ export interface CephCluster {
   rbd(...args: string[]): Promise<string>;
   ceph(...args: string[]): Promise<string>;
   stop(): Promise<unknown>;
+  /** Stops only the daemons of one kind ('osd': the data path goes, the mon stays). */
+  stopDaemons(kind: 'osd' | 'mon' | 'mgr'): Promise<unknown>;
   resume(): Promise<unknown>;
   destroy(): Promise<void>;
 }

@@ -43,6 +43,9 @@ export async function startCeph({ parent = tmpdir(), osdBytes = 4 * 2 ** 30, mon
     ceph: async (...args) => (await exec('ceph', ['-c', cluster.conf, ...args], { maxBuffer: 64 << 20 })).stdout,
     /** Stops the daemons; the data stays (resume() starts them again). */
     stop: () => script('stop', dir),
+    /** Stops only the daemons of one kind ('osd': the data path goes, the mon stays). */
+    stopDaemons: (kind) => script('stop', dir, kind),
+    /** Starts what is stopped again. */
     resume: () => script('resume', dir),
     /** Stops the daemons and removes the directory. */
     async destroy() {

@@ -44,6 +44,20 @@ export interface DaemonStatus {
   /** Metrics: always `GET /metrics` on the control socket; `tcp` is the loopback listener, if any. */
   metrics: { tcp: string | null };
   volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
+  /** The Ceph store of rbd volumes (null: none configured). */
+  ceph: CephStatus | null;
   vpc: VpcStatus;
   vms: { total: number; running: number };
+}
+
+/** The Ceph store as the daemon last saw it (its pool is re-read every few seconds). */
+export interface CephStatus {
+  pool: string;
+  /** This host's name in the locks of the volumes it attaches. */
+  hostId: string;
+  /** Whether the last pool read worked (null: not tried yet). */
+  reachable: boolean | null;
+  /** Why it failed. */
+  error: string | null;
+  checkedAt: string | null;
 }

@@ -1,7 +1,7 @@
 /** Validation of the volume routes (see volumes.ts); server side only. */
 import { z } from 'zod';
 import { AbsolutePath, resourceId, safeName } from './common.schema.js';
-import { MAX_VOLUME_SIZE, type CreateVolumeRequest, type ResizeVolumeRequest, type RewrapVolumeRequest, type VolumeCopyRequest } from './volumes.js';
+import { MAX_VOLUME_SIZE, type CreateVolumeRequest, type DetachVolumeRequest, type ResizeVolumeRequest, type RewrapVolumeRequest, type VolumeCopyRequest } from './volumes.js';
 
 export const VolumeId = resourceId('volume', 'volume id');
 const Size = z.number().int().positive().max(MAX_VOLUME_SIZE);
@@ -10,13 +10,16 @@ const KmsKeyRef = z.string().min(1).max(256);
 export const CreateVolumeBody: z.ZodType<CreateVolumeRequest> = z
   .object({
     type: z.enum(['ebs', 'ephemeral']),
-    size: Size,
+    size: Size.optional(),
     name: safeName(128).optional(),
     kmsKeyId: KmsKeyRef.optional(),
     multiAttach: z.boolean().optional(),
     store: z.enum(['rbd', 'local']).optional(),
+    fromSnapshot: resourceId('snapshot', 'snapshot id').optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => b.size !== undefined || b.fromSnapshot !== undefined, { message: 'size is required (but with fromSnapshot)', path: ['size'] });
 export const ResizeVolumeBody: z.ZodType<ResizeVolumeRequest> = z.object({ size: Size }).strict();
 export const RewrapVolumeBody: z.ZodType<RewrapVolumeRequest> = z.object({ kmsKeyId: KmsKeyRef.optional() }).strict();
 export const VolumeCopyBody: z.ZodType<VolumeCopyRequest> = z.object({ path: AbsolutePath }).strict();
+export const DetachVolumeBody: z.ZodType<DetachVolumeRequest> = z.object({ force: z.boolean().optional() }).strict();

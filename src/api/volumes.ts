@@ -9,6 +9,7 @@
  *     POST   /v1/volumes/:id/rewrap      RewrapVolumeRequest    → VolumeInfo
  *     POST   /v1/volumes/:id/export      VolumeCopyRequest      → stream of CopyProgress, result CopyProgress
  *     POST   /v1/volumes/:id/import      VolumeCopyRequest      → (the same)
+ *     POST   /v1/volumes/:id/detach      DetachVolumeRequest    → DetachVolumeResult
  */
 
 export const VOLUMES_API = {
@@ -18,6 +19,7 @@ export const VOLUMES_API = {
   rewrap: '/v1/volumes/:id/rewrap',
   export: '/v1/volumes/:id/export',
   import: '/v1/volumes/:id/import',
+  detach: '/v1/volumes/:id/detach',
 } as const;
 
 export type VolumeType = 'ebs' | 'ephemeral';
@@ -30,7 +32,8 @@ export const MAX_VOLUME_SIZE = 64 * 2 ** 40;
 
 export interface CreateVolumeRequest {
   type: VolumeType;
-  size: number;
+  /** Bytes; required but with `fromSnapshot` (default: the snapshot's size). */
+  size?: number;
   name?: string;
   /** KMS key id or alias (ebs); default: the KMS's default key. */
   kmsKeyId?: string;
@@ -38,6 +41,8 @@ export interface CreateVolumeRequest {
   multiAttach?: boolean;
   /** ebs only; default: the daemon's ebs_store (rbd when it has a Ceph cluster). */
   store?: VolumeStore;
+  /** A copy-on-write clone of this snapshot (rbd); `size`, if given, at least the snapshot's. */
+  fromSnapshot?: string;
 }
 
 export interface ResizeVolumeRequest {
@@ -52,6 +57,30 @@ export interface RewrapVolumeRequest {
 /** Export or import: the raw image file, an absolute path on the daemon's host. */
 export interface VolumeCopyRequest {
   path: string;
+}
+
+/**
+ * Free an rbd volume another host holds. Without `force` it only says who holds it; with
+ * `force` the holder is fenced (Ceph blocklists its client: it can never write again) and its
+ * lock broken, so any host may attach the volume next.
+ */
+export interface DetachVolumeRequest {
+  force?: boolean;
+}
+
+export interface DetachVolumeResult {
+  id: string;
+  /** The holders fenced and unlocked (empty: nobody held it). */
+  fenced: VolumeHolder[];
+}
+
+/** Who holds an rbd volume: the lock on its image (one writer across hosts). */
+export interface VolumeHolder {
+  /** The host id of the daemon that attached it (its --host-id). */
+  host: string;
+  /** Its Ceph client (`client.4123`) and address (what fencing blocklists). */
+  client: string;
+  address: string;
 }
 
 /** Progress lines of an export or import, and its result. */
@@ -73,6 +102,8 @@ export interface VolumeInfo {
   encryption: { cipher: string; dataUnitSize: number; kmsKeyId: string | null; keyVersion: number | null };
   state: 'available' | 'in-use';
   attachments: Array<{ consumer: string; connections: number }>;
+  /** rbd volumes, in `describe`: the host holding the image's lock, or null (absent: not looked up). */
+  holder?: VolumeHolder | null;
   /** NBD URI on the daemon's Unix socket; what qemu-img, nbdinfo and fio take as is. */
   uri: string;
   /** NBD URI on the TCP listener, when one is configured. */

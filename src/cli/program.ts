@@ -22,6 +22,7 @@ export const VERBS: Record<string, () => Promise<Command>> = {
   metrics: async () => (await import('./commands/metrics.js')).metricsCommand(),
   'log-level': async () => (await import('./commands/log-level.js')).logLevelCommand(),
   volume: async () => (await import('./commands/volume.js')).volumeCommand(),
+  snapshot: async () => (await import('./commands/snapshot.js')).snapshotCommand(),
   kms: async () => (await import('./commands/kms.js')).kmsCommand(),
   vpc: async () => (await import('./commands/vpc.js')).vpcCommand(),
   subnet: async () => (await import('./commands/vpc.js')).subnetCommand(),

@@ -10,6 +10,7 @@
  * (--metrics-listen) have no environment variables.
  */
 import { promises as fs } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
@@ -22,6 +23,7 @@ import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 import { checkDhcpConfig } from '../vpc/dhcp.js';
 import { ENI_MTU } from '../vpc/constants.js';
 import { decodeKey } from '../vpc/handshake.js';
+import { PEER_NAME_PATTERN } from '../api/vpc.js';
 import { CT_DEFAULT_MAX_FLOWS } from '../vpc/sg-table.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
 
@@ -60,6 +62,7 @@ const FileSchema = z
     ceph_pool: z.string().min(1).optional(),
     ceph_id: z.string().min(1).optional(),
     ceph_timeout: z.number().optional(),
+    host_id: z.string().optional(),
     ebs_store: z.enum(['rbd', 'local']).optional(),
   })
   .strict();
@@ -114,6 +117,8 @@ export interface CephConfig {
   id: string;
   /** Seconds after which a cluster request fails (EIO to NBD clients). */
   timeoutSeconds: number;
+  /** This host's name in the locks of the volumes it attaches (default: the hostname). */
+  hostId: string;
 }
 
 /** Default cluster request timeout: below a guest's NVMe I/O timeout (30 s). */
@@ -126,6 +131,7 @@ export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile' | 'ceph'>> & {
   cephPool?: string;
   cephId?: string;
   cephTimeout?: number;
+  hostId?: string;
 };
 
 export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv = process.env): Promise<DaemonConfig> {
@@ -199,7 +205,9 @@ function cephConfig(flags: DaemonFlags, file: z.infer<typeof FileSchema> | undef
   }
   if (!path.isAbsolute(conf)) throw new UsageError(`--ceph-conf must be an absolute path, got ${conf}`);
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 300) throw new UsageError('--ceph-timeout must be whole seconds from 1 to 300');
-  return { conf, pool: pool ?? 'rbd', id: id ?? 'admin', timeoutSeconds };
+  const hostId = flags.hostId ?? file?.host_id ?? os.hostname().split('.')[0]!;
+  if (!PEER_NAME_PATTERN.test(hostId)) throw new UsageError(`--host-id '${hostId}' must be 1-63 letters, digits, . _ - (starting with a letter or digit)`);
+  return { conf, pool: pool ?? 'rbd', id: id ?? 'admin', timeoutSeconds, hostId };
 }
 
 async function readConfigFile(fileName: string, required: boolean): Promise<z.infer<typeof FileSchema> | undefined> {

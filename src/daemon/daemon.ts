@@ -24,8 +24,9 @@ import { NetworkKms } from '../kms/network-client.js';
 import { loadSodium } from '../kms/sodium.js';
 import { decodeKey } from '../vpc/handshake.js';
 import { NbdServer } from '../nbd/server.js';
-import { VolumeManager } from '../volume/manager.js';
+import { VolumeManager, type RbdStore } from '../volume/manager.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
+import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { VpcManager } from '../vpc/manager.js';
 import { registerSecurityGroupRoutes } from './routes/security-groups.js';
 import { registerVpcRoutes } from './routes/vpc.js';
@@ -79,12 +80,13 @@ export class Daemon {
         : undefined;
       if (network) undo(() => network.close());
       const kms = network ? new CountingKeyProvider(network.client) : hostKms;
-      // RBD-backed ebs volumes: one cluster connection for the daemon (its address is what fencing blocklists).
-      let ceph: { cluster: RbdCluster; pool: string } | undefined;
+      // RBD-backed ebs volumes: a cluster connection for the daemon, and one per attachment (what fencing blocklists).
+      let ceph: RbdStore | undefined;
       if (config.ceph) {
-        const { conf, id, pool, timeoutSeconds } = config.ceph;
+        const { conf, id, pool, timeoutSeconds, hostId } = config.ceph;
+        const connect = () => RbdCluster.connect({ conf, id, pool, timeoutSeconds });
         try {
-          ceph = { cluster: await RbdCluster.connect({ conf, id, pool, timeoutSeconds }), pool };
+          ceph = { cluster: await connect(), pool, connect, hostId };
         } catch (err) {
           throw new RuntimeError(`cannot reach the Ceph cluster (${conf}, client.${id}, pool ${pool}): ${oneLine(err)}`, 'CEPH_UNAVAILABLE');
         }
@@ -145,7 +147,9 @@ export class Daemon {
   status(): DaemonStatus {
     const all = this.volumes.describeAll();
     const vpc = this.vpc.status();
+    const ceph = this.volumes.cephHealth();
     const problems = vpc.state === 'up' ? [] : [`VPC down: ${vpc.message ?? 'not started'}`];
+    if (ceph?.reachable === false) problems.push(`Ceph unreachable (pool ${ceph.pool}): ${ceph.error}`);
     return {
       version: VERSION,
       pid: process.pid,
@@ -168,6 +172,7 @@ export class Daemon {
         ebs: all.filter((v) => v.type === 'ebs').length,
         ephemeral: all.filter((v) => v.type === 'ephemeral').length,
       },
+      ceph,
       vpc,
       vms: this.vms.status(),
     };
@@ -195,6 +200,7 @@ export class Daemon {
 
   private registerRoutes(): void {
     registerVolumeRoutes(this.control, this.volumes);
+    registerSnapshotRoutes(this.control, this.volumes);
     registerVpcRoutes(this.control, this.vpc);
     registerSecurityGroupRoutes(this.control, this.vpc);
     registerVmRoutes(this.control, this.vms, this.images);

@@ -983,6 +983,8 @@ export interface RbdLocker {
 export interface RbdCluster {
   create(name: string, size: number): Promise<void>;
   remove(name: string): Promise<void>;
+  /** A copy-on-write child image of a (protected) snapshot. */
+  clone(parent: string, snap: string, child: string): Promise<void>;
   list(): Promise<string[]>;
   open(name: string, readOnly?: boolean): Promise<RbdImage>;
   /** This client's address as the cluster sees it. */
@@ -1012,11 +1014,18 @@ export interface RbdImage {
   resize(size: number): Promise<void>;
   metadataGet(key: string): Promise<string | null>;
   metadataSet(key: string, value: string): Promise<void>;
+  /** Removes a key (none is fine). */
+  metadataRemove(key: string): Promise<void>;
   /** Exclusive advisory lock under `cookie` (EBUSY when another client holds one). */
   lock(cookie: string): Promise<void>;
   unlock(cookie: string): Promise<void>;
   breakLock(client: string, cookie: string): Promise<void>;
   lockers(): Promise<RbdLocker[]>;
+  /** A snapshot, protected (clonable; cannot be removed while it has clones). */
+  snapCreate(name: string): Promise<void>;
+  /** Unprotects and removes a snapshot (EBUSY while it has clones). */
+  snapRemove(name: string): Promise<void>;
+  snapList(): Promise<Array<{ name: string; size: number }>>;
   close(): Promise<void>;
 }
 

@@ -25,6 +25,13 @@
  * created) is the image's metadata key `nitride.volume`, the one source of truth: every host
  * that sees the pool sees the volume (refresh() at start, on list/describe and every
  * RBD_REFRESH_MS). Records that do not parse or do not match their image are ignored and counted.
+ *
+ * One writer across hosts: an attachment opens the image on a Ceph connection of its own and
+ * takes the image's advisory lock under this host's id; another host's attach finds the lock
+ * and is refused, naming the holder. `detach(id, force)` fences the holder (Ceph blocklists its
+ * connection's address, so it never writes again; a connection per attachment means only that
+ * attachment is fenced, not the holder's other volumes) and then breaks its lock.
+ * The pool refresh doubles as the cluster's health probe (cephHealth(), in `status`).
  */
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -41,14 +48,23 @@ import { FileBackend, fileCapabilities } from './file-backend.js';
 import { isResourceId, newResourceId } from '../api/ids.js';
 import { MAX_VOLUME_SIZE, MIN_VOLUME_SIZE, type CopyProgress, type CreateVolumeRequest, type VolumeInfo, type VolumeType } from '../api/volumes.js';
 import { SerialQueue } from '../common/serial.js';
-import type { RbdCluster } from '../native/addon.js';
-import type { VolumeStore } from '../api/volumes.js';
+import type { RbdCluster, RbdImage, RbdLocker } from '../native/addon.js';
+import type { DetachVolumeResult, VolumeHolder, VolumeStore } from '../api/volumes.js';
+import type { CephStatus } from '../api/daemon.js';
+import type { SnapshotInfo } from '../api/snapshots.js';
 import { RbdBackend } from './rbd-backend.js';
 
 /** The image metadata key holding an RBD volume's record (JSON). */
 export const RBD_RECORD_KEY = 'nitride.volume';
+/** The metadata key (on the volume's image) of a snapshot's record (JSON SnapshotInfo); the RBD snapshot is named by its id. */
+const snapshotKey = (id: string) => `nitride.snapshot.${id}`;
 /** How often the pool is re-read for volumes other hosts created or deleted. */
 const RBD_REFRESH_MS = 5000;
+/**
+ * How long a fenced holder stays blocklisted. Long on purpose: a half-dead host that comes back
+ * idle after the entry expired could write again (an image that saw the fencing refuses by itself).
+ */
+export const FENCE_SECONDS = 7 * 24 * 3600;
 
 /** XTS data unit of new volumes (4 KiB: half the CPU per byte of 512). */
 const DATA_UNIT = 4096;
@@ -105,9 +121,20 @@ export interface VolumeManagerOptions {
   /** host:port of the NBD TCP listener, if any, for URIs. */
   nbdTcp?: string;
   /** The Ceph cluster (connected, on the volumes' pool) for RBD-backed ebs volumes. */
-  rbd?: { cluster: RbdCluster; pool: string };
+  rbd?: RbdStore;
   /** Store of ebs volumes created without one (default: rbd if there is a cluster). */
   ebsStore?: VolumeStore;
+}
+
+/** The Ceph store of rbd volumes. */
+export interface RbdStore {
+  /** The daemon's connection: listing, records, holders, fencing. */
+  cluster: RbdCluster;
+  pool: string;
+  /** A new connection, one per attachment (what fencing that attachment blocklists). */
+  connect: () => Promise<RbdCluster>;
+  /** This host's name in the locks it takes. */
+  hostId: string;
 }
 
 /** One volume at run time: its record and, while attached, its open backend. */
@@ -142,6 +169,8 @@ export class VolumeManager implements ExportCatalog {
   private readonly badSeen = new Set<string>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
+  /** The last pool read: when, and why it failed (null: it worked). */
+  private cephProbe: { at: Date; error: string | null } | undefined;
 
   constructor(private readonly options: VolumeManagerOptions) {
     this.log = options.logger.child({ component: 'volume' });
@@ -187,8 +216,33 @@ export class VolumeManager implements ExportCatalog {
 
   /** Re-reads the pool: volumes created on other hosts appear, deleted ones (not attached here) go. */
   refresh(): Promise<void> {
-    this.refreshing ??= this.readPool().finally(() => (this.refreshing = undefined));
+    this.refreshing ??= this.readPool().then(
+      () => {
+        this.cephProbe = { at: new Date(), error: null };
+      },
+      (err: unknown) => {
+        this.cephProbe = { at: new Date(), error: oneLine(err) };
+        throw err;
+      },
+    ).finally(() => (this.refreshing = undefined));
     return this.refreshing;
+  }
+
+  /**
+   * For list/describe: the pool re-read, unless the cluster is known unreachable; then what is
+   * known now (the API answers at once; the background refresh finds the cluster back).
+   */
+  async refreshed(): Promise<void> {
+    if (this.cephProbe?.error) return;
+    await this.refresh().catch(() => {});
+  }
+
+  /** The Ceph store and whether it answered the last pool read (null: no cluster). */
+  cephHealth(): CephStatus | null {
+    const rbd = this.options.rbd;
+    if (!rbd) return null;
+    const p = this.cephProbe;
+    return { pool: rbd.pool, hostId: rbd.hostId, reachable: p ? p.error === null : null, error: p?.error ?? null, checkedAt: p?.at.toISOString() ?? null };
   }
 
   private async readPool(): Promise<void> {
@@ -210,6 +264,8 @@ export class VolumeManager implements ExportCatalog {
       }
       if (text === null) continue; // created a moment ago: its record follows
       const record = parseRbdRecord(id, text);
+      const named = recordIdOf(text);
+      if (!record && named !== undefined && named !== id && names.has(named)) continue; // a clone being made: it has its parent's record until its own is written
       if (!record) {
         this.badSeen.add(id);
         this.badRbdRecords++;
@@ -221,6 +277,8 @@ export class VolumeManager implements ExportCatalog {
   }
 
   async create(opts: CreateVolumeRequest): Promise<VolumeInfo> {
+    if (opts.fromSnapshot !== undefined) return this.createFromSnapshot(newResourceId('volume', randomBytes), opts);
+    if (opts.size === undefined) throw new UsageError('size is required');
     validateSize(opts.size);
     const store: VolumeStore = opts.type === 'ephemeral' ? 'local' : (opts.store ?? this.options.ebsStore ?? (this.options.rbd ? 'rbd' : 'local'));
     if (opts.type === 'ephemeral' && opts.store === 'rbd') throw new UsageError('ephemeral volumes are instance store: always local');
@@ -278,6 +336,107 @@ export class VolumeManager implements ExportCatalog {
     return this.info(volume);
   }
 
+  /**
+   * A copy-on-write RBD clone of a snapshot (instant; it shares the parent's ciphertext blocks,
+   * so it keeps the snapshot's data key, which the KMS wraps anew under the clone's own context
+   * and optionally another KMS key, as AWS does for a volume restored from a snapshot).
+   */
+  private async createFromSnapshot(id: string, opts: CreateVolumeRequest): Promise<VolumeInfo> {
+    const snap = await this.describeSnapshot(opts.fromSnapshot!);
+    const parent = this.get(snap.volumeId).record;
+    if (opts.type !== 'ebs' || (opts.store ?? 'rbd') !== 'rbd') throw new UsageError('a volume from a snapshot is an ebs volume on rbd');
+    const size = opts.size ?? snap.size;
+    if (size < snap.size) throw new UsageError(`size must be at least the snapshot's ${snap.size} bytes`);
+    validateSize(size);
+    const rewrapped = await this.kmsCall(() =>
+      this.options.kms.reEncrypt(Buffer.from(parent.kms!.wrappedKey, 'base64'), { volume: parent.id }, opts.kmsKeyId, { destinationContext: { volume: id } }),
+    );
+    const record: VolumeRecord = {
+      format: 1,
+      id,
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      type: 'ebs',
+      size,
+      createdAt: new Date().toISOString(),
+      multiAttach: opts.multiAttach ?? false,
+      cipher: parent.cipher,
+      dataUnitSize: parent.dataUnitSize,
+      store: 'rbd',
+      kms: { keyId: rewrapped.keyId, keyVersion: rewrapped.keyVersion, wrappedKey: rewrapped.ciphertextBlob.toString('base64') },
+    };
+    const { cluster } = this.options.rbd!;
+    await cluster.clone(parent.id, snap.id, id);
+    try {
+      await this.withImage(id, async (image) => {
+        if (size > snap.size) await image.resize(size);
+        await image.metadataSet(RBD_RECORD_KEY, JSON.stringify(record));
+      });
+    } catch (err) {
+      await cluster.remove(id).catch(() => {});
+      throw err;
+    }
+    const volume = new Volume(record);
+    this.volumes.set(id, volume);
+    this.log.info({ volume: id, snapshot: snap.id, parent: parent.id, kmsKeyId: record.kms!.keyId }, 'volume created from a snapshot (clone)');
+    return this.info(volume);
+  }
+
+  // ---------------------------------------------------------------------------- snapshots
+
+  /** A crash-consistent snapshot of an rbd volume: flushed first if attached here, then an RBD snapshot. */
+  async createSnapshot(volumeId: string, name?: string): Promise<SnapshotInfo> {
+    const volume = this.get(volumeId);
+    if (volume.record.store !== 'rbd') throw new UsageError(`volume ${volumeId} is ${volume.record.type === 'ebs' ? 'local' : 'ephemeral'}: snapshots are of rbd volumes`);
+    if (name !== undefined && (await this.listSnapshots()).some((x) => x.name === name)) throw new ConflictError(`a snapshot named '${name}' exists already`);
+    const snap: SnapshotInfo = { id: newResourceId('snapshot', randomBytes), volumeId, name: name ?? null, size: volume.record.size, createdAt: new Date().toISOString() };
+    await volume.exclusive.run(async () => {
+      await volume.backend?.flush();
+      await this.withImage(volumeId, async (image) => {
+        await image.metadataSet(snapshotKey(snap.id), JSON.stringify(snap));
+        await image.snapCreate(snap.id);
+      });
+    });
+    this.log.info({ snapshot: snap.id, volume: volumeId }, 'snapshot created');
+    return snap;
+  }
+
+  /** Every snapshot of the rbd volumes this daemon knows (read from the images). */
+  async listSnapshots(): Promise<SnapshotInfo[]> {
+    const out: SnapshotInfo[] = [];
+    for (const v of this.volumes.values()) {
+      if (v.record.store !== 'rbd' || v.deleted) continue;
+      await this.withImage(v.record.id, async (image) => {
+        for (const s of await image.snapList()) {
+          if (!isResourceId('snapshot', s.name)) continue;
+          const snap = parseSnapshotRecord(v.record.id, s.name, await image.metadataGet(snapshotKey(s.name)));
+          out.push(snap ?? { id: s.name, volumeId: v.record.id, name: null, size: s.size, createdAt: '' });
+        }
+      }).catch((err: unknown) => {
+        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      });
+    }
+    return out;
+  }
+
+  async describeSnapshot(id: string): Promise<SnapshotInfo> {
+    const snap = (await this.listSnapshots()).find((s) => s.id === id);
+    if (!snap) throw new NotFoundError(`no snapshot ${id}`, 'NO_SUCH_SNAPSHOT');
+    return snap;
+  }
+
+  /** Refused while a volume cloned from it exists (delete those first). */
+  async deleteSnapshot(id: string): Promise<void> {
+    const snap = await this.describeSnapshot(id);
+    await this.withImage(snap.volumeId, async (image) => {
+      await image.snapRemove(id).catch((err: unknown) => {
+        if ((err as { code?: string }).code === 'EBUSY') throw new ConflictError(`snapshot ${id} has volumes created from it; delete them first`, 'SNAPSHOT_IN_USE');
+        throw err;
+      });
+      await image.metadataRemove(snapshotKey(id));
+    });
+    this.log.info({ snapshot: id, volume: snap.volumeId }, 'snapshot deleted');
+  }
+
   list(): readonly NbdExport[] {
     return [...this.volumes.values()].filter((v) => !v.deleted).map((v) => this.exportOf(v));
   }
@@ -302,6 +461,62 @@ export class VolumeManager implements ExportCatalog {
     return this.info(this.get(id));
   }
 
+  /** describe() and, for an rbd volume, the host holding its lock (read from the image). */
+  async describeWithHolder(id: string): Promise<VolumeInfo> {
+    const volume = this.get(id);
+    if (volume.record.store !== 'rbd') return this.info(volume);
+    const holders = await this.withImage(id, (image) => image.lockers());
+    const holder = holders.length ? holderOf(holders[0]!) : null;
+    const info = this.info(volume);
+    return { ...info, holder, state: holder ? 'in-use' : info.state };
+  }
+
+  /**
+   * Free an rbd volume another host holds: without `force`, refused naming the holder; with it,
+   * each holder is blocklisted first (its writes fail from then on), then its lock is broken.
+   * Refused while attached on this host (its consumers must go first).
+   */
+  async detach(id: string, force: boolean): Promise<DetachVolumeResult> {
+    const volume = this.get(id);
+    if (volume.record.store !== 'rbd') throw new UsageError(`volume ${id} is local: only rbd volumes are held by a host`);
+    const rbd = this.options.rbd!;
+    return volume.exclusive.run(async () => {
+      if (volume.connections > 0) {
+        throw new ConflictError(`volume ${id} is attached on this host (${[...volume.consumers.keys()].join(', ')}); stop its consumers first`, 'VOLUME_IN_USE');
+      }
+      return this.withImage(id, async (image) => {
+        const lockers = await image.lockers();
+        if (lockers.length && !force) {
+          throw new ConflictError(`volume ${id} is attached on ${describeHolder(holderOf(lockers[0]!))}; --force fences that host and frees the volume`, 'VOLUME_IN_USE');
+        }
+        return { id, fenced: await this.fence(rbd, image, id, lockers) };
+      });
+    });
+  }
+
+  /** Refuses to delete an rbd volume another host holds or that has snapshots (RBD would refuse less clearly). */
+  private async deletable(id: string, image: RbdImage): Promise<void> {
+    const lockers = await image.lockers();
+    if (lockers.length) throw new ConflictError(`volume ${id} is attached on ${describeHolder(holderOf(lockers[0]!))}; detach it first`, 'VOLUME_IN_USE');
+    const snaps = (await image.snapList()).map((x) => x.name);
+    if (snaps.length) throw new ConflictError(`volume ${id} has snapshots (${snaps.join(', ')}); delete them first`, 'VOLUME_HAS_SNAPSHOTS');
+  }
+
+  /** Blocklists each holder, then breaks its lock (in that order: once the lock is gone another host may write, and by then the old holder cannot). */
+  private async fence(rbd: RbdStore, image: RbdImage, id: string, lockers: RbdLocker[]): Promise<VolumeHolder[]> {
+    const fenced: VolumeHolder[] = [];
+    for (const locker of lockers) {
+      const holder = holderOf(locker);
+      await rbd.cluster.blocklist(locker.address, FENCE_SECONDS);
+      await image.breakLock(locker.client, locker.cookie).catch((err: unknown) => {
+        if ((err as { code?: string }).code !== 'ENOENT') throw err;
+      });
+      this.log.warn({ volume: id, host: holder.host, client: holder.client, address: holder.address }, 'volume holder fenced (blocklisted) and its lock broken');
+      fenced.push(holder);
+    }
+    return fenced;
+  }
+
   /** Delete a volume: its key and ciphertext are destroyed. Refused while attached. */
   async delete(id: string): Promise<void> {
     const volume = this.get(id);
@@ -309,6 +524,7 @@ export class VolumeManager implements ExportCatalog {
       if (volume.connections > 0) {
         throw new ConflictError(`volume ${id} is attached (${[...volume.consumers.keys()].join(', ')}); detach it first`, 'VOLUME_IN_USE');
       }
+      if (volume.record.store === 'rbd') await this.withImage(id, (image) => this.deletable(id, image));
       volume.deleted = true;
       await volume.backend?.close();
       volume.backend = undefined;
@@ -359,14 +575,8 @@ export class VolumeManager implements ExportCatalog {
     await volume.exclusive.run(async () => {
       if (size === volume.record.size) return;
       if (volume.backend?.resize) await volume.backend.resize(size);
-      else if (volume.record.store === 'rbd') {
-        const image = await this.options.rbd!.cluster.open(id);
-        try {
-          await image.resize(size);
-        } finally {
-          await image.close();
-        }
-      } else await fs.truncate(this.imagePath(volume.record), size);
+      else if (volume.record.store === 'rbd') await this.withImage(id, (image) => image.resize(size));
+      else await fs.truncate(this.imagePath(volume.record), size);
       await this.saveRecord({ ...volume.record, size }, volume);
     });
     this.log.info({ volume: id, size }, 'volume resized');
@@ -550,15 +760,10 @@ export class VolumeManager implements ExportCatalog {
     }
     try {
       if (record.store === 'rbd') {
-        const { cluster, pool } = this.options.rbd ?? {};
-        if (!cluster) throw new ExportRefusedError(`cannot attach ${record.id}: this daemon has no Ceph cluster`);
-        let image;
-        try {
-          image = await cluster.open(record.id);
-        } catch (err) {
-          throw new ExportRefusedError(`cannot attach ${record.id}: rbd ${pool}/${record.id}: ${oneLine(err)}`, 'VOLUME_UNAVAILABLE');
-        }
-        const lower = new RbdBackend(image, `${pool}/${record.id}`);
+        const rbd = this.options.rbd;
+        if (!rbd) throw new ExportRefusedError(`cannot attach ${record.id}: this daemon has no Ceph cluster`);
+        const image = await this.openLocked(rbd, record.id);
+        const lower = new RbdBackend(image, `${rbd.pool}/${record.id}`, false, rbd.hostId);
         try {
           return new EncryptedBackend(lower, key, { dataUnitSize: record.dataUnitSize as 512 | 4096 });
         } catch (err) {
@@ -575,6 +780,53 @@ export class VolumeManager implements ExportCatalog {
       }
     } finally {
       key.fill(0);
+    }
+  }
+
+  /** The image on a connection of its own, locked under this host's id; refused naming another holder. */
+  private async openLocked(rbd: RbdStore, id: string): Promise<RbdImage> {
+    const refuse = (why: string, code = 'VOLUME_UNAVAILABLE') => new ExportRefusedError(`cannot attach ${id}: ${why}`, code);
+    let image: RbdImage;
+    try {
+      const conn = await rbd.connect();
+      try {
+        image = await conn.open(id);
+      } finally {
+        await conn.close(); // the image keeps the connection until it closes
+      }
+    } catch (err) {
+      throw refuse(`rbd ${rbd.pool}/${id}: ${oneLine(err)}`);
+    }
+    try {
+      await image.lock(rbd.hostId).catch(async (err: unknown) => {
+        // Our own host's lock while nothing here has the volume open: a previous run of this
+        // daemon (crash, kill). Fence that client and take over (host ids are unique in a fleet).
+        if ((err as { code?: string }).code !== 'EBUSY') throw err;
+        const lockers = await image.lockers();
+        if (!lockers.length || lockers.some((l) => l.cookie !== rbd.hostId)) throw err;
+        await this.fence(rbd, image, id, lockers);
+        await image.lock(rbd.hostId);
+      });
+      return image;
+    } catch (err) {
+      const busy = (err as { code?: string }).code === 'EBUSY';
+      const lockers = busy ? await image.lockers().catch(() => []) : [];
+      await image.close().catch(() => {});
+      if (busy) {
+        const who = lockers.length ? describeHolder(holderOf(lockers[0]!)) : 'another host';
+        throw new ExportRefusedError(`volume ${id} is attached on ${who}; \`nitride volume detach --force ${id}\` fences it`, 'VOLUME_IN_USE');
+      }
+      throw refuse(`cannot lock rbd ${rbd.pool}/${id}: ${oneLine(err)}`);
+    }
+  }
+
+  /** `fn` over the image opened on the daemon's connection (closed after). */
+  private async withImage<T>(id: string, fn: (image: RbdImage) => Promise<T>): Promise<T> {
+    const image = await this.options.rbd!.cluster.open(id);
+    try {
+      return await fn(image);
+    } finally {
+      await image.close();
     }
   }
 
@@ -643,13 +895,8 @@ export class VolumeManager implements ExportCatalog {
   }
 
   /** The record as the image's metadata (written through librbd: on the OSDs when it resolves). */
-  private async writeRbdRecord(record: VolumeRecord): Promise<void> {
-    const image = await this.options.rbd!.cluster.open(record.id);
-    try {
-      await image.metadataSet(RBD_RECORD_KEY, JSON.stringify(record));
-    } finally {
-      await image.close();
-    }
+  private writeRbdRecord(record: VolumeRecord): Promise<void> {
+    return this.withImage(record.id, (image) => image.metadataSet(RBD_RECORD_KEY, JSON.stringify(record)));
   }
 
   private metaPath(id: string): string {
@@ -791,4 +1038,35 @@ export function parseRbdRecord(id: string, text: string): VolumeRecord | null {
     store: 'rbd',
     kms: { keyId: kms.keyId!, keyVersion: kms.keyVersion!, wrappedKey: kms.wrappedKey! },
   };
+}
+
+/** A lock on an image as the API shows it (the cookie is the holder's host id). */
+function holderOf(locker: RbdLocker): VolumeHolder {
+  return { host: locker.cookie, client: locker.client, address: locker.address };
+}
+
+function describeHolder(h: VolumeHolder): string {
+  return `host ${h.host} (Ceph ${h.client} at ${h.address})`;
+}
+
+/** A snapshot record read from an image's metadata (null if missing or not for this snapshot). */
+function parseSnapshotRecord(volumeId: string, id: string, text: string | null): SnapshotInfo | null {
+  if (text === null) return null;
+  try {
+    const v = JSON.parse(text) as Partial<SnapshotInfo>;
+    if (v.id !== id || v.volumeId !== volumeId || typeof v.size !== 'number' || typeof v.createdAt !== 'string') return null;
+    return { id, volumeId, name: typeof v.name === 'string' ? v.name : null, size: v.size, createdAt: v.createdAt };
+  } catch {
+    return null;
+  }
+}
+
+/** The `id` a record names, if it parses that far. */
+function recordIdOf(text: string): string | undefined {
+  try {
+    const id = (JSON.parse(text) as { id?: unknown }).id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -56,6 +56,8 @@ export class RbdBackend implements BlockBackend {
     /** pool/image, for messages. */
     readonly name: string,
     readOnly = false,
+    /** The image's lock this backend holds (released by close()). */
+    private readonly lockCookie?: string,
   ) {
     this.capabilities = rbdCapabilities(readOnly);
   }
@@ -118,14 +120,22 @@ export class RbdBackend implements BlockBackend {
     return this.run(() => this.image.resize(newSize));
   }
 
-  /** Flushes (the OSDs have every write) and closes the image (once no lane uses it). */
+  /**
+   * Flushes (the OSDs have every write), releases the lock and closes the image (once no lane
+   * uses it). A lock that cannot be released (cluster unreachable, this client fenced) stays
+   * on the image: the next host's attach is refused until `volume detach --force`.
+   */
   async close(): Promise<void> {
     if (this.ops.closed) return;
     await this.ops.shutdown();
     try {
       if (!this.capabilities.readOnly) await this.image.flush().catch((err: unknown) => Promise.reject(ioError(err)));
     } finally {
-      await this.image.close();
+      try {
+        if (this.lockCookie !== undefined) await this.image.unlock(this.lockCookie).catch(() => {});
+      } finally {
+        await this.image.close();
+      }
     }
   }
 

@@ -2,10 +2,12 @@
  * ebs volumes on Ceph RBD with two real daemons ("hosts": two state directories sharing one
  * KMS over its Unix socket until the network KMS lands) and a real one-node cluster: a volume
  * created on A is listed on B from the image's metadata, written on A, detached, and read back
- * and fio-verified on B; a hostile record in the pool is ignored and counted.
+ * and fio-verified on B; a hostile record in the pool is ignored and counted. Snapshots: taken on
+ * A, listed and cloned on B; the clone reads the snapshot's data, the parent its newer data.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SnapshotInfo } from '../../src/api/snapshots.js';
 import type { VolumeInfo } from '../../src/api/volumes.js';
 import { startCeph, type CephCluster } from '../helpers/ceph.js';
 import { nitride, startDaemon, startKms, tempDir, type RunningDaemon, type RunningKms } from '../helpers/nitride.js';
@@ -93,5 +95,44 @@ describe('ebs volumes on RBD across two hosts', { timeout: 180_000 }, () => {
     expect(del.code, del.stderr).toBe(0);
     expect((await ceph.rbd('ls', ceph.pool)).split('\n')).not.toContain(vol.id);
     expect((await json<VolumeInfo[]>(b, 'volume', 'list')).map((v) => v.id)).not.toContain(vol.id);
+  });
+});
+
+describe('snapshots and clones of rbd volumes', { timeout: 180_000 }, () => {
+  it('snapshot on A, clone on B: the clone has the snapshot’s data and its own key wrap; the parent keeps its newer data', async () => {
+    const vol = await json<VolumeInfo>(a, 'volume', 'create', '--size', '32M', '--name', 'parent');
+    await runOk('qemu-io', ['-f', 'raw', vol.uri, '-c', 'write -P 0x11 0 1M', '-c', 'write -P 0x12 20M 64k', '-c', 'flush']);
+    const snap = await json<SnapshotInfo>(a, 'snapshot', 'create', vol.id, '--name', 'before');
+    expect(snap).toMatchObject({ volumeId: vol.id, name: 'before', size: 32 << 20 });
+    expect(snap.id).toMatch(/^snap-[0-9a-f]{17}$/);
+    await runOk('qemu-io', ['-f', 'raw', vol.uri, '-c', 'write -P 0x22 0 1M', '-c', 'flush']);
+
+    expect((await json<SnapshotInfo[]>(b, 'snapshot', 'list')).map((s) => s.id)).toContain(snap.id);
+    const clone = await json<VolumeInfo>(b, 'volume', 'create', '--from-snapshot', snap.id, '--name', 'restored');
+    expect(clone).toMatchObject({ store: 'rbd', size: 32 << 20, name: 'restored' });
+    expect(clone.encryption.kmsKeyId).toBe(vol.encryption.kmsKeyId);
+    // The same data key, wrapped anew under the clone's own context.
+    const wrapped = async (id: string) => JSON.parse(await ceph.rbd('image-meta', 'get', `${ceph.pool}/${id}`, 'nitride.volume')).kms.wrappedKey as string;
+    expect(await wrapped(clone.id)).not.toBe(await wrapped(vol.id));
+
+    await runOk('qemu-io', ['-f', 'raw', clone.uri, '-c', 'read -P 0x11 0 1M', '-c', 'read -P 0x12 20M 64k', '-c', 'write -P 0x33 0 4k', '-c', 'flush']);
+    const parentOut = await runOk('qemu-io', ['-f', 'raw', vol.uri, '-c', 'read -P 0x22 0 1M', '-c', 'read -P 0x12 20M 64k']);
+    expect(parentOut).not.toMatch(/failed/);
+    const cloneOut = await runOk('qemu-io', ['-f', 'raw', clone.uri, '-c', 'read -P 0x33 0 4k', '-c', 'read -P 0x11 4k 1020k']);
+    expect(cloneOut).not.toMatch(/failed/);
+
+    const busy = await cli(a, 'volume', 'delete', vol.id);
+    expect(busy.code).not.toBe(0);
+    expect(busy.stderr).toContain(`volume ${vol.id} has snapshots (${snap.id}); delete them first`);
+    // A snapshot with a clone is not deleted (the clone needs it); without, it goes.
+    const refused = await cli(a, 'snapshot', 'delete', snap.id);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/has volumes created from it; delete them first/);
+    expect((await cli(b, 'volume', 'delete', clone.id)).code).toBe(0);
+    const del = await cli(a, 'snapshot', 'delete', snap.id);
+    expect(del.code, del.stderr).toBe(0);
+    expect((await json<SnapshotInfo[]>(a, 'snapshot', 'list')).map((s) => s.id)).not.toContain(snap.id);
+    expect(await ceph.rbd('snap', 'ls', `${ceph.pool}/${vol.id}`)).not.toContain(snap.id);
+    expect((await cli(a, 'volume', 'delete', vol.id)).code).toBe(0);
   });
 });

@@ -56,6 +56,13 @@ describe('loadDaemonConfig', () => {
     await expect(loadDaemonConfig({ config: configFile('nbd_data_plane = "fast"\n') }, {})).rejects.toThrow(/nbd_data_plane/);
   });
 
+  it('ceph: host id from the flag, the file or the hostname; a bad one refused', async () => {
+    expect((await loadDaemonConfig({ cephConf: '/etc/ceph/ceph.conf', hostId: 'rack1-h7' }, {})).ceph).toMatchObject({ hostId: 'rack1-h7', pool: 'rbd', id: 'admin' });
+    expect((await loadDaemonConfig({ config: configFile('ceph_conf = "/c.conf"\nhost_id = "h2"\n') }, {})).ceph?.hostId).toBe('h2');
+    expect((await loadDaemonConfig({ cephConf: '/c.conf' }, {})).ceph?.hostId).toMatch(/^[A-Za-z0-9][A-Za-z0-9._-]*$/);
+    await expect(loadDaemonConfig({ cephConf: '/c.conf', hostId: 'bad host' }, {})).rejects.toThrow(/--host-id 'bad host' must be/);
+  });
+
   it('rejects a missing explicit file and a bad env level', async () => {
     await expect(loadDaemonConfig({ config: '/nonexistent/nitride.toml' }, {})).rejects.toThrow(/cannot read config file \/nonexistent\/nitride.toml/);
     await expect(loadDaemonConfig({}, { NITRIDE_LOG_LEVEL: 'loud' })).rejects.toThrow(/NITRIDE_LOG_LEVEL/);

@@ -25,6 +25,7 @@ export function daemonCommand(): Command {
     .option('--ceph-pool <pool>', 'the pool of the volumes (default rbd)')
     .option('--ceph-id <name>', 'cephx client id, without "client." (default admin)')
     .option('--ceph-timeout <seconds>', 'cluster requests fail (EIO) after this long, 1-300 (default 25)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+    .option('--host-id <name>', 'this host\'s name in the locks of the rbd volumes it attaches (default: the hostname)')
     .addOption(new Option('--ebs-store <store>', 'where ebs volumes go without --store (default rbd with --ceph-conf, else local)').choices(['rbd', 'local']))
     .option('--metrics-listen <host:port>', 'also serve GET /metrics on this loopback TCP address (e.g. 127.0.0.1:9464)')
     .action(async (options: DaemonCliOptions) => {

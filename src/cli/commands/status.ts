@@ -45,6 +45,7 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
     'kms endpoint': s.kmsEndpoint ?? undefined,
     'metrics tcp': s.metrics.tcp,
     volumes: `${s.volumes.total} (${s.volumes.ebs} ebs, ${s.volumes.ephemeral} ephemeral; ${s.volumes.inUse} in use)`,
+    ceph: s.ceph ? `pool ${s.ceph.pool} as host ${s.ceph.hostId}: ${s.ceph.reachable === null ? 'not checked yet' : s.ceph.reachable ? 'reachable' : `unreachable (${s.ceph.error})`}` : undefined,
     vpc: s.vpc.state === 'up' ? `up, underlay ${s.vpc.listen}` : `down: ${s.vpc.message}`,
     'vpc public key': s.vpc.publicKey,
     'vpc model': `${s.vpc.vpcs} VPCs, ${s.vpc.subnets} subnets, ${s.vpc.enis.total} ENIs (${s.vpc.enis.local} local)`,

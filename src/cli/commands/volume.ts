@@ -3,14 +3,15 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { parseSize } from '../../common/units.js';
 import { pathTo, type Deleted } from '../../api/control.js';
-import { VOLUMES_API, type CopyProgress, type CreateVolumeRequest, type ResizeVolumeRequest, type RewrapVolumeRequest, type VolumeCopyRequest, type VolumeInfo } from '../../api/volumes.js';
+import { VOLUMES_API, type CopyProgress, type CreateVolumeRequest, type DetachVolumeRequest, type DetachVolumeResult, type ResizeVolumeRequest, type RewrapVolumeRequest, type VolumeCopyRequest, type VolumeInfo } from '../../api/volumes.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, formatBytes, renderFields, renderTable } from '../output.js';
 import { progressBar } from '../progress.js';
 
 interface CreateOptions extends ClientOptions {
   type: 'ebs' | 'ephemeral';
-  size: string;
+  size?: string;
+  fromSnapshot?: string;
   kmsKey?: string;
   name?: string;
   multiAttach?: boolean;
@@ -23,7 +24,8 @@ export function volumeCommand(): Command {
   volume.addCommand(
     clientVerb(new Command('create').description('create a volume; prints its id and NBD URI'))
       .addOption(new Option('--type <type>', 'ebs (persistent, KMS-wrapped key) or ephemeral (key in memory only)').choices(['ebs', 'ephemeral']).default('ebs'))
-      .requiredOption('--size <size>', 'size, e.g. 10G, 512M (binary units)')
+      .option('--size <size>', 'size, e.g. 10G, 512M (binary units); from a snapshot: at least its size (the default)')
+      .option('--from-snapshot <snap>', "an rbd copy-on-write clone of this snapshot (its data key wrapped anew for the new volume)")
       .option('--kms-key <id>', 'KMS key id or alias for ebs (default: the KMS default key)')
       .option('--name <name>', 'a unique name')
       .option('--multi-attach', 'allow several consumers at once')
@@ -31,7 +33,8 @@ export function volumeCommand(): Command {
       .action(async (options: CreateOptions) => {
         const body: CreateVolumeRequest = {
           type: options.type,
-          size: parseSize(options.size),
+          ...(options.size !== undefined ? { size: parseSize(options.size) } : {}),
+          ...(options.fromSnapshot ? { fromSnapshot: options.fromSnapshot } : {}),
           ...(options.kmsKey ? { kmsKeyId: options.kmsKey } : {}),
           ...(options.name ? { name: options.name } : {}),
           ...(options.multiAttach ? { multiAttach: true } : {}),
@@ -74,6 +77,21 @@ export function volumeCommand(): Command {
         emit(options, r, () => `deleted ${r.id}`);
       },
     ),
+  );
+
+  volume.addCommand(
+    clientVerb(
+      new Command('detach')
+        .description('free an rbd volume held by another host: --force fences that host (Ceph blocklist) and breaks its lock')
+        .argument('<id>', 'volume id')
+        .option('--force', 'fence the holder: it can never write to the cluster again'),
+    ).action(async (id: string, options: ClientOptions & { force?: boolean }) => {
+      const body: DetachVolumeRequest = options.force ? { force: true } : {};
+      const r = await clientOf(options).call<DetachVolumeResult>('POST', pathTo(VOLUMES_API.detach, { id }), body);
+      emit(options, r, () =>
+        r.fenced.length ? r.fenced.map((h) => `fenced host ${h.host} (${h.client} at ${h.address}); ${id} is free`).join('\n') : `${id} is not held by any host`,
+      );
+    }),
   );
 
   volume.addCommand(
@@ -141,6 +159,7 @@ function renderVolume(v: VolumeInfo): string {
     size: `${formatBytes(v.size)} (${v.size} bytes)`,
     state: v.state,
     attachments: v.attachments.length ? v.attachments.map((a) => `${a.consumer} (${a.connections})`).join(', ') : '-',
+    ...(v.holder !== undefined ? { holder: v.holder ? `host ${v.holder.host} (${v.holder.client} at ${v.holder.address})` : '-' } : {}),
     encryption: `${v.encryption.cipher}, ${v.encryption.dataUnitSize}-byte units${v.encryption.kmsKeyId ? `, key ${v.encryption.kmsKeyId} v${v.encryption.keyVersion}` : ', key in memory only'}`,
     'multi-attach': v.multiAttach,
     created: v.createdAt,

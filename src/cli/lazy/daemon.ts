@@ -27,6 +27,7 @@ export interface DaemonCliOptions {
   cephPool?: string;
   cephId?: string;
   cephTimeout?: number;
+  hostId?: string;
   ebsStore?: 'rbd' | 'local';
 }
 

@@ -1,7 +1,7 @@
 /** Control API routes of volumes (contract: src/api/volumes.ts). */
 import type { Deleted } from '../../api/control.js';
 import { VOLUMES_API, type CopyProgress } from '../../api/volumes.js';
-import { CreateVolumeBody, ResizeVolumeBody, RewrapVolumeBody, VolumeCopyBody, VolumeId } from '../../api/volumes.schema.js';
+import { CreateVolumeBody, DetachVolumeBody, ResizeVolumeBody, RewrapVolumeBody, VolumeCopyBody, VolumeId } from '../../api/volumes.schema.js';
 import { StreamedReply, type ControlServer } from '../../control/server.js';
 import { parseOrThrow } from '../../control/validate.js';
 import type { VolumeManager } from '../../volume/manager.js';
@@ -24,13 +24,26 @@ export function registerVolumeRoutes(control: ControlServer, volumes: VolumeMana
     },
   });
   control.register({ method: 'GET', path: VOLUMES_API.volumes, handle: async () => {
-      await volumes.refresh();
+      await volumes.refreshed();
       return volumes.describeAll();
     } });
   control.register({ method: 'GET', path: VOLUMES_API.volume, handle: async ({ params }) => {
-      await volumes.refresh();
-      return volumes.describe(idOf(params));
+      await volumes.refreshed();
+      return volumes.describeWithHolder(idOf(params));
     } });
+  control.register({
+    method: 'POST',
+    path: VOLUMES_API.detach,
+    audit: 'volume.detach',
+    auditTarget: 'id',
+    body: DetachVolumeBody,
+    handle: async ({ params, body, audit }) => {
+      await volumes.refreshed(); // a volume another host created a moment ago
+      const r = await volumes.detach(idOf(params), body.force ?? false);
+      audit.details = { force: body.force ?? false, fenced: r.fenced.map((h) => `${h.host} ${h.client} ${h.address}`) };
+      return r;
+    },
+  });
   control.register({
     method: 'DELETE',
     path: VOLUMES_API.volume,
