@@ -29,7 +29,7 @@ import type { Logger } from '../log/logger.js';
 import type { BlockBackend, BlockCapabilities } from '../volume/backend.js';
 import { oneLine } from '../common/errors.js';
 import { socketFd } from '../common/socket-handle.js';
-import { NbdLane, type NbdLaneEvent } from '../native/addon.js';
+import { NbdLane, type IoLimiter, type NbdLaneEvent } from '../native/addon.js';
 import {
   BASE_ALLOCATION_CONTEXT,
   NbdCmd,
@@ -139,6 +139,7 @@ export class NbdConnection {
   private backend: BlockBackend | undefined;
   private context: RequestContext | undefined;
   private stats: ExportIoStats | undefined;
+  private limiter: IoLimiter | undefined;
   private inFlight = 0;
   /** Replies are being gathered for one writev (see send). */
   private corked = false;
@@ -355,6 +356,7 @@ export class NbdConnection {
     this.lease = await exp.open(this.options.peer);
     this.backend = this.lease.backend;
     this.stats = exp.stats;
+    this.limiter = exp.limiter;
     const txFlags = transmissionFlags(capabilities, this.structuredReplies);
     this.context = {
       exportSize: BigInt(this.backend.size),
@@ -399,6 +401,7 @@ export class NbdConnection {
           readOnly: ctx.readOnly || (ctx.txFlags & NbdTxFlag.READ_ONLY) !== 0,
           latencyBuckets: LATENCY_BUCKETS_SECONDS,
           initialInput: Buffer.concat(early),
+          ...(this.limiter ? { limiter: this.limiter } : {}),
         },
         (event) => this.onLaneEvent(event),
       );
@@ -504,6 +507,12 @@ export class NbdConnection {
 
   /** Runs one request, and records it for metrics: plain numbers, nothing allocated per request. */
   private async execute(req: NbdRequest): Promise<void> {
+    // The volume's limits (a lane's requests went through them in the lane); the wait is not
+    // latency, as in the lane.
+    if (this.limiter && !this.lane && (req.type === NbdCmd.READ || req.type === NbdCmd.WRITE)) {
+      const wait = this.limiter.reserve(req.length);
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+    }
     const started = performance.now();
     let errno = 0;
     try {
