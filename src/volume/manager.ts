@@ -47,6 +47,7 @@ import {
   type PerformanceRequest,
   type VolumeInfo,
   type VolumePerformance,
+  type VolumeThrottled,
   type VolumeType,
 } from '../api/volumes.js';
 import { Performance } from '../api/volumes.schema.js';
@@ -104,7 +105,9 @@ export interface VolumeIoStats {
   consumers: number;
   connections: number;
   stats: ExportIoStats;
-  limiter: IoLimiter;
+  performance: VolumePerformance;
+  /** Read when ioStats() is called. */
+  throttled: VolumeThrottled;
 }
 
 export interface VolumeManagerOptions {
@@ -322,7 +325,8 @@ export class VolumeManager implements ExportCatalog {
         consumers: v.consumers.size,
         connections: v.connections,
         stats: v.stats,
-        limiter: v.limiter,
+        performance: v.record.performance ?? UNLIMITED,
+        throttled: throttledOf(v.limiter),
       }));
   }
 
@@ -779,7 +783,7 @@ function validateSize(size: number): void {
 }
 
 /** Time throttled so far, from the limiter's counters. */
-export function throttledOf(limiter: IoLimiter): VolumeInfo['throttled'] {
+function throttledOf(limiter: IoLimiter): VolumeThrottled {
   const c = limiter.counters();
   return { iopsSeconds: c.throttledIopsSeconds, throughputSeconds: c.throttledThroughputSeconds };
 }
