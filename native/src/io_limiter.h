@@ -7,7 +7,10 @@
 // Each limit is one or two token buckets, in GCRA form (virtual scheduling:
 // a bucket is its rate, its depth in seconds `tau` and the theoretical
 // arrival time `tat`; it holds (now + tau - tat) * rate tokens):
-//   base   rate = the provisioned rate, depth = one I/O (1 op, 256 KiB);
+//   base   rate = the provisioned rate, depth = kBucketDepthSeconds of it
+//          (at least one I/O: 1 op, 256 KiB), as QEMU's throttle defaults to:
+//          a waiter that wakes late (a loaded host) catches up instead of
+//          losing the rate;
 //   burst  (optional, gp2-style credits) the base bucket runs at the burst
 //          rate instead, and a credit bucket refilled at the provisioned rate
 //          with the given ceiling (full at creation) is charged too: bursts
@@ -140,7 +143,8 @@ class IoLimiter {
   static void SetPair(Gcra* base, Gcra* credit, double rate, double burst_rate, double credits, double one, double now) {
     const bool burst = rate > 0 && burst_rate > rate && credits > 0;
     const double base_rate = burst ? burst_rate : rate;
-    base->Reset(base_rate, one, base->rate > 0 ? base->Level(now) : one, now);
+    const double depth = std::max(one, base_rate * qos::kBucketDepthSeconds);
+    base->Reset(base_rate, depth, base->rate > 0 ? base->Level(now) : depth, now);
     credit->Reset(burst ? rate : 0, credits, credit->rate > 0 ? credit->Level(now) : credits, now);
   }
 

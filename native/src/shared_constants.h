@@ -67,6 +67,7 @@ constexpr uint32_t kCtDefaultMaxFlows = 65536;  // CT_DEFAULT_MAX_FLOWS (sg-tabl
 // src/api/volumes.ts
 namespace qos {
 constexpr uint64_t kIoCountUnitBytes = 262144;  // IO_COUNT_UNIT_BYTES
+constexpr double kBucketDepthSeconds = 0.1;  // BUCKET_DEPTH_SECONDS
 }  // namespace qos
 
 }  // namespace nitride

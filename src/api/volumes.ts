@@ -35,6 +35,11 @@ export const MAX_VOLUME_SIZE = 64 * 2 ** 40;
  * larger one as ceil(length / this) (shared with the native limiter).
  */
 export const IO_COUNT_UNIT_BYTES = 256 * 1024;
+/**
+ * Depth of a limit's token bucket, in seconds of its rate (at least one I/O): QEMU's throttle
+ * default. A burst of that much passes at once after idling; a waiter that wakes late catches up.
+ */
+export const BUCKET_DEPTH_SECONDS = 0.1;
 
 /** Largest IOPS and throughput a volume may be given (beyond them a limit means nothing here). */
 export const MAX_IOPS = 10_000_000;

@@ -104,6 +104,9 @@ export interface ConnectionOptions {
   dataPlane?: 'native' | 'js';
 }
 
+/** While a request waits for the volume's limiter, how often it looks for a change of the limits. */
+const THROTTLE_RECHECK_MS = 100;
+
 /** Staging buffer for reads that are not a large payload's direct target. */
 const STAGING_BUFFER_SIZE = 128 * 1024;
 
@@ -509,9 +512,11 @@ export class NbdConnection {
   private async execute(req: NbdRequest): Promise<void> {
     // The volume's limits (a lane's requests went through them in the lane); the wait is not
     // latency, as in the lane.
-    if (this.limiter && !this.lane && (req.type === NbdCmd.READ || req.type === NbdCmd.WRITE)) {
-      const wait = this.limiter.reserve(req.length);
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+    const limiter = this.lane ? undefined : this.limiter;
+    if (limiter && (req.type === NbdCmd.READ || req.type === NbdCmd.WRITE)) {
+      const generation = limiter.generation();
+      const wait = limiter.reserve(req.length);
+      if (wait > 0) await this.throttled(limiter, req.length, generation, wait);
     }
     const started = performance.now();
     let errno = 0;
@@ -519,6 +524,25 @@ export class NbdConnection {
       errno = await this.perform(req);
     } finally {
       this.stats?.record(req.type, req.length, (performance.now() - started) / 1000, errno);
+    }
+  }
+
+  /**
+   * Waits out a request's reservation (`wait` seconds, under limits `generation`). As in the
+   * lane, a live change of the limits (volume modify) is seen within THROTTLE_RECHECK_MS and the wait
+   * is reserved again under the new limits.
+   */
+  private async throttled(limiter: IoLimiter, length: number, generation: number, wait: number): Promise<void> {
+    for (;;) {
+      const due = performance.now() + wait * 1000;
+      for (let left = wait * 1000; left > 0; left = due - performance.now()) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(left, THROTTLE_RECHECK_MS)));
+        if (limiter.generation() !== generation) break;
+      }
+      if (performance.now() >= due) return;
+      generation = limiter.generation();
+      wait = limiter.reserve(length);
+      if (wait <= 0) return;
     }
   }
 

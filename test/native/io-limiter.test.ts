@@ -3,7 +3,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { IoLimiter } from '../../src/native/addon.js';
-import { IO_COUNT_UNIT_BYTES } from '../../src/api/volumes.js';
+import { BUCKET_DEPTH_SECONDS, IO_COUNT_UNIT_BYTES } from '../../src/api/volumes.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -21,12 +21,13 @@ describe('IoLimiter', () => {
     expect(l.counters(T0 + 1)).toEqual({ throttledIopsSeconds: 0, throttledThroughputSeconds: 0, burstIoCredits: null, burstBytes: null });
   });
 
-  it('spaces requests at the IOPS rate, after a depth of one I/O', () => {
+  it('spaces requests at the IOPS rate, after a burst of the bucket depth', () => {
+    expect(BUCKET_DEPTH_SECONDS).toBe(0.1);
     const l = new IoLimiter({ iops: 1000 }, T0);
     const waits = burst(l, 1000, 4 * KiB, T0);
-    expect(waits[0]).toBe(0);
-    expect(waits[1]).toBe(0);
-    for (let k = 2; k < 1000; k++) expect(waits[k]).toBeCloseTo((k - 1) / 1000, 9);
+    // 100 I/Os of depth, and the one that empties it, at once; then one per millisecond.
+    for (let k = 0; k <= 100; k++) expect(waits[k]).toBe(0);
+    for (let k = 101; k < 1000; k++) expect(waits[k]).toBeCloseTo((k - 100) / 1000, 9);
   });
 
   it('counts an I/O up to 256 KiB as one and a larger one as ceil(len / 256 KiB)', () => {
@@ -38,20 +39,20 @@ describe('IoLimiter', () => {
       [MiB, 4],
       [32 * MiB, 128],
     ] as const) {
-      const l = new IoLimiter({ iops: 100 }, T0);
+      // 5 IOPS: the depth is one I/O (0.1 s of 5 IOPS is less).
+      const l = new IoLimiter({ iops: 5 }, T0);
       l.reserve(len, T0); // first: at once, takes `ios` tokens
       l.reserve(512, T0); // the one-I/O depth: conforms if the debt is under one I/O
-      expect(l.reserve(512, T0)).toBeCloseTo(ios / 100, 9);
+      expect(l.reserve(512, T0)).toBeCloseTo(ios / 5, 9);
     }
   });
 
   it('limits throughput in bytes per second, independently of the IOPS limit', () => {
     const l = new IoLimiter({ iops: 10_000, bytesPerSecond: 100 * MiB }, T0);
     const waits = burst(l, 50, MiB, T0);
-    // Depth 256 KiB: the second 1 MiB request waits for 1 MiB - 256 KiB of debt to clear.
-    expect(waits[0]).toBe(0);
-    expect(waits[1]).toBeCloseTo(0.0075, 9);
-    expect(waits[49]! - waits[1]!).toBeCloseTo(48 * 0.01, 9);
+    // Depth 10 MiB (0.1 s): 11 requests at once, then one per 10 ms.
+    expect(waits[10]).toBe(0);
+    for (let k = 11; k < 50; k++) expect(waits[k]).toBeCloseTo((k - 10) * 0.01, 9);
     const c = l.counters(T0 + 10);
     expect(c.throttledIopsSeconds).toBe(0);
     expect(c.throttledThroughputSeconds).toBeCloseTo(waits[49]!, 9);
@@ -68,7 +69,8 @@ describe('IoLimiter', () => {
       starts.push(start);
       now = start;
     }
-    // The credits (500, refilled at 100/s while they drain at 1000/s) last ~555 requests...
+    // The credits (500, refilled at 100/s while they drain at 1000/s, after the 100 of the
+    // burst bucket's depth) last ~545 requests...
     const fast = starts.findIndex((s, i) => i > 0 && s - starts[i - 1]! > 0.0015);
     expect(fast).toBeGreaterThan(540);
     expect(fast).toBeLessThan(570);
@@ -95,12 +97,14 @@ describe('IoLimiter', () => {
     // Under the limit: one request every 20 ms never waits.
     for (let i = 0; i < 50; i++) expect(l.reserve(4 * KiB, T0 + i * 0.02)).toBe(0);
     expect(l.counters(T0 + 1).throttledIopsSeconds).toBe(0);
-    // 11 at once at T0+2: the last waits 0.09 s; the intervals overlap, so 0.09 s in all...
-    const waits = burst(l, 11, 4 * KiB, T0 + 2);
-    expect(waits[10]).toBeCloseTo(0.09, 9);
+    // 21 at once at T0+2: 11 go (depth 10), the last waits 0.1 s; the intervals overlap, so
+    // 0.1 s in all...
+    const waits = burst(l, 21, 4 * KiB, T0 + 2);
+    expect(waits[10]).toBe(0);
+    expect(waits[20]).toBeCloseTo(0.1, 9);
     // ...counted only as it elapses.
     expect(l.counters(T0 + 2.05).throttledIopsSeconds).toBeCloseTo(0.05, 9);
-    expect(l.counters(T0 + 3).throttledIopsSeconds).toBeCloseTo(0.09, 9);
+    expect(l.counters(T0 + 3).throttledIopsSeconds).toBeCloseTo(0.1, 9);
     expect(l.counters(T0 + 3).throttledThroughputSeconds).toBe(0);
   });
 

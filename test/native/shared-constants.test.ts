@@ -26,7 +26,7 @@ import {
   UNDERLAY_PLAINTEXT_HEADER_BYTES,
 } from '../../src/vpc/constants.js';
 import { DEFAULT_HANDSHAKE_TIMERS, KEY_BYTES } from '../../src/vpc/handshake.js';
-import { IO_COUNT_UNIT_BYTES } from '../../src/api/volumes.js';
+import { BUCKET_DEPTH_SECONDS, IO_COUNT_UNIT_BYTES } from '../../src/api/volumes.js';
 import {
   CT_DEFAULT_MAX_FLOWS,
   CT_ICMP_S,
@@ -96,7 +96,10 @@ const VPC: Constant[] = [
   ['kCtDefaultMaxFlows', 'uint32_t', CT_DEFAULT_MAX_FLOWS, 'CT_DEFAULT_MAX_FLOWS (sg-table.ts)'],
 ];
 
-const QOS: Constant[] = [['kIoCountUnitBytes', 'uint64_t', IO_COUNT_UNIT_BYTES, 'IO_COUNT_UNIT_BYTES']];
+const QOS: Constant[] = [
+  ['kIoCountUnitBytes', 'uint64_t', IO_COUNT_UNIT_BYTES, 'IO_COUNT_UNIT_BYTES'],
+  ['kBucketDepthSeconds', 'double', BUCKET_DEPTH_SECONDS, 'BUCKET_DEPTH_SECONDS'],
+];
 
 function namespaceBlock(name: string, source: string, constants: Constant[]): string {
   const lines = constants.map(([cpp, type, value, from, hex]) => `constexpr ${type} ${cpp} = ${hex ? `0x${value.toString(16)}` : value};  // ${from}`);
