@@ -46,6 +46,7 @@
         'src/vpc_napi.cc',
         'src/nbd_lane.cc',
         'src/rbd.cc',
+        'src/io_limiter.cc',
       ],
       # node-addon-api with C++ exceptions. This is what its
       # node_addon_api_except target (except.gypi) sets; it is spelled out

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nitride::InitVpc(env, exports);
   nitride::InitNbdLane(env, exports);
   nitride::InitRbd(env, exports);
+  nitride::InitIoLimiter(env, exports);
   return exports;
 }
 

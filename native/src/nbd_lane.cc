@@ -67,6 +67,7 @@
 #include <thread>
 #include <vector>
 
+#include "io_limiter.h"
 #include "nitride.h"
 #include "rbd.h"
 #include "shared_constants.h"
@@ -100,6 +101,11 @@ constexpr size_t kMaxQueuedJobs = 16;
 constexpr size_t kMaxRbdInFlight = 128;
 // Longest busy-poll for the next request (SpinForInput).
 constexpr double kSpinSeconds = 50e-6;
+// Reading pauses while this many requests wait for the volume's limiter.
+constexpr size_t kMaxThrottled = 64;
+// While requests wait for the limiter, the thread wakes at least this often
+// to see a live change of the limits (volume modify).
+constexpr double kThrottleRecheckSeconds = 0.1;
 
 uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint32_t Load32(const uint8_t* p) {
@@ -229,6 +235,7 @@ struct Config {
   bool read_only = false;
   std::vector<double> buckets;  // latency bucket upper bounds, seconds
   std::vector<uint8_t> initial;  // request bytes read before the lane started
+  std::shared_ptr<IoLimiter> limiter;  // the volume's, shared with its other connections
 };
 
 Napi::Object EventObject(Napi::Env env, Event& ev) {
@@ -387,6 +394,7 @@ class Lane {
 
   void End(const char* reason, std::string message) {
     reading_done_ = true;
+    if (strcmp(reason, "disc") != 0) client_gone_ = true;
     if (ended_) return;
     ended_ = true;
     Event ev;
@@ -424,10 +432,11 @@ class Lane {
       }
       if (stop_reading || close_requested) reading_done_ = true;
       if (crypto_failed_.load() && !ended_) End("error", "AES-256-XTS failed; the request was not written");
+      ReleaseThrottled();
       if (!reading_done_) ProcessInput();
       Flush();
       // With jobs outstanding, their replies come next: the final flush waits for them.
-      if (close_requested && jobs == 0) {
+      if (close_requested && jobs == 0 && (throttled_.empty() || broken_)) {
         if (out_.empty() || broken_) break;
         double now = MonotonicSeconds();
         if (flush_deadline == 0 || total_sent_ != flushed_at_deadline) {
@@ -437,7 +446,8 @@ class Lane {
           break;
         }
       }
-      bool want_in = !reading_done_ && out_bytes_ < kMaxQueuedOutput && forwarded < kMaxForwarded && jobs < (cfg_.rbd ? kMaxRbdInFlight : kMaxQueuedJobs);
+      bool want_in = !reading_done_ && out_bytes_ < kMaxQueuedOutput && forwarded < kMaxForwarded && jobs < (cfg_.rbd ? kMaxRbdInFlight : kMaxQueuedJobs) &&
+                     throttled_.size() < kMaxThrottled;
       bool want_out = !out_.empty() && !broken_;
       struct pollfd p[2];
       p[0].fd = want_in || (want_out && !hup_) ? cfg_.sock : -1;
@@ -446,9 +456,18 @@ class Lane {
       p[1].fd = wake_;
       p[1].events = POLLIN;
       p[1].revents = 0;
-      if (want_in && !want_out && state_ == kHeader && jobs == 0 && forwarded == 0 && SpinForInput()) continue;
-      int timeout = close_requested ? 200 : -1;
-      int n = poll(p, 2, timeout);
+      if (want_in && !want_out && state_ == kHeader && jobs == 0 && forwarded == 0 && throttled_.empty() && SpinForInput()) continue;
+      // Sleep until the first waiting request is due (to the microsecond: at
+      // 1000 IOPS a slot is 1 ms), and no longer than the recheck interval.
+      double timeout = close_requested ? 0.2 : -1;
+      if (!throttled_.empty()) {
+        double due = std::max(0.0, throttled_.front().at - MonotonicSeconds());
+        timeout = std::min(timeout < 0 ? kThrottleRecheckSeconds : timeout, std::min(due, kThrottleRecheckSeconds));
+      }
+      struct timespec ts;
+      ts.tv_sec = static_cast<time_t>(timeout);
+      ts.tv_nsec = static_cast<long>((timeout - static_cast<double>(ts.tv_sec)) * 1e9);
+      int n = ppoll(p, 2, timeout < 0 ? nullptr : &ts, nullptr);
       if (n < 0 && errno != EINTR) {
         End("error", std::string("poll: ") + strerror(errno));
         broken_ = true;
@@ -479,6 +498,7 @@ class Lane {
     if (cfg_.file >= 0) close(cfg_.file);
     cfg_.rbd.reset();
     cfg_.key.reset();
+    cfg_.limiter.reset();
     {
       std::lock_guard<std::mutex> lock(mu_);
       exited_ = true;
@@ -567,7 +587,7 @@ class Lane {
       if (state_ == kPayload) {
         if (payload_have_ < pending_.length) return;
         state_ = kHeader;
-        Dispatch(pending_, payload_.get());
+        Admit(pending_, payload_.get());
         continue;
       }
       if (state_ == kDiscard) {
@@ -576,6 +596,7 @@ class Lane {
         Forward(pending_, nullptr, true);
         continue;
       }
+      if (throttled_.size() >= kMaxThrottled) break;
       size_t avail = in_end_ - in_start_;
       if (avail < kRequestBytes) break;
       uint8_t* p = in_.get() + in_start_;
@@ -609,7 +630,7 @@ class Lane {
         }
         if (body >= h.length) {
           in_start_ += kRequestBytes + h.length;
-          Dispatch(h, p + kRequestBytes);
+          Admit(h, p + kRequestBytes);
           continue;
         }
         if (kRequestBytes + h.length <= in_cap_) {
@@ -635,7 +656,7 @@ class Lane {
         End("disc", "the client disconnected (NBD_CMD_DISC)");
         return;
       }
-      Dispatch(h, nullptr);
+      Admit(h, nullptr);
     }
     if (in_start_ == in_end_) in_start_ = in_end_ = 0;
   }
@@ -647,6 +668,49 @@ class Lane {
     if (h.type == kCmdRead) return h.flags == 0 || (h.flags == kCmdFlagDf && cfg_.structured);
     if (h.type == kCmdWrite) return h.flags == 0 && !cfg_.read_only;
     return false;
+  }
+
+  // READ and WRITE go through the volume's limiter: at once if it has the
+  // tokens and nothing of this lane waits, else they wait here, in order.
+  void Admit(const Header& h, uint8_t* payload) {
+    IoLimiter* limiter = cfg_.limiter.get();
+    if ((h.type != kCmdRead && h.type != kCmdWrite) || limiter == nullptr || (!limiter->Limited() && throttled_.empty())) {
+      Dispatch(h, payload);
+      return;
+    }
+    Throttled t;
+    t.h = h;
+    t.generation = limiter->Generation();
+    double now = MonotonicSeconds();
+    t.at = limiter->Limited() ? limiter->Reserve(h.length, now) : now;
+    if (t.at <= now && throttled_.empty()) {
+      Dispatch(h, payload);
+      return;
+    }
+    if (payload != nullptr && h.length > 0) t.payload = OwnPayload(h, payload, &t.pooled);
+    throttled_.push_back(std::move(t));
+  }
+
+  // Dispatches the waiting requests that are due. After a live change of the
+  // limits, the waiting requests are reserved again under the new ones, in order.
+  void ReleaseThrottled() {
+    if (throttled_.empty()) return;
+    IoLimiter& limiter = *cfg_.limiter;
+    double now = MonotonicSeconds();
+    uint64_t generation = limiter.Generation();
+    if (throttled_.front().generation != generation) {
+      for (Throttled& t : throttled_) {
+        t.generation = generation;
+        t.at = limiter.Limited() ? limiter.Reserve(t.h.length, now) : now;
+      }
+    }
+    while (!throttled_.empty() && throttled_.front().at <= now) {
+      Throttled t = std::move(throttled_.front());
+      throttled_.pop_front();
+      // Once the client is gone there is nobody to answer.
+      if (!client_gone_) Dispatch(t.h, t.payload.get());  // a job or JS gets a copy
+      pool_.Give(std::move(t.payload), t.pooled);
+    }
   }
 
   void Dispatch(const Header& h, uint8_t* payload) {
@@ -780,6 +844,15 @@ class Lane {
     WakeLocked();
     return false;
   }
+
+  // A READ or WRITE waiting for the volume's limiter.
+  struct Throttled {
+    Header h;
+    double at = 0;            // when it may start
+    uint64_t generation = 0;  // of the limits it was reserved under
+    std::unique_ptr<uint8_t[]> payload;
+    size_t pooled = 0;
+  };
 
   // ---- RBD (librbd aio) ---------------------------------------------------
 
@@ -1011,6 +1084,8 @@ class Lane {
   bool hup_ = false;
   double spin_gap_ = 0;   // recent gap between going idle and the next request (SpinForInput)
   double last_idle_ = 0;  // when the thread last went to sleep in poll, 0 if not measuring
+  std::deque<Throttled> throttled_;  // in arrival order (their start times too)
+  bool client_gone_ = false;          // ended other than by DISC: waiting requests are dropped
 };
 
 class NbdLaneWrap : public Napi::ObjectWrap<NbdLaneWrap> {
@@ -1060,6 +1135,8 @@ class NbdLaneWrap : public Napi::ObjectWrap<NbdLaneWrap> {
       Napi::Array a = buckets.As<Napi::Array>();
       for (uint32_t i = 0; i < a.Length(); ++i) cfg.buckets.push_back(a.Get(i).As<Napi::Number>().DoubleValue());
     }
+    Napi::Value limiter = o.Get("limiter");
+    if (!limiter.IsUndefined() && !limiter.IsNull()) cfg.limiter = IoLimiterArg(env, limiter, fn);
     Napi::Value initial = o.Get("initialInput");
     if (!initial.IsUndefined() && !initial.IsNull()) {
       uint8_t* data;

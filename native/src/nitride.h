@@ -22,6 +22,12 @@ void InitBlockIo(Napi::Env env, Napi::Object exports);
 void InitVpc(Napi::Env env, Napi::Object exports);  // vpc_napi.cc
 void InitNbdLane(Napi::Env env, Napi::Object exports);  // nbd_lane.cc
 void InitRbd(Napi::Env env, Napi::Object exports);  // rbd.cc
+void InitIoLimiter(Napi::Env env, Napi::Object exports);  // io_limiter.cc
+
+// A volume's IOPS/throughput limiter (io_limiter.h), shared by its lanes.
+class IoLimiter;
+// Reads argument `v` as an IoLimiter and returns its shared state (TypeError otherwise).
+std::shared_ptr<IoLimiter> IoLimiterArg(Napi::Env env, Napi::Value v, const char* fn);
 
 // The key state of an XtsCipher (defined in xts.cc), shared by the JS object
 // and the threadpool operations using it; freed with its key schedules when

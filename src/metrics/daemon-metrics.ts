@@ -103,6 +103,20 @@ export class DaemonMetrics {
         }),
       ),
     );
+    // Provisioned performance and the time it held requests back (EBS's NVMe statistics
+    // ebs_volume_performance_exceeded_iops / _tp, here in seconds).
+    this.family('nitride_volume_performance_exceeded_iops_seconds_total', 'Time requests waited because the volume reached its provisioned IOPS.', 'counter', ({ volumes }) =>
+      volumes.map((v) => ({ labels: { volume: v.id }, value: v.throttled.iopsSeconds })),
+    );
+    this.family('nitride_volume_performance_exceeded_tp_seconds_total', 'Time requests waited because the volume reached its provisioned throughput.', 'counter', ({ volumes }) =>
+      volumes.map((v) => ({ labels: { volume: v.id }, value: v.throttled.throughputSeconds })),
+    );
+    this.family('nitride_volume_provisioned_iops', 'Provisioned IOPS of volumes that have a limit.', 'gauge', ({ volumes }) =>
+      volumes.flatMap((v) => (v.performance.iops === null ? [] : [{ labels: { volume: v.id }, value: v.performance.iops }])),
+    );
+    this.family('nitride_volume_provisioned_throughput_bytes', 'Provisioned throughput (bytes per second) of volumes that have a limit.', 'gauge', ({ volumes }) =>
+      volumes.flatMap((v) => (v.performance.throughputMiBps === null ? [] : [{ labels: { volume: v.id }, value: v.performance.throughputMiBps * 1024 * 1024 }])),
+    );
   }
 
   private vpcFamilies(): void {

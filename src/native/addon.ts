@@ -141,6 +141,7 @@ interface NativeBinding {
   encryptPwriteSync(fd: number, cipher: XtsCipher, offset: number, data: Uint8Array): void;
   VpcEngine: NativeVpcEngineConstructor;
   NbdLane: NbdLaneConstructor;
+  IoLimiter: IoLimiterConstructor;
   RbdCluster: RbdClusterStatic;
   RbdImage: object;
 }
@@ -910,6 +911,8 @@ export interface NbdLaneOptions {
   latencyBuckets: readonly number[];
   /** Request bytes already read from the socket. */
   initialInput?: Uint8Array;
+  /** The volume's limiter, shared with its other connections: READ and WRITE wait for its tokens. */
+  limiter?: IoLimiter;
 }
 
 /** A request as the NBD transmission phase carries it (the JS decoder's NbdRequest extends this). */
@@ -953,6 +956,50 @@ export interface NbdLaneConstructor {
 }
 
 export const NbdLane: NbdLaneConstructor = binding.NbdLane;
+
+// ---------------------------------------------------------------------------
+// IoLimiter (native/src/io_limiter.h): a volume's provisioned IOPS and throughput, token
+// buckets shared by all its connections (lanes and the event-loop plane). Times are seconds of
+// the limiter's monotonic clock (IoLimiter.now()); `now` arguments exist for tests.
+
+/** Rates per second; ceilings in I/Os or bytes. Absent or 0: not limited / no burst. */
+export interface IoLimiterLimits {
+  iops?: number;
+  bytesPerSecond?: number;
+  /** gp2-style burst: the rate while credits last (above iops), and the credit ceiling. */
+  burstIops?: number;
+  burstIoCredits?: number;
+  burstBytesPerSecond?: number;
+  burstBytes?: number;
+}
+
+export interface IoLimiterCounters {
+  /** Time requests waited for the IOPS limit (the union of their waits), up to now. */
+  throttledIopsSeconds: number;
+  /** The same for the throughput limit. */
+  throttledThroughputSeconds: number;
+  /** Burst credits left; null without a burst. */
+  burstIoCredits: number | null;
+  burstBytes: number | null;
+}
+
+export interface IoLimiter {
+  /** Replaces the limits (live): tokens carry over up to the new ceilings. */
+  set(limits: IoLimiterLimits, now?: number): void;
+  /** Reserves tokens for a request of `length` bytes; returns the seconds it must wait (0: none). */
+  reserve(length: number, now?: number): number;
+  counters(now?: number): IoLimiterCounters;
+  /** Bumped by every set(). */
+  generation(): number;
+}
+
+export interface IoLimiterConstructor {
+  new (limits?: IoLimiterLimits, now?: number): IoLimiter;
+  /** The limiters' clock, seconds. */
+  now(): number;
+}
+
+export const IoLimiter: IoLimiterConstructor = binding.IoLimiter;
 
 // ---------------------------------------------------------------------------
 // Ceph RBD (native/src/rbd.cc): librbd's C API, loaded with dlopen on the first connect

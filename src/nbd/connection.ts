@@ -29,7 +29,7 @@ import type { Logger } from '../log/logger.js';
 import type { BlockBackend, BlockCapabilities } from '../volume/backend.js';
 import { oneLine } from '../common/errors.js';
 import { socketFd } from '../common/socket-handle.js';
-import { NbdLane, type NbdLaneEvent } from '../native/addon.js';
+import { NbdLane, type IoLimiter, type NbdLaneEvent } from '../native/addon.js';
 import {
   BASE_ALLOCATION_CONTEXT,
   NbdCmd,
@@ -104,6 +104,9 @@ export interface ConnectionOptions {
   dataPlane?: 'native' | 'js';
 }
 
+/** While a request waits for the volume's limiter, how often it looks for a change of the limits. */
+const THROTTLE_RECHECK_MS = 100;
+
 /** Staging buffer for reads that are not a large payload's direct target. */
 const STAGING_BUFFER_SIZE = 128 * 1024;
 
@@ -139,6 +142,7 @@ export class NbdConnection {
   private backend: BlockBackend | undefined;
   private context: RequestContext | undefined;
   private stats: ExportIoStats | undefined;
+  private limiter: IoLimiter | undefined;
   private inFlight = 0;
   /** Replies are being gathered for one writev (see send). */
   private corked = false;
@@ -355,6 +359,7 @@ export class NbdConnection {
     this.lease = await exp.open(this.options.peer);
     this.backend = this.lease.backend;
     this.stats = exp.stats;
+    this.limiter = exp.limiter;
     const txFlags = transmissionFlags(capabilities, this.structuredReplies);
     this.context = {
       exportSize: BigInt(this.backend.size),
@@ -399,6 +404,7 @@ export class NbdConnection {
           readOnly: ctx.readOnly || (ctx.txFlags & NbdTxFlag.READ_ONLY) !== 0,
           latencyBuckets: LATENCY_BUCKETS_SECONDS,
           initialInput: Buffer.concat(early),
+          ...(this.limiter ? { limiter: this.limiter } : {}),
         },
         (event) => this.onLaneEvent(event),
       );
@@ -504,12 +510,39 @@ export class NbdConnection {
 
   /** Runs one request, and records it for metrics: plain numbers, nothing allocated per request. */
   private async execute(req: NbdRequest): Promise<void> {
+    // The volume's limits (a lane's requests went through them in the lane); the wait is not
+    // latency, as in the lane.
+    const limiter = this.lane ? undefined : this.limiter;
+    if (limiter && (req.type === NbdCmd.READ || req.type === NbdCmd.WRITE)) {
+      const generation = limiter.generation();
+      const wait = limiter.reserve(req.length);
+      if (wait > 0) await this.throttled(limiter, req.length, generation, wait);
+    }
     const started = performance.now();
     let errno = 0;
     try {
       errno = await this.perform(req);
     } finally {
       this.stats?.record(req.type, req.length, (performance.now() - started) / 1000, errno);
+    }
+  }
+
+  /**
+   * Waits out a request's reservation (`wait` seconds, under limits `generation`). As in the
+   * lane, a live change of the limits (volume modify) is seen within THROTTLE_RECHECK_MS and the wait
+   * is reserved again under the new limits.
+   */
+  private async throttled(limiter: IoLimiter, length: number, generation: number, wait: number): Promise<void> {
+    for (;;) {
+      const due = performance.now() + wait * 1000;
+      for (let left = wait * 1000; left > 0; left = due - performance.now()) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(left, THROTTLE_RECHECK_MS)));
+        if (limiter.generation() !== generation) break;
+      }
+      if (performance.now() >= due) return;
+      generation = limiter.generation();
+      wait = limiter.reserve(length);
+      if (wait <= 0) return;
     }
   }
 

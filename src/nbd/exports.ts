@@ -6,6 +6,7 @@
 import type { BlockBackend, BlockCapabilities } from '../volume/backend.js';
 import { NitrideError } from '../common/errors.js';
 import type { ExportIoStats } from './io-stats.js';
+import type { IoLimiter } from '../native/addon.js';
 
 /** Who is on the other end of a connection. */
 export interface NbdPeer {
@@ -30,6 +31,8 @@ export interface NbdExport {
   readonly description?: string;
   /** Where connections count their requests (metrics), if the catalog keeps counters. */
   readonly stats?: ExportIoStats;
+  /** Provisioned IOPS/throughput of the export, shared by all its connections (READ and WRITE wait for it). */
+  readonly limiter?: IoLimiter;
   /** Size and capabilities without opening (NBD_OPT_INFO, and GO before the lease). */
   describe(): { size: number; capabilities: BlockCapabilities };
   /** Open for a connection entering transmission; throw ExportRefusedError to refuse. */

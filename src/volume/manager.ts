@@ -46,9 +46,21 @@ import type { BlockBackend, BlockCapabilities } from './backend.js';
 import { EncryptedBackend, XTS_KEY_BYTES, encryptedCapabilities } from './encrypted-backend.js';
 import { FileBackend, fileCapabilities } from './file-backend.js';
 import { isResourceId, newResourceId } from '../api/ids.js';
-import { MAX_VOLUME_SIZE, MIN_VOLUME_SIZE, type CopyProgress, type CreateVolumeRequest, type VolumeInfo, type VolumeType } from '../api/volumes.js';
+import {
+  MAX_VOLUME_SIZE,
+  MIN_VOLUME_SIZE,
+  type CopyProgress,
+  type CreateVolumeRequest,
+  type PerformanceRequest,
+  type VolumeInfo,
+  type VolumePerformance,
+  type VolumeThrottled,
+  type VolumeType,
+} from '../api/volumes.js';
+import { Performance } from '../api/volumes.schema.js';
 import { SerialQueue } from '../common/serial.js';
-import type { RbdCluster, RbdImage, RbdLocker } from '../native/addon.js';
+import { IoLimiter, type RbdCluster, type RbdImage, type RbdLocker } from '../native/addon.js';
+import { UNLIMITED, limiterLimits, mergePerformance } from './performance.js';
 import type { DetachVolumeResult, VolumeHolder, VolumeStore } from '../api/volumes.js';
 import type { CephStatus } from '../api/daemon.js';
 import type { SnapshotInfo } from '../api/snapshots.js';
@@ -87,6 +99,8 @@ interface VolumeRecord {
   kms?: WrappedKeyRecord;
   /** ephemeral only, between a daemon stop and the next start: the wrapped key handed over. */
   handover?: WrappedKeyRecord;
+  /** Provisioned IOPS/throughput; absent: unlimited. */
+  performance?: VolumePerformance;
 }
 
 interface WrappedKeyRecord {
@@ -107,6 +121,9 @@ export interface VolumeIoStats {
   consumers: number;
   connections: number;
   stats: ExportIoStats;
+  performance: VolumePerformance;
+  /** Read when ioStats() is called. */
+  throttled: VolumeThrottled;
 }
 
 export interface VolumeManagerOptions {
@@ -149,8 +166,12 @@ class Volume {
   deleted = false;
   /** ephemeral: the KMS-wrapped copy of the key, in memory only (written only for a handover). */
   wrappedEphemeralKey: WrappedKeyRecord | undefined;
+  /** The provisioned performance, enforced for every connection of the volume. */
+  readonly limiter: IoLimiter;
 
-  constructor(public record: VolumeRecord) {}
+  constructor(public record: VolumeRecord) {
+    this.limiter = new IoLimiter(limiterLimits(record.performance ?? UNLIMITED));
+  }
 
   get connections(): number {
     let n = 0;
@@ -288,6 +309,7 @@ export class VolumeManager implements ExportCatalog {
     if (opts.name !== undefined && [...this.volumes.values()].some((v) => v.record.name === opts.name)) {
       throw new ConflictError(`a volume named '${opts.name}' exists already`);
     }
+    const performance = opts.performance ? mergePerformance(UNLIMITED, opts.performance) : undefined;
     const id = newResourceId('volume', randomBytes);
     const record: VolumeRecord = {
       format: 1,
@@ -300,6 +322,7 @@ export class VolumeManager implements ExportCatalog {
       cipher: 'aes-256-xts',
       dataUnitSize: DATA_UNIT,
       store,
+      ...(performance ? { performance } : {}),
     };
     const volume = new Volume(record);
     const image = this.imagePath(record);
@@ -348,6 +371,7 @@ export class VolumeManager implements ExportCatalog {
     const size = opts.size ?? snap.size;
     if (size < snap.size) throw new UsageError(`size must be at least the snapshot's ${snap.size} bytes`);
     validateSize(size);
+    const performance = opts.performance ? mergePerformance(UNLIMITED, opts.performance) : undefined;
     const rewrapped = await this.kmsCall(() =>
       this.options.kms.reEncrypt(Buffer.from(parent.kms!.wrappedKey, 'base64'), { volume: parent.id }, opts.kmsKeyId, { destinationContext: { volume: id } }),
     );
@@ -363,6 +387,7 @@ export class VolumeManager implements ExportCatalog {
       dataUnitSize: parent.dataUnitSize,
       store: 'rbd',
       kms: { keyId: rewrapped.keyId, keyVersion: rewrapped.keyVersion, wrappedKey: rewrapped.ciphertextBlob.toString('base64') },
+      ...(performance ? { performance } : {}),
     };
     const { cluster } = this.options.rbd!;
     await cluster.clone(parent.id, snap.id, id);
@@ -454,7 +479,16 @@ export class VolumeManager implements ExportCatalog {
   ioStats(): VolumeIoStats[] {
     return [...this.volumes.values()]
       .filter((v) => !v.deleted)
-      .map((v) => ({ id: v.record.id, name: v.record.name ?? '', type: v.record.type, consumers: v.consumers.size, connections: v.connections, stats: v.stats }));
+      .map((v) => ({
+        id: v.record.id,
+        name: v.record.name ?? '',
+        type: v.record.type,
+        consumers: v.consumers.size,
+        connections: v.connections,
+        stats: v.stats,
+        performance: v.record.performance ?? UNLIMITED,
+        throttled: throttledOf(v.limiter),
+      }));
   }
 
   describe(id: string): VolumeInfo {
@@ -584,6 +618,21 @@ export class VolumeManager implements ExportCatalog {
   }
 
   /**
+   * Elastic Volumes: change the provisioned performance. Attached connections follow at once
+   * (their requests waiting for the old limits are re-reserved under the new ones).
+   */
+  async modify(id: string, request: PerformanceRequest): Promise<VolumeInfo> {
+    const volume = this.get(id);
+    await volume.exclusive.run(async () => {
+      const performance = mergePerformance(volume.record.performance ?? UNLIMITED, request);
+      await this.saveRecord({ ...volume.record, performance }, volume);
+      volume.limiter.set(limiterLimits(performance));
+    });
+    this.log.info({ volume: id, performance: volume.record.performance }, 'volume performance modified');
+    return this.info(volume);
+  }
+
+  /**
    * Re-wrap an ebs volume's data key under the KMS key's newest version, or under another KMS
    * key: rotation without touching the data.
    */
@@ -704,6 +753,7 @@ export class VolumeManager implements ExportCatalog {
       name: record.id,
       description: `nitride ${record.type} volume${record.name ? ` ${record.name}` : ''}`,
       stats: volume.stats,
+      limiter: volume.limiter,
       describe: () => ({ size: volume.record.size, capabilities: VOLUME_CAPABILITIES }),
       open: (peer: NbdPeer) => this.attach(volume, consumerOf(peer)),
     };
@@ -855,6 +905,8 @@ export class VolumeManager implements ExportCatalog {
       attachments: [...volume.consumers].map(([consumer, connections]) => ({ consumer, connections })),
       uri: `nbd+unix:///${r.id}?socket=${nbdSocket}`,
       tcpUri: nbdTcp ? `nbd://${nbdTcp}/${r.id}` : null,
+      performance: r.performance ?? UNLIMITED,
+      throttled: throttledOf(volume.limiter),
     };
   }
 
@@ -979,6 +1031,12 @@ function validateSize(size: number): void {
   if (size % DATA_UNIT !== 0) throw new UsageError(`volume size must be a multiple of ${DATA_UNIT} bytes, got ${size}`);
 }
 
+/** Time throttled so far, from the limiter's counters. */
+function throttledOf(limiter: IoLimiter): VolumeThrottled {
+  const c = limiter.counters();
+  return { iopsSeconds: c.throttledIopsSeconds, throughputSeconds: c.throttledThroughputSeconds };
+}
+
 function isZero(buf: Buffer): boolean {
   // Compare against a zero buffer 64 KiB at a time: memcmp speed, no per-byte JS loop.
   for (let off = 0; off < buf.length; off += ZERO_BLOCK.length) {
@@ -1023,7 +1081,8 @@ export function parseRbdRecord(id: string, text: string): VolumeRecord | null {
     typeof kms.keyId === 'string' &&
     Number.isSafeInteger(kms.keyVersion) &&
     typeof kms.wrappedKey === 'string' &&
-    v.handover === undefined;
+    v.handover === undefined &&
+    (v.performance === undefined || validPerformance(v.performance));
   if (!ok) return null;
   return {
     format: 1,
@@ -1037,6 +1096,7 @@ export function parseRbdRecord(id: string, text: string): VolumeRecord | null {
     dataUnitSize: v.dataUnitSize!,
     store: 'rbd',
     kms: { keyId: kms.keyId!, keyVersion: kms.keyVersion!, wrappedKey: kms.wrappedKey! },
+    ...(v.performance !== undefined ? { performance: v.performance } : {}),
   };
 }
 
@@ -1068,5 +1128,17 @@ function recordIdOf(text: string): string | undefined {
     return typeof id === 'string' ? id : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** A stored performance record: every field present, each within the API's bounds, consistent. */
+function validPerformance(p: unknown): p is VolumePerformance {
+  const parsed = Performance.safeParse(p);
+  if (!parsed.success || Object.keys(UNLIMITED).some((k) => !(k in parsed.data))) return false;
+  try {
+    mergePerformance(parsed.data as VolumePerformance, {});
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -63,7 +63,7 @@ describe('ebs volumes on RBD across two hosts', { timeout: 180_000 }, () => {
   it('volume list on B shows the volume created on A, with the same record', async () => {
     const onB = (await json<VolumeInfo[]>(b, 'volume', 'list')).find((v) => v.id === vol.id);
     expect(onB).toBeDefined();
-    const strip = ({ uri: _u, tcpUri: _t, state: _s, attachments: _a, ...rest }: VolumeInfo) => rest;
+    const strip = ({ uri: _u, tcpUri: _t, state: _s, attachments: _a, throttled: _th, ...rest }: VolumeInfo) => rest;
     expect(strip(onB!)).toEqual(strip(vol));
   });
 

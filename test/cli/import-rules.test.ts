@@ -48,6 +48,7 @@ const SG_RULE = ['sg-0123456789abcdef0', '--cidr', '0.0.0.0/0'];
 const EXTRA_ARGS: Record<string, string[]> = {
   'log-level': ['info'],
   'eni modify': ['eni-0123456789abcdef0', '--source-dest-check', 'on'],
+  'volume modify': ['vol-x', '--iops', '1000'],
   top: ['--count', '1'],
   ...Object.fromEntries(['authorize-ingress', 'authorize-egress', 'revoke-ingress', 'revoke-egress'].map((v) => [`sg ${v}`, SG_RULE])),
 };

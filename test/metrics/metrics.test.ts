@@ -152,7 +152,7 @@ print(json.dumps(lines))
       expect(Math.max(...rows.map((v) => v.writesPerSecond))).toBeGreaterThan(0);
       expect(Math.max(...rows.map((v) => v.writeBytesPerSecond))).toBeGreaterThanOrEqual(1 << 20);
       const human = await host.cli(['top', '--count', '1', '--interval', '0.3']);
-      expect(human.stdout).toMatch(/^VOLUME\s+ATTACHED\s+READ\/S\s+WRITE\/S\s+READ MB\/S\s+WRITE MB\/S\s+ERRORS\/S$/m);
+      expect(human.stdout).toMatch(/^VOLUME\s+ATTACHED\s+READ\/S\s+WRITE\/S\s+READ MB\/S\s+WRITE MB\/S\s+ERRORS\/S\s+AT IOPS LIMIT\s+AT TP LIMIT$/m);
       expect(human.stdout).toContain(volume.id);
     } finally {
       loading = false;

@@ -26,6 +26,7 @@ import {
   UNDERLAY_PLAINTEXT_HEADER_BYTES,
 } from '../../src/vpc/constants.js';
 import { DEFAULT_HANDSHAKE_TIMERS, KEY_BYTES } from '../../src/vpc/handshake.js';
+import { BUCKET_DEPTH_SECONDS, IO_COUNT_UNIT_BYTES } from '../../src/api/volumes.js';
 import {
   CT_DEFAULT_MAX_FLOWS,
   CT_ICMP_S,
@@ -95,6 +96,11 @@ const VPC: Constant[] = [
   ['kCtDefaultMaxFlows', 'uint32_t', CT_DEFAULT_MAX_FLOWS, 'CT_DEFAULT_MAX_FLOWS (sg-table.ts)'],
 ];
 
+const QOS: Constant[] = [
+  ['kIoCountUnitBytes', 'uint64_t', IO_COUNT_UNIT_BYTES, 'IO_COUNT_UNIT_BYTES'],
+  ['kBucketDepthSeconds', 'double', BUCKET_DEPTH_SECONDS, 'BUCKET_DEPTH_SECONDS'],
+];
+
 function namespaceBlock(name: string, source: string, constants: Constant[]): string {
   const lines = constants.map(([cpp, type, value, from, hex]) => `constexpr ${type} ${cpp} = ${hex ? `0x${value.toString(16)}` : value};  // ${from}`);
   return [`// ${source}`, `namespace ${name} {`, ...lines, `}  // namespace ${name}`].join('\n');
@@ -117,6 +123,8 @@ function renderHeader(): string {
     namespaceBlock('nbd', 'src/nbd/constants.ts', NBD),
     '',
     namespaceBlock('vpc', 'src/vpc/constants.ts unless noted', VPC),
+    '',
+    namespaceBlock('qos', 'src/api/volumes.ts', QOS),
     '',
     '}  // namespace nitride',
     '',

@@ -60,6 +60,9 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
         size: (v) => formatBytes(v.size),
         state: (v) => v.state,
         attached: (v) => v.attachments.map((a) => `${a.consumer} (${a.connections})`).join(', ') || null,
+        iops: (v) => v.performance.iops,
+        'MiB/s': (v) => v.performance.throughputMiBps,
+        'throttled s (iops/tp)': (v) => (v.performance.iops ?? v.performance.throughputMiBps) === null ? null : `${v.throttled.iopsSeconds.toFixed(1)}/${v.throttled.throughputSeconds.toFixed(1)}`,
       }),
     );
   }

@@ -20,7 +20,7 @@ interface TopOptions {
 
 export interface TopFrame {
   intervalSeconds: number;
-  volumes: Array<{ volume: string; readsPerSecond: number; writesPerSecond: number; readBytesPerSecond: number; writeBytesPerSecond: number; errorsPerSecond: number; consumers: number }>;
+  volumes: Array<{ volume: string; readsPerSecond: number; writesPerSecond: number; readBytesPerSecond: number; writeBytesPerSecond: number; errorsPerSecond: number; consumers: number; iopsThrottledFraction: number; throughputThrottledFraction: number }>;
   nics: Array<{ eni: string; fromGuestFramesPerSecond: number; toGuestFramesPerSecond: number; dropsPerSecond: number }>;
   peers: Array<{ peer: string; rxPacketsPerSecond: number; txPacketsPerSecond: number; established: boolean }>;
 }
@@ -45,6 +45,9 @@ export function topFrame(before: Series[], after: Series[], seconds: number): To
   const writeBytes = rate('nitride_volume_bytes_total', 'volume', { op: 'write' });
   const errors = rate('nitride_volume_errors_total', 'volume');
   const consumers = sumBy(after, 'nitride_volume_attached_consumers', 'volume');
+  // Seconds throttled per second: the share of the interval the volume sat at its limit.
+  const iopsThrottled = rate('nitride_volume_performance_exceeded_iops_seconds_total', 'volume');
+  const tpThrottled = rate('nitride_volume_performance_exceeded_tp_seconds_total', 'volume');
   const nics = [...sumBy(after, 'nitride_nic_frames_total', 'eni').keys()];
   const fromGuest = rate('nitride_nic_frames_total', 'eni', { direction: 'from_guest' });
   const toGuest = rate('nitride_nic_frames_total', 'eni', { direction: 'to_guest' });
@@ -63,6 +66,8 @@ export function topFrame(before: Series[], after: Series[], seconds: number): To
       writeBytesPerSecond: writeBytes(v),
       errorsPerSecond: errors(v),
       consumers: consumers.get(v) ?? 0,
+      iopsThrottledFraction: Math.min(1, iopsThrottled(v)),
+      throughputThrottledFraction: Math.min(1, tpThrottled(v)),
     })),
     nics: nics.map((e) => ({ eni: e, fromGuestFramesPerSecond: fromGuest(e), toGuestFramesPerSecond: toGuest(e), dropsPerSecond: drops(e) })),
     peers: peers.map((p) => ({ peer: p, rxPacketsPerSecond: rx(p), txPacketsPerSecond: tx(p), established: established.get(p) === 1 })),
@@ -84,6 +89,8 @@ export function renderTopFrame(f: TopFrame): string {
           'read MB/s': (v) => mbps(v.readBytesPerSecond),
           'write MB/s': (v) => mbps(v.writeBytesPerSecond),
           'errors/s': (v) => fixed(v.errorsPerSecond),
+          'at iops limit': (v) => `${(v.iopsThrottledFraction * 100).toFixed(0)}%`,
+          'at tp limit': (v) => `${(v.throughputThrottledFraction * 100).toFixed(0)}%`,
         })
       : 'no volumes',
   );

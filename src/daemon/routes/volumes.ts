@@ -1,7 +1,7 @@
 /** Control API routes of volumes (contract: src/api/volumes.ts). */
 import type { Deleted } from '../../api/control.js';
 import { VOLUMES_API, type CopyProgress } from '../../api/volumes.js';
-import { CreateVolumeBody, DetachVolumeBody, ResizeVolumeBody, RewrapVolumeBody, VolumeCopyBody, VolumeId } from '../../api/volumes.schema.js';
+import { CreateVolumeBody, DetachVolumeBody, ModifyVolumeBody, ResizeVolumeBody, RewrapVolumeBody, VolumeCopyBody, VolumeId } from '../../api/volumes.schema.js';
 import { StreamedReply, type ControlServer } from '../../control/server.js';
 import { parseOrThrow } from '../../control/validate.js';
 import type { VolumeManager } from '../../volume/manager.js';
@@ -62,6 +62,17 @@ export function registerVolumeRoutes(control: ControlServer, volumes: VolumeMana
     auditTarget: 'id',
     body: ResizeVolumeBody,
     handle: ({ params, body }) => volumes.resize(idOf(params), body.size),
+  });
+  control.register({
+    method: 'POST',
+    path: VOLUMES_API.modify,
+    audit: 'volume.modify',
+    auditTarget: 'id',
+    body: ModifyVolumeBody,
+    handle: ({ params, body, audit }) => {
+      audit.details = { ...body.performance };
+      return volumes.modify(idOf(params), body.performance);
+    },
   });
   control.register({
     method: 'POST',
