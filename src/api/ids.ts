@@ -3,7 +3,7 @@
  * The one definition every generator, schema and check uses.
  */
 
-const ID_PREFIXES = { volume: 'vol', vpc: 'vpc', subnet: 'subnet', eni: 'eni', vm: 'i', sg: 'sg' } as const;
+const ID_PREFIXES = { volume: 'vol', vpc: 'vpc', subnet: 'subnet', eni: 'eni', vm: 'i', sg: 'sg', acl: 'acl', flowLog: 'fl' } as const;
 export type ResourceKind = keyof typeof ID_PREFIXES;
 
 const ID_HEX_DIGITS = 17;
@@ -18,6 +18,8 @@ export const ID_PATTERNS: Readonly<Record<ResourceKind, RegExp>> = {
   eni: patternOf('eni'),
   vm: patternOf('vm'),
   sg: patternOf('sg'),
+  acl: patternOf('acl'),
+  flowLog: patternOf('flowLog'),
 };
 
 export function isResourceId(kind: ResourceKind, text: string): boolean {

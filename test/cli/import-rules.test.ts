@@ -43,12 +43,16 @@ const OPTION_VALUES: Record<string, string> = {
   '--public-key': 'AAAA',
   '--kernel': '/boot/vmlinuz',
   '--protocol': 'all',
+  '--rule-number': '100',
+  '--action': 'allow',
 };
 const SG_RULE = ['sg-0123456789abcdef0', '--cidr', '0.0.0.0/0'];
 const EXTRA_ARGS: Record<string, string[]> = {
   'log-level': ['info'],
   'eni modify': ['eni-0123456789abcdef0', '--source-dest-check', 'on'],
   top: ['--count', '1'],
+  'nacl create-entry': ['acl-0123456789abcdef0', '--ingress'],
+  'nacl delete-entry': ['acl-0123456789abcdef0', '--ingress'],
   ...Object.fromEntries(['authorize-ingress', 'authorize-egress', 'revoke-ingress', 'revoke-egress'].map((v) => [`sg ${v}`, SG_RULE])),
 };
 
@@ -116,7 +120,7 @@ describe('CLI import rules', () => {
     } finally {
       scratch.cleanup();
     }
-  });
+  }, 240_000); // a node process per verb, four at a time: minutes on a loaded 2-core box
 
   it('each verb of the catalogue is the command its module defines', async () => {
     for (const [verb, load] of Object.entries(VERBS)) expect((await load()).name()).toBe(verb);
