@@ -52,6 +52,7 @@ const EXTRA_ARGS: Record<string, string[]> = {
   'eni modify': ['eni-0123456789abcdef0', '--source-dest-check', 'on'],
   top: ['--count', '1'],
   'nacl create-entry': ['acl-0123456789abcdef0', '--ingress'],
+  'flow-logs create': ['--eni', 'eni-0123456789abcdef0'],
   'nacl delete-entry': ['acl-0123456789abcdef0', '--ingress'],
   ...Object.fromEntries(['authorize-ingress', 'authorize-egress', 'revoke-ingress', 'revoke-egress'].map((v) => [`sg ${v}`, SG_RULE])),
 };
