@@ -639,6 +639,22 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     });
   });
 
+  it('an ENI\'s established-TCP timeout is set per ENI and applies to its tracked connections', async () => {
+    await both(['eni', 'modify', ENI_B, '--tcp-established-timeout', '120']);
+    expect((await b.json<EniInfo>(['eni', 'describe', ENI_B])).tcpEstablishedTimeout).toBe(120);
+    const session = serve(ga.ns, 'session', IP_B, '5002');
+    let out = '';
+    session.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor('connected', () => out.includes('connected'), 15_000);
+    type Ct = { flows: Array<{ protocol: number; localPort: number; state: string; expiresIn: number }> };
+    const flow = (await b.json<Ct>(['sg', 'conntrack', 'list', '--eni', ENI_B])).flows.find((f) => f.protocol === 6 && f.localPort === 5002 && f.state === 'established');
+    expect(flow?.expiresIn).toBeGreaterThan(60);
+    expect(flow?.expiresIn).toBeLessThanOrEqual(120);
+    session.kill('SIGKILL');
+    await both(['eni', 'modify', ENI_B, '--tcp-established-timeout', '432000']);
+    expect((await b.json<EniInfo>(['eni', 'describe', ENI_B])).tcpEstablishedTimeout).toBeUndefined();
+  });
+
   describe('flow logs', () => {
     const FLOW_LOG = 'fl-0000000000000000b';
     type Line = { seq: number; eniId: string; text: string };
