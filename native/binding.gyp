@@ -43,6 +43,8 @@
         'src/vpc_frame.cc',
         'src/vpc_engine.cc',
         'src/vpc_sg.cc',
+        'src/vpc_nacl.cc',
+        'src/vpc_flowlog.cc',
         'src/vpc_napi.cc',
         'src/nbd_lane.cc',
         'src/rbd.cc',

@@ -689,13 +689,15 @@ void Engine::SendUnderlay(const Endpoint& ep, const uint8_t* data, size_t len) {
   if (r < 0) ThrowSys("sendUnderlay", "sendto");
 }
 
-void Engine::SetSecurity(uint32_t port_id, std::shared_ptr<const SgTable> table, const CtConfig& cfg) {
+void Engine::SetSecurity(uint32_t port_id, std::shared_ptr<const SgTable> table, const CtConfig& cfg,
+                         std::shared_ptr<const NaclTable> nacl) {
   RequireOpen("setSecurity");
   std::unique_ptr<Conntrack> gone;  // freed after unlocking
   std::lock_guard<std::mutex> lock(mu_);
   auto it = ports_.find(port_id);
   if (it == ports_.end()) ThrowInvalid("setSecurity: no port " + std::to_string(port_id));
   Port& p = *it->second;
+  p.nacl.swap(nacl);  // the old one is freed after unlocking
   p.sg = std::move(table);
   if (!p.sg) {
     gone = std::move(p.ct);
@@ -704,6 +706,32 @@ void Engine::SetSecurity(uint32_t port_id, std::shared_ptr<const SgTable> table,
   } else {
     p.ct = std::make_unique<Conntrack>(cfg);
   }
+}
+
+void Engine::SetFlowLog(uint32_t port_id, size_t max_keys) {
+  RequireOpen("setFlowLog");
+  std::unique_ptr<FlowLogTable> gone;  // freed after unlocking
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = ports_.find(port_id);
+  if (it == ports_.end()) ThrowInvalid("setFlowLog: no port " + std::to_string(port_id));
+  Port& p = *it->second;
+  if (max_keys == 0) {
+    gone = std::move(p.flowlog);
+  } else if (p.flowlog) {
+    p.flowlog->set_max(max_keys);
+  } else {
+    p.flowlog = std::make_unique<FlowLogTable>(max_keys);
+  }
+}
+
+void Engine::TakeFlowLog(uint32_t port_id, FlowLogMap* out, uint64_t* dropped, int64_t* mono_ms) {
+  RequireOpen("takeFlowLog");
+  *dropped = 0;
+  *mono_ms = ClockMs(CLOCK_MONOTONIC_COARSE);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = ports_.find(port_id);
+  if (it == ports_.end()) ThrowInvalid("takeFlowLog: no port " + std::to_string(port_id));
+  if (it->second->flowlog) it->second->flowlog->Take(out, dropped);
 }
 
 size_t Engine::FlushConntrack(uint32_t port_id) {
@@ -749,7 +777,7 @@ EngineStats Engine::Stats() {
         c.spoofed.Get(), c.no_route.Get(), c.oversize.Get(), c.punted.Get(),
         c.punt_overflow.Get(), c.filtered.Get(), c.invalid.Get(), c.tx_errors.Get(),
         c.queue_full.load(std::memory_order_relaxed), c.sg_rejected.Get(), c.conntrack_full.Get(),
-        p->ct ? p->ct->size() : 0, p->ct ? p->ct->config().max_flows : 0}});
+        p->ct ? p->ct->size() : 0, p->ct ? p->ct->config().max_flows : 0, c.nacl_rejected.Get()}});
   }
   st.peers.reserve(peers_.size());
   for (auto& [id, p] : peers_) {
@@ -881,7 +909,7 @@ void Engine::PuntFrame(Port& port, PuntReason reason, const uint8_t* f, size_t l
 }
 
 bool Engine::PassSecurity(Port& port, int dir, const uint8_t* f, size_t len, SgPacket& pkt) {
-  if (!port.sg) return true;
+  if (!port.sg && !port.nacl && !port.flowlog) return true;
   if (!pkt.parsed) {
     pkt.parsed = true;
     pkt.result = ParseFlowPacket(f, len, &pkt.p);
@@ -891,7 +919,22 @@ bool Engine::PassSecurity(Port& port, int dir, const uint8_t* f, size_t len, SgP
     port.c.invalid.Add();
     return false;
   }
-  switch (port.ct->Process(pkt.p, dir, *port.sg, now_mono_ms_, len)) {
+  const bool pass = Judge(port, dir, len, pkt.p);
+  // The flow log counts IP bytes (AWS's), whatever the verdict.
+  if (port.flowlog) port.flowlog->Add(pkt.p, pass, len - kEthHeader, now_mono_ms_);
+  return pass;
+}
+
+bool Engine::Judge(Port& port, int dir, size_t len, const FlowPacket& p) {
+  // The subnet's ACL first (stateless: every packet; a non-first fragment
+  // carries no ports and passes, as in the security groups).
+  const uint32_t peer = dir == kSgDirIngress ? p.src : p.dst;
+  if (port.nacl && !p.fragment && !port.nacl->Allows(dir, p.proto, peer, RulePort(p))) {
+    port.c.nacl_rejected.Add();
+    return false;
+  }
+  if (!port.sg) return true;
+  switch (port.ct->Process(p, dir, *port.sg, now_mono_ms_, len)) {
     case Conntrack::Verdict::kAllow:
       return true;
     case Conntrack::Verdict::kDeny:

@@ -62,6 +62,8 @@
 
 #include "vpc_crypto.h"
 #include "vpc_frame.h"
+#include "vpc_flowlog.h"
+#include "vpc_nacl.h"
 #include "vpc_sg.h"
 #include "vpc_wire.h"
 
@@ -91,8 +93,9 @@ struct PortStats {
       invalid, tx_errors, queue_full;
   // Security groups: packets no rule or tracked flow allowed; new flows
   // dropped because the conntrack table was full; flows tracked, the limit
-  // (0: no groups on the port).
+  // (0: no groups on the port). Packets the subnet's network ACL denied.
   uint64_t sg_rejected, conntrack_full, conntrack_flows, conntrack_max;
+  uint64_t nacl_rejected;
 };
 struct PeerStats {
   uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes;
@@ -208,7 +211,16 @@ class Engine {
 
   // Security groups of a port: `table` (null: none, every packet passes and
   // the tracked flows go) applies to the next packet; tracked flows stay.
-  void SetSecurity(uint32_t port_id, std::shared_ptr<const SgTable> table, const CtConfig& cfg);
+  // `nacl` (null: none) is its subnet's network ACL, checked first; both
+  // are swapped together.
+  void SetSecurity(uint32_t port_id, std::shared_ptr<const SgTable> table, const CtConfig& cfg,
+                   std::shared_ptr<const NaclTable> nacl);
+  // Flow-log counters of a port: on with room for `max_keys` flow keys, off
+  // (and freed) with 0.
+  void SetFlowLog(uint32_t port_id, size_t max_keys);
+  // Takes the port's counters (the table starts empty); *dropped = packets
+  // not counted for lack of room; *mono_ms = the engine clock now.
+  void TakeFlowLog(uint32_t port_id, FlowLogMap* out, uint64_t* dropped, int64_t* mono_ms);
   // Forgets the port's tracked flows; returns how many there were.
   size_t FlushConntrack(uint32_t port_id);
   // Up to `max` tracked flows of the port; *count = all of them.
@@ -221,7 +233,7 @@ class Engine {
   struct PortCounters {
     Counter rx_frames, rx_bytes, tx_frames, tx_bytes, spoofed, no_route,
         oversize, punted, punt_overflow, filtered, invalid, tx_errors,
-        sg_rejected, conntrack_full;
+        sg_rejected, conntrack_full, nacl_rejected;
     // Written by the JS thread (sendFrame; stats() for queue_full).
     std::atomic<uint64_t> js_tx_frames{0}, js_tx_bytes{0};
     // Frames the kernel dropped because the socket's receive queue was
@@ -238,6 +250,8 @@ class Engine {
     // SetSecurity, and the tracked flows, which outlive a swap.
     std::shared_ptr<const SgTable> sg;
     std::unique_ptr<Conntrack> ct;
+    std::shared_ptr<const NaclTable> nacl;  // the subnet's network ACL
+    std::unique_ptr<FlowLogTable> flowlog;  // null: no flow log covers it
     PortCounters c;
     int last_err = 0;  // worker: last socket error reported
     ~Port();
@@ -305,9 +319,11 @@ class Engine {
     FlowParse result = FlowParse::kNotIpv4;
     FlowPacket p;
   };
-  // The port's security groups for a packet of direction `dir` (mu_ held);
+  // The port's network ACL, then its security groups, for a packet of direction `dir` (mu_ held);
   // false: drop it (counted on the port).
   bool PassSecurity(Port& port, int dir, const uint8_t* f, size_t len, SgPacket& pkt);
+  // The verdict of PassSecurity on a parsed IPv4 packet (counted on the port).
+  bool Judge(Port& port, int dir, size_t len, const FlowPacket& p);
   void SendToPeer(Peer& peer, const uint8_t* f, size_t len);
   static void SegmentToPeer(void* ctx, const uint8_t* seg, size_t len);
   void ProcessDatagram(uint8_t* buf, size_t len, const sockaddr_storage& from,

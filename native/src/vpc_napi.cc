@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include <cmath>
@@ -207,6 +208,8 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
             InstanceMethod<&VpcEngineWrap::Stats>("stats"),
             InstanceMethod<&VpcEngineWrap::SetSecurity>("setSecurity"),
             InstanceMethod<&VpcEngineWrap::FlushConntrack>("flushConntrack"),
+            InstanceMethod<&VpcEngineWrap::SetFlowLog>("setFlowLog"),
+            InstanceMethod<&VpcEngineWrap::TakeFlowLog>("takeFlowLog"),
             InstanceMethod<&VpcEngineWrap::Conntrack>("conntrack"),
             InstanceMethod<&VpcEngineWrap::Close>("close"),
             InstanceMethod<&VpcEngineWrap::Ref>("ref"),
@@ -510,13 +513,22 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     return env.Undefined();
   }
 
-  // setSecurity(portId, table: Uint8Array | null, {maxFlows, tcpEstablishedTimeout})
+  // setSecurity(portId, table: Uint8Array | null, {maxFlows, tcpEstablishedTimeout,
+  //             nacl?: Uint8Array})
   Napi::Value SetSecurity(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Engine& e = E(env, "setSecurity");
     const uint32_t id = IdArg(env, info[0], "setSecurity: portId");
     std::shared_ptr<const vpc::SgTable> table;
+    std::shared_ptr<const vpc::NaclTable> nacl;
     vpc::CtConfig cfg{vpc::kCtDefaultMaxFlows, vpc::kCtTcpEstablishedS};
+    if (info[2].IsObject() && !info[2].As<Napi::Object>().Get("nacl").IsUndefined()) {
+      Napi::Object o = info[2].As<Napi::Object>();
+      Napi::Uint8Array t = BytesArg(env, o.Get("nacl"), "setSecurity: opts.nacl");
+      std::string err;
+      nacl = vpc::NaclTable::Build(t.Data(), t.ByteLength(), &err);
+      if (!nacl) ThrowInvalidValue(env, "setSecurity: " + err);
+    }
     if (!info[1].IsNull()) {
       Napi::Uint8Array t = BytesArg(env, info[1], "setSecurity: table");
       std::string err;
@@ -528,8 +540,60 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
       cfg.tcp_established_s = static_cast<uint32_t>(
           IntArg(env, o.Get("tcpEstablishedTimeout"), "setSecurity: opts.tcpEstablishedTimeout", 60, vpc::kCtTcpEstablishedS));
     }
-    Guarded(env, [&] { e.SetSecurity(id, std::move(table), cfg); });
+    Guarded(env, [&] { e.SetSecurity(id, std::move(table), cfg, std::move(nacl)); });
     return env.Undefined();
+  }
+
+  // setFlowLog(portId, maxKeys): 0 turns it off.
+  Napi::Value SetFlowLog(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "setFlowLog");
+    const uint32_t id = IdArg(env, info[0], "setFlowLog: portId");
+    const size_t max = static_cast<size_t>(IntArg(env, info[1], "setFlowLog: maxKeys", 0, 1u << 24));
+    Guarded(env, [&] { e.SetFlowLog(id, max); });
+    return env.Undefined();
+  }
+
+  // takeFlowLog(portId) → {dropped, flows: [{srcaddr, dstaddr, srcport, dstport,
+  // protocol, packets, bytes, start, end (Unix ms), accept}]}. The table is
+  // swapped out under the lock; the objects are made after it is released.
+  Napi::Value TakeFlowLog(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Engine& e = E(env, "takeFlowLog");
+    const uint32_t id = IdArg(env, info[0], "takeFlowLog: portId");
+    vpc::FlowLogMap flows;
+    uint64_t dropped = 0;
+    int64_t mono = 0;
+    Guarded(env, [&] { e.TakeFlowLog(id, &flows, &dropped, &mono); });
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const int64_t to_wall = int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000 - mono;
+    auto ip = [&](uint32_t a) {
+      char buf[INET_ADDRSTRLEN];
+      const uint32_t be = htonl(a);
+      inet_ntop(AF_INET, &be, buf, sizeof buf);
+      return Napi::String::New(env, buf);
+    };
+    Napi::Array arr = Napi::Array::New(env, flows.size());
+    uint32_t i = 0;
+    for (const auto& [k, c] : flows) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("srcaddr", ip(k.src));
+      o.Set("dstaddr", ip(k.dst));
+      o.Set("srcport", Napi::Number::New(env, k.sport));
+      o.Set("dstport", Napi::Number::New(env, k.dport));
+      o.Set("protocol", Napi::Number::New(env, k.proto));
+      o.Set("packets", N(env, c.packets));
+      o.Set("bytes", N(env, c.bytes));
+      o.Set("start", Napi::Number::New(env, static_cast<double>(c.first_ms + to_wall)));
+      o.Set("end", Napi::Number::New(env, static_cast<double>(c.last_ms + to_wall)));
+      o.Set("accept", Napi::Boolean::New(env, k.accept != 0));
+      arr.Set(i++, o);
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("dropped", N(env, dropped));
+    out.Set("flows", arr);
+    return out;
   }
 
   Napi::Value FlushConntrack(const Napi::CallbackInfo& info) {
@@ -605,6 +669,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
         d.Set("queueFull", N(env, s.queue_full));
         d.Set("securityGroup", N(env, s.sg_rejected));
         d.Set("conntrackFull", N(env, s.conntrack_full));
+        d.Set("networkAcl", N(env, s.nacl_rejected));
         p.Set("drops", d);
         Napi::Object ct = Napi::Object::New(env);
         ct.Set("flows", N(env, s.conntrack_flows));

@@ -217,7 +217,7 @@ Conntrack::Verdict Conntrack::Process(const FlowPacket& p, int dir, const SgTabl
     return table.Allows(dir, p.proto, peer, static_cast<uint16_t>((p.icmp_type << 8) | p.icmp_code)) ? Verdict::kAllow : Verdict::kDeny;
   }
   const bool tracked = p.proto == kProtoTcp || p.proto == kProtoUdp || (p.proto == kProtoIcmp && p.icmp_echo);
-  const uint16_t rule_port = p.proto == kProtoIcmp ? static_cast<uint16_t>((p.icmp_type << 8) | p.icmp_code) : p.dport;
+  const uint16_t rule_port = RulePort(p);
   if (!tracked) return table.Allows(dir, p.proto, peer, rule_port) ? Verdict::kAllow : Verdict::kDeny;
 
   Key k{};

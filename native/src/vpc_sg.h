@@ -56,6 +56,12 @@ struct FlowPacket {
   } inner;
 };
 
+// What a rule's port range matches: the destination port (TCP/UDP) or
+// (type << 8) | code (ICMP).
+inline uint16_t RulePort(const FlowPacket& p) {
+  return p.proto == kProtoIcmp ? static_cast<uint16_t>((p.icmp_type << 8) | p.icmp_code) : p.dport;
+}
+
 enum class FlowParse { kNotIpv4, kOk, kInvalid };
 // Parses the IPv4 packet of Ethernet frame `f` (len >= 14).
 FlowParse ParseFlowPacket(const uint8_t* f, size_t len, FlowPacket* p);

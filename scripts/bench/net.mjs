@@ -8,6 +8,10 @@
 //                  issue's abusive set): the cost of classification and connection tracking
 //   plain          the ceiling: the hosts' kernels route the guests' packets over the underlay
 //                  with no encapsulation and no encryption (L3, ip_forward + proxy ARP)
+//   plain-ct       the same with the kernel's stateful firewall on both hosts: nftables
+//                  `ct state` rules in the forward chain (established/related accepted, new flows
+//                  to the benchmark's ports accepted, the rest dropped): the anchor for
+//                  security groups' connection tracking
 //   openvpn        OpenVPN 2.6 in TAP mode (L2, bridged with the guest's veth), TLS with
 //                  generated EC certificates, data channel AES-256-GCM, no DCO (TAP has none)
 //   tinc           tinc 1.0 in switch mode (L2, bridged), aes-256-cbc + HMAC-SHA256
@@ -21,6 +25,9 @@
 //   tcp4   four TCP streams (-P 4), Gbit/s received
 //   udp    64-byte UDP payloads, unlimited send rate (-b 0): packets received per second
 //   ping   busybox ping at 5/s, median RTT (ms) of the replies
+//   cps    new TCP connections per second: two Python clients in guest A connect to guest B,
+//          wait for the server's close and close, back to back (every connection a new flow
+//          through the firewall / security group and its tracking)
 // Each repetition runs every test on every path back to back, the path order rotated per
 // repetition and test so drift hits all paths alike. Reported: medians over repetitions, and
 // ratios (median of per-repetition ratios: each pair measured seconds apart) against plain and
@@ -62,6 +69,7 @@ const ALL_PATHS = [
   { id: 'nitride', label: 'nitride (AES-256-GCM, L2)', color: '#1f4e9c' },
   { id: 'nitride-sg', label: 'nitride, 1,000 SG rules per ENI', color: '#6f8fd0', sgRules: 1000 },
   { id: 'plain', label: 'plain routed (no encryption)', color: '#8c8c8c', baseline: true },
+  { id: 'plain-ct', label: 'plain routed + nftables ct state', color: '#b8b8b8' },
   { id: 'openvpn', label: 'OpenVPN 2.6 TAP AES-256-GCM', color: '#e8892b' },
   { id: 'tinc', label: 'tinc 1.0 switch', color: '#2a8a2a' },
   { id: 'wireguard-go', label: 'wireguard-go (L3)', color: '#c43c3c' },
@@ -71,7 +79,27 @@ const ALL_TESTS = [
   { id: 'tcp4', label: 'TCP 4 streams', unit: 'Gbit/s', higherBetter: true },
   { id: 'udp', label: 'UDP 64-byte pps', unit: 'pkt/s', higherBetter: true },
   { id: 'ping', label: 'ping RTT', unit: 'ms', higherBetter: false },
+  { id: 'cps', label: 'TCP connections/s', unit: 'conn/s', higherBetter: true },
 ];
+const CPS_PORT = 5301;
+const CPS_CLIENTS = 2;
+/** `serve ADDR PORT`: accept and close at once; `connect ADDR PORT SECONDS`: connections completed, and failures. */
+const CPS_PY = `
+import socket, sys, time
+cmd, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if cmd == 'serve':
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((addr, port)); s.listen(4096)
+    while True:
+        c, _ = s.accept(); c.close()
+n = fail = 0
+end = time.monotonic() + float(sys.argv[4])
+while time.monotonic() < end:
+    try:
+        c = socket.create_connection((addr, port), timeout=2); c.recv(1); c.close(); n += 1
+    except OSError:
+        fail += 1
+print(n, fail)
+`;
 
 const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [--tests LIST] [--keep] [--out FILE.json]
   --quick       smoke run (~2 min): 1 repetition, 3 s per iperf3 run
@@ -139,7 +167,7 @@ async function addNs(name) {
 
 /** Two host namespaces joined by a veth underlay, and two empty guest namespaces. */
 async function topology(p) {
-  const short = { nitride: 'n', plain: 'p', openvpn: 'o', tinc: 't', 'wireguard-go': 'w' }[p.id];
+  const short = { nitride: 'n', 'nitride-sg': 's', plain: 'p', 'plain-ct': 'c', openvpn: 'o', tinc: 't', 'wireguard-go': 'w' }[p.id];
   const t = { ha: `${TAG}${short}ha`, hb: `${TAG}${short}hb`, ga: `${TAG}${short}ga`, gb: `${TAG}${short}gb` };
   for (const ns of Object.values(t)) await addNs(ns);
   await ip('-n', t.ha, 'link', 'add', 'ul', 'type', 'veth', 'peer', 'name', 'ul', 'netns', t.hb);
@@ -265,6 +293,23 @@ const setUps = {
     p.stats = async () => ({ a: await api('a', 'GET', '/v1/vpc/stats'), b: await api('b', 'GET', '/v1/vpc/stats') });
   },
 
+  async 'plain-ct'(p, t) {
+    await setUps.plain(p, t);
+    const rules = `table inet nitride_bench {
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    ct state new ip protocol icmp accept
+    ct state new tcp dport { 5201, ${CPS_PORT} } accept
+    ct state new udp dport 5201 accept
+  }
+}
+`;
+    const file = scratch.path('plain-ct.nft');
+    writeFileSync(file, rules);
+    for (const ns of [t.ha, t.hb]) await inNs(ns, 'nft', ['-f', file]);
+  },
+
   async plain(p, t) {
     await routedGuest(t.ha, t.ga, GUEST_A);
     await routedGuest(t.hb, t.gb, GUEST_B);
@@ -381,6 +426,7 @@ async function setUp() {
       throw new Error(`${err.message}\n${[...scratch.children.keys()].filter((n) => n.startsWith(p.id)).map((n) => `${n}:\n${scratch.tail(n)}`).join('\n')}`);
     });
     p.server = startIperfServer(p);
+    if (TESTS.some((x) => x.id === 'cps')) startIn(`cps-${p.id}`, p.ns.gb, 'python3', ['-c', CPS_PY, 'serve', GUEST_B, String(CPS_PORT)]);
     say(`${p.id}: up (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   }
 }
@@ -451,6 +497,22 @@ function nitrideThreads(p, threads0, wallS) {
   return byName;
 }
 
+/** New TCP connections per second from guest A to guest B over TIME seconds ({@link CPS_PY}). */
+async function cps(p) {
+  const cpu0 = p.pids().map(cpuSeconds);
+  const t0 = process.hrtime.bigint();
+  const outs = await Promise.all(
+    Array.from({ length: CPS_CLIENTS }, () => inNs(p.ns.ga, 'python3', ['-c', CPS_PY, 'connect', GUEST_B, String(CPS_PORT), String(TIME)], { allowFail: true })),
+  );
+  const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = p.pids().map(cpuSeconds).reduce((s, c, i) => s + c - cpu0[i], 0);
+  const counts = outs.map((r) => r.stdout.trim().split(' ').map(Number));
+  if (counts.some((c) => c.length !== 2 || !Number.isFinite(c[0]))) throw new Error(`${p.id} cps: ${outs.map((r) => r.stderr.trim()).join('; ')}`);
+  const done = counts.reduce((s, c) => s + c[0], 0);
+  const failed = counts.reduce((s, c) => s + c[1], 0);
+  return { value: done / TIME, failed, cores: +(cpu / wallS).toFixed(2) };
+}
+
 async function ping(p) {
   const r = await run('timeout', ['30', 'ip', 'netns', 'exec', p.ns.ga, 'busybox', 'ping', '-c', '20', '-i', '0.2', '-W', '2', GUEST_B], { allowFail: true });
   const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
@@ -482,7 +544,7 @@ async function main() {
       const order = [...PATHS.slice(k), ...PATHS.slice(0, k)];
       for (const p of order) {
         const load1 = +(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
-        const r = test.id === 'ping' ? await ping(p) : await iperf(p, test);
+        const r = test.id === 'ping' ? await ping(p) : test.id === 'cps' ? await cps(p) : await iperf(p, test);
         runs.push({ rep, test: test.id, path: p.id, load1, ...r });
         say(`rep ${rep + 1}/${REPS} ${test.id.padEnd(4)} ${p.id.padEnd(12)} ${fmt(test, r.value)} ${test.unit}${r.cores !== undefined ? `, tunnel CPU ${r.cores} cores` : ''}${r.retransmits ? `, ${r.retransmits} retransmits` : ''}`);
       }
@@ -519,6 +581,12 @@ async function main() {
     }
   }
   if (addedRtt !== null) goals.push({ goal: 'ping RTT added over plain < 0.3 ms', value: addedRtt, met: addedRtt < 0.3 });
+  // Issue 14: new connections per second through a security group >= 0.5x the kernel's nftables conntrack.
+  for (const id of ['nitride-sg', 'nitride']) {
+    if (!results.cps?.[id] || !results.cps['plain-ct']) continue;
+    const r = ratio('cps', id, 'plain-ct');
+    goals.push({ goal: `cps ${id} >= 0.5x plain-ct`, value: r, met: r >= 0.5 });
+  }
 
   const cell = (test, p) => {
     const r = results[test.id][p.id];
@@ -534,7 +602,7 @@ async function main() {
     if (addedRtt !== null) console.log(`nitride adds ${(addedRtt * 1000).toFixed(0)} µs of ping RTT over the plain path (median of per-repetition differences).`);
   }
   console.log('\nTunnel processes CPU during the runs (cores busy, all threads, both hosts; plain: kernel only, not counted):');
-  console.log(textTable(['test', ...PATHS.map((p) => p.id)], TESTS.filter((t) => t.id !== 'ping').map((test) => [test.label, ...PATHS.map((p) => (p.id === 'plain' ? '-' : String(results[test.id][p.id].cores)))])));
+  console.log(textTable(['test', ...PATHS.map((p) => p.id)], TESTS.filter((t) => t.id !== 'ping').map((test) => [test.label, ...PATHS.map((p) => (p.id.startsWith('plain') ? '-' : String(results[test.id][p.id].cores)))])));
   const tcpNitride = runs.filter((r) => r.path === 'nitride' && r.test === 'tcp1' && r.threads);
   if (tcpNitride.length) console.log(`nitride threads during TCP 1 stream (cores): ${JSON.stringify(tcpNitride[tcpNitride.length - 1].threads)}`);
   const loads = runs.map((r) => r.load1);

@@ -3,7 +3,7 @@
  * The one definition every generator, schema and check uses.
  */
 
-const ID_PREFIXES = { volume: 'vol', vpc: 'vpc', subnet: 'subnet', eni: 'eni', vm: 'i', sg: 'sg', snapshot: 'snap' } as const;
+const ID_PREFIXES = { volume: 'vol', vpc: 'vpc', subnet: 'subnet', eni: 'eni', vm: 'i', sg: 'sg', snapshot: 'snap', acl: 'acl', flowLog: 'fl' } as const;
 export type ResourceKind = keyof typeof ID_PREFIXES;
 
 const ID_HEX_DIGITS = 17;
@@ -19,6 +19,8 @@ export const ID_PATTERNS: Readonly<Record<ResourceKind, RegExp>> = {
   vm: patternOf('vm'),
   sg: patternOf('sg'),
   snapshot: patternOf('snapshot'),
+  acl: patternOf('acl'),
+  flowLog: patternOf('flowLog'),
 };
 
 export function isResourceId(kind: ResourceKind, text: string): boolean {

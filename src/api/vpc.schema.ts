@@ -28,10 +28,11 @@ export const CreateEniBody: z.ZodType<CreateEniRequest> = z
     sourceDestCheck: z.boolean().optional(),
     description: Description.optional(),
     securityGroups: SecurityGroups.optional(),
+    tcpEstablishedTimeout: z.number().int().optional(),
   })
   .strict();
 export const ModifyEniBody: z.ZodType<ModifyEniRequest> = z
-  .object({ sourceDestCheck: z.boolean().optional(), description: Description.optional(), securityGroups: SecurityGroups.optional() })
+  .object({ sourceDestCheck: z.boolean().optional(), description: Description.optional(), securityGroups: SecurityGroups.optional(), tcpEstablishedTimeout: z.number().int().optional() })
   .strict();
 export const AddPeerBody: z.ZodType<AddPeerRequest> = z
   .object({ name: PeerName, endpoint: z.string().min(3).max(64), publicKey: z.string().max(64), plaintext: z.boolean().optional() })

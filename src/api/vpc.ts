@@ -90,6 +90,8 @@ export interface CreateEniRequest {
   description?: string;
   /** 1–5 security groups of the VPC (default: its default group). */
   securityGroups?: string[];
+  /** Idle timeout of its established TCP flows, seconds (60 – 432000; default 432000, 5 days, as AWS). */
+  tcpEstablishedTimeout?: number;
 }
 
 export interface ModifyEniRequest {
@@ -97,6 +99,8 @@ export interface ModifyEniRequest {
   description?: string;
   /** Replaces the ENI's groups (1–5); applies to new flows at once, tracked flows continue. */
   securityGroups?: string[];
+  /** Applies to its tracked flows at their next packet. */
+  tcpEstablishedTimeout?: number;
 }
 
 export interface EniInfo {
@@ -116,6 +120,8 @@ export interface EniInfo {
   kind: EniKind | null;
   description?: string;
   securityGroups: string[];
+  /** Set when not the default (5 days). */
+  tcpEstablishedTimeout?: number;
 }
 
 export interface AddPeerRequest {
@@ -195,6 +201,8 @@ export interface VpcPortStats {
     securityGroup: number;
     /** A new flow the connection-tracking table had no room for. */
     conntrackFull: number;
+    /** Denied by the subnet's network ACL (checked before the security groups). */
+    networkAcl: number;
   };
   /** Tracked flows and the limit (0 and 0 on a port without security groups). */
   conntrack: { flows: number; max: number };

@@ -28,6 +28,8 @@ export const VERBS: Record<string, () => Promise<Command>> = {
   subnet: async () => (await import('./commands/vpc.js')).subnetCommand(),
   eni: async () => (await import('./commands/eni.js')).eniCommand(),
   sg: async () => (await import('./commands/sg.js')).sgCommand(),
+  nacl: async () => (await import('./commands/nacl.js')).naclCommand(),
+  'flow-logs': async () => (await import('./commands/flow-logs.js')).flowLogsCommand(),
   peer: async () => (await import('./commands/peer.js')).peerCommand(),
   key: async () => (await import('./commands/key.js')).keyCommand(),
   'nbd-proxy': async () => (await import('./commands/nbd-proxy.js')).nbdProxyCommand(),

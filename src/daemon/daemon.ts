@@ -29,6 +29,8 @@ import { registerVolumeRoutes } from './routes/volumes.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { VpcManager } from '../vpc/manager.js';
 import { registerSecurityGroupRoutes } from './routes/security-groups.js';
+import { registerNetworkAclRoutes } from './routes/network-acls.js';
+import { registerFlowLogRoutes } from './routes/flow-logs.js';
 import { registerVpcRoutes } from './routes/vpc.js';
 import { ImageAllowlist } from '../vm/images.js';
 import { VmManager } from '../vm/manager.js';
@@ -203,6 +205,8 @@ export class Daemon {
     registerSnapshotRoutes(this.control, this.volumes);
     registerVpcRoutes(this.control, this.vpc);
     registerSecurityGroupRoutes(this.control, this.vpc);
+    registerNetworkAclRoutes(this.control, this.vpc);
+    registerFlowLogRoutes(this.control, this.vpc);
     registerVmRoutes(this.control, this.vms, this.images);
     this.control.register({ method: 'GET', path: DAEMON_API.status, handle: () => this.status() });
     this.control.register({

@@ -572,6 +572,8 @@ export interface VpcSecurityOptions {
   maxFlows: number;
   /** Idle timeout of an established TCP flow, seconds (60 – 5 days). */
   tcpEstablishedTimeout: number;
+  /** The subnet's network ACL entries (nacl-table.ts), checked before the groups; absent: none. */
+  nacl?: Uint8Array;
 }
 
 /** What {@link VpcEngine.conntrack} returns. */
@@ -579,6 +581,30 @@ export interface VpcConntrackSnapshot {
   count: number;
   max: number;
   flows: ConntrackFlow[];
+}
+
+/** One flow key's counters over an interval (vpc_flowlog.h). */
+export interface VpcFlowCounts {
+  srcaddr: string;
+  dstaddr: string;
+  /** 0 for protocols without ports. */
+  srcport: number;
+  dstport: number;
+  protocol: number;
+  packets: number;
+  /** IP bytes. */
+  bytes: number;
+  /** First and last packet, Unix ms. */
+  start: number;
+  end: number;
+  accept: boolean;
+}
+
+/** What {@link VpcEngine.takeFlowLog} returns. */
+export interface VpcFlowLogTake {
+  /** Packets not counted since the last take: the table was full. */
+  dropped: number;
+  flows: VpcFlowCounts[];
 }
 
 /** Snapshot returned by {@link VpcEngine.stats}. */
@@ -614,6 +640,8 @@ interface NativeVpcEngine {
   setSecurity(portId: number, table: Uint8Array | null, opts?: VpcSecurityOptions): void;
   flushConntrack(portId: number): number;
   conntrack(portId: number, max: number): VpcConntrackSnapshot;
+  setFlowLog(portId: number, maxKeys: number): void;
+  takeFlowLog(portId: number): VpcFlowLogTake;
   close(): void;
   ref(): void;
   unref(): void;
@@ -857,6 +885,16 @@ export class VpcEngine {
   /** Up to `max` of the port's tracked flows, and how many there are. */
   conntrack(portId: number, max: number): VpcConntrackSnapshot {
     return this.#native.conntrack(portId, max);
+  }
+
+  /** Flow-log counters of a port: on with room for `maxKeys` flow keys per interval, off with 0. */
+  setFlowLog(portId: number, maxKeys: number): void {
+    this.#native.setFlowLog(portId, maxKeys);
+  }
+
+  /** Takes the port's flow-log counters since the last take (the data plane starts a new table). */
+  takeFlowLog(portId: number): VpcFlowLogTake {
+    return this.#native.takeFlowLog(portId);
   }
 
   /**

@@ -15,6 +15,9 @@ import type { Sodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
 import { VpcEngine, closeFd, type VpcConntrackSnapshot, type VpcControlEvent, type VpcEndpoint, type VpcEngineOptions } from '../native/addon.js';
 import { CT_DEFAULT_MAX_FLOWS, CT_TCP_ESTABLISHED_S, compileSg, encodeSg, type SgSource } from './sg-table.js';
+import { compileNacl, encodeNacl } from './nacl-table.js';
+import { FlowLogCollector } from './flow-log-collector.js';
+import type { FlowLogWriter } from './flow-log-writer.js';
 import { ArpResponder } from './arp.js';
 import { ENI_MTU, GATEWAY_MAC } from './constants.js';
 import { DhcpServer } from './dhcp.js';
@@ -53,6 +56,8 @@ export type RuntimeEngine = Pick<
   | 'setSecurity'
   | 'flushConntrack'
   | 'conntrack'
+  | 'setFlowLog'
+  | 'takeFlowLog'
   | 'close'
 >;
 
@@ -81,6 +86,8 @@ export interface RuntimeOptions {
   rekeyAfterSeconds?: number;
   /** Flows each local ENI's security groups track at most; default {@link CT_DEFAULT_MAX_FLOWS}. */
   conntrackMax?: number;
+  /** Where flow-log records go (it outlives the runtime, as the records `tail` shows do). */
+  flowLogWriter?: FlowLogWriter;
 }
 
 /** The fd store name of a local ENI's packet socket. */
@@ -102,6 +109,7 @@ export class VpcRuntime {
   private timer: NodeJS.Timeout | undefined;
   /** The security-group table last given to the engine, by ENI id (hex): unchanged ones are not pushed again. */
   private readonly securityPushed = new Map<string, string>();
+  private readonly flowLogs: FlowLogCollector | undefined;
   private nextPort = 1;
   private nextPeer = 1;
   /** Events and timers are handled from the end of {@link start} until {@link close}. */
@@ -137,6 +145,7 @@ export class VpcRuntime {
     this.arp = new ArpResponder(options.state.directory);
     this.dhcp = new DhcpServer({ mtu: ENI_MTU, ...(dnsServers?.length ? { dnsServers } : {}) });
     this.engine = options.engine({ bindAddress: options.listen.host, bindPort: options.listen.port, onControl: (event) => this.live && this.onControl(event) });
+    if (options.flowLogWriter) this.flowLogs = new FlowLogCollector(this.engine, options.flowLogWriter);
   }
 
   /** The bound underlay UDP port. */
@@ -152,6 +161,8 @@ export class VpcRuntime {
   close(): void {
     this.live = false;
     clearTimeout(this.timer);
+    this.flowLogs?.drainAll();
+    this.flowLogs?.stop();
     for (const portId of this.ports.values()) this.engine.removePort(portId);
     this.engine.close();
     this.sodium.memzero(this.keys.privateKey);
@@ -212,6 +223,7 @@ export class VpcRuntime {
       this.ports.delete(e.id);
       this.portEnis.delete(portId);
       this.securityPushed.delete(e.id);
+      this.flowLogs?.forget(e.id);
     }
     if (deleteDevice) this.options.fdStore?.remove(portFdName(e.id));
     if (deleteDevice && e.hostId === LOCAL_HOST_ID) await this.options.netdevs.remove(e.hostInterface);
@@ -223,21 +235,31 @@ export class VpcRuntime {
   }
 
   /**
-   * Compile every local ENI's security groups and give the engine the tables that changed (a
-   * rule, a membership, an ENI's groups): the engine swaps each whole, so the next packet sees
-   * it, and tracked flows continue. Call after any change to groups or ENIs.
+   * Compile every local ENI's security groups and its subnet's network ACL and give the engine
+   * the tables that changed (a rule, an entry, a membership, an ENI's groups, an association):
+   * the engine swaps both whole, so the next packet sees them, and tracked flows continue. Call
+   * after any change to groups, ACLs or ENIs.
    */
   applySecurity(): void {
     const model = this.options.state.model;
     const source: SgSource = { group: (id) => (model.securityGroups.has(id) ? model.securityGroups.get(id) : undefined), members: (id) => model.groupMembers(id) };
-    const opts = { maxFlows: this.options.conntrackMax ?? CT_DEFAULT_MAX_FLOWS, tcpEstablishedTimeout: CT_TCP_ESTABLISHED_S };
     for (const [eniId, portId] of this.ports) {
-      const table = encodeSg(compileSg(model.getEni(eniId).securityGroups, source));
-      const key = table.toString('hex');
+      const eni = model.getEni(eniId);
+      const table = encodeSg(compileSg(eni.securityGroups, source));
+      const opts = {
+        maxFlows: this.options.conntrackMax ?? CT_DEFAULT_MAX_FLOWS,
+        tcpEstablishedTimeout: eni.tcpEstablishedTimeout ?? CT_TCP_ESTABLISHED_S,
+        nacl: encodeNacl(compileNacl(model.subnetAcl(eni.subnetId).entries)),
+      };
+      const key = `${table.toString('hex')}|${opts.nacl.toString('hex')}|${opts.tcpEstablishedTimeout}`;
       if (this.securityPushed.get(eniId) === key) continue;
       this.engine.setSecurity(portId, table, opts);
       this.securityPushed.set(eniId, key);
     }
+    this.flowLogs?.apply([...this.ports].map(([eniId, portId]) => {
+      const eni = model.getEni(eniId);
+      return { eni, portId, logs: model.flowLogs.covering(eni) };
+    }));
   }
 
   /** Up to `max` flows a local ENI tracks. */

@@ -10,6 +10,7 @@
  * not affected. Every change to the model is applied to the runtime when it is up, and all of
  * it is applied when it comes up.
  */
+import path from 'node:path';
 import { parseEndpoint, type Endpoint } from '../common/endpoint.js';
 import { SerialQueue } from '../common/serial.js';
 import { NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
@@ -29,6 +30,9 @@ import {
   type VpcStatsReply,
   type VpcStatus,
 } from '../api/vpc.js';
+import type { CreateFlowLogRequest, FlowLogRecord, FlowLogRecords, FlowLogRecordsQuery } from '../api/flow-logs.js';
+import { FlowLogWriter } from './flow-log-writer.js';
+import type { CreateNetworkAclRequest, NaclEntry, NetworkAclRecord } from '../api/network-acls.js';
 import type { ConntrackReply, CreateSecurityGroupRequest, FlushConntrackReply, SecurityGroupRecord, SgDirection, SgRule } from '../api/security-groups.js';
 import { ENI_MTU } from './constants.js';
 import { VpcRuntime, nativeEngine, type EngineFactory } from './engine-runtime.js';
@@ -94,12 +98,15 @@ export class VpcManager {
   private lastWarning: string | undefined;
   /** Serialises mutations and the runtime start. */
   private readonly queue = new SerialQueue();
+  /** Flow-log records: files under the state directory, and the newest in memory for tail. */
+  private readonly flowLogWriter: FlowLogWriter;
 
   constructor(private readonly options: VpcManagerOptions) {
     this.log = options.logger.child({ component: 'vpc' });
     this.listen = parseEndpoint(options.listen, '--vpc-listen', { numeric: true });
     this.store = new VpcStateStore(options.stateFile);
     this.netdevs = options.netdevs ?? hostNetdevs;
+    this.flowLogWriter = new FlowLogWriter(path.join(path.dirname(options.stateFile), 'flow-logs'), this.log);
   }
 
   /** Read the state file (the runtime starts with {@link start}). */
@@ -204,7 +211,7 @@ export class VpcManager {
     return this.queue.run(async () => {
       const record = await this.store.change((model) => model.modifyEni(id, changes));
       this.rt?.setSourceCheck(id, record.sourceDestCheck);
-      if (changes.securityGroups) this.rt?.applySecurity();
+      if (changes.securityGroups || changes.tcpEstablishedTimeout !== undefined) this.rt?.applySecurity();
       return this.eniInfo(record);
     });
   }
@@ -241,6 +248,57 @@ export class VpcManager {
   flushConntrack(eniId?: string): FlushConntrackReply {
     if (eniId !== undefined) this.store.model.getEni(eniId);
     return { flushed: this.up().flushConntrack(eniId) };
+  }
+
+  // ---- network ACLs (entries and associations reach the engine at once) ----------------------
+
+  createNetworkAcl(input: CreateNetworkAclRequest): Promise<NetworkAclRecord> {
+    return this.mutateSecurity((model) => model.createNetworkAcl(input));
+  }
+  listNetworkAcls(vpcId?: string): NetworkAclRecord[] {
+    const model = this.store.model;
+    if (vpcId !== undefined) model.getVpc(vpcId);
+    return model.networkAcls.list(vpcId).map((a) => model.describeNetworkAcl(a.id));
+  }
+  getNetworkAcl(id: string): NetworkAclRecord {
+    return this.store.model.describeNetworkAcl(id);
+  }
+  deleteNetworkAcl(id: string): Promise<void> {
+    return this.mutateSecurity((model) => model.networkAcls.delete(id));
+  }
+  addNaclEntry(id: string, entry: NaclEntry): Promise<NetworkAclRecord> {
+    return this.mutateSecurity((model) => {
+      model.networkAcls.addEntry(id, entry);
+      return model.describeNetworkAcl(id);
+    });
+  }
+  deleteNaclEntry(id: string, direction: SgDirection, ruleNumber: number): Promise<NetworkAclRecord> {
+    return this.mutateSecurity((model) => {
+      model.networkAcls.deleteEntry(id, direction, ruleNumber);
+      return model.describeNetworkAcl(id);
+    });
+  }
+  associateNetworkAcl(id: string, subnetId: string): Promise<NetworkAclRecord> {
+    return this.mutateSecurity((model) => {
+      model.associateNetworkAcl(id, subnetId);
+      return model.describeNetworkAcl(id);
+    });
+  }
+
+  // ---- flow logs (this host writes its local ENIs' records) ----------------------------------
+
+  createFlowLog(input: CreateFlowLogRequest): Promise<FlowLogRecord> {
+    return this.mutateSecurity((model) => model.createFlowLog(input));
+  }
+  listFlowLogs(): FlowLogRecord[] {
+    return this.store.model.flowLogs.list();
+  }
+  deleteFlowLog(id: string): Promise<void> {
+    return this.mutateSecurity((model) => model.flowLogs.delete(id));
+  }
+  flowLogRecords(query: FlowLogRecordsQuery): FlowLogRecords {
+    if (query.eniId !== undefined) this.store.model.getEni(query.eniId);
+    return this.flowLogWriter.records(query);
   }
 
   // ---- peers --------------------------------------------------------------------------------
@@ -394,6 +452,7 @@ export class VpcManager {
         ...(dnsServers ? { dnsServers } : {}),
         ...(rekeyAfterSeconds ? { rekeyAfterSeconds } : {}),
         ...(conntrackMax ? { conntrackMax } : {}),
+        flowLogWriter: this.flowLogWriter,
       },
       sodium,
       keys,

@@ -24,6 +24,11 @@ import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from 
 import { idFormat, isResourceId, newResourceId, type ResourceKind } from '../api/ids.js';
 import { PEER_NAME_PATTERN, type EniInfo, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
 import type { SecurityGroupRecord } from '../api/security-groups.js';
+import type { NetworkAclRecord } from '../api/network-acls.js';
+import { NetworkAcls, defaultAclId } from './network-acls.js';
+import type { FlowLogRecord, FlowLogResourceType } from '../api/flow-logs.js';
+import { FlowLogs } from './flow-logs.js';
+import { CT_TCP_ESTABLISHED_MIN_S, CT_TCP_ESTABLISHED_S } from './sg-table.js';
 import { GATEWAY_MAC } from './constants.js';
 import { MAX_GROUPS_PER_ENI, SecurityGroups, defaultGroupId } from './security-groups.js';
 import {
@@ -61,6 +66,9 @@ export interface VpcState {
   enis: EniRecord[];
   /** Absent in state files from before security groups: every VPC then has its default group only. */
   securityGroups?: SecurityGroupRecord[];
+  /** Absent in state files from before network ACLs: every VPC then has its default ACL only. */
+  networkAcls?: NetworkAclRecord[];
+  flowLogs?: FlowLogRecord[];
 }
 
 // =============================================================================================
@@ -240,6 +248,7 @@ export interface CreateEniInput {
   description?: string;
   /** 1–5 groups of the ENI's VPC; default: the VPC's default group. */
   securityGroups?: string[];
+  tcpEstablishedTimeout?: number;
 }
 
 export interface ModifyEniInput {
@@ -248,6 +257,7 @@ export interface ModifyEniInput {
   hostInterface?: string;
   description?: string;
   securityGroups?: string[];
+  tcpEstablishedTimeout?: number;
 }
 
 export interface SubnetUsage {
@@ -282,12 +292,18 @@ export class VpcModel {
   private readonly interfaces = new Map<string, string>();
   /** Every VPC's groups; ENIs' group lists refer to them. */
   readonly securityGroups: SecurityGroups;
+  /** Every VPC's network ACLs and their subnet associations. */
+  readonly networkAcls: NetworkAcls;
+  /** Flow logs of ENIs, subnets and VPCs (each host writes its local ENIs' records). */
+  readonly flowLogs: FlowLogs;
 
   constructor(options: VpcModelOptions) {
     checkHostId(options.localHostId);
     this.tables = new VpcTables(options.localHostId);
     this.random = options.random ?? randomBytes;
     this.securityGroups = new SecurityGroups(() => this.newId('sg', (s) => this.securityGroups.has(s)));
+    this.networkAcls = new NetworkAcls(() => this.newId('acl', (s) => this.networkAcls.has(s)));
+    this.flowLogs = new FlowLogs(() => this.newId('flowLog', (s) => this.flowLogs.has(s)));
   }
 
   get localHostId(): string {
@@ -308,6 +324,7 @@ export class VpcModel {
     if (input.name !== undefined) record.name = checkName(input.name);
     this.vpcs.set(id, { record, cidr });
     this.securityGroups.createDefault(id);
+    this.networkAcls.createDefault(id);
     return { ...record };
   }
 
@@ -325,7 +342,11 @@ export class VpcModel {
     if (subnets.length) throw new ConflictError(`VPC ${id} still has ${subnets.length} subnet(s) (${subnets.map((s) => s.record.id).join(', ')}): delete them first`);
     const groups = this.securityGroups.list(id).filter((g) => g.id !== defaultGroupId(id));
     if (groups.length) throw new ConflictError(`VPC ${id} still has ${groups.length} security group(s) (${groups.map((g) => g.id).join(', ')}): delete them first`);
+    const acls = this.networkAcls.list(id).filter((a) => !a.isDefault);
+    if (acls.length) throw new ConflictError(`VPC ${id} still has ${acls.length} network ACL(s) (${acls.map((a) => a.id).join(', ')}): delete them first`);
     this.securityGroups.delete(defaultGroupId(id), [], { withDefault: true });
+    this.networkAcls.delete(defaultAclId(id), { withDefault: true });
+    this.flowLogs.deleteFor(id);
     this.vpcs.delete(id);
   }
 
@@ -365,6 +386,8 @@ export class VpcModel {
     if (subnet.used.size) {
       throw new ConflictError(`subnet ${id} still has ${subnet.used.size} ENI(s) (${[...subnet.used.values()].join(', ')}): delete them first`);
     }
+    this.networkAcls.dissociate(id);
+    this.flowLogs.deleteFor(id);
     this.subnets.delete(id);
   }
 
@@ -426,6 +449,7 @@ export class VpcModel {
       securityGroups: this.checkGroups(subnet.record.vpcId, input.securityGroups ?? [defaultGroupId(subnet.record.vpcId)]),
     };
     if (input.description !== undefined) record.description = checkDescription(input.description);
+    if (input.tcpEstablishedTimeout !== undefined && input.tcpEstablishedTimeout !== CT_TCP_ESTABLISHED_S) record.tcpEstablishedTimeout = checkTcpTimeout(input.tcpEstablishedTimeout);
     if (typeof record.sourceDestCheck !== 'boolean') throw new UsageError('sourceDestCheck must be true or false');
     this.enis.set(id, record);
     subnet.used.set(ip, id);
@@ -456,6 +480,10 @@ export class VpcModel {
     if (changes.hostInterface !== undefined) next.hostInterface = checkInterfaceName(changes.hostInterface);
     if (changes.description !== undefined) next.description = checkDescription(changes.description);
     if (changes.securityGroups !== undefined) next.securityGroups = this.checkGroups(old.vpcId, changes.securityGroups);
+    if (changes.tcpEstablishedTimeout !== undefined) {
+      delete next.tcpEstablishedTimeout;
+      if (checkTcpTimeout(changes.tcpEstablishedTimeout) !== CT_TCP_ESTABLISHED_S) next.tcpEstablishedTimeout = changes.tcpEstablishedTimeout;
+    }
     if (next.hostId !== old.hostId || next.hostInterface !== old.hostInterface) this.checkInterfaceFree(next.hostId, next.hostInterface, id);
     this.interfaces.delete(`${old.hostId}/${old.hostInterface}`);
     this.interfaces.set(`${next.hostId}/${next.hostInterface}`, id);
@@ -470,6 +498,7 @@ export class VpcModel {
     this.interfaces.delete(`${record.hostId}/${record.hostInterface}`);
     this.enis.delete(id);
     this.tables.remove(id);
+    this.flowLogs.deleteFor(id);
   }
 
   // ---- security groups ----------------------------------------------------------------------
@@ -501,10 +530,40 @@ export class VpcModel {
     return [...groups];
   }
 
+  // ---- network ACLs -------------------------------------------------------------------------
+
+  createNetworkAcl(input: { vpcId: string; id?: string }): NetworkAclRecord {
+    this.vpcEntry(input.vpcId);
+    return this.networkAcls.create(input);
+  }
+
+  associateNetworkAcl(aclId: string, subnetId: string): NetworkAclRecord {
+    return this.networkAcls.associate(aclId, subnetId, this.subnetEntry(subnetId).record.vpcId);
+  }
+
+  /** The ACL a subnet uses, with the ACL's default-ACL subnets filled in. */
+  subnetAcl(subnetId: string): NetworkAclRecord {
+    return this.networkAcls.forSubnet(this.subnetEntry(subnetId).record.vpcId, subnetId);
+  }
+
+  /** An ACL as the API shows it: a default ACL lists the subnets no other ACL has. */
+  describeNetworkAcl(id: string): NetworkAclRecord {
+    const acl = this.networkAcls.get(id);
+    if (acl.isDefault) acl.subnets = this.listSubnets(acl.vpcId).filter((s) => this.subnetAcl(s.id).id === id).map((s) => s.id);
+    return acl;
+  }
+
+  // ---- flow logs ----------------------------------------------------------------------------
+
+  createFlowLog(input: { resourceId: string; interval?: number; maxFileBytes?: number; id?: string }): FlowLogRecord {
+    const exists = (type: FlowLogResourceType, id: string) => (type === 'eni' ? this.enis.has(id) : type === 'subnet' ? this.subnets.has(id) : this.vpcs.has(id));
+    return this.flowLogs.create(input, exists);
+  }
+
   // ---- state file ---------------------------------------------------------------------------
 
   toJSON(): VpcState {
-    return { version: 1, vpcs: this.listVpcs(), subnets: this.listSubnets(), enis: this.listEnis(), securityGroups: this.securityGroups.list() };
+    return { version: 1, vpcs: this.listVpcs(), subnets: this.listSubnets(), enis: this.listEnis(), securityGroups: this.securityGroups.list(), networkAcls: this.networkAcls.list(), flowLogs: this.flowLogs.list() };
   }
 
   /**
@@ -530,6 +589,11 @@ export class VpcModel {
       }
       for (const g of groups) model.securityGroups.restoreRules(g);
       for (const s of state.subnets) model.createSubnet(s);
+      for (const acl of state.networkAcls ?? []) {
+        if (!model.vpcs.has(acl.vpcId)) throw new UsageError(`network ACL ${acl.id} names ${acl.vpcId}, which does not exist`);
+        model.networkAcls.restore(acl);
+      }
+      for (const acl of state.networkAcls ?? []) for (const s of acl.subnets) model.associateNetworkAcl(acl.id, s);
       for (const e of state.enis) {
         const created = model.createEni({
           id: e.id,
@@ -541,9 +605,11 @@ export class VpcModel {
           hostId: e.hostId,
           description: e.description,
           ...(e.securityGroups ? { securityGroups: e.securityGroups } : {}),
+          ...(e.tcpEstablishedTimeout !== undefined ? { tcpEstablishedTimeout: e.tcpEstablishedTimeout } : {}),
         });
         if (created.vpcId !== e.vpcId) throw new UsageError(`ENI ${e.id} names ${e.vpcId} but its subnet ${e.subnetId} is in ${created.vpcId}`);
       }
+      for (const fl of state.flowLogs ?? []) model.createFlowLog(fl);
     } catch (err) {
       throw new RuntimeError(`invalid VPC state: ${oneLine(err)}`, 'VPC_STATE', { cause: err });
     }
@@ -693,6 +759,13 @@ function checkName(text: string): string {
   return text;
 }
 
+function checkTcpTimeout(s: number): number {
+  if (!Number.isInteger(s) || s < CT_TCP_ESTABLISHED_MIN_S || s > CT_TCP_ESTABLISHED_S) {
+    throw new UsageError(`TCP established timeout ${s} is not in ${CT_TCP_ESTABLISHED_MIN_S}-${CT_TCP_ESTABLISHED_S} seconds`);
+  }
+  return s;
+}
+
 function checkDescription(text: string): string {
   if (typeof text !== 'string' || text.length > 255 || /[\p{Cc}\p{Cs}]/u.test(text)) {
     throw new UsageError('description must be at most 255 printable characters');
@@ -708,6 +781,18 @@ const SgRuleState = z
     cidr: z.string().optional(),
     sourceGroup: z.string().optional(),
     description: z.string().optional(),
+  })
+  .strict();
+
+const NaclEntryState = z
+  .object({
+    ruleNumber: z.number(),
+    direction: z.enum(['ingress', 'egress']),
+    protocol: z.enum(['tcp', 'udp', 'icmp', 'all']),
+    fromPort: z.number().optional(),
+    toPort: z.number().optional(),
+    cidr: z.string(),
+    action: z.enum(['allow', 'deny']),
   })
   .strict();
 
@@ -729,9 +814,14 @@ const StateSchema = z
           hostId: z.string(),
           description: z.string().optional(),
           securityGroups: z.array(z.string()).optional(),
+          tcpEstablishedTimeout: z.number().optional(),
         })
         .strict(),
     ),
     securityGroups: z.array(z.object({ id: z.string(), vpcId: z.string(), name: z.string(), description: z.string(), ingress: z.array(SgRuleState), egress: z.array(SgRuleState) }).strict()).optional(),
+    flowLogs: z
+      .array(z.object({ id: z.string(), resourceType: z.enum(['eni', 'subnet', 'vpc']), resourceId: z.string(), interval: z.number(), maxFileBytes: z.number() }).strict())
+      .optional(),
+    networkAcls: z.array(z.object({ id: z.string(), vpcId: z.string(), isDefault: z.boolean(), entries: z.array(NaclEntryState), subnets: z.array(z.string()) }).strict()).optional(),
   })
   .strict();

@@ -22,6 +22,8 @@ export const SG_PROTO_ALL = 0;
 // Connection tracking (AWS's timeouts; seconds).
 /** Established TCP: AWS's default, 5 days (configurable 60 s – 5 days there). */
 export const CT_TCP_ESTABLISHED_S = 432000;
+/** The shortest an ENI may set it to. */
+export const CT_TCP_ESTABLISHED_MIN_S = 60;
 /** A SYN not answered yet. */
 export const CT_TCP_HALF_OPEN_S = 30;
 /** After a RST, or FINs both ways: stragglers still pass for this long. */
@@ -72,7 +74,8 @@ export function compileSg(groupIds: readonly string[], source: SgSource): SgEntr
   return [...out.values()].sort((a, b) => a.direction - b.direction || a.protocol - b.protocol || a.prefix - b.prefix || a.network - b.network || a.lo - b.lo || a.hi - b.hi);
 }
 
-function ruleRange(rule: SgRule): [number, number, number] {
+/** A rule's protocol number and port (or ICMP type/code) range as entries carry them. */
+export function ruleRange(rule: Pick<SgRule, 'protocol' | 'fromPort' | 'toPort'>): [number, number, number] {
   switch (rule.protocol) {
     case 'tcp':
       return [IP_PROTO_TCP, rule.fromPort!, rule.toPort!];

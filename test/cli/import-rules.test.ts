@@ -43,6 +43,8 @@ const OPTION_VALUES: Record<string, string> = {
   '--public-key': 'AAAA',
   '--kernel': '/boot/vmlinuz',
   '--protocol': 'all',
+  '--rule-number': '100',
+  '--action': 'allow',
 };
 const SG_RULE = ['sg-0123456789abcdef0', '--cidr', '0.0.0.0/0'];
 const EXTRA_ARGS: Record<string, string[]> = {
@@ -50,6 +52,9 @@ const EXTRA_ARGS: Record<string, string[]> = {
   'eni modify': ['eni-0123456789abcdef0', '--source-dest-check', 'on'],
   'volume modify': ['vol-x', '--iops', '1000'],
   top: ['--count', '1'],
+  'nacl create-entry': ['acl-0123456789abcdef0', '--ingress'],
+  'flow-logs create': ['--eni', 'eni-0123456789abcdef0'],
+  'nacl delete-entry': ['acl-0123456789abcdef0', '--ingress'],
   ...Object.fromEntries(['authorize-ingress', 'authorize-egress', 'revoke-ingress', 'revoke-egress'].map((v) => [`sg ${v}`, SG_RULE])),
 };
 
@@ -117,7 +122,7 @@ describe('CLI import rules', () => {
     } finally {
       scratch.cleanup();
     }
-  });
+  }, 240_000); // a node process per verb, four at a time: minutes on a loaded 2-core box
 
   it('each verb of the catalogue is the command its module defines', async () => {
     for (const [verb, load] of Object.entries(VERBS)) expect((await load()).name()).toBe(verb);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDaemonConfig } from '../../src/daemon/config.js';
 import type { EniInfo, PeerInfo } from '../../src/api/vpc.js';
-import { nitride, tempDir } from '../helpers/nitride.js';
+import { CLI, nitride, tempDir } from '../helpers/nitride.js';
 import { NsLab, must, sleep, waitFor, type NsHost } from '../helpers/netns.js';
 import { run } from '../helpers/run.js';
 import { SG_PROBE_PY } from '../helpers/sg-probe.js';
@@ -42,6 +42,9 @@ const MAC_C = '02:00:5e:10:00:0c';
 const MAC_D = '02:00:5e:10:00:0d';
 const IP_C = '172.31.1.30';
 const IP_D = '172.31.1.40';
+/** A network ACL for the subnet. */
+const ACL = 'acl-0000000000000000a';
+const DEFAULT_ACL = `acl-${VPC_ID.slice(4)}`;
 /** Host B's daemon hands this DNS server out by DHCP (--vpc-dns); host A none. */
 const DNS_B = '172.31.0.2';
 /** Both daemons rekey their sessions this often (--vpc-rekey-after), so tests run under rekeys. */
@@ -453,22 +456,24 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     });
   });
 
+  /** The same command on both hosts (ids given explicitly keep them consistent). */
+  const both = async (args: string[]) => {
+    for (const h of [a, b]) {
+      const r = await h.cli(args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+    }
+  };
+  const probe = async (ns: string, ...args: string[]) => (await run('ip', ['netns', 'exec', ns, 'python3', '-c', SG_PROBE_PY, ...args])).stdout.trim();
+  const serve = (ns: string, ...args: string[]) => {
+    const p = spawn('ip', ['netns', 'exec', ns, 'python3', '-c', SG_PROBE_PY, ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
+    servers.push(p);
+    return p;
+  };
+
   describe('security groups', () => {
     const DEFAULT_SG = `sg-${VPC_ID.slice(4)}`;
     const SG_WEB = 'sg-0000000000000000e';
     const SG_OTHER = 'sg-0000000000000000f';
-    const both = async (args: string[]) => {
-      for (const h of [a, b]) {
-        const r = await h.cli(args);
-        expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
-      }
-    };
-    const probe = async (ns: string, ...args: string[]) => (await run('ip', ['netns', 'exec', ns, 'python3', '-c', SG_PROBE_PY, ...args])).stdout.trim();
-    const serve = (ns: string, ...args: string[]) => {
-      const p = spawn('ip', ['netns', 'exec', ns, 'python3', '-c', SG_PROBE_PY, ...args], { stdio: ['pipe', 'pipe', 'ignore'] });
-      servers.push(p);
-      return p;
-    };
     type SgStats = { enis: Record<string, { drops: { securityGroup: number } }> };
 
     beforeAll(async () => {
@@ -570,6 +575,166 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     });
   });
 
+  describe('network ACLs', () => {
+    type AclStats = { enis: Record<string, { drops: { securityGroup: number; networkAcl: number } }> };
+    const entry = (rule: number, dir: 'ingress' | 'egress', action: 'allow' | 'deny', ...match: string[]) =>
+      both(['nacl', 'create-entry', ACL, '--rule-number', String(rule), `--${dir}`, ...match, '--action', action]);
+
+    // Guest B still serves tcp 5001 and 5002 (the security-group tests' servers); both ENIs are
+    // back in the default group, which lets them reach each other.
+    it('the default ACL allows all; a subnet\'s ACL denies before the security groups allow; the lowest rule number decides; stateless both ways', async () => {
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5001', '3')).toBe('ok'); // default ACL, default group
+      expect((await a.json<{ subnets: string[] }>(['nacl', 'describe', DEFAULT_ACL])).subnets).toEqual([SUBNET_ID]);
+      await both(['nacl', 'create', '--vpc', VPC_ID, '--id', ACL]);
+      await entry(100, 'ingress', 'deny', '--protocol', 'tcp', '--port', '5001', '--cidr', '172.31.1.0/24');
+      await entry(200, 'ingress', 'allow', '--protocol', 'all', '--cidr', '0.0.0.0/0');
+      await entry(100, 'egress', 'allow', '--protocol', 'all', '--cidr', '0.0.0.0/0');
+      await both(['nacl', 'associate', ACL, '--subnet', SUBNET_ID]);
+      const before = await b.json<AclStats>(['vpc', 'stats']);
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5001', '2')).toBe('timeout'); // the group allows it; the ACL does not
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5002', '3')).toBe('ok');
+      const after = await b.json<AclStats>(['vpc', 'stats']);
+      expect(after.enis[ENI_B]!.drops.networkAcl - before.enis[ENI_B]!.drops.networkAcl).toBeGreaterThanOrEqual(1);
+      expect(after.enis[ENI_B]!.drops.securityGroup).toBe(before.enis[ENI_B]!.drops.securityGroup);
+      expect((await b.cli(['metrics'])).stdout).toMatch(new RegExp(`^nitride_nic_drops_total\\{eni="${ENI_B}",reason="network_acl"\\} [1-9]`, 'm'));
+      // A lower number allowing guest A comes first.
+      await entry(50, 'ingress', 'allow', '--protocol', 'tcp', '--port', '5001', '--cidr', `${IP_A}/32`);
+      expect(await probe(ga.ns, 'tcpconnect', IP_B, '5001', '3')).toBe('ok');
+      expect((await b.cli(['nacl', 'describe', ACL])).stdout).toMatch(/ingress:\n\s+50 allow tcp 5001 172\.31\.1\.10\/32\n\s+100 deny\s+tcp 5001 172\.31\.1\.0\/24\n\s+200 allow all all 0\.0\.0\.0\/0\n\s+\* deny/);
+      // Egress is checked too, and statelessly: the replies to an allowed ping need their own rule.
+      await entry(90, 'egress', 'deny', '--protocol', 'icmp', '--cidr', '172.31.1.0/24');
+      expect(pingReceived((await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '2', '-W', '1', IP_B])).stdout)).toBe(0);
+      await both(['nacl', 'delete-entry', ACL, '--rule-number', '90', '--egress']);
+      expect(pingReceived((await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '3', '-W', '2', IP_B])).stdout)).toBeGreaterThanOrEqual(2);
+      expect((await a.json<Array<{ id: string; subnets: string[] }>>(['nacl', 'list', '--vpc', VPC_ID])).map((x) => [x.id, x.subnets])).toEqual([
+        [DEFAULT_ACL, []],
+        [ACL, [SUBNET_ID]],
+      ]);
+      expect(readFileSync(path.join(b.dir, 'state', 'audit.log'), 'utf8')).toContain('"action":"nacl.associate"');
+    });
+
+    it('bad input is one line and changes nothing', async () => {
+      const before = await a.json<unknown>(['nacl', 'describe', ACL]);
+      const cases: Array<[string[], RegExp]> = [
+        [['nacl', 'create-entry', ACL, '--rule-number', '100', '--ingress', '--protocol', 'all', '--cidr', '0.0.0.0/0', '--action', 'allow'], /already has ingress rule 100/],
+        [['nacl', 'create-entry', ACL, '--rule-number', '40000', '--ingress', '--protocol', 'all', '--cidr', '0.0.0.0/0', '--action', 'allow'], /not in 1-32766/],
+        [['nacl', 'create-entry', ACL, '--rule-number', '7', '--ingress', '--protocol', 'tcp', '--port', '22', '--cidr', '10.0.0.1/8', '--action', 'deny'], /host bits set/],
+        [['nacl', 'create-entry', ACL, '--rule-number', '7', '--ingress', '--egress', '--protocol', 'all', '--cidr', '0.0.0.0/0', '--action', 'deny'], /one of --ingress or --egress/],
+        [['nacl', 'create-entry', ACL, '--rule-number', '7', '--ingress', '--protocol', 'tcp', '--cidr', '0.0.0.0/0', '--action', 'deny'], /needs a port/],
+        [['nacl', 'delete-entry', ACL, '--rule-number', '7', '--egress'], /no egress rule 7/],
+        [['nacl', 'delete', ACL], /associated with 1 subnet/],
+        [['nacl', 'delete', DEFAULT_ACL], /default network ACL/],
+        [['nacl', 'associate', 'acl-99999999999999999', '--subnet', SUBNET_ID], /does not exist/],
+        [['nacl', 'create', '--vpc', VPC_ID, '--id', ACL], /already exists/],
+        [['nacl', 'associate', ACL, '--subnet', 'subnet-99999999999999999'], /does not exist/],
+        [['eni', 'modify', ENI_A, '--tcp-established-timeout', '59'], /not in 60-432000/],
+      ];
+      for (const [args, message] of cases) {
+        const r = await a.cli(args);
+        expect(r.code, args.join(' ')).not.toBe(0);
+        expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+        expect(r.stderr, args.join(' ')).toMatch(message);
+      }
+      expect(await a.json<unknown>(['nacl', 'describe', ACL])).toEqual(before);
+    });
+  });
+
+  it('an ENI\'s established-TCP timeout is set per ENI and applies to its tracked connections', async () => {
+    await both(['eni', 'modify', ENI_B, '--tcp-established-timeout', '120']);
+    expect((await b.json<EniInfo>(['eni', 'describe', ENI_B])).tcpEstablishedTimeout).toBe(120);
+    const session = serve(ga.ns, 'session', IP_B, '5002');
+    let out = '';
+    session.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor('connected', () => out.includes('connected'), 15_000);
+    type Ct = { flows: Array<{ protocol: number; localPort: number; state: string; expiresIn: number }> };
+    const flow = (await b.json<Ct>(['sg', 'conntrack', 'list', '--eni', ENI_B])).flows.find((f) => f.protocol === 6 && f.localPort === 5002 && f.state === 'established');
+    expect(flow?.expiresIn).toBeGreaterThan(60);
+    expect(flow?.expiresIn).toBeLessThanOrEqual(120);
+    session.kill('SIGKILL');
+    await both(['eni', 'modify', ENI_B, '--tcp-established-timeout', '432000']);
+    expect((await b.json<EniInfo>(['eni', 'describe', ENI_B])).tcpEstablishedTimeout).toBeUndefined();
+  });
+
+  describe('flow logs', () => {
+    const FLOW_LOG = 'fl-0000000000000000b';
+    type Line = { seq: number; eniId: string; text: string };
+    /** B's records of ENI_B, parsed: the 14 version-2 fields. */
+    const records = async () =>
+      (await b.cli(['flow-logs', 'tail', '--eni', ENI_B, '-n', '10000', '--json'])).stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as Line).text.split(' '));
+    /** Packets and bytes of the records matching `fields` (by position; undefined matches any), summed over intervals. */
+    const total = (rs: string[][], fields: Array<string | undefined>) =>
+      rs.filter((r) => fields.every((f, i) => f === undefined || r[i] === f)).reduce((s, r) => ({ packets: s.packets + Number(r[8]), bytes: s.bytes + Number(r[9]) }), { packets: 0, bytes: 0 });
+
+    it('version-2 records with exact packet and byte counts for accepted and rejected traffic, aggregated per interval', async () => {
+      await both(['flow-logs', 'create', '--eni', ENI_B, '--interval', '2', '--max-file-bytes', '1024', '--id', FLOW_LOG]);
+      expect(await b.json<unknown[]>(['flow-logs', 'list'])).toEqual([{ id: FLOW_LOG, resourceType: 'eni', resourceId: ENI_B, interval: 2, maxFileBytes: 1024 }]);
+      // Denied by the subnet's ACL (rule 60): one datagram of one byte, 29 IP bytes.
+      await both(['nacl', 'create-entry', ACL, '--rule-number', '60', '--ingress', '--protocol', 'udp', '--port', '7777', '--cidr', '0.0.0.0/0', '--action', 'deny']);
+      expect(await probe(ga.ns, 'udpask', IP_B, '7777', '1', '42000')).toBe('timeout');
+      // Accepted: B asks A's UDP echo server once from a fixed port, and A pings B four times (84 IP bytes each).
+      expect(await probe(gb.ns, 'udpask', IP_A, '9999', '3', '42001')).toBe('ok');
+      expect(pingReceived((await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '4', '-W', '2', IP_B])).stdout)).toBe(4);
+      const V = ['2', '-', ENI_B];
+      await waitFor('the records', async () => total(await records(), [...V, IP_A, IP_B, '0', '0', '1']).packets >= 4, 30_000);
+      await sleep(3000); // one more interval: every packet counted
+      const rs = await records();
+      expect(rs.every((r) => r.length === 14 && r[0] === '2' && r[2] === ENI_B && /^(ACCEPT|REJECT|-)$/.test(r[12]!) && /^(OK|SKIPDATA)$/.test(r[13]!))).toBe(true);
+      expect(total(rs, [...V, IP_A, IP_B, '42000', '7777', '17', undefined, undefined, undefined, undefined, 'REJECT', 'OK'])).toEqual({ packets: 1, bytes: 29 });
+      expect(total(rs, [...V, IP_B, IP_A, '42001', '9999', '17', undefined, undefined, undefined, undefined, 'ACCEPT'])).toEqual({ packets: 1, bytes: 29 });
+      expect(total(rs, [...V, IP_A, IP_B, '9999', '42001', '17', undefined, undefined, undefined, undefined, 'ACCEPT'])).toEqual({ packets: 1, bytes: 29 });
+      expect(total(rs, [...V, IP_A, IP_B, '0', '0', '1', undefined, undefined, undefined, undefined, 'ACCEPT'])).toEqual({ packets: 4, bytes: 4 * 84 });
+      expect(total(rs, [...V, IP_B, IP_A, '0', '0', '1', undefined, undefined, undefined, undefined, 'ACCEPT'])).toEqual({ packets: 4, bytes: 4 * 84 });
+      for (const r of rs) expect(Number(r[11])).toBeGreaterThanOrEqual(Number(r[10]));
+      // The same records in the file under the state directory (host A, with no local ENI covered, wrote none).
+      const file = path.join(b.dir, 'state', 'flow-logs', `${FLOW_LOG}.log`);
+      const lines = [file, `${file}.1`, `${file}.2`].filter(existsSync).flatMap((f) => readFileSync(f, 'utf8').split('\n').filter(Boolean));
+      expect(lines).toEqual(expect.arrayContaining(rs.map((r) => r.join(' ')).slice(-3)));
+      expect(existsSync(path.join(a.dir, 'state', 'flow-logs', `${FLOW_LOG}.log`))).toBe(false);
+    });
+
+    it('the file rotates by size; every file holds whole records', async () => {
+      // Twelve UDP exchanges from distinct ports: 24 records of ~80 bytes, past 1 KiB.
+      for (let i = 0; i < 12; i++) expect(await probe(gb.ns, 'udpask', IP_A, '9999', '3', String(42100 + i))).toBe('ok');
+      const file = path.join(b.dir, 'state', 'flow-logs', `${FLOW_LOG}.log`);
+      await waitFor('a rotation', () => existsSync(`${file}.1`) && readFileSync(file, 'utf8').includes(' 42111 '), 30_000);
+      for (const f of [file, `${file}.1`, `${file}.2`, `${file}.3`, `${file}.4`].filter(existsSync)) {
+        const text = readFileSync(f, 'utf8');
+        expect(text.length, f).toBeLessThanOrEqual(1024);
+        expect(text.endsWith('\n'), f).toBe(true);
+        for (const l of text.split('\n').filter(Boolean)) expect(l.split(' '), l).toHaveLength(14);
+      }
+      expect(existsSync(`${file}.5`)).toBe(false);
+    });
+
+    it('tail --follow prints new records; delete stops the log; bad input is one line', async () => {
+      const follow = spawn(process.execPath, [CLI, 'flow-logs', 'tail', '-f', '--eni', ENI_B, '-n', '1', '--control-socket', b.controlSocket], { stdio: ['ignore', 'pipe', 'ignore'] });
+      servers.push(follow);
+      let out = '';
+      follow.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      await waitFor('the first line', () => out.length > 0, 15_000);
+      expect(await probe(gb.ns, 'udpask', IP_A, '9999', '3', '42200')).toBe('ok');
+      await waitFor('a new record', () => out.includes(' 42200 9999 17 1 29 '), 30_000);
+      follow.kill('SIGKILL');
+      await both(['flow-logs', 'delete', FLOW_LOG]);
+      expect(await b.json<unknown[]>(['flow-logs', 'list'])).toEqual([]);
+      for (const [args, message] of [
+        [['flow-logs', 'create', '--eni', 'eni-99999999999999999'], /does not exist/],
+        [['flow-logs', 'create', '--eni', ENI_B, '--interval', '0'], /interval 0 is not in 1-600/],
+        [['flow-logs', 'create', '--eni', ENI_B, '--subnet', SUBNET_ID], /one of --eni, --subnet or --vpc/],
+        [['flow-logs', 'create', '--eni', ENI_B, '--max-file-bytes', '10'], /not in 1024-/],
+        [['flow-logs', 'delete', FLOW_LOG], /does not exist/],
+      ] as Array<[string[], RegExp]>) {
+        const r = await b.cli(args);
+        expect(r.code, args.join(' ')).not.toBe(0);
+        expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+        expect(r.stderr, args.join(' ')).toMatch(message);
+      }
+    });
+  });
+
   it('a daemon restart keeps the host key and the netdevs; traffic resumes', async () => {
     const key = (await a.json<{ publicKey: string }>(['key', 'show'])).publicKey;
     const daemon = a.daemon;
@@ -582,6 +747,8 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     // Security groups and memberships came back from the state file.
     expect((await a.json<Array<{ id: string }>>(['sg', 'list'])).map((g) => g.id)).toContain('sg-0000000000000000e');
     expect((await a.json<{ ingress: Array<{ sourceGroup?: string }> }>(['sg', 'describe', `sg-${VPC_ID.slice(4)}`])).ingress).toContainEqual({ protocol: 'all', sourceGroup: 'sg-0000000000000000e' });
+    // So did network ACLs, their entries and associations.
+    expect(await a.json<{ entries: unknown[]; subnets: string[] }>(['nacl', 'describe', ACL])).toMatchObject({ subnets: [SUBNET_ID], entries: { length: 5 } });
     await waitFor('sessions after restart', async () => (await a.json<PeerInfo[]>(['peer', 'list']))[0]?.session === 'established');
     const r = await run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '5', '-W', '3', IP_B]);
     expect(pingReceived(r.stdout), r.stdout + r.stderr).toBeGreaterThanOrEqual(3);

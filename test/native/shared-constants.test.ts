@@ -40,6 +40,7 @@ import {
   SG_ENTRY_BYTES,
   SG_PROTO_ALL,
 } from '../../src/vpc/sg-table.js';
+import { NACL_ACTION_ALLOW, NACL_ACTION_DENY } from '../../src/vpc/nacl-table.js';
 
 /** C++ name, C++ type, value, the TypeScript it comes from (for the reader of the header), written in hex. */
 type Constant = [name: string, type: string, value: number, from: string, hex?: 'hex'];
@@ -87,6 +88,8 @@ const VPC: Constant[] = [
   ['kSgDirIngress', 'uint8_t', SG_DIR_INGRESS, 'SG_DIR_INGRESS (sg-table.ts)'],
   ['kSgDirEgress', 'uint8_t', SG_DIR_EGRESS, 'SG_DIR_EGRESS (sg-table.ts)'],
   ['kSgProtoAll', 'uint8_t', SG_PROTO_ALL, 'SG_PROTO_ALL (sg-table.ts)'],
+  ['kNaclActionDeny', 'uint8_t', NACL_ACTION_DENY, 'NACL_ACTION_DENY (nacl-table.ts)'],
+  ['kNaclActionAllow', 'uint8_t', NACL_ACTION_ALLOW, 'NACL_ACTION_ALLOW (nacl-table.ts)'],
   ['kCtTcpEstablishedS', 'uint32_t', CT_TCP_ESTABLISHED_S, 'CT_TCP_ESTABLISHED_S (sg-table.ts)'],
   ['kCtTcpHalfOpenS', 'uint32_t', CT_TCP_HALF_OPEN_S, 'CT_TCP_HALF_OPEN_S (sg-table.ts)'],
   ['kCtTcpClosingS', 'uint32_t', CT_TCP_CLOSING_S, 'CT_TCP_CLOSING_S (sg-table.ts)'],

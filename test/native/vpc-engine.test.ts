@@ -18,6 +18,8 @@ import { IP_PROTO_TCP, IP_PROTO_UDP } from '../../src/vpc/constants.js';
 import { ipv4ToInt } from '../../src/vpc/packets.js';
 import { SG_PROBE_PY } from '../helpers/sg-probe.js';
 import { SG_DIR_EGRESS, SG_DIR_INGRESS, SG_PROTO_ALL, encodeSg, type SgEntry } from '../../src/vpc/sg-table.js';
+import { compileNacl, encodeNacl } from '../../src/vpc/nacl-table.js';
+import type { NaclEntry } from '../../src/api/network-acls.js';
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -617,6 +619,77 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
         expect(e.stats().ports[1]!.conntrack).toEqual({ flows: 3, max: 3 });
         expect(await tool(a, 'udpask', b.ip, '9999', '2', '40001')).toBe('ok'); // a tracked flow
         expect(e.conntrack(1, 100).flows.find((f) => f.localPort === 40001)?.state).toBe('stream');
+      });
+
+      it('network ACL: checked before the groups, lowest rule number first, stateless', async () => {
+        const allowAll = (direction: NaclEntry['direction'], ruleNumber = 200): NaclEntry => ({ ruleNumber, direction, protocol: 'all', cidr: '0.0.0.0/0', action: 'allow' });
+        // b's groups allow tcp 5001 and 5002 from a; its subnet has an ACL.
+        const withAcl = (acl: NaclEntry[]) =>
+          e.setSecurity(2, encodeSg([entry('ingress', IP_PROTO_TCP, `${a.ip}/32`, 5001, 5002), allEgress]), { maxFlows: 1000, tcpEstablishedTimeout: 3600, nacl: encodeNacl(compileNacl(acl)) });
+        secure(1, [allEgress]);
+        e.flushConntrack(1);
+        const deny5001: NaclEntry = { ruleNumber: 100, direction: 'ingress', protocol: 'tcp', fromPort: 5001, toPort: 5001, cidr: `${a.ip}/32`, action: 'deny' };
+        withAcl([deny5001, allowAll('ingress'), allowAll('egress')]);
+        const before = e.stats().ports[2]!.drops;
+        expect(await tool(a, 'tcpconnect', b.ip, '5001', '2')).toBe('timeout'); // the ACL's deny, though the group allows it
+        expect(await tool(a, 'tcpconnect', b.ip, '5002', '3')).toBe('ok');
+        const after = e.stats().ports[2]!.drops;
+        expect(after.networkAcl - before.networkAcl).toBeGreaterThanOrEqual(1);
+        expect(after.securityGroup).toBe(before.securityGroup);
+        // A lower number allowing it comes first.
+        withAcl([{ ...deny5001, ruleNumber: 50, action: 'allow' }, deny5001, allowAll('ingress'), allowAll('egress')]);
+        expect(await tool(a, 'tcpconnect', b.ip, '5001', '3')).toBe('ok');
+        // Stateless: b's replies need an egress rule of their own (the groups' tracking does not help).
+        withAcl([allowAll('ingress'), { ruleNumber: 100, direction: 'egress', protocol: 'tcp', fromPort: 0, toPort: 65535, cidr: '0.0.0.0/0', action: 'deny' }, allowAll('egress')]);
+        expect(await tool(a, 'tcpconnect', b.ip, '5002', '2')).toBe('timeout');
+        // No entries: everything denied; no ACL: the groups alone.
+        withAcl([]);
+        expect(pingReceived((await lab.ping(a, b.ip, '-c', '2', '-W', '1')).stdout)).toBe(0);
+        expect(await tool(a, 'tcpconnect', b.ip, '5002', '2')).toBe('timeout');
+        secure(2, [entry('ingress', IP_PROTO_TCP, `${a.ip}/32`, 5001, 5002), allEgress]);
+        expect(await tool(a, 'tcpconnect', b.ip, '5002', '3')).toBe('ok');
+        const malformed = encodeNacl(compileNacl([allowAll('ingress')]));
+        malformed[3] = 2;
+        expect(() => e.setSecurity(2, encodeSg([]), { maxFlows: 10, tcpEstablishedTimeout: 60, nacl: malformed })).toThrow(/network ACL table entry 0 is malformed/);
+        expect(() => e.setSecurity(2, encodeSg([]), { maxFlows: 10, tcpEstablishedTimeout: 60, nacl: Buffer.alloc(13) })).toThrow(/not a multiple of 12/);
+      });
+
+      it('flow-log counters: exact packets and IP bytes per flow key and verdict; a full table drops and counts; off frees it', async () => {
+        secure(1, [allEgress]);
+        secure(2, [entry('ingress', IP_PROTO_UDP, `${a.ip}/32`, 9999, 9999), allEgress]);
+        e.setFlowLog(1, 8);
+        e.takeFlowLog(1);
+        const t0 = Date.now();
+        expect(pingReceived((await lab.ping(a, b.ip, '-c', '3', '-s', '100', '-W', '1')).stdout)).toBe(0); // b's groups refuse it
+        expect(await tool(a, 'udpask', b.ip, '9999', '3', '41000')).toBe('ok');
+        const take = e.takeFlowLog(1);
+        expect(take.dropped).toBe(0);
+        const key = (f: { srcaddr: string; dstaddr: string; protocol: number; srcport: number; dstport: number; accept: boolean }) => `${f.srcaddr}>${f.dstaddr} ${f.protocol} ${f.srcport}>${f.dstport} ${f.accept}`;
+        const byKey = new Map(take.flows.map((f) => [key(f), f]));
+        // Port 1 is a's: its echo requests left it (accepted there; b's side rejected them), 128 IP bytes each.
+        expect(byKey.get(`${a.ip}>${b.ip} 1 0>0 true`)).toMatchObject({ packets: 3, bytes: 3 * 128 });
+        // One UDP datagram of one byte each way: 29 IP bytes.
+        expect(byKey.get(`${a.ip}>${b.ip} 17 41000>9999 true`)).toMatchObject({ packets: 1, bytes: 29 });
+        expect(byKey.get(`${b.ip}>${a.ip} 17 9999>41000 true`)).toMatchObject({ packets: 1, bytes: 29 });
+        for (const f of take.flows) {
+          expect(f.start).toBeGreaterThanOrEqual(t0 - 1000);
+          expect(f.end).toBeLessThanOrEqual(Date.now() + 1000);
+        }
+        // b's port logs what it rejected.
+        e.setFlowLog(2, 8);
+        expect(pingReceived((await lab.ping(a, b.ip, '-c', '2', '-s', '100', '-W', '1')).stdout)).toBe(0);
+        expect(e.takeFlowLog(2).flows).toContainEqual(expect.objectContaining({ srcaddr: a.ip, dstaddr: b.ip, protocol: 1, packets: 2, bytes: 256, accept: false }));
+        // Room for 2 keys: the third flow's packets are dropped and counted, never blocking.
+        e.setFlowLog(1, 2);
+        e.takeFlowLog(1);
+        for (const port of ['41001', '41002', '41003']) expect(await tool(a, 'udpask', b.ip, '9999', '3', port)).toBe('ok');
+        const full = e.takeFlowLog(1);
+        expect(full.flows).toHaveLength(2);
+        expect(full.dropped).toBeGreaterThanOrEqual(4); // the second and third exchanges' other packets
+        e.setFlowLog(1, 0);
+        e.setFlowLog(2, 0);
+        expect(e.takeFlowLog(1)).toEqual({ dropped: 0, flows: [] });
+        expect(() => e.takeFlowLog(99)).toThrow(/no port 99/);
       });
 
       it('refuses a malformed table; null removes the groups', () => {

@@ -15,6 +15,7 @@ import type {
   VpcPortOptions,
   VpcRekeyLimits,
   VpcConntrackSnapshot,
+  VpcFlowLogTake,
   VpcRouteTarget,
   VpcSecurityOptions,
   VpcSessionKeys,
@@ -51,7 +52,7 @@ const zeroPort = (): VpcPortStats => ({
   rxBytes: 0,
   txFrames: 0,
   txBytes: 0,
-  drops: { spoofed: 0, noRoute: 0, oversize: 0, punted: 0, puntOverflow: 0, filtered: 0, invalid: 0, txError: 0, queueFull: 0, securityGroup: 0, conntrackFull: 0 },
+  drops: { spoofed: 0, noRoute: 0, oversize: 0, punted: 0, puntOverflow: 0, filtered: 0, invalid: 0, txError: 0, queueFull: 0, securityGroup: 0, conntrackFull: 0, networkAcl: 0 },
   conntrack: { flows: 0, max: 0 },
 });
 const zeroPeer = (): VpcPeerStats => ({
@@ -211,6 +212,24 @@ export class FakeEngine implements RuntimeEngine {
   conntrack(portId: number, _max: number): VpcConntrackSnapshot {
     if (!this.ports.has(portId)) throw new Error(`no port ${portId}`);
     return { count: 0, max: this.security.get(portId)?.opts.maxFlows ?? 0, flows: [] };
+  }
+
+  /** Ports with flow-log counters on, and their room; a test puts flows in `flowCounts` to be taken. */
+  readonly flowLogs = new Map<number, number>();
+  readonly flowCounts = new Map<number, VpcFlowLogTake>();
+
+  setFlowLog(portId: number, maxKeys: number): void {
+    this.call('setFlowLog', portId);
+    if (!this.ports.has(portId)) throw new Error(`no port ${portId}`);
+    if (maxKeys === 0) this.flowLogs.delete(portId);
+    else this.flowLogs.set(portId, maxKeys);
+  }
+
+  takeFlowLog(portId: number): VpcFlowLogTake {
+    if (!this.ports.has(portId)) throw new Error(`no port ${portId}`);
+    const take = this.flowCounts.get(portId) ?? { dropped: 0, flows: [] };
+    this.flowCounts.delete(portId);
+    return take;
   }
 
   sendFrame(portId: number, frame: Uint8Array): void {

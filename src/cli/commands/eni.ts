@@ -16,7 +16,13 @@ interface CreateOptions extends ClientOptions {
   ifname?: string;
   sourceDestCheck: boolean;
   groups?: string[];
+  tcpEstablishedTimeout?: number;
 }
+
+const seconds = (v: string) => {
+  if (!/^\d{1,7}$/.test(v)) throw new UsageError(`'${v}' is not a number of seconds`);
+  return Number(v);
+};
 
 const groupList = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 
@@ -33,6 +39,7 @@ function render(e: EniInfo): string {
     subnet: e.subnetId,
     'source/dest check': e.sourceDestCheck,
     'security groups': e.securityGroups.join(', '),
+    'tcp established timeout': `${e.tcpEstablishedTimeout ?? 432000}s`,
   });
 }
 
@@ -50,6 +57,7 @@ export function eniCommand(): Command {
       .option('--ifname <name>', 'host-side netdev name (default ni + 8 hex digits of the id)')
       .option('--no-source-dest-check', 'let the guest send with other source addresses (routers, NAT)')
       .option('--groups <sg,...>', '1-5 security groups (default: the VPC\'s default group)', groupList)
+      .option('--tcp-established-timeout <seconds>', 'idle timeout of tracked established TCP flows, 60-432000 (default 432000, 5 days)', seconds)
       .action(async (options: CreateOptions) => {
         const body: CreateEniRequest = {
           subnetId: options.subnet,
@@ -61,6 +69,7 @@ export function eniCommand(): Command {
           ...(options.ifname ? { hostInterface: options.ifname } : {}),
           ...(options.sourceDestCheck === false ? { sourceDestCheck: false } : {}),
           ...(options.groups ? { securityGroups: options.groups } : {}),
+          ...(options.tcpEstablishedTimeout !== undefined ? { tcpEstablishedTimeout: options.tcpEstablishedTimeout } : {}),
         };
         const r = await clientOf(options).call<EniInfo>('POST', VPC_API.enis, body);
         emit(options, r, render);
@@ -97,11 +106,15 @@ export function eniCommand(): Command {
     clientVerb(new Command('modify').description('change an ENI').argument('<id>', 'ENI id'))
       .addOption(new Option('--source-dest-check <on|off>', 'source/destination check').choices(['on', 'off']))
       .option('--groups <sg,...>', 'replace its security groups (1-5); tracked flows continue', groupList)
-      .action(async (id: string, options: ClientOptions & { sourceDestCheck?: 'on' | 'off'; groups?: string[] }) => {
-        if (options.sourceDestCheck === undefined && options.groups === undefined) throw new UsageError('nothing to change: give --source-dest-check on|off or --groups');
+      .option('--tcp-established-timeout <seconds>', 'idle timeout of tracked established TCP flows, 60-432000', seconds)
+      .action(async (id: string, options: ClientOptions & { sourceDestCheck?: 'on' | 'off'; groups?: string[]; tcpEstablishedTimeout?: number }) => {
+        if (options.sourceDestCheck === undefined && options.groups === undefined && options.tcpEstablishedTimeout === undefined) {
+          throw new UsageError('nothing to change: give --source-dest-check on|off, --groups or --tcp-established-timeout');
+        }
         const body: ModifyEniRequest = {
           ...(options.sourceDestCheck !== undefined ? { sourceDestCheck: options.sourceDestCheck === 'on' } : {}),
           ...(options.groups ? { securityGroups: options.groups } : {}),
+          ...(options.tcpEstablishedTimeout !== undefined ? { tcpEstablishedTimeout: options.tcpEstablishedTimeout } : {}),
         };
         const r = await clientOf(options).call<EniInfo>('PATCH', pathTo(VPC_API.eni, { id }), body);
         emit(options, r, render);

@@ -15,17 +15,21 @@ import {
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, renderFields, renderTable } from '../output.js';
 
-interface RuleOptions extends ClientOptions {
+/** The options that give a rule's protocol and ports (sg and nacl). */
+export interface PortOptions {
   protocol: SgProtocol;
   port?: string;
   icmpType?: string;
   icmpCode?: string;
+}
+
+interface RuleOptions extends ClientOptions, PortOptions {
   cidr?: string;
   sourceGroup?: string;
   description?: string;
 }
 
-const ruleText = (r: SgRule): string => {
+export const ruleText = (r: Pick<SgRule, 'protocol' | 'fromPort' | 'toPort'> & { cidr?: string; sourceGroup?: string; description?: string }): string => {
   const ports =
     r.protocol === 'tcp' || r.protocol === 'udp'
       ? r.fromPort === r.toPort
@@ -52,8 +56,8 @@ function integer(text: string, what: string): number {
   return Number(text);
 }
 
-/** The rule the options describe (the daemon checks ranges and CIDRs). */
-function ruleOf(o: RuleOptions): SgRule {
+/** The protocol and ports the options describe (the daemon checks ranges). */
+export function portsOf(o: PortOptions): Pick<SgRule, 'protocol' | 'fromPort' | 'toPort'> {
   const rule: SgRule = { protocol: o.protocol };
   if (o.port !== undefined) {
     if (o.protocol !== 'tcp' && o.protocol !== 'udp') throw new UsageError('--port is for tcp and udp (icmp: --icmp-type, --icmp-code)');
@@ -67,6 +71,12 @@ function ruleOf(o: RuleOptions): SgRule {
     rule.fromPort = o.icmpType === undefined ? -1 : integer(o.icmpType, '--icmp-type');
     rule.toPort = o.icmpCode === undefined ? -1 : integer(o.icmpCode, '--icmp-code');
   }
+  return rule;
+}
+
+/** The rule the options describe (the daemon checks ranges and CIDRs). */
+function ruleOf(o: RuleOptions): SgRule {
+  const rule: SgRule = portsOf(o);
   if ((o.cidr === undefined) === (o.sourceGroup === undefined)) throw new UsageError('give one of --cidr or --source-group');
   if (o.cidr !== undefined) rule.cidr = o.cidr;
   if (o.sourceGroup !== undefined) rule.sourceGroup = o.sourceGroup;
@@ -74,12 +84,17 @@ function ruleOf(o: RuleOptions): SgRule {
   return rule;
 }
 
-function ruleVerb(name: keyof typeof SG_API, verb: string, what: string): Command {
-  return clientVerb(new Command(verb).description(what).argument('<id>', 'security group id'))
+/** --protocol, --port, --icmp-type, --icmp-code on a verb. */
+export function portOptions(command: Command): Command {
+  return command
     .addOption(new Option('--protocol <protocol>', 'tcp, udp, icmp or all').choices(['tcp', 'udp', 'icmp', 'all']).makeOptionMandatory())
     .option('--port <port[-port]>', 'tcp/udp port or range')
     .option('--icmp-type <type>', 'ICMP type (default any)')
-    .option('--icmp-code <code>', 'ICMP code (default any)')
+    .option('--icmp-code <code>', 'ICMP code (default any)');
+}
+
+function ruleVerb(name: keyof typeof SG_API, verb: string, what: string): Command {
+  return portOptions(clientVerb(new Command(verb).description(what).argument('<id>', 'security group id')))
     .option('--cidr <cidr>', 'peer IPv4 block (source of ingress, destination of egress)')
     .option('--source-group <id>', 'peer security group of the VPC: its members\' addresses')
     .option('--description <text>', 'rule description')

@@ -29,6 +29,8 @@ export async function fetchStatusReport(client: ControlClient): Promise<StatusRe
 
 export function renderStatusReport(s: StatusReport, now = Date.now()): string {
   const { volumes, enis, peers, vpcStats } = s.details;
+  // A full connection-tracking table drops every new flow of the ENI: worth a line of its own.
+  const full = Object.entries(vpcStats?.enis ?? {}).filter(([, st]) => st.conntrack.max > 0 && st.conntrack.flows >= st.conntrack.max);
   const daemon = renderFields({
     health: s.health === 'ok' ? 'ok' : `degraded (${s.problems.join('; ')})`,
     version: s.version,
@@ -49,6 +51,7 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
     vpc: s.vpc.state === 'up' ? `up, underlay ${s.vpc.listen}` : `down: ${s.vpc.message}`,
     'vpc public key': s.vpc.publicKey,
     'vpc model': `${s.vpc.vpcs} VPCs, ${s.vpc.subnets} subnets, ${s.vpc.enis.total} ENIs (${s.vpc.enis.local} local)`,
+    ...(full.length ? { 'conntrack full': `${full.map(([eni, st]) => `${eni} (${st.conntrack.flows} flows)`).join(', ')}: new flows dropped` } : {}),
   });
   const sections = [daemon];
   if (volumes.length) {
@@ -79,7 +82,7 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
         // Security groups' tracked flows and the limit: a full table drops new flows (conntrackFull).
         flows: (e) => {
           const ct = vpcStats?.enis[e.id]?.conntrack;
-          return ct && ct.max > 0 ? `${ct.flows}/${ct.max}` : null;
+          return ct && ct.max > 0 ? `${ct.flows}/${ct.max}${ct.flows >= ct.max ? ' full' : ''}` : null;
         },
         drops: (e) => {
           const drops = vpcStats?.enis[e.id]?.drops;
