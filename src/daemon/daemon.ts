@@ -110,11 +110,11 @@ export class Daemon {
       const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
       await images.load();
       // Re-adopts the QEMU processes a previous daemon started (they outlive it).
-      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket });
+      const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
+      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket, nbd });
       await vms.load();
       undo(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });
-      const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
       const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms, network);
       daemon.registerRoutes();
       // The control socket first: a second daemon pointed at it is refused before it touches anything else.
@@ -122,6 +122,7 @@ export class Daemon {
       undo(() => control.close());
       undo(() => nbd.close());
       await nbd.listenUnix(config.nbdSocket, kept('nbd'));
+      await vms.serveGuests();
       if (config.nbdListen) {
         const { host, port } = parseEndpoint(config.nbdListen, '--nbd-listen');
         volumes.tcpEndpoint = formatEndpoint({ host, port: await nbd.listenTcp(host, port, kept('nbd-tcp')) });

@@ -16,7 +16,8 @@
  *   instance store is on stop.
  *
  * Files: <state>/vms/<id>/vm.json (atomic writes), console.log (serial console, appended),
- * qemu.log (QEMU's own messages), qmp.sock.
+ * qemu.log (QEMU's own messages), qmp.sock, nbd.sock (the guest's own NBD socket: only its
+ * volumes are served there; QEMU never sees the shared one).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,6 +29,8 @@ import type { Logger } from '../log/logger.js';
 import type { VolumeManager } from '../volume/manager.js';
 import type { VpcManager } from '../vpc/manager.js';
 import type { ImageAllowlist } from './images.js';
+import { RestrictedCatalog } from '../nbd/exports.js';
+import type { NbdServer } from '../nbd/server.js';
 import { processIsRunning, processStartTime } from './process.js';
 import { QmpClient } from './qmp.js';
 import { qemuArgs, type QemuSpec } from './qemu.js';
@@ -35,6 +38,7 @@ import { isResourceId, newResourceId } from '../api/ids.js';
 import type { Accel, ConsoleReply, RunVmRequest, VmInfo, VmState } from '../api/vms.js';
 import { LOCAL_HOST_ID } from '../api/vpc.js';
 import { SerialQueue } from '../common/serial.js';
+import { closeFd, tapOpen } from '../native/addon.js';
 
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
 const DEFAULT_APPEND = 'console=ttyS0 panic=-1';
@@ -57,7 +61,10 @@ export interface VmManagerOptions {
   volumes: VolumeManager;
   vpc: VpcManager;
   images: ImageAllowlist;
+  /** The shared (root-only) NBD socket, named in `vm qemu-args` for QEMUs run by users. */
   nbdSocket: string;
+  /** Where each guest's own NBD socket is served (only its volumes, only to its uid). */
+  nbd: Pick<NbdServer, 'listenGuest'>;
   /** QEMU binary (default qemu-system-x86_64 on PATH). */
   qemu?: string;
 }
@@ -73,6 +80,8 @@ export class VmManager {
   private readonly vms = new Map<string, Vm>();
   private readonly log: Logger;
   private watcher: NodeJS.Timeout | undefined;
+  /** Stoppers of the guests' NBD sockets, by VM id. */
+  private readonly guestSockets = new Map<string, () => Promise<void>>();
   /** Serialises `run` (name and resource checks, then launch). */
   private readonly runQueue = new SerialQueue();
 
@@ -106,6 +115,11 @@ export class VmManager {
     if (this.watcher) clearInterval(this.watcher);
     this.watcher = undefined;
     await Promise.all([...this.vms.values()].map((vm) => vm.cleanup?.catch(() => {})));
+  }
+
+  /** Serve the NBD socket of every running VM (re-adopted QEMUs reconnect to it). */
+  async serveGuests(): Promise<void> {
+    for (const vm of this.vms.values()) if (vm.record.state === 'running' && !vm.cleanup) await this.serveGuest(vm);
   }
 
   list(): VmInfo[] {
@@ -192,22 +206,39 @@ export class VmManager {
     const dir = this.dirOf(id);
     const qmpSocket = path.join(dir, 'qmp.sock');
     const { spec, record } = await this.plan(opts, { file: this.consolePath(id) }, qmpSocket, id);
+    spec.nbdSocket = this.nbdSocketOf(id);
     // A stopped VM of the same name is replaced (its console and record go).
     const old = [...this.vms.values()].find((v) => v.record.name === opts.name);
     if (old) await this.remove(old.record.id);
     await ensureDir(dir);
-    const args = qemuArgs(spec);
-    record.args = args;
-    await this.save(record);
     const vm = new Vm(record);
+    await this.serveGuest(vm);
+    let child: ReturnType<typeof spawn>;
+    const qemu = this.options.qemu ?? DEFAULT_QEMU;
+    try {
+      // Each TAP is opened here and inherited by QEMU as fd 3, 4, …: QEMU opens no device by name.
+      const taps = openTaps(spec.nics.map((n) => n.ifname));
+      try {
+        spec.nics.forEach((n, i) => (n.fd = FIRST_INHERITED_FD + i));
+        record.args = qemuArgs(spec);
+        await this.save(record);
+        const [command, ...commandArgs] = launchCommand(qemu, record.args, id);
+        const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
+        try {
+          // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
+          // do not reach the guest. Not waited for: a daemon restart must leave QEMU running.
+          child = spawn(command!, commandArgs, { detached: true, stdio: ['ignore', logFd, logFd, ...taps] });
+        } finally {
+          closeSync(logFd);
+        }
+      } finally {
+        for (const fd of taps) closeFd(fd);
+      }
+    } catch (err) {
+      await this.unserveGuest(id);
+      throw err;
+    }
     this.vms.set(id, vm);
-
-    const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
-    const [command, ...commandArgs] = launchCommand(this.options.qemu ?? DEFAULT_QEMU, args, id);
-    // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
-    // do not reach the guest. Not waited for: a daemon restart must leave QEMU running.
-    const child = spawn(command!, commandArgs, { detached: true, stdio: ['ignore', logFd, logFd] });
-    closeSync(logFd);
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
     child.unref();
     const pid = child.pid;
@@ -216,7 +247,8 @@ export class VmManager {
       record.state = 'stopped';
       record.stopReason = `QEMU did not start: ${oneLine(err)}`;
       await this.save(record);
-      throw new RuntimeError(`cannot start ${command}: ${oneLine(err)}`, 'QEMU_START_FAILED');
+      await this.unserveGuest(id);
+      throw new RuntimeError(`cannot start ${qemu}: ${oneLine(err)}`, 'QEMU_START_FAILED');
     }
     // The exit event is quicker than the watcher for our own children.
     child.once('exit', () => void this.afterExit(vm, 'QEMU exited'));
@@ -340,6 +372,7 @@ export class VmManager {
     if (vm.record.state === 'stopped') return vm.cleanup ?? Promise.resolve();
     vm.cleanup ??= vm.queue
       .run(async () => {
+        await this.unserveGuest(vm.record.id);
         const wiped: string[] = [];
         for (const v of vm.record.volumes) {
           const volumes = this.options.volumes;
@@ -379,6 +412,18 @@ export class VmManager {
 
   // ---------------------------------------------------------------------------- helpers
 
+  private async serveGuest(vm: Vm): Promise<void> {
+    const catalog = new RestrictedCatalog(this.options.volumes, () => new Set(vm.record.volumes.map((v) => v.id)), `VM ${vm.record.name}`);
+    const stop = await this.options.nbd.listenGuest(this.nbdSocketOf(vm.record.id), catalog, undefined);
+    this.guestSockets.set(vm.record.id, stop);
+  }
+
+  private async unserveGuest(id: string): Promise<void> {
+    const stop = this.guestSockets.get(id);
+    this.guestSockets.delete(id);
+    await stop?.().catch((err: unknown) => this.log.warn({ vm: id, err: oneLine(err) }, 'cannot stop the guest NBD socket'));
+  }
+
   private get(ref: string): Vm {
     const vm = this.vms.get(ref) ?? [...this.vms.values()].find((v) => v.record.name === ref);
     if (!vm) throw new NotFoundError(`no VM ${ref}`, 'NO_SUCH_VM');
@@ -398,6 +443,10 @@ export class VmManager {
     return path.join(this.dirOf(id), 'vm.json');
   }
 
+  private nbdSocketOf(id: string): string {
+    return path.join(this.dirOf(id), 'nbd.sock');
+  }
+
   private consolePath(id: string): string {
     return path.join(this.dirOf(id), 'console.log');
   }
@@ -405,6 +454,21 @@ export class VmManager {
   private async save(record: VmRecord): Promise<void> {
     await writeFileAtomic(this.recordPath(record.id), JSON.stringify(record, null, 2) + '\n');
   }
+}
+
+/** The first fd a child inherits after stdin/stdout/stderr. */
+const FIRST_INHERITED_FD = 3;
+
+/** Open each TAP (with virtio-net headers, as QEMU would); all or none. */
+function openTaps(ifnames: string[]): number[] {
+  const fds: number[] = [];
+  try {
+    for (const name of ifnames) fds.push(tapOpen(name, { vnetHdr: true }).fd);
+  } catch (err) {
+    for (const fd of fds) closeFd(fd);
+    throw new RuntimeError(`cannot open TAP ${ifnames[fds.length]}: ${oneLine(err)}`, 'TAP_OPEN');
+  }
+  return fds;
 }
 
 /** "vol-…" or "vol-…:boot". */

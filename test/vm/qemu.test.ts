@@ -40,9 +40,18 @@ describe('qemuArgs', () => {
     expect(args).toContain('file,id=console,path=/s/console.log,append=on');
     expect(args).toContain('unix:/s/qmp.sock,server=on,wait=off');
     expect(args.slice(args.indexOf('-machine'), args.indexOf('-machine') + 2)).toEqual(['-machine', 'q35,accel=tcg']);
+    expect(args.slice(args.indexOf('-sandbox'), args.indexOf('-sandbox') + 2)).toEqual(['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny']);
     const stdio = qemuArgs({ ...spec, console: 'stdio', qmpSocket: undefined });
     expect(stdio).toContain('mon:stdio');
     expect(stdio).not.toContain('-qmp');
+  });
+});
+
+describe('qemuArgs with descriptors', () => {
+  it('a NIC with an fd: the TAP QEMU inherits, no name, no scripts', () => {
+    const args = qemuArgs({ ...spec, nics: [{ ifname: 'ni01234567', mac: '02:00:00:00:00:01', fd: 3 }] });
+    expect(args).toContain('tap,id=net0,fd=3');
+    expect(args.join(' ')).not.toContain('ifname=');
   });
 });
 
