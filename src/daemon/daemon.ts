@@ -31,6 +31,7 @@ import { registerSecurityGroupRoutes } from './routes/security-groups.js';
 import { registerVpcRoutes } from './routes/vpc.js';
 import { ImageAllowlist } from '../vm/images.js';
 import { VmManager } from '../vm/manager.js';
+import { parseUidRange } from '../vm/jail.js';
 import { registerVmRoutes } from './routes/vms.js';
 import { CountingKeyProvider } from '../metrics/kms-calls.js';
 import { DaemonMetrics } from '../metrics/daemon-metrics.js';
@@ -111,7 +112,7 @@ export class Daemon {
       await images.load();
       // Re-adopts the QEMU processes a previous daemon started (they outlive it).
       const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
-      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket, nbd });
+      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket, nbd, uidRange: parseUidRange(config.vmUidRange) });
       await vms.load();
       undo(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });

@@ -21,14 +21,16 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants as fsc, existsSync, openSync, closeSync, promises as fs } from 'node:fs';
+import { accessSync, constants as fsc, existsSync, openSync, closeSync, promises as fs, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
 import { ensureDir, readJsonFile, writeFileAtomic } from '../common/durable-fs.js';
 import type { Logger } from '../log/logger.js';
 import type { VolumeManager } from '../volume/manager.js';
 import type { VpcManager } from '../vpc/manager.js';
-import type { ImageAllowlist } from './images.js';
+import { sha256File, type ImageAllowlist } from './images.js';
+import { createVmCgroup, removeVmCgroup, scopeProperties, vmLimits, type VmLimits } from './cgroup.js';
+import { accountIds, allocateUid, jailCommand, jailDevices, parseUidRange, DEFAULT_VM_UID_RANGE, type UidRange } from './jail.js';
 import { RestrictedCatalog } from '../nbd/exports.js';
 import type { NbdServer } from '../nbd/server.js';
 import { processIsRunning, processStartTime } from './process.js';
@@ -53,7 +55,25 @@ const CONSOLE_CHUNK = 256 << 10;
 interface VmRecord extends Omit<VmInfo, 'consoleLog'> {
   format: 1;
   pidStartTime: string | null;
+  /** cgroup directories created for it (removed at the stop). */
+  cgroups: string[];
 }
+
+/** The allowed boot images of a run: stored copies and the hashes they must have. */
+interface BootImages {
+  kernel: { path: string; sha256: string };
+  initrd?: { path: string; sha256: string };
+}
+
+/** Paths inside a guest's root (see jail.ts). */
+const JAILED = {
+  kernel: '/boot/kernel',
+  initrd: '/boot/initrd',
+  run: '/run',
+  nbd: '/run/nbd.sock',
+  qmp: '/run/qmp.sock',
+  console: '/run/console.log',
+} as const;
 
 export interface VmManagerOptions {
   vmDir: string;
@@ -65,8 +85,10 @@ export interface VmManagerOptions {
   nbdSocket: string;
   /** Where each guest's own NBD socket is served (only its volumes, only to its uid). */
   nbd: Pick<NbdServer, 'listenGuest'>;
-  /** QEMU binary (default qemu-system-x86_64 on PATH). */
+  /** QEMU binary (default qemu-system-x86_64 on PATH); it must be under /usr. */
   qemu?: string;
+  /** uids (= gids) for guests, one per running VM (default DEFAULT_VM_UID_RANGE). */
+  uidRange?: UidRange;
 }
 
 class Vm {
@@ -85,8 +107,11 @@ export class VmManager {
   /** Serialises `run` (name and resource checks, then launch). */
   private readonly runQueue = new SerialQueue();
 
+  private readonly uidRange: UidRange;
+
   constructor(private readonly options: VmManagerOptions) {
     this.log = options.logger.child({ component: 'vm' });
+    this.uidRange = options.uidRange ?? parseUidRange(DEFAULT_VM_UID_RANGE);
   }
 
   /** Load records and re-adopt running QEMUs; VMs whose QEMU died meanwhile are stopped (cleaned up). */
@@ -173,7 +198,8 @@ export class VmManager {
     const file = this.consolePath(vm.record.id);
     let handle: fs.FileHandle;
     try {
-      handle = await fs.open(file, 'r');
+      // run/ belongs to the guest's uid: never follow a link it may have put there.
+      handle = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return { offset: 0, text: '', state: vm.record.state };
       throw err;
@@ -204,25 +230,36 @@ export class VmManager {
   private async runNow(opts: RunVmRequest): Promise<VmInfo> {
     const id = newResourceId('vm', randomBytes);
     const dir = this.dirOf(id);
-    const qmpSocket = path.join(dir, 'qmp.sock');
-    const { spec, record } = await this.plan(opts, { file: this.consolePath(id) }, qmpSocket, id);
-    spec.nbdSocket = this.nbdSocketOf(id);
+    const qmpSocket = path.join(this.rootOf(id), JAILED.qmp);
+    // QEMU sees its jail's root: paths in its arguments are inside it.
+    const { spec, record, images } = await this.plan(opts, { file: JAILED.console }, JAILED.qmp, id);
+    spec.nbdSocket = JAILED.nbd;
+    spec.kernel = JAILED.kernel;
+    if (spec.initrd) spec.initrd = JAILED.initrd;
+    const uid = this.allocateUid();
+    record.uid = uid;
+    const qemu = resolveQemu(this.options.qemu ?? DEFAULT_QEMU);
     // A stopped VM of the same name is replaced (its console and record go).
     const old = [...this.vms.values()].find((v) => v.record.name === opts.name);
     if (old) await this.remove(old.record.id);
     await ensureDir(dir);
     const vm = new Vm(record);
-    await this.serveGuest(vm);
     let child: ReturnType<typeof spawn>;
-    const qemu = this.options.qemu ?? DEFAULT_QEMU;
     try {
+      await this.buildRoot(id, uid, record.accel, images);
+      const limits = vmLimits(record.memoryMiB, record.cpus, record.accel);
+      const scope = underSystemd();
+      const cgroup = scope ? { dirs: [], procs: [] } : await createVmCgroup(id, limits);
+      record.cgroups = cgroup.dirs;
+      await this.serveGuest(vm);
       // Each TAP is opened here and inherited by QEMU as fd 3, 4, …: QEMU opens no device by name.
       const taps = openTaps(spec.nics.map((n) => n.ifname));
       try {
         spec.nics.forEach((n, i) => (n.fd = FIRST_INHERITED_FD + i));
         record.args = qemuArgs(spec);
         await this.save(record);
-        const [command, ...commandArgs] = launchCommand(qemu, record.args, id);
+        const jail = jailCommand({ root: this.rootOf(id), uid, cgroupProcs: cgroup.procs, devices: jailDevices(record.accel), qemu, args: record.args });
+        const [command, ...commandArgs] = launchCommand(jail, id, scope ? limits : undefined);
         const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
         try {
           // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
@@ -236,6 +273,7 @@ export class VmManager {
       }
     } catch (err) {
       await this.unserveGuest(id);
+      await removeVmCgroup(record.cgroups).catch(() => {});
       throw err;
     }
     this.vms.set(id, vm);
@@ -248,6 +286,7 @@ export class VmManager {
       record.stopReason = `QEMU did not start: ${oneLine(err)}`;
       await this.save(record);
       await this.unserveGuest(id);
+      await removeVmCgroup(record.cgroups).catch(() => {});
       throw new RuntimeError(`cannot start ${qemu}: ${oneLine(err)}`, 'QEMU_START_FAILED');
     }
     // The exit event is quicker than the watcher for our own children.
@@ -285,7 +324,7 @@ export class VmManager {
   }
 
   /** Validate a run request and build the QEMU spec (no side effects). */
-  private async plan(opts: RunVmRequest, consoleTarget: QemuSpec['console'], qmpSocket: string | undefined, id = ''): Promise<{ spec: QemuSpec; record: VmRecord }> {
+  private async plan(opts: RunVmRequest, consoleTarget: QemuSpec['console'], qmpSocket: string | undefined, id = ''): Promise<{ spec: QemuSpec; record: VmRecord; images: BootImages }> {
     const running = [...this.vms.values()].filter((v) => v.record.state === 'running' || v.cleanup);
     if (running.some((v) => v.record.name === opts.name)) throw new ConflictError(`a VM named ${opts.name} is running`, 'VM_NAME_TAKEN');
     const accel = opts.accel ?? 'tcg';
@@ -361,8 +400,10 @@ export class VmManager {
       stopReason: null,
       wiped: [],
       args: [],
+      uid: null,
+      cgroups: [],
     };
-    return { spec, record };
+    return { spec, record, images: { kernel: { path: kernel.path, sha256: kernel.image.sha256 }, ...(initrd ? { initrd: { path: initrd.path, sha256: initrd.image.sha256 } } : {}) } };
   }
 
   // ---------------------------------------------------------------------------- stop
@@ -373,6 +414,7 @@ export class VmManager {
     vm.cleanup ??= vm.queue
       .run(async () => {
         await this.unserveGuest(vm.record.id);
+        await removeVmCgroup(vm.record.cgroups ?? []).catch((err: unknown) => this.log.warn({ vm: vm.record.id, err: oneLine(err) }, 'cannot remove the VM cgroup'));
         const wiped: string[] = [];
         for (const v of vm.record.volumes) {
           const volumes = this.options.volumes;
@@ -414,7 +456,7 @@ export class VmManager {
 
   private async serveGuest(vm: Vm): Promise<void> {
     const catalog = new RestrictedCatalog(this.options.volumes, () => new Set(vm.record.volumes.map((v) => v.id)), `VM ${vm.record.name}`);
-    const stop = await this.options.nbd.listenGuest(this.nbdSocketOf(vm.record.id), catalog, undefined);
+    const stop = await this.options.nbd.listenGuest(path.join(this.rootOf(vm.record.id), JAILED.nbd), catalog, vm.record.uid ?? undefined);
     this.guestSockets.set(vm.record.id, stop);
   }
 
@@ -443,12 +485,45 @@ export class VmManager {
     return path.join(this.dirOf(id), 'vm.json');
   }
 
-  private nbdSocketOf(id: string): string {
-    return path.join(this.dirOf(id), 'nbd.sock');
+  /** The guest's root directory (its QEMU is chrooted there). */
+  private rootOf(id: string): string {
+    return path.join(this.dirOf(id), 'root');
   }
 
   private consolePath(id: string): string {
-    return path.join(this.dirOf(id), 'console.log');
+    return path.join(this.rootOf(id), JAILED.console);
+  }
+
+  /** A guest uid no running VM and no host account has. */
+  private allocateUid(): number {
+    const running = [...this.vms.values()].filter((v) => v.record.state === 'running' || v.cleanup);
+    const taken = new Set(running.flatMap((v) => (v.record.uid === null || v.record.uid === undefined ? [] : [v.record.uid])));
+    for (const id of accountIds(readText('/etc/passwd'), readText('/etc/group'))) taken.add(id);
+    const uid = allocateUid(this.uidRange, taken);
+    if (uid === undefined) throw new ConflictError(`no free guest uid in the VM uid range ${this.uidRange.first}-${this.uidRange.last} (${running.length} VMs running); widen --vm-uid-range`, 'VM_UIDS_EXHAUSTED');
+    return uid;
+  }
+
+  /**
+   * The guest's root: copies of its boot images (re-hashed: what QEMU reads is what was
+   * allowed), mount points for /usr and its /dev nodes, and run/ (its own: sockets, console).
+   */
+  private async buildRoot(id: string, uid: number, accel: Accel, images: BootImages): Promise<void> {
+    const root = this.rootOf(id);
+    await fs.mkdir(root, { mode: 0o755 });
+    for (const d of ['boot', 'usr', 'dev']) await fs.mkdir(path.join(root, d), { mode: 0o755 });
+    for (const [link, target] of [['lib', 'usr/lib'], ['lib64', 'usr/lib64'], ['bin', 'usr/bin'], ['sbin', 'usr/sbin']]) await fs.symlink(target!, path.join(root, link!));
+    for (const dev of jailDevices(accel)) await fs.writeFile(path.join(root, 'dev', dev), '', { mode: 0o600 });
+    for (const [role, image] of [['kernel', images.kernel], ['initrd', images.initrd]] as const) {
+      if (!image) continue;
+      const copy = path.join(root, role === 'kernel' ? JAILED.kernel : JAILED.initrd);
+      await fs.copyFile(image.path, copy);
+      await fs.chmod(copy, 0o444);
+      if ((await sha256File(copy)).sha256 !== image.sha256) throw new RuntimeError(`the ${role} copied for VM ${id} does not match its allowed hash`, 'IMAGE_STORE_CORRUPT');
+    }
+    const run = path.join(root, JAILED.run);
+    await fs.mkdir(run, { mode: 0o700 });
+    await fs.chown(run, uid, uid);
   }
 
   private async save(record: VmRecord): Promise<void> {
@@ -479,17 +554,39 @@ function parseVolumeRef(ref: string): { id: string; boot: boolean } {
   return { id, boot };
 }
 
+/** Whether the daemon runs as a systemd service (INVOCATION_ID is set for services) with systemd-run at hand. */
+function underSystemd(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env.INVOCATION_ID) && existsSync('/usr/bin/systemd-run');
+}
+
 /**
- * The command that starts QEMU. Under systemd (INVOCATION_ID is set for services) QEMU goes
- * into its own transient scope with `systemd-run --scope`, which then execs QEMU (same pid):
- * a stop or restart of nitride.service kills its own cgroup only, so guests survive a live
- * update whatever the unit's KillMode.
+ * The command that starts a jailed QEMU (`jail`, see jail.ts). Under systemd it goes into its
+ * own transient scope, which carries its limits, with `systemd-run --scope` (which then execs
+ * the jail: same pid): a stop or restart of nitride.service kills its own cgroup only, so
+ * guests survive a live update whatever the unit's KillMode.
  */
-export function launchCommand(qemu: string, args: string[], id: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  if (env.INVOCATION_ID && existsSync('/usr/bin/systemd-run')) {
-    return ['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', `--unit=nitride-vm-${id}`, '--', qemu, ...args];
+export function launchCommand(jail: string[], id: string, scopeLimits: VmLimits | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
+  if (scopeLimits && underSystemd(env)) {
+    return ['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', `--unit=nitride-vm-${id}`, ...scopeProperties(scopeLimits), '--', ...jail];
   }
-  return [qemu, ...args];
+  return jail;
+}
+
+/** QEMU's absolute path; it must live under /usr, the only host tree a guest's root shows. */
+function resolveQemu(qemu: string): string {
+  const found = qemu.includes('/') ? qemu : (process.env.PATH ?? '/usr/bin').split(':').map((d) => path.join(d, qemu)).find((f) => existsSync(f));
+  if (!found) throw new RuntimeError(`${qemu} not found on PATH; install qemu-system-x86`, 'QEMU_START_FAILED');
+  const real = realpathSync(found);
+  if (!real.startsWith('/usr/')) throw new RuntimeError(`QEMU ${real} is outside /usr; a guest's jail shows only /usr`, 'QEMU_START_FAILED');
+  return real;
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 async function tail(file: string, bytes: number): Promise<string> {

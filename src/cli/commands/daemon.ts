@@ -26,6 +26,7 @@ export function daemonCommand(): Command {
     .option('--ceph-id <name>', 'cephx client id, without "client." (default admin)')
     .option('--ceph-timeout <seconds>', 'cluster requests fail (EIO) after this long, 1-300 (default 25)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .addOption(new Option('--ebs-store <store>', 'where ebs volumes go without --store (default rbd with --ceph-conf, else local)').choices(['rbd', 'local']))
+    .option('--vm-uid-range <first-last>', 'uids (and gids) for guests\' QEMUs, one per running VM, never shared (default 1879048192-1879113727)')
     .option('--metrics-listen <host:port>', 'also serve GET /metrics on this loopback TCP address (e.g. 127.0.0.1:9464)')
     .action(async (options: DaemonCliOptions) => {
       const { runDaemon } = await import('../lazy/daemon.js');

@@ -28,6 +28,7 @@ export interface DaemonCliOptions {
   cephId?: string;
   cephTimeout?: number;
   ebsStore?: 'rbd' | 'local';
+  vmUidRange?: string;
 }
 
 /** Run the daemon in the foreground until SIGTERM/SIGINT. */
