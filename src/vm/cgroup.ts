@@ -39,10 +39,16 @@ export interface VmCgroup {
   procs: string[];
 }
 
-const ROOT = '/sys/fs/cgroup';
+/** Where the cgroup hierarchies are (not under `ip netns exec`, which mounts a fresh /sys). */
+function cgroupRoot(): string {
+  const root = '/sys/fs/cgroup';
+  if (existsSync(path.join(root, 'cgroup.controllers')) || existsSync(path.join(root, 'memory', 'cgroup.procs'))) return root;
+  throw new RuntimeError(`no cgroup hierarchy at ${root} (a daemon under 'ip netns exec' has a fresh /sys: use nsenter --net); guests need one for their limits`, 'VM_CGROUP');
+}
 
 /** Create the VM's cgroup directories with their limits. */
 export async function createVmCgroup(id: string, limits: VmLimits): Promise<VmCgroup> {
+  const ROOT = cgroupRoot();
   const quota = String(Math.round((limits.cpuPercent / 100) * CPU_PERIOD_US));
   const plan: Array<{ dir: string; files: Array<[string, string]> }> = [];
   if (existsSync(path.join(ROOT, 'cgroup.controllers'))) {

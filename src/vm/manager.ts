@@ -274,6 +274,7 @@ export class VmManager {
     } catch (err) {
       await this.unserveGuest(id);
       await removeVmCgroup(record.cgroups).catch(() => {});
+      await fs.rm(dir, { recursive: true, force: true });
       throw err;
     }
     this.vms.set(id, vm);
