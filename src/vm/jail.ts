@@ -79,6 +79,24 @@ shift
 exec chroot "$root" /usr/bin/setpriv --reuid="$uid" --regid="$uid" --clear-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all --no-new-privs -- "$@"
 `;
 
+/** Capabilities the daemon needs to build a jail (chown run/, mount, chroot, drop to the uid). */
+const JAIL_CAPS: Array<[string, number]> = [
+  ['CAP_CHOWN', 0],
+  ['CAP_DAC_OVERRIDE', 1],
+  ['CAP_SETGID', 6],
+  ['CAP_SETUID', 7],
+  ['CAP_SETPCAP', 8],
+  ['CAP_SYS_CHROOT', 18],
+  ['CAP_SYS_ADMIN', 21],
+];
+
+/** The jail's capabilities missing from `/proc/self/status` text (CapEff). */
+export function missingJailCaps(procStatus: string): string[] {
+  const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(procStatus)?.[1];
+  const eff = hex ? BigInt(`0x${hex}`) : 0n;
+  return JAIL_CAPS.filter(([, bit]) => (eff & (1n << BigInt(bit))) === 0n).map(([name]) => name);
+}
+
 export interface JailSpec {
   /** The VM's root directory on the host. */
   root: string;

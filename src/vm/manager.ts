@@ -30,7 +30,7 @@ import type { VolumeManager } from '../volume/manager.js';
 import type { VpcManager } from '../vpc/manager.js';
 import { sha256File, type ImageAllowlist } from './images.js';
 import { createVmCgroup, removeVmCgroup, scopeProperties, vmLimits, type VmLimits } from './cgroup.js';
-import { accountIds, allocateUid, jailCommand, jailDevices, parseUidRange, DEFAULT_VM_UID_RANGE, type UidRange } from './jail.js';
+import { accountIds, allocateUid, jailCommand, jailDevices, missingJailCaps, parseUidRange, DEFAULT_VM_UID_RANGE, type UidRange } from './jail.js';
 import { RestrictedCatalog } from '../nbd/exports.js';
 import type { NbdServer } from '../nbd/server.js';
 import { processIsRunning, processStartTime } from './process.js';
@@ -236,6 +236,8 @@ export class VmManager {
     spec.nbdSocket = JAILED.nbd;
     spec.kernel = JAILED.kernel;
     if (spec.initrd) spec.initrd = JAILED.initrd;
+    const missing = missingJailCaps(readText('/proc/self/status'));
+    if (missing.length) throw new RuntimeError(`cannot jail QEMU: the daemon lacks ${missing.join(', ')} (a sandboxed service unit?); guests never run unjailed`, 'VM_JAIL_UNAVAILABLE');
     const uid = this.allocateUid();
     record.uid = uid;
     const qemu = resolveQemu(this.options.qemu ?? DEFAULT_QEMU);

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { launchCommand } from '../../src/vm/manager.js';
 import { vmLimits } from '../../src/vm/cgroup.js';
-import { DEFAULT_VM_UID_RANGE, JAIL_SCRIPT, accountIds, allocateUid, jailCommand, jailDevices, parseUidRange } from '../../src/vm/jail.js';
+import { DEFAULT_VM_UID_RANGE, JAIL_SCRIPT, accountIds, allocateUid, jailCommand, jailDevices, missingJailCaps, parseUidRange } from '../../src/vm/jail.js';
 import { NBD_RECONNECT_DELAY_S, nvmeSerial, qemuArgs, type QemuSpec } from '../../src/vm/qemu.js';
 
 const spec: QemuSpec = {
@@ -90,5 +90,12 @@ describe('the jail (pure parts)', () => {
     expect(argv.slice(8)).toEqual(['nitride-vm-jail', '/s/vm x/root', '200000', '/cg/a/cgroup.procs', '--', 'null', 'zero', 'urandom', '--', '/usr/bin/qemu-system-x86_64', '-m', '1']);
     expect(JAIL_SCRIPT).toMatch(/setpriv --reuid="\$uid" --regid="\$uid" --clear-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all --no-new-privs/);
     expect(jailDevices('kvm')).toContain('kvm');
+  });
+
+  it('the capabilities the daemon needs to build a jail: all of root, some missing under a sandboxed unit', () => {
+    expect(missingJailCaps('Name:\tnode\nCapEff:\t000001ffffffffff\n')).toEqual([]);
+    // nitride.service: CAP_NET_ADMIN (12) and CAP_NET_RAW (13) only.
+    expect(missingJailCaps('CapEff:\t0000000000003000\n')).toEqual(['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP', 'CAP_SYS_CHROOT', 'CAP_SYS_ADMIN']);
+    expect(missingJailCaps('CapEff:\t00000000001fffff\n')).toEqual(['CAP_SYS_ADMIN']);
   });
 });
