@@ -160,7 +160,7 @@ export class Daemon {
       node: process.version,
       health: problems.length ? 'degraded' : 'ok',
       problems,
-      nbd: { socket: this.config.nbdSocket, tcp: this.volumes.tcpEndpoint ?? null, connections: this.nbd.connectionCount },
+      nbd: { socket: this.config.nbdSocket, tcp: this.volumes.tcpEndpoint ?? null, connections: this.nbd.connectionCount, guestPeersRefused: this.nbd.refusedPeers },
       kmsSocket: this.config.kmsSocket,
       kmsEndpoint: this.config.kmsEndpoint ?? null,
       metrics: { tcp: this.metrics.tcp },

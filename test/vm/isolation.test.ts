@@ -176,6 +176,17 @@ describe.skipIf(!canRun)('jailed QEMU guests', () => {
     expect(state.code).not.toBe(0);
   });
 
+  it("guest B's socket checks the caller's uid too: guest A's uid, even past the file permissions, is dropped and counted", async () => {
+    const a = vms['ja']!;
+    const before = (await host.json<{ nbd: { guestPeersRefused: number } }>(['status'])).nbd.guestPeersRefused;
+    // CAP_DAC_OVERRIDE kept (ambient) gets past run/'s 0700; SO_PEERCRED still says uid A.
+    const socket = path.join(path.dirname(vms['jb']!.consoleLog), 'nbd.sock');
+    const r = await run('setpriv', [`--reuid=${a.uid}`, `--regid=${a.uid}`, '--clear-groups', '--inh-caps=+dac_override', '--ambient-caps=+dac_override', '--', 'nbdinfo', `nbd+unix:///${vols['jb']!.id}?socket=${socket}`]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).not.toMatch(/Permission denied/);
+    expect((await host.json<{ nbd: { guestPeersRefused: number } }>(['status'])).nbd.guestPeersRefused).toBe(before + 1);
+  });
+
   it('a third VM finds the uid range exhausted: one-line error, nothing started', async () => {
     const r = await host.cli(['vm', 'run', '--name', 'jc', '--kernel', path.join(guestDir, 'vmlinuz'), '--initrd', path.join(guestDir, 'initrd.img'), '--memory', '128M', '--volume', vols['spare']!.id]);
     expect(r.code).not.toBe(0);
