@@ -36,7 +36,8 @@ export interface DaemonStatus {
   /** `degraded` when something the daemon should serve is not served; `problems` says what. */
   health: 'ok' | 'degraded';
   problems: string[];
-  nbd: { socket: string; tcp: string | null; connections: number };
+  /** `guestPeersRefused`: connections to a guest's own NBD socket from a uid that is not its QEMU's (dropped). */
+  nbd: { socket: string; tcp: string | null; connections: number; guestPeersRefused: number };
   /** The host's own KMS (the host key; volume keys too unless `kmsEndpoint`). */
   kmsSocket: string;
   /** The network KMS that serves volume data keys, if configured. */

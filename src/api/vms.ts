@@ -79,6 +79,8 @@ export interface VmInfo {
   createdAt: string;
   state: VmState;
   pid: number | null;
+  /** The uid (= gid) its QEMU runs as, its own among running VMs (null: not started by the daemon's jail). */
+  uid: number | null;
   stoppedAt: string | null;
   stopReason: string | null;
   /** Ephemeral volumes wiped at the stop (for `vm list`/describe). */

@@ -26,6 +26,7 @@ import { decodeKey } from '../vpc/handshake.js';
 import { PEER_NAME_PATTERN } from '../api/vpc.js';
 import { CT_DEFAULT_MAX_FLOWS } from '../vpc/sg-table.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
+import { DEFAULT_VM_UID_RANGE, parseUidRange } from '../vm/jail.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
 export const DEFAULT_STATE_DIR = '/var/lib/nitride';
@@ -64,6 +65,7 @@ const FileSchema = z
     ceph_timeout: z.number().optional(),
     host_id: z.string().optional(),
     ebs_store: z.enum(['rbd', 'local']).optional(),
+    vm_uid_range: z.string().optional(),
   })
   .strict();
 
@@ -104,6 +106,8 @@ export interface DaemonConfig {
   ceph?: CephConfig;
   /** Where `volume create --type ebs` puts a volume without --store (rbd once ceph is set). */
   ebsStore: 'rbd' | 'local';
+  /** uids (= gids) for guests' QEMUs, FIRST-LAST, one per running VM (default DEFAULT_VM_UID_RANGE). */
+  vmUidRange: string;
   /** The file the values came from, if any (for status output). */
   configFile?: string;
 }
@@ -172,6 +176,8 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   const ceph = cephConfig(flags, file);
   const ebsStore = flags.ebsStore ?? file?.ebs_store ?? (ceph ? 'rbd' : 'local');
   if (ebsStore === 'rbd' && !ceph) throw new UsageError('ebs_store = "rbd" needs a Ceph cluster (--ceph-conf)');
+  const vmUidRange = flags.vmUidRange ?? file?.vm_uid_range ?? DEFAULT_VM_UID_RANGE;
+  parseUidRange(vmUidRange);
   const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
     stateDir,
@@ -190,6 +196,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     ...(metricsListen !== undefined ? { metricsListen } : {}),
     ...(ceph ? { ceph } : {}),
     ebsStore,
+    vmUidRange,
     ...(file ? { configFile: fileName } : {}),
   };
 }

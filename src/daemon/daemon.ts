@@ -34,6 +34,7 @@ import { registerFlowLogRoutes } from './routes/flow-logs.js';
 import { registerVpcRoutes } from './routes/vpc.js';
 import { ImageAllowlist } from '../vm/images.js';
 import { VmManager } from '../vm/manager.js';
+import { parseUidRange } from '../vm/jail.js';
 import { registerVmRoutes } from './routes/vms.js';
 import { CountingKeyProvider } from '../metrics/kms-calls.js';
 import { DaemonMetrics } from '../metrics/daemon-metrics.js';
@@ -114,11 +115,11 @@ export class Daemon {
       const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
       await images.load();
       // Re-adopts the QEMU processes a previous daemon started (they outlive it).
-      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket });
+      const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
+      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket, nbd, uidRange: parseUidRange(config.vmUidRange) });
       await vms.load();
       undo(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });
-      const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
       const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms, network);
       daemon.registerRoutes();
       // The control socket first: a second daemon pointed at it is refused before it touches anything else.
@@ -126,6 +127,7 @@ export class Daemon {
       undo(() => control.close());
       undo(() => nbd.close());
       await nbd.listenUnix(config.nbdSocket, kept('nbd'));
+      await vms.serveGuests();
       if (config.nbdListen) {
         const { host, port } = parseEndpoint(config.nbdListen, '--nbd-listen');
         volumes.tcpEndpoint = formatEndpoint({ host, port: await nbd.listenTcp(host, port, kept('nbd-tcp')) });
@@ -164,7 +166,7 @@ export class Daemon {
       node: process.version,
       health: problems.length ? 'degraded' : 'ok',
       problems,
-      nbd: { socket: this.config.nbdSocket, tcp: this.volumes.tcpEndpoint ?? null, connections: this.nbd.connectionCount },
+      nbd: { socket: this.config.nbdSocket, tcp: this.volumes.tcpEndpoint ?? null, connections: this.nbd.connectionCount, guestPeersRefused: this.nbd.refusedPeers },
       kmsSocket: this.config.kmsSocket,
       kmsEndpoint: this.config.kmsEndpoint ?? null,
       metrics: { tcp: this.metrics.tcp },

@@ -74,3 +74,27 @@ export function sharedExport(name: string, backend: BlockBackend, description?: 
     open: async () => ({ backend, release: async () => {} }),
   };
 }
+
+/**
+ * The exports of `base` named in `allowed()` (read per lookup: attachments change), for a
+ * socket that serves one guest. Any other name is refused, even one that exists: the refusal
+ * reaches the client as NBD_REP_ERR_POLICY at NBD_OPT_GO/INFO (EXPORT_NAME: a disconnect).
+ */
+export class RestrictedCatalog implements ExportCatalog {
+  constructor(
+    private readonly base: ExportCatalog,
+    private readonly allowed: () => ReadonlySet<string>,
+    /** Whose socket this is, for the refusal message ("VM web-1"). */
+    private readonly owner: string,
+  ) {}
+
+  list(): readonly NbdExport[] {
+    const allowed = this.allowed();
+    return this.base.list().filter((e) => allowed.has(e.name));
+  }
+
+  lookup(name: string): NbdExport | undefined {
+    if (!this.allowed().has(name)) throw new ExportRefusedError(`export '${name}' is not attached to ${this.owner}; this socket serves only its volumes`, 'EXPORT_NOT_ATTACHED');
+    return this.base.lookup(name);
+  }
+}

@@ -2,13 +2,14 @@
  * The NBD server: listeners (Unix socket, TCP, or one already-connected stream such as
  * stdin/stdout) feeding NbdConnections over one export catalog.
  */
+import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RuntimeError, oneLine } from '../common/errors.js';
-import { socketPeer } from '../common/unix-socket.js';
 import { withSuppliedReadBuffers } from '../common/socket-handle.js';
 import { formatEndpoint } from '../common/endpoint.js';
 import { listenTcpKept, listenUnixKept, type KeptListener } from '../common/fd-store.js';
+import { listenPrivateUnixSocket, socketPeer } from '../common/unix-socket.js';
 import type { Logger } from '../log/logger.js';
 import { NbdConnection } from './connection.js';
 import type { ExportCatalog, NbdPeer } from './exports.js';
@@ -41,6 +42,32 @@ export class NbdServer {
     await listenUnixKept(server, socketPath, 'NBD socket', kept);
     this.log.info({ socket: socketPath }, 'NBD listening on Unix socket');
   }
+
+  /**
+   * Listen on a socket that serves one guest: only `catalog`'s exports, only to `uid` (its
+   * QEMU) and root (operators); other peers are dropped and counted. The socket belongs to
+   * `uid`, mode 0600. Returns the function that stops it (and removes the socket).
+   */
+  async listenGuest(socketPath: string, catalog: ExportCatalog, uid: number | undefined): Promise<() => Promise<void>> {
+    const server = this.makeListener(
+      (socket) => {
+        const cred = socketPeer(socket);
+        return { transport: 'unix', ...(cred ? { pid: cred.pid, uid: cred.uid } : {}) };
+      },
+      catalog,
+      (peer) => peer.uid === 0 || (uid !== undefined && peer.uid === uid),
+    );
+    await listenPrivateUnixSocket(server, socketPath, 'guest NBD socket');
+    if (uid !== undefined) await fs.chown(socketPath, uid, -1);
+    return async () => {
+      this.listeners.splice(this.listeners.indexOf(server), 1);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await fs.rm(socketPath, { force: true });
+    };
+  }
+
+  /** Peers a guest socket refused (wrong uid). */
+  refusedPeers = 0;
 
   /** Listen on TCP (the kernel nbd-client and remote hosts). Returns the bound port. */
   async listenTcp(host: string, port: number, kept?: KeptListener): Promise<number> {
@@ -78,7 +105,7 @@ export class NbdServer {
     await Promise.all([...listening, ...all.map((c) => c.closed)]);
   }
 
-  private makeListener(peerOf: (socket: net.Socket) => NbdPeer): net.Server {
+  private makeListener(peerOf: (socket: net.Socket) => NbdPeer, catalog = this.options.catalog, admit?: (peer: NbdPeer) => boolean): net.Server {
     // Paused so that no read happens before the socket is re-wrapped with our read buffers.
     const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
       if (this.closing || this.connections.size >= (this.options.maxConnections ?? 256)) {
@@ -86,6 +113,12 @@ export class NbdServer {
         return;
       }
       const peer = peerOf(socket);
+      if (admit && !admit(peer)) {
+        this.refusedPeers++;
+        this.log.warn({ peer }, 'NBD peer refused: not the uid this socket serves');
+        socket.destroy();
+        return;
+      }
       let connection: NbdConnection | undefined;
       const rewrapped = withSuppliedReadBuffers(server, socket, {
         // Called once before `connection` exists: the first read (the handshake) gets a buffer of
@@ -94,9 +127,9 @@ export class NbdServer {
         callback: (n, buf) => connection!.received(n, buf as Buffer),
       });
       if (rewrapped) {
-        connection = this.track(rewrapped, peer, true);
+        connection = this.track(rewrapped, peer, true, catalog);
       } else {
-        this.track(socket, peer);
+        this.track(socket, peer, false, catalog);
         socket.resume();
       }
     });
@@ -104,9 +137,9 @@ export class NbdServer {
     return server;
   }
 
-  private track(stream: Duplex, peer: NbdPeer, suppliedReadBuffers = false): NbdConnection {
+  private track(stream: Duplex, peer: NbdPeer, suppliedReadBuffers = false, catalog = this.options.catalog): NbdConnection {
     const connection = new NbdConnection(stream, {
-      catalog: this.options.catalog,
+      catalog,
       peer,
       logger: this.log,
       suppliedReadBuffers,

@@ -16,18 +16,23 @@
  *   instance store is on stop.
  *
  * Files: <state>/vms/<id>/vm.json (atomic writes), console.log (serial console, appended),
- * qemu.log (QEMU's own messages), qmp.sock.
+ * qemu.log (QEMU's own messages), qmp.sock, nbd.sock (the guest's own NBD socket: only its
+ * volumes are served there; QEMU never sees the shared one).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants as fsc, existsSync, openSync, closeSync, promises as fs } from 'node:fs';
+import { accessSync, constants as fsc, existsSync, openSync, closeSync, promises as fs, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
 import { ensureDir, readJsonFile, writeFileAtomic } from '../common/durable-fs.js';
 import type { Logger } from '../log/logger.js';
 import type { VolumeManager } from '../volume/manager.js';
 import type { VpcManager } from '../vpc/manager.js';
-import type { ImageAllowlist } from './images.js';
+import { sha256File, type ImageAllowlist } from './images.js';
+import { createVmCgroup, removeVmCgroup, scopeProperties, vmLimits, type VmLimits } from './cgroup.js';
+import { accountIds, allocateUid, jailCommand, jailDevices, missingJailCaps, parseUidRange, DEFAULT_VM_UID_RANGE, type UidRange } from './jail.js';
+import { RestrictedCatalog } from '../nbd/exports.js';
+import type { NbdServer } from '../nbd/server.js';
 import { processIsRunning, processStartTime } from './process.js';
 import { QmpClient } from './qmp.js';
 import { qemuArgs, type QemuSpec } from './qemu.js';
@@ -35,6 +40,7 @@ import { isResourceId, newResourceId } from '../api/ids.js';
 import type { Accel, ConsoleReply, RunVmRequest, VmInfo, VmState } from '../api/vms.js';
 import { LOCAL_HOST_ID } from '../api/vpc.js';
 import { SerialQueue } from '../common/serial.js';
+import { closeFd, tapOpen } from '../native/addon.js';
 
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
 const DEFAULT_APPEND = 'console=ttyS0 panic=-1';
@@ -49,7 +55,25 @@ const CONSOLE_CHUNK = 256 << 10;
 interface VmRecord extends Omit<VmInfo, 'consoleLog'> {
   format: 1;
   pidStartTime: string | null;
+  /** cgroup directories created for it (removed at the stop). */
+  cgroups: string[];
 }
+
+/** The allowed boot images of a run: stored copies and the hashes they must have. */
+interface BootImages {
+  kernel: { path: string; sha256: string };
+  initrd?: { path: string; sha256: string };
+}
+
+/** Paths inside a guest's root (see jail.ts). */
+const JAILED = {
+  kernel: '/boot/kernel',
+  initrd: '/boot/initrd',
+  run: '/run',
+  nbd: '/run/nbd.sock',
+  qmp: '/run/qmp.sock',
+  console: '/run/console.log',
+} as const;
 
 export interface VmManagerOptions {
   vmDir: string;
@@ -57,9 +81,14 @@ export interface VmManagerOptions {
   volumes: VolumeManager;
   vpc: VpcManager;
   images: ImageAllowlist;
+  /** The shared (root-only) NBD socket, named in `vm qemu-args` for QEMUs run by users. */
   nbdSocket: string;
-  /** QEMU binary (default qemu-system-x86_64 on PATH). */
+  /** Where each guest's own NBD socket is served (only its volumes, only to its uid). */
+  nbd: Pick<NbdServer, 'listenGuest'>;
+  /** QEMU binary (default qemu-system-x86_64 on PATH); it must be under /usr. */
   qemu?: string;
+  /** uids (= gids) for guests, one per running VM (default DEFAULT_VM_UID_RANGE). */
+  uidRange?: UidRange;
 }
 
 class Vm {
@@ -73,11 +102,16 @@ export class VmManager {
   private readonly vms = new Map<string, Vm>();
   private readonly log: Logger;
   private watcher: NodeJS.Timeout | undefined;
+  /** Stoppers of the guests' NBD sockets, by VM id. */
+  private readonly guestSockets = new Map<string, () => Promise<void>>();
   /** Serialises `run` (name and resource checks, then launch). */
   private readonly runQueue = new SerialQueue();
 
+  private readonly uidRange: UidRange;
+
   constructor(private readonly options: VmManagerOptions) {
     this.log = options.logger.child({ component: 'vm' });
+    this.uidRange = options.uidRange ?? parseUidRange(DEFAULT_VM_UID_RANGE);
   }
 
   /** Load records and re-adopt running QEMUs; VMs whose QEMU died meanwhile are stopped (cleaned up). */
@@ -106,6 +140,11 @@ export class VmManager {
     if (this.watcher) clearInterval(this.watcher);
     this.watcher = undefined;
     await Promise.all([...this.vms.values()].map((vm) => vm.cleanup?.catch(() => {})));
+  }
+
+  /** Serve the NBD socket of every running VM (re-adopted QEMUs reconnect to it). */
+  async serveGuests(): Promise<void> {
+    for (const vm of this.vms.values()) if (vm.record.state === 'running' && !vm.cleanup) await this.serveGuest(vm);
   }
 
   list(): VmInfo[] {
@@ -159,7 +198,8 @@ export class VmManager {
     const file = this.consolePath(vm.record.id);
     let handle: fs.FileHandle;
     try {
-      handle = await fs.open(file, 'r');
+      // run/ belongs to the guest's uid: never follow a link it may have put there.
+      handle = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return { offset: 0, text: '', state: vm.record.state };
       throw err;
@@ -190,24 +230,56 @@ export class VmManager {
   private async runNow(opts: RunVmRequest): Promise<VmInfo> {
     const id = newResourceId('vm', randomBytes);
     const dir = this.dirOf(id);
-    const qmpSocket = path.join(dir, 'qmp.sock');
-    const { spec, record } = await this.plan(opts, { file: this.consolePath(id) }, qmpSocket, id);
+    const qmpSocket = path.join(this.rootOf(id), JAILED.qmp);
+    // QEMU sees its jail's root: paths in its arguments are inside it.
+    const { spec, record, images } = await this.plan(opts, { file: JAILED.console }, JAILED.qmp, id);
+    spec.nbdSocket = JAILED.nbd;
+    spec.kernel = JAILED.kernel;
+    if (spec.initrd) spec.initrd = JAILED.initrd;
+    const missing = missingJailCaps(readText('/proc/self/status'));
+    if (missing.length) throw new RuntimeError(`cannot jail QEMU: the daemon lacks ${missing.join(', ')} (a sandboxed service unit?); guests never run unjailed`, 'VM_JAIL_UNAVAILABLE');
+    const uid = this.allocateUid();
+    record.uid = uid;
+    const qemu = resolveQemu(this.options.qemu ?? DEFAULT_QEMU);
     // A stopped VM of the same name is replaced (its console and record go).
     const old = [...this.vms.values()].find((v) => v.record.name === opts.name);
     if (old) await this.remove(old.record.id);
     await ensureDir(dir);
-    const args = qemuArgs(spec);
-    record.args = args;
-    await this.save(record);
     const vm = new Vm(record);
+    let child: ReturnType<typeof spawn>;
+    try {
+      await this.buildRoot(id, uid, record.accel, images);
+      const limits = vmLimits(record.memoryMiB, record.cpus, record.accel);
+      const scope = underSystemd();
+      const cgroup = scope ? { dirs: [], procs: [] } : await createVmCgroup(id, limits);
+      record.cgroups = cgroup.dirs;
+      await this.serveGuest(vm);
+      // Each TAP is opened here and inherited by QEMU as fd 3, 4, …: QEMU opens no device by name.
+      const taps = openTaps(spec.nics.map((n) => n.ifname));
+      try {
+        spec.nics.forEach((n, i) => (n.fd = FIRST_INHERITED_FD + i));
+        record.args = qemuArgs(spec);
+        await this.save(record);
+        const jail = jailCommand({ root: this.rootOf(id), uid, cgroupProcs: cgroup.procs, devices: jailDevices(record.accel), qemu, args: record.args });
+        const [command, ...commandArgs] = launchCommand(jail, id, scope ? limits : undefined);
+        const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
+        try {
+          // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
+          // do not reach the guest. Not waited for: a daemon restart must leave QEMU running.
+          child = spawn(command!, commandArgs, { detached: true, stdio: ['ignore', logFd, logFd, ...taps] });
+        } finally {
+          closeSync(logFd);
+        }
+      } finally {
+        for (const fd of taps) closeFd(fd);
+      }
+    } catch (err) {
+      await this.unserveGuest(id);
+      await removeVmCgroup(record.cgroups).catch(() => {});
+      await fs.rm(dir, { recursive: true, force: true });
+      throw err;
+    }
     this.vms.set(id, vm);
-
-    const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
-    const [command, ...commandArgs] = launchCommand(this.options.qemu ?? DEFAULT_QEMU, args, id);
-    // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
-    // do not reach the guest. Not waited for: a daemon restart must leave QEMU running.
-    const child = spawn(command!, commandArgs, { detached: true, stdio: ['ignore', logFd, logFd] });
-    closeSync(logFd);
     const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
     child.unref();
     const pid = child.pid;
@@ -216,7 +288,9 @@ export class VmManager {
       record.state = 'stopped';
       record.stopReason = `QEMU did not start: ${oneLine(err)}`;
       await this.save(record);
-      throw new RuntimeError(`cannot start ${command}: ${oneLine(err)}`, 'QEMU_START_FAILED');
+      await this.unserveGuest(id);
+      await removeVmCgroup(record.cgroups).catch(() => {});
+      throw new RuntimeError(`cannot start ${qemu}: ${oneLine(err)}`, 'QEMU_START_FAILED');
     }
     // The exit event is quicker than the watcher for our own children.
     child.once('exit', () => void this.afterExit(vm, 'QEMU exited'));
@@ -253,7 +327,7 @@ export class VmManager {
   }
 
   /** Validate a run request and build the QEMU spec (no side effects). */
-  private async plan(opts: RunVmRequest, consoleTarget: QemuSpec['console'], qmpSocket: string | undefined, id = ''): Promise<{ spec: QemuSpec; record: VmRecord }> {
+  private async plan(opts: RunVmRequest, consoleTarget: QemuSpec['console'], qmpSocket: string | undefined, id = ''): Promise<{ spec: QemuSpec; record: VmRecord; images: BootImages }> {
     const running = [...this.vms.values()].filter((v) => v.record.state === 'running' || v.cleanup);
     if (running.some((v) => v.record.name === opts.name)) throw new ConflictError(`a VM named ${opts.name} is running`, 'VM_NAME_TAKEN');
     const accel = opts.accel ?? 'tcg';
@@ -329,8 +403,10 @@ export class VmManager {
       stopReason: null,
       wiped: [],
       args: [],
+      uid: null,
+      cgroups: [],
     };
-    return { spec, record };
+    return { spec, record, images: { kernel: { path: kernel.path, sha256: kernel.image.sha256 }, ...(initrd ? { initrd: { path: initrd.path, sha256: initrd.image.sha256 } } : {}) } };
   }
 
   // ---------------------------------------------------------------------------- stop
@@ -340,6 +416,8 @@ export class VmManager {
     if (vm.record.state === 'stopped') return vm.cleanup ?? Promise.resolve();
     vm.cleanup ??= vm.queue
       .run(async () => {
+        await this.unserveGuest(vm.record.id);
+        await removeVmCgroup(vm.record.cgroups ?? []).catch((err: unknown) => this.log.warn({ vm: vm.record.id, err: oneLine(err) }, 'cannot remove the VM cgroup'));
         const wiped: string[] = [];
         for (const v of vm.record.volumes) {
           const volumes = this.options.volumes;
@@ -379,6 +457,18 @@ export class VmManager {
 
   // ---------------------------------------------------------------------------- helpers
 
+  private async serveGuest(vm: Vm): Promise<void> {
+    const catalog = new RestrictedCatalog(this.options.volumes, () => new Set(vm.record.volumes.map((v) => v.id)), `VM ${vm.record.name}`);
+    const stop = await this.options.nbd.listenGuest(path.join(this.rootOf(vm.record.id), JAILED.nbd), catalog, vm.record.uid ?? undefined);
+    this.guestSockets.set(vm.record.id, stop);
+  }
+
+  private async unserveGuest(id: string): Promise<void> {
+    const stop = this.guestSockets.get(id);
+    this.guestSockets.delete(id);
+    await stop?.().catch((err: unknown) => this.log.warn({ vm: id, err: oneLine(err) }, 'cannot stop the guest NBD socket'));
+  }
+
   private get(ref: string): Vm {
     const vm = this.vms.get(ref) ?? [...this.vms.values()].find((v) => v.record.name === ref);
     if (!vm) throw new NotFoundError(`no VM ${ref}`, 'NO_SUCH_VM');
@@ -398,13 +488,65 @@ export class VmManager {
     return path.join(this.dirOf(id), 'vm.json');
   }
 
+  /** The guest's root directory (its QEMU is chrooted there). */
+  private rootOf(id: string): string {
+    return path.join(this.dirOf(id), 'root');
+  }
+
   private consolePath(id: string): string {
-    return path.join(this.dirOf(id), 'console.log');
+    return path.join(this.rootOf(id), JAILED.console);
+  }
+
+  /** A guest uid no running VM and no host account has. */
+  private allocateUid(): number {
+    const running = [...this.vms.values()].filter((v) => v.record.state === 'running' || v.cleanup);
+    const taken = new Set(running.flatMap((v) => (v.record.uid === null || v.record.uid === undefined ? [] : [v.record.uid])));
+    for (const id of accountIds(readText('/etc/passwd'), readText('/etc/group'))) taken.add(id);
+    const uid = allocateUid(this.uidRange, taken);
+    if (uid === undefined) throw new ConflictError(`no free guest uid in the VM uid range ${this.uidRange.first}-${this.uidRange.last} (${running.length} VMs running); widen --vm-uid-range`, 'VM_UIDS_EXHAUSTED');
+    return uid;
+  }
+
+  /**
+   * The guest's root: copies of its boot images (re-hashed: what QEMU reads is what was
+   * allowed), mount points for /usr and its /dev nodes, and run/ (its own: sockets, console).
+   */
+  private async buildRoot(id: string, uid: number, accel: Accel, images: BootImages): Promise<void> {
+    const root = this.rootOf(id);
+    await fs.mkdir(root, { mode: 0o755 });
+    for (const d of ['boot', 'usr', 'dev']) await fs.mkdir(path.join(root, d), { mode: 0o755 });
+    for (const [link, target] of [['lib', 'usr/lib'], ['lib64', 'usr/lib64'], ['bin', 'usr/bin'], ['sbin', 'usr/sbin']]) await fs.symlink(target!, path.join(root, link!));
+    for (const dev of jailDevices(accel)) await fs.writeFile(path.join(root, 'dev', dev), '', { mode: 0o600 });
+    for (const [role, image] of [['kernel', images.kernel], ['initrd', images.initrd]] as const) {
+      if (!image) continue;
+      const copy = path.join(root, role === 'kernel' ? JAILED.kernel : JAILED.initrd);
+      await fs.copyFile(image.path, copy);
+      await fs.chmod(copy, 0o444);
+      if ((await sha256File(copy)).sha256 !== image.sha256) throw new RuntimeError(`the ${role} copied for VM ${id} does not match its allowed hash`, 'IMAGE_STORE_CORRUPT');
+    }
+    const run = path.join(root, JAILED.run);
+    await fs.mkdir(run, { mode: 0o700 });
+    await fs.chown(run, uid, uid);
   }
 
   private async save(record: VmRecord): Promise<void> {
     await writeFileAtomic(this.recordPath(record.id), JSON.stringify(record, null, 2) + '\n');
   }
+}
+
+/** The first fd a child inherits after stdin/stdout/stderr. */
+const FIRST_INHERITED_FD = 3;
+
+/** Open each TAP (with virtio-net headers, as QEMU would); all or none. */
+function openTaps(ifnames: string[]): number[] {
+  const fds: number[] = [];
+  try {
+    for (const name of ifnames) fds.push(tapOpen(name, { vnetHdr: true }).fd);
+  } catch (err) {
+    for (const fd of fds) closeFd(fd);
+    throw new RuntimeError(`cannot open TAP ${ifnames[fds.length]}: ${oneLine(err)}`, 'TAP_OPEN');
+  }
+  return fds;
 }
 
 /** "vol-…" or "vol-…:boot". */
@@ -415,17 +557,39 @@ function parseVolumeRef(ref: string): { id: string; boot: boolean } {
   return { id, boot };
 }
 
+/** Whether the daemon runs as a systemd service (INVOCATION_ID is set for services) with systemd-run at hand. */
+function underSystemd(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env.INVOCATION_ID) && existsSync('/usr/bin/systemd-run');
+}
+
 /**
- * The command that starts QEMU. Under systemd (INVOCATION_ID is set for services) QEMU goes
- * into its own transient scope with `systemd-run --scope`, which then execs QEMU (same pid):
- * a stop or restart of nitride.service kills its own cgroup only, so guests survive a live
- * update whatever the unit's KillMode.
+ * The command that starts a jailed QEMU (`jail`, see jail.ts). Under systemd it goes into its
+ * own transient scope, which carries its limits, with `systemd-run --scope` (which then execs
+ * the jail: same pid): a stop or restart of nitride.service kills its own cgroup only, so
+ * guests survive a live update whatever the unit's KillMode.
  */
-export function launchCommand(qemu: string, args: string[], id: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  if (env.INVOCATION_ID && existsSync('/usr/bin/systemd-run')) {
-    return ['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', `--unit=nitride-vm-${id}`, '--', qemu, ...args];
+export function launchCommand(jail: string[], id: string, scopeLimits: VmLimits | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
+  if (scopeLimits && underSystemd(env)) {
+    return ['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', `--unit=nitride-vm-${id}`, ...scopeProperties(scopeLimits), '--', ...jail];
   }
-  return [qemu, ...args];
+  return jail;
+}
+
+/** QEMU's absolute path; it must live under /usr, the only host tree a guest's root shows. */
+function resolveQemu(qemu: string): string {
+  const found = qemu.includes('/') ? qemu : (process.env.PATH ?? '/usr/bin').split(':').map((d) => path.join(d, qemu)).find((f) => existsSync(f));
+  if (!found) throw new RuntimeError(`${qemu} not found on PATH; install qemu-system-x86`, 'QEMU_START_FAILED');
+  const real = realpathSync(found);
+  if (!real.startsWith('/usr/')) throw new RuntimeError(`QEMU ${real} is outside /usr; a guest's jail shows only /usr`, 'QEMU_START_FAILED');
+  return real;
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 async function tail(file: string, bytes: number): Promise<string> {

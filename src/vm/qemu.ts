@@ -5,8 +5,11 @@
  *   shows: `vol0123…`, 20 characters, NVMe's limit), backed by the daemon's NBD socket with
  *   `reconnect-delay` (requests pause, not fail, while the daemon restarts) and
  *   `open-timeout` (QEMU may start while the daemon is still coming up).
- * - ENIs are virtio-net devices on the ENI's TAP, opened by name (QEMU runs in the TAP's
- *   network namespace), with the ENI's MAC.
+ * - ENIs are virtio-net devices with the ENI's MAC on the ENI's TAP, which the daemon opens
+ *   and hands over as an inherited fd (QEMU needs neither /dev/net/tun nor CAP_NET_ADMIN);
+ *   `vm qemu-args` (QEMU run by a user) names the TAP instead.
+ * - QEMU's seccomp sandbox is on (SANDBOX): no obsolete syscalls, no setuid/setgid/caps, no
+ *   fork/exec, no scheduler/affinity changes, for whoever runs it.
  * QEMU 7.2's NVMe controller has no model property (it always reports "QEMU NVMe Ctrl"), so
  * the serial is what identifies a nitride volume inside the guest.
  */
@@ -27,7 +30,12 @@ export interface QemuVolume {
 export interface QemuNic {
   ifname: string;
   mac: string;
+  /** The TAP as an fd QEMU inherits (opened by the daemon); without it QEMU opens `ifname`. */
+  fd?: number;
 }
+
+/** `-sandbox`: every option QEMU 7.2 has, each on its strictest setting. */
+export const SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
 
 export interface QemuSpec {
   name: string;
@@ -61,6 +69,7 @@ export function qemuArgs(spec: QemuSpec): string[] {
     '-smp', String(spec.cpus),
     // A guest reboot ends this QEMU: the VM is stopped (its instance store wiped) and `vm run` starts a new one.
     '-no-reboot',
+    '-sandbox', SANDBOX,
     '-kernel', spec.kernel,
     ...(spec.initrd ? ['-initrd', spec.initrd] : []),
     '-append', spec.append,
@@ -83,7 +92,7 @@ export function qemuArgs(spec: QemuSpec): string[] {
     args.push('-device', `nvme,id=nvme${i},drive=vol${i},serial=${nvmeSerial(v.id)}${v.boot ? ',bootindex=1' : ''}`);
   });
   spec.nics.forEach((n, i) => {
-    args.push('-netdev', `tap,id=net${i},ifname=${n.ifname},script=no,downscript=no`);
+    args.push('-netdev', n.fd === undefined ? `tap,id=net${i},ifname=${n.ifname},script=no,downscript=no` : `tap,id=net${i},fd=${n.fd}`);
     args.push('-device', `virtio-net-pci,netdev=net${i},mac=${n.mac}`);
   });
   return args;

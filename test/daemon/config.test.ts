@@ -63,6 +63,15 @@ describe('loadDaemonConfig', () => {
     await expect(loadDaemonConfig({ cephConf: '/c.conf', hostId: 'bad host' }, {})).rejects.toThrow(/--host-id 'bad host' must be/);
   });
 
+  it('vm_uid_range: the default, the file, a flag over the file; nobody and root refused', async () => {
+    expect((await loadDaemonConfig({ config: undefined }, {})).vmUidRange).toBe('1879048192-1879113727');
+    const file = configFile('vm_uid_range = "300000-300099"\n');
+    expect((await loadDaemonConfig({ config: file }, {})).vmUidRange).toBe('300000-300099');
+    expect((await loadDaemonConfig({ config: file, vmUidRange: '400000-400009' }, {})).vmUidRange).toBe('400000-400009');
+    await expect(loadDaemonConfig({ vmUidRange: '60000-70000' }, {})).rejects.toThrow(/--vm-uid-range 60000-70000 includes nobody/);
+    await expect(loadDaemonConfig({ vmUidRange: '0-9' }, {})).rejects.toThrow(/--vm-uid-range must be FIRST-LAST/);
+  });
+
   it('rejects a missing explicit file and a bad env level', async () => {
     await expect(loadDaemonConfig({ config: '/nonexistent/nitride.toml' }, {})).rejects.toThrow(/cannot read config file \/nonexistent\/nitride.toml/);
     await expect(loadDaemonConfig({}, { NITRIDE_LOG_LEVEL: 'loud' })).rejects.toThrow(/NITRIDE_LOG_LEVEL/);

@@ -152,7 +152,9 @@ export class NsLab {
   }
 
   spawnIn(host: NsHost, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', host.ns, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // nsenter --net, not `ip netns exec`: that also mounts a fresh /sys, without the cgroup
+    // hierarchies the daemon puts guests' QEMUs in.
+    const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, '--', process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (d: Buffer) => (host.output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (host.output += d.toString()));
     this.procs.push(child);

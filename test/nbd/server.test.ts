@@ -6,12 +6,12 @@
  * test/volume and test/daemon.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, writeFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NbdServer } from '../../src/nbd/server.js';
-import { StaticCatalog, sharedExport, ExportRefusedError, type NbdExport } from '../../src/nbd/exports.js';
+import { RestrictedCatalog, StaticCatalog, sharedExport, ExportRefusedError, type NbdExport } from '../../src/nbd/exports.js';
 import { MemoryBackend } from '../../src/volume/memory-backend.js';
 import { FileBackend } from '../../src/volume/file-backend.js';
 import { EncryptedBackend } from '../../src/volume/encrypted-backend.js';
@@ -292,5 +292,44 @@ print(json.dumps({'structured': h.get_structured_replies_negotiated(), 'ok': ok,
       expect(received.subarray(p + 16, p + 16 + 512).equals(sector)).toBe(true);
       expect(received.length).toBe(p + 16 + 512);
     });
+  });
+});
+
+describe('a guest NBD socket (RestrictedCatalog, listenGuest)', () => {
+  let server: NbdServer;
+  let socket: string;
+  let tmp: { dir: string; cleanup: () => void };
+  const backends = [new MemoryBackend(1 << 20), new MemoryBackend(2 << 20)];
+  const attached = new Set(['mine']);
+  let stop: () => Promise<void>;
+
+  beforeAll(async () => {
+    tmp = tempDir();
+    socket = path.join(tmp.dir, 'guest.sock');
+    const all = new StaticCatalog([sharedExport('mine', backends[0]!), sharedExport('theirs', backends[1]!)]);
+    server = new NbdServer({ catalog: all, logger: createLogger({ level: 'silent' }) });
+    stop = await server.listenGuest(socket, new RestrictedCatalog(all, () => attached, 'VM web-1'), undefined);
+  });
+  afterAll(async () => {
+    await server.close();
+    tmp.cleanup();
+  });
+
+  it("serves the guest's own export and lists only it", async () => {
+    const info = JSON.parse(await runOk('nbdinfo', ['--json', `nbd+unix:///mine?socket=${socket}`]));
+    expect(info.exports[0]['export-size']).toBe(1 << 20);
+    const list = JSON.parse(await runOk('nbdinfo', ['--json', '--list', `nbd+unix://?socket=${socket}`]));
+    expect(list.exports.map((x: { 'export-name': string }) => x['export-name'])).toEqual(['mine']);
+  });
+
+  it('an export that exists but is not attached is refused at NBD_OPT_GO with the reason', async () => {
+    const r = await run('qemu-img', ['info', `nbd+unix:///theirs?socket=${socket}`]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/Denied by server[\s\S]*server reported: export 'theirs' is not attached to VM web-1; this socket serves only its volumes/);
+  });
+
+  it('stopping it removes the socket', async () => {
+    await stop();
+    expect(existsSync(socket)).toBe(false);
   });
 });

@@ -1,6 +1,8 @@
 /** QEMU command lines (pure) and the launcher choice. */
 import { describe, expect, it } from 'vitest';
 import { launchCommand } from '../../src/vm/manager.js';
+import { vmLimits } from '../../src/vm/cgroup.js';
+import { DEFAULT_VM_UID_RANGE, JAIL_SCRIPT, accountIds, allocateUid, jailCommand, jailDevices, missingJailCaps, parseUidRange } from '../../src/vm/jail.js';
 import { NBD_RECONNECT_DELAY_S, nvmeSerial, qemuArgs, type QemuSpec } from '../../src/vm/qemu.js';
 
 const spec: QemuSpec = {
@@ -40,17 +42,60 @@ describe('qemuArgs', () => {
     expect(args).toContain('file,id=console,path=/s/console.log,append=on');
     expect(args).toContain('unix:/s/qmp.sock,server=on,wait=off');
     expect(args.slice(args.indexOf('-machine'), args.indexOf('-machine') + 2)).toEqual(['-machine', 'q35,accel=tcg']);
+    expect(args.slice(args.indexOf('-sandbox'), args.indexOf('-sandbox') + 2)).toEqual(['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny']);
     const stdio = qemuArgs({ ...spec, console: 'stdio', qmpSocket: undefined });
     expect(stdio).toContain('mon:stdio');
     expect(stdio).not.toContain('-qmp');
   });
 });
 
+describe('qemuArgs with descriptors', () => {
+  it('a NIC with an fd: the TAP QEMU inherits, no name, no scripts', () => {
+    const args = qemuArgs({ ...spec, nics: [{ ifname: 'ni01234567', mac: '02:00:00:00:00:01', fd: 3 }] });
+    expect(args).toContain('tap,id=net0,fd=3');
+    expect(args.join(' ')).not.toContain('ifname=');
+  });
+});
+
 describe('launchCommand', () => {
-  it('runs QEMU directly outside systemd, in its own scope under systemd', () => {
-    expect(launchCommand('qemu', ['-m', '1'], 'i-0', {})).toEqual(['qemu', '-m', '1']);
-    const under = launchCommand('qemu', ['-m', '1'], 'i-0', { INVOCATION_ID: 'x' });
-    if (under[0] === '/usr/bin/systemd-run') expect(under).toEqual(['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', '--unit=nitride-vm-i-0', '--', 'qemu', '-m', '1']);
-    else expect(under).toEqual(['qemu', '-m', '1']);
+  const jail = ['unshare', '--mount', '--', 'qemu'];
+  const limits = vmLimits(256, 2, 'tcg');
+  it('runs the jail directly outside systemd, in its own scope with the limits under systemd', () => {
+    expect(launchCommand(jail, 'i-0', limits, {})).toEqual(jail);
+    const under = launchCommand(jail, 'i-0', limits, { INVOCATION_ID: 'x' });
+    if (under[0] === '/usr/bin/systemd-run') {
+      expect(under).toEqual(['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', '--unit=nitride-vm-i-0', '-p', `MemoryMax=${(256 + 384) << 20}`, '-p', 'CPUQuota=250%', '--', ...jail]);
+    } else expect(under).toEqual(jail);
+  });
+});
+
+describe('the jail (pure parts)', () => {
+  it('uid ranges: FIRST-LAST, never root or nobody', () => {
+    expect(parseUidRange('200000-200009')).toEqual({ first: 200000, last: 200009 });
+    expect(parseUidRange(DEFAULT_VM_UID_RANGE).first).toBeGreaterThan(65534);
+    for (const bad of ['0-10', '10-5', '65000-66000', 'x', '1-2-3', '1-4294967295']) expect(() => parseUidRange(bad), bad).toThrow(/--vm-uid-range/);
+  });
+
+  it('allocation: the lowest uid neither running VMs nor host accounts hold; none left is undefined', () => {
+    const accounts = accountIds('root:x:0:0::/root:/bin/sh\nodd:x:200001:200002::/:/bin/false\n', 'grp:x:200003:\n');
+    expect([...accounts].sort()).toEqual([0, 200001, 200002, 200003]);
+    const range = { first: 200000, last: 200004 };
+    expect(allocateUid(range, new Set([...accounts, 200000]))).toBe(200004);
+    expect(allocateUid(range, new Set([...accounts, 200000, 200004]))).toBeUndefined();
+  });
+
+  it('the command: own mount namespace, cgroups joined, /dev nodes, then QEMU as the uid via setpriv', () => {
+    const argv = jailCommand({ root: '/s/vm x/root', uid: 200000, cgroupProcs: ['/cg/a/cgroup.procs'], devices: jailDevices('tcg'), qemu: '/usr/bin/qemu-system-x86_64', args: ['-m', '1'] });
+    expect(argv.slice(0, 5)).toEqual(['unshare', '--mount', '--propagation', 'private', '--']);
+    expect(argv.slice(8)).toEqual(['nitride-vm-jail', '/s/vm x/root', '200000', '/cg/a/cgroup.procs', '--', 'null', 'zero', 'urandom', '--', '/usr/bin/qemu-system-x86_64', '-m', '1']);
+    expect(JAIL_SCRIPT).toMatch(/setpriv --reuid="\$uid" --regid="\$uid" --clear-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all --no-new-privs/);
+    expect(jailDevices('kvm')).toContain('kvm');
+  });
+
+  it('the capabilities the daemon needs to build a jail: all of root, some missing under a sandboxed unit', () => {
+    expect(missingJailCaps('Name:\tnode\nCapEff:\t000001ffffffffff\n')).toEqual([]);
+    // nitride.service: CAP_NET_ADMIN (12) and CAP_NET_RAW (13) only.
+    expect(missingJailCaps('CapEff:\t0000000000003000\n')).toEqual(['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP', 'CAP_SYS_CHROOT', 'CAP_SYS_ADMIN']);
+    expect(missingJailCaps('CapEff:\t00000000001fffff\n')).toEqual(['CAP_SYS_ADMIN']);
   });
 });

@@ -27,6 +27,7 @@ export function daemonCommand(): Command {
     .option('--ceph-timeout <seconds>', 'cluster requests fail (EIO) after this long, 1-300 (default 25)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--host-id <name>', 'this host\'s name in the locks of the rbd volumes it attaches (default: the hostname)')
     .addOption(new Option('--ebs-store <store>', 'where ebs volumes go without --store (default rbd with --ceph-conf, else local)').choices(['rbd', 'local']))
+    .option('--vm-uid-range <first-last>', 'uids (and gids) for guests\' QEMUs, one per running VM, never shared (default 1879048192-1879113727)')
     .option('--metrics-listen <host:port>', 'also serve GET /metrics on this loopback TCP address (e.g. 127.0.0.1:9464)')
     .action(async (options: DaemonCliOptions) => {
       const { runDaemon } = await import('../lazy/daemon.js');

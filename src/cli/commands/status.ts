@@ -43,6 +43,7 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
     'nbd socket': s.nbd.socket,
     'nbd tcp': s.nbd.tcp,
     'nbd connections': s.nbd.connections,
+    'nbd guest peers refused': s.nbd.guestPeersRefused || undefined,
     'kms socket': s.kmsSocket,
     'kms endpoint': s.kmsEndpoint ?? undefined,
     'metrics tcp': s.metrics.tcp,

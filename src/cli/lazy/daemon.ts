@@ -29,6 +29,7 @@ export interface DaemonCliOptions {
   cephTimeout?: number;
   hostId?: string;
   ebsStore?: 'rbd' | 'local';
+  vmUidRange?: string;
 }
 
 /** Run the daemon in the foreground until SIGTERM/SIGINT. */
