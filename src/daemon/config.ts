@@ -61,6 +61,10 @@ const FileSchema = z
     ceph_id: z.string().min(1).optional(),
     ceph_timeout: z.number().optional(),
     ebs_store: z.enum(['rbd', 'local']).optional(),
+    fleet_endpoints: z.array(z.string()).optional(),
+    fleet_ca: z.string().min(1).optional(),
+    fleet_cert: z.string().min(1).optional(),
+    fleet_key: z.string().min(1).optional(),
   })
   .strict();
 
@@ -101,8 +105,19 @@ export interface DaemonConfig {
   ceph?: CephConfig;
   /** Where `volume create --type ebs` puts a volume without --store (rbd once ceph is set). */
   ebsStore: 'rbd' | 'local';
+  /** Fleet mode: the etcd cluster holding host records and the VPC model (absent: standalone). */
+  fleet?: FleetConfig;
   /** The file the values came from, if any (for status output). */
   configFile?: string;
+}
+
+export interface FleetConfig {
+  /** etcd client URLs, https://HOST:PORT. */
+  endpoints: string[];
+  /** PEM files (absolute paths): the CA that signed the members' certificates, this host's client certificate and key. */
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 export interface CephConfig {
@@ -120,7 +135,11 @@ export interface CephConfig {
 export const DEFAULT_CEPH_TIMEOUT = 25;
 
 /** What flags may set; undefined means "not given". */
-export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile' | 'ceph'>> & {
+export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile' | 'ceph' | 'fleet'>> & {
+  fleetEndpoints?: string[];
+  fleetCa?: string;
+  fleetCert?: string;
+  fleetKey?: string;
   config?: string;
   cephConf?: string;
   cephPool?: string;
@@ -166,6 +185,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   const ceph = cephConfig(flags, file);
   const ebsStore = flags.ebsStore ?? file?.ebs_store ?? (ceph ? 'rbd' : 'local');
   if (ebsStore === 'rbd' && !ceph) throw new UsageError('ebs_store = "rbd" needs a Ceph cluster (--ceph-conf)');
+  const fleet = fleetConfig(flags, file);
   const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
     stateDir,
@@ -184,6 +204,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     ...(metricsListen !== undefined ? { metricsListen } : {}),
     ...(ceph ? { ceph } : {}),
     ebsStore,
+    ...(fleet ? { fleet } : {}),
     ...(file ? { configFile: fileName } : {}),
   };
 }
@@ -200,6 +221,25 @@ function cephConfig(flags: DaemonFlags, file: z.infer<typeof FileSchema> | undef
   if (!path.isAbsolute(conf)) throw new UsageError(`--ceph-conf must be an absolute path, got ${conf}`);
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 300) throw new UsageError('--ceph-timeout must be whole seconds from 1 to 300');
   return { conf, pool: pool ?? 'rbd', id: id ?? 'admin', timeoutSeconds };
+}
+
+function fleetConfig(flags: DaemonFlags, file: z.infer<typeof FileSchema> | undefined): FleetConfig | undefined {
+  const endpoints = flags.fleetEndpoints ?? file?.fleet_endpoints;
+  const files = { ca: flags.fleetCa ?? file?.fleet_ca, cert: flags.fleetCert ?? file?.fleet_cert, key: flags.fleetKey ?? file?.fleet_key };
+  if (endpoints === undefined) {
+    if (Object.values(files).some((f) => f !== undefined)) throw new UsageError('--fleet-ca, --fleet-cert and --fleet-key need --fleet-endpoints');
+    return undefined;
+  }
+  if (endpoints.length === 0) throw new UsageError('--fleet-endpoints needs at least one URL');
+  for (const url of endpoints) {
+    const m = /^https:\/\/([^/]+)\/?$/.exec(url);
+    if (!m || endpointOrNull(m[1]!) === null) throw new UsageError(`--fleet-endpoints: '${url}' is not https://HOST:PORT (etcd is reached over TLS only)`);
+  }
+  for (const [name, f] of Object.entries(files)) {
+    if (f === undefined) throw new UsageError(`--fleet-endpoints needs --fleet-${name} (etcd is reached with a client certificate)`);
+    if (!path.isAbsolute(f)) throw new UsageError(`--fleet-${name} must be an absolute path, got ${f}`);
+  }
+  return { endpoints, ca: files.ca!, cert: files.cert!, key: files.key! };
 }
 
 async function readConfigFile(fileName: string, required: boolean): Promise<z.infer<typeof FileSchema> | undefined> {

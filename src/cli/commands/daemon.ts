@@ -26,6 +26,10 @@ export function daemonCommand(): Command {
     .option('--ceph-id <name>', 'cephx client id, without "client." (default admin)')
     .option('--ceph-timeout <seconds>', 'cluster requests fail (EIO) after this long, 1-300 (default 25)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .addOption(new Option('--ebs-store <store>', 'where ebs volumes go without --store (default rbd with --ceph-conf, else local)').choices(['rbd', 'local']))
+    .option('--fleet-endpoints <url,...>', 'fleet mode: the etcd cluster (https://HOST:PORT,...) holding host records and the VPC model', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--fleet-ca <file>', 'CA certificate of the etcd members (PEM, absolute path)')
+    .option('--fleet-cert <file>', 'this host\'s etcd client certificate (PEM; its CN is the host id)')
+    .option('--fleet-key <file>', 'the key of --fleet-cert (PEM)')
     .option('--metrics-listen <host:port>', 'also serve GET /metrics on this loopback TCP address (e.g. 127.0.0.1:9464)')
     .action(async (options: DaemonCliOptions) => {
       const { runDaemon } = await import('../lazy/daemon.js');

@@ -28,6 +28,10 @@ export interface DaemonCliOptions {
   cephId?: string;
   cephTimeout?: number;
   ebsStore?: 'rbd' | 'local';
+  fleetEndpoints?: string[];
+  fleetCa?: string;
+  fleetCert?: string;
+  fleetKey?: string;
 }
 
 /** Run the daemon in the foreground until SIGTERM/SIGINT. */
