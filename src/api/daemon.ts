@@ -2,6 +2,7 @@
  * The daemon itself: `GET /v1/status` → DaemonStatus, `PUT /v1/log-level` SetLogLevelRequest
  * → LogLevelChange, `GET /metrics` → Prometheus text (exposition.ts parses it).
  */
+import type { FleetStatus } from './fleet.js';
 import type { VpcStatus } from './vpc.js';
 
 export const DAEMON_API = {
@@ -45,5 +46,7 @@ export interface DaemonStatus {
   metrics: { tcp: string | null };
   volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
   vpc: VpcStatus;
+  /** Fleet mode only. */
+  fleet: FleetStatus | null;
   vms: { total: number; running: number };
 }

@@ -28,6 +28,7 @@ export const VERBS: Record<string, () => Promise<Command>> = {
   eni: async () => (await import('./commands/eni.js')).eniCommand(),
   sg: async () => (await import('./commands/sg.js')).sgCommand(),
   peer: async () => (await import('./commands/peer.js')).peerCommand(),
+  fleet: async () => (await import('./commands/fleet.js')).fleetCommand(),
   key: async () => (await import('./commands/key.js')).keyCommand(),
   'nbd-proxy': async () => (await import('./commands/nbd-proxy.js')).nbdProxyCommand(),
   vm: async () => (await import('./commands/vm.js')).vmCommand(),

@@ -36,6 +36,8 @@ import { CountingKeyProvider } from '../metrics/kms-calls.js';
 import { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import { serveMetrics, type MetricsEndpoints } from '../metrics/serve.js';
 import { FdStore } from '../common/fd-store.js';
+import { Fleet } from '../fleet/fleet.js';
+import { registerFleetRoutes } from './routes/fleet.js';
 
 export class Daemon {
   private readonly startedAt = new Date();
@@ -54,6 +56,7 @@ export class Daemon {
     private readonly images: ImageAllowlist,
     private readonly vms: VmManager,
     private readonly network: NetworkKms | undefined,
+    private readonly fleet: Fleet | undefined,
   ) {}
 
   /** Take the state dir, open the audit log, register routes, listen, and tell systemd we are ready. */
@@ -107,6 +110,9 @@ export class Daemon {
       await vpc.load();
       vpcForKey = vpc;
       undo(() => vpc.close());
+      // Fleet mode: the model and the peers come from etcd (or the snapshot while it is down).
+      const fleet = config.fleet ? await Fleet.start({ tls: config.fleet, vpc, vpcListen: config.vpcListen, snapshotFile: state.file('fleet.json'), logger }) : undefined;
+      if (fleet) undo(() => fleet.close());
       const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
       await images.load();
       // Re-adopts the QEMU processes a previous daemon started (they outlive it).
@@ -115,7 +121,7 @@ export class Daemon {
       undo(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });
       const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
-      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms, network);
+      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms, network, fleet);
       daemon.registerRoutes();
       // The control socket first: a second daemon pointed at it is refused before it touches anything else.
       await control.listen();
@@ -132,6 +138,7 @@ export class Daemon {
       // attempt is over: every local ENI has its port in the engine. A VPC that cannot start
       // (KMS unreachable) does not hold readiness: it retries on its own and STATUS= says so.
       await vpc.start();
+      fleet?.register();
       // What the previous run stored and this one did not take over is no longer configured.
       // (While the VPC is down its ENIs' sockets go too: it makes new ones when it comes up.)
       fdStore?.dropUnadopted();
@@ -146,6 +153,8 @@ export class Daemon {
     const all = this.volumes.describeAll();
     const vpc = this.vpc.status();
     const problems = vpc.state === 'up' ? [] : [`VPC down: ${vpc.message ?? 'not started'}`];
+    const fleetProblem = this.fleet?.problem();
+    if (fleetProblem) problems.push(fleetProblem);
     return {
       version: VERSION,
       pid: process.pid,
@@ -169,6 +178,7 @@ export class Daemon {
         ephemeral: all.filter((v) => v.type === 'ephemeral').length,
       },
       vpc,
+      fleet: this.fleet?.status() ?? null,
       vms: this.vms.status(),
     };
   }
@@ -184,6 +194,8 @@ export class Daemon {
       ['nbd', () => this.nbd.close()],
       // Ephemeral volumes of running VMs are handed over (live update), the others wiped.
       ['volumes', () => this.volumes.close(this.vms.volumesInUse())],
+      // The lease is revoked: peers drop this host now, not after the TTL.
+      ['fleet', async () => this.fleet?.close()],
       // Ports go away, netdevs stay (guests survive a restart).
       ['vpc', () => this.vpc.close()],
       ['kms', async () => this.network?.close()],
@@ -198,6 +210,7 @@ export class Daemon {
     registerVpcRoutes(this.control, this.vpc);
     registerSecurityGroupRoutes(this.control, this.vpc);
     registerVmRoutes(this.control, this.vms, this.images);
+    registerFleetRoutes(this.control, this.fleet);
     this.control.register({ method: 'GET', path: DAEMON_API.status, handle: () => this.status() });
     this.control.register({
       method: 'PUT',

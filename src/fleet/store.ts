@@ -106,9 +106,13 @@ export class FleetStore {
     return { succeeded: res.succeeded, revision: Number(res.header.revision) };
   }
 
-  /** Watch `prefix` from `fromRevision` (inclusive); the caller handles the watcher's events. */
-  watch(prefix: string, fromRevision: number): Promise<Watcher> {
-    return this.client.watch().prefix(prefix).startRevision(String(fromRevision)).create();
+  /**
+   * Watch `prefix` from `fromRevision` (inclusive); the caller handles the watcher's events (a
+   * compacted `fromRevision` ends it with an 'error'). The client re-establishes the stream
+   * itself after a disconnection, from the last revision it delivered.
+   */
+  watch(prefix: string, fromRevision: number): Watcher {
+    return this.client.watch().prefix(prefix).startRevision(String(fromRevision)).watcher();
   }
 
   lease(ttlSeconds: number): Lease {

@@ -45,7 +45,7 @@ describe.skipIf(!canRun)('etcd harness and fleet store', () => {
     // A compare-and-swap on the mod revision.
     const swap = await store.txn({ guards: [{ key: '/t/x', target: 'Mod', revision: listed.kvs[0]!.modRevision }], puts: [{ key: '/t/x', value: '3' }] });
     expect(swap.succeeded).toBe(true);
-    const watcher = await store.watch('/t/', first.revision);
+    const watcher = store.watch('/t/', first.revision);
     const seen: string[] = [];
     await new Promise<void>((resolve) => {
       watcher.on('put', (kv) => {
