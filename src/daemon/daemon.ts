@@ -194,7 +194,7 @@ export class Daemon {
       ['nbd', () => this.nbd.close()],
       // Ephemeral volumes of running VMs are handed over (live update), the others wiped.
       ['volumes', () => this.volumes.close(this.vms.volumesInUse())],
-      // The lease is revoked: peers drop this host now, not after the TTL.
+      // The host record stays until its lease expires (a restart keeps its peers).
       ['fleet', async () => this.fleet?.close()],
       // Ports go away, netdevs stay (guests survive a restart).
       ['vpc', () => this.vpc.close()],

@@ -40,11 +40,15 @@ export class HostRegistration {
     void this.attempt();
   }
 
+  /**
+   * Stop keeping the lease alive, without revoking it: a daemon restarting (a live update, or
+   * while etcd is down) stays in its peers' views and keeps its sessions; a host that does not
+   * come back drops out when the lease expires.
+   */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
-    // Revoked: peers drop this host at once instead of after the TTL.
-    await this.lease?.revoke().catch(() => {});
+    this.lease?.release();
   }
 
   private retry(): void {
