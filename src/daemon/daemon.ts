@@ -132,7 +132,7 @@ export class Daemon {
         const { host, port } = parseEndpoint(config.nbdListen, '--nbd-listen');
         volumes.tcpEndpoint = formatEndpoint({ host, port: await nbd.listenTcp(host, port, kept('nbd-tcp')) });
       }
-      daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount }), config.metricsListen, kept('metrics'));
+      daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount, ...(fleet ? { fleet } : {}) }), config.metricsListen, kept('metrics'));
       undo(() => daemon.metrics.close());
       // Ready once every volume is served (the NBD sockets listen) and the VPC's first start
       // attempt is over: every local ENI has its port in the engine. A VPC that cannot start

@@ -185,6 +185,7 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
     ];
     for (const [k, v] of puts) expect((await etcd.etcdctl(['put', k, v])).code).toBe(0);
     await waitFor('four records counted on h2', async () => (await statusOf(hosts[1]!)).counters.badRecords >= before + 4);
+    expect((await hosts[1]!.cli(['metrics'])).stdout).toMatch(new RegExp(`^nitride_fleet_bad_records_total ${before + 4}$`, 'm'));
     expect((await hostsOf(hosts[1]!)).map((h) => h.hostId)).toEqual(['h1', 'h2', 'h3']);
     expect((await hosts[1]!.json<EniInfo[]>(['eni', 'list'])).some((e) => /^eni-0000000000000bad/.test(e.id))).toBe(false);
     expect(readFileSync(path.join(scratch.dir, 'h2', 'state', 'fleet.json'), 'utf8')).toContain('"revision"');
@@ -204,6 +205,9 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
     expect(refused.code).not.toBe(0);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
     expect(refused.stderr).toMatch(/etcd unreachable since .*refused/);
+    const metrics = (await hosts[0]!.cli(['metrics'])).stdout;
+    expect(metrics).toMatch(/^nitride_fleet_degraded 1$/m);
+    expect(metrics).toMatch(/^nitride_fleet_hosts 3$/m);
     for (const from of guests) for (const to of guests) if (from !== to) expect(await ping(from.ns, to.ip, 2)).toBeGreaterThanOrEqual(1);
     // DHCP answers from the kept view.
     const renew = await run('ip', ['netns', 'exec', guests[1]!.ns, 'busybox', 'udhcpc', '-i', guests[1]!.ifname, '-n', '-q', '-f', '-t', '3', '-T', '2', '-s', '/bin/true']);
@@ -238,7 +242,9 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
       const st = await statusOf(h3);
       expect(st.state).toBe('degraded');
       expect((await h3.json<EniInfo[]>(['eni', 'list'])).some((x) => x.id === made)).toBe(true);
-      expect(await ping(guests[2]!.ns, guests[0]!.ip, 2)).toBeGreaterThanOrEqual(1);
+      // Its peers come from the snapshot: the handshake with h1 needs no etcd.
+      await waitFor('a session with h1 from the snapshot', async () => (await hostsOf(h3)).find((x) => x.hostId === 'h1')?.session === 'established');
+      expect(await ping(guests[2]!.ns, guests[0]!.ip, 3)).toBeGreaterThanOrEqual(1);
     } finally {
       await etcd.startAll();
     }

@@ -38,6 +38,8 @@ export interface EtcdCluster {
   clientCert(user: string): Promise<EtcdClientCert>;
   /** `etcdctl ARGS…` as `user` (default root) against every member; never rejects for a non-zero exit. */
   etcdctl(args: string[], user?: string): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** scripts/fleet-etcd-rbac.sh ARGS… as root (enable | host ID…); rejects on failure. */
+  rbac(args: string[]): Promise<string>;
   /** Kill one member (SIGKILL by default) and wait for it to exit. */
   stopMember(index: number, signal?: NodeJS.Signals): Promise<void>;
   /** Start a stopped member again on its data directory. */
@@ -66,6 +68,8 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+const RBAC_SCRIPT = path.resolve(import.meta.dirname, '../../scripts/fleet-etcd-rbac.sh');
 
 const openssl = (dir: string, args: string[]) => runOk('openssl', args, { env: { RANDFILE: path.join(dir, '.rnd') } });
 
@@ -138,6 +142,11 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdCluster>
       const c = await cluster.clientCert(user);
       const [cmd, argv] = inNs('etcdctl', [`--endpoints=${cluster.endpoints.join(',')}`, `--cacert=${c.ca}`, `--cert=${c.cert}`, `--key=${c.key}`, '--command-timeout=10s', ...args]);
       return run(cmd, argv, { env: { ETCDCTL_API: '3' }, timeoutMs: 30_000 });
+    },
+    async rbac(args) {
+      const c = await cluster.clientCert('root');
+      const [cmd, argv] = inNs('bash', [RBAC_SCRIPT, ...args]);
+      return runOk(cmd, argv, { env: { ETCDCTL_ENDPOINTS: cluster.endpoints.join(','), ETCDCTL_CACERT: c.ca, ETCDCTL_CERT: c.cert, ETCDCTL_KEY: c.key } });
     },
     async stopMember(index, signal = 'SIGKILL') {
       const p = members[index]!.process;
