@@ -21,7 +21,7 @@ import { endpointOrNull } from '../common/endpoint.js';
 import { LOCAL_HOST_ID, PEER_NAME_PATTERN, type EniKind } from '../api/vpc.js';
 import { decodeKey, encodeKey } from '../vpc/handshake.js';
 import type { PeerRecord } from '../vpc/manager.js';
-import { VpcModel, type EniRecord } from '../vpc/model.js';
+import { EniStateRecord, SubnetStateRecord, VpcModel, VpcStateRecord, type EniRecord } from '../vpc/model.js';
 import type { StoredKv } from './store.js';
 
 export const FLEET_PREFIX = '/nitride/';
@@ -68,23 +68,9 @@ export const HostRecordSchema = z
     version: z.string().max(64),
   })
   .strict();
-const VpcSchema = z.object({ id: z.string(), cidr: z.string(), name: z.string().optional() }).strict();
-const SubnetSchema = z.object({ id: z.string(), vpcId: z.string(), cidr: z.string(), name: z.string().optional() }).strict();
-const EniSchema = z
-  .object({
-    id: z.string(),
-    vpcId: z.string(),
-    subnetId: z.string(),
-    mac: z.string(),
-    privateIp: z.string(),
-    sourceDestCheck: z.boolean(),
-    hostInterface: z.string(),
-    hostId: HostId,
-    description: z.string().optional(),
-    securityGroups: z.array(z.string()),
-    kind: z.enum(['tap', 'veth']).optional(),
-  })
-  .strict();
+const VpcSchema = VpcStateRecord;
+const SubnetSchema = SubnetStateRecord;
+const EniSchema = EniStateRecord.extend({ hostId: HostId, securityGroups: z.array(z.string()), kind: z.enum(['tap', 'veth']).optional() });
 
 /** A record left out of the view, and why (one line). */
 export interface BadRecord {
