@@ -4,5 +4,5 @@
 # Extra arguments go to vitest, e.g. `./scripts/test.sh test/nbd`.
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
-bootstrap "${NBD_CLIENT_PACKAGES[@]}" "${VPC_PACKAGES[@]}" "${VM_PACKAGES[@]}" "${SYSTEMD_PACKAGES[@]}" "${CEPH_PACKAGES[@]}"
+bootstrap "${NBD_CLIENT_PACKAGES[@]}" "${VPC_PACKAGES[@]}" "${VM_PACKAGES[@]}" "${SYSTEMD_PACKAGES[@]}" "${CEPH_PACKAGES[@]}" "${ETCD_PACKAGES[@]}"
 exec npx --no-install vitest run "$@"

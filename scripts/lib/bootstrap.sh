@@ -81,6 +81,10 @@ SYSTEMD_PACKAGES=(systemd systemd-container debootstrap)
 # (scripts/lib/ceph-one-node.sh), QEMU's rbd driver for the benchmark's peer, uuidgen.
 CEPH_PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-common uuid-runtime qemu-block-extra)
 
+# etcd (fleet mode): the members of test clusters and the demo's, and etcdctl for their setup
+# (RBAC) and checks. Debian's 3.4; the fleet needs etcd >= 3.4.
+ETCD_PACKAGES=(etcd-server etcd-client openssl)
+
 # bootstrap PKG... : everything a script needs before it runs nitride: root, Node, the
 # Debian packages named (plus BASE_PACKAGES), node_modules, the addon and dist/; then cd to
 # the checkout.

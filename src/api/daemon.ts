@@ -2,6 +2,7 @@
  * The daemon itself: `GET /v1/status` → DaemonStatus, `PUT /v1/log-level` SetLogLevelRequest
  * → LogLevelChange, `GET /metrics` → Prometheus text (exposition.ts parses it).
  */
+import type { FleetStatus } from './fleet.js';
 import type { VpcStatus } from './vpc.js';
 
 export const DAEMON_API = {
@@ -48,6 +49,8 @@ export interface DaemonStatus {
   /** The Ceph store of rbd volumes (null: none configured). */
   ceph: CephStatus | null;
   vpc: VpcStatus;
+  /** Fleet mode only. */
+  fleet: FleetStatus | null;
   vms: { total: number; running: number };
 }
 

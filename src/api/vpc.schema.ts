@@ -32,7 +32,7 @@ export const CreateEniBody: z.ZodType<CreateEniRequest> = z
   })
   .strict();
 export const ModifyEniBody: z.ZodType<ModifyEniRequest> = z
-  .object({ sourceDestCheck: z.boolean().optional(), description: Description.optional(), securityGroups: SecurityGroups.optional(), tcpEstablishedTimeout: z.number().int().optional() })
+  .object({ sourceDestCheck: z.boolean().optional(), hostId: PeerName.optional(), description: Description.optional(), securityGroups: SecurityGroups.optional(), tcpEstablishedTimeout: z.number().int().optional() })
   .strict();
 export const AddPeerBody: z.ZodType<AddPeerRequest> = z
   .object({ name: PeerName, endpoint: z.string().min(3).max(64), publicKey: z.string().max(64), plaintext: z.boolean().optional() })

@@ -96,6 +96,8 @@ export interface CreateEniRequest {
 
 export interface ModifyEniRequest {
   sourceDestCheck?: boolean;
+  /** Fleet mode: the host the ENI moves to (`eni move`); every host follows. */
+  hostId?: string;
   description?: string;
   /** Replaces the ENI's groups (1–5); applies to new flows at once, tracked flows continue. */
   securityGroups?: string[];

@@ -31,6 +31,7 @@ export const VERBS: Record<string, () => Promise<Command>> = {
   nacl: async () => (await import('./commands/nacl.js')).naclCommand(),
   'flow-logs': async () => (await import('./commands/flow-logs.js')).flowLogsCommand(),
   peer: async () => (await import('./commands/peer.js')).peerCommand(),
+  fleet: async () => (await import('./commands/fleet.js')).fleetCommand(),
   key: async () => (await import('./commands/key.js')).keyCommand(),
   'nbd-proxy': async () => (await import('./commands/nbd-proxy.js')).nbdProxyCommand(),
   vm: async () => (await import('./commands/vm.js')).vmCommand(),

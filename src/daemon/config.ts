@@ -66,6 +66,10 @@ const FileSchema = z
     host_id: z.string().optional(),
     ebs_store: z.enum(['rbd', 'local']).optional(),
     vm_uid_range: z.string().optional(),
+    fleet_endpoints: z.array(z.string()).optional(),
+    fleet_ca: z.string().min(1).optional(),
+    fleet_cert: z.string().min(1).optional(),
+    fleet_key: z.string().min(1).optional(),
   })
   .strict();
 
@@ -108,8 +112,19 @@ export interface DaemonConfig {
   ebsStore: 'rbd' | 'local';
   /** uids (= gids) for guests' QEMUs, FIRST-LAST, one per running VM (default DEFAULT_VM_UID_RANGE). */
   vmUidRange: string;
+  /** Fleet mode: the etcd cluster holding host records and the VPC model (absent: standalone). */
+  fleet?: FleetConfig;
   /** The file the values came from, if any (for status output). */
   configFile?: string;
+}
+
+export interface FleetConfig {
+  /** etcd client URLs, https://HOST:PORT. */
+  endpoints: string[];
+  /** PEM files (absolute paths): the CA that signed the members' certificates, this host's client certificate and key. */
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 export interface CephConfig {
@@ -129,7 +144,11 @@ export interface CephConfig {
 export const DEFAULT_CEPH_TIMEOUT = 25;
 
 /** What flags may set; undefined means "not given". */
-export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile' | 'ceph'>> & {
+export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile' | 'ceph' | 'fleet'>> & {
+  fleetEndpoints?: string[];
+  fleetCa?: string;
+  fleetCert?: string;
+  fleetKey?: string;
   config?: string;
   cephConf?: string;
   cephPool?: string;
@@ -178,6 +197,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if (ebsStore === 'rbd' && !ceph) throw new UsageError('ebs_store = "rbd" needs a Ceph cluster (--ceph-conf)');
   const vmUidRange = flags.vmUidRange ?? file?.vm_uid_range ?? DEFAULT_VM_UID_RANGE;
   parseUidRange(vmUidRange);
+  const fleet = fleetConfig(flags, file);
   const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
     stateDir,
@@ -197,6 +217,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     ...(ceph ? { ceph } : {}),
     ebsStore,
     vmUidRange,
+    ...(fleet ? { fleet } : {}),
     ...(file ? { configFile: fileName } : {}),
   };
 }
@@ -215,6 +236,25 @@ function cephConfig(flags: DaemonFlags, file: z.infer<typeof FileSchema> | undef
   const hostId = flags.hostId ?? file?.host_id ?? os.hostname().split('.')[0]!;
   if (!PEER_NAME_PATTERN.test(hostId)) throw new UsageError(`--host-id '${hostId}' must be 1-63 letters, digits, . _ - (starting with a letter or digit)`);
   return { conf, pool: pool ?? 'rbd', id: id ?? 'admin', timeoutSeconds, hostId };
+}
+
+function fleetConfig(flags: DaemonFlags, file: z.infer<typeof FileSchema> | undefined): FleetConfig | undefined {
+  const endpoints = flags.fleetEndpoints ?? file?.fleet_endpoints;
+  const files = { ca: flags.fleetCa ?? file?.fleet_ca, cert: flags.fleetCert ?? file?.fleet_cert, key: flags.fleetKey ?? file?.fleet_key };
+  if (endpoints === undefined) {
+    if (Object.values(files).some((f) => f !== undefined)) throw new UsageError('--fleet-ca, --fleet-cert and --fleet-key need --fleet-endpoints');
+    return undefined;
+  }
+  if (endpoints.length === 0) throw new UsageError('--fleet-endpoints needs at least one URL');
+  for (const url of endpoints) {
+    const m = /^https:\/\/([^/]+)\/?$/.exec(url);
+    if (!m || endpointOrNull(m[1]!) === null) throw new UsageError(`--fleet-endpoints: '${url}' is not https://HOST:PORT (etcd is reached over TLS only)`);
+  }
+  for (const [name, f] of Object.entries(files)) {
+    if (f === undefined) throw new UsageError(`--fleet-endpoints needs --fleet-${name} (etcd is reached with a client certificate)`);
+    if (!path.isAbsolute(f)) throw new UsageError(`--fleet-${name} must be an absolute path, got ${f}`);
+  }
+  return { endpoints, ca: files.ca!, cert: files.cert!, key: files.key! };
 }
 
 async function readConfigFile(fileName: string, required: boolean): Promise<z.infer<typeof FileSchema> | undefined> {

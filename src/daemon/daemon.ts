@@ -40,6 +40,8 @@ import { CountingKeyProvider } from '../metrics/kms-calls.js';
 import { DaemonMetrics } from '../metrics/daemon-metrics.js';
 import { serveMetrics, type MetricsEndpoints } from '../metrics/serve.js';
 import { FdStore } from '../common/fd-store.js';
+import { Fleet } from '../fleet/fleet.js';
+import { registerFleetRoutes } from './routes/fleet.js';
 
 export class Daemon {
   private readonly startedAt = new Date();
@@ -58,6 +60,7 @@ export class Daemon {
     private readonly images: ImageAllowlist,
     private readonly vms: VmManager,
     private readonly network: NetworkKms | undefined,
+    private readonly fleet: Fleet | undefined,
   ) {}
 
   /** Take the state dir, open the audit log, register routes, listen, and tell systemd we are ready. */
@@ -112,6 +115,9 @@ export class Daemon {
       await vpc.load();
       vpcForKey = vpc;
       undo(() => vpc.close());
+      // Fleet mode: the model and the peers come from etcd (or the snapshot while it is down).
+      const fleet = config.fleet ? await Fleet.start({ tls: config.fleet, vpc, vpcListen: config.vpcListen, snapshotFile: state.file('fleet.json'), logger }) : undefined;
+      if (fleet) undo(() => fleet.close());
       const images = new ImageAllowlist(state.file('images.json'), state.file('images'));
       await images.load();
       // Re-adopts the QEMU processes a previous daemon started (they outlive it).
@@ -120,7 +126,7 @@ export class Daemon {
       await vms.load();
       undo(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });
-      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms, network);
+      const daemon = new Daemon(config, logger, state, audit, control, volumes, nbd, vpc, images, vms, network, fleet);
       daemon.registerRoutes();
       // The control socket first: a second daemon pointed at it is refused before it touches anything else.
       await control.listen();
@@ -132,12 +138,13 @@ export class Daemon {
         const { host, port } = parseEndpoint(config.nbdListen, '--nbd-listen');
         volumes.tcpEndpoint = formatEndpoint({ host, port: await nbd.listenTcp(host, port, kept('nbd-tcp')) });
       }
-      daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount }), config.metricsListen, kept('metrics'));
+      daemon.metrics = await serveMetrics(control, new DaemonMetrics({ volumes, vpc, kms, nbdConnections: () => nbd.connectionCount, ...(fleet ? { fleet } : {}) }), config.metricsListen, kept('metrics'));
       undo(() => daemon.metrics.close());
       // Ready once every volume is served (the NBD sockets listen) and the VPC's first start
       // attempt is over: every local ENI has its port in the engine. A VPC that cannot start
       // (KMS unreachable) does not hold readiness: it retries on its own and STATUS= says so.
       await vpc.start();
+      fleet?.register();
       // What the previous run stored and this one did not take over is no longer configured.
       // (While the VPC is down its ENIs' sockets go too: it makes new ones when it comes up.)
       fdStore?.dropUnadopted();
@@ -154,6 +161,8 @@ export class Daemon {
     const ceph = this.volumes.cephHealth();
     const problems = vpc.state === 'up' ? [] : [`VPC down: ${vpc.message ?? 'not started'}`];
     if (ceph?.reachable === false) problems.push(`Ceph unreachable (pool ${ceph.pool}): ${ceph.error}`);
+    const fleetProblem = this.fleet?.problem();
+    if (fleetProblem) problems.push(fleetProblem);
     return {
       version: VERSION,
       pid: process.pid,
@@ -178,6 +187,7 @@ export class Daemon {
       },
       ceph,
       vpc,
+      fleet: this.fleet?.status() ?? null,
       vms: this.vms.status(),
     };
   }
@@ -193,6 +203,8 @@ export class Daemon {
       ['nbd', () => this.nbd.close()],
       // Ephemeral volumes of running VMs are handed over (live update), the others wiped.
       ['volumes', () => this.volumes.close(this.vms.volumesInUse())],
+      // The host record stays until its lease expires (a restart keeps its peers).
+      ['fleet', async () => this.fleet?.close()],
       // Ports go away, netdevs stay (guests survive a restart).
       ['vpc', () => this.vpc.close()],
       ['kms', async () => this.network?.close()],
@@ -210,6 +222,7 @@ export class Daemon {
     registerNetworkAclRoutes(this.control, this.vpc);
     registerFlowLogRoutes(this.control, this.vpc);
     registerVmRoutes(this.control, this.vms, this.images);
+    registerFleetRoutes(this.control, this.fleet);
     this.control.register({ method: 'GET', path: DAEMON_API.status, handle: () => this.status() });
     this.control.register({
       method: 'PUT',

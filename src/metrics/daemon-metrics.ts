@@ -12,6 +12,7 @@ import type { VpcNamedStats } from '../api/vpc.js';
 import type { VpcManager } from '../vpc/manager.js';
 import type { VpcObservation } from '../vpc/stats.js';
 import type { CountingKeyProvider } from './kms-calls.js';
+import type { Fleet } from '../fleet/fleet.js';
 import { registerFamily, type Family, type Sample } from './prom-family.js';
 
 export const METRICS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
@@ -21,6 +22,8 @@ export interface MetricSources {
   vpc: Pick<VpcManager, 'observe'>;
   kms: CountingKeyProvider;
   nbdConnections: () => number;
+  /** Fleet mode only. */
+  fleet?: Pick<Fleet, 'status'>;
 }
 
 /** What one scrape reads of the volumes and the VPC: read once, so that every family agrees. */
@@ -46,6 +49,7 @@ export class DaemonMetrics {
     this.family('nitride_kms_calls_total', 'Calls from the daemon to the KMS, by operation and outcome (ok or error code).', 'counter', () =>
       [...sources.kms.calls.values()].map((c) => ({ labels: { operation: c.operation, outcome: c.outcome }, value: c.count })),
     );
+    if (sources.fleet) this.fleetFamilies(sources.fleet);
     this.family('nitride_rbd_bad_records_total', 'RBD images in the volumes pool whose nitride record was missing fields, malformed or for another image: ignored.', 'counter', () => [
       { labels: {}, value: sources.volumes.badRbdRecords },
     ]);
@@ -63,6 +67,20 @@ export class DaemonMetrics {
   /** A family whose samples are computed from the current scrape. */
   private family(name: string, help: string, type: Family['type'], collect: (scrape: Scrape) => Sample[]): void {
     registerFamily(this.registry, { name, help, type, collect: () => (this.scrape ? collect(this.scrape) : []) });
+  }
+
+  /** Fleet mode: etcd reachability, the watch's revisions, hosts, refused records (read when scraped). */
+  private fleetFamilies(fleet: Pick<Fleet, 'status'>): void {
+    const one = (help: string, name: string, type: Family['type'], value: (s: ReturnType<Fleet['status']>) => number) =>
+      registerFamily(this.registry, { name, help, type, collect: () => [{ labels: {}, value: value(fleet.status()) }] });
+    one('1 while no etcd member answers (the data plane runs on the last view; changes are refused).', 'nitride_fleet_degraded', 'gauge', (s) => (s.state === 'degraded' ? 1 : 0));
+    one('Seconds since etcd stopped answering (0 while it answers).', 'nitride_fleet_degraded_seconds', 'gauge', (s) => (s.degradedSince ? (Date.now() - Date.parse(s.degradedSince)) / 1000 : 0));
+    one('The etcd revision this host has seen.', 'nitride_fleet_revision', 'gauge', (s) => s.revision);
+    one('Revisions seen but not yet programmed into the engine.', 'nitride_fleet_revision_lag', 'gauge', (s) => s.revision - s.appliedRevision);
+    one('Hosts with a valid record, this one included.', 'nitride_fleet_hosts', 'gauge', (s) => s.hosts);
+    one('Fleet records ignored as invalid or hostile (each key at each revision once).', 'nitride_fleet_bad_records_total', 'counter', (s) => s.counters.badRecords);
+    one('Host records whose public key changed (treated as a new host).', 'nitride_fleet_host_key_changes_total', 'counter', (s) => s.counters.hostKeyChanges);
+    one('Full lists of the fleet prefix (start, compaction, lost watch).', 'nitride_fleet_relists_total', 'counter', (s) => s.counters.relists);
   }
 
   private daemonFamilies(): void {

@@ -214,6 +214,27 @@ export class VpcRuntime {
     this.applySecurity();
   }
 
+  /** Several new ENIs at once (the fleet's changes): netdevs, then ports and routes, then security once. */
+  async addEnis(list: EniRecord[]): Promise<void> {
+    const prepared: EniRecord[] = [];
+    for (const e of list) {
+      try {
+        await this.prepareEni(e);
+        prepared.push(e);
+      } catch (err) {
+        this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot set up ENI');
+      }
+    }
+    for (const e of prepared) {
+      try {
+        this.attachEni(e);
+      } catch (err) {
+        this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot set up ENI');
+      }
+    }
+    this.applySecurity();
+  }
+
   /** Detach an ENI; `deleteDevice` (the ENI is gone for good) also drops its kept socket and deletes its netdev. */
   async removeEni(e: EniRecord, deleteDevice: boolean): Promise<void> {
     this.engine.deleteRoute(macBytes(e.mac));

@@ -64,6 +64,29 @@ export interface PeerSessionCounters {
   rekeys: number;
 }
 
+/**
+ * The VPC's mutations when a fleet store holds the model (src/fleet): each is one transaction
+ * there, and resolves once this host's view has it. Peers come from the fleet's host records.
+ */
+export interface FleetMutations {
+  createVpc(input: { cidr: string; id?: string; name?: string }): Promise<VpcRecord>;
+  deleteVpc(id: string): Promise<void>;
+  createSubnet(input: { vpcId: string; cidr: string; id?: string; name?: string }): Promise<SubnetRecord>;
+  deleteSubnet(id: string): Promise<void>;
+  /** Resolves with the new ENI's id. */
+  createEni(input: CreateEniInput & { kind?: EniKind }): Promise<string>;
+  deleteEni(id: string): Promise<void>;
+  /** Place the ENI on another host. */
+  moveEni(id: string, hostId: string): Promise<void>;
+}
+
+/** What the fleet gives the VPC to run: the model as this host sees it, its ENIs' kinds, the peers. */
+export interface FleetModel {
+  model: VpcModel;
+  kinds: Record<string, EniKind>;
+  peers: PeerRecord[];
+}
+
 export interface VpcManagerOptions {
   stateFile: string;
   /** systemd's fd store: local ENIs' packet sockets survive a restart there, queueing frames. */
@@ -100,6 +123,8 @@ export class VpcManager {
   private readonly queue = new SerialQueue();
   /** Flow-log records: files under the state directory, and the newest in memory for tail. */
   private readonly flowLogWriter: FlowLogWriter;
+  /** Fleet mode: mutations go to the fleet store, the model and peers come from it. */
+  private fleet: FleetMutations | undefined;
 
   constructor(private readonly options: VpcManagerOptions) {
     this.log = options.logger.child({ component: 'vpc' });
@@ -141,16 +166,24 @@ export class VpcManager {
 
   // ---- model: VPCs, subnets -----------------------------------------------------------------
 
+  /** Fleet mode from now on (before the first change). */
+  useFleet(fleet: FleetMutations): void {
+    this.fleet = fleet;
+  }
+
   createVpc(input: { cidr: string; id?: string; name?: string }): Promise<VpcRecord> {
+    if (this.fleet) return this.fleet.createVpc(input);
     return this.mutate((model) => model.createVpc(input));
   }
   listVpcs(): VpcRecord[] {
     return this.store.model.listVpcs();
   }
   deleteVpc(id: string): Promise<void> {
+    if (this.fleet) return this.fleet.deleteVpc(id);
     return this.mutate((model) => model.deleteVpc(id));
   }
   createSubnet(input: { vpcId: string; cidr: string; id?: string; name?: string }): Promise<SubnetRecord> {
+    if (this.fleet) return this.fleet.createSubnet(input);
     return this.mutate((model) => model.createSubnet(input));
   }
   listSubnets(vpcId?: string): Array<SubnetRecord & { available: number }> {
@@ -158,12 +191,17 @@ export class VpcManager {
     return model.listSubnets(vpcId).map((s) => ({ ...s, available: model.subnetUsage(s.id).available }));
   }
   deleteSubnet(id: string): Promise<void> {
+    if (this.fleet) return this.fleet.deleteSubnet(id);
     return this.mutate((model) => model.deleteSubnet(id));
   }
 
   // ---- ENIs ---------------------------------------------------------------------------------
 
   createEni(input: CreateEniInput & { kind?: EniKind }): Promise<EniInfo> {
+    if (this.fleet) {
+      const fleet = this.fleet;
+      return fleet.createEni(input).then((id) => this.getEni(id));
+    }
     return this.queue.run(async () => {
       const remote = input.hostId !== undefined && input.hostId !== LOCAL_HOST_ID;
       if (remote && input.kind !== undefined) throw new UsageError('--kind is for local ENIs only (a remote ENI has its netdev on its own host)');
@@ -195,6 +233,7 @@ export class VpcManager {
   }
 
   deleteEni(id: string): Promise<void> {
+    if (this.fleet) return this.fleet.deleteEni(id);
     return this.queue.run(async () => {
       const record = this.store.model.getEni(id);
       if (this.rt) await this.rt.removeEni(record, true);
@@ -208,6 +247,13 @@ export class VpcManager {
   }
 
   modifyEni(id: string, changes: ModifyEniRequest): Promise<EniInfo> {
+    if (this.fleet) {
+      const { hostId, ...rest } = changes;
+      if (Object.keys(rest).length) return Promise.reject(new UsageError('in fleet mode only the host of an ENI can change (eni move)'));
+      if (hostId === undefined) return Promise.reject(new UsageError('nothing to change'));
+      return this.fleet.moveEni(id, hostId).then(() => this.getEni(id));
+    }
+    if (changes.hostId !== undefined) return Promise.reject(new UsageError('eni move needs fleet mode (a standalone daemon records remote ENIs by hand: delete and create it)'));
     return this.queue.run(async () => {
       const record = await this.store.change((model) => model.modifyEni(id, changes));
       this.rt?.setSourceCheck(id, record.sourceDestCheck);
@@ -304,6 +350,7 @@ export class VpcManager {
   // ---- peers --------------------------------------------------------------------------------
 
   addPeer(input: NewPeer): Promise<PeerInfo> {
+    if (this.fleet) return Promise.reject(new UsageError('in fleet mode peers come from the hosts registered in etcd: no peer add'));
     return this.queue.run(async () => {
       const record = newPeerRecord(input, this.store.peers());
       this.store.setPeer(record);
@@ -326,12 +373,60 @@ export class VpcManager {
   }
 
   deletePeer(name: string): Promise<void> {
+    if (this.fleet) return Promise.reject(new UsageError('in fleet mode peers come from the hosts registered in etcd: no peer delete'));
     return this.queue.run(async () => {
       if (!this.store.peer(name)) throw new NotFoundError(`peer ${name} does not exist`);
       if (this.rt) this.rt.removePeer(name);
       this.store.deletePeer(name);
       await this.store.save();
       this.log.info({ peer: name }, 'peer deleted');
+    });
+  }
+
+  // ---- fleet --------------------------------------------------------------------------------
+
+  /**
+   * Run on the fleet's view from now on: ENIs and peers that went or changed leave the engine
+   * (a local ENI that left this host loses its netdev), the new ones join it. Errors of one ENI
+   * or peer are logged and do not stop the others.
+   */
+  applyFleetModel(next: FleetModel): Promise<void> {
+    return this.queue.run(async () => {
+      const before = this.store.model.listEnis();
+      const beforeById = new Map(before.map((e) => [e.id, e]));
+      const after = new Map(next.model.listEnis().map((e) => [e.id, e]));
+      const same = (a: EniRecord, b: EniRecord) =>
+        a.hostId === b.hostId && a.mac === b.mac && a.privateIp === b.privateIp && a.hostInterface === b.hostInterface && a.sourceDestCheck === b.sourceDestCheck && this.store.kind(a.id) === next.kinds[b.id];
+      const gone = before.filter((e) => !after.has(e.id) || !same(e, after.get(e.id)!));
+      const added = [...after.values()].filter((e) => !beforeById.has(e.id) || !same(beforeById.get(e.id)!, e));
+      const samePeer = (a: PeerRecord, b: PeerRecord) => a.endpoint === b.endpoint && a.publicKey === b.publicKey;
+      const nextPeers = new Map(next.peers.map((p) => [p.name, p]));
+      const peersGone = this.store.peers().filter((p) => !nextPeers.has(p.name) || !samePeer(p, nextPeers.get(p.name)!));
+      const peersAdded = next.peers.filter((p) => !this.store.peer(p.name) || !samePeer(this.store.peer(p.name)!, p));
+      const rt = this.rt;
+      for (const e of gone) {
+        const n = after.get(e.id);
+        const leaves = e.hostId === LOCAL_HOST_ID && (!n || n.hostId !== LOCAL_HOST_ID || n.hostInterface !== e.hostInterface);
+        try {
+          if (rt) await rt.removeEni(e, leaves);
+          else if (leaves) await this.netdevs.remove(e.hostInterface);
+        } catch (err) {
+          this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot remove ENI');
+        }
+      }
+      for (const p of peersGone) rt?.removePeer(p.name);
+      this.store.replace(next.model, next.kinds, next.peers);
+      if (!rt) return;
+      for (const p of peersAdded) {
+        try {
+          rt.addPeer(p);
+        } catch (err) {
+          this.log.error({ peer: p.name, err: oneLine(err) }, 'cannot set up peer');
+        }
+      }
+      await rt.addEnis(added);
+      // Groups' member addresses may have changed with any ENI.
+      rt.applySecurity();
     });
   }
 
@@ -387,6 +482,7 @@ export class VpcManager {
 
   /** A change that may alter compiled security-group tables: saved, then applied to the engine. */
   private mutateSecurity<T>(fn: (model: VpcModel) => T): Promise<T> {
+    if (this.fleet) return Promise.reject(new UsageError('security groups are not kept in the fleet store yet: in fleet mode every VPC has its default group only'));
     return this.queue.run(async () => {
       const result = await this.store.change(fn);
       this.rt?.applySecurity();

@@ -796,28 +796,31 @@ const NaclEntryState = z
   })
   .strict();
 
+/** Stored records' shapes (the state file; the fleet's records extend them). */
+export const VpcStateRecord = z.object({ id: z.string(), cidr: z.string(), name: z.string().optional() }).strict();
+export const SubnetStateRecord = z.object({ id: z.string(), vpcId: z.string(), cidr: z.string(), name: z.string().optional() }).strict();
+export const EniStateRecord = z
+  .object({
+    id: z.string(),
+    vpcId: z.string(),
+    subnetId: z.string(),
+    mac: z.string(),
+    privateIp: z.string(),
+    sourceDestCheck: z.boolean(),
+    hostInterface: z.string(),
+    hostId: z.string(),
+    description: z.string().optional(),
+    securityGroups: z.array(z.string()).optional(),
+    tcpEstablishedTimeout: z.number().optional(),
+  })
+  .strict();
+
 const StateSchema = z
   .object({
     version: z.literal(1),
-    vpcs: z.array(z.object({ id: z.string(), cidr: z.string(), name: z.string().optional() }).strict()),
-    subnets: z.array(z.object({ id: z.string(), vpcId: z.string(), cidr: z.string(), name: z.string().optional() }).strict()),
-    enis: z.array(
-      z
-        .object({
-          id: z.string(),
-          vpcId: z.string(),
-          subnetId: z.string(),
-          mac: z.string(),
-          privateIp: z.string(),
-          sourceDestCheck: z.boolean(),
-          hostInterface: z.string(),
-          hostId: z.string(),
-          description: z.string().optional(),
-          securityGroups: z.array(z.string()).optional(),
-          tcpEstablishedTimeout: z.number().optional(),
-        })
-        .strict(),
-    ),
+    vpcs: z.array(VpcStateRecord),
+    subnets: z.array(SubnetStateRecord),
+    enis: z.array(EniStateRecord),
     securityGroups: z.array(z.object({ id: z.string(), vpcId: z.string(), name: z.string(), description: z.string(), ingress: z.array(SgRuleState), egress: z.array(SgRuleState) }).strict()).optional(),
     flowLogs: z
       .array(z.object({ id: z.string(), resourceType: z.enum(['eni', 'subnet', 'vpc']), resourceId: z.string(), interval: z.number(), maxFileBytes: z.number() }).strict())

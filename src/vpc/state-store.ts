@@ -85,6 +85,14 @@ export class VpcStateStore {
     return result;
   }
 
+  /** Take a whole model, kinds and peers from elsewhere (the fleet's view); nothing is saved. */
+  replace(model: VpcModel, kinds: Record<string, EniKind>, peers: PeerRecord[]): void {
+    this.current = model;
+    this.kinds = { ...kinds };
+    this.peerRecords.clear();
+    for (const p of peers) this.peerRecords.set(p.name, p);
+  }
+
   /** The netdev kind of a local ENI (remote ENIs have none). */
   kind(eniId: string): EniKind | undefined {
     return this.kinds[eniId];

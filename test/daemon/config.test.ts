@@ -42,6 +42,24 @@ describe('loadDaemonConfig', () => {
     await expect(loadDaemonConfig({ kmsEndpoint: '10.0.0.5:7700', kmsPublicKey: 'nope' }, {})).rejects.toThrow(/--kms-public-key must be 32 bytes/);
   });
 
+  it('takes fleet mode (etcd endpoints and TLS files) from flags or the file; none is standalone', async () => {
+    const tls = { fleetCa: '/etc/nitride/etcd-ca.pem', fleetCert: '/etc/nitride/host.pem', fleetKey: '/etc/nitride/host-key.pem' };
+    const fleet = { endpoints: ['https://10.0.0.5:2379', 'https://[2001:db8::1]:2379'], ca: tls.fleetCa, cert: tls.fleetCert, key: tls.fleetKey };
+    expect((await loadDaemonConfig({}, {})).fleet).toBeUndefined();
+    expect((await loadDaemonConfig({ fleetEndpoints: fleet.endpoints, ...tls }, {})).fleet).toEqual(fleet);
+    const toml = `fleet_endpoints = ["https://10.0.0.5:2379", "https://[2001:db8::1]:2379"]\nfleet_ca = "${tls.fleetCa}"\nfleet_cert = "${tls.fleetCert}"\nfleet_key = "${tls.fleetKey}"\n`;
+    expect((await loadDaemonConfig({ config: configFile(toml) }, {})).fleet).toEqual(fleet);
+    // Flags first.
+    expect((await loadDaemonConfig({ config: configFile(toml), fleetEndpoints: ['https://10.9.9.9:2379'] }, {})).fleet?.endpoints).toEqual(['https://10.9.9.9:2379']);
+    await expect(loadDaemonConfig({ fleetEndpoints: ['http://10.0.0.5:2379'], ...tls }, {})).rejects.toThrow(/'http:\/\/10.0.0.5:2379' is not https:\/\/HOST:PORT/);
+    await expect(loadDaemonConfig({ fleetEndpoints: ['https://10.0.0.5'], ...tls }, {})).rejects.toThrow(/--fleet-endpoints/);
+    await expect(loadDaemonConfig({ fleetEndpoints: [], ...tls }, {})).rejects.toThrow(/at least one URL/);
+    await expect(loadDaemonConfig({ fleetEndpoints: fleet.endpoints, fleetCa: tls.fleetCa, fleetCert: tls.fleetCert }, {})).rejects.toThrow(/needs --fleet-key/);
+    await expect(loadDaemonConfig({ fleetEndpoints: fleet.endpoints, ...tls, fleetCa: 'ca.pem' }, {})).rejects.toThrow(/--fleet-ca must be an absolute path/);
+    await expect(loadDaemonConfig({ fleetCert: tls.fleetCert }, {})).rejects.toThrow(/need --fleet-endpoints/);
+    await expect(loadDaemonConfig({ config: configFile('fleet_endpoints = "https://10.0.0.5:2379"\n') }, {})).rejects.toThrow(/fleet_endpoints/);
+  });
+
   it('rejects unknown keys, bad values and bad TOML with the file name', async () => {
     await expect(loadDaemonConfig({ config: configFile('state_dri = "/x"\n') }, {})).rejects.toThrow(/unknown field\(s\) 'state_dri'/);
     await expect(loadDaemonConfig({ config: configFile('log_level = "loud"\n') }, {})).rejects.toThrow(/log_level/);

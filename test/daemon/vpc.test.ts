@@ -11,7 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDaemonConfig } from '../../src/daemon/config.js';
@@ -58,42 +58,7 @@ const servers: ChildProcess[] = [];
 const daemonArgs = (name: string) => ['--vpc-rekey-after', String(REKEY_AFTER_S), ...(name === 'hb' ? ['--vpc-dns', DNS_B] : [])];
 
 /** Move the guest end of a veth ENI into a new guest namespace and run DHCP there. */
-async function guest(host: NsHost, name: string, eni: EniInfo): Promise<{ ns: string; ifname: string; lease: Record<string, string> }> {
-  const ns = await lab.addNamespace(name);
-  const ifname = eni.guestInterface!;
-  await must('ip', '-n', host.ns, 'link', 'set', ifname, 'netns', ns);
-  await must('ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1');
-  await must('ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1');
-  await must('ip', '-n', ns, 'link', 'set', ifname, 'up');
-  const leaseFile = path.join(scratch.dir, `lease-${name}`);
-  const script = path.join(scratch.dir, `udhcpc-${name}.sh`);
-  writeFileSync(
-    script,
-    [
-      '#!/bin/sh',
-      'case "$1" in',
-      '  bound|renew)',
-      '    ip addr flush dev "$interface"',
-      '    ip addr add "$ip/${mask:-24}" dev "$interface"',
-      '    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"',
-      '    [ -n "$router" ] && ip route replace default via "$router" dev "$interface"',
-      `    env > ${leaseFile}`,
-      '    ;;',
-      'esac',
-      'exit 0',
-      '',
-    ].join('\n'),
-  );
-  chmodSync(script, 0o755);
-  await must('ip', 'netns', 'exec', ns, 'busybox', 'udhcpc', '-i', ifname, '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', script);
-  const lease = Object.fromEntries(
-    readFileSync(leaseFile, 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('='))
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-  );
-  return { ns, ifname, lease };
-}
+const guest = (host: NsHost, name: string, eni: EniInfo) => lab.dhcpGuest(host, name, eni);
 
 function pingReceived(out: string): number {
   const m = /(\d+) packets received/.exec(out);

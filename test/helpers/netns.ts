@@ -5,7 +5,7 @@
  * (and with them every link in them) even after a failure.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CLI, nitride, type CliResult } from './nitride.js';
 import { run } from './run.js';
@@ -48,7 +48,7 @@ export interface NsHost {
   cli(args: string[]): Promise<CliResult>;
   /** `nitride ARGS… --json` that must succeed. */
   json<T>(args: string[]): Promise<T>;
-  /** Stop the daemon with SIGTERM, run `meanwhile`, start a new one on the same state (KMS untouched). */
+  /** Stop the daemon with SIGTERM (unless it is gone already), run `meanwhile`, start a new one on the same state (KMS untouched). */
   restartDaemon(meanwhile?: () => Promise<void> | void): Promise<void>;
 }
 
@@ -88,6 +88,34 @@ export class NsLab {
     return ips;
   }
 
+  /**
+   * Host namespaces joined by one underlay segment: a bridge in a hub namespace, host i at
+   * 10.<octet>.0.<i+1>, the hub itself at 10.<octet>.0.254 (for services every host reaches).
+   */
+  async bridgedUnderlay(hosts: string[], octet: number): Promise<{ ips: string[]; hub: string; hubIp: string }> {
+    const hub = await this.addNamespace('hub');
+    const br = `${this.prefix}br`;
+    await must('ip', '-n', hub, 'link', 'add', br, 'type', 'bridge');
+    await must('ip', '-n', hub, 'link', 'set', br, 'up');
+    const hubIp = `10.${octet}.0.254`;
+    await must('ip', '-n', hub, 'addr', 'add', `${hubIp}/24`, 'dev', br);
+    const ips: string[] = [];
+    for (const [i, ns] of hosts.entries()) {
+      const [inHost, inHub] = [`${this.prefix}u${i}`, `${this.prefix}p${i}`];
+      await must('ip', 'link', 'add', inHost, 'type', 'veth', 'peer', 'name', inHub);
+      this.links.push(inHost);
+      await must('ip', 'link', 'set', inHost, 'netns', ns);
+      await must('ip', 'link', 'set', inHub, 'netns', hub);
+      await must('ip', '-n', hub, 'link', 'set', inHub, 'master', br);
+      await must('ip', '-n', hub, 'link', 'set', inHub, 'up');
+      const ip = `10.${octet}.0.${i + 1}`;
+      await must('ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', inHost);
+      await must('ip', '-n', ns, 'link', 'set', inHost, 'up');
+      ips.push(ip);
+    }
+    return { ips, hub, hubIp };
+  }
+
   /** A KMS and a daemon (VPC underlay on `underlayIp`) inside namespace `ns`; resolves once the VPC is up. */
   async startHost(name: string, ns: string, underlayIp: string, daemonArgs: string[] = []): Promise<NsHost> {
     const dir = path.join(this.scratch, name);
@@ -110,9 +138,11 @@ export class NsLab {
       },
       async restartDaemon(meanwhile) {
         const old = host.daemon;
-        const exited = new Promise((r) => old.once('exit', r));
-        old.kill('SIGTERM');
-        await exited;
+        if (old.exitCode === null && old.signalCode === null) {
+          const exited = new Promise((r) => old.once('exit', r));
+          old.kill('SIGTERM');
+          await exited;
+        }
         await meanwhile?.();
         await start();
       },
@@ -138,6 +168,44 @@ export class NsLab {
     }
     await start();
     return host;
+  }
+
+  /** Move the guest end of a veth ENI into a new guest namespace and run DHCP there. */
+  async dhcpGuest(host: NsHost, name: string, eni: { guestInterface: string | null }): Promise<{ ns: string; ifname: string; lease: Record<string, string> }> {
+    const ns = await this.addNamespace(name);
+    const ifname = eni.guestInterface!;
+    await must('ip', '-n', host.ns, 'link', 'set', ifname, 'netns', ns);
+    await must('ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1');
+    await must('ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1');
+    await must('ip', '-n', ns, 'link', 'set', ifname, 'up');
+    const leaseFile = path.join(this.scratch, `lease-${name}`);
+    const script = path.join(this.scratch, `udhcpc-${name}.sh`);
+    writeFileSync(
+      script,
+      [
+        '#!/bin/sh',
+        'case "$1" in',
+        '  bound|renew)',
+        '    ip addr flush dev "$interface"',
+        '    ip addr add "$ip/${mask:-24}" dev "$interface"',
+        '    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"',
+        '    [ -n "$router" ] && ip route replace default via "$router" dev "$interface"',
+        `    env > ${leaseFile}`,
+        '    ;;',
+        'esac',
+        'exit 0',
+        '',
+      ].join('\n'),
+    );
+    chmodSync(script, 0o755);
+    await must('ip', 'netns', 'exec', ns, 'busybox', 'udhcpc', '-i', ifname, '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', script);
+    const lease = Object.fromEntries(
+      readFileSync(leaseFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+    return { ns, ifname, lease };
   }
 
   /** Every host peers with every other one (pinned public keys). */

@@ -28,6 +28,10 @@ export function daemonCommand(): Command {
     .option('--host-id <name>', 'this host\'s name in the locks of the rbd volumes it attaches (default: the hostname)')
     .addOption(new Option('--ebs-store <store>', 'where ebs volumes go without --store (default rbd with --ceph-conf, else local)').choices(['rbd', 'local']))
     .option('--vm-uid-range <first-last>', 'uids (and gids) for guests\' QEMUs, one per running VM, never shared (default 1879048192-1879113727)')
+    .option('--fleet-endpoints <url,...>', 'fleet mode: the etcd cluster (https://HOST:PORT,...) holding host records and the VPC model', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--fleet-ca <file>', 'CA certificate of the etcd members (PEM, absolute path)')
+    .option('--fleet-cert <file>', 'this host\'s etcd client certificate (PEM; its CN is the host id)')
+    .option('--fleet-key <file>', 'the key of --fleet-cert (PEM)')
     .option('--metrics-listen <host:port>', 'also serve GET /metrics on this loopback TCP address (e.g. 127.0.0.1:9464)')
     .action(async (options: DaemonCliOptions) => {
       const { runDaemon } = await import('../lazy/daemon.js');

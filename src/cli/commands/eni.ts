@@ -122,6 +122,16 @@ export function eniCommand(): Command {
   );
 
   eni.addCommand(
+    clientVerb(new Command('move').description('place an ENI on another host of the fleet; every host follows').argument('<id>', 'ENI id'))
+      .requiredOption('--host <host>', 'the host id it moves to')
+      .action(async (id: string, options: ClientOptions & { host: string }) => {
+        const body: ModifyEniRequest = { hostId: options.host };
+        const r = await clientOf(options).call<EniInfo>('PATCH', pathTo(VPC_API.eni, { id }), body);
+        emit(options, r, render);
+      }),
+  );
+
+  eni.addCommand(
     clientVerb(new Command('delete').description('delete an ENI (a local one\'s netdev goes too)').argument('<id>', 'ENI id')).action(async (id: string, options: ClientOptions) => {
       const r = await clientOf(options).call<Deleted>('DELETE', pathTo(VPC_API.eni, { id }));
       emit(options, r, () => `deleted ${r.id}`);

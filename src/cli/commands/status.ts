@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { DAEMON_API, type DaemonStatus } from '../../api/daemon.js';
 import { VOLUMES_API, type VolumeInfo } from '../../api/volumes.js';
+import { fleetLine } from './fleet.js';
 import { LOCAL_HOST_ID, VPC_API, type EniInfo, type PeerInfo, type VpcNamedStats } from '../../api/vpc.js';
 import type { ControlClient } from '../../control/client.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
@@ -53,6 +54,7 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
     'vpc public key': s.vpc.publicKey,
     'vpc model': `${s.vpc.vpcs} VPCs, ${s.vpc.subnets} subnets, ${s.vpc.enis.total} ENIs (${s.vpc.enis.local} local)`,
     ...(full.length ? { 'conntrack full': `${full.map(([eni, st]) => `${eni} (${st.conntrack.flows} flows)`).join(', ')}: new flows dropped` } : {}),
+    fleet: s.fleet ? fleetLine(s.fleet) : undefined,
   });
   const sections = [daemon];
   if (volumes.length) {

@@ -30,6 +30,10 @@ export interface DaemonCliOptions {
   hostId?: string;
   ebsStore?: 'rbd' | 'local';
   vmUidRange?: string;
+  fleetEndpoints?: string[];
+  fleetCa?: string;
+  fleetCert?: string;
+  fleetKey?: string;
 }
 
 /** Run the daemon in the foreground until SIGTERM/SIGINT. */

@@ -1,0 +1,222 @@
+/**
+ * The VPC's mutations in fleet mode: each is one etcd transaction guarded by revisions, so two
+ * hosts changing the model at once never both win. Fields are checked first the way the
+ * standalone model checks them (a scratch {@link VpcModel}); what depends on the rest of the
+ * fleet (a free address, a free MAC, the subnet still there) is a guard of the transaction:
+ * - an address or MAC is claimed by creating /ips/<subnet>/<ip> or /macs/<mac> (create revision
+ *   0), so 200 concurrent `eni create` in one subnet from every host never hand out one twice;
+ *   a lost race picks another free address from a fresh read and tries again;
+ * - a subnet is created with its VPC's key rewritten under a guard on its mod revision, which
+ *   serialises subnet creation per VPC (no two overlapping siblings).
+ * Each resolves once this host's view has the change. While etcd is unreachable every mutation
+ * is refused with one line.
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
+import { newResourceId } from '../api/ids.js';
+import { LOCAL_HOST_ID, type EniKind, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
+import type { CreateEniInput } from '../vpc/model.js';
+import { VpcModel, reservedRole } from '../vpc/model.js';
+import { cidrFirst, cidrLast, intToIpv4, parseCidr } from '../vpc/packets.js';
+import type { FleetMutations } from '../vpc/manager.js';
+import type { FleetMirror } from './mirror.js';
+import { fleetKeys, type FleetEniRecord } from './records.js';
+import type { FleetStore, Guard } from './store.js';
+
+/** Attempts of one `eni create` with an automatic address before it gives up (only under heavy contention). */
+const MAX_ATTEMPTS = 64;
+
+export class FleetVpcMutations implements FleetMutations {
+  constructor(
+    private readonly store: FleetStore,
+    private readonly mirror: FleetMirror,
+  ) {}
+
+  async createVpc(input: { cidr: string; id?: string; name?: string }): Promise<VpcRecord> {
+    this.writable();
+    const record = scratch().createVpc(input);
+    await this.commit({ guards: [{ key: fleetKeys.vpc(record.id), target: 'Create', revision: 0 }], puts: [{ key: fleetKeys.vpc(record.id), value: JSON.stringify(record) }] }, `VPC ${record.id} already exists`);
+    return record;
+  }
+
+  async deleteVpc(id: string): Promise<void> {
+    this.writable();
+    const kv = this.need(fleetKeys.vpc(id), `VPC ${id} does not exist`);
+    const subnets = this.subnets().filter((s) => s.vpcId === id);
+    if (subnets.length) throw new ConflictError(`VPC ${id} still has ${subnets.length} subnet(s) (${subnets.map((s) => s.id).join(', ')}): delete them first`);
+    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `VPC ${id} changed meanwhile; try again`);
+  }
+
+  async createSubnet(input: { vpcId: string; cidr: string; id?: string; name?: string }): Promise<SubnetRecord> {
+    this.writable();
+    const vpcKv = this.need(fleetKeys.vpc(input.vpcId), `VPC ${input.vpcId} does not exist`);
+    const model = scratch();
+    model.createVpc(JSON.parse(vpcKv.value) as VpcRecord);
+    for (const s of this.subnets()) if (s.vpcId === input.vpcId) model.createSubnet(s);
+    const record = model.createSubnet(input);
+    if (this.mirror.get(fleetKeys.subnet(record.id))) throw new ConflictError(`subnet ${record.id} already exists`);
+    await this.commit(
+      {
+        guards: [
+          { key: vpcKv.key, target: 'Mod', revision: vpcKv.modRevision },
+          { key: fleetKeys.subnet(record.id), target: 'Create', revision: 0 },
+        ],
+        puts: [
+          { key: fleetKeys.subnet(record.id), value: JSON.stringify(record) },
+          { key: vpcKv.key, value: vpcKv.value },
+        ],
+      },
+      `VPC ${input.vpcId} changed meanwhile (another subnet?); try again`,
+    );
+    return record;
+  }
+
+  async deleteSubnet(id: string): Promise<void> {
+    this.writable();
+    const kv = this.need(fleetKeys.subnet(id), `subnet ${id} does not exist`);
+    const enis = this.enis().filter((e) => e.record.subnetId === id);
+    if (enis.length) throw new ConflictError(`subnet ${id} still has ${enis.length} ENI(s) (${enis.map((e) => e.record.id).join(', ')}): delete them first`);
+    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `subnet ${id} changed meanwhile; try again`);
+  }
+
+  async createEni(input: CreateEniInput & { kind?: EniKind }): Promise<string> {
+    this.writable();
+    const subnetKv = this.need(fleetKeys.subnet(input.subnetId), `subnet ${input.subnetId} does not exist`);
+    const subnet = JSON.parse(subnetKv.value) as SubnetRecord;
+    const hostId = input.hostId === undefined || input.hostId === LOCAL_HOST_ID ? this.store.hostId : input.hostId;
+    const id = input.id ?? newResourceId('eni', randomBytes);
+    if (this.enis().some((e) => e.record.id === id)) throw new ConflictError(`ENI ${id} already exists`);
+    const vpcKv = this.need(fleetKeys.vpc(subnet.vpcId), `VPC ${subnet.vpcId} does not exist`);
+    const cidr = parseCidr(subnet.cidr)!;
+    const taken = new Set(this.mirror.under(fleetKeys.ipsOf(subnet.id)).map((kv) => kv.key));
+    for (let attempt = 1; ; attempt++) {
+      const ip = input.privateIp ?? pickFree(cidr, taken, subnet.id);
+      if (ip === null) throw new ConflictError(`subnet ${subnet.id} (${subnet.cidr}) has no free address`, 'SUBNET_FULL');
+      // The scratch model checks every field as `eni create` does standalone (format, range, reserved).
+      const model = scratch();
+      model.createVpc(JSON.parse(vpcKv.value) as VpcRecord);
+      model.createSubnet(subnet);
+      const { kind, ...rest } = input;
+      const checked = model.createEni({ ...rest, id, privateIp: ip, hostId: LOCAL_HOST_ID });
+      const record: FleetEniRecord = { ...checked, hostId, ...(kind ? { kind } : {}) };
+      const guards: Guard[] = [
+        { key: subnetKv.key, target: 'Create', revision: subnetKv.createRevision },
+        { key: fleetKeys.ip(subnet.id, ip), target: 'Create', revision: 0 },
+        { key: fleetKeys.mac(record.mac), target: 'Create', revision: 0 },
+        { key: fleetKeys.eni(hostId, id), target: 'Create', revision: 0 },
+      ];
+      const r = await this.txn({
+        guards,
+        puts: [
+          { key: fleetKeys.eni(hostId, id), value: JSON.stringify(record) },
+          { key: fleetKeys.ip(subnet.id, ip), value: id },
+          { key: fleetKeys.mac(record.mac), value: id },
+        ],
+      });
+      if (r.succeeded) {
+        await this.mirror.reached(r.revision);
+        return id;
+      }
+      if (input.privateIp !== undefined || attempt >= MAX_ATTEMPTS) throw new ConflictError(input.privateIp !== undefined ? `${ip} (or MAC ${record.mac}) is already assigned` : `subnet ${subnet.id}: no free address won after ${attempt} attempts; try again`);
+      // Lost a race: read the subnet's claims afresh.
+      taken.add(fleetKeys.ip(subnet.id, ip));
+      for (const kv of (await this.read(() => this.store.list(fleetKeys.ipsOf(subnet.id)))).kvs) taken.add(kv.key);
+    }
+  }
+
+  async deleteEni(id: string): Promise<void> {
+    this.writable();
+    const { kv, record } = this.eni(id);
+    await this.commit(
+      { guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key, fleetKeys.ip(record.subnetId, record.privateIp), fleetKeys.mac(record.mac)] },
+      `ENI ${id} changed meanwhile; try again`,
+    );
+  }
+
+  async moveEni(id: string, hostId: string): Promise<void> {
+    this.writable();
+    const target = hostId === LOCAL_HOST_ID ? this.store.hostId : hostId;
+    const { kv, record } = this.eni(id);
+    if (record.hostId === target) return;
+    const moved: FleetEniRecord = { ...record, hostId: target };
+    await this.commit(
+      {
+        guards: [
+          { key: kv.key, target: 'Mod', revision: kv.modRevision },
+          { key: fleetKeys.eni(target, id), target: 'Create', revision: 0 },
+        ],
+        deletes: [kv.key],
+        puts: [{ key: fleetKeys.eni(target, id), value: JSON.stringify(moved) }],
+      },
+      `ENI ${id} changed meanwhile; try again`,
+    );
+  }
+
+  // ---- internals ----------------------------------------------------------------------------
+
+  /** Mutations wait for etcd; the data plane does not. */
+  private writable(): void {
+    const { degradedSince } = this.mirror.state();
+    if (degradedSince) throw new RuntimeError(`fleet degraded: etcd unreachable since ${degradedSince.toISOString()}; changes are refused until it answers (forwarding continues)`, 'FLEET_DEGRADED');
+  }
+
+  private async commit(ops: Parameters<FleetStore['txn']>[0], conflict: string): Promise<void> {
+    const r = await this.txn(ops);
+    if (!r.succeeded) throw new ConflictError(conflict);
+    await this.mirror.reached(r.revision);
+  }
+
+  private txn(ops: Parameters<FleetStore['txn']>[0]): Promise<{ succeeded: boolean; revision: number }> {
+    return this.read(() => this.store.txn(ops));
+  }
+
+  /** An etcd call; its failure is one line (etcd's own error text, e.g. a permission denied). */
+  private async read<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw new RuntimeError(`fleet: etcd refused or did not answer: ${oneLine(err)}`, 'FLEET_ETCD');
+    }
+  }
+
+  private need(key: string, missing: string) {
+    const kv = this.mirror.get(key);
+    if (!kv) throw new NotFoundError(missing);
+    return kv;
+  }
+
+  private subnets(): SubnetRecord[] {
+    return this.mirror.under(fleetKeys.subnets).flatMap((kv) => parsed<SubnetRecord>(kv.value));
+  }
+
+  private enis(): Array<{ kv: ReturnType<FleetMirror['under']>[number]; record: FleetEniRecord }> {
+    return this.mirror.under(fleetKeys.enis).flatMap((kv) => parsed<FleetEniRecord>(kv.value).map((record) => ({ kv, record })));
+  }
+
+  private eni(id: string) {
+    const found = this.enis().find((e) => e.record.id === id && e.kv.key === fleetKeys.eni(e.record.hostId, id));
+    if (!found) throw new NotFoundError(`ENI ${id} does not exist`);
+    return found;
+  }
+}
+
+function scratch(): VpcModel {
+  return new VpcModel({ localHostId: LOCAL_HOST_ID });
+}
+
+function parsed<T>(text: string): T[] {
+  try {
+    return [JSON.parse(text) as T];
+  } catch {
+    return [];
+  }
+}
+
+/** A free assignable address of the subnet, at random (concurrent creators rarely pick the same one). */
+function pickFree(cidr: NonNullable<ReturnType<typeof parseCidr>>, taken: Set<string>, subnetId: string): string | null {
+  const free: number[] = [];
+  for (let ip = cidrFirst(cidr); ip <= cidrLast(cidr); ip++) {
+    if (reservedRole(cidr, ip) === null && !taken.has(fleetKeys.ip(subnetId, intToIpv4(ip)))) free.push(ip);
+  }
+  return free.length ? intToIpv4(free[randomInt(free.length)]!) : null;
+}

@@ -1,0 +1,182 @@
+/**
+ * The fleet's records in etcd: the key layout, the record schemas, and the view a daemon builds
+ * from them (its VPC model, the netdev kinds of its ENIs, its peers). Pure: no etcd, no timers.
+ *
+ * Layout (values are JSON):
+ *   /nitride/hosts/<hostId>            HostRecord, under the host's lease
+ *   /nitride/vpcs/<vpcId>              VpcRecord
+ *   /nitride/subnets/<subnetId>        SubnetRecord
+ *   /nitride/enis/<hostId>/<eniId>     FleetEniRecord (the key's host is the ENI's placement)
+ *   /nitride/ips/<subnetId>/<ip>       the ENI id holding the address (allocation claim)
+ *   /nitride/macs/<mac>                the ENI id holding the MAC (allocation claim)
+ *
+ * A record is only a claim: one that fails validation (bad JSON, bad fields, a key that does
+ * not match its content, a duplicate address, MAC or public key of an earlier record) is left
+ * out of the view and reported in `bad`; it never throws and never programs a route.
+ * Conflicts are settled by age: the record created first (lowest create revision) wins.
+ */
+import { z } from 'zod';
+import { oneLine } from '../common/errors.js';
+import { endpointOrNull } from '../common/endpoint.js';
+import { LOCAL_HOST_ID, PEER_NAME_PATTERN, type EniKind } from '../api/vpc.js';
+import { decodeKey, encodeKey } from '../vpc/handshake.js';
+import type { PeerRecord } from '../vpc/manager.js';
+import { EniStateRecord, SubnetStateRecord, VpcModel, VpcStateRecord, type EniRecord } from '../vpc/model.js';
+import type { StoredKv } from './store.js';
+
+export const FLEET_PREFIX = '/nitride/';
+
+export const fleetKeys = {
+  hosts: `${FLEET_PREFIX}hosts/`,
+  subnets: `${FLEET_PREFIX}subnets/`,
+  enis: `${FLEET_PREFIX}enis/`,
+  host: (hostId: string) => `${FLEET_PREFIX}hosts/${hostId}`,
+  vpc: (id: string) => `${FLEET_PREFIX}vpcs/${id}`,
+  subnet: (id: string) => `${FLEET_PREFIX}subnets/${id}`,
+  enisOf: (hostId: string) => `${FLEET_PREFIX}enis/${hostId}/`,
+  eni: (hostId: string, id: string) => `${FLEET_PREFIX}enis/${hostId}/${id}`,
+  ipsOf: (subnetId: string) => `${FLEET_PREFIX}ips/${subnetId}/`,
+  ip: (subnetId: string, ip: string) => `${FLEET_PREFIX}ips/${subnetId}/${ip}`,
+  mac: (mac: string) => `${FLEET_PREFIX}macs/${mac}`,
+};
+
+export interface HostRecord {
+  hostId: string;
+  /** Numeric underlay HOST:PORT. */
+  endpoint: string;
+  /** X25519 public key, base64. */
+  publicKey: string;
+  /** The daemon's version. */
+  version: string;
+}
+
+/** An ENI as the fleet stores it: the model's record with its real host id, and the netdev kind on that host. */
+export type FleetEniRecord = EniRecord & { kind?: EniKind };
+
+const HostId = z.string().regex(PEER_NAME_PATTERN);
+export const HostRecordSchema = z
+  .object({
+    hostId: HostId,
+    endpoint: z.string().max(64).refine((t) => endpointOrNull(t, { numeric: true }) !== null, 'must be NUMERIC-HOST:PORT'),
+    publicKey: z.string().max(64).refine((t) => {
+      try {
+        return encodeKey(decodeKey(t)) === t;
+      } catch {
+        return false;
+      }
+    }, 'must be a 32-byte base64 key'),
+    version: z.string().max(64),
+  })
+  .strict();
+const VpcSchema = VpcStateRecord;
+const SubnetSchema = SubnetStateRecord;
+const EniSchema = EniStateRecord.extend({ hostId: HostId, securityGroups: z.array(z.string()), kind: z.enum(['tap', 'veth']).optional() });
+
+/** A record left out of the view, and why (one line). */
+export interface BadRecord {
+  key: string;
+  modRevision: number;
+  reason: string;
+}
+
+export interface FleetView {
+  /** The VPC model as this host sees it: its own ENIs under {@link LOCAL_HOST_ID}, others under their host id. */
+  model: VpcModel;
+  /** Netdev kinds of this host's ENIs. */
+  kinds: Record<string, EniKind>;
+  /** Every valid host record, this host's included. */
+  hosts: HostRecord[];
+  /** The other hosts, as peers. */
+  peers: PeerRecord[];
+  bad: BadRecord[];
+}
+
+function parseJson<T>(kv: StoredKv, schema: z.ZodType<T>): T {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(kv.value);
+  } catch {
+    throw new Error('not JSON');
+  }
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new Error(issue ? `${issue.path.join('.') || 'record'}: ${issue.message}` : 'invalid');
+  }
+  return r.data;
+}
+
+/**
+ * Build this host's view from every key under {@link FLEET_PREFIX}. `localPublicKey`: this
+ * host's key (a record of another host claiming it is refused); absent while the VPC is down.
+ */
+export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPublicKey?: string): FleetView {
+  const byKind = { hosts: [] as StoredKv[], vpcs: [] as StoredKv[], subnets: [] as StoredKv[], enis: [] as StoredKv[] };
+  for (const kv of kvs) {
+    const kind = kv.key.slice(FLEET_PREFIX.length).split('/')[0];
+    if (kind === 'hosts' || kind === 'vpcs' || kind === 'subnets' || kind === 'enis') byKind[kind].push(kv);
+  }
+  for (const list of Object.values(byKind)) list.sort((a, b) => a.createRevision - b.createRevision || (a.key < b.key ? -1 : 1));
+  const bad: BadRecord[] = [];
+  const refuse = (kv: StoredKv, err: unknown) => bad.push({ key: kv.key, modRevision: kv.modRevision, reason: oneLine(err) });
+
+  const hosts: HostRecord[] = [];
+  const keyOwner = new Map<string, string>();
+  if (localPublicKey) keyOwner.set(localPublicKey, localHostId);
+  const endpointOwner = new Map<string, string>();
+  for (const kv of byKind.hosts) {
+    try {
+      const h = parseJson(kv, HostRecordSchema);
+      if (kv.key !== fleetKeys.host(h.hostId)) throw new Error(`names host ${h.hostId}`);
+      const keyHolder = keyOwner.get(h.publicKey);
+      if (keyHolder !== undefined && keyHolder !== h.hostId) throw new Error(`claims the public key of host ${keyHolder}`);
+      const epHolder = endpointOwner.get(h.endpoint);
+      if (epHolder !== undefined && epHolder !== h.hostId) throw new Error(`claims the endpoint of host ${epHolder}`);
+      keyOwner.set(h.publicKey, h.hostId);
+      endpointOwner.set(h.endpoint, h.hostId);
+      hosts.push(h);
+    } catch (err) {
+      refuse(kv, err);
+    }
+  }
+  const peers: PeerRecord[] = hosts.filter((h) => h.hostId !== localHostId).map((h) => ({ name: h.hostId, endpoint: h.endpoint, publicKey: h.publicKey, plaintext: false }));
+
+  const model = new VpcModel({ localHostId: LOCAL_HOST_ID });
+  for (const kv of byKind.vpcs) {
+    try {
+      const v = parseJson(kv, VpcSchema);
+      if (kv.key !== fleetKeys.vpc(v.id)) throw new Error(`names VPC ${v.id}`);
+      model.createVpc(v);
+    } catch (err) {
+      refuse(kv, err);
+    }
+  }
+  for (const kv of byKind.subnets) {
+    try {
+      const s = parseJson(kv, SubnetSchema);
+      if (kv.key !== fleetKeys.subnet(s.id)) throw new Error(`names subnet ${s.id}`);
+      model.createSubnet(s);
+    } catch (err) {
+      refuse(kv, err);
+    }
+  }
+  const kinds: Record<string, EniKind> = {};
+  for (const kv of byKind.enis) {
+    try {
+      const e = parseJson(kv, EniSchema);
+      if (kv.key !== fleetKeys.eni(e.hostId, e.id)) throw new Error(`names ENI ${e.id} on host ${e.hostId}`);
+      if (e.hostId === LOCAL_HOST_ID) throw new Error(`'${LOCAL_HOST_ID}' is not a fleet host id`);
+      const local = e.hostId === localHostId;
+      const { kind, vpcId, ...input } = e;
+      const created = model.createEni({ ...input, hostId: local ? LOCAL_HOST_ID : e.hostId });
+      if (created.vpcId !== vpcId) {
+        model.deleteEni(e.id);
+        throw new Error(`names ${vpcId} but its subnet is in ${created.vpcId}`);
+      }
+      if (local) kinds[e.id] = kind ?? 'tap';
+    } catch (err) {
+      refuse(kv, err);
+    }
+  }
+  return { model, kinds, hosts, peers, bad };
+}

@@ -1,0 +1,79 @@
+/** The fleet's view built from etcd records (pure: no etcd): what is kept, what is refused and why. */
+import { describe, expect, it } from 'vitest';
+import { buildView, fleetKeys } from '../../src/fleet/records.js';
+import type { StoredKv } from '../../src/fleet/store.js';
+
+const KEY_A = Buffer.alloc(32, 1).toString('base64');
+const KEY_B = Buffer.alloc(32, 2).toString('base64');
+const VPC = 'vpc-0000000000000000a';
+const SUBNET = 'subnet-0000000000000000a';
+let rev = 0;
+const kv = (key: string, value: unknown): StoredKv => {
+  rev++;
+  return { key, value: typeof value === 'string' ? value : JSON.stringify(value), createRevision: rev, modRevision: rev };
+};
+const host = (hostId: string, publicKey: string, endpoint = `10.0.0.${hostId.length}:4789`) => kv(fleetKeys.host(hostId), { hostId, endpoint, publicKey, version: '0.1.0' });
+const eni = (hostId: string, id: string, ip: string, mac: string, extra: object = {}) =>
+  kv(fleetKeys.eni(hostId, id), { id, vpcId: VPC, subnetId: SUBNET, mac, privateIp: ip, sourceDestCheck: true, hostInterface: `ni${id.slice(-8)}`, hostId, securityGroups: [`sg-${VPC.slice(4)}`], ...extra });
+const base = () => [host('a', KEY_A, '10.0.0.1:4789'), host('bb', KEY_B, '10.0.0.2:4789'), kv(fleetKeys.vpc(VPC), { id: VPC, cidr: '10.1.0.0/16' }), kv(fleetKeys.subnet(SUBNET), { id: SUBNET, vpcId: VPC, cidr: '10.1.1.0/24' })];
+
+describe('buildView', () => {
+  it('this host\'s ENIs are local, the others keep their host id; peers are the other hosts', () => {
+    const view = buildView([...base(), eni('a', 'eni-00000000000000001', '10.1.1.10', '02:00:00:00:00:01', { kind: 'veth' }), eni('bb', 'eni-00000000000000002', '10.1.1.11', '02:00:00:00:00:02')], 'a');
+    expect(view.bad).toEqual([]);
+    expect(view.model.listEnis().map((e) => [e.id, e.hostId])).toEqual([
+      ['eni-00000000000000001', 'local'],
+      ['eni-00000000000000002', 'bb'],
+    ]);
+    expect(view.kinds).toEqual({ 'eni-00000000000000001': 'veth' });
+    expect(view.peers).toEqual([{ name: 'bb', endpoint: '10.0.0.2:4789', publicKey: KEY_B, plaintext: false }]);
+    expect(view.hosts.map((h) => h.hostId)).toEqual(['a', 'bb']);
+  });
+
+  it('refuses corrupt and hostile records one by one, with a reason, and keeps the rest', () => {
+    const good = eni('bb', 'eni-00000000000000002', '10.1.1.11', '02:00:00:00:00:02');
+    const records = [
+      ...base(),
+      good,
+      kv(fleetKeys.eni('bb', 'eni-00000000000000003'), '{not json'),
+      // Same address as an older record: the older one wins.
+      eni('bb', 'eni-00000000000000004', '10.1.1.11', '02:00:00:00:00:04'),
+      // Key and content disagree on the host (a host writing under its prefix for another).
+      kv(fleetKeys.eni('bb', 'eni-00000000000000005'), JSON.parse(eni('a', 'eni-00000000000000005', '10.1.1.12', '02:00:00:00:00:05').value)),
+      // Outside its subnet; a reserved address; a multicast MAC.
+      eni('bb', 'eni-00000000000000006', '10.9.9.9', '02:00:00:00:00:06'),
+      eni('bb', 'eni-00000000000000007', '10.1.1.1', '02:00:00:00:00:07'),
+      eni('bb', 'eni-00000000000000008', '10.1.1.13', '01:00:00:00:00:08'),
+      // A host claiming another's key or endpoint, a host record under another name, a bad key.
+      host('evil', KEY_A, '10.0.0.9:4789'),
+      host('evil2', Buffer.alloc(32, 3).toString('base64'), '10.0.0.2:4789'),
+      kv(fleetKeys.host('c'), { hostId: 'd', endpoint: '10.0.0.4:4789', publicKey: Buffer.alloc(32, 4).toString('base64'), version: '1' }),
+      kv(fleetKeys.host('e'), { hostId: 'e', endpoint: 'host.example:4789', publicKey: 'short', version: '1' }),
+      // A VPC over loopback; a subnet outside its VPC; unknown fields.
+      kv(fleetKeys.vpc('vpc-0000000000000000b'), { id: 'vpc-0000000000000000b', cidr: '127.0.0.0/16' }),
+      kv(fleetKeys.subnet('subnet-0000000000000000b'), { id: 'subnet-0000000000000000b', vpcId: VPC, cidr: '10.2.0.0/24' }),
+      kv(fleetKeys.vpc('vpc-0000000000000000c'), { id: 'vpc-0000000000000000c', cidr: '10.3.0.0/16', extra: 1 }),
+    ];
+    const view = buildView(records, 'a');
+    expect(view.model.listEnis().map((e) => e.id)).toEqual(['eni-00000000000000002']);
+    expect(view.hosts.map((h) => h.hostId)).toEqual(['a', 'bb']);
+    expect(view.model.listVpcs().map((v) => v.id)).toEqual([VPC]);
+    expect(view.model.listSubnets().map((s) => s.id)).toEqual([SUBNET]);
+    const reasons = Object.fromEntries(view.bad.map((b) => [b.key, b.reason]));
+    expect(Object.keys(reasons)).toHaveLength(13);
+    expect(reasons[fleetKeys.eni('bb', 'eni-00000000000000003')]).toBe('not JSON');
+    expect(reasons[fleetKeys.eni('bb', 'eni-00000000000000004')]).toMatch(/already assigned to eni-00000000000000002/);
+    expect(reasons[fleetKeys.eni('bb', 'eni-00000000000000005')]).toMatch(/on host a/);
+    expect(reasons[fleetKeys.host('evil')]).toMatch(/public key of host a/);
+    expect(reasons[fleetKeys.host('evil2')]).toMatch(/endpoint of host bb/);
+    expect(reasons[fleetKeys.host('e')]).toMatch(/endpoint|publicKey/);
+    expect(reasons[fleetKeys.vpc('vpc-0000000000000000b')]).toMatch(/loopback/);
+  });
+
+  it('a record claiming this host\'s own public key is refused even when it is older', () => {
+    const records = [host('evil', KEY_A, '10.0.0.9:4789'), host('a', KEY_A, '10.0.0.1:4789')];
+    const view = buildView(records, 'a', KEY_A);
+    expect(view.peers).toEqual([]);
+    expect(view.bad.map((b) => b.key)).toEqual([fleetKeys.host('evil')]);
+  });
+});
