@@ -18,7 +18,10 @@
 #include <string.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 namespace nitride {
@@ -108,6 +111,35 @@ class Blocking : public Napi::AsyncWorker {
   std::function<Napi::Value(Napi::Env)> result_;
   int rc_ = 0;
 };
+
+// rbd_close waits for librbd's completion threads to go idle, so an image whose
+// last share is dropped on one of them (an aio completion that outlives
+// close()) deadlocks that thread, and with it every image of the connection.
+// Completions hand their share to this thread instead, which lets go of it.
+void DropOffLibrbdThread(std::shared_ptr<RbdImage>&& img) {
+  static std::mutex mu;
+  static std::condition_variable cv;
+  static std::deque<std::shared_ptr<RbdImage>> queue;
+  static std::once_flag started;
+  std::call_once(started, [] {
+    std::thread([] {
+      std::unique_lock<std::mutex> lock(mu);
+      for (;;) {
+        cv.wait(lock, [] { return !queue.empty(); });
+        std::shared_ptr<RbdImage> next = std::move(queue.front());
+        queue.pop_front();
+        lock.unlock();
+        next.reset();
+        lock.lock();
+      }
+    }).detach();
+  });
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    queue.push_back(std::move(img));
+  }
+  cv.notify_one();
+}
 
 void CompletionCallback(rbd_completion_t c, void* arg) {
   std::unique_ptr<RbdDone> done(static_cast<RbdDone*>(arg));
@@ -210,6 +242,7 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
   struct Pending {
     Napi::Promise::Deferred deferred;
     Napi::ObjectReference keep;
+    Napi::ObjectReference self;  // the RbdImage object, whose tsfn settles this
     const char* op;
     ssize_t ret = 0;
     explicit Pending(Napi::Env env, const char* o) : deferred(Napi::Promise::Deferred::New(env)), op(o) {}
@@ -225,6 +258,7 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     Napi::ThreadSafeFunction tsfn = tsfn_;
     return [p, tsfn, keep](ssize_t ret) mutable {
       p->ret = ret;
+      DropOffLibrbdThread(std::move(keep));
       tsfn.NonBlockingCall(p, [](Napi::Env env, Napi::Function, Pending* p) {
         std::unique_ptr<Pending> own(p);
         if (p->ret < 0) p->deferred.Reject(ErrnoValue(env, std::string("rbd ") + p->op, static_cast<int>(-p->ret), p->op));
@@ -239,6 +273,7 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     auto img = Live(env, op);
     auto* p = new Pending(env, op);
     if (!keep.IsUndefined()) p->keep = Napi::Persistent(keep.As<Napi::Object>());
+    p->self = Napi::Persistent(info.This().As<Napi::Object>());
     Napi::Promise promise = p->deferred.Promise();
     int r = StartAio(*img, Settle(p, img), [&](rbd_completion_t c) { return start(*img, c); });
     if (r < 0) {

@@ -92,6 +92,24 @@ describe('encrypted volume on RBD over NBD', { timeout: 180_000 }, () => {
     });
   }
 
+  it('an image closed with aio in flight leaves the connection serving (its last share never closes it on a librbd thread)', async () => {
+    // rbd_close on a librbd completion thread waits for that thread: before the fix, a round
+    // where the completion held the last share hung every image of the connection.
+    await cluster.create('closing', 1 << 20);
+    for (let round = 0; round < 30; round++) {
+      const img = await cluster.open('closing');
+      const data = Buffer.alloc(4096, round);
+      const ios = Array.from({ length: 16 }, (_, i) => img.write(i * 4096, data));
+      ios.push(img.flush());
+      await Promise.all([img.close(), ...ios]);
+    }
+    const img = await cluster.open('closing');
+    const back = Buffer.alloc(4096);
+    await img.read(15 * 4096, back);
+    await img.close();
+    expect(back.equals(Buffer.alloc(4096, 29))).toBe(true);
+  });
+
   it('Ceph holds ciphertext only: no canary, no key bytes in the OSD store; a plaintext canary is found', async () => {
     const uri = await serve('native');
     const canary = Buffer.alloc(4096, 0);

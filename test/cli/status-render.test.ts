@@ -16,8 +16,9 @@ const eni = (id: string): EniInfo => ({ id, vpcId: 'vpc-0a1b2c3d4e5f60718', subn
 function report(stats: Record<string, VpcPortStats>): StatusReport {
   return {
     version: '0', pid: 1, startedAt: '', uptimeSeconds: 5, stateDir: '/s', controlSocket: '/c', configFile: null, logLevel: 'info', node: 'v20', health: 'ok', problems: [],
-    nbd: { socket: '/n', tcp: null, connections: 0 }, kmsSocket: '/k', kmsEndpoint: null, metrics: { tcp: null },
+    nbd: { socket: '/n', tcp: null, connections: 0, guestPeersRefused: 0 }, kmsSocket: '/k', kmsEndpoint: null, metrics: { tcp: null },
     volumes: { total: 0, inUse: 0, ebs: 0, ephemeral: 0 }, vms: { total: 0, running: 0 },
+    ceph: null, fleet: null,
     vpc: { enabled: true, state: 'up', message: null, listen: '127.0.0.1:0', port: 1, publicKey: null, mtu: 1420, vpcs: 1, subnets: 1, enis: { total: 2, local: 2 }, peers: [] },
     details: { volumes: [], enis: Object.keys(stats).map(eni), peers: [], vpcStats: { enis: stats, peers: {}, underlay: {} as never } },
   };
