@@ -27,6 +27,7 @@ import { PEER_NAME_PATTERN } from '../api/vpc.js';
 import { CT_DEFAULT_MAX_FLOWS } from '../vpc/sg-table.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
 import { DEFAULT_VM_UID_RANGE, parseUidRange } from '../vm/jail.js';
+import { hostIdOfCertificate } from '../fleet/identity.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
 export const DEFAULT_STATE_DIR = '/var/lib/nitride';
@@ -192,12 +193,13 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   const metricsListen = flags.metricsListen ?? file?.metrics_listen;
   if (metricsListen !== undefined) parseLoopbackListen(metricsListen);
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
-  const ceph = cephConfig(flags, file);
+  const fleet = fleetConfig(flags, file);
+  const fleetHost = fleet && (flags.cephConf ?? file?.ceph_conf) !== undefined ? await fleetHostId(fleet.cert) : undefined;
+  const ceph = cephConfig(flags, file, fleetHost);
   const ebsStore = flags.ebsStore ?? file?.ebs_store ?? (ceph ? 'rbd' : 'local');
   if (ebsStore === 'rbd' && !ceph) throw new UsageError('ebs_store = "rbd" needs a Ceph cluster (--ceph-conf)');
   const vmUidRange = flags.vmUidRange ?? file?.vm_uid_range ?? DEFAULT_VM_UID_RANGE;
   parseUidRange(vmUidRange);
-  const fleet = fleetConfig(flags, file);
   const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
     stateDir,
@@ -222,7 +224,18 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   };
 }
 
-function cephConfig(flags: DaemonFlags, file: z.infer<typeof FileSchema> | undefined): CephConfig | undefined {
+/** In fleet mode the host has one name: its certificate's CN (see src/fleet/identity.ts). */
+async function fleetHostId(cert: string): Promise<string> {
+  let pem: Buffer;
+  try {
+    pem = await fs.readFile(cert);
+  } catch (err) {
+    throw new UsageError(`cannot read --fleet-cert ${cert}: ${oneLine(err)}`);
+  }
+  return hostIdOfCertificate(pem, cert);
+}
+
+function cephConfig(flags: DaemonFlags, file: z.infer<typeof FileSchema> | undefined, fleetHost: string | undefined): CephConfig | undefined {
   const conf = flags.cephConf ?? file?.ceph_conf;
   const pool = flags.cephPool ?? file?.ceph_pool;
   const id = flags.cephId ?? file?.ceph_id;
@@ -233,7 +246,10 @@ function cephConfig(flags: DaemonFlags, file: z.infer<typeof FileSchema> | undef
   }
   if (!path.isAbsolute(conf)) throw new UsageError(`--ceph-conf must be an absolute path, got ${conf}`);
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 300) throw new UsageError('--ceph-timeout must be whole seconds from 1 to 300');
-  const hostId = flags.hostId ?? file?.host_id ?? os.hostname().split('.')[0]!;
+  const hostId = flags.hostId ?? file?.host_id ?? fleetHost ?? os.hostname().split('.')[0]!;
+  if (fleetHost !== undefined && hostId !== fleetHost) {
+    throw new UsageError(`--host-id '${hostId}' differs from the fleet certificate's CN '${fleetHost}': a host has one name (leave --host-id out in fleet mode)`);
+  }
   if (!PEER_NAME_PATTERN.test(hostId)) throw new UsageError(`--host-id '${hostId}' must be 1-63 letters, digits, . _ - (starting with a letter or digit)`);
   return { conf, pool: pool ?? 'rbd', id: id ?? 'admin', timeoutSeconds, hostId };
 }

@@ -8,12 +8,11 @@
  * The host id is the CN of the client certificate: the identity the fleet knows a host by is
  * the one etcd authenticates (and, with RBAC, authorizes) it as.
  */
-import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { ConstantBackoff, noop } from 'cockatiel';
 import { Etcd3, type IKeyValue, type Lease, type Watcher } from 'etcd3';
 import { RuntimeError, UsageError, oneLine } from '../common/errors.js';
-import { PEER_NAME_PATTERN } from '../api/vpc.js';
+import { hostIdOfCertificate } from './identity.js';
 
 export interface FleetTls {
   endpoints: string[];
@@ -47,19 +46,6 @@ export interface TxnOps {
 const CALL_DEADLINE_MS = 3000;
 
 export const toKv = (kv: IKeyValue): StoredKv => ({ key: kv.key.toString('utf8'), value: kv.value.toString('utf8'), createRevision: Number(kv.create_revision), modRevision: Number(kv.mod_revision) });
-
-/** The CN of a PEM certificate, checked as a host id. */
-export function hostIdOfCertificate(pem: Buffer, file: string): string {
-  let subject: string;
-  try {
-    subject = new X509Certificate(pem).subject;
-  } catch (err) {
-    throw new UsageError(`--fleet-cert ${file} is not a PEM certificate: ${oneLine(err)}`);
-  }
-  const cn = /^CN=(.*)$/m.exec(subject)?.[1];
-  if (!cn || !PEER_NAME_PATTERN.test(cn)) throw new UsageError(`--fleet-cert ${file}: its CN ('${cn ?? ''}') must be a host id (1-63 letters, digits, . _ - )`);
-  return cn;
-}
 
 export class FleetStore {
   private constructor(

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -79,6 +80,21 @@ describe('loadDaemonConfig', () => {
     expect((await loadDaemonConfig({ config: configFile('ceph_conf = "/c.conf"\nhost_id = "h2"\n') }, {})).ceph?.hostId).toBe('h2');
     expect((await loadDaemonConfig({ cephConf: '/c.conf' }, {})).ceph?.hostId).toMatch(/^[A-Za-z0-9][A-Za-z0-9._-]*$/);
     await expect(loadDaemonConfig({ cephConf: '/c.conf', hostId: 'bad host' }, {})).rejects.toThrow(/--host-id 'bad host' must be/);
+  });
+
+  it('fleet with ceph: the rbd lock holder name is the certificate CN; another --host-id is refused', async () => {
+    const t = tempDir();
+    const [cert, key] = [path.join(t.dir, 'h.pem'), path.join(t.dir, 'h-key.pem')];
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=rack2-h9', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+    const flags = { fleetEndpoints: ['https://127.0.0.1:2379'], fleetCa: cert, fleetCert: cert, fleetKey: key, cephConf: '/c.conf' };
+    try {
+      expect((await loadDaemonConfig(flags, {})).ceph?.hostId).toBe('rack2-h9');
+      expect((await loadDaemonConfig({ ...flags, hostId: 'rack2-h9' }, {})).ceph?.hostId).toBe('rack2-h9');
+      await expect(loadDaemonConfig({ ...flags, hostId: 'other' }, {})).rejects.toThrow(/--host-id 'other' differs from the fleet certificate's CN 'rack2-h9'/);
+      await expect(loadDaemonConfig({ ...flags, fleetCert: path.join(t.dir, 'missing.pem') }, {})).rejects.toThrow(/cannot read --fleet-cert/);
+    } finally {
+      t.cleanup();
+    }
   });
 
   it('vm_uid_range: the default, the file, a flag over the file; nobody and root refused', async () => {
