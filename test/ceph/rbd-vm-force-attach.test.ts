@@ -12,9 +12,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VmInfo } from '../../src/api/vms.js';
 import type { VolumeInfo } from '../../src/api/volumes.js';
-import { startCeph, type CephCluster } from '../helpers/ceph.js';
+import { startCephHosts, type CephHosts } from '../helpers/ceph-hosts.js';
 import { waitFor } from '../helpers/netns.js';
-import { ROOT, nitride, startDaemon, startKms, tempDir, type RunningDaemon, type RunningKms } from '../helpers/nitride.js';
+import { ROOT, type RunningDaemon } from '../helpers/nitride.js';
 import { QemuIoSession } from '../helpers/qemu-io.js';
 import { runOk } from '../helpers/run.js';
 
@@ -22,47 +22,28 @@ const canRun = process.getuid?.() === 0 && existsSync('/usr/bin/qemu-system-x86_
 /** Two guest uids unique to this run (other daemons on the host use their own). */
 const UID_BASE = 1_900_000_000 + (randomBytes(3).readUIntBE(0, 3) % 1_000_000) * 4;
 
-let ceph: CephCluster;
-let kms: RunningKms;
+let hosts: CephHosts;
 let a: RunningDaemon;
 let b: RunningDaemon;
-let dir: string;
-let cleanup: () => void;
 let guestDir = '';
 let onA: QemuIoSession | undefined;
-
-const cli = (d: RunningDaemon, ...args: string[]) => nitride(args, { NITRIDE_SOCKET: d.socket, NITRIDE_KMS_SOCKET: kms.socket });
-async function json<T>(d: RunningDaemon, ...args: string[]): Promise<T> {
-  const r = await cli(d, ...args, '--json');
-  if (r.code !== 0) throw new Error(`nitride ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
+const cli = (d: RunningDaemon, ...args: string[]) => hosts.cli(d, ...args);
+const json = <T>(d: RunningDaemon, ...args: string[]) => hosts.json<T>(d, ...args);
 
 describe.skipIf(!canRun)('vm run --force-attach takes an rbd volume over from another host', { timeout: 300_000 }, () => {
   beforeAll(async () => {
-    ({ dir, cleanup } = tempDir('nitride-rbd-vm-'));
     guestDir = (await runOk(path.join(ROOT, 'scripts/build-guest.sh'), ['--quiet'], { timeoutMs: 600_000 })).trim();
-    ceph = await startCeph();
-    kms = await startKms({ stateDir: path.join(dir, 'kms'), socket: path.join(dir, 'run-kms', 'kms.sock') });
-    const host = (name: string, uid: number) =>
-      startDaemon({
-        stateDir: path.join(dir, name),
-        socket: path.join(dir, `run-${name}`, 'control.sock'),
-        args: ['--kms-socket', kms.socket, '--ceph-conf', ceph.conf, '--ceph-pool', ceph.pool, '--ceph-id', ceph.id, '--host-id', `host-${name}`, '--vm-uid-range', `${uid}-${uid}`],
-      });
+    hosts = await startCephHosts('nitride-rbd-vm-');
+    const host = (name: string, uid: number) => hosts.host(name, ['--host-id', `host-${name}`, '--vm-uid-range', `${uid}-${uid}`]);
     [a, b] = await Promise.all([host('a', UID_BASE), host('b', UID_BASE + 1)]);
     for (const f of ['vmlinuz', 'initrd.img']) await json(b, 'image', 'allow', path.join(guestDir, f));
   }, 600_000);
 
   afterAll(async () => {
     await onA?.close().catch(() => {});
-    const vms = await json<VmInfo[]>(b, 'vm', 'list').catch(() => []);
+    const vms = b ? await json<VmInfo[]>(b, 'vm', 'list').catch(() => []) : [];
     for (const vm of vms) if (vm.state === 'running') await cli(b, 'vm', 'stop', '--force', vm.id);
-    await a?.stop('SIGKILL');
-    await b?.stop('SIGKILL');
-    await kms?.stop('SIGKILL');
-    await ceph?.destroy();
-    cleanup?.();
+    await hosts?.destroy();
   }, 120_000);
 
   it('refused naming the holder without the flag; with it A is fenced and B’s guest reads what A flushed', async () => {
@@ -89,7 +70,7 @@ describe.skipIf(!canRun)('vm run --force-attach takes an rbd volume over from an
     const vm = await json<VmInfo>(b, ...run('taker', '--force-attach'));
     expect(vm.state).toBe('running');
     // A is blocklisted (as by volume detach --force) and B's guest holds the volume.
-    expect((await ceph.ceph('osd', 'blocklist', 'ls')).split('\n').some((l) => l.startsWith(holder.address))).toBe(true);
+    expect((await hosts.ceph.ceph('osd', 'blocklist', 'ls')).split('\n').some((l) => l.startsWith(holder.address))).toBe(true);
     expect((await json<VolumeInfo>(a, 'volume', 'describe', vol.id)).holder).toMatchObject({ host: 'host-b' });
 
     // A's client is fenced: the write may land in librbd's cache, its flush cannot reach the OSDs.
