@@ -2,8 +2,9 @@
  * ebs volumes on Ceph RBD with two real daemons ("hosts": two state directories sharing one
  * KMS over its Unix socket until the network KMS lands) and a real one-node cluster: a volume
  * created on A is listed on B from the image's metadata, written on A, detached, and read back
- * and fio-verified on B; a hostile record in the pool is ignored and counted. Snapshots: taken on
- * A, listed and cloned on B; the clone reads the snapshot's data, the parent its newer data.
+ * and fio-verified on B (whose `qemu-img map` shows A's writes as data, the rest as holes); a
+ * hostile record in the pool is ignored and counted. Snapshots: taken on A, listed and cloned on
+ * B; the clone reads the snapshot's data, the parent its newer data.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +62,10 @@ describe('ebs volumes on RBD across two hosts', { timeout: 180_000 }, () => {
     const onB = await json<VolumeInfo>(b, 'volume', 'describe', vol.id);
     expect(onB.state).toBe('available');
     await runOk('qemu-io', ['-f', 'raw', onB.uri, '-c', 'read -P 0x5c 0 2M', '-c', 'read -P 0xa1 10M 4k', '-c', 'read -P 0 12M 1M']);
+    // base:allocation through B's daemon (rbd_diff_iterate2, whole 4 MiB objects): A's writes are data, the rest zero holes.
+    const map = JSON.parse(await runOk('qemu-img', ['map', '--output=json', '-f', 'raw', onB.uri])) as Array<{ start: number; length: number; data: boolean; zero: boolean }>;
+    expect(map.filter((e) => e.data).map((e) => [e.start / (1 << 20), e.length / (1 << 20)])).toEqual([[0, 4], [8, 4]]);
+    expect(map.filter((e) => !e.data).every((e) => e.zero)).toBe(true);
     const out = path.join(dir, 'fio.json');
     const r = await run('fio', ['--name=v', '--ioengine=nbd', `--uri=${onB.uri}`, '--offset=16M', '--rw=randwrite', '--bs=4k', '--size=8M', '--iodepth=16', '--verify=crc32c', '--do_verify=1', '--verify_state_save=0', `--output=${out}`, '--output-format=json']);
     expect(r.code, r.stderr).toBe(0);
