@@ -30,7 +30,7 @@ struct RbdApi {
   X(rbd_aio_write_zeroes) X(rbd_metadata_get) X(rbd_metadata_set) X(rbd_lock_exclusive)   \
   X(rbd_unlock) X(rbd_break_lock) X(rbd_list_lockers) X(rbd_get_features) X(rbd_update_features)                                 \
   X(rbd_snap_create) X(rbd_snap_remove) X(rbd_snap_protect) X(rbd_snap_unprotect) X(rbd_snap_list) \
-  X(rbd_snap_list_end) X(rbd_clone) X(rbd_metadata_remove)
+  X(rbd_snap_list_end) X(rbd_clone) X(rbd_metadata_remove) X(rbd_diff_iterate2)
   NITRIDE_RBD_FUNCTIONS(NITRIDE_RBD_FN)
 #undef NITRIDE_RBD_FN
 };

@@ -21,6 +21,7 @@ export const RunVmBody: z.ZodType<RunVmRequest> = z
     accel: z.enum(['tcg', 'kvm']).optional(),
     volumes: z.array(z.string().max(64)).max(16).optional(),
     enis: z.array(z.string().max(64)).max(8).optional(),
+    forceAttach: z.boolean().optional(),
   })
   .strict();
 

@@ -54,6 +54,12 @@ export interface RunVmRequest {
   /** "vol-…" or "vol-…:boot". */
   volumes?: string[];
   enis?: string[];
+  /**
+   * An rbd volume held by another host is taken over: the holder is fenced (Ceph blocklists
+   * it, exactly as `volume detach --force`) before QEMU starts. Without it such a volume is
+   * refused, naming the holder.
+   */
+  forceAttach?: boolean;
 }
 
 export interface QemuArgsReply {

@@ -1111,6 +1111,8 @@ export interface RbdImage {
   /** Unprotects and removes a snapshot (EBUSY while it has clones). */
   snapRemove(name: string): Promise<void>;
   snapList(): Promise<Array<{ name: string; size: number }>>;
+  /** Stored ranges in [offset, offset+length), whole objects, flat [off, len, off, len, …], sorted and merged; the rest reads as zeroes. */
+  allocated(offset: number, length: number): Promise<number[]>;
   close(): Promise<void>;
 }
 

@@ -26,7 +26,7 @@ import path from 'node:path';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, errnoCode, oneLine } from '../common/errors.js';
 import { ensureDir, readJsonFile, writeFileAtomic } from '../common/durable-fs.js';
 import type { Logger } from '../log/logger.js';
-import type { VolumeManager } from '../volume/manager.js';
+import { describeHolder, type VolumeManager } from '../volume/manager.js';
 import type { VpcManager } from '../vpc/manager.js';
 import { sha256File, type ImageAllowlist } from './images.js';
 import { createVmCgroup, removeVmCgroup, scopeProperties, vmLimits, type VmLimits } from './cgroup.js';
@@ -254,6 +254,7 @@ export class VmManager {
       const cgroup = scope ? { dirs: [], procs: [] } : await createVmCgroup(id, limits);
       record.cgroups = cgroup.dirs;
       await this.serveGuest(vm);
+      await this.claimHeldVolumes(record.volumes, opts.forceAttach === true);
       // Each TAP is opened here and inherited by QEMU as fd 3, 4, …: QEMU opens no device by name.
       const taps = openTaps(spec.nics.map((n) => n.ifname));
       try {
@@ -347,6 +348,7 @@ export class VmManager {
     const initrd = opts.initrd ? await this.options.images.resolve(opts.initrd, 'initrd') : undefined;
 
     const volumes = (opts.volumes ?? []).map(parseVolumeRef);
+    if (volumes.length) await this.options.volumes.refreshed(); // an rbd volume another host created a moment ago
     if (volumes.filter((v) => v.boot).length > 1) throw new UsageError('only one volume can be the boot volume');
     if (new Set(volumes.map((v) => v.id)).size !== volumes.length) throw new UsageError('a volume is given twice');
     for (const v of volumes) {
@@ -407,6 +409,25 @@ export class VmManager {
       cgroups: [],
     };
     return { spec, record, images: { kernel: { path: kernel.path, sha256: kernel.image.sha256 }, ...(initrd ? { initrd: { path: initrd.path, sha256: initrd.image.sha256 } } : {}) } };
+  }
+
+  /**
+   * rbd volumes another host holds (its lock on the image): refused naming the holder, or, with
+   * `force`, freed by `volume detach --force`'s own code (the holder is blocklisted, then its lock
+   * broken), so the half-dead host can never write again once this guest does.
+   */
+  private async claimHeldVolumes(volumes: Array<{ id: string }>, force: boolean): Promise<void> {
+    const volumeManager = this.options.volumes;
+    for (const { id } of volumes) {
+      if (volumeManager.describe(id).store !== 'rbd') continue;
+      if (force) {
+        const { fenced } = await volumeManager.detach(id, true);
+        if (fenced.length) this.log.warn({ volume: id, fenced: fenced.map((h) => h.host) }, 'vm run --force-attach: volume taken over');
+        continue;
+      }
+      const { holder } = await volumeManager.describeWithHolder(id);
+      if (holder) throw new ConflictError(`volume ${id} is attached on ${describeHolder(holder)}; --force-attach fences that host and takes the volume over`, 'VOLUME_IN_USE');
+    }
   }
 
   // ---------------------------------------------------------------------------- stop

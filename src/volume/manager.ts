@@ -1105,7 +1105,8 @@ function holderOf(locker: RbdLocker): VolumeHolder {
   return { host: locker.cookie, client: locker.client, address: locker.address };
 }
 
-function describeHolder(h: VolumeHolder): string {
+/** A holder as refusals name it. */
+export function describeHolder(h: VolumeHolder): string {
   return `host ${h.host} (Ceph ${h.client} at ${h.address})`;
 }
 

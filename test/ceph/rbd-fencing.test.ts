@@ -7,28 +7,22 @@
  * - A's daemon killed (-9) mid-write: B forces, every write A flushed is there.
  */
 import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DetachVolumeResult, VolumeInfo } from '../../src/api/volumes.js';
-import { startCeph, type CephCluster } from '../helpers/ceph.js';
-import { nitride, startDaemon, startKms, tempDir, type RunningDaemon, type RunningKms } from '../helpers/nitride.js';
+import type { CephCluster } from '../helpers/ceph.js';
+import { startCephHosts, type CephHosts } from '../helpers/ceph-hosts.js';
+import type { RunningDaemon } from '../helpers/nitride.js';
 import { QemuIoSession } from '../helpers/qemu-io.js';
 import { run, runOk } from '../helpers/run.js';
 
+let hosts: CephHosts;
 let ceph: CephCluster;
-let kms: RunningKms;
 let a: RunningDaemon;
 let b: RunningDaemon;
-let dir: string;
-let cleanup: () => void;
 const sessions: QemuIoSession[] = [];
 
-const cli = (d: RunningDaemon, ...args: string[]) => nitride(args, { NITRIDE_SOCKET: d.socket, NITRIDE_KMS_SOCKET: kms.socket });
-async function json<T>(d: RunningDaemon, ...args: string[]): Promise<T> {
-  const r = await cli(d, ...args, '--json');
-  if (r.code !== 0) throw new Error(`nitride ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
+const cli = (d: RunningDaemon, ...args: string[]) => hosts.cli(d, ...args);
+const json = <T>(d: RunningDaemon, ...args: string[]) => hosts.json<T>(d, ...args);
 function session(uri: string): QemuIoSession {
   const s = new QemuIoSession(uri);
   sessions.push(s);
@@ -36,25 +30,14 @@ function session(uri: string): QemuIoSession {
 }
 
 beforeAll(async () => {
-  ({ dir, cleanup } = tempDir('nitride-rbd-fence-'));
-  ceph = await startCeph();
-  kms = await startKms({ stateDir: path.join(dir, 'kms'), socket: path.join(dir, 'run-kms', 'kms.sock') });
-  const host = (name: string) =>
-    startDaemon({
-      stateDir: path.join(dir, name),
-      socket: path.join(dir, `run-${name}`, 'control.sock'),
-      args: ['--kms-socket', kms.socket, '--ceph-conf', ceph.conf, '--ceph-pool', ceph.pool, '--ceph-id', ceph.id, '--host-id', `host-${name}`],
-    });
-  [a, b] = await Promise.all([host('a'), host('b')]);
+  hosts = await startCephHosts('nitride-rbd-fence-');
+  ({ ceph } = hosts);
+  [a, b] = await Promise.all([hosts.host('a', ['--host-id', 'host-a']), hosts.host('b', ['--host-id', 'host-b'])]);
 }, 240_000);
 
 afterAll(async () => {
   for (const s of sessions) await s.close().catch(() => {});
-  await a?.stop('SIGKILL');
-  await b?.stop('SIGKILL');
-  await kms?.stop('SIGKILL');
-  await ceph?.destroy();
-  cleanup?.();
+  await hosts?.destroy();
 }, 120_000);
 
 describe('one writer at a time across hosts', { timeout: 180_000 }, () => {

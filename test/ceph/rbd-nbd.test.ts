@@ -3,6 +3,8 @@
  * NbdServer, driven by qemu-io and fio over both data planes (the native lane does librbd aio
  * from its own thread). Ceph must see ciphertext only: the OSD's block file is scanned for a
  * canary and for key bytes (a positive control proves the scan finds what is there).
+ * base:allocation comes from rbd_diff_iterate2: `qemu-img map` sees written objects as data and
+ * the rest as zero holes, and a clone counts its parent's data.
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -38,10 +40,19 @@ const vol: NbdExport = {
   open: async () => ({ backend, release: async () => {} }),
 };
 
+/** Exports of the base:allocation test, each a fresh image (open() attaches the backend set for it). */
+const mapped = new Map<string, EncryptedBackend>();
+const mappedExport = (name: string): NbdExport => ({
+  name,
+  stats: new ExportIoStats(),
+  describe: () => ({ size: mapped.get(name)!.size, capabilities: mapped.get(name)!.capabilities }),
+  open: async () => ({ backend: mapped.get(name)!, release: async () => {} }),
+});
+
 const threadNames = () => readdirSync('/proc/self/task').map((t) => readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim());
 
 async function serve(dataPlane: 'native' | 'js'): Promise<string> {
-  const server = new NbdServer({ catalog: new StaticCatalog([vol]), logger: createLogger({ level: 'silent' }), dataPlane });
+  const server = new NbdServer({ catalog: new StaticCatalog([vol, mappedExport('map'), mappedExport('map-clone')]), logger: createLogger({ level: 'silent' }), dataPlane });
   const socket = path.join(dir, `${dataPlane}-${servers.length}.sock`);
   await server.listenUnix(socket);
   servers.push(server);
@@ -61,6 +72,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of servers) await s.close().catch(() => {});
   await backend?.close().catch(() => {});
+  for (const b of mapped.values()) await b.close().catch(() => {});
   await cluster?.close().catch(() => {});
   await ceph?.destroy();
   cleanup?.();
@@ -108,6 +120,38 @@ describe('encrypted volume on RBD over NBD', { timeout: 180_000 }, () => {
     await img.read(15 * 4096, back);
     await img.close();
     expect(back.equals(Buffer.alloc(4096, 29))).toBe(true);
+  });
+
+  it('base:allocation from rbd_diff_iterate2: written objects are data, the rest zero holes; a clone counts its parent’s data', async () => {
+    const M = 1 << 20;
+    const key = randomKey();
+    const cloneKey = Buffer.from(key);
+    await cluster.create('map', SIZE);
+    mapped.set('map', new EncryptedBackend(new RbdBackend(await cluster.open('map'), 'rbd/map'), key));
+    const uri = (await serve('native')).replace('///vol?', '///map?');
+    const out = await runOk('qemu-io', ['-f', 'raw', uri,
+      '-c', 'write -P 0x5c 0 1M', '-c', `write -P 0x5d ${20 * M} 4k`, '-c', `write -P 0x5e ${40 * M} 4M`, '-c', `discard ${40 * M} 4M`, '-c', 'flush',
+      '-c', `read -P 0 ${8 * M} 1M`, '-c', `read -P 0 ${40 * M} 4M`, '-c', `read -P 0x5d ${20 * M} 4k`]);
+    expect(out).not.toMatch(/Pattern verification failed|error/i);
+    // Whole RBD objects (4 MiB): the two written ones are data; never written and discarded ones are holes.
+    const dataRuns = async (u: string) => {
+      const map = JSON.parse(await runOk('qemu-img', ['map', '--output=json', '-f', 'raw', u])) as Array<{ start: number; length: number; data: boolean; zero: boolean }>;
+      expect(map.filter((e) => !e.data).every((e) => e.zero)).toBe(true);
+      expect(map.reduce((n, e) => n + e.length, 0)).toBe(SIZE);
+      return map.filter((e) => e.data).map((e) => [e.start / M, e.length / M]);
+    };
+    expect(await dataRuns(uri)).toEqual([[0, 4], [20, 4]]);
+
+    // A clone of a snapshot: the parent's objects are its data too (include_parent), its own writes add to them.
+    const snap = await cluster.open('map');
+    await snap.snapCreate('s1');
+    await snap.close();
+    await cluster.clone('map', 's1', 'map-clone');
+    mapped.set('map-clone', new EncryptedBackend(new RbdBackend(await cluster.open('map-clone'), 'rbd/map-clone'), cloneKey));
+    const cloneUri = uri.replace('///map?', '///map-clone?');
+    await runOk('qemu-io', ['-f', 'raw', cloneUri, '-c', `write -P 0x6f ${60 * M} 4k`, '-c', 'flush', '-c', 'read -P 0x5c 0 1M']);
+    expect(await dataRuns(cloneUri)).toEqual([[0, 4], [20, 4], [60, 4]]);
+    expect(await dataRuns(uri)).toEqual([[0, 4], [20, 4]]);
   });
 
   it('Ceph holds ciphertext only: no canary, no key bytes in the OSD store; a plaintext canary is found', async () => {

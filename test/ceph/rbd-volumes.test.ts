@@ -2,46 +2,36 @@
  * ebs volumes on Ceph RBD with two real daemons ("hosts": two state directories sharing one
  * KMS over its Unix socket until the network KMS lands) and a real one-node cluster: a volume
  * created on A is listed on B from the image's metadata, written on A, detached, and read back
- * and fio-verified on B; a hostile record in the pool is ignored and counted. Snapshots: taken on
- * A, listed and cloned on B; the clone reads the snapshot's data, the parent its newer data.
+ * and fio-verified on B (whose `qemu-img map` shows A's writes as data, the rest as holes); a
+ * hostile record in the pool is ignored and counted. Snapshots: taken on A, listed and cloned on
+ * B; the clone reads the snapshot's data, the parent its newer data.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SnapshotInfo } from '../../src/api/snapshots.js';
 import type { VolumeInfo } from '../../src/api/volumes.js';
-import { startCeph, type CephCluster } from '../helpers/ceph.js';
-import { nitride, startDaemon, startKms, tempDir, type RunningDaemon, type RunningKms } from '../helpers/nitride.js';
+import type { CephCluster } from '../helpers/ceph.js';
+import { startCephHosts, type CephHosts } from '../helpers/ceph-hosts.js';
+import type { RunningDaemon } from '../helpers/nitride.js';
 import { run, runOk } from '../helpers/run.js';
 
+let hosts: CephHosts;
 let ceph: CephCluster;
-let kms: RunningKms;
 let a: RunningDaemon;
 let b: RunningDaemon;
 let dir: string;
-let cleanup: () => void;
 
-const cli = (d: RunningDaemon, ...args: string[]) => nitride(args, { NITRIDE_SOCKET: d.socket, NITRIDE_KMS_SOCKET: kms.socket });
-async function json<T>(d: RunningDaemon, ...args: string[]): Promise<T> {
-  const r = await cli(d, ...args, '--json');
-  if (r.code !== 0) throw new Error(`nitride ${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
+const cli = (d: RunningDaemon, ...args: string[]) => hosts.cli(d, ...args);
+const json = <T>(d: RunningDaemon, ...args: string[]) => hosts.json<T>(d, ...args);
 
 beforeAll(async () => {
-  ({ dir, cleanup } = tempDir('nitride-rbd-hosts-'));
-  ceph = await startCeph();
-  kms = await startKms({ stateDir: path.join(dir, 'kms'), socket: path.join(dir, 'run-kms', 'kms.sock') });
-  const host = (name: string) =>
-    startDaemon({ stateDir: path.join(dir, name), socket: path.join(dir, `run-${name}`, 'control.sock'), args: ['--kms-socket', kms.socket, '--ceph-conf', ceph.conf, '--ceph-pool', ceph.pool, '--ceph-id', ceph.id] });
-  [a, b] = await Promise.all([host('a'), host('b')]);
+  hosts = await startCephHosts('nitride-rbd-hosts-');
+  ({ ceph, dir } = hosts);
+  [a, b] = await Promise.all([hosts.host('a'), hosts.host('b')]);
 }, 240_000);
 
 afterAll(async () => {
-  await a?.stop('SIGKILL');
-  await b?.stop('SIGKILL');
-  await kms?.stop('SIGKILL');
-  await ceph?.destroy();
-  cleanup?.();
+  await hosts?.destroy();
 }, 120_000);
 
 describe('ebs volumes on RBD across two hosts', { timeout: 180_000 }, () => {
@@ -72,6 +62,10 @@ describe('ebs volumes on RBD across two hosts', { timeout: 180_000 }, () => {
     const onB = await json<VolumeInfo>(b, 'volume', 'describe', vol.id);
     expect(onB.state).toBe('available');
     await runOk('qemu-io', ['-f', 'raw', onB.uri, '-c', 'read -P 0x5c 0 2M', '-c', 'read -P 0xa1 10M 4k', '-c', 'read -P 0 12M 1M']);
+    // base:allocation through B's daemon (rbd_diff_iterate2, whole 4 MiB objects): A's writes are data, the rest zero holes.
+    const map = JSON.parse(await runOk('qemu-img', ['map', '--output=json', '-f', 'raw', onB.uri])) as Array<{ start: number; length: number; data: boolean; zero: boolean }>;
+    expect(map.filter((e) => e.data).map((e) => [e.start / (1 << 20), e.length / (1 << 20)])).toEqual([[0, 4], [8, 4]]);
+    expect(map.filter((e) => !e.data).every((e) => e.zero)).toBe(true);
     const out = path.join(dir, 'fio.json');
     const r = await run('fio', ['--name=v', '--ioengine=nbd', `--uri=${onB.uri}`, '--offset=16M', '--rw=randwrite', '--bs=4k', '--size=8M', '--iodepth=16', '--verify=crc32c', '--do_verify=1', '--verify_state_save=0', `--output=${out}`, '--output-format=json']);
     expect(r.code, r.stderr).toBe(0);

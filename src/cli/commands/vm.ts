@@ -18,6 +18,7 @@ interface RunOptions extends ClientOptions {
   memory: string;
   cpus: string;
   accel: 'tcg' | 'kvm';
+  forceAttach?: boolean;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -50,6 +51,7 @@ function bodyOf(options: RunOptions): RunVmRequest {
     accel: options.accel,
     volumes: options.volume,
     enis: options.eni,
+    ...(options.forceAttach ? { forceAttach: true } : {}),
   };
 }
 
@@ -76,10 +78,12 @@ export function vmCommand(): Command {
   const vm = new Command('vm').description('QEMU guests: nitride volumes as NVMe disks, ENIs as NICs');
 
   vm.addCommand(
-    guestOptions(clientVerb(new Command('run').description('start a guest; the daemon launches QEMU').requiredOption('--name <name>', 'VM name'))).action(async (options: RunOptions) => {
-      const r = await clientOf({ ...options }).call<VmInfo>('POST', VMS_API.vms, bodyOf(options));
-      emit(options, r, render);
-    }),
+    guestOptions(clientVerb(new Command('run').description('start a guest; the daemon launches QEMU').requiredOption('--name <name>', 'VM name')))
+      .option('--force-attach', 'take over rbd volumes another host holds: fence it first (Ceph blocklist, as volume detach --force)')
+      .action(async (options: RunOptions) => {
+        const r = await clientOf({ ...options }).call<VmInfo>('POST', VMS_API.vms, bodyOf(options));
+        emit(options, r, render);
+      }),
   );
 
   vm.addCommand(

@@ -43,7 +43,7 @@ export function registerVmRoutes(control: ControlServer, vms: VmManager, images:
     status: 201,
     body: RunVmBody,
     handle: async ({ body, audit }) => {
-      audit.details = { name: body.name, kernel: body.kernel, initrd: body.initrd, volumes: body.volumes, enis: body.enis };
+      audit.details = { name: body.name, kernel: body.kernel, initrd: body.initrd, volumes: body.volumes, enis: body.enis, forceAttach: body.forceAttach };
       const vm = await vms.run(body);
       audit.target = vm.id;
       return vm;
