@@ -7,7 +7,11 @@
  *   0), so 200 concurrent `eni create` in one subnet from every host never hand out one twice;
  *   a lost race picks another free address from a fresh read and tries again;
  * - a subnet is created with its VPC's key rewritten under a guard on its mod revision, which
- *   serialises subnet creation per VPC (no two overlapping siblings).
+ *   serialises subnet creation per VPC (no two overlapping siblings);
+ * - security groups: a group is created with its VPC's key rewritten the same way (no two groups
+ *   of one name); a rule change or an ENI's new group list rewrites, under guards on their mod
+ *   revisions, the groups it names, so a group deleted meanwhile makes it fail (and the other
+ *   way round): no record is left naming a group that is gone.
  * Each resolves once this host's view has the change. While etcd is unreachable every mutation
  * is refused with one line.
  */
@@ -15,12 +19,14 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import { newResourceId } from '../api/ids.js';
 import { LOCAL_HOST_ID, type EniKind, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
-import type { CreateEniInput } from '../vpc/model.js';
+import type { CreateSecurityGroupRequest, SecurityGroupRecord, SgDirection, SgRule } from '../api/security-groups.js';
+import type { CreateEniInput, ModifyEniInput } from '../vpc/model.js';
+import { defaultGroupId } from '../vpc/security-groups.js';
 import { VpcModel, reservedRole } from '../vpc/model.js';
 import { cidrFirst, cidrLast, intToIpv4, parseCidr } from '../vpc/packets.js';
 import type { FleetMutations } from '../vpc/manager.js';
 import type { FleetMirror } from './mirror.js';
-import { fleetKeys, type FleetEniRecord } from './records.js';
+import { FLEET_PREFIX, buildView, fleetKeys, type FleetEniRecord } from './records.js';
 import type { FleetStore, Guard } from './store.js';
 
 /** Attempts of one `eni create` with an automatic address before it gives up (only under heavy contention). */
@@ -44,7 +50,17 @@ export class FleetVpcMutations implements FleetMutations {
     const kv = this.need(fleetKeys.vpc(id), `VPC ${id} does not exist`);
     const subnets = this.subnets().filter((s) => s.vpcId === id);
     if (subnets.length) throw new ConflictError(`VPC ${id} still has ${subnets.length} subnet(s) (${subnets.map((s) => s.id).join(', ')}): delete them first`);
-    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `VPC ${id} changed meanwhile; try again`);
+    const groups = this.current().securityGroups.list(id).filter((g) => g.id !== defaultGroupId(id));
+    if (groups.length) throw new ConflictError(`VPC ${id} still has ${groups.length} security group(s) (${groups.map((g) => g.id).join(', ')}): delete them first`);
+    // The default group's record (if its rules were changed) goes with the VPC.
+    const defaultKv = this.mirror.get(fleetKeys.sg(defaultGroupId(id)));
+    await this.commit(
+      {
+        guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }, ...(defaultKv ? [{ key: defaultKv.key, target: 'Mod' as const, revision: defaultKv.modRevision }] : [])],
+        deletes: [kv.key, ...(defaultKv ? [defaultKv.key] : [])],
+      },
+      `VPC ${id} changed meanwhile; try again`,
+    );
   }
 
   async createSubnet(input: { vpcId: string; cidr: string; id?: string; name?: string }): Promise<SubnetRecord> {
@@ -152,7 +168,88 @@ export class FleetVpcMutations implements FleetMutations {
     );
   }
 
+  /** Change what `eni modify` changes (groups, source/dest check, description, TCP timeout) in the ENI's record. */
+  async modifyEni(id: string, changes: Omit<ModifyEniInput, 'hostId'>): Promise<void> {
+    this.writable();
+    if (changes.hostInterface !== undefined) throw new UsageError('in fleet mode an ENI keeps its host interface name (delete and create it)');
+    const { kv, record } = this.eni(id);
+    const next = this.current().modifyEni(id, changes);
+    const { hostId: _local, ...fields } = next;
+    const out: FleetEniRecord = { ...fields, hostId: record.hostId, ...(record.kind ? { kind: record.kind } : {}) };
+    const touched = this.groupLocks(out.securityGroups);
+    await this.commit(
+      { guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }, ...touched.guards], puts: [{ key: kv.key, value: JSON.stringify(out) }, ...touched.puts] },
+      `ENI ${id} or one of its groups changed meanwhile; try again`,
+    );
+  }
+
+  async createSecurityGroup(input: CreateSecurityGroupRequest): Promise<SecurityGroupRecord> {
+    this.writable();
+    const vpcKv = this.need(fleetKeys.vpc(input.vpcId), `VPC ${input.vpcId} does not exist`);
+    const record = this.current().securityGroups.create(input);
+    await this.commit(
+      {
+        guards: [
+          { key: vpcKv.key, target: 'Mod', revision: vpcKv.modRevision },
+          { key: fleetKeys.sg(record.id), target: 'Create', revision: 0 },
+        ],
+        puts: [
+          { key: fleetKeys.sg(record.id), value: JSON.stringify(record) },
+          { key: vpcKv.key, value: vpcKv.value },
+        ],
+      },
+      `VPC ${input.vpcId} changed meanwhile (another group?); try again`,
+    );
+    return record;
+  }
+
+  async deleteSecurityGroup(id: string): Promise<void> {
+    this.writable();
+    // The model's checks: not a default group, no ENI of any host has it, no rule names it.
+    this.current().deleteSecurityGroup(id);
+    const kv = this.need(fleetKeys.sg(id), `security group ${id} does not exist`);
+    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `security group ${id} changed meanwhile; try again`);
+  }
+
+  /** Authorize or revoke one rule: the group's whole record is rewritten (a default group gets its first record). */
+  async changeRule(id: string, op: 'authorize' | 'revoke', direction: SgDirection, rule: SgRule): Promise<SecurityGroupRecord> {
+    this.writable();
+    const groups = this.current().securityGroups;
+    const record = op === 'authorize' ? groups.authorize(id, direction, rule) : groups.revoke(id, direction, rule);
+    const vpcKv = this.need(fleetKeys.vpc(record.vpcId), `VPC ${record.vpcId} does not exist`);
+    const key = fleetKeys.sg(id);
+    const kv = this.mirror.get(key);
+    const peer = op === 'authorize' && rule.sourceGroup !== undefined && rule.sourceGroup !== id ? rule.sourceGroup : undefined;
+    const touched = this.groupLocks(peer ? [peer] : []);
+    await this.commit(
+      {
+        guards: [
+          { key: vpcKv.key, target: 'Create', revision: vpcKv.createRevision },
+          kv ? { key, target: 'Mod', revision: kv.modRevision } : { key, target: 'Create', revision: 0 },
+          ...touched.guards,
+        ],
+        puts: [{ key, value: JSON.stringify(record) }, ...touched.puts],
+      },
+      `security group ${id} changed meanwhile; try again`,
+    );
+    return record;
+  }
+
   // ---- internals ----------------------------------------------------------------------------
+
+  /** The model as this host's mirror has it now, built afresh (a scratch to check a change on). */
+  private current(): VpcModel {
+    return buildView(this.mirror.under(FLEET_PREFIX), this.store.hostId).model;
+  }
+
+  /**
+   * Guards and rewrites of the stored groups a record names: a concurrent delete of one of them
+   * fails, or makes this fail. Default groups go only with their VPC and need none.
+   */
+  private groupLocks(ids: string[]): { guards: Guard[]; puts: Array<{ key: string; value: string }> } {
+    const kvs = ids.flatMap((g) => this.mirror.get(fleetKeys.sg(g)) ?? []);
+    return { guards: kvs.map((kv) => ({ key: kv.key, target: 'Mod' as const, revision: kv.modRevision })), puts: kvs.map((kv) => ({ key: kv.key, value: kv.value })) };
+  }
 
   /** Mutations wait for etcd; the data plane does not. */
   private writable(): void {
