@@ -11,7 +11,10 @@
  * - security groups: a group is created with its VPC's key rewritten the same way (no two groups
  *   of one name); a rule change or an ENI's new group list rewrites, under guards on their mod
  *   revisions, the groups it names, so a group deleted meanwhile makes it fail (and the other
- *   way round): no record is left naming a group that is gone.
+ *   way round): no record is left naming a group that is gone;
+ * - network ACLs: an ACL's record holds its entries and subnets; an association rewrites the
+ *   ACL that gives the subnet up and the one that takes it, and a subnet's delete rewrites the
+ *   ACL that had it, each under a guard on its mod revision.
  * Each resolves once this host's view has the change. While etcd is unreachable every mutation
  * is refused with one line.
  */
@@ -22,6 +25,8 @@ import { LOCAL_HOST_ID, type EniKind, type SubnetRecord, type VpcRecord } from '
 import type { CreateSecurityGroupRequest, SecurityGroupRecord, SgDirection, SgRule } from '../api/security-groups.js';
 import type { CreateEniInput, ModifyEniInput } from '../vpc/model.js';
 import { defaultGroupId } from '../vpc/security-groups.js';
+import { defaultAclId } from '../vpc/network-acls.js';
+import type { CreateNetworkAclRequest, NaclEntry, NetworkAclRecord } from '../api/network-acls.js';
 import { VpcModel, reservedRole } from '../vpc/model.js';
 import { cidrFirst, cidrLast, intToIpv4, parseCidr } from '../vpc/packets.js';
 import type { FleetMutations } from '../vpc/manager.js';
@@ -50,14 +55,17 @@ export class FleetVpcMutations implements FleetMutations {
     const kv = this.need(fleetKeys.vpc(id), `VPC ${id} does not exist`);
     const subnets = this.subnets().filter((s) => s.vpcId === id);
     if (subnets.length) throw new ConflictError(`VPC ${id} still has ${subnets.length} subnet(s) (${subnets.map((s) => s.id).join(', ')}): delete them first`);
-    const groups = this.current().securityGroups.list(id).filter((g) => g.id !== defaultGroupId(id));
+    const model = this.current();
+    const groups = model.securityGroups.list(id).filter((g) => g.id !== defaultGroupId(id));
     if (groups.length) throw new ConflictError(`VPC ${id} still has ${groups.length} security group(s) (${groups.map((g) => g.id).join(', ')}): delete them first`);
-    // The default group's record (if its rules were changed) goes with the VPC.
-    const defaultKv = this.mirror.get(fleetKeys.sg(defaultGroupId(id)));
+    const acls = model.networkAcls.list(id).filter((a) => !a.isDefault);
+    if (acls.length) throw new ConflictError(`VPC ${id} still has ${acls.length} network ACL(s) (${acls.map((a) => a.id).join(', ')}): delete them first`);
+    // The default group's and ACL's records (if they were changed) go with the VPC.
+    const defaults = [this.mirror.get(fleetKeys.sg(defaultGroupId(id))), this.mirror.get(fleetKeys.acl(defaultAclId(id)))].flatMap((x) => x ?? []);
     await this.commit(
       {
-        guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }, ...(defaultKv ? [{ key: defaultKv.key, target: 'Mod' as const, revision: defaultKv.modRevision }] : [])],
-        deletes: [kv.key, ...(defaultKv ? [defaultKv.key] : [])],
+        guards: [kv, ...defaults].map((x) => ({ key: x.key, target: 'Mod' as const, revision: x.modRevision })),
+        deletes: [kv.key, ...defaults.map((x) => x.key)],
       },
       `VPC ${id} changed meanwhile; try again`,
     );
@@ -92,7 +100,19 @@ export class FleetVpcMutations implements FleetMutations {
     const kv = this.need(fleetKeys.subnet(id), `subnet ${id} does not exist`);
     const enis = this.enis().filter((e) => e.record.subnetId === id);
     if (enis.length) throw new ConflictError(`subnet ${id} still has ${enis.length} ENI(s) (${enis.map((e) => e.record.id).join(', ')}): delete them first`);
-    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `subnet ${id} changed meanwhile; try again`);
+    // The ACL it was associated with gives it up in the same transaction.
+    const model = this.current();
+    const acl = model.listSubnets().some((s) => s.id === id) ? model.subnetAcl(id) : undefined;
+    const aclKv = acl && !acl.isDefault ? this.mirror.get(fleetKeys.acl(acl.id)) : undefined;
+    const released = aclKv && acl ? { ...acl, subnets: acl.subnets.filter((s) => s !== id) } : undefined;
+    await this.commit(
+      {
+        guards: [kv, ...(aclKv ? [aclKv] : [])].map((x) => ({ key: x.key, target: 'Mod' as const, revision: x.modRevision })),
+        deletes: [kv.key],
+        ...(aclKv && released ? { puts: [{ key: aclKv.key, value: JSON.stringify(released) }] } : {}),
+      },
+      `subnet ${id} changed meanwhile; try again`,
+    );
   }
 
   async createEni(input: CreateEniInput & { kind?: EniKind }): Promise<string> {
@@ -235,7 +255,66 @@ export class FleetVpcMutations implements FleetMutations {
     return record;
   }
 
+  async createNetworkAcl(input: CreateNetworkAclRequest): Promise<NetworkAclRecord> {
+    this.writable();
+    const vpcKv = this.need(fleetKeys.vpc(input.vpcId), `VPC ${input.vpcId} does not exist`);
+    const record = this.current().createNetworkAcl(input);
+    await this.commit(
+      {
+        guards: [
+          { key: vpcKv.key, target: 'Create', revision: vpcKv.createRevision },
+          { key: fleetKeys.acl(record.id), target: 'Create', revision: 0 },
+        ],
+        puts: [{ key: fleetKeys.acl(record.id), value: JSON.stringify(record) }],
+      },
+      `network ACL ${record.id} already exists, or VPC ${input.vpcId} is gone`,
+    );
+    return record;
+  }
+
+  async deleteNetworkAcl(id: string): Promise<void> {
+    this.writable();
+    // The model's checks: not a default ACL, no subnet uses it.
+    this.current().networkAcls.delete(id);
+    const kv = this.need(fleetKeys.acl(id), `network ACL ${id} does not exist`);
+    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `network ACL ${id} changed meanwhile; try again`);
+  }
+
+  /** Add or delete one entry: the ACL's whole record is rewritten (a default ACL gets its first record). */
+  async changeNetworkAcl(id: string, change: { add: NaclEntry } | { remove: { direction: SgDirection; ruleNumber: number } }): Promise<void> {
+    this.writable();
+    const acls = this.current().networkAcls;
+    const record = 'add' in change ? acls.addEntry(id, change.add) : acls.deleteEntry(id, change.remove.direction, change.remove.ruleNumber);
+    await this.writeAcls([record], [], `network ACL ${id} changed meanwhile; try again`);
+  }
+
+  /** The subnet moves to this ACL: the ACL that had it and the one that takes it are rewritten together. */
+  async associateNetworkAcl(id: string, subnetId: string): Promise<void> {
+    this.writable();
+    const subnetKv = this.need(fleetKeys.subnet(subnetId), `subnet ${subnetId} does not exist`);
+    const model = this.current();
+    const before = model.subnetAcl(subnetId);
+    model.associateNetworkAcl(id, subnetId);
+    if (before.id === id) return;
+    // A default ACL's record lists no subnets: only the non-default ones change.
+    const changed = [id, before.id].map((a) => model.networkAcls.get(a)).filter((a) => !a.isDefault);
+    await this.writeAcls(changed, [{ key: subnetKv.key, target: 'Create', revision: subnetKv.createRevision }], `network ACL ${id}, ${before.id} or subnet ${subnetId} changed meanwhile; try again`);
+  }
+
   // ---- internals ----------------------------------------------------------------------------
+
+  /** Rewrite ACL records, each guarded on its mod revision (absent: a default ACL's first record) and its VPC still there. */
+  private async writeAcls(records: NetworkAclRecord[], extra: Guard[], conflict: string): Promise<void> {
+    const guards: Guard[] = [...extra];
+    for (const r of records) {
+      const kv = this.mirror.get(fleetKeys.acl(r.id));
+      const vpcKv = this.need(fleetKeys.vpc(r.vpcId), `VPC ${r.vpcId} does not exist`);
+      guards.push(kv ? { key: kv.key, target: 'Mod', revision: kv.modRevision } : { key: fleetKeys.acl(r.id), target: 'Create', revision: 0 });
+      if (!guards.some((g) => g.key === vpcKv.key)) guards.push({ key: vpcKv.key, target: 'Create', revision: vpcKv.createRevision });
+    }
+    await this.commit({ guards, puts: records.map((r) => ({ key: fleetKeys.acl(r.id), value: JSON.stringify(r) })) }, conflict);
+  }
+
 
   /** The model as this host's mirror has it now, built afresh (a scratch to check a change on). */
   private current(): VpcModel {

@@ -8,6 +8,8 @@
  *   /nitride/subnets/<subnetId>        SubnetRecord
  *   /nitride/sgs/<sgId>                SecurityGroupRecord (a VPC's default group has one once
  *                                      its rules change; until then it is implied by the VPC)
+ *   /nitride/acls/<aclId>              NetworkAclRecord, its subnets included (a default ACL has
+ *                                      one once its entries change, listing no subnets)
  *   /nitride/enis/<hostId>/<eniId>     FleetEniRecord (the key's host is the ENI's placement)
  *   /nitride/ips/<subnetId>/<ip>       the ENI id holding the address (allocation claim)
  *   /nitride/macs/<mac>                the ENI id holding the MAC (allocation claim)
@@ -26,8 +28,9 @@ import { isResourceId } from '../api/ids.js';
 import { decodeKey, encodeKey } from '../vpc/handshake.js';
 import type { PeerRecord } from '../vpc/manager.js';
 import type { SecurityGroupRecord } from '../api/security-groups.js';
-import { EniStateRecord, SecurityGroupStateRecord, SubnetStateRecord, VpcModel, VpcStateRecord, type EniRecord } from '../vpc/model.js';
+import { EniStateRecord, NetworkAclStateRecord, SecurityGroupStateRecord, SubnetStateRecord, VpcModel, VpcStateRecord, type EniRecord } from '../vpc/model.js';
 import { DEFAULT_GROUP_NAME, SecurityGroups, defaultGroupId } from '../vpc/security-groups.js';
+import { NetworkAcls, defaultAclId } from '../vpc/network-acls.js';
 import type { StoredKv } from './store.js';
 
 export const FLEET_PREFIX = '/nitride/';
@@ -37,10 +40,12 @@ export const fleetKeys = {
   subnets: `${FLEET_PREFIX}subnets/`,
   enis: `${FLEET_PREFIX}enis/`,
   sgs: `${FLEET_PREFIX}sgs/`,
+  acls: `${FLEET_PREFIX}acls/`,
   host: (hostId: string) => `${FLEET_PREFIX}hosts/${hostId}`,
   vpc: (id: string) => `${FLEET_PREFIX}vpcs/${id}`,
   subnet: (id: string) => `${FLEET_PREFIX}subnets/${id}`,
   sg: (id: string) => `${FLEET_PREFIX}sgs/${id}`,
+  acl: (id: string) => `${FLEET_PREFIX}acls/${id}`,
   enisOf: (hostId: string) => `${FLEET_PREFIX}enis/${hostId}/`,
   eni: (hostId: string, id: string) => `${FLEET_PREFIX}enis/${hostId}/${id}`,
   ipsOf: (subnetId: string) => `${FLEET_PREFIX}ips/${subnetId}/`,
@@ -79,6 +84,7 @@ export const HostRecordSchema = z
 const VpcSchema = VpcStateRecord;
 const SubnetSchema = SubnetStateRecord;
 const SgSchema = SecurityGroupStateRecord;
+const AclSchema = NetworkAclStateRecord;
 const EniSchema = EniStateRecord.extend({ hostId: HostId, securityGroups: z.array(z.string()), kind: z.enum(['tap', 'veth']).optional() });
 
 /** A record left out of the view, and why (one line). */
@@ -120,10 +126,10 @@ function parseJson<T>(kv: StoredKv, schema: z.ZodType<T>): T {
  * host's key (a record of another host claiming it is refused); absent while the VPC is down.
  */
 export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPublicKey?: string): FleetView {
-  const byKind = { hosts: [] as StoredKv[], vpcs: [] as StoredKv[], subnets: [] as StoredKv[], sgs: [] as StoredKv[], enis: [] as StoredKv[] };
+  const byKind = { hosts: [] as StoredKv[], vpcs: [] as StoredKv[], subnets: [] as StoredKv[], sgs: [] as StoredKv[], acls: [] as StoredKv[], enis: [] as StoredKv[] };
   for (const kv of kvs) {
     const kind = kv.key.slice(FLEET_PREFIX.length).split('/')[0];
-    if (kind === 'hosts' || kind === 'vpcs' || kind === 'subnets' || kind === 'sgs' || kind === 'enis') byKind[kind].push(kv);
+    if (kind === 'hosts' || kind === 'vpcs' || kind === 'subnets' || kind === 'sgs' || kind === 'acls' || kind === 'enis') byKind[kind].push(kv);
   }
   for (const list of Object.values(byKind)) list.sort((a, b) => a.createRevision - b.createRevision || (a.key < b.key ? -1 : 1));
   const bad: BadRecord[] = [];
@@ -189,6 +195,33 @@ export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPub
     }
   }
   for (const { kv, err } of restoreGroups(model, groups)) refuse(kv, err);
+  const aclOfSubnet = new Map<string, string>();
+  for (const kv of byKind.acls) {
+    try {
+      const a = parseJson(kv, AclSchema);
+      if (kv.key !== fleetKeys.acl(a.id)) throw new Error(`names network ACL ${a.id}`);
+      if (!isResourceId('acl', a.id)) throw new Error(`'${a.id}' is not a network ACL id`);
+      model.getVpc(a.vpcId);
+      const isDefault = a.id === defaultAclId(a.vpcId);
+      if (a.isDefault !== isDefault) throw new Error(isDefault ? `is the default ACL of ${a.vpcId}` : `is not the default ACL of ${a.vpcId}`);
+      if (!isDefault && model.networkAcls.has(a.id)) throw new Error(`${a.id} is another VPC's default ACL`);
+      if (isDefault && a.subnets.length) throw new Error('a default ACL lists no subnets (it has those no other ACL has)');
+      for (const s of a.subnets) {
+        const holder = aclOfSubnet.get(s);
+        if (holder !== undefined) throw new Error(`subnet ${s} is associated with ${holder}`);
+        if (model.getSubnet(s).vpcId !== a.vpcId) throw new Error(`subnet ${s} is not in ${a.vpcId}`);
+      }
+      // Entries checked on a scratch first: a record is kept whole or not at all.
+      new NetworkAcls(() => a.id).restore(a);
+      model.networkAcls.restore(a);
+      for (const s of a.subnets) {
+        model.associateNetworkAcl(a.id, s);
+        aclOfSubnet.set(s, a.id);
+      }
+    } catch (err) {
+      refuse(kv, err);
+    }
+  }
   const kinds: Record<string, EniKind> = {};
   for (const kv of byKind.enis) {
     try {

@@ -83,6 +83,11 @@ export interface FleetMutations {
   createSecurityGroup(input: CreateSecurityGroupRequest): Promise<SecurityGroupRecord>;
   deleteSecurityGroup(id: string): Promise<void>;
   changeRule(id: string, op: 'authorize' | 'revoke', direction: SgDirection, rule: SgRule): Promise<SecurityGroupRecord>;
+  createNetworkAcl(input: CreateNetworkAclRequest): Promise<NetworkAclRecord>;
+  deleteNetworkAcl(id: string): Promise<void>;
+  changeNetworkAcl(id: string, change: { add: NaclEntry } | { remove: { direction: SgDirection; ruleNumber: number } }): Promise<void>;
+  /** The subnet leaves the ACL it had for this one. */
+  associateNetworkAcl(id: string, subnetId: string): Promise<void>;
 }
 
 /** What the fleet gives the VPC to run: the model as this host sees it, its ENIs' kinds, the peers. */
@@ -309,7 +314,8 @@ export class VpcManager {
   // ---- network ACLs (entries and associations reach the engine at once) ----------------------
 
   createNetworkAcl(input: CreateNetworkAclRequest): Promise<NetworkAclRecord> {
-    return this.mutateAcl((model) => model.createNetworkAcl(input));
+    if (this.fleet) return this.fleet.createNetworkAcl(input).then((r) => this.getNetworkAcl(r.id));
+    return this.mutateSecurity((model) => model.createNetworkAcl(input));
   }
   listNetworkAcls(vpcId?: string): NetworkAclRecord[] {
     const model = this.store.model;
@@ -320,22 +326,26 @@ export class VpcManager {
     return this.store.model.describeNetworkAcl(id);
   }
   deleteNetworkAcl(id: string): Promise<void> {
-    return this.mutateAcl((model) => model.networkAcls.delete(id));
+    if (this.fleet) return this.fleet.deleteNetworkAcl(id);
+    return this.mutateSecurity((model) => model.networkAcls.delete(id));
   }
   addNaclEntry(id: string, entry: NaclEntry): Promise<NetworkAclRecord> {
-    return this.mutateAcl((model) => {
+    if (this.fleet) return this.fleet.changeNetworkAcl(id, { add: entry }).then(() => this.getNetworkAcl(id));
+    return this.mutateSecurity((model) => {
       model.networkAcls.addEntry(id, entry);
       return model.describeNetworkAcl(id);
     });
   }
   deleteNaclEntry(id: string, direction: SgDirection, ruleNumber: number): Promise<NetworkAclRecord> {
-    return this.mutateAcl((model) => {
+    if (this.fleet) return this.fleet.changeNetworkAcl(id, { remove: { direction, ruleNumber } }).then(() => this.getNetworkAcl(id));
+    return this.mutateSecurity((model) => {
       model.networkAcls.deleteEntry(id, direction, ruleNumber);
       return model.describeNetworkAcl(id);
     });
   }
   associateNetworkAcl(id: string, subnetId: string): Promise<NetworkAclRecord> {
-    return this.mutateAcl((model) => {
+    if (this.fleet) return this.fleet.associateNetworkAcl(id, subnetId).then(() => this.getNetworkAcl(id));
+    return this.mutateSecurity((model) => {
       model.associateNetworkAcl(id, subnetId);
       return model.describeNetworkAcl(id);
     });
@@ -496,12 +506,6 @@ export class VpcManager {
 
   private mutate<T>(fn: (model: VpcModel) => T): Promise<T> {
     return this.queue.run(() => this.store.change(fn));
-  }
-
-  /** Network ACLs are not in the fleet store: in fleet mode their changes are refused in one line. */
-  private mutateAcl<T>(fn: (model: VpcModel) => T): Promise<T> {
-    if (this.fleet) return Promise.reject(new UsageError("network ACLs are not kept in the fleet store yet: in fleet mode every subnet has its VPC's default ACL (allow all) and nacl changes are refused"));
-    return this.mutateSecurity(fn);
   }
 
   /** A change that may alter compiled tables (groups, ACLs, flow logs): saved, then applied to the engine. */

@@ -126,4 +126,34 @@ describe('buildView', () => {
     expect(reasons[fleetKeys.eni('bb', 'eni-00000000000000002')]).toMatch(/sg-0000000000000001b does not exist/);
     expect(view.bad).toHaveLength(8);
   });
+
+  it('network ACLs: kept with their entries and subnets; a default ACL\'s record replaces its entries; hostile ones refused whole', () => {
+    const DEF = `acl-${VPC.slice(4)}`;
+    const X = 'acl-0000000000000001a';
+    const allow = { ruleNumber: 100, direction: 'egress', protocol: 'all', cidr: '0.0.0.0/0', action: 'allow' };
+    const acl = (id: string, extra: object = {}) => ({ id, vpcId: VPC, isDefault: false, entries: [allow], subnets: [SUBNET], ...extra });
+    const records = [
+      ...base(),
+      kv(fleetKeys.acl(X), acl(X)),
+      kv(fleetKeys.acl(DEF), { id: DEF, vpcId: VPC, isDefault: true, entries: [], subnets: [] }),
+      // The subnet is X's (older); a bad entry; not JSON; a default ACL claiming subnets; a non-default claiming to be default.
+      kv(fleetKeys.acl('acl-0000000000000001b'), acl('acl-0000000000000001b')),
+      kv(fleetKeys.acl('acl-0000000000000001c'), acl('acl-0000000000000001c', { subnets: [], entries: [{ ...allow, ruleNumber: 0 }] })),
+      kv(fleetKeys.acl('acl-0000000000000001d'), '{'),
+      kv(fleetKeys.acl('acl-0000000000000001e'), acl('acl-0000000000000001e', { isDefault: true, subnets: [] })),
+      kv(fleetKeys.acl('acl-0000000000000001f'), acl('acl-0000000000000001f', { subnets: ['subnet-0000000000000000f'] })),
+    ];
+    const view = buildView(records, 'a');
+    expect(view.model.subnetAcl(SUBNET).id).toBe(X);
+    expect(view.model.networkAcls.get(DEF).entries).toEqual([]);
+    expect(view.model.networkAcls.list().map((a) => a.id).sort()).toEqual([DEF, X].sort());
+    const reasons = Object.fromEntries(view.bad.map((b) => [b.key, b.reason]));
+    expect(view.bad).toHaveLength(5);
+    expect(reasons[fleetKeys.acl('acl-0000000000000001b')]).toMatch(/associated with acl-0000000000000001a/);
+    expect(reasons[fleetKeys.acl('acl-0000000000000001c')]).toMatch(/rule number 0/);
+    expect(reasons[fleetKeys.acl('acl-0000000000000001d')]).toBe('not JSON');
+    expect(reasons[fleetKeys.acl('acl-0000000000000001e')]).toMatch(/is not the default ACL/);
+    expect(reasons[fleetKeys.acl('acl-0000000000000001f')]).toMatch(/does not exist/);
+  });
 });
+
