@@ -32,7 +32,7 @@ import { cidrFirst, cidrLast, intToIpv4, parseCidr } from '../vpc/packets.js';
 import type { FleetMutations } from '../vpc/manager.js';
 import type { FleetMirror } from './mirror.js';
 import { FLEET_PREFIX, buildView, fleetKeys, type FleetEniRecord } from './records.js';
-import type { FleetStore, Guard } from './store.js';
+import type { FleetStore, Guard, StoredKv } from './store.js';
 
 /** Attempts of one `eni create` with an automatic address before it gives up (only under heavy contention). */
 const MAX_ATTEMPTS = 64;
@@ -79,19 +79,7 @@ export class FleetVpcMutations implements FleetMutations {
     for (const s of this.subnets()) if (s.vpcId === input.vpcId) model.createSubnet(s);
     const record = model.createSubnet(input);
     if (this.mirror.get(fleetKeys.subnet(record.id))) throw new ConflictError(`subnet ${record.id} already exists`);
-    await this.commit(
-      {
-        guards: [
-          { key: vpcKv.key, target: 'Mod', revision: vpcKv.modRevision },
-          { key: fleetKeys.subnet(record.id), target: 'Create', revision: 0 },
-        ],
-        puts: [
-          { key: fleetKeys.subnet(record.id), value: JSON.stringify(record) },
-          { key: vpcKv.key, value: vpcKv.value },
-        ],
-      },
-      `VPC ${input.vpcId} changed meanwhile (another subnet?); try again`,
-    );
+    await this.createInVpc(vpcKv, fleetKeys.subnet(record.id), record, `VPC ${input.vpcId} changed meanwhile (another subnet?); try again`);
     return record;
   }
 
@@ -207,19 +195,7 @@ export class FleetVpcMutations implements FleetMutations {
     this.writable();
     const vpcKv = this.need(fleetKeys.vpc(input.vpcId), `VPC ${input.vpcId} does not exist`);
     const record = this.current().securityGroups.create(input);
-    await this.commit(
-      {
-        guards: [
-          { key: vpcKv.key, target: 'Mod', revision: vpcKv.modRevision },
-          { key: fleetKeys.sg(record.id), target: 'Create', revision: 0 },
-        ],
-        puts: [
-          { key: fleetKeys.sg(record.id), value: JSON.stringify(record) },
-          { key: vpcKv.key, value: vpcKv.value },
-        ],
-      },
-      `VPC ${input.vpcId} changed meanwhile (another group?); try again`,
-    );
+    await this.createInVpc(vpcKv, fleetKeys.sg(record.id), record, `VPC ${input.vpcId} changed meanwhile (another group?); try again`);
     return record;
   }
 
@@ -302,6 +278,23 @@ export class FleetVpcMutations implements FleetMutations {
   }
 
   // ---- internals ----------------------------------------------------------------------------
+
+  /** Create `key` and rewrite its VPC's key under a guard on its mod revision: creations in one VPC are serialised. */
+  private createInVpc(vpcKv: StoredKv, key: string, record: object, conflict: string): Promise<void> {
+    return this.commit(
+      {
+        guards: [
+          { key: vpcKv.key, target: 'Mod', revision: vpcKv.modRevision },
+          { key, target: 'Create', revision: 0 },
+        ],
+        puts: [
+          { key, value: JSON.stringify(record) },
+          { key: vpcKv.key, value: vpcKv.value },
+        ],
+      },
+      conflict,
+    );
+  }
 
   /** Rewrite ACL records, each guarded on its mod revision (absent: a default ACL's first record) and its VPC still there. */
   private async writeAcls(records: NetworkAclRecord[], extra: Guard[], conflict: string): Promise<void> {

@@ -179,13 +179,8 @@ export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPub
   const groupNames = new Map<string, string>();
   for (const kv of byKind.sgs) {
     try {
-      const g = parseJson(kv, SgSchema);
-      if (kv.key !== fleetKeys.sg(g.id)) throw new Error(`names security group ${g.id}`);
-      if (!isResourceId('sg', g.id)) throw new Error(`'${g.id}' is not a security group id`);
-      model.getVpc(g.vpcId);
-      const isDefault = g.id === defaultGroupId(g.vpcId);
+      const { record: g, isDefault } = vpcPart(kv, SgSchema, model, 'sg', defaultGroupId, (id) => model.securityGroups.has(id));
       if (isDefault !== (g.name === DEFAULT_GROUP_NAME)) throw new Error(isDefault ? `a default group must be named '${DEFAULT_GROUP_NAME}'` : `the name '${DEFAULT_GROUP_NAME}' is the default group's`);
-      if (!isDefault && model.securityGroups.has(g.id)) throw new Error(`${g.id} is another VPC's default group`);
       const holder = groupNames.get(`${g.vpcId}/${g.name}`);
       if (holder !== undefined) throw new Error(`${g.vpcId} already has a group named '${g.name}' (${holder})`);
       groupNames.set(`${g.vpcId}/${g.name}`, g.id);
@@ -198,13 +193,8 @@ export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPub
   const aclOfSubnet = new Map<string, string>();
   for (const kv of byKind.acls) {
     try {
-      const a = parseJson(kv, AclSchema);
-      if (kv.key !== fleetKeys.acl(a.id)) throw new Error(`names network ACL ${a.id}`);
-      if (!isResourceId('acl', a.id)) throw new Error(`'${a.id}' is not a network ACL id`);
-      model.getVpc(a.vpcId);
-      const isDefault = a.id === defaultAclId(a.vpcId);
+      const { record: a, isDefault } = vpcPart(kv, AclSchema, model, 'acl', defaultAclId, (id) => model.networkAcls.has(id));
       if (a.isDefault !== isDefault) throw new Error(isDefault ? `is the default ACL of ${a.vpcId}` : `is not the default ACL of ${a.vpcId}`);
-      if (!isDefault && model.networkAcls.has(a.id)) throw new Error(`${a.id} is another VPC's default ACL`);
       if (isDefault && a.subnets.length) throw new Error('a default ACL lists no subnets (it has those no other ACL has)');
       for (const s of a.subnets) {
         const holder = aclOfSubnet.get(s);
@@ -241,6 +231,21 @@ export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPub
     }
   }
   return { model, kinds, hosts, peers, bad };
+}
+
+/**
+ * A security group's or network ACL's record: its key names it, its id has the kind's format, its
+ * VPC is in the view, and an id that is not its own VPC's default is not another VPC's default.
+ */
+function vpcPart<T extends { id: string; vpcId: string }>(kv: StoredKv, schema: z.ZodType<T>, model: VpcModel, kind: 'sg' | 'acl', defaultId: (vpcId: string) => string, exists: (id: string) => boolean): { record: T; isDefault: boolean } {
+  const record = parseJson(kv, schema);
+  const what = kind === 'sg' ? 'security group' : 'network ACL';
+  if (kv.key !== (kind === 'sg' ? fleetKeys.sg(record.id) : fleetKeys.acl(record.id))) throw new Error(`names ${what} ${record.id}`);
+  if (!isResourceId(kind, record.id)) throw new Error(`'${record.id}' is not a ${what} id`);
+  model.getVpc(record.vpcId);
+  const isDefault = record.id === defaultId(record.vpcId);
+  if (!isDefault && exists(record.id)) throw new Error(`${record.id} is another VPC's default ${kind === 'sg' ? 'group' : 'ACL'}`);
+  return { record, isDefault };
 }
 
 /**

@@ -76,10 +76,7 @@ describe.skipIf(!canRun)('security groups in a fleet of three hosts on etcd', ()
     for (const n of NAMES) namespaces.push(await lab.addNamespace(n));
     const { ips, hub, hubIp } = await lab.bridgedUnderlay(namespaces, octet);
     etcd = await startEtcd({ members: 1, netns: hub, host: hubIp, parent: scratch.dir });
-    for (const [i, n] of NAMES.entries()) {
-      const c = await etcd.clientCert(n);
-      hosts.push(await lab.startHost(n, namespaces[i]!, ips[i]!, ['--fleet-endpoints', etcd.endpoints.join(','), '--fleet-ca', c.ca, '--fleet-cert', c.cert, '--fleet-key', c.key]));
-    }
+    for (const [i, n] of NAMES.entries()) hosts.push(await lab.startHost(n, namespaces[i]!, ips[i]!, await etcd.daemonArgs(n)));
     await h1().json(['vpc', 'create', '--cidr', '172.29.0.0/16', '--id', VPC_ID]);
     await h1().json(['subnet', 'create', '--vpc', VPC_ID, '--cidr', '172.29.1.0/24', '--id', SUBNET_ID]);
     eniB = await h2().json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--kind', 'veth']);
@@ -203,6 +200,16 @@ describe.skipIf(!canRun)('security groups in a fleet of three hosts on etcd', ()
     });
     expect(await probe(gc.ns, 'tcpconnect', eniB.privateIp, '5001', '2')).toBe('timeout'); // the groups allow it; the ACL does not
     expect(await probe(gc.ns, 'tcpconnect', eniB.privateIp, '5002', '3')).toBe('ok');
+    // A subnet deleted on another host leaves the ACL that had it in the same transaction.
+    const SUBNET_2 = 'subnet-05e5e5e5e5e5e5e52';
+    await ok(h1(), ['subnet', 'create', '--vpc', VPC_ID, '--cidr', '172.29.2.0/24', '--id', SUBNET_2]);
+    await ok(h3(), ['nacl', 'associate', ACL_X, '--subnet', SUBNET_2]);
+    await ok(h2(), ['subnet', 'delete', SUBNET_2]);
+    expect(JSON.parse((await etcd.etcdctl(['get', '--print-value-only', `/nitride/acls/${ACL_X}`])).stdout).subnets).toEqual([SUBNET_ID]);
+    await waitFor('every host: the ACL has the first subnet only', async () => {
+      for (const h of hosts) if ((await acl(h)).subnets.join() !== SUBNET_ID) return false;
+      return true;
+    });
     const busy = await h1().cli(['nacl', 'delete', ACL_X]);
     expect(busy.code).not.toBe(0);
     expect(busy.stderr).toMatch(/associated with 1 subnet/);

@@ -43,8 +43,7 @@ describe.skipIf(!canRun)('fleet RBAC: a role per host over its own keys', () => 
       [fleetKeys.ip(SUBNET, '10.40.1.10'), ENI_A],
       [fleetKeys.mac('02:00:00:0a:0a:01'), ENI_A],
     ]) expect((await put(k!, v!)).succeeded).toBe(true);
-    const c = await etcd.clientCert('b');
-    b = await startHost({ daemonArgs: ['--fleet-endpoints', etcd.endpoints.join(','), '--fleet-ca', c.ca, '--fleet-cert', c.cert, '--fleet-key', c.key] });
+    b = await startHost({ daemonArgs: await etcd.daemonArgs('b') });
   }, 120_000);
 
   afterAll(async () => {
