@@ -113,12 +113,16 @@ export class FleetVpcMutations implements FleetMutations {
     const vpcKv = this.need(fleetKeys.vpc(subnet.vpcId), `VPC ${subnet.vpcId} does not exist`);
     const cidr = parseCidr(subnet.cidr)!;
     const taken = new Set(this.mirror.under(fleetKeys.ipsOf(subnet.id)).map((kv) => kv.key));
+    // Groups asked for are checked against the VPC's groups as the fleet has them.
+    const groups = input.securityGroups ? this.current().securityGroups.list(subnet.vpcId) : [];
     for (let attempt = 1; ; attempt++) {
       const ip = input.privateIp ?? pickFree(cidr, taken, subnet.id);
       if (ip === null) throw new ConflictError(`subnet ${subnet.id} (${subnet.cidr}) has no free address`, 'SUBNET_FULL');
       // The scratch model checks every field as `eni create` does standalone (format, range, reserved).
       const model = scratch();
       model.createVpc(JSON.parse(vpcKv.value) as VpcRecord);
+      for (const g of groups) model.securityGroups.restore(g);
+      for (const g of groups) model.securityGroups.restoreRules(g);
       model.createSubnet(subnet);
       const { kind, ...rest } = input;
       const checked = model.createEni({ ...rest, id, privateIp: ip, hostId: LOCAL_HOST_ID });
@@ -129,12 +133,14 @@ export class FleetVpcMutations implements FleetMutations {
         { key: fleetKeys.mac(record.mac), target: 'Create', revision: 0 },
         { key: fleetKeys.eni(hostId, id), target: 'Create', revision: 0 },
       ];
+      const touched = this.groupLocks(record.securityGroups);
       const r = await this.txn({
-        guards,
+        guards: [...guards, ...touched.guards],
         puts: [
           { key: fleetKeys.eni(hostId, id), value: JSON.stringify(record) },
           { key: fleetKeys.ip(subnet.id, ip), value: id },
           { key: fleetKeys.mac(record.mac), value: id },
+          ...touched.puts,
         ],
       });
       if (r.succeeded) {
@@ -307,7 +313,6 @@ export class FleetVpcMutations implements FleetMutations {
     }
     await this.commit({ guards, puts: records.map((r) => ({ key: fleetKeys.acl(r.id), value: JSON.stringify(r) })) }, conflict);
   }
-
 
   /** The model as this host's mirror has it now, built afresh (a scratch to check a change on). */
   private current(): VpcModel {

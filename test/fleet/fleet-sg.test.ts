@@ -111,6 +111,17 @@ describe.skipIf(!canRun)('security groups in a fleet of three hosts on etcd', ()
     await ok(h1(), ['eni', 'modify', eniB.id, '--groups', SG_WEB]);
     await waitFor('h2 runs its ENI in web', async () => (await h2().json<EniInfo>(['eni', 'describe', eniB.id])).securityGroups.join() === SG_WEB);
     expect(await probe(gc.ns, 'tcpconnect', eniB.privateIp, '5001', '2')).toBe('timeout');
+    // An ENI created into the group on another host (a record only: host hz runs no daemon).
+    const extra = await h3().json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--groups', SG_WEB, '--host', 'hz']);
+    await waitFor('every host has it in web', async () => {
+      for (const h of hosts) if ((await h.json<EniInfo>(['eni', 'describe', extra.id])).securityGroups.join() !== SG_WEB) return false;
+      return true;
+    });
+    await ok(h1(), ['eni', 'delete', extra.id]);
+    await waitFor('deleted everywhere', async () => {
+      for (const h of hosts) if ((await h.json<EniInfo[]>(['eni', 'list'])).some((e) => e.id === extra.id)) return false;
+      return true;
+    });
     // Two groups of one name, from another host: refused in one line.
     const dup = await h3().cli(['sg', 'create', '--vpc', VPC_ID, '--name', 'web']);
     expect(dup.code).not.toBe(0);
