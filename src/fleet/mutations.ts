@@ -133,7 +133,7 @@ export class FleetVpcMutations implements FleetMutations {
         { key: fleetKeys.mac(record.mac), target: 'Create', revision: 0 },
         { key: fleetKeys.eni(hostId, id), target: 'Create', revision: 0 },
       ];
-      const touched = this.groupLocks(record.securityGroups);
+      const touched = this.groupLocks(record.securityGroups, subnet.vpcId);
       const r = await this.txn({
         guards: [...guards, ...touched.guards],
         puts: [
@@ -190,7 +190,7 @@ export class FleetVpcMutations implements FleetMutations {
     const next = this.current().modifyEni(id, changes);
     const { hostId: _local, ...fields } = next;
     const out: FleetEniRecord = { ...fields, hostId: record.hostId, ...(record.kind ? { kind: record.kind } : {}) };
-    const touched = this.groupLocks(out.securityGroups);
+    const touched = this.groupLocks(out.securityGroups, out.vpcId);
     await this.commit(
       { guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }, ...touched.guards], puts: [{ key: kv.key, value: JSON.stringify(out) }, ...touched.puts] },
       `ENI ${id} or one of its groups changed meanwhile; try again`,
@@ -222,7 +222,7 @@ export class FleetVpcMutations implements FleetMutations {
     const key = fleetKeys.sg(id);
     const kv = this.mirror.get(key);
     const peer = op === 'authorize' && rule.sourceGroup !== undefined && rule.sourceGroup !== id ? rule.sourceGroup : undefined;
-    const touched = this.groupLocks(peer ? [peer] : []);
+    const touched = this.groupLocks(peer ? [peer] : [], record.vpcId);
     await this.commit(
       {
         guards: [
@@ -321,10 +321,11 @@ export class FleetVpcMutations implements FleetMutations {
 
   /**
    * Guards and rewrites of the stored groups a record names: a concurrent delete of one of them
-   * fails, or makes this fail. Default groups go only with their VPC and need none.
+   * fails, or makes this fail. A default group goes only with its VPC and needs none (and ENI
+   * creations in the default group, the common case, do not contend on one key).
    */
-  private groupLocks(ids: string[]): { guards: Guard[]; puts: Array<{ key: string; value: string }> } {
-    const kvs = ids.flatMap((g) => this.mirror.get(fleetKeys.sg(g)) ?? []);
+  private groupLocks(ids: string[], vpcId: string): { guards: Guard[]; puts: Array<{ key: string; value: string }> } {
+    const kvs = ids.filter((g) => g !== defaultGroupId(vpcId)).flatMap((g) => this.mirror.get(fleetKeys.sg(g)) ?? []);
     return { guards: kvs.map((kv) => ({ key: kv.key, target: 'Mod' as const, revision: kv.modRevision })), puts: kvs.map((kv) => ({ key: kv.key, value: kv.value })) };
   }
 
