@@ -2,8 +2,9 @@
 # etcd RBAC for a nitride fleet: each host authenticates with a client certificate whose CN is
 # its host id, and may write only its own host record (/nitride/hosts/<id>) and the placement
 # of its own ENIs (/nitride/enis/<id>/...); it reads the whole /nitride/ prefix and writes the
-# shared model and allocation claims (vpcs, subnets, ips, macs). etcd enforces it: another
-# host's credentials cannot overwrite a record or an ENI that is not theirs.
+# shared model and allocation claims (vpcs, subnets, security groups, network ACLs, ips, macs).
+# etcd enforces it: another host's credentials cannot overwrite a record or an ENI that is
+# not theirs.
 #
 #   fleet-etcd-rbac.sh enable          create the root user (CN root, no password) and turn auth on
 #   fleet-etcd-rbac.sh host ID...      a user and a role per host
@@ -31,7 +32,7 @@ case "${1:-}" in
       ctl role grant-permission "$role" read /nitride/ --prefix
       ctl role grant-permission "$role" readwrite "/nitride/hosts/$id"
       ctl role grant-permission "$role" readwrite "/nitride/enis/$id/" --prefix
-      for shared in vpcs subnets ips macs; do ctl role grant-permission "$role" readwrite "/nitride/$shared/" --prefix; done
+      for shared in vpcs subnets sgs acls ips macs; do ctl role grant-permission "$role" readwrite "/nitride/$shared/" --prefix; done
       etcdctl --command-timeout=10s user get "$id" >/dev/null 2>&1 || ctl user add "$id" --no-password
       ctl user grant-role "$id" "$role"
     done

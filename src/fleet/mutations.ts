@@ -7,7 +7,14 @@
  *   0), so 200 concurrent `eni create` in one subnet from every host never hand out one twice;
  *   a lost race picks another free address from a fresh read and tries again;
  * - a subnet is created with its VPC's key rewritten under a guard on its mod revision, which
- *   serialises subnet creation per VPC (no two overlapping siblings).
+ *   serialises subnet creation per VPC (no two overlapping siblings);
+ * - security groups: a group is created with its VPC's key rewritten the same way (no two groups
+ *   of one name); a rule change or an ENI's new group list rewrites, under guards on their mod
+ *   revisions, the groups it names, so a group deleted meanwhile makes it fail (and the other
+ *   way round): no record is left naming a group that is gone;
+ * - network ACLs: an ACL's record holds its entries and subnets; an association rewrites the
+ *   ACL that gives the subnet up and the one that takes it, and a subnet's delete rewrites the
+ *   ACL that had it, each under a guard on its mod revision.
  * Each resolves once this host's view has the change. While etcd is unreachable every mutation
  * is refused with one line.
  */
@@ -15,13 +22,17 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import { newResourceId } from '../api/ids.js';
 import { LOCAL_HOST_ID, type EniKind, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
-import type { CreateEniInput } from '../vpc/model.js';
+import type { CreateSecurityGroupRequest, SecurityGroupRecord, SgDirection, SgRule } from '../api/security-groups.js';
+import type { CreateEniInput, ModifyEniInput } from '../vpc/model.js';
+import { defaultGroupId } from '../vpc/security-groups.js';
+import { defaultAclId } from '../vpc/network-acls.js';
+import type { CreateNetworkAclRequest, NaclEntry, NetworkAclRecord } from '../api/network-acls.js';
 import { VpcModel, reservedRole } from '../vpc/model.js';
 import { cidrFirst, cidrLast, intToIpv4, parseCidr } from '../vpc/packets.js';
 import type { FleetMutations } from '../vpc/manager.js';
 import type { FleetMirror } from './mirror.js';
-import { fleetKeys, type FleetEniRecord } from './records.js';
-import type { FleetStore, Guard } from './store.js';
+import { FLEET_PREFIX, buildView, fleetKeys, type FleetEniRecord } from './records.js';
+import type { FleetStore, Guard, StoredKv } from './store.js';
 
 /** Attempts of one `eni create` with an automatic address before it gives up (only under heavy contention). */
 const MAX_ATTEMPTS = 64;
@@ -44,7 +55,20 @@ export class FleetVpcMutations implements FleetMutations {
     const kv = this.need(fleetKeys.vpc(id), `VPC ${id} does not exist`);
     const subnets = this.subnets().filter((s) => s.vpcId === id);
     if (subnets.length) throw new ConflictError(`VPC ${id} still has ${subnets.length} subnet(s) (${subnets.map((s) => s.id).join(', ')}): delete them first`);
-    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `VPC ${id} changed meanwhile; try again`);
+    const model = this.current();
+    const groups = model.securityGroups.list(id).filter((g) => g.id !== defaultGroupId(id));
+    if (groups.length) throw new ConflictError(`VPC ${id} still has ${groups.length} security group(s) (${groups.map((g) => g.id).join(', ')}): delete them first`);
+    const acls = model.networkAcls.list(id).filter((a) => !a.isDefault);
+    if (acls.length) throw new ConflictError(`VPC ${id} still has ${acls.length} network ACL(s) (${acls.map((a) => a.id).join(', ')}): delete them first`);
+    // The default group's and ACL's records (if they were changed) go with the VPC.
+    const defaults = [this.mirror.get(fleetKeys.sg(defaultGroupId(id))), this.mirror.get(fleetKeys.acl(defaultAclId(id)))].flatMap((x) => x ?? []);
+    await this.commit(
+      {
+        guards: [kv, ...defaults].map((x) => ({ key: x.key, target: 'Mod' as const, revision: x.modRevision })),
+        deletes: [kv.key, ...defaults.map((x) => x.key)],
+      },
+      `VPC ${id} changed meanwhile; try again`,
+    );
   }
 
   async createSubnet(input: { vpcId: string; cidr: string; id?: string; name?: string }): Promise<SubnetRecord> {
@@ -55,19 +79,7 @@ export class FleetVpcMutations implements FleetMutations {
     for (const s of this.subnets()) if (s.vpcId === input.vpcId) model.createSubnet(s);
     const record = model.createSubnet(input);
     if (this.mirror.get(fleetKeys.subnet(record.id))) throw new ConflictError(`subnet ${record.id} already exists`);
-    await this.commit(
-      {
-        guards: [
-          { key: vpcKv.key, target: 'Mod', revision: vpcKv.modRevision },
-          { key: fleetKeys.subnet(record.id), target: 'Create', revision: 0 },
-        ],
-        puts: [
-          { key: fleetKeys.subnet(record.id), value: JSON.stringify(record) },
-          { key: vpcKv.key, value: vpcKv.value },
-        ],
-      },
-      `VPC ${input.vpcId} changed meanwhile (another subnet?); try again`,
-    );
+    await this.createInVpc(vpcKv, fleetKeys.subnet(record.id), record, `VPC ${input.vpcId} changed meanwhile (another subnet?); try again`);
     return record;
   }
 
@@ -76,7 +88,19 @@ export class FleetVpcMutations implements FleetMutations {
     const kv = this.need(fleetKeys.subnet(id), `subnet ${id} does not exist`);
     const enis = this.enis().filter((e) => e.record.subnetId === id);
     if (enis.length) throw new ConflictError(`subnet ${id} still has ${enis.length} ENI(s) (${enis.map((e) => e.record.id).join(', ')}): delete them first`);
-    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `subnet ${id} changed meanwhile; try again`);
+    // The ACL it was associated with gives it up in the same transaction.
+    const model = this.current();
+    const acl = model.listSubnets().some((s) => s.id === id) ? model.subnetAcl(id) : undefined;
+    const aclKv = acl && !acl.isDefault ? this.mirror.get(fleetKeys.acl(acl.id)) : undefined;
+    const released = aclKv && acl ? { ...acl, subnets: acl.subnets.filter((s) => s !== id) } : undefined;
+    await this.commit(
+      {
+        guards: [kv, ...(aclKv ? [aclKv] : [])].map((x) => ({ key: x.key, target: 'Mod' as const, revision: x.modRevision })),
+        deletes: [kv.key],
+        ...(aclKv && released ? { puts: [{ key: aclKv.key, value: JSON.stringify(released) }] } : {}),
+      },
+      `subnet ${id} changed meanwhile; try again`,
+    );
   }
 
   async createEni(input: CreateEniInput & { kind?: EniKind }): Promise<string> {
@@ -89,12 +113,16 @@ export class FleetVpcMutations implements FleetMutations {
     const vpcKv = this.need(fleetKeys.vpc(subnet.vpcId), `VPC ${subnet.vpcId} does not exist`);
     const cidr = parseCidr(subnet.cidr)!;
     const taken = new Set(this.mirror.under(fleetKeys.ipsOf(subnet.id)).map((kv) => kv.key));
+    // Groups asked for are checked against the VPC's groups as the fleet has them.
+    const groups = input.securityGroups ? this.current().securityGroups.list(subnet.vpcId) : [];
     for (let attempt = 1; ; attempt++) {
       const ip = input.privateIp ?? pickFree(cidr, taken, subnet.id);
       if (ip === null) throw new ConflictError(`subnet ${subnet.id} (${subnet.cidr}) has no free address`, 'SUBNET_FULL');
       // The scratch model checks every field as `eni create` does standalone (format, range, reserved).
       const model = scratch();
       model.createVpc(JSON.parse(vpcKv.value) as VpcRecord);
+      for (const g of groups) model.securityGroups.restore(g);
+      for (const g of groups) model.securityGroups.restoreRules(g);
       model.createSubnet(subnet);
       const { kind, ...rest } = input;
       const checked = model.createEni({ ...rest, id, privateIp: ip, hostId: LOCAL_HOST_ID });
@@ -105,12 +133,14 @@ export class FleetVpcMutations implements FleetMutations {
         { key: fleetKeys.mac(record.mac), target: 'Create', revision: 0 },
         { key: fleetKeys.eni(hostId, id), target: 'Create', revision: 0 },
       ];
+      const touched = this.groupLocks(record.securityGroups, subnet.vpcId);
       const r = await this.txn({
-        guards,
+        guards: [...guards, ...touched.guards],
         puts: [
           { key: fleetKeys.eni(hostId, id), value: JSON.stringify(record) },
           { key: fleetKeys.ip(subnet.id, ip), value: id },
           { key: fleetKeys.mac(record.mac), value: id },
+          ...touched.puts,
         ],
       });
       if (r.succeeded) {
@@ -152,7 +182,152 @@ export class FleetVpcMutations implements FleetMutations {
     );
   }
 
+  /** Change what `eni modify` changes (groups, source/dest check, description, TCP timeout) in the ENI's record. */
+  async modifyEni(id: string, changes: Omit<ModifyEniInput, 'hostId'>): Promise<void> {
+    this.writable();
+    if (changes.hostInterface !== undefined) throw new UsageError('in fleet mode an ENI keeps its host interface name (delete and create it)');
+    const { kv, record } = this.eni(id);
+    const next = this.current().modifyEni(id, changes);
+    const { hostId: _local, ...fields } = next;
+    const out: FleetEniRecord = { ...fields, hostId: record.hostId, ...(record.kind ? { kind: record.kind } : {}) };
+    const touched = this.groupLocks(out.securityGroups, out.vpcId);
+    await this.commit(
+      { guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }, ...touched.guards], puts: [{ key: kv.key, value: JSON.stringify(out) }, ...touched.puts] },
+      `ENI ${id} or one of its groups changed meanwhile; try again`,
+    );
+  }
+
+  async createSecurityGroup(input: CreateSecurityGroupRequest): Promise<SecurityGroupRecord> {
+    this.writable();
+    const vpcKv = this.need(fleetKeys.vpc(input.vpcId), `VPC ${input.vpcId} does not exist`);
+    const record = this.current().securityGroups.create(input);
+    await this.createInVpc(vpcKv, fleetKeys.sg(record.id), record, `VPC ${input.vpcId} changed meanwhile (another group?); try again`);
+    return record;
+  }
+
+  async deleteSecurityGroup(id: string): Promise<void> {
+    this.writable();
+    // The model's checks: not a default group, no ENI of any host has it, no rule names it.
+    this.current().deleteSecurityGroup(id);
+    const kv = this.need(fleetKeys.sg(id), `security group ${id} does not exist`);
+    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `security group ${id} changed meanwhile; try again`);
+  }
+
+  /** Authorize or revoke one rule: the group's whole record is rewritten (a default group gets its first record). */
+  async changeRule(id: string, op: 'authorize' | 'revoke', direction: SgDirection, rule: SgRule): Promise<SecurityGroupRecord> {
+    this.writable();
+    const groups = this.current().securityGroups;
+    const record = op === 'authorize' ? groups.authorize(id, direction, rule) : groups.revoke(id, direction, rule);
+    const vpcKv = this.need(fleetKeys.vpc(record.vpcId), `VPC ${record.vpcId} does not exist`);
+    const key = fleetKeys.sg(id);
+    const kv = this.mirror.get(key);
+    const peer = op === 'authorize' && rule.sourceGroup !== undefined && rule.sourceGroup !== id ? rule.sourceGroup : undefined;
+    const touched = this.groupLocks(peer ? [peer] : [], record.vpcId);
+    await this.commit(
+      {
+        guards: [
+          { key: vpcKv.key, target: 'Create', revision: vpcKv.createRevision },
+          kv ? { key, target: 'Mod', revision: kv.modRevision } : { key, target: 'Create', revision: 0 },
+          ...touched.guards,
+        ],
+        puts: [{ key, value: JSON.stringify(record) }, ...touched.puts],
+      },
+      `security group ${id} changed meanwhile; try again`,
+    );
+    return record;
+  }
+
+  async createNetworkAcl(input: CreateNetworkAclRequest): Promise<NetworkAclRecord> {
+    this.writable();
+    const vpcKv = this.need(fleetKeys.vpc(input.vpcId), `VPC ${input.vpcId} does not exist`);
+    const record = this.current().createNetworkAcl(input);
+    await this.commit(
+      {
+        guards: [
+          { key: vpcKv.key, target: 'Create', revision: vpcKv.createRevision },
+          { key: fleetKeys.acl(record.id), target: 'Create', revision: 0 },
+        ],
+        puts: [{ key: fleetKeys.acl(record.id), value: JSON.stringify(record) }],
+      },
+      `network ACL ${record.id} already exists, or VPC ${input.vpcId} is gone`,
+    );
+    return record;
+  }
+
+  async deleteNetworkAcl(id: string): Promise<void> {
+    this.writable();
+    // The model's checks: not a default ACL, no subnet uses it.
+    this.current().networkAcls.delete(id);
+    const kv = this.need(fleetKeys.acl(id), `network ACL ${id} does not exist`);
+    await this.commit({ guards: [{ key: kv.key, target: 'Mod', revision: kv.modRevision }], deletes: [kv.key] }, `network ACL ${id} changed meanwhile; try again`);
+  }
+
+  /** Add or delete one entry: the ACL's whole record is rewritten (a default ACL gets its first record). */
+  async changeNetworkAcl(id: string, change: { add: NaclEntry } | { remove: { direction: SgDirection; ruleNumber: number } }): Promise<void> {
+    this.writable();
+    const acls = this.current().networkAcls;
+    const record = 'add' in change ? acls.addEntry(id, change.add) : acls.deleteEntry(id, change.remove.direction, change.remove.ruleNumber);
+    await this.writeAcls([record], [], `network ACL ${id} changed meanwhile; try again`);
+  }
+
+  /** The subnet moves to this ACL: the ACL that had it and the one that takes it are rewritten together. */
+  async associateNetworkAcl(id: string, subnetId: string): Promise<void> {
+    this.writable();
+    const subnetKv = this.need(fleetKeys.subnet(subnetId), `subnet ${subnetId} does not exist`);
+    const model = this.current();
+    const before = model.subnetAcl(subnetId);
+    model.associateNetworkAcl(id, subnetId);
+    if (before.id === id) return;
+    // A default ACL's record lists no subnets: only the non-default ones change.
+    const changed = [id, before.id].map((a) => model.networkAcls.get(a)).filter((a) => !a.isDefault);
+    await this.writeAcls(changed, [{ key: subnetKv.key, target: 'Create', revision: subnetKv.createRevision }], `network ACL ${id}, ${before.id} or subnet ${subnetId} changed meanwhile; try again`);
+  }
+
   // ---- internals ----------------------------------------------------------------------------
+
+  /** Create `key` and rewrite its VPC's key under a guard on its mod revision: creations in one VPC are serialised. */
+  private createInVpc(vpcKv: StoredKv, key: string, record: object, conflict: string): Promise<void> {
+    return this.commit(
+      {
+        guards: [
+          { key: vpcKv.key, target: 'Mod', revision: vpcKv.modRevision },
+          { key, target: 'Create', revision: 0 },
+        ],
+        puts: [
+          { key, value: JSON.stringify(record) },
+          { key: vpcKv.key, value: vpcKv.value },
+        ],
+      },
+      conflict,
+    );
+  }
+
+  /** Rewrite ACL records, each guarded on its mod revision (absent: a default ACL's first record) and its VPC still there. */
+  private async writeAcls(records: NetworkAclRecord[], extra: Guard[], conflict: string): Promise<void> {
+    const guards: Guard[] = [...extra];
+    for (const r of records) {
+      const kv = this.mirror.get(fleetKeys.acl(r.id));
+      const vpcKv = this.need(fleetKeys.vpc(r.vpcId), `VPC ${r.vpcId} does not exist`);
+      guards.push(kv ? { key: kv.key, target: 'Mod', revision: kv.modRevision } : { key: fleetKeys.acl(r.id), target: 'Create', revision: 0 });
+      if (!guards.some((g) => g.key === vpcKv.key)) guards.push({ key: vpcKv.key, target: 'Create', revision: vpcKv.createRevision });
+    }
+    await this.commit({ guards, puts: records.map((r) => ({ key: fleetKeys.acl(r.id), value: JSON.stringify(r) })) }, conflict);
+  }
+
+  /** The model as this host's mirror has it now, built afresh (a scratch to check a change on). */
+  private current(): VpcModel {
+    return buildView(this.mirror.under(FLEET_PREFIX), this.store.hostId).model;
+  }
+
+  /**
+   * Guards and rewrites of the stored groups a record names: a concurrent delete of one of them
+   * fails, or makes this fail. A default group goes only with its VPC and needs none (and ENI
+   * creations in the default group, the common case, do not contend on one key).
+   */
+  private groupLocks(ids: string[], vpcId: string): { guards: Guard[]; puts: Array<{ key: string; value: string }> } {
+    const kvs = ids.filter((g) => g !== defaultGroupId(vpcId)).flatMap((g) => this.mirror.get(fleetKeys.sg(g)) ?? []);
+    return { guards: kvs.map((kv) => ({ key: kv.key, target: 'Mod' as const, revision: kv.modRevision })), puts: kvs.map((kv) => ({ key: kv.key, value: kv.value })) };
+  }
 
   /** Mutations wait for etcd; the data plane does not. */
   private writable(): void {

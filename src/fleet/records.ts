@@ -6,6 +6,10 @@
  *   /nitride/hosts/<hostId>            HostRecord, under the host's lease
  *   /nitride/vpcs/<vpcId>              VpcRecord
  *   /nitride/subnets/<subnetId>        SubnetRecord
+ *   /nitride/sgs/<sgId>                SecurityGroupRecord (a VPC's default group has one once
+ *                                      its rules change; until then it is implied by the VPC)
+ *   /nitride/acls/<aclId>              NetworkAclRecord, its subnets included (a default ACL has
+ *                                      one once its entries change, listing no subnets)
  *   /nitride/enis/<hostId>/<eniId>     FleetEniRecord (the key's host is the ENI's placement)
  *   /nitride/ips/<subnetId>/<ip>       the ENI id holding the address (allocation claim)
  *   /nitride/macs/<mac>                the ENI id holding the MAC (allocation claim)
@@ -13,15 +17,20 @@
  * A record is only a claim: one that fails validation (bad JSON, bad fields, a key that does
  * not match its content, a duplicate address, MAC or public key of an earlier record) is left
  * out of the view and reported in `bad`; it never throws and never programs a route.
- * Conflicts are settled by age: the record created first (lowest create revision) wins.
+ * Conflicts are settled by age: the record created first (lowest create revision) wins. A
+ * group left out takes with it the groups whose rules name it and the ENIs that have it.
  */
 import { z } from 'zod';
 import { oneLine } from '../common/errors.js';
 import { endpointOrNull } from '../common/endpoint.js';
 import { LOCAL_HOST_ID, PEER_NAME_PATTERN, type EniKind } from '../api/vpc.js';
+import { isResourceId } from '../api/ids.js';
 import { decodeKey, encodeKey } from '../vpc/handshake.js';
 import type { PeerRecord } from '../vpc/manager.js';
-import { EniStateRecord, SubnetStateRecord, VpcModel, VpcStateRecord, type EniRecord } from '../vpc/model.js';
+import type { SecurityGroupRecord } from '../api/security-groups.js';
+import { EniStateRecord, NetworkAclStateRecord, SecurityGroupStateRecord, SubnetStateRecord, VpcModel, VpcStateRecord, type EniRecord } from '../vpc/model.js';
+import { DEFAULT_GROUP_NAME, SecurityGroups, defaultGroupId } from '../vpc/security-groups.js';
+import { NetworkAcls, defaultAclId } from '../vpc/network-acls.js';
 import type { StoredKv } from './store.js';
 
 export const FLEET_PREFIX = '/nitride/';
@@ -30,9 +39,13 @@ export const fleetKeys = {
   hosts: `${FLEET_PREFIX}hosts/`,
   subnets: `${FLEET_PREFIX}subnets/`,
   enis: `${FLEET_PREFIX}enis/`,
+  sgs: `${FLEET_PREFIX}sgs/`,
+  acls: `${FLEET_PREFIX}acls/`,
   host: (hostId: string) => `${FLEET_PREFIX}hosts/${hostId}`,
   vpc: (id: string) => `${FLEET_PREFIX}vpcs/${id}`,
   subnet: (id: string) => `${FLEET_PREFIX}subnets/${id}`,
+  sg: (id: string) => `${FLEET_PREFIX}sgs/${id}`,
+  acl: (id: string) => `${FLEET_PREFIX}acls/${id}`,
   enisOf: (hostId: string) => `${FLEET_PREFIX}enis/${hostId}/`,
   eni: (hostId: string, id: string) => `${FLEET_PREFIX}enis/${hostId}/${id}`,
   ipsOf: (subnetId: string) => `${FLEET_PREFIX}ips/${subnetId}/`,
@@ -70,6 +83,8 @@ export const HostRecordSchema = z
   .strict();
 const VpcSchema = VpcStateRecord;
 const SubnetSchema = SubnetStateRecord;
+const SgSchema = SecurityGroupStateRecord;
+const AclSchema = NetworkAclStateRecord;
 const EniSchema = EniStateRecord.extend({ hostId: HostId, securityGroups: z.array(z.string()), kind: z.enum(['tap', 'veth']).optional() });
 
 /** A record left out of the view, and why (one line). */
@@ -111,10 +126,10 @@ function parseJson<T>(kv: StoredKv, schema: z.ZodType<T>): T {
  * host's key (a record of another host claiming it is refused); absent while the VPC is down.
  */
 export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPublicKey?: string): FleetView {
-  const byKind = { hosts: [] as StoredKv[], vpcs: [] as StoredKv[], subnets: [] as StoredKv[], enis: [] as StoredKv[] };
+  const byKind = { hosts: [] as StoredKv[], vpcs: [] as StoredKv[], subnets: [] as StoredKv[], sgs: [] as StoredKv[], acls: [] as StoredKv[], enis: [] as StoredKv[] };
   for (const kv of kvs) {
     const kind = kv.key.slice(FLEET_PREFIX.length).split('/')[0];
-    if (kind === 'hosts' || kind === 'vpcs' || kind === 'subnets' || kind === 'enis') byKind[kind].push(kv);
+    if (kind === 'hosts' || kind === 'vpcs' || kind === 'subnets' || kind === 'sgs' || kind === 'acls' || kind === 'enis') byKind[kind].push(kv);
   }
   for (const list of Object.values(byKind)) list.sort((a, b) => a.createRevision - b.createRevision || (a.key < b.key ? -1 : 1));
   const bad: BadRecord[] = [];
@@ -160,6 +175,43 @@ export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPub
       refuse(kv, err);
     }
   }
+  const groups: Array<{ kv: StoredKv; group: SecurityGroupRecord }> = [];
+  const groupNames = new Map<string, string>();
+  for (const kv of byKind.sgs) {
+    try {
+      const { record: g, isDefault } = vpcPart(kv, SgSchema, model, 'sg', defaultGroupId, (id) => model.securityGroups.has(id));
+      if (isDefault !== (g.name === DEFAULT_GROUP_NAME)) throw new Error(isDefault ? `a default group must be named '${DEFAULT_GROUP_NAME}'` : `the name '${DEFAULT_GROUP_NAME}' is the default group's`);
+      const holder = groupNames.get(`${g.vpcId}/${g.name}`);
+      if (holder !== undefined) throw new Error(`${g.vpcId} already has a group named '${g.name}' (${holder})`);
+      groupNames.set(`${g.vpcId}/${g.name}`, g.id);
+      groups.push({ kv, group: g });
+    } catch (err) {
+      refuse(kv, err);
+    }
+  }
+  for (const { kv, err } of restoreGroups(model, groups)) refuse(kv, err);
+  const aclOfSubnet = new Map<string, string>();
+  for (const kv of byKind.acls) {
+    try {
+      const { record: a, isDefault } = vpcPart(kv, AclSchema, model, 'acl', defaultAclId, (id) => model.networkAcls.has(id));
+      if (a.isDefault !== isDefault) throw new Error(isDefault ? `is the default ACL of ${a.vpcId}` : `is not the default ACL of ${a.vpcId}`);
+      if (isDefault && a.subnets.length) throw new Error('a default ACL lists no subnets (it has those no other ACL has)');
+      for (const s of a.subnets) {
+        const holder = aclOfSubnet.get(s);
+        if (holder !== undefined) throw new Error(`subnet ${s} is associated with ${holder}`);
+        if (model.getSubnet(s).vpcId !== a.vpcId) throw new Error(`subnet ${s} is not in ${a.vpcId}`);
+      }
+      // Entries checked on a scratch first: a record is kept whole or not at all.
+      new NetworkAcls(() => a.id).restore(a);
+      model.networkAcls.restore(a);
+      for (const s of a.subnets) {
+        model.associateNetworkAcl(a.id, s);
+        aclOfSubnet.set(s, a.id);
+      }
+    } catch (err) {
+      refuse(kv, err);
+    }
+  }
   const kinds: Record<string, EniKind> = {};
   for (const kv of byKind.enis) {
     try {
@@ -179,4 +231,50 @@ export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPub
     }
   }
   return { model, kinds, hosts, peers, bad };
+}
+
+/**
+ * A security group's or network ACL's record: its key names it, its id has the kind's format, its
+ * VPC is in the view, and an id that is not its own VPC's default is not another VPC's default.
+ */
+function vpcPart<T extends { id: string; vpcId: string }>(kv: StoredKv, schema: z.ZodType<T>, model: VpcModel, kind: 'sg' | 'acl', defaultId: (vpcId: string) => string, exists: (id: string) => boolean): { record: T; isDefault: boolean } {
+  const record = parseJson(kv, schema);
+  const what = kind === 'sg' ? 'security group' : 'network ACL';
+  if (kv.key !== (kind === 'sg' ? fleetKeys.sg(record.id) : fleetKeys.acl(record.id))) throw new Error(`names ${what} ${record.id}`);
+  if (!isResourceId(kind, record.id)) throw new Error(`'${record.id}' is not a ${what} id`);
+  model.getVpc(record.vpcId);
+  const isDefault = record.id === defaultId(record.vpcId);
+  if (!isDefault && exists(record.id)) throw new Error(`${record.id} is another VPC's default ${kind === 'sg' ? 'group' : 'ACL'}`);
+  return { record, isDefault };
+}
+
+/**
+ * Put the groups into the model, rules checked as `authorize` checks them. A group whose rules
+ * fail (one names a group left out, or is malformed) is left out too, and so on until every
+ * remaining group's rules hold; a default group left out keeps the rules its VPC implies.
+ */
+function restoreGroups(model: VpcModel, groups: Array<{ kv: StoredKv; group: SecurityGroupRecord }>): Array<{ kv: StoredKv; err: unknown }> {
+  const failed: Array<{ kv: StoredKv; err: unknown }> = [];
+  let live = groups;
+  for (;;) {
+    const trial = new SecurityGroups(() => {
+      throw new Error('no new ids here');
+    });
+    for (const v of model.listVpcs()) trial.createDefault(v.id);
+    const out: typeof failed = [];
+    for (const { group } of live) trial.restore(group);
+    for (const x of live) {
+      try {
+        trial.restoreRules(x.group);
+      } catch (err) {
+        out.push({ kv: x.kv, err });
+      }
+    }
+    if (!out.length) break;
+    failed.push(...out);
+    live = live.filter((x) => !out.some((o) => o.kv === x.kv));
+  }
+  for (const { group } of live) model.securityGroups.restore(group);
+  for (const { group } of live) model.securityGroups.restoreRules(group);
+  return failed;
 }

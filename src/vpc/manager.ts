@@ -78,6 +78,16 @@ export interface FleetMutations {
   deleteEni(id: string): Promise<void>;
   /** Place the ENI on another host. */
   moveEni(id: string, hostId: string): Promise<void>;
+  /** Everything else `eni modify` changes (groups, source/dest check, description, TCP timeout). */
+  modifyEni(id: string, changes: Omit<ModifyEniRequest, 'hostId'>): Promise<void>;
+  createSecurityGroup(input: CreateSecurityGroupRequest): Promise<SecurityGroupRecord>;
+  deleteSecurityGroup(id: string): Promise<void>;
+  changeRule(id: string, op: 'authorize' | 'revoke', direction: SgDirection, rule: SgRule): Promise<SecurityGroupRecord>;
+  createNetworkAcl(input: CreateNetworkAclRequest): Promise<NetworkAclRecord>;
+  deleteNetworkAcl(id: string): Promise<void>;
+  changeNetworkAcl(id: string, change: { add: NaclEntry } | { remove: { direction: SgDirection; ruleNumber: number } }): Promise<void>;
+  /** The subnet leaves the ACL it had for this one. */
+  associateNetworkAcl(id: string, subnetId: string): Promise<void>;
 }
 
 /** What the fleet gives the VPC to run: the model as this host sees it, its ENIs' kinds, the peers. */
@@ -249,9 +259,10 @@ export class VpcManager {
   modifyEni(id: string, changes: ModifyEniRequest): Promise<EniInfo> {
     if (this.fleet) {
       const { hostId, ...rest } = changes;
-      if (Object.keys(rest).length) return Promise.reject(new UsageError('in fleet mode only the host of an ENI can change (eni move)'));
-      if (hostId === undefined) return Promise.reject(new UsageError('nothing to change'));
-      return this.fleet.moveEni(id, hostId).then(() => this.getEni(id));
+      if (hostId !== undefined && Object.keys(rest).length) return Promise.reject(new UsageError('in fleet mode an ENI moves (eni move) in a change of its own'));
+      if (hostId !== undefined) return this.fleet.moveEni(id, hostId).then(() => this.getEni(id));
+      if (!Object.keys(rest).length) return Promise.reject(new UsageError('nothing to change'));
+      return this.fleet.modifyEni(id, rest).then(() => this.getEni(id));
     }
     if (changes.hostId !== undefined) return Promise.reject(new UsageError('eni move needs fleet mode (a standalone daemon records remote ENIs by hand: delete and create it)'));
     return this.queue.run(async () => {
@@ -265,6 +276,7 @@ export class VpcManager {
   // ---- security groups (the rules reach the engine at once; tracked flows continue) ------------
 
   createSecurityGroup(input: CreateSecurityGroupRequest): Promise<SecurityGroupRecord> {
+    if (this.fleet) return this.fleet.createSecurityGroup(input);
     return this.mutateSecurity((model) => {
       model.getVpc(input.vpcId);
       return model.securityGroups.create(input);
@@ -278,12 +290,15 @@ export class VpcManager {
     return this.store.model.securityGroups.get(id);
   }
   deleteSecurityGroup(id: string): Promise<void> {
+    if (this.fleet) return this.fleet.deleteSecurityGroup(id);
     return this.mutateSecurity((model) => model.deleteSecurityGroup(id));
   }
   authorize(id: string, direction: SgDirection, rule: SgRule): Promise<SecurityGroupRecord> {
+    if (this.fleet) return this.fleet.changeRule(id, 'authorize', direction, rule);
     return this.mutateSecurity((model) => model.securityGroups.authorize(id, direction, rule));
   }
   revoke(id: string, direction: SgDirection, rule: SgRule): Promise<SecurityGroupRecord> {
+    if (this.fleet) return this.fleet.changeRule(id, 'revoke', direction, rule);
     return this.mutateSecurity((model) => model.securityGroups.revoke(id, direction, rule));
   }
   conntrack(eniId: string): ConntrackReply {
@@ -299,6 +314,7 @@ export class VpcManager {
   // ---- network ACLs (entries and associations reach the engine at once) ----------------------
 
   createNetworkAcl(input: CreateNetworkAclRequest): Promise<NetworkAclRecord> {
+    if (this.fleet) return this.fleet.createNetworkAcl(input).then((r) => this.getNetworkAcl(r.id));
     return this.mutateSecurity((model) => model.createNetworkAcl(input));
   }
   listNetworkAcls(vpcId?: string): NetworkAclRecord[] {
@@ -310,28 +326,32 @@ export class VpcManager {
     return this.store.model.describeNetworkAcl(id);
   }
   deleteNetworkAcl(id: string): Promise<void> {
+    if (this.fleet) return this.fleet.deleteNetworkAcl(id);
     return this.mutateSecurity((model) => model.networkAcls.delete(id));
   }
   addNaclEntry(id: string, entry: NaclEntry): Promise<NetworkAclRecord> {
+    if (this.fleet) return this.fleet.changeNetworkAcl(id, { add: entry }).then(() => this.getNetworkAcl(id));
     return this.mutateSecurity((model) => {
       model.networkAcls.addEntry(id, entry);
       return model.describeNetworkAcl(id);
     });
   }
   deleteNaclEntry(id: string, direction: SgDirection, ruleNumber: number): Promise<NetworkAclRecord> {
+    if (this.fleet) return this.fleet.changeNetworkAcl(id, { remove: { direction, ruleNumber } }).then(() => this.getNetworkAcl(id));
     return this.mutateSecurity((model) => {
       model.networkAcls.deleteEntry(id, direction, ruleNumber);
       return model.describeNetworkAcl(id);
     });
   }
   associateNetworkAcl(id: string, subnetId: string): Promise<NetworkAclRecord> {
+    if (this.fleet) return this.fleet.associateNetworkAcl(id, subnetId).then(() => this.getNetworkAcl(id));
     return this.mutateSecurity((model) => {
       model.associateNetworkAcl(id, subnetId);
       return model.describeNetworkAcl(id);
     });
   }
 
-  // ---- flow logs (this host writes its local ENIs' records) ----------------------------------
+  // ---- flow logs (this host writes its local ENIs' records; in fleet mode they stay this host's) --
 
   createFlowLog(input: CreateFlowLogRequest): Promise<FlowLogRecord> {
     return this.mutateSecurity((model) => model.createFlowLog(input));
@@ -415,6 +435,14 @@ export class VpcManager {
         }
       }
       for (const p of peersGone) rt?.removePeer(p.name);
+      // Flow logs are this host's (its files, not the fleet's): they stay while their resource does.
+      for (const fl of this.store.model.flowLogs.list()) {
+        try {
+          next.model.createFlowLog(fl);
+        } catch (err) {
+          this.log.info({ flowLog: fl.id, err: oneLine(err) }, 'flow log dropped with its resource');
+        }
+      }
       this.store.replace(next.model, next.kinds, next.peers);
       if (!rt) return;
       for (const p of peersAdded) {
@@ -480,9 +508,8 @@ export class VpcManager {
     return this.queue.run(() => this.store.change(fn));
   }
 
-  /** A change that may alter compiled security-group tables: saved, then applied to the engine. */
+  /** A change that may alter compiled tables (groups, ACLs, flow logs): saved, then applied to the engine. */
   private mutateSecurity<T>(fn: (model: VpcModel) => T): Promise<T> {
-    if (this.fleet) return Promise.reject(new UsageError('security groups are not kept in the fleet store yet: in fleet mode every VPC has its default group only'));
     return this.queue.run(async () => {
       const result = await this.store.change(fn);
       this.rt?.applySecurity();

@@ -815,16 +815,19 @@ export const EniStateRecord = z
   })
   .strict();
 
+export const SecurityGroupStateRecord = z.object({ id: z.string(), vpcId: z.string(), name: z.string(), description: z.string(), ingress: z.array(SgRuleState), egress: z.array(SgRuleState) }).strict();
+export const NetworkAclStateRecord = z.object({ id: z.string(), vpcId: z.string(), isDefault: z.boolean(), entries: z.array(NaclEntryState), subnets: z.array(z.string()) }).strict();
+
 const StateSchema = z
   .object({
     version: z.literal(1),
     vpcs: z.array(VpcStateRecord),
     subnets: z.array(SubnetStateRecord),
     enis: z.array(EniStateRecord),
-    securityGroups: z.array(z.object({ id: z.string(), vpcId: z.string(), name: z.string(), description: z.string(), ingress: z.array(SgRuleState), egress: z.array(SgRuleState) }).strict()).optional(),
+    securityGroups: z.array(SecurityGroupStateRecord).optional(),
     flowLogs: z
       .array(z.object({ id: z.string(), resourceType: z.enum(['eni', 'subnet', 'vpc']), resourceId: z.string(), interval: z.number(), maxFileBytes: z.number() }).strict())
       .optional(),
-    networkAcls: z.array(z.object({ id: z.string(), vpcId: z.string(), isDefault: z.boolean(), entries: z.array(NaclEntryState), subnets: z.array(z.string()) }).strict()).optional(),
+    networkAcls: z.array(NetworkAclStateRecord).optional(),
   })
   .strict();

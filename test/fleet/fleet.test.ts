@@ -59,11 +59,7 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
     for (const n of NAMES) namespaces.push(await lab.addNamespace(n));
     const { ips, hub, hubIp } = await lab.bridgedUnderlay(namespaces, octet);
     etcd = await startEtcd({ members: 3, netns: hub, host: hubIp, parent: scratch.dir });
-    const args = async (name: string) => {
-      const c = await etcd.clientCert(name);
-      return ['--fleet-endpoints', etcd.endpoints.join(','), '--fleet-ca', c.ca, '--fleet-cert', c.cert, '--fleet-key', c.key];
-    };
-    for (const [i, n] of NAMES.entries()) hosts.push(await lab.startHost(n, namespaces[i]!, ips[i]!, await args(n)));
+    for (const [i, n] of NAMES.entries()) hosts.push(await lab.startHost(n, namespaces[i]!, ips[i]!, await etcd.daemonArgs(n)));
   }, 240_000);
 
   afterAll(async () => {

@@ -1,6 +1,6 @@
 /**
  * Per-host etcd RBAC (scripts/fleet-etcd-rbac.sh) against a real member: host B's credentials
- * cannot overwrite host A's record or ENIs — etcd refuses, and the daemon passes etcd's error on
+ * cannot overwrite host A's record or ENIs (nor change their groups) — etcd refuses, and the daemon passes etcd's error on
  * in one line — while B still registers, watches and writes its own. Host A is played by a
  * store with A's certificate (no daemon, so no netdevs outside a namespace); B is a real daemon
  * whose ENIs here are all remote.
@@ -43,8 +43,7 @@ describe.skipIf(!canRun)('fleet RBAC: a role per host over its own keys', () => 
       [fleetKeys.ip(SUBNET, '10.40.1.10'), ENI_A],
       [fleetKeys.mac('02:00:00:0a:0a:01'), ENI_A],
     ]) expect((await put(k!, v!)).succeeded).toBe(true);
-    const c = await etcd.clientCert('b');
-    b = await startHost({ daemonArgs: ['--fleet-endpoints', etcd.endpoints.join(','), '--fleet-ca', c.ca, '--fleet-cert', c.cert, '--fleet-key', c.key] });
+    b = await startHost({ daemonArgs: await etcd.daemonArgs('b') });
   }, 120_000);
 
   afterAll(async () => {
@@ -86,6 +85,7 @@ describe.skipIf(!canRun)('fleet RBAC: a role per host over its own keys', () => 
       ['eni', 'move', ENI_A, '--host', 'b'],
       ['eni', 'delete', ENI_A],
       ['eni', 'create', '--subnet', SUBNET, '--host', 'a'],
+      ['eni', 'modify', ENI_A, '--groups', `sg-${VPC.slice(4)}`],
     ]) {
       const r = await b.cli(args);
       expect(r.code, args.join(' ')).not.toBe(0);
@@ -94,6 +94,18 @@ describe.skipIf(!canRun)('fleet RBAC: a role per host over its own keys', () => 
     }
     const enis = JSON.parse((await b.cli(['eni', 'list', '--json'])).stdout) as EniInfo[];
     expect(enis.map((e) => [e.id, e.hostId])).toEqual([[ENI_A, 'a']]);
+  });
+
+  it('B creates, changes and deletes a security group (the shared model)', async () => {
+    const sg = 'sg-0b0b0b0b0b0b0b0b1';
+    for (const args of [
+      ['sg', 'create', '--vpc', VPC, '--name', 'web', '--id', sg],
+      ['sg', 'authorize-ingress', sg, '--protocol', 'tcp', '--port', '80', '--cidr', '0.0.0.0/0'],
+      ['sg', 'delete', sg],
+    ]) {
+      const r = await b.cli(args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+    }
   });
 
   it('B writes under its own prefix (the positive control)', async () => {

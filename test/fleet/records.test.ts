@@ -76,4 +76,84 @@ describe('buildView', () => {
     expect(view.peers).toEqual([]);
     expect(view.bad.map((b) => b.key)).toEqual([fleetKeys.host('evil')]);
   });
+
+  it('security groups: kept with their rules, a default group\'s record replaces its rules, rules name groups of any host\'s ENIs', () => {
+    const DEF = `sg-${VPC.slice(4)}`;
+    const web = { id: 'sg-0000000000000000e', vpcId: VPC, name: 'web', description: '', ingress: [{ protocol: 'tcp', fromPort: 80, toPort: 80, sourceGroup: DEF }], egress: [{ protocol: 'all', cidr: '0.0.0.0/0' }] };
+    const def = { id: DEF, vpcId: VPC, name: 'default', description: 'default VPC security group', ingress: [], egress: [{ protocol: 'all', cidr: '0.0.0.0/0' }] };
+    const view = buildView(
+      [...base(), kv(fleetKeys.sg(web.id), web), kv(fleetKeys.sg(DEF), def), eni('bb', 'eni-00000000000000002', '10.1.1.11', '02:00:00:00:00:02', { securityGroups: [web.id] }), eni('a', 'eni-00000000000000001', '10.1.1.10', '02:00:00:00:00:01')],
+      'a',
+    );
+    expect(view.bad).toEqual([]);
+    expect(view.model.securityGroups.get(web.id)).toEqual(web);
+    expect(view.model.securityGroups.get(DEF).ingress).toEqual([]);
+    // A rule naming the default group stands for its members on every host.
+    expect(view.model.groupMembers(DEF)).toEqual([0x0a01010a]);
+    expect(view.model.groupMembers(web.id)).toEqual([0x0a01010b]);
+  });
+
+  it('hostile group records are refused and counted; a group left out takes the groups naming it and the ENIs having it', () => {
+    const g = (id: string, extra: object = {}) => ({ id, vpcId: VPC, name: id, description: '', ingress: [], egress: [], ...extra });
+    const A = 'sg-0000000000000001a', B = 'sg-0000000000000001b', C = 'sg-0000000000000001c', D = 'sg-0000000000000001d';
+    const records = [
+      ...base(),
+      kv(fleetKeys.sg(A), '{not json'),
+      // Its rule names A, which is left out: B goes too; the ENI having B is refused.
+      kv(fleetKeys.sg(B), g(B, { ingress: [{ protocol: 'all', sourceGroup: A }] })),
+      // A rule with reversed ports; a key naming another group; a name taken by an older record.
+      kv(fleetKeys.sg(C), g(C, { ingress: [{ protocol: 'tcp', fromPort: 90, toPort: 80, cidr: '0.0.0.0/0' }] })),
+      kv(fleetKeys.sg(D), g(C)),
+      kv(fleetKeys.sg('sg-0000000000000000f'), g('sg-0000000000000000f', { name: 'x' })),
+      kv(fleetKeys.sg('sg-00000000000000010'), g('sg-00000000000000010', { name: 'x' })),
+      // Claims to be the default group, in a VPC that does not exist.
+      kv(fleetKeys.sg('sg-00000000000000011'), g('sg-00000000000000011', { name: 'default' })),
+      kv(fleetKeys.sg('sg-00000000000000012'), g('sg-00000000000000012', { vpcId: 'vpc-0000000000000000f' })),
+      eni('bb', 'eni-00000000000000002', '10.1.1.11', '02:00:00:00:00:02', { securityGroups: [B] }),
+      eni('bb', 'eni-00000000000000003', '10.1.1.12', '02:00:00:00:00:03'),
+    ];
+    const view = buildView(records, 'a');
+    expect(view.model.securityGroups.list().map((x) => x.id).sort()).toEqual([`sg-${VPC.slice(4)}`, 'sg-0000000000000000f']);
+    expect(view.model.listEnis().map((e) => e.id)).toEqual(['eni-00000000000000003']);
+    const reasons = Object.fromEntries(view.bad.map((b) => [b.key, b.reason]));
+    expect(reasons[fleetKeys.sg(A)]).toBe('not JSON');
+    expect(reasons[fleetKeys.sg(B)]).toMatch(/sg-0000000000000001a does not exist/);
+    expect(reasons[fleetKeys.sg(C)]).toMatch(/reversed/);
+    expect(reasons[fleetKeys.sg(D)]).toMatch(/names security group/);
+    expect(reasons[fleetKeys.sg('sg-00000000000000010')]).toMatch(/already has a group named 'x'/);
+    expect(reasons[fleetKeys.sg('sg-00000000000000011')]).toMatch(/default group's/);
+    expect(reasons[fleetKeys.sg('sg-00000000000000012')]).toMatch(/does not exist/);
+    expect(reasons[fleetKeys.eni('bb', 'eni-00000000000000002')]).toMatch(/sg-0000000000000001b does not exist/);
+    expect(view.bad).toHaveLength(8);
+  });
+
+  it('network ACLs: kept with their entries and subnets; a default ACL\'s record replaces its entries; hostile ones refused whole', () => {
+    const DEF = `acl-${VPC.slice(4)}`;
+    const X = 'acl-0000000000000001a';
+    const allow = { ruleNumber: 100, direction: 'egress', protocol: 'all', cidr: '0.0.0.0/0', action: 'allow' };
+    const acl = (id: string, extra: object = {}) => ({ id, vpcId: VPC, isDefault: false, entries: [allow], subnets: [SUBNET], ...extra });
+    const records = [
+      ...base(),
+      kv(fleetKeys.acl(X), acl(X)),
+      kv(fleetKeys.acl(DEF), { id: DEF, vpcId: VPC, isDefault: true, entries: [], subnets: [] }),
+      // The subnet is X's (older); a bad entry; not JSON; a default ACL claiming subnets; a non-default claiming to be default.
+      kv(fleetKeys.acl('acl-0000000000000001b'), acl('acl-0000000000000001b')),
+      kv(fleetKeys.acl('acl-0000000000000001c'), acl('acl-0000000000000001c', { subnets: [], entries: [{ ...allow, ruleNumber: 0 }] })),
+      kv(fleetKeys.acl('acl-0000000000000001d'), '{'),
+      kv(fleetKeys.acl('acl-0000000000000001e'), acl('acl-0000000000000001e', { isDefault: true, subnets: [] })),
+      kv(fleetKeys.acl('acl-0000000000000001f'), acl('acl-0000000000000001f', { subnets: ['subnet-0000000000000000f'] })),
+    ];
+    const view = buildView(records, 'a');
+    expect(view.model.subnetAcl(SUBNET).id).toBe(X);
+    expect(view.model.networkAcls.get(DEF).entries).toEqual([]);
+    expect(view.model.networkAcls.list().map((a) => a.id).sort()).toEqual([DEF, X].sort());
+    const reasons = Object.fromEntries(view.bad.map((b) => [b.key, b.reason]));
+    expect(view.bad).toHaveLength(5);
+    expect(reasons[fleetKeys.acl('acl-0000000000000001b')]).toMatch(/associated with acl-0000000000000001a/);
+    expect(reasons[fleetKeys.acl('acl-0000000000000001c')]).toMatch(/rule number 0/);
+    expect(reasons[fleetKeys.acl('acl-0000000000000001d')]).toBe('not JSON');
+    expect(reasons[fleetKeys.acl('acl-0000000000000001e')]).toMatch(/is not the default ACL/);
+    expect(reasons[fleetKeys.acl('acl-0000000000000001f')]).toMatch(/does not exist/);
+  });
 });
+

@@ -36,6 +36,8 @@ export interface EtcdCluster {
   endpoints: string[];
   /** The CA and a client certificate for `user` (made on first use; CN = user). */
   clientCert(user: string): Promise<EtcdClientCert>;
+  /** The daemon's fleet options for host `hostId` (its client certificate made on first use). */
+  daemonArgs(hostId: string): Promise<string[]>;
   /** `etcdctl ARGS…` as `user` (default root) against every member; never rejects for a non-zero exit. */
   etcdctl(args: string[], user?: string): Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** scripts/fleet-etcd-rbac.sh ARGS… as root (enable | host ID…); rejects on failure. */
@@ -137,6 +139,10 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdCluster>
         certs.set(user, c);
       }
       return c;
+    },
+    async daemonArgs(hostId) {
+      const c = await cluster.clientCert(hostId);
+      return ['--fleet-endpoints', cluster.endpoints.join(','), '--fleet-ca', c.ca, '--fleet-cert', c.cert, '--fleet-key', c.key];
     },
     async etcdctl(args, user = 'root') {
       const c = await cluster.clientCert(user);
