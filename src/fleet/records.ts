@@ -212,6 +212,15 @@ export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPub
       refuse(kv, err);
     }
   }
+  // A default group or ACL whose record was refused fails closed (no rules: nothing passes that
+  // needs one): its rules are unknown, and the ones its VPC implies could reopen what was revoked.
+  const refused = new Set(bad.map((b) => b.key));
+  for (const v of model.listVpcs()) {
+    const sg = defaultGroupId(v.id);
+    if (refused.has(fleetKeys.sg(sg))) model.securityGroups.restore({ id: sg, vpcId: v.id, name: DEFAULT_GROUP_NAME, description: 'default VPC security group (its record was refused: no rules until rewritten)', ingress: [], egress: [] });
+    const acl = defaultAclId(v.id);
+    if (refused.has(fleetKeys.acl(acl))) model.networkAcls.restore({ id: acl, vpcId: v.id, isDefault: true, entries: [], subnets: [] });
+  }
   const kinds: Record<string, EniKind> = {};
   for (const kv of byKind.enis) {
     try {
@@ -251,7 +260,7 @@ function vpcPart<T extends { id: string; vpcId: string }>(kv: StoredKv, schema: 
 /**
  * Put the groups into the model, rules checked as `authorize` checks them. A group whose rules
  * fail (one names a group left out, or is malformed) is left out too, and so on until every
- * remaining group's rules hold; a default group left out keeps the rules its VPC implies.
+ * remaining group's rules hold; a default group left out has no rules (see buildView).
  */
 function restoreGroups(model: VpcModel, groups: Array<{ kv: StoredKv; group: SecurityGroupRecord }>): Array<{ kv: StoredKv; err: unknown }> {
   const failed: Array<{ kv: StoredKv; err: unknown }> = [];

@@ -127,6 +127,19 @@ describe('buildView', () => {
     expect(view.bad).toHaveLength(8);
   });
 
+  it('a default group or ACL whose record is refused fails closed: no rules, not the ones its VPC implies', () => {
+    const DEF = `sg-${VPC.slice(4)}`;
+    const ACL = `acl-${VPC.slice(4)}`;
+    const view = buildView([...base(), kv(fleetKeys.sg(DEF), '{corrupt'), kv(fleetKeys.acl(ACL), { id: ACL, vpcId: VPC, isDefault: false, entries: [], subnets: [] })], 'a');
+    expect(view.bad.map((b) => b.key).sort()).toEqual([fleetKeys.acl(ACL), fleetKeys.sg(DEF)].sort());
+    expect(view.model.securityGroups.get(DEF)).toMatchObject({ ingress: [], egress: [] });
+    expect(view.model.networkAcls.get(ACL).entries).toEqual([]);
+    // Without a record, the implied rules hold.
+    const plain = buildView(base(), 'a');
+    expect(plain.model.securityGroups.get(DEF).ingress).toEqual([{ protocol: 'all', sourceGroup: DEF }]);
+    expect(plain.model.networkAcls.get(ACL).entries).toHaveLength(2);
+  });
+
   it('network ACLs: kept with their entries and subnets; a default ACL\'s record replaces its entries; hostile ones refused whole', () => {
     const DEF = `acl-${VPC.slice(4)}`;
     const X = 'acl-0000000000000001a';
