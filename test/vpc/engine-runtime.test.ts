@@ -187,8 +187,8 @@ describe('VPC runtime: ENIs', () => {
     expect(engine.ports.get(portId)!.ifname).toBe(e.hostInterface);
     expect(h.netdevs.devices.has(e.hostInterface)).toBe(true);
 
-    rt.setSourceCheck(e.id, false);
-    expect(engine.ports.get(portId)!.opts.sourceCheck).toBe(false);
+    rt.updateEni({ ...e, sourceDestCheck: false, bandwidth: 200_000_000 });
+    expect(engine.ports.get(portId)!.opts).toMatchObject({ sourceCheck: false, bandwidth: 200_000_000, pps: 0 });
 
     await rt.removeEni(e, true);
     expect(engine.ports.has(portId)).toBe(false);
