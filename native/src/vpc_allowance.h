@@ -10,8 +10,8 @@
 // buckets hold any tokens, and is then charged in full, so a super-frame is
 // never refused for being larger than what is left: the bucket goes into
 // debt by up to one frame and the long-run rate is still exact. Over the
-// limit the frame is dropped (as ENA does): queueing here would hold
-// receive-buffer memory and add latency the guest's TCP can not see.
+// limit the frame is dropped (as ENA does); the depth is what lets TCP reach
+// the rate through a dropping policer (ENI_ALLOWANCE_DEPTH_SECONDS, vpc.ts).
 #pragma once
 
 #include <algorithm>

@@ -33,20 +33,22 @@ describe('VpcAllowance', () => {
   });
 
   it('passes a full bucket (depth of the rate) at once, then drops for bandwidth', () => {
-    expect(ENI_ALLOWANCE_DEPTH_SECONDS).toBe(0.01);
-    // 2^27 bit/s, 1 KiB frames: 2^-14 s of the rate each; the 10 ms bucket holds 163.84 of them,
-    // and a frame passes while any token is left: 164 pass.
-    const a = new VpcAllowance({ bandwidth: 2 ** 27 }, T0);
-    const verdicts = Array.from({ length: 300 }, () => a.admit(1024, 1, T0));
-    expect(verdicts.indexOf('bandwidth')).toBe(164);
-    expect(verdicts.slice(164).every((v) => v === 'bandwidth')).toBe(true);
-    // The 164th took 0.16 of a frame beyond the bucket: once that is refilled, one more passes,
-    // and the next a whole frame's time after it.
+    expect(ENI_ALLOWANCE_DEPTH_SECONDS).toBe(0.3);
+    // 2^27 bit/s, 1 KiB frames: f = 2^-14 s of the rate each; the bucket holds depth / f of them
+    // (4915.2), and a frame passes while any token is left: 4916 pass.
     const f = 2 ** -14;
-    expect(a.admit(1024, 1, T0 + 0.1 * f)).toBe('bandwidth');
-    expect(a.admit(1024, 1, T0 + 0.2 * f)).toBe('pass');
-    expect(a.admit(1024, 1, T0 + 1.1 * f)).toBe('bandwidth');
-    expect(a.admit(1024, 1, T0 + 1.2 * f)).toBe('pass');
+    const a = new VpcAllowance({ bandwidth: 2 ** 27 }, T0);
+    const verdicts = Array.from({ length: 6000 }, () => a.admit(1024, 1, T0));
+    const full = Math.ceil(ENI_ALLOWANCE_DEPTH_SECONDS / f);
+    expect(full).toBe(4916);
+    expect(verdicts.indexOf('bandwidth')).toBe(full);
+    expect(verdicts.slice(full).every((v) => v === 'bandwidth')).toBe(true);
+    // The last one took 0.8 of a frame beyond the bucket: once that is refilled, one more passes,
+    // and the next a whole frame's time after it.
+    expect(a.admit(1024, 1, T0 + 0.7 * f)).toBe('bandwidth');
+    expect(a.admit(1024, 1, T0 + 0.9 * f)).toBe('pass');
+    expect(a.admit(1024, 1, T0 + 1.7 * f)).toBe('bandwidth');
+    expect(a.admit(1024, 1, T0 + 1.9 * f)).toBe('pass');
   });
 
   it('holds the long-run rate at twice the offered load, within one bucket', () => {
@@ -65,23 +67,26 @@ describe('VpcAllowance', () => {
   it('drops nothing at exactly the rate, and starts dropping just above it', () => {
     const rate = 100e6;
     const frame = 1250; // 100 µs of the rate
-    expect(offer(new VpcAllowance({ bandwidth: rate }, T0), frame, 1, 1e-4, 20).verdicts.bandwidth).toBe(0);
-    // 1 % above: the 10 ms bucket (100 frames) drains in ~1 s, then 1 frame in 101 drops.
-    const over = offer(new VpcAllowance({ bandwidth: rate }, T0), frame, 1, 1e-4 / 1.01, 20);
-    expect(over.firstDrop).toBeGreaterThan(9_000);
-    expect(over.firstDrop).toBeLessThan(11_000);
-    expect(over.verdicts.bandwidth).toBeGreaterThan(1800);
-    expect(over.verdicts.bandwidth).toBeLessThan(2100);
+    const seconds = 60;
+    expect(offer(new VpcAllowance({ bandwidth: rate }, T0), frame, 1, 1e-4, seconds).verdicts.bandwidth).toBe(0);
+    // 1 % above: the bucket drains by 1 µs per frame; then 1 frame in 101 drops.
+    const over = offer(new VpcAllowance({ bandwidth: rate }, T0), frame, 1, 1e-4 / 1.01, seconds);
+    const firstDrop = (ENI_ALLOWANCE_DEPTH_SECONDS - 1e-4) / (1e-4 * (1 - 1 / 1.01));
+    expect(over.firstDrop).toBeGreaterThan(0.98 * firstDrop);
+    expect(over.firstDrop).toBeLessThan(1.02 * firstDrop);
+    const drops = seconds * 10_100 - (seconds + ENI_ALLOWANCE_DEPTH_SECONDS) * 10_000;
+    expect(over.verdicts.bandwidth).toBeGreaterThan(0.98 * drops);
+    expect(over.verdicts.bandwidth).toBeLessThan(1.02 * drops);
   });
 
   it('counts packets per segment and lets a super-frame into debt, repaid before the next', () => {
-    // 1000 pps: the bucket is 64 packets (the super-frame minimum, above 10 ms of the rate).
-    const a = new VpcAllowance({ pps: 1000 }, T0);
+    // 100 pps: the bucket is 64 packets (the super-frame minimum, above the depth of the rate).
+    const a = new VpcAllowance({ pps: 100 }, T0);
     expect(a.admit(65536, 45, T0)).toBe('pass');
-    expect(a.admit(65536, 45, T0)).toBe('pass'); // 26 packets left: passes, 19 in debt
+    expect(a.admit(65536, 45, T0)).toBe('pass'); // 19 packets left: passes, 26 in debt
     expect(a.admit(60, 1, T0)).toBe('packets');
-    expect(a.admit(60, 1, T0 + 0.025)).toBe('packets'); // 90 charged, 64 + 25 refilled
-    expect(a.admit(60, 1, T0 + 0.027)).toBe('pass');
+    expect(a.admit(60, 1, T0 + 0.25)).toBe('packets'); // 90 charged, 64 + 25 refilled
+    expect(a.admit(60, 1, T0 + 0.27)).toBe('pass');
   });
 
   it('checks the packet allowance first and charges neither bucket for a dropped frame', () => {
