@@ -126,6 +126,7 @@ describe.skipIf(!canRun)('ENI allowances', () => {
     expect(metrics).toMatch(new RegExp(`^nitride_nic_drops_total\\{eni="${ENI_A}",reason="bw_out_allowance_exceeded"\\} [1-9]`, 'm'));
     expect(metrics).toMatch(new RegExp(`^nitride_nic_drops_total\\{eni="${ENI_A}",reason="bw_in_allowance_exceeded"\\} [1-9]`, 'm'));
     expect((await host.cli(['status'])).stdout).toMatch(/bwOutAllowanceExceeded [1-9]/);
+    expect((await host.cli(['eni', 'describe', ENI_A])).stdout).toMatch(/allowance exceeded:\s+bw_in [1-9]\d*, bw_out [1-9]\d*, pps 0 frames dropped/);
   }, 90_000);
 
   it('a packet allowance, set live, holds small UDP packets to its rate; removing the bandwidth limit is live too', async () => {

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { UsageError } from '../../common/errors.js';
 import { formatBitRate, parseBitRate, parseCount } from '../../common/units.js';
 import { pathTo, type Deleted } from '../../api/control.js';
-import { LOCAL_HOST_ID, VPC_API, type CreateEniRequest, type EniInfo, type ModifyEniRequest } from '../../api/vpc.js';
+import { LOCAL_HOST_ID, VPC_API, type CreateEniRequest, type EniInfo, type ModifyEniRequest, type VpcNamedStats, type VpcPortStats } from '../../api/vpc.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, renderFields, renderTable } from '../output.js';
 
@@ -38,7 +38,8 @@ const seconds = (v: string) => {
 
 const groupList = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 
-function render(e: EniInfo): string {
+/** `stats`: a local ENI's counters (describe), for the frames its allowances dropped. */
+function render(e: EniInfo, stats?: VpcPortStats): string {
   return renderFields({
     id: e.id,
     mac: e.mac,
@@ -54,6 +55,7 @@ function render(e: EniInfo): string {
     'tcp established timeout': `${e.tcpEstablishedTimeout ?? 432000}s`,
     bandwidth: e.bandwidth !== undefined ? `${formatBitRate(e.bandwidth)} each way` : 'unlimited',
     pps: e.pps !== undefined ? `${e.pps} each way` : 'unlimited',
+    'allowance exceeded': stats && `bw_in ${stats.drops.bwInAllowanceExceeded}, bw_out ${stats.drops.bwOutAllowanceExceeded}, pps ${stats.drops.ppsAllowanceExceeded} frames dropped`,
   });
 }
 
@@ -115,7 +117,11 @@ export function eniCommand(): Command {
 
   eni.addCommand(
     clientVerb(new Command('describe').description('show one ENI').argument('<id>', 'ENI id')).action(async (id: string, options: ClientOptions) => {
-      emit(options, await clientOf(options).get<EniInfo>(pathTo(VPC_API.eni, { id })), render);
+      const client = clientOf(options);
+      const e = await client.get<EniInfo>(pathTo(VPC_API.eni, { id }));
+      // The VPC may be down (stats 503): the record alone then.
+      const stats = options.json || e.hostId !== LOCAL_HOST_ID ? null : await client.get<VpcNamedStats>(VPC_API.stats).catch(() => null);
+      emit(options, e, (x) => render(x, stats?.enis[x.id]));
     }),
   );
 
