@@ -8,14 +8,15 @@
  *
  * Every name starts with a unique "nta<hex>" prefix; afterAll deletes the namespaces.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EniInfo, VpcNamedStats, VpcPortStats } from '../../src/api/vpc.js';
 import { tempDir } from '../helpers/nitride.js';
-import { NsLab, must, waitFor, type NsHost } from '../helpers/netns.js';
+import { iperf as iperfBetween } from '../helpers/iperf.js';
+import { NsLab, waitFor, type NsHost } from '../helpers/netns.js';
 import { run } from '../helpers/run.js';
 
 const hasCommand = (cmd: string) => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(`${d}/${cmd}`));
@@ -48,27 +49,7 @@ describe.skipIf(!canRun)('ENI allowances', () => {
   let gc: Awaited<ReturnType<NsLab['dhcpGuest']>>;
   const stats = async () => (await host.json<VpcNamedStats>(['vpc', 'stats'])).enis;
 
-  /** iperf3 for `seconds` from guest `from` to guest `to` (a one-off server); the client's JSON figures. */
-  async function iperf(from: string, to: { ns: string; ip: string }, seconds: number, extra: string[] = []) {
-    const server = spawn('ip', ['netns', 'exec', to.ns, 'iperf3', '-s', '-1', '-B', to.ip, '-p', '5201'], { stdio: 'ignore' });
-    servers.push(server);
-    const serverExit = new Promise((r) => server.once('exit', r));
-    try {
-      await waitFor('the iperf3 server', async () => {
-        if (server.exitCode !== null) throw Object.assign(new Error(`iperf3 server exited with ${server.exitCode}`), { fatal: true });
-        return (await must('ip', 'netns', 'exec', to.ns, 'ss', '-Hltn', 'sport', '=', ':5201')).includes('5201');
-      }, 15_000);
-      const r = await run('ip', ['netns', 'exec', from, 'iperf3', '-c', to.ip, '-p', '5201', '-t', String(seconds), '-J', '--connect-timeout', '3000', ...extra], { timeoutMs: (seconds + 30) * 1000 });
-      const j = JSON.parse(r.stdout || '{}') as {
-        error?: string;
-        end?: { sum_received?: { bits_per_second: number }; sum_sent?: { retransmits?: number }; sum?: { packets: number; lost_packets: number } };
-      };
-      return { code: r.code, error: j.error, bps: j.end?.sum_received?.bits_per_second ?? 0, retransmits: j.end?.sum_sent?.retransmits ?? 0, udp: j.end?.sum };
-    } finally {
-      if (server.exitCode === null) server.kill('SIGKILL');
-      await serverExit;
-    }
-  }
+  const iperf = (from: string, to: { ns: string; ip: string }, seconds: number, extra: string[] = []) => iperfBetween(servers, from, to, seconds, extra);
 
   beforeAll(async () => {
     const ns = await lab.addNamespace('h');
