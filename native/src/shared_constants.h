@@ -66,10 +66,11 @@ constexpr uint32_t kCtIcmpS = 30;  // CT_ICMP_S (sg-table.ts)
 constexpr uint32_t kCtDefaultMaxFlows = 65536;  // CT_DEFAULT_MAX_FLOWS (sg-table.ts)
 }  // namespace vpc
 
-// src/api/volumes.ts
+// src/api/volumes.ts unless noted
 namespace qos {
 constexpr uint64_t kIoCountUnitBytes = 262144;  // IO_COUNT_UNIT_BYTES
 constexpr double kBucketDepthSeconds = 0.1;  // BUCKET_DEPTH_SECONDS
+constexpr double kAllowanceDepthSeconds = 0.3;  // ENI_ALLOWANCE_DEPTH_SECONDS (vpc.ts)
 }  // namespace qos
 
 }  // namespace nitride

@@ -60,6 +60,24 @@ constexpr unsigned kMaxGsoSegments = 64;
   throw VpcError{VpcError::kInvalid, msg, 0, nullptr};
 }
 
+// A GSO super-frame of `len` bytes whose segments are at most `seg_len`
+// (headers + gso_size) as it is on the wire: its segments, and its bytes
+// with the headers repeated in each (what the allowances count).
+void WireSize(size_t len, size_t seg_len, size_t gso_size, size_t* segments, size_t* wire) {
+  if (gso_size == 0 || seg_len <= gso_size || len <= seg_len) return;  // one segment
+  const size_t hdr = seg_len - gso_size;
+  *segments = (len - hdr + gso_size - 1) / gso_size;
+  *wire = len + (*segments - 1) * hdr;
+}
+
+// The allowances' clock (fine-grained: the coarse one moves in 4 ms steps,
+// a whole bucket at some rates).
+double NowSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
 int64_t ClockMs(clockid_t id) {
   timespec ts;
   clock_gettime(id, &ts);
@@ -372,6 +390,9 @@ void Engine::InstallPort(uint32_t id, unsigned ifindex, const std::string& ifnam
   port->ifindex = static_cast<int>(ifindex);
   port->ifname = ifname;
   port->cfg = cfg;
+  const double now = NowSeconds();
+  port->allow_in.Set(cfg.allowance, now);
+  port->allow_out.Set(cfg.allowance, now);
   port->fd = fd;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -397,7 +418,14 @@ void Engine::UpdatePort(uint32_t id, const PortConfig& cfg) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = ports_.find(id);
   if (it == ports_.end()) ThrowInvalid("updatePort: no port " + std::to_string(id));
-  it->second->cfg = cfg;
+  Port& port = *it->second;
+  // A changed allowance applies to the next frame, with full buckets.
+  if (cfg.allowance != port.cfg.allowance) {
+    const double now = NowSeconds();
+    port.allow_in.Set(cfg.allowance, now);
+    port.allow_out.Set(cfg.allowance, now);
+  }
+  port.cfg = cfg;
 }
 
 PortConfig Engine::GetPortConfig(uint32_t id) {
@@ -777,7 +805,8 @@ EngineStats Engine::Stats() {
         c.spoofed.Get(), c.no_route.Get(), c.oversize.Get(), c.punted.Get(),
         c.punt_overflow.Get(), c.filtered.Get(), c.invalid.Get(), c.tx_errors.Get(),
         c.queue_full.load(std::memory_order_relaxed), c.sg_rejected.Get(), c.conntrack_full.Get(),
-        p->ct ? p->ct->size() : 0, p->ct ? p->ct->config().max_flows : 0, c.nacl_rejected.Get()}});
+        p->ct ? p->ct->size() : 0, p->ct ? p->ct->config().max_flows : 0, c.nacl_rejected.Get(),
+        c.bw_in_exceeded.Get(), c.bw_out_exceeded.Get(), c.pps_exceeded.Get()}});
   }
   st.peers.reserve(peers_.size());
   for (auto& [id, p] : peers_) {
@@ -908,6 +937,22 @@ void Engine::PuntFrame(Port& port, PuntReason reason, const uint8_t* f, size_t l
   }
 }
 
+bool Engine::PassAllowance(Port& port, bool in, size_t wire, size_t segments) {
+  Allowance& a = in ? port.allow_in : port.allow_out;
+  if (!a.limited()) return true;
+  switch (a.Admit(static_cast<double>(wire), static_cast<double>(segments), NowSeconds())) {
+    case Allowance::kPass:
+      return true;
+    case Allowance::kBandwidth:
+      (in ? port.c.bw_in_exceeded : port.c.bw_out_exceeded).Add();
+      return false;
+    case Allowance::kPackets:
+      port.c.pps_exceeded.Add();
+      return false;
+  }
+  return false;
+}
+
 bool Engine::PassSecurity(Port& port, int dir, const uint8_t* f, size_t len, SgPacket& pkt) {
   if (!port.sg && !port.nacl && !port.flowlog) return true;
   if (!pkt.parsed) {
@@ -971,6 +1016,8 @@ void Engine::ProcessGuestFrame(const std::shared_ptr<Port>& port, uint8_t* buf,
   }
   const size_t max = p.cfg.mtu + kEthHeader;
   const bool gso = h.gso_type != VIRTIO_NET_HDR_GSO_NONE;
+  // What the frame is on the wire: segments and bytes (headers repeated).
+  size_t segments = 1, wire = len;
   if (gso) {
     const size_t seg = GsoSegmentFrameLen(f, len, h);
     if (seg == 0) {
@@ -981,6 +1028,7 @@ void Engine::ProcessGuestFrame(const std::shared_ptr<Port>& port, uint8_t* buf,
       p.c.oversize.Add();
       return;
     }
+    WireSize(len, seg, h.gso_size, &segments, &wire);
   } else if (len > max) {
     p.c.oversize.Add();
     return;
@@ -1006,6 +1054,7 @@ void Engine::ProcessGuestFrame(const std::shared_ptr<Port>& port, uint8_t* buf,
     case GuestVerdict::kForward:
       break;
   }
+  if (!PassAllowance(p, false, wire, segments)) return;
   EnsureTxRoom(lk);
   ForwardGuestFrame(port, f, len, h, lk);
 }
@@ -1050,6 +1099,11 @@ void Engine::ForwardGuestFrame(const std::shared_ptr<Port>& src, uint8_t* f, siz
         return;
       }
       if (!PassSecurity(*src, kSgDirEgress, f, len, pkt) || !PassSecurity(dst, kSgDirIngress, f, len, pkt)) return;
+      if (dst.allow_in.limited()) {
+        size_t segments = 1, total = len;
+        if (gso) WireSize(len, wire, h.gso_size, &segments, &total);
+        if (!PassAllowance(dst, true, total, segments)) return;
+      }
       // Local delivery: the frame goes out as it came in, GSO and
       // CHECKSUM_PARTIAL included (the kernel finishes it if the receiving
       // device needs that).
@@ -1474,6 +1528,7 @@ void Engine::DeliverFromPeer(Peer& peer, uint8_t* f, size_t len) {
   }
   SgPacket pkt;
   if (!PassSecurity(dst, kSgDirIngress, f, len, pkt)) return;
+  if (!PassAllowance(dst, true, len, 1)) return;
   QueueFromPeer(pt->second, f, len);
 }
 

@@ -60,6 +60,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "vpc_allowance.h"
 #include "vpc_crypto.h"
 #include "vpc_frame.h"
 #include "vpc_flowlog.h"
@@ -96,6 +97,9 @@ struct PortStats {
   // (0: no groups on the port). Packets the subnet's network ACL denied.
   uint64_t sg_rejected, conntrack_full, conntrack_flows, conntrack_max;
   uint64_t nacl_rejected;
+  // Frames dropped by the ENI's allowances (ENA's names): bandwidth into
+  // and out of the guest, packets either way.
+  uint64_t bw_in_exceeded, bw_out_exceeded, pps_exceeded;
 };
 struct PeerStats {
   uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes;
@@ -127,6 +131,9 @@ struct ControlEvent {
 struct PortConfig {
   PortPolicy policy;
   uint32_t mtu = 1500;
+  // Bandwidth (bits/s) and packets/s, each applied separately to traffic
+  // into the guest and out of it; 0: unlimited.
+  AllowanceLimits allowance;
 };
 
 struct Endpoint {
@@ -233,7 +240,8 @@ class Engine {
   struct PortCounters {
     Counter rx_frames, rx_bytes, tx_frames, tx_bytes, spoofed, no_route,
         oversize, punted, punt_overflow, filtered, invalid, tx_errors,
-        sg_rejected, conntrack_full, nacl_rejected;
+        sg_rejected, conntrack_full, nacl_rejected, bw_in_exceeded,
+        bw_out_exceeded, pps_exceeded;
     // Written by the JS thread (sendFrame; stats() for queue_full).
     std::atomic<uint64_t> js_tx_frames{0}, js_tx_bytes{0};
     // Frames the kernel dropped because the socket's receive queue was
@@ -252,6 +260,8 @@ class Engine {
     std::unique_ptr<Conntrack> ct;
     std::shared_ptr<const NaclTable> nacl;  // the subnet's network ACL
     std::unique_ptr<FlowLogTable> flowlog;  // null: no flow log covers it
+    // The allowances (mu_): into the guest and out of it.
+    Allowance allow_in, allow_out;
     PortCounters c;
     int last_err = 0;  // worker: last socket error reported
     ~Port();
@@ -313,6 +323,10 @@ class Engine {
                          size_t len, const virtio_net_hdr& h,
                          std::unique_lock<std::mutex>& lk);
   void PuntFrame(Port& port, PuntReason reason, const uint8_t* f, size_t len);
+  // The port's allowance for a frame of `segments` segments and `wire`
+  // bytes going into (`in`) or out of the guest (mu_ held); false: drop it
+  // (counted on the port).
+  bool PassAllowance(Port& port, bool in, size_t wire, size_t segments);
   // A frame's IPv4 fields, parsed once for the security groups of both ends.
   struct SgPacket {
     bool parsed = false;

@@ -96,6 +96,9 @@ void MacArg(Napi::Env env, Napi::Value v, const std::string& what, uint8_t mac[6
   std::memcpy(mac, a.Data(), 6);
 }
 
+// Largest allowance the engine takes (bits/s or packets/s): 2^53, exact in a double.
+constexpr uint64_t kMaxAllowance = uint64_t{1} << 53;
+
 // Fills cfg from opts; with `all`, every field is required (addPort),
 // otherwise absent fields keep their value (updatePort).
 void ReadPortConfig(Napi::Env env, Napi::Object o, const std::string& fn, bool all,
@@ -126,6 +129,11 @@ void ReadPortConfig(Napi::Env env, Napi::Object o, const std::string& fn, bool a
   if (all || !mtu.IsUndefined()) {
     cfg->mtu = static_cast<uint32_t>(IntArg(env, mtu, fn + ": opts.mtu", vpc::kMinMtu, vpc::kMaxMtu));
   }
+  // The allowances are optional even for addPort (absent: unlimited); 0 is unlimited.
+  Napi::Value bw = o.Get("bandwidth");
+  if (!bw.IsUndefined()) cfg->allowance.bits = static_cast<double>(IntArg(env, bw, fn + ": opts.bandwidth", 0, kMaxAllowance));
+  Napi::Value pps = o.Get("pps");
+  if (!pps.IsUndefined()) cfg->allowance.packets = static_cast<double>(IntArg(env, pps, fn + ": opts.pps", 0, kMaxAllowance));
 }
 
 std::string ErrName(int err) {
@@ -670,6 +678,9 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
         d.Set("securityGroup", N(env, s.sg_rejected));
         d.Set("conntrackFull", N(env, s.conntrack_full));
         d.Set("networkAcl", N(env, s.nacl_rejected));
+        d.Set("bwInAllowanceExceeded", N(env, s.bw_in_exceeded));
+        d.Set("bwOutAllowanceExceeded", N(env, s.bw_out_exceeded));
+        d.Set("ppsAllowanceExceeded", N(env, s.pps_exceeded));
         p.Set("drops", d);
         Napi::Object ct = Napi::Object::New(env);
         ct.Set("flows", N(env, s.conntrack_flows));
@@ -731,8 +742,39 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
 
 }  // namespace
 
+// class VpcAllowance { constructor({bandwidth, pps}, now); admit(bytes, packets, now) }: the
+// engine's per-ENI policer (vpc_allowance.h) on an injected clock, for its unit test.
+class VpcAllowanceWrap : public Napi::ObjectWrap<VpcAllowanceWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "VpcAllowance", {InstanceMethod<&VpcAllowanceWrap::Admit>("admit")});
+  }
+  explicit VpcAllowanceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VpcAllowanceWrap>(info) {
+    Napi::Env env = info.Env();
+    vpc::PortConfig cfg;
+    ReadPortConfig(env, ObjectArg(env, info[0], "VpcAllowance: limits"), "VpcAllowance", false, &cfg);
+    a_.Set(cfg.allowance, Seconds(env, info[1]));
+  }
+
+ private:
+  static double Seconds(Napi::Env env, Napi::Value v) {
+    if (!v.IsNumber()) ThrowTypeError(env, "VpcAllowance: now must be a number of seconds");
+    return v.As<Napi::Number>().DoubleValue();
+  }
+  // 'pass', 'bandwidth' or 'packets' (the limit that dropped it).
+  Napi::Value Admit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const double bytes = static_cast<double>(IntArg(env, info[0], "VpcAllowance.admit: bytes", 0, kMaxAllowance));
+    const double packets = static_cast<double>(IntArg(env, info[1], "VpcAllowance.admit: packets", 1, kMaxAllowance));
+    static const char* const kNames[] = {"pass", "bandwidth", "packets"};
+    return Napi::String::New(env, kNames[a_.Admit(bytes, packets, Seconds(env, info[2]))]);
+  }
+  vpc::Allowance a_;
+};
+
 void InitVpc(Napi::Env env, Napi::Object exports) {
   exports.Set("VpcEngine", VpcEngineWrap::Define(env));
+  exports.Set("VpcAllowance", VpcAllowanceWrap::Define(env));
 }
 
 }  // namespace nitride

@@ -25,3 +25,19 @@ export function parseMiBps(text: string, what: string): number {
   if (!m) throw new UsageError(`${what}: '${text}' is not a throughput in MiB/s (examples: 125, 125MiB/s, 1GiB/s)`);
   return Number(m[1]) * (m[2]?.toUpperCase() === 'G' ? 1024 : 1);
 }
+
+const BIT_RATE: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+
+/** A network rate in bits per second, decimal units as link speeds are stated: "200Mbit", "1Gbit", "1.5Gbit/s", "500000". */
+export function parseBitRate(text: string, what: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT]?)(?:bit(?:\/s)?|bps))?\s*$/i.exec(text);
+  const n = m ? Math.round(Number(m[1]) * BIT_RATE[(m[2] ?? '').toUpperCase()]!) : NaN;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${what}: '${text}' is not a bit rate (examples: 200Mbit, 1Gbit, 500kbit)`);
+  return n;
+}
+
+/** Bits per second for people: "200 Mbit/s", "1.5 Gbit/s". */
+export function formatBitRate(bps: number): string {
+  for (const [unit, scale] of [['T', 1e12], ['G', 1e9], ['M', 1e6], ['k', 1e3]] as const) if (bps >= scale) return `${Number((bps / scale).toPrecision(6))} ${unit}bit/s`;
+  return `${bps} bit/s`;
+}

@@ -142,6 +142,7 @@ interface NativeBinding {
   VpcEngine: NativeVpcEngineConstructor;
   NbdLane: NbdLaneConstructor;
   IoLimiter: IoLimiterConstructor;
+  VpcAllowance: VpcAllowanceConstructor;
   RbdCluster: RbdClusterStatic;
   RbdImage: object;
 }
@@ -443,6 +444,14 @@ export interface VpcPortOptions {
    * plus UDP/IP headers: keep mtu + 14 + 32 + 28 within the underlay path MTU.
    */
   mtu: number;
+  /**
+   * Allowances (native/src/vpc_allowance.h), each applied separately into the guest and out
+   * of it: bits/s and packets/s (a GSO super-frame: its segments and their bytes). Absent or 0:
+   * unlimited. Frames over one are dropped (`bwIn/bwOut/ppsAllowanceExceeded`); a change
+   * applies to the next frame, with full buckets.
+   */
+  bandwidth?: number;
+  pps?: number;
 }
 
 /**
@@ -1038,6 +1047,20 @@ export interface IoLimiterConstructor {
 }
 
 export const IoLimiter: IoLimiterConstructor = binding.IoLimiter;
+
+/**
+ * The engine's per-ENI policer of one direction on an injected clock (seconds), for its unit
+ * test: admit() charges a frame and says 'pass', or which allowance dropped it.
+ */
+export interface VpcAllowance {
+  admit(bytes: number, packets: number, now: number): 'pass' | 'bandwidth' | 'packets';
+}
+
+export interface VpcAllowanceConstructor {
+  new (limits: Pick<VpcPortOptions, 'bandwidth' | 'pps'>, now: number): VpcAllowance;
+}
+
+export const VpcAllowance: VpcAllowanceConstructor = binding.VpcAllowance;
 
 // ---------------------------------------------------------------------------
 // Ceph RBD (native/src/rbd.cc): librbd's C API, loaded with dlopen on the first connect

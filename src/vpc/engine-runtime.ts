@@ -93,6 +93,9 @@ export interface RuntimeOptions {
 /** The fd store name of a local ENI's packet socket. */
 const portFdName = (eniId: string) => `eni-${eniId}`;
 
+/** An ENI's allowances as the engine takes them (0: unlimited, so a removed limit goes). */
+const allowance = (e: EniRecord) => ({ bandwidth: e.bandwidth ?? 0, pps: e.pps ?? 0 });
+
 export class VpcRuntime {
   private readonly engine: RuntimeEngine;
   private readonly handshake: HandshakeManager;
@@ -250,9 +253,10 @@ export class VpcRuntime {
     if (deleteDevice && e.hostId === LOCAL_HOST_ID) await this.options.netdevs.remove(e.hostInterface);
   }
 
-  setSourceCheck(eniId: string, sourceCheck: boolean): void {
-    const portId = this.ports.get(eniId);
-    if (portId !== undefined) this.engine.updatePort(portId, { sourceCheck });
+  /** The ENI's source check and allowances, to the engine (the next frame sees them). */
+  updateEni(e: EniRecord): void {
+    const portId = this.ports.get(e.id);
+    if (portId !== undefined) this.engine.updatePort(portId, { sourceCheck: e.sourceDestCheck, ...allowance(e) });
   }
 
   /**
@@ -331,7 +335,7 @@ export class VpcRuntime {
    * which is then stored.
    */
   private addPort(portId: number, e: EniRecord, mac: Uint8Array): void {
-    const opts = { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: ENI_MTU };
+    const opts = { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: ENI_MTU, ...allowance(e) };
     const store = this.options.fdStore;
     const name = portFdName(e.id);
     const kept = store?.adopt(name, (a) => a.family === 'other');

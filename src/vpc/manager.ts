@@ -267,7 +267,7 @@ export class VpcManager {
     if (changes.hostId !== undefined) return Promise.reject(new UsageError('eni move needs fleet mode (a standalone daemon records remote ENIs by hand: delete and create it)'));
     return this.queue.run(async () => {
       const record = await this.store.change((model) => model.modifyEni(id, changes));
-      this.rt?.setSourceCheck(id, record.sourceDestCheck);
+      this.rt?.updateEni(record);
       if (changes.securityGroups || changes.tcpEstablishedTimeout !== undefined) this.rt?.applySecurity();
       return this.eniInfo(record);
     });

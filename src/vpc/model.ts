@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import { idFormat, isResourceId, newResourceId, type ResourceKind } from '../api/ids.js';
-import { PEER_NAME_PATTERN, type EniInfo, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
+import { ENI_MAX_BANDWIDTH, ENI_MAX_PPS, ENI_MIN_BANDWIDTH, PEER_NAME_PATTERN, type EniInfo, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
 import type { SecurityGroupRecord } from '../api/security-groups.js';
 import type { NetworkAclRecord } from '../api/network-acls.js';
 import { NetworkAcls, defaultAclId } from './network-acls.js';
@@ -249,6 +249,9 @@ export interface CreateEniInput {
   /** 1–5 groups of the ENI's VPC; default: the VPC's default group. */
   securityGroups?: string[];
   tcpEstablishedTimeout?: number;
+  /** Allowances each way: bits/s, packets/s (absent: unlimited). */
+  bandwidth?: number;
+  pps?: number;
 }
 
 export interface ModifyEniInput {
@@ -258,6 +261,9 @@ export interface ModifyEniInput {
   description?: string;
   securityGroups?: string[];
   tcpEstablishedTimeout?: number;
+  /** null removes the limit. */
+  bandwidth?: number | null;
+  pps?: number | null;
 }
 
 export interface SubnetUsage {
@@ -450,6 +456,8 @@ export class VpcModel {
     };
     if (input.description !== undefined) record.description = checkDescription(input.description);
     if (input.tcpEstablishedTimeout !== undefined && input.tcpEstablishedTimeout !== CT_TCP_ESTABLISHED_S) record.tcpEstablishedTimeout = checkTcpTimeout(input.tcpEstablishedTimeout);
+    if (input.bandwidth !== undefined) record.bandwidth = checkBandwidth(input.bandwidth);
+    if (input.pps !== undefined) record.pps = checkPps(input.pps);
     if (typeof record.sourceDestCheck !== 'boolean') throw new UsageError('sourceDestCheck must be true or false');
     this.enis.set(id, record);
     subnet.used.set(ip, id);
@@ -483,6 +491,14 @@ export class VpcModel {
     if (changes.tcpEstablishedTimeout !== undefined) {
       delete next.tcpEstablishedTimeout;
       if (checkTcpTimeout(changes.tcpEstablishedTimeout) !== CT_TCP_ESTABLISHED_S) next.tcpEstablishedTimeout = changes.tcpEstablishedTimeout;
+    }
+    if (changes.bandwidth !== undefined) {
+      delete next.bandwidth;
+      if (changes.bandwidth !== null) next.bandwidth = checkBandwidth(changes.bandwidth);
+    }
+    if (changes.pps !== undefined) {
+      delete next.pps;
+      if (changes.pps !== null) next.pps = checkPps(changes.pps);
     }
     if (next.hostId !== old.hostId || next.hostInterface !== old.hostInterface) this.checkInterfaceFree(next.hostId, next.hostInterface, id);
     this.interfaces.delete(`${old.hostId}/${old.hostInterface}`);
@@ -606,6 +622,8 @@ export class VpcModel {
           description: e.description,
           ...(e.securityGroups ? { securityGroups: e.securityGroups } : {}),
           ...(e.tcpEstablishedTimeout !== undefined ? { tcpEstablishedTimeout: e.tcpEstablishedTimeout } : {}),
+          ...(e.bandwidth !== undefined ? { bandwidth: e.bandwidth } : {}),
+          ...(e.pps !== undefined ? { pps: e.pps } : {}),
         });
         if (created.vpcId !== e.vpcId) throw new UsageError(`ENI ${e.id} names ${e.vpcId} but its subnet ${e.subnetId} is in ${created.vpcId}`);
       }
@@ -759,6 +777,16 @@ function checkName(text: string): string {
   return text;
 }
 
+function checkBandwidth(bps: number): number {
+  if (!Number.isInteger(bps) || bps < ENI_MIN_BANDWIDTH || bps > ENI_MAX_BANDWIDTH) throw new UsageError(`bandwidth ${bps} bit/s is not a whole number in ${ENI_MIN_BANDWIDTH}-${ENI_MAX_BANDWIDTH}`);
+  return bps;
+}
+
+function checkPps(pps: number): number {
+  if (!Number.isInteger(pps) || pps < 1 || pps > ENI_MAX_PPS) throw new UsageError(`pps ${pps} is not a whole number in 1-${ENI_MAX_PPS}`);
+  return pps;
+}
+
 function checkTcpTimeout(s: number): number {
   if (!Number.isInteger(s) || s < CT_TCP_ESTABLISHED_MIN_S || s > CT_TCP_ESTABLISHED_S) {
     throw new UsageError(`TCP established timeout ${s} is not in ${CT_TCP_ESTABLISHED_MIN_S}-${CT_TCP_ESTABLISHED_S} seconds`);
@@ -812,6 +840,8 @@ export const EniStateRecord = z
     description: z.string().optional(),
     securityGroups: z.array(z.string()).optional(),
     tcpEstablishedTimeout: z.number().optional(),
+    bandwidth: z.number().optional(),
+    pps: z.number().optional(),
   })
   .strict();
 

@@ -8,7 +8,7 @@ const port = (flows: number, max: number): VpcPortStats => ({
   rxBytes: 1,
   txFrames: 1,
   txBytes: 1,
-  drops: { spoofed: 0, noRoute: 0, oversize: 0, punted: 0, puntOverflow: 0, filtered: 0, invalid: 0, txError: 0, queueFull: 0, securityGroup: 0, conntrackFull: flows >= max ? 7 : 0, networkAcl: 0 },
+  drops: { spoofed: 0, noRoute: 0, oversize: 0, punted: 0, puntOverflow: 0, filtered: 0, invalid: 0, txError: 0, queueFull: 0, securityGroup: 0, conntrackFull: flows >= max ? 7 : 0, networkAcl: 0, bwInAllowanceExceeded: 0, bwOutAllowanceExceeded: 0, ppsAllowanceExceeded: 0 },
   conntrack: { flows, max },
 });
 const eni = (id: string): EniInfo => ({ id, vpcId: 'vpc-0a1b2c3d4e5f60718', subnetId: 'subnet-0a1b2c3d4e5f60718', mac: '02:00:00:00:00:01', privateIp: '10.0.0.4', sourceDestCheck: true, hostInterface: 'ni0', guestInterface: null, hostId: 'local', kind: 'tap', securityGroups: [] });

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDaemonConfig } from '../../src/daemon/config.js';
 import type { EniInfo, PeerInfo } from '../../src/api/vpc.js';
 import { CLI, nitride, tempDir } from '../helpers/nitride.js';
+import { iperf as iperfBetween } from '../helpers/iperf.js';
 import { NsLab, must, sleep, waitFor, type NsHost } from '../helpers/netns.js';
 import { run } from '../helpers/run.js';
 import { SG_PROBE_PY } from '../helpers/sg-probe.js';
@@ -205,24 +206,8 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     const underlayA = () => `${prefix}ua`;
     const underlayB = () => `${prefix}ub`;
 
-    /** iperf3 TCP for `seconds` from guest `from` to guest `to` (a one-off server); the client's JSON. */
-    async function iperf(from: string, to: { ns: string; ip: string }, seconds: number): Promise<{ code: number | null; bytes: number; error?: string }> {
-      const server = spawn('ip', ['netns', 'exec', to.ns, 'iperf3', '-s', '-1', '-B', to.ip, '-p', '5201'], { stdio: 'ignore' });
-      servers.push(server);
-      const serverExit = new Promise((r) => server.once('exit', r));
-      try {
-        await waitFor('the iperf3 server', async () => {
-          if (server.exitCode !== null) throw Object.assign(new Error(`iperf3 server exited with ${server.exitCode}`), { fatal: true });
-          return (await must('ip', 'netns', 'exec', to.ns, 'ss', '-Hltn', 'sport', '=', ':5201')).includes('5201');
-        }, 15_000);
-        const r = await run('ip', ['netns', 'exec', from, 'iperf3', '-c', to.ip, '-p', '5201', '-t', String(seconds), '-J', '--repeating-payload', '--connect-timeout', '3000'], { timeoutMs: (seconds + 30) * 1000 });
-        const j = JSON.parse(r.stdout || '{}') as { error?: string; end?: { sum_received?: { bytes: number } } };
-        return { code: r.code, bytes: j.end?.sum_received?.bytes ?? 0, ...(j.error ? { error: j.error } : {}) };
-      } finally {
-        if (server.exitCode === null) server.kill('SIGKILL');
-        await serverExit;
-      }
-    }
+    /** iperf3 TCP for `seconds` from guest `from` to guest `to`, with a repeating payload. */
+    const iperf = (from: string, to: { ns: string; ip: string }, seconds: number) => iperfBetween(servers, from, to, seconds, ['--repeating-payload']);
 
     beforeAll(async () => {
       const eniC = await a.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI_C, '--mac', MAC_C, '--ip', IP_C, '--kind', 'veth']);

@@ -53,6 +53,9 @@ nitride_nic_drops_total{eni="eni-00000000000000001",reason="queue_full"} 1
 nitride_nic_drops_total{eni="eni-00000000000000001",reason="security_group"} 0
 nitride_nic_drops_total{eni="eni-00000000000000001",reason="conntrack_full"} 0
 nitride_nic_drops_total{eni="eni-00000000000000001",reason="network_acl"} 0
+nitride_nic_drops_total{eni="eni-00000000000000001",reason="bw_in_allowance_exceeded"} 0
+nitride_nic_drops_total{eni="eni-00000000000000001",reason="bw_out_allowance_exceeded"} 0
+nitride_nic_drops_total{eni="eni-00000000000000001",reason="pps_allowance_exceeded"} 0
 
 # HELP nitride_nic_conntrack_flows Flows the security groups of a local ENI track (0 without groups).
 # TYPE nitride_nic_conntrack_flows gauge

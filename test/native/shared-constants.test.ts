@@ -27,6 +27,7 @@ import {
 } from '../../src/vpc/constants.js';
 import { DEFAULT_HANDSHAKE_TIMERS, KEY_BYTES } from '../../src/vpc/handshake.js';
 import { BUCKET_DEPTH_SECONDS, IO_COUNT_UNIT_BYTES } from '../../src/api/volumes.js';
+import { ENI_ALLOWANCE_DEPTH_SECONDS } from '../../src/api/vpc.js';
 import {
   CT_DEFAULT_MAX_FLOWS,
   CT_ICMP_S,
@@ -102,6 +103,7 @@ const VPC: Constant[] = [
 const QOS: Constant[] = [
   ['kIoCountUnitBytes', 'uint64_t', IO_COUNT_UNIT_BYTES, 'IO_COUNT_UNIT_BYTES'],
   ['kBucketDepthSeconds', 'double', BUCKET_DEPTH_SECONDS, 'BUCKET_DEPTH_SECONDS'],
+  ['kAllowanceDepthSeconds', 'double', ENI_ALLOWANCE_DEPTH_SECONDS, 'ENI_ALLOWANCE_DEPTH_SECONDS (vpc.ts)'],
 ];
 
 function namespaceBlock(name: string, source: string, constants: Constant[]): string {
@@ -127,7 +129,7 @@ function renderHeader(): string {
     '',
     namespaceBlock('vpc', 'src/vpc/constants.ts unless noted', VPC),
     '',
-    namespaceBlock('qos', 'src/api/volumes.ts', QOS),
+    namespaceBlock('qos', 'src/api/volumes.ts unless noted', QOS),
     '',
     '}  // namespace nitride',
     '',

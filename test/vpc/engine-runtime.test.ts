@@ -166,7 +166,7 @@ describe('VPC runtime: ENIs', () => {
     expect(engine.routes.get(GATEWAY_MAC)).toEqual({ control: true });
     const ports = [...engine.ports];
     expect(ports.map(([, p]) => p.ifname)).toEqual([tap.hostInterface, veth.hostInterface]);
-    expect(ports[0]![1].opts).toEqual({ mac: macBytes(tap.mac), ipv4: '10.0.1.10', sourceCheck: true, mtu: ENI_MTU });
+    expect(ports[0]![1].opts).toEqual({ mac: macBytes(tap.mac), ipv4: '10.0.1.10', sourceCheck: true, mtu: ENI_MTU, bandwidth: 0, pps: 0 });
     expect(engine.routes.get(tap.mac)).toEqual({ port: ports[0]![0] });
     expect(engine.routes.get(veth.mac)).toEqual({ port: ports[1]![0] });
     // Both ports are added between hold and release, so queued frames find every route.
@@ -187,8 +187,8 @@ describe('VPC runtime: ENIs', () => {
     expect(engine.ports.get(portId)!.ifname).toBe(e.hostInterface);
     expect(h.netdevs.devices.has(e.hostInterface)).toBe(true);
 
-    rt.setSourceCheck(e.id, false);
-    expect(engine.ports.get(portId)!.opts.sourceCheck).toBe(false);
+    rt.updateEni({ ...e, sourceDestCheck: false, bandwidth: 200_000_000 });
+    expect(engine.ports.get(portId)!.opts).toMatchObject({ sourceCheck: false, bandwidth: 200_000_000, pps: 0 });
 
     await rt.removeEni(e, true);
     expect(engine.ports.has(portId)).toBe(false);

@@ -52,7 +52,7 @@ const zeroPort = (): VpcPortStats => ({
   rxBytes: 0,
   txFrames: 0,
   txBytes: 0,
-  drops: { spoofed: 0, noRoute: 0, oversize: 0, punted: 0, puntOverflow: 0, filtered: 0, invalid: 0, txError: 0, queueFull: 0, securityGroup: 0, conntrackFull: 0, networkAcl: 0 },
+  drops: { spoofed: 0, noRoute: 0, oversize: 0, punted: 0, puntOverflow: 0, filtered: 0, invalid: 0, txError: 0, queueFull: 0, securityGroup: 0, conntrackFull: 0, networkAcl: 0, bwInAllowanceExceeded: 0, bwOutAllowanceExceeded: 0, ppsAllowanceExceeded: 0 },
   conntrack: { flows: 0, max: 0 },
 });
 const zeroPeer = (): VpcPeerStats => ({

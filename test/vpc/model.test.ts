@@ -192,6 +192,24 @@ describe('ENIs and IPAM', () => {
     expect(() => model.modifyEni(e.id, { sourceDestCheck: 'yes' as unknown as boolean })).toThrow(UsageError);
     expect(() => model.getEni('eni-00000000000000000')).toThrow(NotFoundError);
   });
+
+  it('keeps allowances (bits/s, packets/s) when set; modify with null removes one; bad values are one-line usage errors', () => {
+    const { model, subnetId } = setup();
+    const plain = model.createEni({ subnetId });
+    expect(plain).not.toHaveProperty('bandwidth');
+    expect(plain).not.toHaveProperty('pps');
+    const e = model.createEni({ subnetId, bandwidth: 200_000_000, pps: 100_000 });
+    expect(e).toMatchObject({ bandwidth: 200_000_000, pps: 100_000 });
+    expect(model.modifyEni(e.id, { pps: null, bandwidth: 1_000_000_000 })).toMatchObject({ bandwidth: 1_000_000_000 });
+    expect(model.getEni(e.id)).not.toHaveProperty('pps');
+    expect(model.modifyEni(e.id, { sourceDestCheck: false })).toMatchObject({ bandwidth: 1_000_000_000 });
+    for (const bad of [{ bandwidth: 0 }, { bandwidth: 999 }, { bandwidth: 1.5e12 }, { bandwidth: 1e6 + 0.5 }, { pps: 0 }, { pps: -1 }, { pps: 2e9 }, { pps: 1.5 }]) {
+      expect(() => model.createEni({ subnetId, ...bad }), JSON.stringify(bad)).toThrow(UsageError);
+      expect(() => model.modifyEni(e.id, bad), JSON.stringify(bad)).toThrow(/^(bandwidth|pps) .* is not a whole number in [\d-]+$/);
+    }
+    expect(model.getEni(e.id)).toMatchObject({ bandwidth: 1_000_000_000 });
+    expect(model.listEnis()).toHaveLength(2);
+  });
 });
 
 describe('VpcTables (the ENI directory)', () => {
@@ -235,7 +253,7 @@ describe('VpcTables (the ENI directory)', () => {
 describe('state file JSON', () => {
   it('round-trips', () => {
     const { model, subnetId } = setup();
-    model.createEni({ subnetId, description: 'web' });
+    model.createEni({ subnetId, description: 'web', bandwidth: 200_000_000, pps: 50_000 });
     model.createEni({ subnetId, hostId: 'host-b', sourceDestCheck: false, mac: '52:54:00:00:00:01', privateIp: '10.0.1.77' });
     const json = JSON.parse(JSON.stringify(model.toJSON()));
     const again = VpcModel.fromJSON(json, { localHostId: 'host-a' });

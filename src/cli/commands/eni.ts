@@ -1,8 +1,9 @@
 /** `nitride eni …`: elastic network interfaces (local: a TAP or veth netdev; remote: a record of another host's ENI). */
 import { Command, Option } from 'commander';
 import { UsageError } from '../../common/errors.js';
+import { formatBitRate, parseBitRate, parseCount } from '../../common/units.js';
 import { pathTo, type Deleted } from '../../api/control.js';
-import { LOCAL_HOST_ID, VPC_API, type CreateEniRequest, type EniInfo, type ModifyEniRequest } from '../../api/vpc.js';
+import { LOCAL_HOST_ID, VPC_API, type CreateEniRequest, type EniInfo, type ModifyEniRequest, type VpcNamedStats, type VpcPortStats } from '../../api/vpc.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, renderFields, renderTable } from '../output.js';
 
@@ -17,6 +18,17 @@ interface CreateOptions extends ClientOptions {
   sourceDestCheck: boolean;
   groups?: string[];
   tcpEstablishedTimeout?: number;
+  bandwidth?: string;
+  pps?: string;
+}
+
+/** --bandwidth / --pps as the request carries them; `unlimited` (modify only) is null. */
+function allowanceOf(o: { bandwidth?: string; pps?: string }, removable: boolean): { bandwidth?: number | null; pps?: number | null } {
+  const out: { bandwidth?: number | null; pps?: number | null } = {};
+  const unlimited = (t: string) => removable && t.trim().toLowerCase() === 'unlimited';
+  if (o.bandwidth !== undefined) out.bandwidth = unlimited(o.bandwidth) ? null : parseBitRate(o.bandwidth, '--bandwidth');
+  if (o.pps !== undefined) out.pps = unlimited(o.pps) ? null : parseCount(o.pps, '--pps');
+  return out;
 }
 
 const seconds = (v: string) => {
@@ -26,7 +38,8 @@ const seconds = (v: string) => {
 
 const groupList = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
 
-function render(e: EniInfo): string {
+/** `stats`: a local ENI's counters (describe), for the frames its allowances dropped. */
+function render(e: EniInfo, stats?: VpcPortStats): string {
   return renderFields({
     id: e.id,
     mac: e.mac,
@@ -40,6 +53,9 @@ function render(e: EniInfo): string {
     'source/dest check': e.sourceDestCheck,
     'security groups': e.securityGroups.join(', '),
     'tcp established timeout': `${e.tcpEstablishedTimeout ?? 432000}s`,
+    bandwidth: e.bandwidth !== undefined ? `${formatBitRate(e.bandwidth)} each way` : 'unlimited',
+    pps: e.pps !== undefined ? `${e.pps} each way` : 'unlimited',
+    'allowance exceeded': stats && `bw_in ${stats.drops.bwInAllowanceExceeded}, bw_out ${stats.drops.bwOutAllowanceExceeded}, pps ${stats.drops.ppsAllowanceExceeded} frames dropped`,
   });
 }
 
@@ -58,6 +74,8 @@ export function eniCommand(): Command {
       .option('--no-source-dest-check', 'let the guest send with other source addresses (routers, NAT)')
       .option('--groups <sg,...>', '1-5 security groups (default: the VPC\'s default group)', groupList)
       .option('--tcp-established-timeout <seconds>', 'idle timeout of tracked established TCP flows, 60-432000 (default 432000, 5 days)', seconds)
+      .option('--bandwidth <rate>', 'bandwidth allowance each way (into and out of the guest), e.g. 200Mbit, 1Gbit; over it frames drop (default unlimited)')
+      .option('--pps <n>', 'packet allowance each way, packets per second, e.g. 100000 or 100k (default unlimited)')
       .action(async (options: CreateOptions) => {
         const body: CreateEniRequest = {
           subnetId: options.subnet,
@@ -70,6 +88,7 @@ export function eniCommand(): Command {
           ...(options.sourceDestCheck === false ? { sourceDestCheck: false } : {}),
           ...(options.groups ? { securityGroups: options.groups } : {}),
           ...(options.tcpEstablishedTimeout !== undefined ? { tcpEstablishedTimeout: options.tcpEstablishedTimeout } : {}),
+          ...(allowanceOf(options, false) as { bandwidth?: number; pps?: number }),
         };
         const r = await clientOf(options).call<EniInfo>('POST', VPC_API.enis, body);
         emit(options, r, render);
@@ -98,7 +117,11 @@ export function eniCommand(): Command {
 
   eni.addCommand(
     clientVerb(new Command('describe').description('show one ENI').argument('<id>', 'ENI id')).action(async (id: string, options: ClientOptions) => {
-      emit(options, await clientOf(options).get<EniInfo>(pathTo(VPC_API.eni, { id })), render);
+      const client = clientOf(options);
+      const e = await client.get<EniInfo>(pathTo(VPC_API.eni, { id }));
+      // The VPC may be down (stats 503): the record alone then.
+      const stats = options.json || e.hostId !== LOCAL_HOST_ID ? null : await client.get<VpcNamedStats>(VPC_API.stats).catch(() => null);
+      emit(options, e, (x) => render(x, stats?.enis[x.id]));
     }),
   );
 
@@ -107,14 +130,17 @@ export function eniCommand(): Command {
       .addOption(new Option('--source-dest-check <on|off>', 'source/destination check').choices(['on', 'off']))
       .option('--groups <sg,...>', 'replace its security groups (1-5); tracked flows continue', groupList)
       .option('--tcp-established-timeout <seconds>', 'idle timeout of tracked established TCP flows, 60-432000', seconds)
-      .action(async (id: string, options: ClientOptions & { sourceDestCheck?: 'on' | 'off'; groups?: string[]; tcpEstablishedTimeout?: number }) => {
-        if (options.sourceDestCheck === undefined && options.groups === undefined && options.tcpEstablishedTimeout === undefined) {
-          throw new UsageError('nothing to change: give --source-dest-check on|off, --groups or --tcp-established-timeout');
+      .option('--bandwidth <rate|unlimited>', 'bandwidth allowance each way, e.g. 200Mbit (applies to the next frame)')
+      .option('--pps <n|unlimited>', 'packet allowance each way, packets per second')
+      .action(async (id: string, options: ClientOptions & { sourceDestCheck?: 'on' | 'off'; groups?: string[]; tcpEstablishedTimeout?: number; bandwidth?: string; pps?: string }) => {
+        if (options.sourceDestCheck === undefined && options.groups === undefined && options.tcpEstablishedTimeout === undefined && options.bandwidth === undefined && options.pps === undefined) {
+          throw new UsageError('nothing to change: give --source-dest-check on|off, --groups, --tcp-established-timeout, --bandwidth or --pps');
         }
         const body: ModifyEniRequest = {
           ...(options.sourceDestCheck !== undefined ? { sourceDestCheck: options.sourceDestCheck === 'on' } : {}),
           ...(options.groups ? { securityGroups: options.groups } : {}),
           ...(options.tcpEstablishedTimeout !== undefined ? { tcpEstablishedTimeout: options.tcpEstablishedTimeout } : {}),
+          ...allowanceOf(options, true),
         };
         const r = await clientOf(options).call<EniInfo>('PATCH', pathTo(VPC_API.eni, { id }), body);
         emit(options, r, render);
