@@ -4,9 +4,7 @@
 // the limit. Pure arithmetic on a clock the caller passes in: unit-tested
 // with an injected clock (test/native/io-limiter.test.ts).
 //
-// Each limit is one or two token buckets, in GCRA form (virtual scheduling:
-// a bucket is its rate, its depth in seconds `tau` and the theoretical
-// arrival time `tat`; it holds (now + tau - tat) * rate tokens):
+// Each limit is one or two token buckets (gcra.h):
 //   base   rate = the provisioned rate, depth = kBucketDepthSeconds of it
 //          (at least one I/O: 1 op, 256 KiB), as QEMU's throttle defaults to:
 //          a waiter that wakes late (a loaded host) catches up instead of
@@ -32,6 +30,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "gcra.h"
 #include "shared_constants.h"
 
 namespace nitride {
@@ -108,22 +107,6 @@ class IoLimiter {
   }
 
  private:
-  struct Gcra {
-    double rate = 0;  // 0: off
-    double tau = 0;
-    double tat = 0;
-    double Conforming() const { return rate > 0 ? tat - tau : 0; }
-    void Charge(double start, double cost) {
-      if (rate > 0) tat = std::max(tat, start) + cost / rate;
-    }
-    double Level(double now) const { return rate > 0 ? std::max(0.0, std::min(tau, now + tau - tat)) * rate : 0; }
-    void Reset(double r, double ceiling, double level, double now) {
-      rate = r;
-      tau = r > 0 ? ceiling / r : 0;
-      tat = r > 0 ? now + tau - std::min(level, ceiling) / r : 0;
-    }
-  };
-
   // The union of intervals that start in non-decreasing order.
   struct Interval {
     double total = 0;  // including the part after `until`'s now

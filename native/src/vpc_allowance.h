@@ -4,7 +4,7 @@
 // timers (test/native/vpc-allowance.test.ts). Not thread-safe: the engine
 // touches it with mu_ held (the worker per batch, UpdatePort from JS).
 //
-// Two token buckets in GCRA form (as io_limiter.h): bits and packets, each
+// Two token buckets (gcra.h): bits and packets, each
 // `rate` per second and qos::kAllowanceDepthSeconds of it deep (at least one
 // 64 KiB GSO super-frame / its 64 segments). A frame passes when both
 // buckets hold any tokens, and is then charged in full, so a super-frame is
@@ -16,6 +16,7 @@
 
 #include <algorithm>
 
+#include "gcra.h"
 #include "shared_constants.h"
 
 namespace nitride {
@@ -38,8 +39,8 @@ class Allowance {
   // New limits (live: eni modify); each bucket starts full.
   void Set(const AllowanceLimits& l, double now) {
     limits_ = l;
-    bits_.Reset(l.bits, kMinBitsDepth, now);
-    packets_.Reset(l.packets, kMinPacketsDepth, now);
+    Fill(&bits_, l.bits, kMinBitsDepth, now);
+    Fill(&packets_, l.packets, kMinPacketsDepth, now);
   }
   const AllowanceLimits& limits() const { return limits_; }
   bool limited() const { return bits_.rate > 0 || packets_.rate > 0; }
@@ -56,20 +57,11 @@ class Allowance {
   }
 
  private:
-  struct Gcra {
-    double rate = 0;  // 0: off
-    double tau = 0;   // depth in seconds
-    double tat = 0;   // theoretical arrival time: holds (now + tau - tat) * rate
-    bool Conforms(double now) const { return rate <= 0 || tat < now + tau; }
-    void Charge(double now, double cost) {
-      if (rate > 0) tat = std::max(tat, now) + cost / rate;
-    }
-    void Reset(double r, double min_depth, double now) {
-      rate = r;
-      tau = r > 0 ? std::max(min_depth, r * qos::kAllowanceDepthSeconds) / r : 0;
-      tat = now;  // full
-    }
-  };
+  // Rate `r`, qos::kAllowanceDepthSeconds of it deep (at least `min_depth`), full.
+  static void Fill(Gcra* g, double r, double min_depth, double now) {
+    const double depth = std::max(min_depth, r * qos::kAllowanceDepthSeconds);
+    g->Reset(r, depth, depth, now);
+  }
   AllowanceLimits limits_;
   Gcra bits_, packets_;
 };
