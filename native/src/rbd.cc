@@ -118,28 +118,33 @@ class Blocking : public Napi::AsyncWorker {
 // close()) deadlocks that thread, and with it every image of the connection.
 // Completions hand their share to this thread instead, which lets go of it.
 void DropOffLibrbdThread(std::shared_ptr<RbdImage>&& img) {
-  static std::mutex mu;
-  static std::condition_variable cv;
-  static std::deque<std::shared_ptr<RbdImage>> queue;
-  static std::once_flag started;
-  std::call_once(started, [] {
-    std::thread([] {
-      std::unique_lock<std::mutex> lock(mu);
+  struct Reaper {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::shared_ptr<RbdImage>> queue;
+  };
+  // Never destroyed: at exit, destroying a condition variable its thread
+  // still waits on blocks (glibc), and the process would never end.
+  static Reaper* const reaper = [] {
+    auto* r = new Reaper;
+    std::thread([r] {
+      std::unique_lock<std::mutex> lock(r->mu);
       for (;;) {
-        cv.wait(lock, [] { return !queue.empty(); });
-        std::shared_ptr<RbdImage> next = std::move(queue.front());
-        queue.pop_front();
+        r->cv.wait(lock, [r] { return !r->queue.empty(); });
+        std::shared_ptr<RbdImage> next = std::move(r->queue.front());
+        r->queue.pop_front();
         lock.unlock();
         next.reset();
         lock.lock();
       }
     }).detach();
-  });
+    return r;
+  }();
   {
-    std::lock_guard<std::mutex> lock(mu);
-    queue.push_back(std::move(img));
+    std::lock_guard<std::mutex> lock(reaper->mu);
+    reaper->queue.push_back(std::move(img));
   }
-  cv.notify_one();
+  reaper->cv.notify_one();
 }
 
 void CompletionCallback(rbd_completion_t c, void* arg) {
@@ -231,7 +236,7 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     // Taken, not copied: the External lives until a garbage collection, and a share left in it
     // would keep the image open (its watch makes `rbd remove` fail with EBUSY) until then.
     img_ = std::move(*info[0].As<Napi::External<std::shared_ptr<RbdImage>>>().Data());
-    // Settles aio promises on the JS thread; unref'd: pending I/O alone does not keep node running.
+    // Settles aio promises on the JS thread; ref'd only while requests are in flight (see Settled).
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "nitride-rbd-aio", 0, 1);
     tsfn_.Unref(env);
   }
@@ -263,6 +268,7 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
       DropOffLibrbdThread(std::move(keep));
       tsfn.NonBlockingCall(p, [](Napi::Env env, Napi::Function, Pending* p) {
         std::unique_ptr<Pending> own(p);
+        Unwrap(p->self.Value())->Settled(env);
         if (p->ret < 0) p->deferred.Reject(ErrnoValue(env, std::string("rbd ") + p->op, static_cast<int>(-p->ret), p->op));
         else p->deferred.Resolve(env.Undefined());
       });
@@ -281,8 +287,17 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
     if (r < 0) {
       p->deferred.Reject(ErrnoValue(env, std::string("rbd ") + op, -r, op));
       delete p;
+    } else if (pending_++ == 0) {
+      tsfn_.Ref(env);
     }
     return promise;
+  }
+
+  // An aio request settled (JS thread). Node stays up while requests are in
+  // flight, as for fs promises: exiting under them would tear the addon down
+  // beneath librbd's threads (they end within the cluster's op timeouts).
+  void Settled(Napi::Env env) {
+    if (--pending_ == 0) tsfn_.Unref(env);
   }
 
   // read(offset, buf): fills buf (bytes past the end of the image are refused by librbd).
@@ -589,6 +604,7 @@ class RbdImageWrap : public Napi::ObjectWrap<RbdImageWrap> {
 
   std::shared_ptr<RbdImage> img_;
   Napi::ThreadSafeFunction tsfn_;
+  size_t pending_ = 0;  // aio requests in flight (JS thread only)
 };
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RbdCluster, type RbdCluster as Cluster } from '../../src/native/addon.js';
 import { NbdServer } from '../../src/nbd/server.js';
@@ -17,7 +18,7 @@ import { EncryptedBackend } from '../../src/volume/encrypted-backend.js';
 import { RbdBackend } from '../../src/volume/rbd-backend.js';
 import { createLogger } from '../../src/log/logger.js';
 import { startCeph, type CephCluster } from '../helpers/ceph.js';
-import { tempDir } from '../helpers/nitride.js';
+import { ROOT, tempDir } from '../helpers/nitride.js';
 import { run, runOk } from '../helpers/run.js';
 import { randomKey } from '../volume/helpers.js';
 import { scanTree } from '../helpers/scan.js';
@@ -152,6 +153,23 @@ describe('encrypted volume on RBD over NBD', { timeout: 180_000 }, () => {
     await runOk('qemu-io', ['-f', 'raw', cloneUri, '-c', `write -P 0x6f ${60 * M} 4k`, '-c', 'flush', '-c', 'read -P 0x5c 0 1M']);
     expect(await dataRuns(cloneUri)).toEqual([[0, 4], [20, 4], [60, 4]]);
     expect(await dataRuns(uri)).toEqual([[0, 4], [20, 4]]);
+  });
+
+  it('a script whose only pending work is an rbd write waits for it (node is kept up while aio is in flight)', async () => {
+    await cluster.create('exit-wait', 1 << 20);
+    const script = path.join(dir, 'exit-wait.mjs');
+    writeFileSync(script, [
+      `const { RbdCluster } = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'dist/native/addon.js')).href)});`,
+      `const c = await RbdCluster.connect(${JSON.stringify({ conf: ceph.conf, id: ceph.id, pool: ceph.pool, timeoutSeconds: 20 })});`,
+      `const img = await c.open('exit-wait');`,
+      `await img.write(0, Buffer.alloc(4096, 7));`,
+      `await img.close();`,
+      `await c.close();`,
+      `console.log('settled');`,
+    ].join('\n'));
+    const r = await run(process.execPath, [script]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('settled');
   });
 
   it('Ceph holds ciphertext only: no canary, no key bytes in the OSD store; a plaintext canary is found', async () => {
