@@ -22,7 +22,8 @@
 //                      LUKS2 client-side encryption (`rbd encryption format ... luks2`)
 //   qsd-rbd            the same without encryption (the same NBD path: a fairer ceiling)
 //   librbd             fio ioengine=rbd on a plain image: the ceiling, and the baseline of ratios
-// Every client keeps librbd's default writeback cache (rbd_cache). Beside each figure: the OSD's
+// Every client uses librbd's writeback cache (rbd_cache) from the start (`rbd cache writethrough
+// until flush = false`: fio never flushes). Beside each figure: the OSD's
 // CPU (from /proc/<osd pid>/stat before and after each fio run).
 //
 // Jobs: 4 KiB randread/randwrite at QD1 and QD32, 1 MiB sequential read/write at QD8; one fio
@@ -47,7 +48,7 @@
 //          [--dir /var/tmp] [--out FILE.json] [--targets a,b] [--jobs a,b] [--profile|--no-profile]
 //          [--no-sync] [--keep] [--ceph] [--cli dist/cli/main.js]
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { startCeph } from '../lib/ceph.mjs';
 import os from 'node:os';
 import path from 'node:path';
@@ -251,6 +252,11 @@ async function setUp() {
     const osdBytes = Math.ceil(TARGETS.length * 1.2 + 2) * 2 ** 30;
     const t0 = Date.now();
     cluster = await startCeph({ parent: scratch.dir, osdBytes });
+    // librbd's cache starts in writethrough until the client's first flush; fio's NBD engine
+    // never flushes, while its rbd engine ran in writeback (4k QD1 writes 3.1k IOPS against
+    // 0.2-0.5k behind NBD in a first run here): every client starts in writeback instead, as a
+    // guest that flushes would put it.
+    appendFileSync(cluster.conf, '[client]\nrbd cache writethrough until flush = false\n');
     // Stopped after the servers that use it (scratch children), before the directory goes.
     scratch.onCleanup(() => cluster.destroy());
     cluster.osdPid = () => Number(readFileSync(path.join(cluster.dir, 'run', 'osd.0.pid'), 'utf8'));
@@ -517,6 +523,7 @@ async function main() {
         iops: med('iops'),
         mbps: med('mbps'),
         clatMeanUs: med('clatMeanUs'),
+        clatP50Us: med('clatP50Us'),
         clatP99Us: med('clatP99Us'),
         serverCores: med('serverCores'),
         serverCpuUsPerIo: med('serverCpuUsPerIo'),
@@ -544,8 +551,10 @@ async function main() {
       }
       if (BASELINE) goals.push({ job: job.id, target: t.id, goal: `>= 0.8x ${BASELINE.id}`, value: me.ratio, reference: 0.8, met: me.ratio >= 0.8 });
       if (CEPH && BASELINE && job.qd === 1) {
-        const added = me.clatMeanUs - results[job.id][BASELINE.id].clatMeanUs;
-        goals.push({ job: job.id, target: t.id, goal: `QD1 mean latency <= ${BASELINE.id} + 20 µs`, value: added, reference: 20, met: added <= 20 });
+        const base = results[job.id][BASELINE.id];
+        const added = me.clatMeanUs - base.clatMeanUs;
+        // Judged on the mean; the median's difference is kept beside it (tails swing under load).
+        goals.push({ job: job.id, target: t.id, goal: `QD1 mean latency <= ${BASELINE.id} + 20 µs`, value: added, reference: 20, met: added <= 20, p50AddedUs: +(me.clatP50Us - base.clatP50Us).toPrecision(4) });
       }
       if (!CEPH && job.metric === 'mbps') goals.push({ job: job.id, target: t.id, goal: '> 1000 MB/s', value: v, reference: 1000, met: v > 1000 });
     }
@@ -595,7 +604,7 @@ async function main() {
   }
   const missed = goals.filter((g) => !g.met);
   console.log(`\nGoals: ${goals.length - missed.length}/${goals.length} met.`);
-  for (const g of missed) console.log(`  MISS ${g.job} ${g.target}: ${g.goal} (${human(g.value)} vs ${human(g.reference)})`);
+  for (const g of missed) console.log(`  MISS ${g.job} ${g.target}: ${g.goal} (${human(g.value)} vs ${human(g.reference)}${g.p50AddedUs === undefined ? '' : `; p50 added ${human(g.p50AddedUs)} µs`})`);
 
   const ebs = TARGETS.find((t) => t.nitride === 'ebs' && !t.dataPlane && !t.store);
   const resultsDir = opt.out ? path.dirname(path.resolve(opt.out)) : path.join(ROOT, 'bench-results');
@@ -617,7 +626,7 @@ async function main() {
       fio: 'ioengine=nbd numjobs=1 time_based norandommap; 4k jobs: IOPS; 1M jobs: MB/s (1e6 bytes/s)',
       ...(CEPH
         ? {
-            ceph: 'one-node cluster (mon, mgr, one BlueStore OSD on a sparse file in the scratch directory), pool rbd size 1; 1 GiB images, feature layering only; librbd default rbd_cache (writeback) in every client',
+            ceph: 'one-node cluster (mon, mgr, one BlueStore OSD on a sparse file in the scratch directory), pool rbd size 1; 1 GiB images, feature layering only; librbd rbd_cache writeback from the start in every client (rbd cache writethrough until flush = false: fio sends no flushes)',
             qsd: 'qemu-storage-daemon, rbd driver (cache writeback), NBD export on a Unix socket; luks2: rbd encryption format luks2 aes-256 (librbd client-side encryption)',
             librbd: 'fio ioengine=rbd, the same job options',
           }
