@@ -4,20 +4,27 @@
 # unencrypted baseline), all on 1 GiB images in one scratch directory. Prints tables (medians over
 # repetitions, ratios to nbdkit-file), writes bench-results/block-<timestamp>.{json,svg}.
 # Default run ~10 minutes; --quick ~2 minutes. Options: see scripts/bench/block.mjs (--help).
-#   ./scripts/bench-block.sh [--quick] [--runtime S] [--reps N] [--dir /var/tmp] ...
+# --ceph: the Ceph group instead (a one-node cluster in the scratch directory; nitride on RBD vs
+# QEMU rbd + librbd LUKS2 through qemu-storage-daemon vs fio's rbd engine).
+#   ./scripts/bench-block.sh [--quick] [--runtime S] [--reps N] [--dir /var/tmp] [--ceph] ...
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
 
 bench_options "$NITRIDE_ROOT/scripts/bench/block.mjs" "$@"
 
+ceph=0
+for arg in "$@"; do [ "$arg" = --ceph ] && ceph=1; done
 require_root
-ensure_packages "${BASE_PACKAGES[@]}" fio qemu-utils nbdkit util-linux
+extra=()
+# qemu-storage-daemon is in qemu-system-common; QEMU's rbd driver in qemu-block-extra.
+[ "$ceph" = 1 ] && extra=("${CEPH_PACKAGES[@]}" qemu-system-common)
+ensure_packages "${BASE_PACKAGES[@]}" fio qemu-utils nbdkit util-linux "${extra[@]}"
 ensure_node_modules
 cd "$NITRIDE_ROOT"
 
 # The scratch directory is made here so that this shell can reap whatever the Node script leaves
 # behind if it is killed hard (its servers' pids are in $SCRATCH/pids; each command line names
-# $SCRATCH, so a recycled pid is never hit).
+# $SCRATCH, so a recycled pid is never hit; a --ceph cluster's daemons are stopped by its script).
 dir=/var/tmp
 keep=0
 prev=
@@ -39,6 +46,9 @@ cleanup() {
       for _ in 1 2 3 4 5 6 7 8 9 10; do grep -qF "$SCRATCH" "/proc/$pid/cmdline" 2>/dev/null || break; sleep 0.5; done
       grep -qF "$SCRATCH" "/proc/$pid/cmdline" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
     fi
+  done
+  for f in "$SCRATCH"/nitride-ceph-*/ceph.conf; do
+    [ -e "$f" ] && bash "$NITRIDE_ROOT/scripts/lib/ceph-one-node.sh" stop "$(dirname "$f")" || true
   done
   [ "$keep" = 1 ] || rm -rf "$SCRATCH"
 }

@@ -94,6 +94,7 @@ export class Scratch {
     this.keep = keep;
     this.children = new Map();
     this.cleaned = undefined;
+    this.hooks = [];
     mkdirSync(path.join(dir, 'pids'), { recursive: true });
     mkdirSync(path.join(dir, 'logs'), { recursive: true });
   }
@@ -146,11 +147,17 @@ export class Scratch {
     return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   }
 
+  /** Run `fn` at cleanup after the children are stopped, before the directory goes (a cluster living in it). */
+  onCleanup(fn) {
+    this.hooks.push(fn);
+  }
+
   cleanup() {
     this.cleaned ??= (async () => {
       // Stop in reverse start order (clients of the KMS before the KMS).
       const names = [...this.children.keys()].reverse();
       for (const name of names) await this.stop(name, 'SIGTERM', 5000).catch(() => {});
+      for (const fn of this.hooks.reverse()) await Promise.resolve().then(fn).catch(() => {});
       if (!this.keep) rmSync(this.dir, { recursive: true, force: true });
     })();
     return this.cleaned;

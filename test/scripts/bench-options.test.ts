@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, tempDir } from '../helpers/nitride.js';
 import { run } from '../helpers/run.js';
 
-const TOOLS = ['apt-get', 'dpkg-query', 'npm', 'npx', 'mktemp', 'ip', 'fio', 'iperf3', 'qemu-img', 'nbdkit', 'systemd-nspawn', 'sync'];
+const TOOLS = ['apt-get', 'dpkg-query', 'npm', 'npx', 'mktemp', 'ip', 'fio', 'iperf3', 'qemu-img', 'nbdkit', 'systemd-nspawn', 'sync', 'ceph', 'ceph-mon', 'rbd', 'qemu-storage-daemon'];
 let stubs: { dir: string; cleanup: () => void };
 let called: string;
 beforeAll(() => {
@@ -22,8 +22,10 @@ beforeAll(() => {
 });
 afterAll(() => stubs?.cleanup());
 
-const BENCHES: Array<[name: string, command: string[], badValue: string[]]> = [
+const BENCHES: Array<[name: string, command: string[], badValue: string[], title?: string]> = [
   ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh')], ['--reps', '0']],
+  // --ceph has its own target group: a local target is a bad value there (no cluster started).
+  ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh'), '--ceph'], ['--targets', 'nbdkit-file'], 'bench-block --ceph'],
   ['bench-cli', [path.join(ROOT, 'scripts/bench-cli.sh')], ['--runs', '0']],
   ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh')], ['--paths', 'nitride,carrier-pigeon']],
   ['bench-restart', [path.join(ROOT, 'scripts/bench-restart.sh')], ['--reps', 'many']],
@@ -33,8 +35,8 @@ const BENCHES: Array<[name: string, command: string[], badValue: string[]]> = [
 
 
 describe('benchmark command lines', () => {
-  for (const [name, [command, ...args], badValue] of BENCHES) {
-    it(`${name}: an unknown option or a bad value is one line and exit 2, before any work`, async () => {
+  for (const [name, [command, ...args], badValue, title = name] of BENCHES) {
+    it(`${title}: an unknown option or a bad value is one line and exit 2, before any work`, async () => {
       for (const [extra, message] of [
         [['--bogus'], /^Unknown option '--bogus'/],
         [badValue, /^(--\S+ must be|unknown \S+ ')/],
