@@ -385,7 +385,8 @@ export class VmManager {
       }
       if (existsSync(qmpSocket)) {
         try {
-          const qmp = await QmpClient.connect(qmpSocket, 5000);
+          // Bounded by what is left of the deadline: a QEMU stuck before its main loop accepts but never greets.
+          const qmp = await QmpClient.connect(qmpSocket, Math.max(100, Math.min(5000, end - Date.now())));
           await qmp.execute('query-status');
           qmp.close();
           break;
