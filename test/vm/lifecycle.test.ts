@@ -11,9 +11,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VmInfo } from '../../src/api/vms.js';
 import type { VolumeInfo } from '../../src/api/volumes.js';
-import { ROOT, tempDir } from '../helpers/nitride.js';
+import { tempDir } from '../helpers/nitride.js';
 import { NsLab, waitFor, type NsHost } from '../helpers/netns.js';
-import { runOk } from '../helpers/run.js';
+import { startGuestHost, stopGuestHost } from '../helpers/guest-host.js';
 
 const canRun = process.getuid?.() === 0 && existsSync('/usr/bin/qemu-system-x86_64') && existsSync('/dev/net/tun') && existsSync('/usr/bin/setpriv');
 
@@ -62,22 +62,12 @@ async function oneLineError(args: string[], pattern: RegExp): Promise<void> {
 
 describe.skipIf(!canRun)('VM lifecycle: run, stop, start; console rotation; start timeout', () => {
   beforeAll(async () => {
-    guestDir = (await runOk(path.join(ROOT, 'scripts/build-guest.sh'), ['--quiet'], { timeoutMs: 600_000 })).trim();
-    const ns = await lab.addNamespace('h');
-    host = await lab.startHost('h', ns, '127.0.0.1', ['--vm-uid-range', `${UID_BASE}-${UID_BASE + 1}`, '--vm-console-max', '4K', '--vm-console-keep', '2']);
-    await host.json(['vpc', 'create', '--cidr', '172.31.0.0/16', '--id', VPC_ID]);
-    await host.json(['subnet', 'create', '--vpc', VPC_ID, '--cidr', '172.31.11.0/24', '--id', SUBNET_ID]);
+    ({ host, guestDir } = await startGuestHost(lab, ['--vm-uid-range', `${UID_BASE}-${UID_BASE + 1}`, '--vm-console-max', '4K', '--vm-console-keep', '2'], { vpcId: VPC_ID, subnetId: SUBNET_ID, subnetCidr: '172.31.11.0/24' }));
     await host.json(['eni', 'create', '--subnet', SUBNET_ID, '--id', ENI.id, '--mac', ENI.mac, '--ip', ENI.ip]);
-    for (const f of ['vmlinuz', 'initrd.img']) await host.json(['image', 'allow', path.join(guestDir, f)]);
     for (const n of ['data', 'slow']) vols[n] = await host.json<VolumeInfo>(['volume', 'create', '--size', '16M', '--name', n]);
   }, 600_000);
 
-  afterAll(async () => {
-    const list = await host?.json<VmInfo[]>(['vm', 'list']).catch(() => []);
-    for (const vm of list ?? []) if (vm.state === 'running' && vm.pid) process.kill(vm.pid, 'SIGKILL');
-    await lab.teardown();
-    scratch.cleanup();
-  }, 60_000);
+  afterAll(() => stopGuestHost(host, lab, scratch), 60_000);
 
   it('bad input: one line, non-zero exit, nothing started', async () => {
     await oneLineError(guestArgs('bad', vols['data']!.id, ['--start-timeout', '0']), /^nitride: --start-timeout must be a whole number of seconds from 1 to 600, got '0'$/m);
