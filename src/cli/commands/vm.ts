@@ -48,6 +48,9 @@ function startTimeoutOf(value: string | undefined): { startTimeoutS?: number } {
   return { startTimeoutS: seconds };
 }
 
+/** How long the CLI waits for `vm run|start`: the QMP wait plus room for the checks before and the cleanup after it. */
+const startCallMs = (body: { startTimeoutS?: number }) => ((body.startTimeoutS ?? START_TIMEOUT_S.default) + 60) * 1000;
+
 function bodyOf(options: RunOptions): RunVmRequest {
   const memory = parseSize(options.memory);
   if (memory % (1 << 20) !== 0) throw new UsageError('--memory must be a whole number of MiB');
@@ -95,7 +98,8 @@ export function vmCommand(): Command {
       .option('--force-attach', 'take over rbd volumes another host holds: fence it first (Ceph blocklist, as volume detach --force)')
       .option('--start-timeout <seconds>', START_TIMEOUT_HELP)
       .action(async (options: RunOptions) => {
-        const r = await clientOf({ ...options }).call<VmInfo>('POST', VMS_API.vms, bodyOf(options));
+        const body = bodyOf(options);
+        const r = await clientOf(options, startCallMs(body)).call<VmInfo>('POST', VMS_API.vms, body);
         emit(options, r, render);
       }),
   );
@@ -148,7 +152,7 @@ export function vmCommand(): Command {
       .option('--start-timeout <seconds>', START_TIMEOUT_HELP)
       .action(async (ref: string, options: ClientOptions & { startTimeout?: string }) => {
         const body: StartVmRequest = startTimeoutOf(options.startTimeout);
-        const r = await clientOf(options).call<VmInfo>('POST', pathTo(VMS_API.start, { id: ref }), body);
+        const r = await clientOf(options, startCallMs(body)).call<VmInfo>('POST', pathTo(VMS_API.start, { id: ref }), body);
         emit(options, r, render);
       }),
   );
