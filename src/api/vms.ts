@@ -9,6 +9,7 @@
  *     GET    /v1/vms                                          → VmInfo[]
  *     GET    /v1/vms/:id                 (id or name)         → VmInfo
  *     POST   /v1/vms/:id/stop            StopVmRequest        → VmInfo
+ *     POST   /v1/vms/:id/start           StartVmRequest       → VmInfo
  *     DELETE /v1/vms/:id                                      → Deleted
  *     GET    /v1/vms/:id/console?offset=N                     → ConsoleReply
  */
@@ -20,10 +21,20 @@ export const VMS_API = {
   qemuArgs: '/v1/vms/qemu-args',
   vm: '/v1/vms/:id',
   stop: '/v1/vms/:id/stop',
+  start: '/v1/vms/:id/start',
   console: '/v1/vms/:id/console',
 } as const;
 
 export type Accel = 'tcg' | 'kvm';
+
+/** Seconds `vm run|start` waits for QEMU to answer QMP (TCG under load is slow to start). */
+export const START_TIMEOUT_S = { min: 1, max: 600, default: 25 } as const;
+
+/** The `--start-timeout` check, shared by the CLI and the server: the error names the flag. */
+export function startTimeoutError(seconds: number): string | undefined {
+  if (Number.isInteger(seconds) && seconds >= START_TIMEOUT_S.min && seconds <= START_TIMEOUT_S.max) return undefined;
+  return `--start-timeout must be a whole number of seconds from ${START_TIMEOUT_S.min} to ${START_TIMEOUT_S.max}`;
+}
 export type VmState = 'running' | 'stopped';
 
 export interface AllowImageRequest {
@@ -60,6 +71,13 @@ export interface RunVmRequest {
    * refused, naming the holder.
    */
   forceAttach?: boolean;
+  /** Seconds to wait for QEMU to answer QMP (START_TIMEOUT_S); past it QEMU is stopped and the run fails. */
+  startTimeoutS?: number;
+}
+
+/** `vm start`: a stopped VM again, with its stored spec (volumes, ENIs, memory, cpus, images, command line). */
+export interface StartVmRequest {
+  startTimeoutS?: number;
 }
 
 export interface QemuArgsReply {
@@ -96,7 +114,10 @@ export interface VmInfo {
 }
 
 export interface ConsoleQuery {
-  /** Where to read from; negative counts from the end. */
+  /**
+   * Where to read from; negative counts from the end. Offsets count every byte the console
+   * ever had, rotated files included: a read before the live file's start begins at its start.
+   */
   offset?: number;
 }
 

@@ -18,6 +18,7 @@ export function clientVerb(command: Command): Command {
   return command.addOption(controlSocketOption()).option('--json', 'print JSON for scripts');
 }
 
-export function clientOf(options: ClientOptions): ControlClient {
-  return new ControlClient({ socketPath: options.controlSocket });
+/** The client; `timeoutMs` for verbs the daemon may take longer than the default 60 s over. */
+export function clientOf(options: ClientOptions, timeoutMs?: number): ControlClient {
+  return new ControlClient({ socketPath: options.controlSocket, ...(timeoutMs ? { timeoutMs } : {}) });
 }

@@ -27,6 +27,8 @@ import { PEER_NAME_PATTERN } from '../api/vpc.js';
 import { CT_DEFAULT_MAX_FLOWS } from '../vpc/sg-table.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
 import { DEFAULT_VM_UID_RANGE, parseUidRange } from '../vm/jail.js';
+import { consoleRotation, DEFAULT_CONSOLE_KEEP, DEFAULT_CONSOLE_MAX_BYTES, type ConsoleRotation } from '../vm/console-log.js';
+import { parseSize } from '../common/units.js';
 import { hostIdOfCertificate } from '../fleet/identity.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
@@ -67,6 +69,8 @@ const FileSchema = z
     host_id: z.string().optional(),
     ebs_store: z.enum(['rbd', 'local']).optional(),
     vm_uid_range: z.string().optional(),
+    vm_console_max: z.string().optional(),
+    vm_console_keep: z.number().optional(),
     fleet_endpoints: z.array(z.string()).optional(),
     fleet_ca: z.string().min(1).optional(),
     fleet_cert: z.string().min(1).optional(),
@@ -113,6 +117,8 @@ export interface DaemonConfig {
   ebsStore: 'rbd' | 'local';
   /** uids (= gids) for guests' QEMUs, FIRST-LAST, one per running VM (default DEFAULT_VM_UID_RANGE). */
   vmUidRange: string;
+  /** Serial console cap per guest (bytes) and old console files kept. */
+  vmConsole: ConsoleRotation;
   /** Fleet mode: the etcd cluster holding host records and the VPC model (absent: standalone). */
   fleet?: FleetConfig;
   /** The file the values came from, if any (for status output). */
@@ -145,7 +151,9 @@ export interface CephConfig {
 export const DEFAULT_CEPH_TIMEOUT = 25;
 
 /** What flags may set; undefined means "not given". */
-export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile' | 'ceph' | 'fleet'>> & {
+export type DaemonFlags = Partial<Omit<DaemonConfig, 'configFile' | 'ceph' | 'fleet' | 'vmConsole'>> & {
+  vmConsoleMax?: string;
+  vmConsoleKeep?: number;
   fleetEndpoints?: string[];
   fleetCa?: string;
   fleetCert?: string;
@@ -200,6 +208,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if (ebsStore === 'rbd' && !ceph) throw new UsageError('ebs_store = "rbd" needs a Ceph cluster (--ceph-conf)');
   const vmUidRange = flags.vmUidRange ?? file?.vm_uid_range ?? DEFAULT_VM_UID_RANGE;
   parseUidRange(vmUidRange);
+  const vmConsole = consoleRotation(parseSize(flags.vmConsoleMax ?? file?.vm_console_max ?? String(DEFAULT_CONSOLE_MAX_BYTES)), flags.vmConsoleKeep ?? file?.vm_console_keep ?? DEFAULT_CONSOLE_KEEP);
   const controlSocket = flags.controlSocket ?? env.NITRIDE_SOCKET ?? file?.control_socket ?? DEFAULT_CONTROL_SOCKET;
   return {
     stateDir,
@@ -219,6 +228,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     ...(ceph ? { ceph } : {}),
     ebsStore,
     vmUidRange,
+    vmConsole,
     ...(fleet ? { fleet } : {}),
     ...(file ? { configFile: fileName } : {}),
   };

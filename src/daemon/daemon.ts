@@ -122,7 +122,7 @@ export class Daemon {
       await images.load();
       // Re-adopts the QEMU processes a previous daemon started (they outlive it).
       const nbd = new NbdServer({ catalog: volumes, logger, dataPlane: config.nbdDataPlane });
-      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket, nbd, uidRange: parseUidRange(config.vmUidRange) });
+      vms = new VmManager({ vmDir: state.file('vms'), logger, volumes, vpc, images, nbdSocket: config.nbdSocket, nbd, uidRange: parseUidRange(config.vmUidRange), consoleRotation: config.vmConsole });
       await vms.load();
       undo(() => vms.close());
       const control = new ControlServer({ socketPath: config.controlSocket, logger, audit, kept: kept('control') });

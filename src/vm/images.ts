@@ -112,6 +112,18 @@ export class ImageAllowlist {
     const { sha256 } = await sha256File(file);
     const image = this.images.find((i) => i.sha256 === sha256);
     if (!image) throw new BootImageRefusedError(`${role} ${file} (sha256 ${sha256}) is not on the boot image allowlist; run: nitride image allow ${file}`);
+    return this.storedCopy(image);
+  }
+
+  /** The stored copy of an allowed hash (`vm start`: the images a VM ran with, if still allowed). */
+  async resolveHash(sha256: string, role: string): Promise<{ path: string; image: ImageInfo }> {
+    const image = this.images.find((i) => i.sha256 === sha256);
+    if (!image) throw new BootImageRefusedError(`the ${role} this VM ran with (sha256 ${sha256}) is no longer on the boot image allowlist; allow it again or vm run a new VM`);
+    return this.storedCopy(image);
+  }
+
+  private async storedCopy(image: ImageInfo): Promise<{ path: string; image: ImageInfo }> {
+    const sha256 = image.sha256;
     const stored = this.storePath(sha256);
     const check = await sha256File(stored).catch(() => undefined);
     if (check?.sha256 !== sha256) throw new RuntimeError(`the stored copy of allowed image ${image.name} (${sha256}) is missing or altered; allow it again`, 'IMAGE_STORE_CORRUPT');

@@ -4,9 +4,10 @@
  * allowlisted kernels/initrds.
  *
  * Lifecycle:
- * - run: checks (names, allowlist, volumes free, ENIs local TAPs and free), writes the record,
+ * - run (and start: a stopped VM again, same id, its stored spec, a uid allocated anew): checks (names, allowlist, volumes free, ENIs local TAPs and free), writes the record,
  *   starts QEMU in its own session (and, under systemd, its own scope: see `launchCommand`),
- *   waits until QEMU answers QMP, records pid + process start time.
+ *   waits until QEMU answers QMP (at most --start-timeout; past it QEMU is killed and the run
+ *   fails), records pid + process start time.
  * - a daemon stop leaves QEMU running (live update): guests see an NBD pause
  *   (`reconnect-delay`), their TAPs persist. The next daemon re-adopts every recorded QEMU
  *   whose pid still has the recorded start time, and watches it.
@@ -15,8 +16,8 @@
  *   connection leaves, and each ephemeral volume is crypto-wiped (new key, empty image), as
  *   instance store is on stop.
  *
- * Files: <state>/vms/<id>/vm.json (atomic writes), console.log (serial console, appended),
- * qemu.log (QEMU's own messages), qmp.sock, nbd.sock (the guest's own NBD socket: only its
+ * Files: <state>/vms/<id>/vm.json (atomic writes), root/run/console.log (serial console,
+ * appended; rotated into console.log.1..N here, see console-log.ts), qemu.log (QEMU's own messages), qmp.sock, nbd.sock (the guest's own NBD socket: only its
  * volumes are served there; QEMU never sees the shared one).
  */
 import { spawn } from 'node:child_process';
@@ -36,16 +37,15 @@ import type { NbdServer } from '../nbd/server.js';
 import { processIsRunning, processStartTime } from './process.js';
 import { QmpClient } from './qmp.js';
 import { qemuArgs, type QemuSpec } from './qemu.js';
+import { consoleRotation, rotateConsole, DEFAULT_CONSOLE_KEEP, DEFAULT_CONSOLE_MAX_BYTES, type ConsoleRotation } from './console-log.js';
 import { isResourceId, newResourceId } from '../api/ids.js';
-import type { Accel, ConsoleReply, RunVmRequest, VmInfo, VmState } from '../api/vms.js';
+import { START_TIMEOUT_S, type Accel, type ConsoleReply, type RunVmRequest, type StartVmRequest, type VmInfo, type VmState } from '../api/vms.js';
 import { LOCAL_HOST_ID } from '../api/vpc.js';
 import { SerialQueue } from '../common/serial.js';
 import { closeFd, tapOpen } from '../native/addon.js';
 
 export const DEFAULT_QEMU = 'qemu-system-x86_64';
 const DEFAULT_APPEND = 'console=ttyS0 panic=-1';
-/** How long `run` waits for QEMU to answer QMP (TCG under load is slow to start). */
-const START_TIMEOUT_MS = 25_000;
 /** How long `stop` waits after SIGTERM before SIGKILL. */
 const STOP_TIMEOUT_MS = 15_000;
 /** Console bytes returned per call. */
@@ -57,7 +57,12 @@ interface VmRecord extends Omit<VmInfo, 'consoleLog'> {
   pidStartTime: string | null;
   /** cgroup directories created for it (removed at the stop). */
   cgroups: string[];
+  /** Console bytes rotated out of console.log so far: console offsets count from the first byte ever. */
+  consoleBase?: number;
 }
+
+/** An allowed image and its stored copy. */
+type Resolved = Awaited<ReturnType<ImageAllowlist['resolve']>>;
 
 /** The allowed boot images of a run: stored copies and the hashes they must have. */
 interface BootImages {
@@ -89,12 +94,18 @@ export interface VmManagerOptions {
   qemu?: string;
   /** uids (= gids) for guests, one per running VM (default DEFAULT_VM_UID_RANGE). */
   uidRange?: UidRange;
+  /** Serial console cap and old files kept (default 1 MiB × 3). */
+  consoleRotation?: ConsoleRotation;
 }
 
 class Vm {
   /** Serialises stop/cleanup of this VM. */
   readonly queue = new SerialQueue();
   cleanup: Promise<void> | undefined;
+  /** A console rotation in progress. */
+  rotation: Promise<void> | undefined;
+  /** Why QEMU is exiting, when the daemon ended it (for the record). */
+  exitReason: string | undefined;
   constructor(public record: VmRecord) {}
 }
 
@@ -108,10 +119,12 @@ export class VmManager {
   private readonly runQueue = new SerialQueue();
 
   private readonly uidRange: UidRange;
+  private readonly rotation: ConsoleRotation;
 
   constructor(private readonly options: VmManagerOptions) {
     this.log = options.logger.child({ component: 'vm' });
     this.uidRange = options.uidRange ?? parseUidRange(DEFAULT_VM_UID_RANGE);
+    this.rotation = options.consoleRotation ?? consoleRotation(DEFAULT_CONSOLE_MAX_BYTES, DEFAULT_CONSOLE_KEEP);
   }
 
   /** Load records and re-adopt running QEMUs; VMs whose QEMU died meanwhile are stopped (cleaned up). */
@@ -165,11 +178,17 @@ export class VmManager {
     return this.runQueue.run(() => this.runNow(opts));
   }
 
+  /** Start a stopped VM again with its stored spec (same id, volumes, ENIs, images; a uid allocated anew). */
+  start(ref: string, opts: StartVmRequest = {}): Promise<VmInfo> {
+    return this.runQueue.run(() => this.startNow(ref, opts));
+  }
+
   async stop(ref: string, force = false): Promise<VmInfo> {
     const vm = this.get(ref);
     if (vm.record.state === 'stopped' && !vm.cleanup) return this.info(vm);
     const { pid, pidStartTime } = vm.record;
     if (pid !== null && pidStartTime !== null && processIsRunning(pid, pidStartTime)) {
+      vm.exitReason ??= force ? 'stopped (forced)' : 'stopped';
       process.kill(pid, force ? 'SIGKILL' : 'SIGTERM');
       const end = Date.now() + STOP_TIMEOUT_MS;
       while (processIsRunning(pid, pidStartTime)) {
@@ -192,24 +211,27 @@ export class VmManager {
     await fs.rm(this.dirOf(vm.record.id), { recursive: true, force: true });
   }
 
-  /** Console output from byte `offset` (negative: the last -offset bytes). */
+  /** Console output from byte `offset` (negative: the last -offset bytes); offsets span rotations. */
   async console(ref: string, offset: number): Promise<ConsoleReply> {
     const vm = this.get(ref);
+    await this.rotate(vm);
+    const base = vm.record.consoleBase ?? 0;
     const file = this.consolePath(vm.record.id);
     let handle: fs.FileHandle;
     try {
       // run/ belongs to the guest's uid: never follow a link it may have put there.
       handle = await fs.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
     } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return { offset: 0, text: '', state: vm.record.state };
+      if (errnoCode(err) === 'ENOENT') return { offset: base, text: '', state: vm.record.state };
       throw err;
     }
     try {
       const size = (await handle.stat()).size;
-      const start = offset < 0 ? Math.max(0, size + offset) : Math.min(offset, size);
+      // Where to read in the live file; what was rotated out is in console.log.1… (not served here).
+      const start = offset < 0 ? Math.max(0, size + offset) : Math.min(Math.max(0, offset - base), size);
       const buf = Buffer.alloc(Math.min(CONSOLE_CHUNK, size - start));
       const { bytesRead } = await handle.read(buf, 0, buf.length, start);
-      return { offset: start + bytesRead, text: buf.subarray(0, bytesRead).toString('utf8'), state: vm.cleanup ? 'running' : vm.record.state };
+      return { offset: base + start + bytesRead, text: buf.subarray(0, bytesRead).toString('utf8'), state: vm.cleanup ? 'running' : vm.record.state };
     } finally {
       await handle.close();
     }
@@ -229,23 +251,76 @@ export class VmManager {
 
   private async runNow(opts: RunVmRequest): Promise<VmInfo> {
     const id = newResourceId('vm', randomBytes);
-    const dir = this.dirOf(id);
-    const qmpSocket = path.join(this.rootOf(id), JAILED.qmp);
-    // QEMU sees its jail's root: paths in its arguments are inside it.
+    const timeoutS = opts.startTimeoutS ?? START_TIMEOUT_S.default;
     const { spec, record, images } = await this.plan(opts, { file: JAILED.console }, JAILED.qmp, id);
+    const qemu = this.launchChecks(spec, record);
+    // A stopped VM of the same name is replaced (its console and record go).
+    const old = [...this.vms.values()].find((v) => v.record.name === opts.name);
+    if (old) await this.remove(old.record.id);
+    await ensureDir(this.dirOf(id));
+    const vm = new Vm(record);
+    return this.launch(vm, spec, images, qemu, timeoutS, opts.forceAttach === true, () => fs.rm(this.dirOf(id), { recursive: true, force: true }));
+  }
+
+  private async startNow(ref: string, opts: StartVmRequest): Promise<VmInfo> {
+    const vm = this.get(ref);
+    const previous = vm.record;
+    if (previous.state === 'running' || vm.cleanup) throw new ConflictError(`VM ${previous.name} is running; vm stop it first`, 'VM_RUNNING');
+    const timeoutS = opts.startTimeoutS ?? START_TIMEOUT_S.default;
+    const boot = {
+      kernel: await this.options.images.resolveHash(previous.kernel.sha256, 'kernel'),
+      ...(previous.initrd ? { initrd: await this.options.images.resolveHash(previous.initrd.sha256, 'initrd') } : {}),
+    };
+    const request: RunVmRequest = {
+      name: previous.name,
+      kernel: boot.kernel.path,
+      append: previous.append,
+      memoryMiB: previous.memoryMiB,
+      cpus: previous.cpus,
+      accel: previous.accel,
+      volumes: previous.volumes.map((v) => v.id + (v.boot ? ':boot' : '')),
+      enis: previous.enis,
+    };
+    const { spec, record, images } = await this.plan(request, { file: JAILED.console }, JAILED.qmp, previous.id, boot);
+    const qemu = this.launchChecks(spec, record);
+    // The previous run's console becomes console.log.1; its root (owned by its old uid) is rebuilt.
+    await vm.rotation;
+    const moved = await rotateConsole(this.consolePath(previous.id), this.dirOf(previous.id), this.rotation, true);
+    previous.consoleBase = (previous.consoleBase ?? 0) + moved;
+    await fs.rm(this.rootOf(previous.id), { recursive: true, force: true });
+    record.createdAt = previous.createdAt;
+    record.consoleBase = previous.consoleBase;
+    vm.record = record;
+    vm.exitReason = undefined;
+    return this.launch(vm, spec, images, qemu, timeoutS, false, async () => {
+      vm.record = previous;
+      await fs.rm(this.rootOf(previous.id), { recursive: true, force: true });
+      await this.save(previous);
+    });
+  }
+
+  /** Jail paths into the spec, the jail precondition, a uid; returns QEMU's path. */
+  private launchChecks(spec: QemuSpec, record: VmRecord): string {
+    // QEMU sees its jail's root: paths in its arguments are inside it.
     spec.nbdSocket = JAILED.nbd;
     spec.kernel = JAILED.kernel;
     if (spec.initrd) spec.initrd = JAILED.initrd;
     const missing = missingJailCaps(readText('/proc/self/status'));
     if (missing.length) throw new RuntimeError(`cannot jail QEMU: the daemon lacks ${missing.join(', ')} (a sandboxed service unit?); guests never run unjailed`, 'VM_JAIL_UNAVAILABLE');
-    const uid = this.allocateUid();
-    record.uid = uid;
-    const qemu = resolveQemu(this.options.qemu ?? DEFAULT_QEMU);
-    // A stopped VM of the same name is replaced (its console and record go).
-    const old = [...this.vms.values()].find((v) => v.record.name === opts.name);
-    if (old) await this.remove(old.record.id);
-    await ensureDir(dir);
-    const vm = new Vm(record);
+    record.uid = this.allocateUid();
+    return resolveQemu(this.options.qemu ?? DEFAULT_QEMU);
+  }
+
+  /**
+   * Build the root, serve the guest's NBD socket, spawn the jailed QEMU and wait for QMP.
+   * `undo` runs if nothing was spawned (run: the VM's directory goes; start: the old record is back).
+   */
+  private async launch(vm: Vm, spec: QemuSpec, images: BootImages, qemu: string, timeoutS: number, forceAttach: boolean, undo: () => Promise<void>): Promise<VmInfo> {
+    const record = vm.record;
+    const { id } = record;
+    const uid = record.uid!;
+    const dir = this.dirOf(id);
+    const qmpSocket = path.join(this.rootOf(id), JAILED.qmp);
     let child: ReturnType<typeof spawn>;
     try {
       await this.buildRoot(id, uid, record.accel, images);
@@ -254,7 +329,7 @@ export class VmManager {
       const cgroup = scope ? { dirs: [], procs: [] } : await createVmCgroup(id, limits);
       record.cgroups = cgroup.dirs;
       await this.serveGuest(vm);
-      await this.claimHeldVolumes(record.volumes, opts.forceAttach === true);
+      await this.claimHeldVolumes(record.volumes, forceAttach);
       // Each TAP is opened here and inherited by QEMU as fd 3, 4, …: QEMU opens no device by name.
       const taps = openTaps(spec.nics.map((n) => n.ifname));
       try {
@@ -277,7 +352,7 @@ export class VmManager {
     } catch (err) {
       await this.unserveGuest(id);
       await removeVmCgroup(record.cgroups).catch(() => {});
-      await fs.rm(dir, { recursive: true, force: true });
+      await undo();
       throw err;
     }
     this.vms.set(id, vm);
@@ -294,14 +369,14 @@ export class VmManager {
       throw new RuntimeError(`cannot start ${qemu}: ${oneLine(err)}`, 'QEMU_START_FAILED');
     }
     // The exit event is quicker than the watcher for our own children.
-    child.once('exit', () => void this.afterExit(vm, 'QEMU exited'));
+    child.once('exit', () => void this.afterExit(vm, vm.exitReason ?? 'QEMU exited'));
     record.pid = pid;
     record.pidStartTime = processStartTime(pid) ?? null;
     await this.save(record);
     this.log.info({ vm: id, name: record.name, pid, accel: record.accel, volumes: record.volumes.map((v) => v.id), enis: record.enis }, 'VM started');
 
     // Up = QEMU answers QMP (its devices, NBD disks and TAPs included, are set up by then).
-    const end = Date.now() + START_TIMEOUT_MS;
+    const end = Date.now() + timeoutS * 1000;
     for (;;) {
       if (vm.record.state === 'stopped' || child.exitCode !== null || child.signalCode !== null || vm.cleanup) {
         await this.afterExit(vm, 'QEMU exited at start');
@@ -310,7 +385,8 @@ export class VmManager {
       }
       if (existsSync(qmpSocket)) {
         try {
-          const qmp = await QmpClient.connect(qmpSocket, 5000);
+          // Bounded by what is left of the deadline: a QEMU stuck before its main loop accepts but never greets.
+          const qmp = await QmpClient.connect(qmpSocket, Math.max(100, Math.min(5000, end - Date.now())));
           await qmp.execute('query-status');
           qmp.close();
           break;
@@ -319,8 +395,14 @@ export class VmManager {
         }
       }
       if (Date.now() > end) {
-        this.log.warn({ vm: id }, 'QEMU did not answer QMP in time; leaving it running');
-        break;
+        // Nothing half-started stays behind: QEMU is killed and the VM recorded stopped.
+        const why = `QEMU did not answer QMP within ${timeoutS} s (--start-timeout)`;
+        this.log.warn({ vm: id, timeoutS }, 'QEMU did not answer QMP in time; killing it');
+        vm.exitReason = why;
+        process.kill(pid, 'SIGKILL');
+        while (child.exitCode === null && child.signalCode === null) await sleep(50);
+        await this.afterExit(vm, why);
+        throw new RuntimeError(`${why}; it was stopped`, 'QEMU_START_TIMEOUT');
       }
       await sleep(100);
     }
@@ -328,7 +410,7 @@ export class VmManager {
   }
 
   /** Validate a run request and build the QEMU spec (no side effects). */
-  private async plan(opts: RunVmRequest, consoleTarget: QemuSpec['console'], qmpSocket: string | undefined, id = ''): Promise<{ spec: QemuSpec; record: VmRecord; images: BootImages }> {
+  private async plan(opts: RunVmRequest, consoleTarget: QemuSpec['console'], qmpSocket: string | undefined, id = '', boot?: { kernel: Resolved; initrd?: Resolved }): Promise<{ spec: QemuSpec; record: VmRecord; images: BootImages }> {
     const running = [...this.vms.values()].filter((v) => v.record.state === 'running' || v.cleanup);
     if (running.some((v) => v.record.name === opts.name)) throw new ConflictError(`a VM named ${opts.name} is running`, 'VM_NAME_TAKEN');
     const accel = opts.accel ?? 'tcg';
@@ -344,8 +426,8 @@ export class VmManager {
     if (!Number.isInteger(memoryMiB) || memoryMiB < 64 || memoryMiB > 65536) throw new UsageError('memory must be between 64 MiB and 64 GiB');
     if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) throw new UsageError('cpus must be between 1 and 64');
 
-    const kernel = await this.options.images.resolve(opts.kernel, 'kernel');
-    const initrd = opts.initrd ? await this.options.images.resolve(opts.initrd, 'initrd') : undefined;
+    const kernel = boot?.kernel ?? (await this.options.images.resolve(opts.kernel, 'kernel'));
+    const initrd = boot ? boot.initrd : opts.initrd ? await this.options.images.resolve(opts.initrd, 'initrd') : undefined;
 
     const volumes = (opts.volumes ?? []).map(parseVolumeRef);
     if (volumes.length) await this.options.volumes.refreshed(); // an rbd volume another host created a moment ago
@@ -473,7 +555,23 @@ export class VmManager {
       const { state, pid, pidStartTime } = vm.record;
       if (state !== 'running' || vm.cleanup || pid === null || pidStartTime === null) continue;
       if (!processIsRunning(pid, pidStartTime)) void this.afterExit(vm, 'QEMU exited');
+      else void this.rotate(vm);
     }
+  }
+
+  /** Rotate the VM's console if it is over the cap (one rotation at a time per VM). */
+  private rotate(vm: Vm): Promise<void> {
+    vm.rotation ??= (async () => {
+      const moved = await rotateConsole(this.consolePath(vm.record.id), this.dirOf(vm.record.id), this.rotation);
+      if (moved === 0) return;
+      vm.record.consoleBase = (vm.record.consoleBase ?? 0) + moved;
+      await this.save(vm.record);
+    })()
+      .catch((err: unknown) => this.log.warn({ vm: vm.record.id, err: oneLine(err) }, 'cannot rotate the console log'))
+      .finally(() => {
+        vm.rotation = undefined;
+      });
+    return vm.rotation;
   }
 
   // ---------------------------------------------------------------------------- helpers
@@ -497,7 +595,7 @@ export class VmManager {
   }
 
   private info(vm: Vm): VmInfo {
-    const { format: _format, pidStartTime: _start, ...rest } = vm.record;
+    const { format: _format, pidStartTime: _start, consoleBase: _base, ...rest } = vm.record;
     return { ...rest, consoleLog: this.consolePath(vm.record.id) };
   }
 

@@ -106,6 +106,15 @@ describe('loadDaemonConfig', () => {
     await expect(loadDaemonConfig({ vmUidRange: '0-9' }, {})).rejects.toThrow(/--vm-uid-range must be FIRST-LAST/);
   });
 
+  it('vm_console_max/keep: defaults 1 MiB × 3, the file, a flag over the file; out of range refused', async () => {
+    expect((await loadDaemonConfig({ config: undefined }, {})).vmConsole).toEqual({ maxBytes: 1 << 20, keep: 3 });
+    const file = configFile('vm_console_max = "64K"\nvm_console_keep = 5\n');
+    expect((await loadDaemonConfig({ config: file }, {})).vmConsole).toEqual({ maxBytes: 64 << 10, keep: 5 });
+    expect((await loadDaemonConfig({ config: file, vmConsoleMax: '8K', vmConsoleKeep: 0 }, {})).vmConsole).toEqual({ maxBytes: 8 << 10, keep: 0 });
+    await expect(loadDaemonConfig({ vmConsoleMax: '1K' }, {})).rejects.toThrow(/--vm-console-max must be from 4K to 1G/);
+    await expect(loadDaemonConfig({ vmConsoleKeep: NaN }, {})).rejects.toThrow(/--vm-console-keep must be a whole number/);
+  });
+
   it('rejects a missing explicit file and a bad env level', async () => {
     await expect(loadDaemonConfig({ config: '/nonexistent/nitride.toml' }, {})).rejects.toThrow(/cannot read config file \/nonexistent\/nitride.toml/);
     await expect(loadDaemonConfig({}, { NITRIDE_LOG_LEVEL: 'loud' })).rejects.toThrow(/NITRIDE_LOG_LEVEL/);

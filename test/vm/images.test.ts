@@ -51,6 +51,17 @@ describe('ImageAllowlist', () => {
     expect(list.list()).toEqual([]);
   });
 
+  it('by hash (vm start): the stored copy while still allowed, refused once removed, refused if tampered', async () => {
+    const info = await list.allow(file('vmlinuz', 'kernel'));
+    expect((await list.resolveHash(info.sha256, 'kernel')).path).toBe(path.join(t.dir, 'store', info.sha256));
+    const stored = path.join(t.dir, 'store', info.sha256);
+    chmodSync(stored, 0o600);
+    writeFileSync(stored, 'evil');
+    await expect(list.resolveHash(info.sha256, 'kernel')).rejects.toThrow(/stored copy of allowed image vmlinuz .* is missing or altered/);
+    await list.remove('vmlinuz');
+    await expect(list.resolveHash(info.sha256, 'kernel')).rejects.toThrow(`the kernel this VM ran with (sha256 ${info.sha256}) is no longer on the boot image allowlist`);
+  });
+
   it('unreadable or non-regular files are usage errors', async () => {
     await expect(list.allow(path.join(t.dir, 'missing'))).rejects.toThrow(/cannot read .*missing: no such file/);
     await expect(list.allow(t.dir)).rejects.toThrow(/is not a regular file/);

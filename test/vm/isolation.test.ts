@@ -14,6 +14,7 @@ import type { VmInfo } from '../../src/api/vms.js';
 import type { VolumeInfo } from '../../src/api/volumes.js';
 import { ROOT, tempDir } from '../helpers/nitride.js';
 import { NsLab, waitFor, type NsHost } from '../helpers/netns.js';
+import { startGuestHost, stopGuestHost } from '../helpers/guest-host.js';
 import { run, runOk } from '../helpers/run.js';
 
 const canRun = process.getuid?.() === 0 && existsSync('/usr/bin/qemu-system-x86_64') && existsSync('/dev/net/tun') && existsSync('/usr/bin/setpriv');
@@ -60,13 +61,8 @@ function consoleOf(vm: VmInfo): string {
 
 describe.skipIf(!canRun)('jailed QEMU guests', () => {
   beforeAll(async () => {
-    guestDir = (await runOk(path.join(ROOT, 'scripts/build-guest.sh'), ['--quiet'], { timeoutMs: 600_000 })).trim();
-    const ns = await lab.addNamespace('h');
-    host = await lab.startHost('h', ns, '127.0.0.1', ['--vm-uid-range', `${UID_BASE}-${UID_BASE + 1}`]);
-    await host.json(['vpc', 'create', '--cidr', '172.31.0.0/16', '--id', VPC_ID]);
-    await host.json(['subnet', 'create', '--vpc', VPC_ID, '--cidr', '172.31.9.0/24', '--id', SUBNET_ID]);
+    ({ host, guestDir } = await startGuestHost(lab, ['--vm-uid-range', `${UID_BASE}-${UID_BASE + 1}`], { vpcId: VPC_ID, subnetId: SUBNET_ID, subnetCidr: '172.31.9.0/24' }));
     for (const g of Object.values(GUESTS)) await host.json(['eni', 'create', '--subnet', SUBNET_ID, '--id', g.eni, '--mac', g.mac, '--ip', g.ip]);
-    for (const f of ['vmlinuz', 'initrd.img']) await host.json(['image', 'allow', path.join(guestDir, f)]);
     for (const n of ['ja', 'jb']) vols[n] = await host.json<VolumeInfo>(['volume', 'create', '--size', '16M', '--name', n]);
     vols['spare'] = await host.json<VolumeInfo>(['volume', 'create', '--size', '16M', '--name', 'spare']);
     for (const [name, g] of Object.entries(GUESTS)) {
@@ -76,12 +72,7 @@ describe.skipIf(!canRun)('jailed QEMU guests', () => {
     }
   }, 600_000);
 
-  afterAll(async () => {
-    const list = await host?.json<VmInfo[]>(['vm', 'list']).catch(() => []);
-    for (const vm of list ?? []) if (vm.state === 'running' && vm.pid) process.kill(vm.pid, 'SIGKILL');
-    await lab.teardown();
-    scratch.cleanup();
-  }, 60_000);
+  afterAll(() => stopGuestHost(host, lab, scratch), 60_000);
 
   it('both guests boot, get their address by DHCP on the TAP QEMU inherited, and write/verify their disk', async () => {
     for (const [name, g] of Object.entries(GUESTS)) {

@@ -28,6 +28,8 @@ export function daemonCommand(): Command {
     .option('--host-id <name>', 'this host\'s name in the locks of the rbd volumes it attaches (default: the hostname)')
     .addOption(new Option('--ebs-store <store>', 'where ebs volumes go without --store (default rbd with --ceph-conf, else local)').choices(['rbd', 'local']))
     .option('--vm-uid-range <first-last>', 'uids (and gids) for guests\' QEMUs, one per running VM, never shared (default 1879048192-1879113727)')
+    .option('--vm-console-max <size>', 'cap of a guest\'s serial console log, e.g. 1M (4K-1G, default 1M); the log is rotated past it')
+    .option('--vm-console-keep <n>', 'old console logs kept per guest, 0-100 (default 3)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--fleet-endpoints <url,...>', 'fleet mode: the etcd cluster (https://HOST:PORT,...) holding host records and the VPC model', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--fleet-ca <file>', 'CA certificate of the etcd members (PEM, absolute path)')
     .option('--fleet-cert <file>', 'this host\'s etcd client certificate (PEM; its CN is the host id)')

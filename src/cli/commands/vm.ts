@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { UsageError } from '../../common/errors.js';
 import { parseSize } from '../../common/units.js';
 import { pathTo, type Deleted } from '../../api/control.js';
-import { VMS_API, type ConsoleReply, type QemuArgsReply, type RunVmRequest, type StopVmRequest, type VmInfo } from '../../api/vms.js';
+import { START_TIMEOUT_S, VMS_API, startTimeoutError, type ConsoleReply, type QemuArgsReply, type RunVmRequest, type StartVmRequest, type StopVmRequest, type VmInfo } from '../../api/vms.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, renderFields, renderTable, shellQuote } from '../output.js';
 
@@ -19,6 +19,7 @@ interface RunOptions extends ClientOptions {
   cpus: string;
   accel: 'tcg' | 'kvm';
   forceAttach?: boolean;
+  startTimeout?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -36,6 +37,20 @@ function guestOptions(command: Command): Command {
     .addOption(new Option('--accel <accel>', 'tcg (default: KVM hangs on some hosts) or kvm').choices(['tcg', 'kvm']).default('tcg'));
 }
 
+const START_TIMEOUT_HELP = `seconds to wait for QEMU to answer QMP (${START_TIMEOUT_S.min}-${START_TIMEOUT_S.max}, default ${START_TIMEOUT_S.default}); past it QEMU is stopped and the command fails`;
+
+/** --start-timeout as the request field (absent: the daemon's default). */
+function startTimeoutOf(value: string | undefined): { startTimeoutS?: number } {
+  if (value === undefined) return {};
+  const seconds = /^\d+$/.test(value) ? Number(value) : NaN;
+  const error = startTimeoutError(seconds);
+  if (error) throw new UsageError(`${error}, got '${value}'`);
+  return { startTimeoutS: seconds };
+}
+
+/** How long the CLI waits for `vm run|start`: the QMP wait plus room for the checks before and the cleanup after it. */
+const startCallMs = (body: { startTimeoutS?: number }) => ((body.startTimeoutS ?? START_TIMEOUT_S.default) + 60) * 1000;
+
 function bodyOf(options: RunOptions): RunVmRequest {
   const memory = parseSize(options.memory);
   if (memory % (1 << 20) !== 0) throw new UsageError('--memory must be a whole number of MiB');
@@ -52,6 +67,7 @@ function bodyOf(options: RunOptions): RunVmRequest {
     volumes: options.volume,
     enis: options.eni,
     ...(options.forceAttach ? { forceAttach: true } : {}),
+    ...startTimeoutOf(options.startTimeout),
   };
 }
 
@@ -80,8 +96,10 @@ export function vmCommand(): Command {
   vm.addCommand(
     guestOptions(clientVerb(new Command('run').description('start a guest; the daemon launches QEMU').requiredOption('--name <name>', 'VM name')))
       .option('--force-attach', 'take over rbd volumes another host holds: fence it first (Ceph blocklist, as volume detach --force)')
+      .option('--start-timeout <seconds>', START_TIMEOUT_HELP)
       .action(async (options: RunOptions) => {
-        const r = await clientOf({ ...options }).call<VmInfo>('POST', VMS_API.vms, bodyOf(options));
+        const body = bodyOf(options);
+        const r = await clientOf(options, startCallMs(body)).call<VmInfo>('POST', VMS_API.vms, body);
         emit(options, r, render);
       }),
   );
@@ -125,6 +143,16 @@ export function vmCommand(): Command {
       .action(async (ref: string, options: ClientOptions & { force?: boolean }) => {
         const body: StopVmRequest = options.force ? { force: true } : {};
         const r = await clientOf(options).call<VmInfo>('POST', pathTo(VMS_API.stop, { id: ref }), body);
+        emit(options, r, render);
+      }),
+  );
+
+  vm.addCommand(
+    clientVerb(new Command('start').description('start a stopped guest again with its stored spec (volumes, ENIs, memory, cpus, images, command line)').argument('<vm>', 'VM id or name'))
+      .option('--start-timeout <seconds>', START_TIMEOUT_HELP)
+      .action(async (ref: string, options: ClientOptions & { startTimeout?: string }) => {
+        const body: StartVmRequest = startTimeoutOf(options.startTimeout);
+        const r = await clientOf(options, startCallMs(body)).call<VmInfo>('POST', pathTo(VMS_API.start, { id: ref }), body);
         emit(options, r, render);
       }),
   );

@@ -30,6 +30,8 @@ export interface DaemonCliOptions {
   hostId?: string;
   ebsStore?: 'rbd' | 'local';
   vmUidRange?: string;
+  vmConsoleMax?: string;
+  vmConsoleKeep?: number;
   fleetEndpoints?: string[];
   fleetCa?: string;
   fleetCert?: string;

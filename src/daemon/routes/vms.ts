@@ -1,7 +1,7 @@
 /** Control API routes of boot images and VMs (contract: src/api/vms.ts). */
 import type { Deleted } from '../../api/control.js';
 import { VMS_API, type QemuArgsReply, type RemovedImage } from '../../api/vms.js';
-import { AllowImageBody, ConsoleOffsetQuery, ImageRef, RunVmBody, StopVmBody, VmRef } from '../../api/vms.schema.js';
+import { AllowImageBody, ConsoleOffsetQuery, ImageRef, RunVmBody, StartVmBody, StopVmBody, VmRef } from '../../api/vms.schema.js';
 import type { ControlServer } from '../../control/server.js';
 import { parseOrThrow } from '../../control/validate.js';
 import type { ImageAllowlist } from '../../vm/images.js';
@@ -43,7 +43,7 @@ export function registerVmRoutes(control: ControlServer, vms: VmManager, images:
     status: 201,
     body: RunVmBody,
     handle: async ({ body, audit }) => {
-      audit.details = { name: body.name, kernel: body.kernel, initrd: body.initrd, volumes: body.volumes, enis: body.enis, forceAttach: body.forceAttach };
+      audit.details = { name: body.name, kernel: body.kernel, initrd: body.initrd, volumes: body.volumes, enis: body.enis, forceAttach: body.forceAttach, startTimeoutS: body.startTimeoutS };
       const vm = await vms.run(body);
       audit.target = vm.id;
       return vm;
@@ -64,6 +64,14 @@ export function registerVmRoutes(control: ControlServer, vms: VmManager, images:
     auditTarget: 'id',
     body: StopVmBody,
     handle: ({ params, body }) => vms.stop(vmRef(params), body.force ?? false),
+  });
+  control.register({
+    method: 'POST',
+    path: VMS_API.start,
+    audit: 'vm.start',
+    auditTarget: 'id',
+    body: StartVmBody,
+    handle: ({ params, body }) => vms.start(vmRef(params), body),
   });
   control.register({
     method: 'DELETE',
