@@ -134,13 +134,14 @@ describe.skipIf(!canRun)('a fleet of four hosts on etcd', () => {
     const leader = await etcd.leader();
     const [from, to] = [guests[0]!, guests[1]!];
     try {
-      const transfer = iperf(iperfServers, from.ns, to, 12, ['-i', '1']);
+      // Longer than a host lease (10 s): a host whose lease lapsed in the election would drop out of its peers' views within the run.
+      const transfer = iperf(iperfServers, from.ns, to, 20, ['-i', '1']);
       await waitFor('the iperf3 connection', async () => (await run('ip', ['netns', 'exec', from.ns, 'ss', '-Htn', 'state', 'established', 'dport', '=', ':5201'])).stdout.trim() !== '', 20_000);
       await etcd.stopMember(leader);
       const r = await transfer;
       expect(r.error).toBeUndefined();
       expect(r.code).toBe(0);
-      expect(r.intervals.length).toBeGreaterThanOrEqual(12);
+      expect(r.intervals.length).toBeGreaterThanOrEqual(20);
       expect(r.intervals.findIndex((b) => b === 0), `bytes per interval: ${r.intervals.join(' ')}`).toBe(-1);
 
       // A mutation during the election may be refused (one line); once a leader is elected it is accepted.
@@ -156,7 +157,9 @@ describe.skipIf(!canRun)('a fleet of four hosts on etcd', () => {
         for (const h of hosts) if (!(await h.json<EniInfo[]>(['eni', 'list'])).some((e) => e.id === made!.id)) return false;
         return true;
       });
-      await hosts[0]!.json(['eni', 'delete', made!.id]);
+      // With two members of three up, every call is served (one that picks the dead member goes on to the next) and no host is degraded.
+      for (let i = 0; i < 8; i++) await hosts[i % hosts.length]!.json(['eni', 'create', '--subnet', SUBNET_ID, '--host', 'hz']);
+      for (const h of hosts) expect((await statusOf(h)).state, h.name).toBe('ok');
       // Every host is still registered (no lease was lost for good) and in session with the others.
       await waitFor('four hosts in session everywhere', async () => {
         for (const h of hosts) if ((await hostsOf(h)).filter((x) => x.self || x.session === 'established').length !== 4) return false;
