@@ -2,15 +2,17 @@
  * The fleet's store: an etcd cluster reached with the npm `etcd3` client over TLS with this
  * host's client certificate. Thin on purpose: list a prefix at a revision, transactions with
  * compare-and-swap guards, a watch from a revision, a lease, a health probe. Calls fail fast
- * (a deadline, no retries of the client's own): the callers decide what to retry, and the data
- * plane never waits on any of it.
+ * (a deadline, no backoff): the callers decide what to retry, and the data plane never waits on
+ * any of it. A call that could not connect to its member goes on to the next member at once
+ * (each member once): one dead member of three (a killed leader) neither fails calls nor
+ * degrades the fleet. Only calls never sent: a transaction that may have committed is not sent twice.
  *
  * The host id is the CN of the client certificate: the identity the fleet knows a host by is
  * the one etcd authenticates (and, with RBAC, authorizes) it as.
  */
 import { promises as fs } from 'node:fs';
-import { ConstantBackoff, noop } from 'cockatiel';
-import { Etcd3, type IKeyValue, type Lease, type Watcher } from 'etcd3';
+import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
+import { Etcd3, GRPCUnavailableError, type IKeyValue, type Lease, type Watcher } from 'etcd3';
 import { RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import { hostIdOfCertificate } from './identity.js';
 
@@ -42,6 +44,9 @@ export interface TxnOps {
   deletes?: string[];
 }
 
+/** The call never reached a member (nothing listens there): safe to send to another one. */
+const neverSent = (err: Error) => err instanceof GRPCUnavailableError && /No connection established/.test(err.message);
+
 /** Deadline of one unary call: long enough for a leader election, short enough to say "unreachable". */
 const CALL_DEADLINE_MS = 3000;
 
@@ -68,7 +73,7 @@ export class FleetStore {
       credentials: { rootCertificate: ca, certChain: cert, privateKey: key },
       dialTimeout: CALL_DEADLINE_MS,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
-      faultHandling: { host: () => noop, global: noop, watchBackoff: new ConstantBackoff(1000).next() },
+      faultHandling: { host: () => noop, global: retry(handleWhen(neverSent), { maxAttempts: tls.endpoints.length - 1 }), watchBackoff: new ConstantBackoff(1000).next() },
     });
     key.fill(0);
     return new FleetStore(client, hostId);

@@ -1,8 +1,9 @@
 /**
- * Fleet mode end to end: three etcd members and three daemons, each host a network namespace on
+ * Fleet mode end to end: three etcd members and four daemons, each host a network namespace on
  * one bridged underlay (the members run in the hub namespace, on its address), zero `peer add`
  * and zero remote ENI records. Hosts find each other through their etcd records, guests on every
- * host reach each other, an ENI moves and every host follows, 200 concurrent `eni create` from
+ * host reach each other, iperf3 between two hosts never stalls while the etcd leader is killed
+ * (and changes work again after the election), an ENI moves and every host follows, 200 concurrent `eni create` from
  * all hosts get distinct addresses, hostile records are ignored and counted, the data plane
  * keeps forwarding with every etcd member down while changes are refused in one line, a change
  * made meanwhile arrives, a compacted revision forces a relist, and a killed host drops out
@@ -11,6 +12,7 @@
  * Every name starts with a unique prefix; afterAll kills what was started and deletes the
  * namespaces and the etcd directory even when a test fails. Counts, not timings.
  */
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,21 +24,23 @@ import { ControlClient } from '../../src/control/client.js';
 import { tempDir } from '../helpers/nitride.js';
 import { NsLab, must, waitFor, type NsHost } from '../helpers/netns.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
+import { iperf } from '../helpers/iperf.js';
 import { run } from '../helpers/run.js';
 
 const hasCommand = (cmd: string) => ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(`${d}/${cmd}`));
-const canRun = process.getuid?.() === 0 && hasCommand('ip') && hasCommand('tc') && hasCommand('busybox') && hasCommand('etcd') && hasCommand('etcdctl');
+const canRun = process.getuid?.() === 0 && hasCommand('ip') && hasCommand('tc') && hasCommand('busybox') && hasCommand('etcd') && hasCommand('etcdctl') && hasCommand('iperf3');
 
 const prefix = 'ntf' + randomBytes(3).toString('hex');
 const octet = 16 + (randomBytes(1)[0]! % 200);
 const VPC_ID = 'vpc-0f1e2d3c4b5a69788';
 const SUBNET_ID = 'subnet-0f1e2d3c4b5a69788';
 const BULK_SUBNET = 'subnet-0f1e2d3c4b5a69799';
-const NAMES = ['h1', 'h2', 'h3'] as const;
+const NAMES = ['h1', 'h2', 'h3', 'h4'] as const;
 
 const scratch = tempDir('nitride-fleet-');
 const lab = new NsLab(prefix, scratch.dir);
 let etcd: EtcdCluster;
+const iperfServers: ChildProcess[] = [];
 
 function pingReceived(out: string): number {
   const m = /(\d+) packets received/.exec(out);
@@ -48,7 +52,7 @@ async function ping(fromNs: string, ip: string, count = 3): Promise<number> {
   return pingReceived(r.stdout);
 }
 
-describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
+describe.skipIf(!canRun)('a fleet of four hosts on etcd', () => {
   const hosts: NsHost[] = [];
   const guests: Array<{ ns: string; ip: string; ifname: string }> = [];
   const statusOf = (h: NsHost) => h.json<FleetStatus>(['fleet', 'status']);
@@ -63,16 +67,17 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
   }, 240_000);
 
   afterAll(async () => {
+    for (const p of iperfServers) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await lab.teardown();
     await etcd?.destroy();
     scratch.cleanup();
   }, 60_000);
 
   it('hosts register and find each other: sessions with every other host, no peer add', async () => {
-    await waitFor('every host sees three hosts with sessions', async () => {
+    await waitFor('every host sees four hosts with sessions', async () => {
       for (const h of hosts) {
         const list = await hostsOf(h);
-        if (list.length !== 3 || list.some((x) => !x.self && x.session !== 'established')) return false;
+        if (list.length !== 4 || list.some((x) => !x.self && x.session !== 'established')) return false;
       }
       return true;
     });
@@ -81,11 +86,12 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
       ['h1', true],
       ['h2', false],
       ['h3', false],
+      ['h4', false],
     ]);
     expect(list.find((x) => x.hostId === 'h2')!.publicKey).toBe((await hosts[1]!.json<{ publicKey: string }>(['key', 'show'])).publicKey);
     expect(list.find((x) => x.hostId === 'h2')!.endpoint).toBe(`${hosts[1]!.underlayIp}:4789`);
     const s = await statusOf(hosts[0]!);
-    expect(s).toMatchObject({ hostId: 'h1', state: 'ok', hosts: 3 });
+    expect(s).toMatchObject({ hostId: 'h1', state: 'ok', hosts: 4 });
     expect(s.registeredAt).not.toBeNull();
     const r = await hosts[0]!.cli(['peer', 'add', '--name', 'x', '--endpoint', '10.0.0.9:4789', '--public-key', list[1]!.publicKey]);
     expect(r.code).not.toBe(0);
@@ -98,12 +104,12 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
     await hosts[1]!.json(['subnet', 'create', '--vpc', VPC_ID, '--cidr', '172.30.1.0/24', '--id', SUBNET_ID]);
     const enis: EniInfo[] = [];
     for (const h of hosts) enis.push(await h.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--kind', 'veth']));
-    expect(new Set(enis.map((e) => e.privateIp)).size).toBe(3);
+    expect(new Set(enis.map((e) => e.privateIp)).size).toBe(4);
     for (const e of enis) expect(e).toMatchObject({ hostId: 'local', kind: 'veth' });
-    await waitFor('every host has the three ENIs', async () => {
+    await waitFor('every host has the four ENIs', async () => {
       for (const [i, h] of hosts.entries()) {
         const list = await h.json<EniInfo[]>(['eni', 'list']);
-        if (list.length !== 3) return false;
+        if (list.length !== 4) return false;
         const owners = Object.fromEntries(list.map((e) => [e.id, e.hostId]));
         for (const [j, e] of enis.entries()) if (owners[e.id] !== (i === j ? 'local' : NAMES[j])) return false;
       }
@@ -116,13 +122,53 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
     }
   }, 120_000);
 
-  it('guests on every host reach each other', async () => {
+  it('guests on every host reach each other (all twelve pairs, zero peer add)', async () => {
     for (const from of guests) {
       for (const to of guests) {
         if (from !== to) expect(await ping(from.ns, to.ip), `${from.ip} -> ${to.ip}`).toBeGreaterThanOrEqual(2);
       }
     }
   }, 120_000);
+
+  it('the etcd leader killed under iperf3: no error, no interval without data; eni create works again after the election', async () => {
+    const leader = await etcd.leader();
+    const [from, to] = [guests[0]!, guests[1]!];
+    try {
+      // Longer than a host lease (10 s): a host whose lease lapsed in the election would drop out of its peers' views within the run.
+      const transfer = iperf(iperfServers, from.ns, to, 20, ['-i', '1']);
+      await waitFor('the iperf3 connection', async () => (await run('ip', ['netns', 'exec', from.ns, 'ss', '-Htn', 'state', 'established', 'dport', '=', ':5201'])).stdout.trim() !== '', 20_000);
+      await etcd.stopMember(leader);
+      const r = await transfer;
+      expect(r.error).toBeUndefined();
+      expect(r.code).toBe(0);
+      expect(r.intervals.length).toBeGreaterThanOrEqual(20);
+      expect(r.intervals.findIndex((b) => b === 0), `bytes per interval: ${r.intervals.join(' ')}`).toBe(-1);
+
+      // A mutation during the election may be refused (one line); once a leader is elected it is accepted.
+      let made: EniInfo | undefined;
+      await waitFor('eni create accepted after the election', async () => {
+        const c = await hosts[2]!.cli(['eni', 'create', '--subnet', SUBNET_ID, '--host', 'hz', '--json']);
+        if (c.code === 0) made = JSON.parse(c.stdout) as EniInfo;
+        else if (c.stderr.trim().split('\n').length !== 1) throw Object.assign(new Error(`a refusal of more than one line: ${c.stderr}`), { fatal: true });
+        return c.code === 0;
+      }, 60_000);
+      expect(await etcd.leader()).not.toBe(leader);
+      await waitFor('every host sees the new ENI', async () => {
+        for (const h of hosts) if (!(await h.json<EniInfo[]>(['eni', 'list'])).some((e) => e.id === made!.id)) return false;
+        return true;
+      });
+      // With two members of three up, every call is served (one that picks the dead member goes on to the next) and no host is degraded.
+      for (let i = 0; i < 8; i++) await hosts[i % hosts.length]!.json(['eni', 'create', '--subnet', SUBNET_ID, '--host', 'hz']);
+      for (const h of hosts) expect((await statusOf(h)).state, h.name).toBe('ok');
+      // Every host is still registered (no lease was lost for good) and in session with the others.
+      await waitFor('four hosts in session everywhere', async () => {
+        for (const h of hosts) if ((await hostsOf(h)).filter((x) => x.self || x.session === 'established').length !== 4) return false;
+        return true;
+      });
+    } finally {
+      await etcd.startMember(leader);
+    }
+  }, 180_000);
 
   it('eni move: the owner changes and every host follows', async () => {
     const e = await hosts[0]!.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--kind', 'veth']);
@@ -139,7 +185,7 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
     await waitFor('deleted everywhere', async () => (await hosts[0]!.json<EniInfo[]>(['eni', 'list'])).every((x) => x.id !== e.id));
   });
 
-  it('200 concurrent eni create from all three hosts in one subnet: all addresses distinct', async () => {
+  it('200 concurrent eni create from all four hosts in one subnet: all addresses distinct', async () => {
     await hosts[2]!.json(['subnet', 'create', '--vpc', VPC_ID, '--cidr', '172.30.2.0/24', '--id', BULK_SUBNET]);
     // Placed on a host that is not running: no netdevs, only records (the race is in the allocation).
     const clients = hosts.map((h) => new ControlClient({ socketPath: h.controlSocket, timeoutMs: 120_000 }));
@@ -150,7 +196,7 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
       Array.from({ length: 60 }, async (_, lane) => {
         while (next < 200) {
           next++;
-          created.push(await clients[lane % 3]!.call<EniInfo>('POST', VPC_API.enis, { subnetId: BULK_SUBNET, hostId: 'hz' }));
+          created.push(await clients[lane % clients.length]!.call<EniInfo>('POST', VPC_API.enis, { subnetId: BULK_SUBNET, hostId: 'hz' }));
         }
       }),
     );
@@ -182,7 +228,7 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
     for (const [k, v] of puts) expect((await etcd.etcdctl(['put', k, v])).code).toBe(0);
     await waitFor('four records counted on h2', async () => (await statusOf(hosts[1]!)).counters.badRecords >= before + 4);
     expect((await hosts[1]!.cli(['metrics'])).stdout).toMatch(new RegExp(`^nitride_fleet_bad_records_total ${before + 4}$`, 'm'));
-    expect((await hostsOf(hosts[1]!)).map((h) => h.hostId)).toEqual(['h1', 'h2', 'h3']);
+    expect((await hostsOf(hosts[1]!)).map((h) => h.hostId)).toEqual(['h1', 'h2', 'h3', 'h4']);
     expect((await hosts[1]!.json<EniInfo[]>(['eni', 'list'])).some((e) => /^eni-0000000000000bad/.test(e.id))).toBe(false);
     expect(readFileSync(path.join(scratch.dir, 'h2', 'state', 'fleet.json'), 'utf8')).toContain('"revision"');
     for (const [k] of puts) await etcd.etcdctl(['del', k]);
@@ -203,7 +249,7 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
     expect(refused.stderr).toMatch(/etcd unreachable since .*refused/);
     const metrics = (await hosts[0]!.cli(['metrics'])).stdout;
     expect(metrics).toMatch(/^nitride_fleet_degraded 1$/m);
-    expect(metrics).toMatch(/^nitride_fleet_hosts 3$/m);
+    expect(metrics).toMatch(/^nitride_fleet_hosts 4$/m);
     for (const from of guests) for (const to of guests) if (from !== to) expect(await ping(from.ns, to.ip, 2)).toBeGreaterThanOrEqual(1);
     // DHCP answers from the kept view.
     const renew = await run('ip', ['netns', 'exec', guests[1]!.ns, 'busybox', 'udhcpc', '-i', guests[1]!.ifname, '-n', '-q', '-f', '-t', '3', '-T', '2', '-s', '/bin/true']);
@@ -247,19 +293,33 @@ describe.skipIf(!canRun)('a fleet of three hosts on etcd', () => {
     await waitFor('h3 ok again', async () => (await statusOf(h3)).state === 'ok');
   }, 180_000);
 
-  it('kill -9 a host: the others drop it when its lease expires; restarted, it rejoins with the same key', async () => {
+  it('kill -9 a host: every other host drops it when its lease expires; restarted, it rejoins with the same identity and its ENI answers', async () => {
     const h3 = hosts[2]!;
+    const others = hosts.filter((h) => h !== h3);
     const key = (await h3.json<{ publicKey: string }>(['key', 'show'])).publicKey;
-    await waitFor('h3 registered', async () => (await hostsOf(hosts[0]!)).length === 3);
+    await waitFor('h3 registered everywhere', async () => {
+      for (const h of others) if ((await statusOf(h)).hosts !== 4) return false;
+      return true;
+    });
     const exited = new Promise((r) => h3.daemon.once('exit', r));
     h3.daemon.kill('SIGKILL');
     await exited;
-    await waitFor('h1 drops h3', async () => (await hostsOf(hosts[0]!)).every((h) => h.hostId !== 'h3'), 40_000);
+    await waitFor('every other host drops h3', async () => {
+      for (const h of others) {
+        if ((await hostsOf(h)).some((x) => x.hostId === 'h3') || (await statusOf(h)).hosts !== 3) return false;
+      }
+      return true;
+    }, 40_000);
     await h3.restartDaemon();
-    await waitFor('h3 back with the same key and a session', async () => {
-      const h = (await hostsOf(hosts[0]!)).find((x) => x.hostId === 'h3');
-      return h?.publicKey === key && h.session === 'established';
+    expect((await statusOf(h3)).hostId).toBe('h3');
+    expect((await h3.json<{ publicKey: string }>(['key', 'show'])).publicKey).toBe(key);
+    await waitFor('h3 back everywhere with the same key and a session', async () => {
+      for (const h of others) {
+        const x = (await hostsOf(h)).find((y) => y.hostId === 'h3');
+        if (x?.publicKey !== key || x.session !== 'established') return false;
+      }
+      return true;
     });
-    expect(await ping(guests[0]!.ns, guests[2]!.ip)).toBeGreaterThanOrEqual(2);
+    for (const g of guests) if (g !== guests[2]) expect(await ping(g.ns, guests[2]!.ip), `${g.ip} -> ${guests[2]!.ip}`).toBeGreaterThanOrEqual(2);
   }, 120_000);
 });

@@ -42,9 +42,11 @@ export interface EtcdCluster {
   etcdctl(args: string[], user?: string): Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** scripts/fleet-etcd-rbac.sh ARGS… as root (enable | host ID…); rejects on failure. */
   rbac(args: string[]): Promise<string>;
+  /** The index of the member that is the raft leader now (by `etcdctl endpoint status`). */
+  leader(): Promise<number>;
   /** Kill one member (SIGKILL by default) and wait for it to exit. */
   stopMember(index: number, signal?: NodeJS.Signals): Promise<void>;
-  /** Start a stopped member again on its data directory. */
+  /** Start a stopped member again on its data directory; resolves once every member is healthy. */
   startMember(index: number): Promise<void>;
   stopAll(): Promise<void>;
   startAll(): Promise<void>;
@@ -154,6 +156,15 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdCluster>
       const [cmd, argv] = inNs('bash', [RBAC_SCRIPT, ...args]);
       return runOk(cmd, argv, { env: { ETCDCTL_ENDPOINTS: cluster.endpoints.join(','), ETCDCTL_CACERT: c.ca, ETCDCTL_CERT: c.cert, ETCDCTL_KEY: c.key } });
     },
+    async leader() {
+      // Member ids are 64-bit: quoted before parsing, so that none loses precision.
+      const r = await cluster.etcdctl(['endpoint', 'status', '-w', 'json']);
+      const rows = JSON.parse(r.stdout.replace(/:\s*(\d{10,})/g, ':"$1"') || '[]') as Array<{ Endpoint: string; Status: { header: { member_id: string }; leader: string } }>;
+      const row = rows.find((x) => x.Status.header.member_id === x.Status.leader);
+      const index = members.findIndex((m) => m.clientUrl === row?.Endpoint);
+      if (index < 0) throw new Error(`no etcd leader among ${r.stdout.trim() || r.stderr.trim()}`);
+      return index;
+    },
     async stopMember(index, signal = 'SIGKILL') {
       const p = members[index]!.process;
       if (!p || p.exitCode !== null || p.signalCode !== null) return;
@@ -163,6 +174,7 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdCluster>
     },
     async startMember(index) {
       launch(members[index]!);
+      await waitHealthy();
     },
     async stopAll() {
       await Promise.all(members.map((_, i) => cluster.stopMember(i)));

@@ -10,6 +10,8 @@ export interface IperfResult {
   bytes: number;
   bps: number;
   retransmits: number;
+  /** Bytes of each reporting interval (`-i`, 1 s by default), in order. */
+  intervals: number[];
   /** UDP (`-u`): datagrams sent and lost. */
   udp?: { packets: number; lost_packets: number };
 }
@@ -31,6 +33,7 @@ export async function iperf(servers: ChildProcess[], from: string, to: { ns: str
     const r = await run('ip', ['netns', 'exec', from, 'iperf3', '-c', to.ip, '-p', '5201', '-t', String(seconds), '-J', '--connect-timeout', '3000', ...extra], { timeoutMs: (seconds + 30) * 1000 });
     const j = JSON.parse(r.stdout || '{}') as {
       error?: string;
+      intervals?: Array<{ sum: { bytes: number } }>;
       end?: { sum_received?: { bytes: number; bits_per_second: number }; sum_sent?: { retransmits?: number }; sum?: { packets: number; lost_packets: number } };
     };
     return {
@@ -39,6 +42,7 @@ export async function iperf(servers: ChildProcess[], from: string, to: { ns: str
       bytes: j.end?.sum_received?.bytes ?? 0,
       bps: j.end?.sum_received?.bits_per_second ?? 0,
       retransmits: j.end?.sum_sent?.retransmits ?? 0,
+      intervals: (j.intervals ?? []).map((i) => i.sum.bytes),
       ...(j.end?.sum ? { udp: j.end.sum } : {}),
     };
   } finally {
