@@ -83,6 +83,14 @@ const MAX_BODY_BYTES = 1 << 20;
  */
 const LINGER_MS = 5_000;
 
+/**
+ * Control calls handled at once. More wait for a slot, in order, up to CALL_SLOT_WAIT_MS, then
+ * get 503. Connections themselves are not capped: a connection refused at accept reaches the
+ * client as EPIPE/ECONNRESET, not as an answer, and a script's burst of CLI calls should queue.
+ */
+const MAX_CALLS = 64;
+const CALL_SLOT_WAIT_MS = 10_000;
+
 const STATUS_OF: Array<[new (...args: never[]) => NitrideError, number]> = [
   [UsageError, 400],
   [ForbiddenError, 403],
@@ -120,13 +128,14 @@ export class ControlServer {
   private readonly callers = new WeakMap<object, Caller>();
   private readonly logger: Logger;
   private readonly shutdown = new AbortController();
+  private calls = 0;
+  private readonly waiting: Array<() => void> = [];
 
   constructor(private readonly options: ControlServerOptions) {
     this.logger = options.logger.child({ component: options.component ?? 'control' });
     this.server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
       void this.dispatch(req, res);
     });
-    this.server.maxConnections = 64;
     this.server.on('connection', (socket: net.Socket) => {
       if (!this.callers.has(socket)) this.admit(socket);
     });
@@ -189,6 +198,41 @@ export class ControlServer {
   }
 
   private async dispatch(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const busy = await this.slot();
+    try {
+      await this.call(req, res, busy);
+    } finally {
+      if (!busy) this.release();
+    }
+  }
+
+  /** A call slot (see MAX_CALLS), or the error to answer with once none came in time. */
+  private async slot(): Promise<NitrideError | undefined> {
+    if (this.calls < MAX_CALLS) {
+      this.calls++;
+      return undefined;
+    }
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        resolve(undefined);
+      };
+      const timer = setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(wake), 1);
+        resolve(new RuntimeError(`the daemon is busy: ${MAX_CALLS} control calls in progress for ${CALL_SLOT_WAIT_MS / 1000} s; try again`, 'BUSY'));
+      }, CALL_SLOT_WAIT_MS);
+      this.waiting.push(wake);
+    });
+  }
+
+  /** A call ended: its slot goes to the first waiter, if any. */
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.calls--;
+  }
+
+  private async call(req: http.IncomingMessage, res: http.ServerResponse, busy: NitrideError | undefined): Promise<void> {
     const caller = this.callers.get(req.socket);
     const url = new URL(req.url ?? '/', 'http://nitride');
     const match = this.match(req.method ?? 'GET', url.pathname);
@@ -197,6 +241,7 @@ export class ControlServer {
     const audit: AuditDetails = {};
     let streamed = false;
     try {
+      if (busy) throw busy;
       const body = await readBody(req);
       if (match === 'method') throw new MethodError(`method ${req.method} not allowed on ${url.pathname}`);
       if (!match) throw new NotFoundError(`no such API path: ${url.pathname}`, 'NO_ROUTE');
