@@ -654,12 +654,20 @@ class RbdClusterWrap : public Napi::ObjectWrap<RbdClusterWrap> {
       }
       if ((r = a.rados_conf_read_file(c->cluster, conf.c_str())) < 0) return r;
       std::string t = std::to_string(timeout);
+      // An op pending longer than objecter_timeout makes the client ask the mon for the
+      // newest OSD map (at the next objecter tick). Left at its default (10 s) above the op
+      // timeout, every op is cancelled before it lags: after a restart of the whole cluster
+      // (the OSDs on new addresses) a connection kept sending to the old ones for good.
+      std::string lag = std::to_string(std::min(10.0, timeout / 2.0));
+      std::string tick = std::to_string(std::min(5.0, std::max(0.5, timeout / 4.0)));
       // Ceph trouble is an error after `timeout`, never a hang; no admin socket (two
       // daemons with one config would fight over its path); discards that read back as
       // zeroes (librbd skips partial-object discards by default); nothing on stderr.
       for (auto kv : std::vector<std::pair<const char*, std::string>>{{"rados_osd_op_timeout", t},
                                                                        {"rados_mon_op_timeout", t},
                                                                        {"client_mount_timeout", t},
+                                                                       {"objecter_timeout", lag},
+                                                                       {"objecter_tick_interval", tick},
                                                                        {"admin_socket", ""},
                                                                        // breaking a lock does not blocklist by itself: the volume
                                                                        // layer fences the holder first, for as long as it chooses

@@ -3,7 +3,9 @@
  * cluster, a guest-like NBD client keeping its connection. With the OSD stopped (the data path
  * gone: one OSD holds every object), I/O fails with EIO, the control API keeps answering and
  * `status` says why; with the OSD back, the same connection's I/O works again and `status` says
- * reachable. (A restart of the mon too is not covered: see the README.)
+ * reachable. Then the whole cluster (mon, mgr, OSD) stops and starts again: the OSD comes back on
+ * new addresses, which the same connections must learn from the mon (failed before
+ * objecter_timeout was set below the op timeout: status stayed unreachable for good).
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +22,7 @@ let d: RunningDaemon;
 let dir: string;
 let cleanup: () => void;
 let guest: QemuIoSession | undefined;
+let vol: VolumeInfo;
 
 const cli = (...args: string[]) => nitride(args, { NITRIDE_SOCKET: d.socket, NITRIDE_KMS_SOCKET: kms.socket });
 async function json<T>(...args: string[]): Promise<T> {
@@ -57,7 +60,6 @@ afterAll(async () => {
 }, 120_000);
 
 describe('the Ceph cluster\'s data path goes away and comes back', { timeout: 240_000 }, () => {
-  let vol: VolumeInfo;
 
   it('status shows the Ceph store: pool, host id, reachable', async () => {
     const s = await statusUntil((x) => x.ceph?.reachable !== null, 30_000);
@@ -103,5 +105,27 @@ describe('the Ceph cluster\'s data path goes away and comes back', { timeout: 24
     expect(out).not.toMatch(/failed/);
     expect(await guest!.run('read -P 0x33 0 64k')).not.toMatch(/failed/);
     expect(await guest!.run('read -P 0 32M 64k')).not.toMatch(/failed/);
+  });
+});
+
+describe('the whole cluster (mon, mgr and OSD) stops and starts again', { timeout: 300_000 }, () => {
+  it('stopped: I/O fails with EIO, status says unreachable; started: the same connection works, listing and new volumes too', async () => {
+    await ceph.stop();
+    const w = (await guest!.run('write -P 0x44 0 64k')) + (await guest!.run('flush'));
+    expect(w).toMatch(/(write|flush) failed: Input\/output error/);
+    expect((await statusUntil((x) => x.ceph?.reachable === false, 60_000)).ceph?.reachable).toBe(false);
+
+    await ceph.resume();
+    expect((await statusUntil((x) => x.ceph?.reachable === true, 120_000)).ceph?.reachable).toBe(true);
+    let out = '';
+    for (let i = 0; i < 20; i++) {
+      out = (await guest!.run('write -P 0x55 0 64k')) + (await guest!.run('flush'));
+      if (!/failed/.test(out)) break;
+    }
+    expect(out).not.toMatch(/failed/);
+    expect(await guest!.run('read -P 0x55 0 64k')).not.toMatch(/failed/);
+    // The listing connection found the cluster again too: a new volume shows up in the list.
+    const v2 = await json<VolumeInfo>('volume', 'create', '--size', '16M');
+    expect((await json<VolumeInfo[]>('volume', 'list')).map((v) => v.id)).toEqual(expect.arrayContaining([vol.id, v2.id]));
   });
 });
