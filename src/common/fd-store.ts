@@ -38,11 +38,8 @@ export class FdStore {
    * configuration changed) is closed and dropped from the store.
    */
   adopt(name: string, matches: (address: SocketAddress) => boolean): number | undefined {
-    const fds = this.inherited.get(name);
-    if (!fds) return undefined;
-    this.inherited.delete(name);
-    const [fd, ...extra] = fds;
-    for (const e of extra) closeFd(e);
+    const fd = this.take(name);
+    if (fd === undefined) return undefined;
     let address: SocketAddress | undefined;
     try {
       address = socketAddress(fd!);
@@ -56,6 +53,19 @@ export class FdStore {
     closeFd(fd!);
     this.remove(name);
     return undefined;
+  }
+
+  /**
+   * The inherited fd called `name`, now the caller's (extra ones under that name are closed);
+   * it stays in the store until remove(). Undefined if the previous run stored none.
+   */
+  take(name: string): number | undefined {
+    const fds = this.inherited.get(name);
+    if (!fds) return undefined;
+    this.inherited.delete(name);
+    const [fd, ...extra] = fds;
+    for (const e of extra) closeFd(e);
+    return fd;
   }
 
   /** Hand `fd` to systemd under `name` (it keeps its own duplicate). */
