@@ -7,7 +7,7 @@
  * (the unit's sandbox limits it to its state and runtime directories and its private /tmp),
  * nor in the journal.
  */
-import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus } from '../../src/api/daemon.js';
@@ -23,6 +23,8 @@ import { keyNeedles, scanTree } from '../helpers/scan.js';
 const UNITS = ['nitride-kms.socket', 'nitride-kms.service', 'nitride.service'];
 /** Copies of the state directory taken before each start of the daemon. */
 const SNAPSHOTS = '/var/tmp/nitride-prestart';
+/** A volume id written here has its metadata removed before the next start. */
+const FORGET = '/run/nitride-test-forget';
 
 describe.skipIf(!canBootSystemd)('ephemeral volumes across a live update and a crash, under systemd', () => {
   let sd: BootedSystemd;
@@ -63,10 +65,19 @@ describe.skipIf(!canBootSystemd)('ephemeral volumes across a live update and a c
     const r = await nitride(['install-units', '--dir', dir, '--no-reload', '--root', UNIT_ROOT]);
     expect(r.code, r.stderr).toBe(0);
     sd = await bootSystemd(Object.fromEntries(UNITS.map((u) => [path.join(dir, u), u])));
-    // Before each start, a copy of the state directory as the next daemon finds it: a handover
-    // written at the stop and deleted at the start would otherwise leave no trace to scan.
-    await sd.execOk(['mkdir', '-p', `/etc/systemd/system/nitride.service.d`]);
-    await sd.execOk(['sh', '-c', `printf '[Service]\\nExecStartPre=+/bin/sh -c "mkdir -p ${SNAPSHOTS} && cp -a /var/lib/nitride ${SNAPSHOTS}/$$$$"\\n' > /etc/systemd/system/nitride.service.d/snapshot.conf`]);
+    // Before each start, a copy of the state directory as the next daemon finds it (a handover
+    // written at the stop and deleted at the start would otherwise leave no trace to scan), and
+    // the metadata of the volume named in FORGET removed (the daemon no longer knows it).
+    mkdirSync(sd.hostPath('/etc/systemd/system/nitride.service.d'), { recursive: true });
+    writeFileSync(
+      sd.hostPath('/etc/systemd/system/nitride.service.d/test.conf'),
+      [
+        '[Service]',
+        `ExecStartPre=+/bin/sh -c 'mkdir -p ${SNAPSHOTS} && cp -a /var/lib/nitride ${SNAPSHOTS}/$$$$'`,
+        `ExecStartPre=+/bin/sh -c 'f=$$(cat ${FORGET} 2>/dev/null) && rm -f /var/lib/nitride/volumes/$$f.json; rm -f ${FORGET}'`,
+        '',
+      ].join('\n'),
+    );
     await sd.execOk(['systemctl', 'daemon-reload']);
     await sd.execOk(['systemctl', 'start', 'nitride-kms.socket', 'nitride.service']);
   }, 600_000);
@@ -161,6 +172,19 @@ describe.skipIf(!canBootSystemd)('ephemeral volumes across a live update and a c
     expect(needles.map((n) => (journal.includes(n.toString('latin1')) ? 1 : 0))).toEqual(needles.map(() => 0));
     const meta = JSON.parse(readFileSync(sd.hostPath(`/var/lib/nitride/volumes/${volume.id}.json`), 'utf8')) as Record<string, unknown>;
     expect(Object.keys(meta).sort()).toEqual(['cipher', 'createdAt', 'dataUnitSize', 'format', 'id', 'multiAttach', 'size', 'store', 'type']);
+  }, 300_000);
+
+  it('at start, a memfd for a volume the daemon does not know is dropped from the store', async () => {
+    const other = JSON.parse(await cli(['volume', 'create', '--type', 'ephemeral', '--size', '4M', '--json'])) as VolumeInfo;
+    await runOk('qemu-io', ['-f', 'raw', `nbd+unix:///${other.id}?socket=${sd.hostPath('/run/nitride/nbd.sock')}`, '-c', 'write -P 0x11 0 64k']);
+    expect(storedMemfds().map((m) => m.volume).sort()).toEqual([volume.id, other.id].sort());
+    const stored = Number(await show('nitride.service', 'NFileDescriptorStore'));
+    writeFileSync(sd.hostPath(FORGET), other.id);
+    await sd.execOk(['systemctl', 'restart', 'nitride.service']);
+    expect(storedMemfds().map((m) => m.volume)).toEqual([volume.id]);
+    expect(Number(await show('nitride.service', 'NFileDescriptorStore'))).toBe(stored - 1);
+    expect((await sd.exec([process.execPath, CLI, 'volume', 'describe', other.id])).code).toBe(1);
+    expect(await qemuIo(['read -P 0xa7 0 1M'])).not.toMatch(/fail|mismatch/i);
   }, 300_000);
 
   it('delete takes the memfd out of the store; a full stop (systemd empties the store) wipes what is left', async () => {
