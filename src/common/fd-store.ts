@@ -73,13 +73,18 @@ export class FdStore {
     sdNotify(`FDSTORE=1\nFDNAME=${name}`, [fd]);
   }
 
-  /** Drop what the previous run stored and nobody adopted (a listener no longer configured). */
-  dropUnadopted(): void {
+  /**
+   * Drop what the previous run stored and nobody adopted (a listener no longer configured, the
+   * key of a volume no longer known); returns their names.
+   */
+  dropUnadopted(): string[] {
+    const names = [...this.inherited.keys()];
     for (const [name, fds] of this.inherited) {
       for (const fd of fds) closeFd(fd);
       this.remove(name);
     }
     this.inherited.clear();
+    return names;
   }
 
   /** Drop `name` from the store (what it held is no longer needed). */

@@ -150,7 +150,8 @@ export class Daemon {
       fleet?.register();
       // What the previous run stored and this one did not take over is no longer configured.
       // (While the VPC is down its ENIs' sockets go too: it makes new ones when it comes up.)
-      fdStore?.dropUnadopted();
+      const dropped = fdStore?.dropUnadopted() ?? [];
+      if (dropped.length) logger.info({ dropped }, 'fd store entries nothing here uses dropped');
       const vpcStatus = vpc.status();
       sdNotify(`READY=1\nSTATUS=${vpcStatus.state === 'up' ? 'serving' : `serving volumes; VPC down: ${vpcStatus.message ?? ''}`}`);
       logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket, ...(fdStore ? { adoptedSockets: fdStore.adopted } : {}) }, 'daemon started');

@@ -18,6 +18,7 @@ import { readHandover } from '../../src/volume/ephemeral-keys.js';
 import { CLI, nitride, tempDir } from '../helpers/nitride.js';
 import { UNIT_ROOT, bootSystemd, canBootSystemd, type BootedSystemd } from '../helpers/nspawn.js';
 import { runOk } from '../helpers/run.js';
+import { waitFor } from '../helpers/netns.js';
 import { keyNeedles, scanTree } from '../helpers/scan.js';
 
 const UNITS = ['nitride-kms.socket', 'nitride-kms.service', 'nitride.service'];
@@ -59,6 +60,22 @@ describe.skipIf(!canBootSystemd)('ephemeral volumes across a live update and a c
       return m ? [{ path: `/proc/${sd.pid}/fd/${fd}`, volume: m[1]! }] : [];
     });
 
+  /** Waits (systemd reads FDSTORE messages when it gets to them) until the store holds memfds of exactly `ids`. */
+  const holds = async (ids: string[]) => {
+    const want = JSON.stringify([...ids].sort());
+    let seen = '';
+    await waitFor(`the fd store holding ${want}`, () => (seen = JSON.stringify(storedMemfds().map((m) => m.volume).sort())) === want, 30_000).catch(() => {
+      throw new Error(`systemd holds the memfds of ${seen}, not ${want}`);
+    });
+  };
+  /** Waits until the unit's NFileDescriptorStore is `n`. */
+  const storeCount = async (n: number) => {
+    let seen = '';
+    await waitFor(`NFileDescriptorStore=${n}`, async () => (seen = await show('nitride.service', 'NFileDescriptorStore')) === String(n), 30_000).catch(() => {
+      throw new Error(`NFileDescriptorStore is ${seen}, not ${n}`);
+    });
+  };
+
   beforeAll(async () => {
     let dir: string;
     ({ dir, cleanup } = tempDir('nitride-sd-eph-'));
@@ -91,11 +108,11 @@ describe.skipIf(!canBootSystemd)('ephemeral volumes across a live update and a c
     expect((await status()).volumes.ephemeralHandover).toEqual({ via: 'fd-store', kept: 0 });
     expect(await cli(['status'])).toMatch(/^ephemeral handover:\s+systemd fd store \(0 kept\)/m);
     volume = JSON.parse(await cli(['volume', 'create', '--type', 'ephemeral', '--size', '16M', '--json'])) as VolumeInfo;
-    expect(storedMemfds()).toEqual([]);
+    await holds([]);
     const stored = Number(await show('nitride.service', 'NFileDescriptorStore'));
     expect(await qemuIo(['write -P 0xa7 0 1M', 'read -P 0xa7 0 1M'])).not.toMatch(/fail|mismatch/i);
-    expect(Number(await show('nitride.service', 'NFileDescriptorStore'))).toBe(stored + 1);
-    expect(storedMemfds().map((m) => m.volume)).toEqual([volume.id]);
+    await storeCount(stored + 1);
+    await holds([volume.id]);
     expect((await status()).volumes.ephemeralHandover).toEqual({ via: 'fd-store', kept: 1 });
   });
 
@@ -107,7 +124,7 @@ describe.skipIf(!canBootSystemd)('ephemeral volumes across a live update and a c
     expect(await show('nitride.service', 'MainPID')).not.toBe(pid);
     expectAllRead(await client);
     expect(await qemuIo(['read -P 0xa7 0 1M'])).not.toMatch(/fail|mismatch/i);
-    expect(storedMemfds().map((m) => m.volume)).toEqual([volume.id]);
+    await holds([volume.id]);
     const journal = await sd.execOk(['journalctl', '-u', 'nitride.service', '-o', 'cat', '--no-pager']);
     expect(journal).toContain('"msg":"ephemeral volume kept for the next daemon (wrapped key in the fd store)"');
     expect(journal).toMatch(new RegExp(`"volume":"${volume.id}".*"msg":"ephemeral volume taken over from the previous daemon \\(key in the fd store\\)"`));
@@ -177,30 +194,32 @@ describe.skipIf(!canBootSystemd)('ephemeral volumes across a live update and a c
   it('at start, a memfd for a volume the daemon does not know is dropped from the store', async () => {
     const other = JSON.parse(await cli(['volume', 'create', '--type', 'ephemeral', '--size', '4M', '--json'])) as VolumeInfo;
     await runOk('qemu-io', ['-f', 'raw', `nbd+unix:///${other.id}?socket=${sd.hostPath('/run/nitride/nbd.sock')}`, '-c', 'write -P 0x11 0 64k']);
-    expect(storedMemfds().map((m) => m.volume).sort()).toEqual([volume.id, other.id].sort());
+    await holds([volume.id, other.id]);
     const stored = Number(await show('nitride.service', 'NFileDescriptorStore'));
     writeFileSync(sd.hostPath(FORGET), other.id);
     await sd.execOk(['systemctl', 'restart', 'nitride.service']);
-    expect(storedMemfds().map((m) => m.volume)).toEqual([volume.id]);
-    expect(Number(await show('nitride.service', 'NFileDescriptorStore'))).toBe(stored - 1);
+    await holds([volume.id]);
+    await storeCount(stored - 1);
     expect((await sd.exec([process.execPath, CLI, 'volume', 'describe', other.id])).code).toBe(1);
     expect(await qemuIo(['read -P 0xa7 0 1M'])).not.toMatch(/fail|mismatch/i);
+    const journal = await sd.execOk(['journalctl', '-u', 'nitride.service', '-o', 'cat', '--no-pager', '-n', '30']);
+    expect(journal).toMatch(new RegExp(`"dropped":\\["eph-${other.id}"\\].*"msg":"fd store entries nothing here uses dropped"`));
   }, 300_000);
 
   it('delete takes the memfd out of the store; a full stop (systemd empties the store) wipes what is left', async () => {
     const stored = Number(await show('nitride.service', 'NFileDescriptorStore'));
     await cli(['volume', 'delete', volume.id]);
-    expect(Number(await show('nitride.service', 'NFileDescriptorStore'))).toBe(stored - 1);
-    expect(storedMemfds()).toEqual([]);
+    await storeCount(stored - 1);
+    await holds([]);
 
     const other = JSON.parse(await cli(['volume', 'create', '--type', 'ephemeral', '--size', '4M', '--json'])) as VolumeInfo;
     volume = other;
     await qemuIo(['write -P 0xa7 0 64k']);
-    expect(storedMemfds().map((m) => m.volume)).toEqual([other.id]);
+    await holds([other.id]);
     await sd.execOk(['systemctl', 'stop', 'nitride.service']);
     await sd.execOk(['systemctl', 'start', 'nitride.service']);
     expect((await sd.exec([process.execPath, CLI, 'volume', 'describe', other.id])).code).toBe(1);
-    expect(storedMemfds()).toEqual([]);
+    await holds([]);
     const journal = await sd.execOk(['journalctl', '-u', 'nitride.service', '-o', 'cat', '--no-pager', '-n', '30']);
     expect(journal).toMatch(new RegExp(`"volume":"${other.id}".*crypto-wiped`));
   }, 300_000);
