@@ -35,6 +35,7 @@
         'src/tap.cc',
         'src/peercred.cc',
         'src/sdnotify.cc',
+        'src/memfd.cc',
         'src/process.cc',
         'src/listen.cc',
         'src/xts.cc',

@@ -7,6 +7,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nitride::InitTap(env, exports);
   nitride::InitPeerCred(env, exports);
   nitride::InitSdNotify(env, exports);
+  nitride::InitMemfd(env, exports);
   nitride::InitProcess(env, exports);
   nitride::InitListen(env, exports);
   nitride::InitXts(env, exports);

@@ -15,6 +15,7 @@ namespace nitride {
 void InitTap(Napi::Env env, Napi::Object exports);
 void InitPeerCred(Napi::Env env, Napi::Object exports);
 void InitSdNotify(Napi::Env env, Napi::Object exports);
+void InitMemfd(Napi::Env env, Napi::Object exports);  // memfd.cc
 void InitProcess(Napi::Env env, Napi::Object exports);  // process.cc
 void InitListen(Napi::Env env, Napi::Object exports);   // listen.cc
 void InitXts(Napi::Env env, Napi::Object exports);

@@ -45,13 +45,21 @@ export interface DaemonStatus {
   kmsEndpoint: string | null;
   /** Metrics: always `GET /metrics` on the control socket; `tcp` is the loopback listener, if any. */
   metrics: { tcp: string | null };
-  volumes: { total: number; inUse: number; ebs: number; ephemeral: number };
+  /** `ephemeralHandover`: how ephemeral volumes cross a daemon restart (`none`: they are wiped). */
+  volumes: { total: number; inUse: number; ebs: number; ephemeral: number; ephemeralHandover: EphemeralHandover };
   /** The Ceph store of rbd volumes (null: none configured). */
   ceph: CephStatus | null;
   vpc: VpcStatus;
   /** Fleet mode only. */
   fleet: FleetStatus | null;
   vms: { total: number; running: number };
+}
+
+/** How ephemeral volumes cross a daemon restart: systemd's fd store, metadata files (opt-in), or not at all. */
+export interface EphemeralHandover {
+  via: 'fd-store' | 'metadata-file' | 'none';
+  /** Volumes whose wrapped key is in the fd store now. */
+  kept: number;
 }
 
 /** The Ceph store as the daemon last saw it (its pool is re-read every few seconds). */

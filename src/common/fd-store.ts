@@ -38,11 +38,8 @@ export class FdStore {
    * configuration changed) is closed and dropped from the store.
    */
   adopt(name: string, matches: (address: SocketAddress) => boolean): number | undefined {
-    const fds = this.inherited.get(name);
-    if (!fds) return undefined;
-    this.inherited.delete(name);
-    const [fd, ...extra] = fds;
-    for (const e of extra) closeFd(e);
+    const fd = this.take(name);
+    if (fd === undefined) return undefined;
     let address: SocketAddress | undefined;
     try {
       address = socketAddress(fd!);
@@ -58,18 +55,36 @@ export class FdStore {
     return undefined;
   }
 
+  /**
+   * The inherited fd called `name`, now the caller's (extra ones under that name are closed);
+   * it stays in the store until remove(). Undefined if the previous run stored none.
+   */
+  take(name: string): number | undefined {
+    const fds = this.inherited.get(name);
+    if (!fds) return undefined;
+    this.inherited.delete(name);
+    const [fd, ...extra] = fds;
+    for (const e of extra) closeFd(e);
+    return fd;
+  }
+
   /** Hand `fd` to systemd under `name` (it keeps its own duplicate). */
   keep(name: string, fd: number): void {
     sdNotify(`FDSTORE=1\nFDNAME=${name}`, [fd]);
   }
 
-  /** Drop what the previous run stored and nobody adopted (a listener no longer configured). */
-  dropUnadopted(): void {
+  /**
+   * Drop what the previous run stored and nobody adopted (a listener no longer configured, the
+   * key of a volume no longer known); returns their names.
+   */
+  dropUnadopted(): string[] {
+    const names = [...this.inherited.keys()];
     for (const [name, fds] of this.inherited) {
       for (const fd of fds) closeFd(fd);
       this.remove(name);
     }
     this.inherited.clear();
+    return names;
   }
 
   /** Drop `name` from the store (what it held is no longer needed). */

@@ -57,6 +57,7 @@ const FileSchema = z
     nbd_listen: endpointKey(false).optional(),
     nbd_data_plane: z.enum(['native', 'js']).optional(),
     ephemeral_dir: z.string().min(1).optional(),
+    ephemeral_handover_file: z.boolean().optional(),
     vpc_listen: endpointKey(true).optional(),
     vpc_dns: z.array(z.string()).optional(),
     vpc_rekey_after: z.number().optional(),
@@ -101,6 +102,12 @@ export interface DaemonConfig {
   nbdDataPlane: 'native' | 'js';
   /** Where ephemeral volume images live (default: <state dir>/ephemeral). */
   ephemeralDir: string;
+  /**
+   * Without systemd's fd store only: at a stop, write the KMS-wrapped key of each running VM's
+   * ephemeral volume into its metadata for the next start (the pre-fd-store handover). Off by
+   * default: it puts a wrapped key in a file.
+   */
+  ephemeralHandoverFile: boolean;
   /** Underlay UDP bind of the VPC, numeric HOST:PORT (default 0.0.0.0:4789). */
   vpcListen: string;
   /** DNS servers DHCP hands to guests (option 6); none by default. */
@@ -220,6 +227,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     ...(nbdListen !== undefined ? { nbdListen } : {}),
     nbdDataPlane: flags.nbdDataPlane ?? file?.nbd_data_plane ?? 'native',
     ephemeralDir: flags.ephemeralDir ?? file?.ephemeral_dir ?? path.join(stateDir, 'ephemeral'),
+    ephemeralHandoverFile: flags.ephemeralHandoverFile ?? file?.ephemeral_handover_file ?? false,
     vpcListen,
     vpcDns,
     vpcRekeyAfter,

@@ -25,6 +25,7 @@ import { loadSodium } from '../kms/sodium.js';
 import { decodeKey } from '../vpc/handshake.js';
 import { NbdServer } from '../nbd/server.js';
 import { VolumeManager, type RbdStore } from '../volume/manager.js';
+import { EphemeralKeyStore } from '../volume/ephemeral-keys.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
 import { registerSnapshotRoutes } from './routes/snapshots.js';
 import { VpcManager } from '../vpc/manager.js';
@@ -104,6 +105,8 @@ export class Daemon {
         ebsStore: config.ebsStore,
         volumeDir: state.file('volumes'),
         ephemeralDir: config.ephemeralDir,
+        // Ephemeral keys cross a restart in the fd store (RAM), or, opted in, in metadata files.
+        ...(fdStore ? { keyStore: new EphemeralKeyStore(fdStore) } : { handoverFile: config.ephemeralHandoverFile }),
         kms,
         logger,
         nbdSocket: config.nbdSocket,
@@ -147,7 +150,8 @@ export class Daemon {
       fleet?.register();
       // What the previous run stored and this one did not take over is no longer configured.
       // (While the VPC is down its ENIs' sockets go too: it makes new ones when it comes up.)
-      fdStore?.dropUnadopted();
+      const dropped = fdStore?.dropUnadopted() ?? [];
+      if (dropped.length) logger.info({ dropped }, 'fd store entries nothing here uses dropped');
       const vpcStatus = vpc.status();
       sdNotify(`READY=1\nSTATUS=${vpcStatus.state === 'up' ? 'serving' : `serving volumes; VPC down: ${vpcStatus.message ?? ''}`}`);
       logger.info({ version: VERSION, stateDir: state.root, controlSocket: config.controlSocket, ...(fdStore ? { adoptedSockets: fdStore.adopted } : {}) }, 'daemon started');
@@ -184,6 +188,7 @@ export class Daemon {
         inUse: all.filter((v) => v.state === 'in-use').length,
         ebs: all.filter((v) => v.type === 'ebs').length,
         ephemeral: all.filter((v) => v.type === 'ephemeral').length,
+        ephemeralHandover: this.volumes.ephemeralHandover(),
       },
       ceph,
       vpc,
@@ -201,7 +206,7 @@ export class Daemon {
       ['metrics', () => this.metrics.close()],
       // In-flight NBD requests finish and are flushed before keys are destroyed.
       ['nbd', () => this.nbd.close()],
-      // Ephemeral volumes of running VMs are handed over (live update), the others wiped.
+      // Ephemeral volumes of running VMs, and under systemd every attached one, are kept (live update); the others wiped.
       ['volumes', () => this.volumes.close(this.vms.volumesInUse())],
       // The host record stays until its lease expires (a restart keeps its peers).
       ['fleet', async () => this.fleet?.close()],

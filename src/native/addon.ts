@@ -122,6 +122,8 @@ interface NativeBinding {
   closeFd(fd: number): void;
   peerCredentials(fd: number): PeerCredentials;
   sdNotify(state: string, fds?: number[]): boolean;
+  sealedMemfd(name: string, bytes: Uint8Array): number;
+  fileSeals(fd: number): FileSeals;
   setDumpable(dumpable: boolean): void;
   unixListen(path: string, backlog?: number): number;
   socketAddress(fd: number): SocketAddress;
@@ -257,6 +259,27 @@ export function peerCredentials(fd: number): PeerCredentials {
  */
 export function sdNotify(state: string, fds?: number[]): boolean {
   return binding.sdNotify(state, fds);
+}
+
+/** The seals of a memory file (fcntl F_GET_SEALS). */
+export interface FileSeals {
+  write: boolean;
+  shrink: boolean;
+  grow: boolean;
+  seal: boolean;
+}
+
+/**
+ * A new memory file (memfd_create, close-on-exec) holding `bytes`, sealed against any change:
+ * F_SEAL_WRITE, F_SEAL_SHRINK, F_SEAL_GROW and F_SEAL_SEAL. RAM only; the caller owns the fd.
+ */
+export function sealedMemfd(name: string, bytes: Uint8Array): number {
+  return binding.sealedMemfd(name, bytes);
+}
+
+/** The seals of `fd`. @throws Error with code EINVAL when `fd` is not a sealable memory file. */
+export function fileSeals(fd: number): FileSeals {
+  return binding.fileSeals(fd);
 }
 
 /**

@@ -11,11 +11,14 @@
  * - ephemeral: the key is a fresh KMS data key (GenerateDataKey; a CSPRNG key if the KMS is
  *   unreachable) whose plaintext lives only inside the open cipher and whose wrapped copy is
  *   kept in memory only. Delete, a VM stop, a daemon stop or a crash destroy it: the backing
- *   file is then noise (cryptographic wipe) and is removed. One exception, for live update: a
- *   daemon stop while a running VM uses the volume writes the *wrapped* key into the volume's
- *   metadata (`handover`); the next daemon reads it back, deletes it from disk at once, and
- *   unwraps it through the KMS when QEMU reconnects. Metadata of ephemeral volumes found at
- *   start-up without a handover is wiped.
+ *   file is then noise (cryptographic wipe) and is removed. The exception is live update:
+ *   under systemd, once a client attaches, the wrapped key also sits in a sealed memfd in
+ *   systemd's fd store (ephemeral-keys.ts), never in a file; a restart or a crash (`kill -9`)
+ *   leaves it there and the next daemon takes it back, unwrapping it through the KMS when the
+ *   client reconnects. A stop also keeps the volumes of running VMs. Without the fd store,
+ *   only the opt-in `--ephemeral-handover-file` keeps running VMs' volumes, by writing the
+ *   wrapped key into the metadata (`handover`), read back and deleted at the next start.
+ *   Metadata of ephemeral volumes found at start-up without a handover is wiped.
  *
  * Files: <state>/volumes/<id>.json (metadata, atomic writes) and <id>.img (ciphertext,
  * sparse) for local ebs; ephemeral images go to the ephemeral directory.
@@ -62,9 +65,10 @@ import { SerialQueue } from '../common/serial.js';
 import { IoLimiter, type RbdCluster, type RbdImage, type RbdLocker } from '../native/addon.js';
 import { UNLIMITED, limiterLimits, mergePerformance } from './performance.js';
 import type { DetachVolumeResult, VolumeHolder, VolumeStore } from '../api/volumes.js';
-import type { CephStatus } from '../api/daemon.js';
+import type { CephStatus, EphemeralHandover } from '../api/daemon.js';
 import type { SnapshotInfo } from '../api/snapshots.js';
 import { RbdBackend } from './rbd-backend.js';
+import type { EphemeralKeyStore, WrappedKeyRecord } from './ephemeral-keys.js';
 
 /** The image metadata key holding an RBD volume's record (JSON). */
 export const RBD_RECORD_KEY = 'nitride.volume';
@@ -103,12 +107,6 @@ interface VolumeRecord {
   performance?: VolumePerformance;
 }
 
-interface WrappedKeyRecord {
-  keyId: string;
-  keyVersion: number;
-  wrappedKey: string;
-}
-
 /** KMS encryption context of an ephemeral volume's key (only ever unwrapped after a handover). */
 const ephemeralContext = (id: string) => ({ volume: id, purpose: 'ephemeral-handover' });
 
@@ -141,7 +139,12 @@ export interface VolumeManagerOptions {
   rbd?: RbdStore;
   /** Store of ebs volumes created without one (default: rbd if there is a cluster). */
   ebsStore?: VolumeStore;
+  /** systemd's fd store for ephemeral keys across a live update (absent: not under systemd). */
+  keyStore?: EphemeralKeyStore;
+  /** Without `keyStore`: write running VMs' wrapped ephemeral keys into metadata at close (opt-in). */
+  handoverFile?: boolean;
 }
+
 
 /** The Ceph store of rbd volumes. */
 export interface RbdStore {
@@ -214,6 +217,14 @@ export class VolumeManager implements ExportCatalog {
         await this.saveRecord(rest, volume);
         this.volumes.set(record.id, volume);
         this.log.info({ volume: record.id }, 'ephemeral volume handed over from the previous daemon');
+        continue;
+      }
+      const kept = record.type === 'ephemeral' ? this.options.keyStore?.adopt(record.id, (why) => this.log.warn({ volume: record.id, why }, 'ephemeral key in the fd store refused')) : undefined;
+      if (kept) {
+        const volume = new Volume(record);
+        volume.wrappedEphemeralKey = kept;
+        this.volumes.set(record.id, volume);
+        this.log.info({ volume: record.id }, 'ephemeral volume taken over from the previous daemon (key in the fd store)');
         continue;
       }
       if (record.type === 'ephemeral') {
@@ -562,6 +573,7 @@ export class VolumeManager implements ExportCatalog {
       volume.deleted = true;
       await volume.backend?.close();
       volume.backend = undefined;
+      this.options.keyStore?.remove(id);
       await this.removeFiles(volume.record);
       this.volumes.delete(id);
     });
@@ -582,6 +594,7 @@ export class VolumeManager implements ExportCatalog {
       }
       await volume.backend?.close(); // destroys the key schedule
       volume.backend = undefined;
+      this.options.keyStore?.remove(id);
       const image = this.imagePath(volume.record);
       await fs.rm(image, { force: true });
       volume.backend = await this.freshEphemeral(volume, image);
@@ -720,27 +733,46 @@ export class VolumeManager implements ExportCatalog {
     }
   }
 
+  /** How ephemeral volumes cross a daemon restart here. */
+  ephemeralHandover(): EphemeralHandover {
+    const { keyStore, handoverFile } = this.options;
+    return { via: keyStore ? 'fd-store' : handoverFile ? 'metadata-file' : 'none', kept: keyStore?.size ?? 0 };
+  }
+
   /**
    * Close every open backend (keys destroyed); ephemeral volumes are wiped, as on instance
-   * stop, except those in `handOver` (used by running VMs), whose wrapped key is written for
-   * the next daemon.
+   * stop, except those in `handOver` (used by running VMs) and, under systemd, those whose
+   * wrapped key is in the fd store (attached since their last wipe): the next daemon takes
+   * them over. Without the fd store, `handoverFile` writes running VMs' wrapped keys to
+   * their metadata; otherwise they are lost.
    */
   async close(handOver: ReadonlySet<string> = new Set()): Promise<void> {
     clearInterval(this.refreshTimer);
     await this.refreshing?.catch(() => {});
+    const { keyStore, handoverFile } = this.options;
     for (const volume of this.volumes.values()) {
       await volume.exclusive.run(async () => {
         await volume.backend?.close().catch((err: unknown) => this.log.error({ volume: volume.record.id, err: oneLine(err) }, 'close failed'));
         volume.backend = undefined;
-        if (volume.record.type !== 'ephemeral') return;
+        const id = volume.record.id;
+        if (volume.record.type !== 'ephemeral' || volume.deleted) return;
         const wrapped = volume.wrappedEphemeralKey;
-        if (handOver.has(volume.record.id) && wrapped) {
-          await this.saveRecord({ ...volume.record, handover: wrapped }, volume);
-          this.log.info({ volume: volume.record.id }, 'ephemeral volume kept for its running VM (wrapped key handed over)');
-        } else {
-          if (handOver.has(volume.record.id)) this.log.warn({ volume: volume.record.id }, 'ephemeral volume of a running VM is lost: its key was never wrapped (KMS was down at create)');
-          await this.removeFiles(volume.record);
+        if (keyStore && wrapped && (handOver.has(id) || keyStore.has(id))) {
+          if (!keyStore.has(id)) keyStore.keep(id, wrapped);
+          this.log.info({ volume: id }, 'ephemeral volume kept for the next daemon (wrapped key in the fd store)');
+          return;
         }
+        if (!keyStore && handoverFile && wrapped && handOver.has(id)) {
+          await this.saveRecord({ ...volume.record, handover: wrapped }, volume);
+          this.log.info({ volume: id }, 'ephemeral volume kept for its running VM (wrapped key written to its metadata: --ephemeral-handover-file)');
+          return;
+        }
+        if (handOver.has(id)) {
+          const why = wrapped ? 'no systemd fd store (see README, Live update)' : 'its key was never wrapped (KMS was down at create)';
+          this.log.warn({ volume: id }, `ephemeral volume of a running VM is lost: ${why}`);
+        }
+        keyStore?.remove(id);
+        await this.removeFiles(volume.record);
       });
     }
   }
@@ -777,6 +809,7 @@ export class VolumeManager implements ExportCatalog {
         this.log.info({ volume: id, consumer }, 'volume attached (data key unwrapped)');
       }
       volume.consumers.set(consumer, (volume.consumers.get(consumer) ?? 0) + 1);
+      if (volume.record.type === 'ephemeral') this.keepEphemeralKey(volume);
       const backend = volume.backend;
       let released = false;
       return {
@@ -830,6 +863,18 @@ export class VolumeManager implements ExportCatalog {
       }
     } finally {
       key.fill(0);
+    }
+  }
+
+  /** Attached: from now on a restart or a crash of the daemon must not lose it (see close()). */
+  private keepEphemeralKey(volume: Volume): void {
+    const { keyStore } = this.options;
+    const id = volume.record.id;
+    if (!keyStore || !volume.wrappedEphemeralKey || keyStore.has(id)) return;
+    try {
+      keyStore.keep(id, volume.wrappedEphemeralKey);
+    } catch (err) {
+      this.log.warn({ volume: id, err: oneLine(err) }, 'cannot keep the ephemeral key in the fd store: a daemon crash would lose the volume');
     }
   }
 

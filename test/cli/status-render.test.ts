@@ -17,7 +17,7 @@ function report(stats: Record<string, VpcPortStats>): StatusReport {
   return {
     version: '0', pid: 1, startedAt: '', uptimeSeconds: 5, stateDir: '/s', controlSocket: '/c', configFile: null, logLevel: 'info', node: 'v20', health: 'ok', problems: [],
     nbd: { socket: '/n', tcp: null, connections: 0, guestPeersRefused: 0 }, kmsSocket: '/k', kmsEndpoint: null, metrics: { tcp: null },
-    volumes: { total: 0, inUse: 0, ebs: 0, ephemeral: 0 }, vms: { total: 0, running: 0 },
+    volumes: { total: 0, inUse: 0, ebs: 0, ephemeral: 0, ephemeralHandover: { via: 'none', kept: 0 } }, vms: { total: 0, running: 0 },
     ceph: null, fleet: null,
     vpc: { enabled: true, state: 'up', message: null, listen: '127.0.0.1:0', port: 1, publicKey: null, mtu: 1420, vpcs: 1, subnets: 1, enis: { total: 2, local: 2 }, peers: [] },
     details: { volumes: [], enis: Object.keys(stats).map(eni), peers: [], vpcStats: { enis: stats, peers: {}, underlay: {} as never } },
@@ -31,5 +31,12 @@ describe('status rendering', () => {
     expect(text).toMatch(/^eni-0000000000000000a .* 10\/10 full .*conntrackFull 7/m);
     expect(text).toMatch(/^eni-0000000000000000b .* 3\/10 /m);
     expect(renderStatusReport(report({ 'eni-0000000000000000b': port(3, 10) }))).not.toMatch(/conntrack full|full/);
+  });
+
+  it('says how ephemeral volumes cross a daemon restart, and that they do not without the fd store', () => {
+    const r = report({});
+    expect(renderStatusReport(r)).toMatch(/^ephemeral handover:\s+none \(no systemd fd store\): ephemeral volumes are wiped when the daemon stops or crashes$/m);
+    r.volumes.ephemeralHandover = { via: 'fd-store', kept: 2 };
+    expect(renderStatusReport(r)).toMatch(/^ephemeral handover:\s+systemd fd store \(2 kept\)/m);
   });
 });

@@ -115,6 +115,13 @@ describe('loadDaemonConfig', () => {
     await expect(loadDaemonConfig({ vmConsoleKeep: NaN }, {})).rejects.toThrow(/--vm-console-keep must be a whole number/);
   });
 
+  it('ephemeral_handover_file: off by default (nothing derived from an ephemeral key in a file), on from the file or the flag', async () => {
+    expect((await loadDaemonConfig({ config: undefined }, {})).ephemeralHandoverFile).toBe(false);
+    expect((await loadDaemonConfig({ config: configFile('ephemeral_handover_file = true\n') }, {})).ephemeralHandoverFile).toBe(true);
+    expect((await loadDaemonConfig({ ephemeralHandoverFile: true }, {})).ephemeralHandoverFile).toBe(true);
+    await expect(loadDaemonConfig({ config: configFile('ephemeral_handover_file = "yes"\n') }, {})).rejects.toThrow(/ephemeral_handover_file/);
+  });
+
   it('rejects a missing explicit file and a bad env level', async () => {
     await expect(loadDaemonConfig({ config: '/nonexistent/nitride.toml' }, {})).rejects.toThrow(/cannot read config file \/nonexistent\/nitride.toml/);
     await expect(loadDaemonConfig({}, { NITRIDE_LOG_LEVEL: 'loud' })).rejects.toThrow(/NITRIDE_LOG_LEVEL/);

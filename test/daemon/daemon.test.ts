@@ -31,8 +31,12 @@ describe('daemon lifecycle', () => {
     expect(status.problems).toEqual([expect.stringMatching(/^VPC down: .*KMS/)]);
     expect(typeof status.version).toBe('string');
 
+    // Not under systemd: no fd store, so ephemeral volumes do not survive a restart, and it says so.
+    expect(status.volumes.ephemeralHandover).toEqual({ via: 'none', kept: 0 });
+
     const human = await nitride(['status', '--control-socket', d.socket]);
     expect(human.stdout).toMatch(/^health:\s+degraded \(VPC down: .*KMS.*\)$/m);
+    expect(human.stdout).toMatch(/^ephemeral handover:\s+none \(no systemd fd store\): ephemeral volumes are wiped when the daemon stops or crashes$/m);
 
     expect(statSync(d.socket).mode & 0o777).toBe(0o600);
     expect(statSync(path.dirname(d.socket)).mode & 0o777).toBe(0o700);
@@ -40,6 +44,12 @@ describe('daemon lifecycle', () => {
     expect(existsSync(d.socket)).toBe(false);
     expect(existsSync(path.join(d.stateDir, 'daemon.pid'))).toBe(false);
     expect(d.output()).toContain('"msg":"daemon stopped"');
+  });
+
+  it('--ephemeral-handover-file (opt-in) shows in status', async () => {
+    const d = await fresh(['--ephemeral-handover-file']);
+    const status = JSON.parse((await nitride(['status', '--json', '--control-socket', d.socket])).stdout);
+    expect(status.volumes.ephemeralHandover).toEqual({ via: 'metadata-file', kept: 0 });
   });
 
   it('SIGINT stops it too', async () => {

@@ -3,7 +3,7 @@
  * directory reading sparse files by their data extents only, so a 4 GiB OSD block file costs what
  * it holds.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { seekData, seekHole } from '../../src/native/addon.js';
 
@@ -27,16 +27,27 @@ export function keyNeedles(key: Buffer): Buffer[] {
 
 const CHUNK = 8 << 20;
 
-export function scanTree(root: string, needles: Buffer[]): number[] {
+/**
+ * `links: 'skip'` does not follow symbolic links (a tree seen through /proc/PID/root, whose
+ * absolute links point into the host's tree).
+ */
+export function scanTree(root: string, needles: Buffer[], options: { links?: 'follow' | 'skip' } = {}): number[] {
   const counts = needles.map(() => 0);
   const overlap = Math.max(...needles.map((n) => n.length)) - 1;
+  const stat = options.links === 'skip' ? lstatSync : statSync;
+  const buf = Buffer.alloc(CHUNK + overlap);
   const walk = (p: string): void => {
-    const st = statSync(p);
+    let st;
+    try {
+      st = stat(p);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // gone meanwhile (a live system's /run)
+      throw err;
+    }
     if (st.isDirectory()) return readdirSync(p).forEach((e) => walk(path.join(p, e)));
     if (!st.isFile()) return;
     const fd = openSync(p, 'r');
     try {
-      const buf = Buffer.alloc(CHUNK + overlap);
       let pos = 0;
       for (;;) {
         let start: number;

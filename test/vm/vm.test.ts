@@ -88,7 +88,8 @@ describe.skipIf(!canRun)('QEMU guests on two hosts', () => {
     await must('ip', '-n', nsA, 'tuntap', 'add', 'dev', `${prefix}nb`, 'mode', 'tap');
     await must('ip', '-n', nsA, 'addr', 'add', `${HOSTNET.hostIp}/24`, 'dev', `${prefix}nb`);
     await must('ip', '-n', nsA, 'link', 'set', `${prefix}nb`, 'up');
-    [a, b] = await Promise.all([lab.startHost('ha', nsA, ipA, ['--nbd-listen', `${HOSTNET.hostIp}:10809`]), lab.startHost('hb', nsB, ipB)]);
+    // No systemd fd store here: the live updates below use the opt-in on-disk handover.
+    [a, b] = await Promise.all([lab.startHost('ha', nsA, ipA, ['--nbd-listen', `${HOSTNET.hostIp}:10809`, '--ephemeral-handover-file']), lab.startHost('hb', nsB, ipB, ['--ephemeral-handover-file'])]);
     await lab.peerAll();
     for (const h of [a, b]) {
       await h.json(['vpc', 'create', '--cidr', '172.31.0.0/16', '--id', VPC_ID]);

@@ -17,6 +17,7 @@ export function daemonCommand(): Command {
     .option('--nbd-listen <host:port>', 'also serve NBD on TCP (e.g. 127.0.0.1:10809)')
     .addOption(new Option('--nbd-data-plane <where>', 'serve NBD reads/writes on a native thread per connection, or on the event loop (default native)').choices(['native', 'js']))
     .option('--ephemeral-dir <dir>', 'where ephemeral volume images live (default <state-dir>/ephemeral)')
+    .option('--ephemeral-handover-file', 'without systemd\'s fd store: keep running VMs\' ephemeral volumes across a restart by writing their KMS-wrapped key to metadata (off: they are wiped)')
     .option('--vpc-listen <host:port>', 'VPC underlay UDP address, numeric (default 0.0.0.0:4789)')
     .option('--vpc-dns <ip,...>', 'DNS servers that DHCP gives guests (default: none)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--vpc-rekey-after <seconds>', 'rekey peer sessions at this age, 2-120 (default 120)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))

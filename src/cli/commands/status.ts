@@ -4,7 +4,7 @@
  * the same details under `details`.
  */
 import { Command } from 'commander';
-import { DAEMON_API, type DaemonStatus } from '../../api/daemon.js';
+import { DAEMON_API, type DaemonStatus, type EphemeralHandover } from '../../api/daemon.js';
 import { VOLUMES_API, type VolumeInfo } from '../../api/volumes.js';
 import { fleetLine } from './fleet.js';
 import { LOCAL_HOST_ID, VPC_API, type EniInfo, type PeerInfo, type VpcNamedStats } from '../../api/vpc.js';
@@ -49,6 +49,7 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
     'kms endpoint': s.kmsEndpoint ?? undefined,
     'metrics tcp': s.metrics.tcp,
     volumes: `${s.volumes.total} (${s.volumes.ebs} ebs, ${s.volumes.ephemeral} ephemeral; ${s.volumes.inUse} in use)`,
+    'ephemeral handover': handoverLine(s.volumes.ephemeralHandover),
     ceph: s.ceph ? `pool ${s.ceph.pool} as host ${s.ceph.hostId}: ${s.ceph.reachable === null ? 'not checked yet' : s.ceph.reachable ? 'reachable' : `unreachable (${s.ceph.error})`}` : undefined,
     vpc: s.vpc.state === 'up' ? `up, underlay ${s.vpc.listen}` : `down: ${s.vpc.message}`,
     'vpc public key': s.vpc.publicKey,
@@ -114,4 +115,11 @@ export function statusCommand(): Command {
   return clientVerb(new Command('status').description('show the daemon status: health, volumes, NICs, peers')).action(async (options: ClientOptions) => {
     emit(options, await fetchStatusReport(clientOf(options)), (s) => renderStatusReport(s));
   });
+}
+
+/** How ephemeral volumes cross a daemon restart, as `status` says it. */
+function handoverLine(h: EphemeralHandover): string {
+  if (h.via === 'fd-store') return `systemd fd store (${h.kept} kept): attached ephemeral volumes survive a restart or crash`;
+  if (h.via === 'metadata-file') return 'wrapped key written to metadata at a stop (--ephemeral-handover-file); lost on a crash';
+  return 'none (no systemd fd store): ephemeral volumes are wiped when the daemon stops or crashes';
 }
