@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib/bootstrap.sh"
 
 bench_options "$NITRIDE_ROOT/scripts/bench/net.mjs" "$@"
 
-bootstrap "${VPC_PACKAGES[@]}" openssl openvpn tinc wireguard-go wireguard-tools nftables
+bootstrap "${VPC_PACKAGES[@]}" "${ETCD_PACKAGES[@]}" openssl openvpn tinc wireguard-go wireguard-tools nftables
 
 keep=0
 for arg in "$@"; do [ "$arg" = --keep ] && keep=1; done

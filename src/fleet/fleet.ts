@@ -63,6 +63,7 @@ export class Fleet {
       message: s.lastError,
       revision: s.revision,
       appliedRevision: s.appliedRevision,
+      appliedAt: s.appliedAt?.toISOString() ?? null,
       registeredAt: this.registration.registeredAt?.toISOString() ?? null,
       leaseTtlSeconds: HOST_LEASE_TTL_S,
       hosts: this.mirror.hostRecords().length,

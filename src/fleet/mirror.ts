@@ -37,8 +37,9 @@ export class FleetMirror {
   private readonly kvs = new Map<string, StoredKv>();
   /** The store revision the keys are at; 0 = never listed. */
   private revision = 0;
-  /** The revision of the view the VPC runs on. */
+  /** The revision of the view the VPC runs on, and when the engine was programmed with it. */
   private applied = 0;
+  private appliedAt: Date | null = null;
   private degradedSince: Date | null = null;
   private lastError: string | null = null;
   private watcher: Watcher | undefined;
@@ -108,8 +109,8 @@ export class FleetMirror {
     return [...this.hosts.values()];
   }
 
-  state(): { degradedSince: Date | null; lastError: string | null; revision: number; appliedRevision: number } {
-    return { degradedSince: this.degradedSince, lastError: this.lastError, revision: this.revision, appliedRevision: this.applied };
+  state(): { degradedSince: Date | null; lastError: string | null; revision: number; appliedRevision: number; appliedAt: Date | null } {
+    return { degradedSince: this.degradedSince, lastError: this.lastError, revision: this.revision, appliedRevision: this.applied, appliedAt: this.appliedAt };
   }
 
   /** Resolves once the VPC runs on a view at `revision` or later (or the mirror closes; at most 10 s). */
@@ -234,6 +235,7 @@ export class FleetMirror {
       this.log.error({ err: oneLine(err), revision }, 'fleet: cannot apply the view');
       return;
     }
+    if (revision > this.applied) this.appliedAt = new Date();
     this.applied = Math.max(this.applied, revision);
     for (const w of this.waiters.filter((x) => x.revision <= this.applied)) {
       this.waiters.splice(this.waiters.indexOf(w), 1);
