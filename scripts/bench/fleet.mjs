@@ -206,16 +206,18 @@ async function propagate(fleet, n, subnetId, label) {
     const createMs = Date.now() - t0;
     // The create resolves once the creator's view has it: its applied revision is the create's (or later).
     const revision = (await fleetStatus(creator)).appliedRevision;
+    // Per daemon: when its watch brought the revision, and when its engine ran on it.
     const daemons = {};
     await waitFor(`${eni.id} on every daemon`, async () => {
       for (const h of others) {
         if (daemons[h.name] !== undefined) continue;
         const s = await fleetStatus(h);
-        if (s.appliedRevision >= revision) daemons[h.name] = Date.parse(s.appliedAt) - t0;
+        if (s.appliedRevision >= revision) daemons[h.name] = { seen: Date.parse(s.seenAt) - t0, applied: Date.parse(s.appliedAt) - t0 };
       }
       return others.every((h) => daemons[h.name] !== undefined);
     }, { timeoutMs: 60_000, intervalMs: 10 });
-    samples.push({ eni: eni.id, creator: creator.name, revision, t0, createMs, daemons, daemonsMs: Math.max(...Object.values(daemons)) });
+    const d = Object.values(daemons);
+    samples.push({ eni: eni.id, creator: creator.name, revision, t0, createMs, daemons, daemonsMs: Math.max(...d.map((x) => x.applied)), watchMs: Math.max(...d.map((x) => x.seen)), applyMs: Math.max(...d.map((x) => x.applied - x.seen)) });
     if ((i + 1) % 50 === 0 || i + 1 === n) say(`${label}: ${i + 1}/${n} creates; last ${samples.at(-1).daemonsMs} ms; 1-min load ${load1()}`);
   }
   return samples;
@@ -233,7 +235,7 @@ function watcherTimes(fleet, samples) {
   for (const s of samples) {
     const times = applied.map((lines) => lines.find(([rev]) => rev >= s.revision)?.[1]);
     s.watchersMissing = times.filter((t) => t === undefined).length;
-    s.watchersMs = s.watchersMissing ? null : Math.max(...times) - s.t0;
+    s.watchersMs = s.watchersMissing || !times.length ? null : Math.max(...times) - s.t0;
     s.allMs = s.watchersMs === null ? null : Math.max(s.daemonsMs, s.watchersMs);
   }
 }
@@ -241,6 +243,8 @@ function watcherTimes(fleet, samples) {
 function propagationSummary(samples) {
   return {
     create: summary(samples.map((s) => s.createMs)),
+    watch: summary(samples.map((s) => s.watchMs)),
+    apply: summary(samples.map((s) => s.applyMs)),
     daemons: summary(samples.map((s) => s.daemonsMs)),
     watchers: summary(samples.map((s) => s.watchersMs).filter((x) => x !== null)),
     all: summary(samples.map((s) => s.allMs).filter((x) => x !== null)),
@@ -267,16 +271,21 @@ async function scale(fleet, pids) {
   const rssBefore = await rssOf(pids);
   const cpu0 = pids.map(cpuSeconds);
   const t0 = Date.now();
-  const watcherIds = fleet.watchers.map((w) => w.id);
+  const watcherIds = Array.from({ length: WATCHERS }, (_, i) => `w${String(i + 1).padStart(3, '0')}`);
   const metrics0 = await fleet.etcdTool('metrics');
   const { revision } = await fleet.etcdTool('bulk', '--count', String(ENIS), '--hosts', (watcherIds.length ? watcherIds : HOSTS).join(','), '--subnet', BULK_SUBNET_ID, '--cidr', BULK_CIDR);
   const writeS = (Date.now() - t0) / 1000;
   const writes = await etcdWrites(fleet, metrics0, ENIS);
   const applyS = {};
+  let shown = Date.now();
   await waitFor(`${ENIS} ENIs on every daemon`, async () => {
+    if (Date.now() - shown > 60_000) {
+      shown = Date.now();
+      say(`scale: applied on ${Object.keys(applyS).join(',') || 'no daemon'} yet; 1-min load ${load1()}`);
+    }
     for (const h of fleet.hosts) if (applyS[h.name] === undefined && (await fleetStatus(h)).appliedRevision >= revision) applyS[h.name] = (Date.now() - t0) / 1000;
     return Object.keys(applyS).length === fleet.hosts.length;
-  }, { timeoutMs: 600_000, intervalMs: 200 });
+  }, { timeoutMs: 1_800_000, intervalMs: 500 });
   const cpuS = pids.map((pid, i) => +(cpuSeconds(pid) - cpu0[i]).toFixed(2));
   say(`scale: ${ENIS} ENIs written in ${writeS.toFixed(1)} s, on every daemon after ${Math.max(...Object.values(applyS)).toFixed(1)} s; 1-min load ${load1()}`);
   const enis = (await fleet.hosts[1].api('GET', '/v1/vpc/stats').catch(() => null))?.enis;
@@ -310,9 +319,9 @@ async function netPhase() {
   return { result, load1: net.runs.map((r) => r.load1) };
 }
 
-async function main() {
-  const facts = await hostFacts();
-  const doc = {
+let doc;
+async function main(facts) {
+  doc = {
     benchmark: 'fleet',
     date: new Date(started).toISOString(),
     host: facts,
@@ -340,13 +349,16 @@ async function main() {
     watcherTimes(fleet, samples);
     doc.propagation = { samples, ...propagationSummary(samples) };
     if (PHASES.has('scale')) {
+      // The watchers have served the 54-host propagation: stopped, so that the daemons taking
+      // 10,000 ENIs do not share two cores with 50 processes rebuilding the same view.
+      for (const w of fleet.watchers) await scratch.stop(w.id);
+      fleet.watchers = [];
+      say(`scale: watchers stopped; 1-min load ${load1()}`);
       doc.scale = await scale(fleet, pids);
       const big = await propagate(fleet, SCALE_CREATES, SUBNET_ID, `propagation at ${ENIS} ENIs`);
-      watcherTimes(fleet, big);
       doc.scale.propagation = { samples: big, ...propagationSummary(big) };
     }
   }
-  report(doc, facts);
 }
 
 function report(doc, facts) {
@@ -355,11 +367,14 @@ function report(doc, facts) {
   if (p) {
     const rows = [
       ['eni create (control API call)', p.create],
+      ['4 daemons: watch brought it (slowest)', p.watch],
+      ['4 daemons: view rebuilt + engine programmed', p.apply],
       ['4 daemons: every other engine has it', p.daemons],
       [`${WATCHERS} watchers: every one has it`, p.watchers],
       [`all ${HOSTS.length + WATCHERS} hosts`, p.all],
     ];
-    if (doc.scale?.propagation) rows.push([`all hosts, at ${ENIS} ENIs`, doc.scale.propagation.all], [`4 daemons, at ${ENIS} ENIs`, doc.scale.propagation.daemons]);
+    const big = doc.scale?.propagation;
+    if (big) rows.push([`4 daemons at ${ENIS} ENIs (watchers stopped): watch`, big.watch], ['  view rebuilt + engine programmed', big.apply], ['  every other engine has it', big.daemons]);
     console.log(`\nPropagation: eni create on one host until every other host has it (ms; ${HOSTS.length} daemons + ${WATCHERS} watchers):`);
     console.log(textTable(['', 'n', 'p50', 'p99', 'max'], rows.map(([label, s]) => [label, s.n, ms(s.p50), ms(s.p99), ms(s.max)])));
     if (p.watchersMissing) console.log(`(${p.watchersMissing} watcher/create pairs never seen: left out)`);
@@ -367,16 +382,16 @@ function report(doc, facts) {
     doc.goals.push({ goal: `propagation p99 <= ${GOAL_P99_MS} ms at ${HOSTS.length + WATCHERS} hosts`, value: target.p99, met: target.p99 !== null && target.p99 <= GOAL_P99_MS });
   }
   const s = doc.scale;
-  if (s) {
+  if (s?.rssLoaded) {
     console.log(`\nScale: each daemon holding ${s.enis} more ENIs (all on other hosts), RSS against its idle RSS at the start of this run:`);
     const rows = HOSTS.map((h, i) => [h, doc.rssStartMb[i], s.rssBefore[i], s.rssLoaded[i], (s.rssLoaded[i] - doc.rssStartMb[i]).toFixed(1), s.cpuS[i], s.applyS[h].toFixed(1), s.restCores[i]]);
     console.log(textTable(['daemon', 'idle MB', `+${CREATES} ENIs MB`, `+${s.enis} ENIs MB`, 'over idle MB', 'CPU s applying', 'applied after s', 'CPU at rest (cores)'], rows));
     const worst = Math.max(...HOSTS.map((_, i) => s.rssLoaded[i] - doc.rssStartMb[i]));
     doc.goals.push({ goal: `RSS with ${s.enis} ENIs <= ${GOAL_RSS_MB} MB over idle (worst daemon)`, value: +worst.toFixed(1), met: worst <= GOAL_RSS_MB });
   }
-  if (doc.createWrites || s) {
+  if (doc.createWrites || s?.writes) {
     console.log('\netcd bytes written per mutation (median member, from its /metrics):');
-    const w = [['eni create (record, IP and MAC claims; one txn)', doc.createWrites], ...(s ? [['ENI record + claims written in bulk (40 per txn)', s.writes]] : [])].filter(([, x]) => x);
+    const w = [['eni create (record, IP and MAC claims; one txn)', doc.createWrites], ['ENI record + claims written in bulk (40 per txn)', s?.writes]].filter(([, x]) => x);
     console.log(textTable(['mutation', 'n', 'WAL bytes', 'db size bytes', 'db in use bytes', 'keys'], w.map(([label, x]) => [label, x.mutations, x.walBytesPerMutation, x.dbBytesPerMutation, x.dbInUseBytesPerMutation, x.keysPerMutation])));
   }
   if (doc.net) {
@@ -389,6 +404,7 @@ function report(doc, facts) {
       doc.goals.push({ goal: `net ${t}: fleet within noise of standalone (|ratio-1| <= max(spread, 5%))`, value: +r.fleetVsStandalone.toFixed(3), met: within });
     }
   }
+  if (!loads.length) load1();
   doc.load1 = { min: Math.min(...loads), max: Math.max(...loads), median: median(loads) };
   console.log(`\n1-min load average during the run ${doc.load1.min.toFixed(1)}-${doc.load1.max.toFixed(1)} (median ${doc.load1.median?.toFixed(1)}) on ${facts.cpus} CPUs.`);
   const missed = doc.goals.filter((g) => !g.met);
@@ -402,7 +418,16 @@ function report(doc, facts) {
 }
 
 try {
-  await main();
+  const facts = await hostFacts();
+  try {
+    await main(facts);
+  } catch (err) {
+    // What was measured before the failure is still written (with the error).
+    if (doc) doc.error = err.message;
+    throw err;
+  } finally {
+    if (doc) report(doc, facts);
+  }
 } catch (err) {
   console.error(`bench-fleet: ${err.message}`);
   process.exitCode = 1;

@@ -62,6 +62,7 @@ export class Fleet {
       degradedSince: s.degradedSince?.toISOString() ?? null,
       message: s.lastError,
       revision: s.revision,
+      seenAt: s.seenAt?.toISOString() ?? null,
       appliedRevision: s.appliedRevision,
       appliedAt: s.appliedAt?.toISOString() ?? null,
       registeredAt: this.registration.registeredAt?.toISOString() ?? null,
