@@ -109,7 +109,7 @@ const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [
   --quick       smoke run (~2 min): 1 repetition, 3 s per iperf3 run
   --time S      measured seconds per iperf3 run, after 1 s omitted (default 5)
   --reps N      repetitions of every test on every path (default 3); medians are reported
-  --paths LIST  comma list of: ${ALL_PATHS.map((p) => p.id).join(',')}
+  --paths LIST  comma list of: ${ALL_PATHS.map((p) => p.id).join(',')} (default: all but nitride-fleet)
   --tests LIST  comma list of: ${ALL_TESTS.map((t) => t.id).join(',')}
   --tag PREFIX  namespace name prefix (default: random; the shell wrapper passes one to clean up)
   --out FILE    JSON result path (default bench-results/net-<timestamp>.json; .svg beside it)

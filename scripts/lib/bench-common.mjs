@@ -212,6 +212,18 @@ export async function waitFor(what, fn, { timeoutMs = 20_000, intervalMs = 50, a
   }
 }
 
+/** A loopback TCP port nobody listens on now (the caller's server binds it a moment later). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 /** Resolves true when something accepts connections on the Unix socket `file`. */
 export function canConnect(file) {
   return new Promise((resolve) => {

@@ -8,22 +8,9 @@
 // Types: etcd.d.mts; the tests import it through test/helpers/etcd.ts.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { run } from './bench-common.mjs';
-
-/** A loopback TCP port nobody listens on now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort, run } from './bench-common.mjs';
 
 const RBAC_SCRIPT = path.resolve(import.meta.dirname, '../fleet-etcd-rbac.sh');
 
