@@ -43,7 +43,7 @@ import { startEtcd } from '../lib/etcd.mjs';
 
 const ALL_PHASES = [{ id: 'net' }, { id: 'propagation' }, { id: 'scale' }];
 const USAGE = `usage: bench-fleet [--quick] [--creates N] [--watchers N] [--enis N] [--phases LIST] [--net-reps N] [--net-time S] [--keep] [--out FILE.json]
-  --quick        smoke run (~4 min): 40 creates, 10 watchers, 2,000 ENIs, one net repetition of 3 s
+  --quick        smoke run (~3 min): 40 creates, 10 watchers, 2,000 ENIs, one net repetition of 3 s
   --creates N    eni create timed for propagation (default 200)
   --watchers N   light watchers besides the four daemons (default 50: 54 hosts)
   --enis N       ENI records written for the scale phase (default 10000)
