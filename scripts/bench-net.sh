@@ -11,24 +11,8 @@ source "$(dirname "$0")/lib/bootstrap.sh"
 
 bench_options "$NITRIDE_ROOT/scripts/bench/net.mjs" "$@"
 
-bootstrap "${VPC_PACKAGES[@]}" openssl openvpn tinc wireguard-go wireguard-tools nftables
+bootstrap "${VPC_PACKAGES[@]}" "${ETCD_PACKAGES[@]}" openssl openvpn tinc wireguard-go wireguard-tools nftables
 
-keep=0
-for arg in "$@"; do [ "$arg" = --keep ] && keep=1; done
-SCRATCH="$(mktemp -d /tmp/nitride-bench-net.XXXXXX)"
-TAG="nb$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"   # prefix of every namespace the run makes
-
-# If the Node script is killed hard: stop whatever runs in its namespaces, delete them.
-cleanup() {
-  local ns pid
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TAG" || true); do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-    ip netns del "$ns" 2>/dev/null || true
-  done
-  [ "$keep" = 1 ] || rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_netns_scratch nb net "$@"
 
 node scripts/bench/net.mjs --cli "$NITRIDE_ROOT/dist/cli/main.js" --scratch "$SCRATCH" --tag "$TAG" "$@"

@@ -6,6 +6,8 @@
 //                  frames go through the native VpcEngine, AES-256-GCM in UDP between daemons (L2)
 //   nitride-sg     the same with a security group of 1,000 ingress rules on both ENIs (the
 //                  issue's abusive set): the cost of classification and connection tracking
+//   nitride-fleet  the same in fleet mode: three etcd members on host A's underlay address, hosts
+//                  and ENIs found through them (only when named: scripts/bench-fleet.sh does)
 //   plain          the ceiling: the hosts' kernels route the guests' packets over the underlay
 //                  with no encapsulation and no encryption (L3, ip_forward + proxy ARP)
 //   plain-ct       the same with the kernel's stateful firewall on both hosts: nftables
@@ -44,12 +46,11 @@ import {
   ROOT,
   Scratch,
   benchArgs,
-  canConnect,
-  controlRequest,
   cpuSeconds,
   hostFacts,
   human,
   installSignalCleanup,
+  startNitrideHost,
   median,
   optionsChecked,
   pickById,
@@ -64,10 +65,13 @@ import {
   versionOf,
   waitFor,
 } from '../lib/bench-common.mjs';
+import { startEtcd } from '../lib/etcd.mjs';
 
 const ALL_PATHS = [
   { id: 'nitride', label: 'nitride (AES-256-GCM, L2)', color: '#1f4e9c' },
   { id: 'nitride-sg', label: 'nitride, 1,000 SG rules per ENI', color: '#6f8fd0', sgRules: 1000 },
+  // Only when named (scripts/bench-fleet.sh does): three etcd members more to start.
+  { id: 'nitride-fleet', label: 'nitride in fleet mode (etcd)', color: '#0a2a5c', optIn: true },
   { id: 'plain', label: 'plain routed (no encryption)', color: '#8c8c8c', baseline: true },
   { id: 'plain-ct', label: 'plain routed + nftables ct state', color: '#b8b8b8' },
   { id: 'openvpn', label: 'OpenVPN 2.6 TAP AES-256-GCM', color: '#e8892b' },
@@ -105,7 +109,7 @@ const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [
   --quick       smoke run (~2 min): 1 repetition, 3 s per iperf3 run
   --time S      measured seconds per iperf3 run, after 1 s omitted (default 5)
   --reps N      repetitions of every test on every path (default 3); medians are reported
-  --paths LIST  comma list of: ${ALL_PATHS.map((p) => p.id).join(',')}
+  --paths LIST  comma list of: ${ALL_PATHS.map((p) => p.id).join(',')} (default: all but nitride-fleet)
   --tests LIST  comma list of: ${ALL_TESTS.map((t) => t.id).join(',')}
   --tag PREFIX  namespace name prefix (default: random; the shell wrapper passes one to clean up)
   --out FILE    JSON result path (default bench-results/net-<timestamp>.json; .svg beside it)
@@ -125,7 +129,7 @@ const num = (v, dflt, what) => positiveOption('bench-net', v, dflt, what);
 const TIME = Math.round(num(opt.time, opt.quick ? 3 : 5, 'time'));
 const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
 const pick = (all, list, what) => pickById('bench-net', all, list, what);
-const PATHS = pick(ALL_PATHS, opt.paths, 'path').map((p) => ({ ...p }));
+const PATHS = pick(opt.paths ? ALL_PATHS : ALL_PATHS.filter((p) => !p.optIn), opt.paths, 'path').map((p) => ({ ...p }));
 const TESTS = pick(ALL_TESTS, opt.tests, 'test');
 const BASELINE = PATHS.find((p) => p.baseline);
 const NITRIDE = PATHS.find((p) => p.id === 'nitride');
@@ -167,7 +171,7 @@ async function addNs(name) {
 
 /** Two host namespaces joined by a veth underlay, and two empty guest namespaces. */
 async function topology(p) {
-  const short = { nitride: 'n', 'nitride-sg': 's', plain: 'p', 'plain-ct': 'c', openvpn: 'o', tinc: 't', 'wireguard-go': 'w' }[p.id];
+  const short = { nitride: 'n', 'nitride-sg': 's', 'nitride-fleet': 'f', plain: 'p', 'plain-ct': 'c', openvpn: 'o', tinc: 't', 'wireguard-go': 'w' }[p.id];
   const t = { ha: `${TAG}${short}ha`, hb: `${TAG}${short}hb`, ga: `${TAG}${short}ga`, gb: `${TAG}${short}gb` };
   for (const ns of Object.values(t)) await addNs(ns);
   await ip('-n', t.ha, 'link', 'add', 'ul', 'type', 'veth', 'peer', 'name', 'ul', 'netns', t.hb);
@@ -235,62 +239,67 @@ async function securityGroups(api, n, vpcId, eniIds) {
   }
 }
 
+const VPC_ID = 'vpc-0be4c0000000000a1';
+const SUBNET_ID = 'subnet-0be4c0000000000a1';
+
+/** A KMS and a daemon per host (`args(h)`: more daemon options); the path's pids and VPC stats. */
+async function nitrideHosts(p, t, args = async () => []) {
+  const hosts = {};
+  for (const [h, ns, underlay] of [
+    ['a', t.ha, UNDERLAY_A],
+    ['b', t.hb, UNDERLAY_B],
+  ]) {
+    hosts[h] = await startNitrideHost(scratch, { name: `${p.id}-${h}`, ns, cli: opt.cli, underlay, args: await args(h) });
+    hosts[h].key = (await hosts[h].api('GET', '/v1/vpc/key')).publicKey;
+  }
+  const api = (h, method, url, body) => hosts[h].api(method, url, body);
+  p.pids = () => [hosts.a.daemon.child.pid, hosts.b.daemon.child.pid];
+  p.stats = async () => ({ a: await api('a', 'GET', '/v1/vpc/stats'), b: await api('b', 'GET', '/v1/vpc/stats') });
+  return { hosts, api };
+}
+
+/** The guests' ENIs: fixed ids, MACs and addresses (the same on every nitride path). */
+const guestEnis = (t) => [
+  { h: 'a', other: 'b', id: 'eni-0be4c00000000000a', mac: '02:00:5e:be:00:0a', ip: GUEST_A, guestNs: t.ga },
+  { h: 'b', other: 'a', id: 'eni-0be4c00000000000b', mac: '02:00:5e:be:00:0b', ip: GUEST_B, guestNs: t.gb },
+];
+
+/** Move a local ENI's veth end into its guest namespace and address it. */
+async function attachGuest(t, e, local) {
+  await ip('-n', e.h === 'a' ? t.ha : t.hb, 'link', 'set', local.guestInterface, 'netns', e.guestNs);
+  await addressGuest(e.guestNs, local.guestInterface, e.ip);
+}
+
 const setUps = {
   async 'nitride-sg'(p, t) {
     await setUps.nitride(p, t);
   },
   async nitride(p, t) {
-    const hosts = {};
-    for (const [h, ns, underlay] of [
-      ['a', t.ha, UNDERLAY_A],
-      ['b', t.hb, UNDERLAY_B],
-    ]) {
-      const kmsSock = scratch.path(`${p.id}-${h}`, 'run-kms', 'kms.sock');
-      const ctl = scratch.path(`${p.id}-${h}`, 'run', 'control.sock');
-      const kms = startIn(`${p.id}-kms-${h}`, ns, process.execPath, [opt.cli, 'kms', 'serve', '--state-dir', scratch.path(`${p.id}-${h}`, 'kms'), '--socket', kmsSock]);
-      await waitFor(`KMS ${h}`, () => canConnect(kmsSock), { alive: () => kms.child.exitCode === null });
-      const daemon = startIn(`${p.id}-daemon-${h}`, ns, process.execPath, [
-        opt.cli,
-        'daemon',
-        '--state-dir',
-        scratch.path(`${p.id}-${h}`, 'state'),
-        '--control-socket',
-        ctl,
-        '--kms-socket',
-        kmsSock,
-        '--vpc-listen',
-        `${underlay}:4789`,
-        '--log-level',
-        'warn',
-      ]);
-      await waitFor(`nitride daemon ${h}`, async () => (await controlRequest(ctl, 'GET', '/v1/status')).vpc?.state === 'up', { alive: () => daemon.child.exitCode === null }).catch((err) => {
-        throw new Error(`${err.message}\n${scratch.tail(`${p.id}-daemon-${h}`)}`);
-      });
-      hosts[h] = { ctl, daemon, underlay, key: (await controlRequest(ctl, 'GET', '/v1/vpc/key')).publicKey };
-    }
-    const api = (h, method, url, body) => controlRequest(hosts[h].ctl, method, url, body);
+    const { hosts, api } = await nitrideHosts(p, t);
     await api('a', 'POST', '/v1/peers', { name: 'hb', endpoint: `${UNDERLAY_B}:4789`, publicKey: hosts.b.key });
     await api('b', 'POST', '/v1/peers', { name: 'ha', endpoint: `${UNDERLAY_A}:4789`, publicKey: hosts.a.key });
-    const vpcId = 'vpc-0be4c0000000000a1';
-    const subnetId = 'subnet-0be4c0000000000a1';
-    const enis = [
-      { h: 'a', other: 'b', id: 'eni-0be4c00000000000a', mac: '02:00:5e:be:00:0a', ip: GUEST_A, guestNs: t.ga },
-      { h: 'b', other: 'a', id: 'eni-0be4c00000000000b', mac: '02:00:5e:be:00:0b', ip: GUEST_B, guestNs: t.gb },
-    ];
     for (const h of ['a', 'b']) {
-      await api(h, 'POST', '/v1/vpcs', { cidr: '172.31.0.0/16', id: vpcId });
-      await api(h, 'POST', '/v1/subnets', { vpcId, cidr: '172.31.1.0/24', id: subnetId });
+      await api(h, 'POST', '/v1/vpcs', { cidr: '172.31.0.0/16', id: VPC_ID });
+      await api(h, 'POST', '/v1/subnets', { vpcId: VPC_ID, cidr: '172.31.1.0/24', id: SUBNET_ID });
     }
+    const enis = guestEnis(t);
     for (const e of enis) {
-      const local = await api(e.h, 'POST', '/v1/enis', { subnetId, id: e.id, mac: e.mac, privateIp: e.ip, kind: 'veth' });
-      await api(e.other, 'POST', '/v1/enis', { subnetId, id: e.id, mac: e.mac, privateIp: e.ip, hostId: `h${e.h}` });
-      await ip('-n', e.h === 'a' ? t.ha : t.hb, 'link', 'set', local.guestInterface, 'netns', e.guestNs);
-      await addressGuest(e.guestNs, local.guestInterface, e.ip);
+      await attachGuest(t, e, await api(e.h, 'POST', '/v1/enis', { subnetId: SUBNET_ID, id: e.id, mac: e.mac, privateIp: e.ip, kind: 'veth' }));
+      await api(e.other, 'POST', '/v1/enis', { subnetId: SUBNET_ID, id: e.id, mac: e.mac, privateIp: e.ip, hostId: `h${e.h}` });
     }
-    if (p.sgRules) await securityGroups(api, p.sgRules, vpcId, enis.map((e) => e.id));
+    if (p.sgRules) await securityGroups(api, p.sgRules, VPC_ID, enis.map((e) => e.id));
     await waitFor('nitride session', async () => (await api('a', 'GET', '/v1/peers'))[0]?.session === 'established');
-    p.pids = () => [hosts.a.daemon.child.pid, hosts.b.daemon.child.pid];
-    p.stats = async () => ({ a: await api('a', 'GET', '/v1/vpc/stats'), b: await api('b', 'GET', '/v1/vpc/stats') });
+  },
+
+  /** Fleet mode: three etcd members on host A's underlay address; no peer add, no remote ENI records. */
+  async 'nitride-fleet'(p, t) {
+    const etcd = await startEtcd({ members: 3, netns: t.ha, host: UNDERLAY_A, parent: scratch.dir });
+    scratch.onCleanup(() => etcd.destroy());
+    const { api } = await nitrideHosts(p, t, async (h) => etcd.daemonArgs(`h${h}`));
+    await api('a', 'POST', '/v1/vpcs', { cidr: '172.31.0.0/16', id: VPC_ID });
+    await api('b', 'POST', '/v1/subnets', { vpcId: VPC_ID, cidr: '172.31.1.0/24', id: SUBNET_ID });
+    for (const e of guestEnis(t)) await attachGuest(t, e, await api(e.h, 'POST', '/v1/enis', { subnetId: SUBNET_ID, id: e.id, mac: e.mac, privateIp: e.ip, kind: 'veth' }));
+    await waitFor('nitride-fleet session', async () => (await api('a', 'GET', '/v1/fleet/hosts')).some((x) => !x.self && x.session === 'established'), { timeoutMs: 30_000 });
   },
 
   async 'plain-ct'(p, t) {

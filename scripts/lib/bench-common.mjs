@@ -212,6 +212,18 @@ export async function waitFor(what, fn, { timeoutMs = 20_000, intervalMs = 50, a
   }
 }
 
+/** A loopback TCP port nobody listens on now (the caller's server binds it a moment later). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 /** Resolves true when something accepts connections on the Unix socket `file`. */
 export function canConnect(file) {
   return new Promise((resolve) => {
@@ -453,6 +465,27 @@ export function controlRequest(socketPath, method, urlPath, body) {
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+/**
+ * A KMS and a daemon inside network namespace `ns`, VPC underlay on `underlay`:4789, state,
+ * sockets and logs under `<scratch>/<name>`; `args`: more daemon options (fleet mode's).
+ * Resolves once the VPC is up, with `api(method, path, body)` on its control socket.
+ */
+export async function startNitrideHost(scratch, { name, ns, cli, underlay, args = [] }) {
+  const kmsSock = scratch.path(name, 'run-kms', 'kms.sock');
+  const ctl = scratch.path(name, 'run', 'control.sock');
+  const start = (what, argv) => scratch.start(`${name}-${what}`, 'ip', ['netns', 'exec', ns, process.execPath, cli, ...argv]);
+  const kms = start('kms', ['kms', 'serve', '--state-dir', scratch.path(name, 'kms'), '--socket', kmsSock]);
+  await waitFor(`KMS ${name}`, () => canConnect(kmsSock), { alive: () => kms.child.exitCode === null });
+  const daemon = start('daemon', [
+    'daemon', '--state-dir', scratch.path(name, 'state'), '--control-socket', ctl, '--kms-socket', kmsSock,
+    '--vpc-listen', `${underlay}:4789`, '--log-level', 'warn', ...args,
+  ]);
+  await waitFor(`nitride daemon ${name}`, async () => (await controlRequest(ctl, 'GET', '/v1/status')).vpc?.state === 'up', { timeoutMs: 60_000, alive: () => daemon.child.exitCode === null }).catch((err) => {
+    throw new Error(`${err.message}\n${scratch.tail(`${name}-daemon`)}`);
+  });
+  return { name, ctl, kms, daemon, underlay, api: (method, urlPath, body) => controlRequest(ctl, method, urlPath, body) };
 }
 
 // ---------------------------------------------------------------------------- V8 profiles

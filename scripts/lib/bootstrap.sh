@@ -61,6 +61,32 @@ bench_options() {
   NITRIDE_BENCH_CHECK_ARGS=1 node "$script" "$@" || exit $?
 }
 
+# bench_netns_scratch TAG_PREFIX NAME ARGS... : for the benchmarks that run in network
+# namespaces: sets SCRATCH (a new /tmp/nitride-bench-NAME.* directory) and TAG (TAG_PREFIX and four
+# random hex digits: the prefix of every namespace the run makes). If the Node script is killed
+# hard, on exit whatever runs in those namespaces is killed, they are deleted, and SCRATCH goes
+# (unless ARGS hold --keep).
+bench_netns_scratch() {
+  local prefix="$1" name="$2" arg
+  shift 2
+  BENCH_KEEP=0
+  for arg in "$@"; do [ "$arg" = --keep ] && BENCH_KEEP=1; done
+  SCRATCH="$(mktemp -d "/tmp/nitride-bench-$name.XXXXXX")"
+  TAG="$prefix$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
+  trap bench_netns_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+bench_netns_cleanup() {
+  local ns pid
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TAG" || true); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  [ "$BENCH_KEEP" = 1 ] || rm -rf "$SCRATCH"
+}
+
 # Packages every script needs: the addon toolchain (librbd-dev: the headers of librbd's C API,
 # which the addon loads with dlopen only when a daemon is given a Ceph cluster) and iproute2.
 BASE_PACKAGES=(make g++ python3 iproute2 procps librbd-dev librados-dev)

@@ -3,25 +3,13 @@
 // port, so that two suites (or a suite and a benchmark) on one machine never meet.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './bench-common.mjs';
 
 const exec = promisify(execFile);
 const SCRIPT = path.join(import.meta.dirname, 'ceph-one-node.sh');
-
-/** A loopback TCP port nobody listens on now (the mon binds it a moment later). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Starts a cluster in a new directory under `parent` (default: the OS temp dir). Stop it with

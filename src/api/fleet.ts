@@ -20,6 +20,12 @@ export interface FleetStatus {
   /** The etcd revision this host has seen, and the one its engine runs on (the lag is their difference). */
   revision: number;
   appliedRevision: number;
+  /**
+   * When the watch last brought a revision, and when the engine was programmed with the view at
+   * `appliedRevision` (ms): scripts/bench-fleet.sh times propagation by them.
+   */
+  seenAt: string | null;
+  appliedAt: string | null;
   /** When this host's record was last written under its lease (null: not registered now). */
   registeredAt: string | null;
   leaseTtlSeconds: number;

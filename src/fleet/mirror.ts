@@ -14,7 +14,7 @@ import type { Watcher } from 'etcd3';
 import { oneLine } from '../common/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { VpcManager } from '../vpc/manager.js';
-import { FLEET_PREFIX, buildView, type FleetView, type HostRecord } from './records.js';
+import { FLEET_PREFIX, buildView, type FleetView, type HostRecord, type ParseCache } from './records.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
 import { toKv, type FleetStore, type StoredKv } from './store.js';
 
@@ -35,10 +35,12 @@ export interface MirrorCounters {
 
 export class FleetMirror {
   private readonly kvs = new Map<string, StoredKv>();
-  /** The store revision the keys are at; 0 = never listed. */
+  /** The store revision the keys are at (0 = never listed), and when the watch last brought one. */
   private revision = 0;
-  /** The revision of the view the VPC runs on. */
+  private seenAt: Date | null = null;
+  /** The revision of the view the VPC runs on, and when the engine was programmed with it. */
   private applied = 0;
+  private appliedAt: Date | null = null;
   private degradedSince: Date | null = null;
   private lastError: string | null = null;
   private watcher: Watcher | undefined;
@@ -49,6 +51,8 @@ export class FleetMirror {
   private closed = false;
   private resyncing = false;
   private readonly seenBad = new Set<string>();
+  /** Which keys passed their schema at which revision: a rebuild checks only what changed. */
+  private readonly parsed: ParseCache = new Map();
   private hosts = new Map<string, HostRecord>();
   private readonly waiters: Array<{ revision: number; resolve: () => void }> = [];
   readonly counters: MirrorCounters = { badRecords: 0, hostKeyChanges: 0, relists: 0, watchEvents: 0 };
@@ -108,8 +112,8 @@ export class FleetMirror {
     return [...this.hosts.values()];
   }
 
-  state(): { degradedSince: Date | null; lastError: string | null; revision: number; appliedRevision: number } {
-    return { degradedSince: this.degradedSince, lastError: this.lastError, revision: this.revision, appliedRevision: this.applied };
+  state(): { degradedSince: Date | null; lastError: string | null; revision: number; seenAt: Date | null; appliedRevision: number; appliedAt: Date | null } {
+    return { degradedSince: this.degradedSince, lastError: this.lastError, revision: this.revision, seenAt: this.seenAt, appliedRevision: this.applied, appliedAt: this.appliedAt };
   }
 
   /** Resolves once the VPC runs on a view at `revision` or later (or the mirror closes; at most 10 s). */
@@ -172,6 +176,7 @@ export class FleetMirror {
     const { revision, kvs } = await this.store.list(FLEET_PREFIX);
     this.counters.relists++;
     this.kvs.clear();
+    this.parsed.clear();
     for (const kv of kvs) this.kvs.set(kv.key, kv);
     this.revision = revision;
     this.scheduleApply();
@@ -186,11 +191,14 @@ export class FleetMirror {
       if (w !== this.watcher) return;
       for (const ev of res.events) {
         const kv = toKv(ev.kv);
-        if (ev.type === 'Delete') this.kvs.delete(kv.key);
-        else this.kvs.set(kv.key, kv);
+        if (ev.type === 'Delete') {
+          this.kvs.delete(kv.key);
+          this.parsed.delete(kv.key);
+        } else this.kvs.set(kv.key, kv);
         this.counters.watchEvents++;
       }
       this.revision = Math.max(this.revision, Number(res.header.revision));
+      this.seenAt = new Date();
       this.scheduleApply();
     });
     w.on('disconnected', (err) => w === this.watcher && this.markDown(oneLine(err)));
@@ -226,7 +234,7 @@ export class FleetMirror {
   private async apply(): Promise<void> {
     const revision = this.revision;
     const publicKey = this.vpc.status().publicKey ?? undefined;
-    const view = buildView(this.kvs.values(), this.hostId, publicKey);
+    const view = buildView(this.kvs.values(), this.hostId, publicKey, this.parsed);
     this.account(view);
     try {
       await this.vpc.applyFleetModel(view);
@@ -234,6 +242,7 @@ export class FleetMirror {
       this.log.error({ err: oneLine(err), revision }, 'fleet: cannot apply the view');
       return;
     }
+    if (revision > this.applied) this.appliedAt = new Date();
     this.applied = Math.max(this.applied, revision);
     for (const w of this.waiters.filter((x) => x.revision <= this.applied)) {
       this.waiters.splice(this.waiters.indexOf(w), 1);

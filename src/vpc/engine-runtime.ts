@@ -110,8 +110,8 @@ export class VpcRuntime {
   private readonly peerNames = new Map<number, string>();
   private readonly punts: Record<string, number> = { broadcast: 0, multicast: 0, route: 0, unknownPort: 0, sendErrors: 0 };
   private timer: NodeJS.Timeout | undefined;
-  /** The security-group table last given to the engine, by ENI id (hex): unchanged ones are not pushed again. */
-  private readonly securityPushed = new Map<string, string>();
+  /** The tables last given to the engine, by ENI id: unchanged ones are not pushed again. */
+  private readonly securityPushed = new Map<string, { table: Buffer; nacl: Buffer; tcpEstablishedTimeout: number }>();
   private readonly flowLogs: FlowLogCollector | undefined;
   private nextPort = 1;
   private nextPeer = 1;
@@ -267,19 +267,26 @@ export class VpcRuntime {
    */
   applySecurity(): void {
     const model = this.options.state.model;
-    const source: SgSource = { group: (id) => (model.securityGroups.has(id) ? model.securityGroups.get(id) : undefined), members: (id) => model.groupMembers(id) };
+    // Per call, each group's members, each distinct group list's table and each subnet's ACL are
+    // compiled once: in a fleet every local ENI of a VPC may share its default group, whose
+    // members are all the VPC's ENIs on every host (10,000 of them: once, not once per port).
+    const members = new Map<string, number[]>();
+    const source: SgSource = {
+      group: (id) => (model.securityGroups.has(id) ? model.securityGroups.get(id) : undefined),
+      members: (id) => members.get(id) ?? members.set(id, model.groupMembers(id)).get(id)!,
+    };
+    const tables = new Map<string, Buffer>();
+    const nacls = new Map<string, Buffer>();
     for (const [eniId, portId] of this.ports) {
       const eni = model.getEni(eniId);
-      const table = encodeSg(compileSg(eni.securityGroups, source));
-      const opts = {
-        maxFlows: this.options.conntrackMax ?? CT_DEFAULT_MAX_FLOWS,
-        tcpEstablishedTimeout: eni.tcpEstablishedTimeout ?? CT_TCP_ESTABLISHED_S,
-        nacl: encodeNacl(compileNacl(model.subnetAcl(eni.subnetId).entries)),
-      };
-      const key = `${table.toString('hex')}|${opts.nacl.toString('hex')}|${opts.tcpEstablishedTimeout}`;
-      if (this.securityPushed.get(eniId) === key) continue;
-      this.engine.setSecurity(portId, table, opts);
-      this.securityPushed.set(eniId, key);
+      const groups = eni.securityGroups.join(',');
+      const table = tables.get(groups) ?? tables.set(groups, encodeSg(compileSg(eni.securityGroups, source))).get(groups)!;
+      const nacl = nacls.get(eni.subnetId) ?? nacls.set(eni.subnetId, encodeNacl(compileNacl(model.subnetAcl(eni.subnetId).entries))).get(eni.subnetId)!;
+      const tcpEstablishedTimeout = eni.tcpEstablishedTimeout ?? CT_TCP_ESTABLISHED_S;
+      const pushed = this.securityPushed.get(eniId);
+      if (pushed && pushed.tcpEstablishedTimeout === tcpEstablishedTimeout && pushed.table.equals(table) && pushed.nacl.equals(nacl)) continue;
+      this.engine.setSecurity(portId, table, { maxFlows: this.options.conntrackMax ?? CT_DEFAULT_MAX_FLOWS, tcpEstablishedTimeout, nacl });
+      this.securityPushed.set(eniId, { table, nacl, tcpEstablishedTimeout });
     }
     this.flowLogs?.apply([...this.ports].map(([eniId, portId]) => {
       const eni = model.getEni(eniId);

@@ -103,6 +103,7 @@ describe.skipIf(!canRun)('a fleet of four hosts on etcd', () => {
     await hosts[0]!.json(['vpc', 'create', '--cidr', '172.30.0.0/16', '--id', VPC_ID]);
     await hosts[1]!.json(['subnet', 'create', '--vpc', VPC_ID, '--cidr', '172.30.1.0/24', '--id', SUBNET_ID]);
     const enis: EniInfo[] = [];
+    const beforeCreates = Date.now();
     for (const h of hosts) enis.push(await h.json<EniInfo>(['eni', 'create', '--subnet', SUBNET_ID, '--kind', 'veth']));
     expect(new Set(enis.map((e) => e.privateIp)).size).toBe(4);
     for (const e of enis) expect(e).toMatchObject({ hostId: 'local', kind: 'veth' });
@@ -115,6 +116,12 @@ describe.skipIf(!canRun)('a fleet of four hosts on etcd', () => {
       }
       return true;
     });
+    // Each engine got the last ENI at a time it records (bench-fleet times propagation by it).
+    for (const h of hosts) {
+      const s = await statusOf(h);
+      expect(Date.parse(s.appliedAt!), h.name).toBeGreaterThanOrEqual(beforeCreates);
+      expect(Date.parse(s.appliedAt!), h.name).toBeLessThanOrEqual(Date.now());
+    }
     for (const [i, h] of hosts.entries()) {
       const g = await lab.dhcpGuest(h, `g${i}`, enis[i]!);
       expect(g.lease.ip).toBe(enis[i]!.privateIp);

@@ -1,6 +1,6 @@
 /** The fleet's view built from etcd records (pure: no etcd): what is kept, what is refused and why. */
 import { describe, expect, it } from 'vitest';
-import { buildView, fleetKeys } from '../../src/fleet/records.js';
+import { buildView, fleetKeys, type ParseCache } from '../../src/fleet/records.js';
 import type { StoredKv } from '../../src/fleet/store.js';
 
 const KEY_A = Buffer.alloc(32, 1).toString('base64');
@@ -18,6 +18,26 @@ const eni = (hostId: string, id: string, ip: string, mac: string, extra: object 
 const base = () => [host('a', KEY_A, '10.0.0.1:4789'), host('bb', KEY_B, '10.0.0.2:4789'), kv(fleetKeys.vpc(VPC), { id: VPC, cidr: '10.1.0.0/16' }), kv(fleetKeys.subnet(SUBNET), { id: SUBNET, vpcId: VPC, cidr: '10.1.1.0/24' })];
 
 describe('buildView', () => {
+  it('with a parse cache: the same view, a refused record stays refused, a rewritten key is checked again', () => {
+    const cache: ParseCache = new Map();
+    const good = eni('bb', 'eni-00000000000000002', '10.1.1.11', '02:00:00:00:00:02');
+    const corrupt = eni('bb', 'eni-00000000000000003', '10.1.1.12', '02:00:00:00:00:03', { sourceDestCheck: 'yes' });
+    const records = [...base(), good, corrupt];
+    const plain = buildView(records, 'a');
+    for (let round = 0; round < 2; round++) {
+      const cached = buildView(records, 'a', undefined, cache);
+      expect(cached.model.listEnis()).toEqual(plain.model.listEnis());
+      expect(cached.bad).toEqual(plain.bad);
+      expect(cached.bad.map((b) => b.key)).toEqual([corrupt.key]);
+    }
+    expect(cache.get(good.key)).toMatchObject({ modRevision: good.modRevision, error: null });
+    // The same key rewritten with a bad value at a later revision is refused, not taken from the cache.
+    const rewritten = { ...good, value: JSON.stringify({ ...JSON.parse(good.value), extra: 1 }), modRevision: rev + 100 };
+    const after = buildView([...base(), rewritten, corrupt], 'a', undefined, cache);
+    expect(after.model.listEnis()).toEqual([]);
+    expect(after.bad.map((b) => b.key).sort()).toEqual([good.key, corrupt.key].sort());
+  });
+
   it('this host\'s ENIs are local, the others keep their host id; peers are the other hosts', () => {
     const view = buildView([...base(), eni('a', 'eni-00000000000000001', '10.1.1.10', '02:00:00:00:00:01', { kind: 'veth' }), eni('bb', 'eni-00000000000000002', '10.1.1.11', '02:00:00:00:00:02')], 'a');
     expect(view.bad).toEqual([]);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, tempDir } from '../helpers/nitride.js';
 import { run } from '../helpers/run.js';
 
-const TOOLS = ['apt-get', 'dpkg-query', 'npm', 'npx', 'mktemp', 'ip', 'fio', 'iperf3', 'qemu-img', 'nbdkit', 'systemd-nspawn', 'sync', 'ceph', 'ceph-mon', 'rbd', 'qemu-storage-daemon'];
+const TOOLS = ['apt-get', 'dpkg-query', 'npm', 'npx', 'mktemp', 'ip', 'fio', 'iperf3', 'qemu-img', 'nbdkit', 'systemd-nspawn', 'sync', 'ceph', 'ceph-mon', 'rbd', 'qemu-storage-daemon', 'etcd', 'etcdctl', 'openssl'];
 let stubs: { dir: string; cleanup: () => void };
 let called: string;
 beforeAll(() => {
@@ -27,6 +27,8 @@ const BENCHES: Array<[name: string, command: string[], badValue: string[], title
   // --ceph has its own target group: a local target is a bad value there (no cluster started).
   ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh'), '--ceph'], ['--targets', 'nbdkit-file'], 'bench-block --ceph'],
   ['bench-cli', [path.join(ROOT, 'scripts/bench-cli.sh')], ['--runs', '0']],
+  ['bench-fleet', [path.join(ROOT, 'scripts/bench-fleet.sh')], ['--creates', '0']],
+  ['bench-fleet', [path.join(ROOT, 'scripts/bench-fleet.sh')], ['--phases', 'net,warp'], 'bench-fleet --phases'],
   ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh')], ['--paths', 'nitride,carrier-pigeon']],
   ['bench-restart', [path.join(ROOT, 'scripts/bench-restart.sh')], ['--reps', 'many']],
   ['bench-volume', [process.execPath, path.join(ROOT, 'scripts/bench-volume.mjs')], ['--unit', '1000']],

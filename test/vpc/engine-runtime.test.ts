@@ -12,6 +12,7 @@ import { VpcRuntime, type RuntimeOptions } from '../../src/vpc/engine-runtime.js
 import { encodeKey, generateHostKeys, type KeyPair } from '../../src/vpc/handshake.js';
 import type { PeerRecord } from '../../src/vpc/manager.js';
 import type { EniRecord } from '../../src/vpc/model.js';
+import { compileSg, encodeSg } from '../../src/vpc/sg-table.js';
 import { buildArp, buildEthernet, ipv4ToInt, macBytes, parseArp, parseEthernet } from '../../src/vpc/packets.js';
 import { LOCAL_HOST_ID } from '../../src/api/vpc.js';
 import { VpcStateStore } from '../../src/vpc/state-store.js';
@@ -196,6 +197,33 @@ describe('VPC runtime: ENIs', () => {
     expect(h.netdevs.removed).toEqual([e.hostInterface]);
     // The other ENI is untouched.
     expect(engine.routes.get(first.mac)).toEqual({ port: expect.any(Number) });
+  });
+
+  it('security: ENIs with the same groups get the same table, others their own; only changed tables are pushed again', async () => {
+    const h = host('a', 4789);
+    const model = h.state.model;
+    const other = model.securityGroups.create({ vpcId: 'vpc-00000000000000001', name: 'web' }).id;
+    model.securityGroups.authorize(other, 'ingress', { protocol: 'tcp', fromPort: 443, toPort: 443, cidr: '0.0.0.0/0' });
+    const [d1, d2] = [localEni(h, '10.0.1.10'), localEni(h, '10.0.1.11')];
+    const web = model.createEni({ subnetId: 'subnet-00000000000000001', privateIp: '10.0.1.12', hostId: LOCAL_HOST_ID, securityGroups: [other] });
+    h.state.setKind(web.id, 'tap');
+    const rt = await start(h);
+    const engine = h.engine!;
+    const table = (e: EniRecord) => engine.security.get(portOf(engine, e))!.table;
+    const source = { group: (id: string) => model.securityGroups.get(id), members: (id: string) => model.groupMembers(id) };
+    expect(table(d1)).toEqual(encodeSg(compileSg(d1.securityGroups, source)));
+    expect(table(d2)).toEqual(table(d1));
+    expect(table(web)).toEqual(encodeSg(compileSg([other], source)));
+    expect(table(web)).not.toEqual(table(d1));
+
+    const pushes = () => engine.calls.filter((c) => c.startsWith('setSecurity ')).length;
+    const before = pushes();
+    rt.applySecurity();
+    expect(pushes()).toBe(before);
+    // A new member of the default group: its members' tables change (three), the other group's does not.
+    await rt.addEni(localEni(h, '10.0.1.13'));
+    expect(pushes()).toBe(before + 3);
+    expect(table(d1)).toEqual(encodeSg(compileSg(d1.securityGroups, source)));
   });
 
   it('an ENI whose netdev cannot be made is left out; the others come up', async () => {
