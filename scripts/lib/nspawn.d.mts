@@ -21,8 +21,8 @@ export interface BootedSystemd {
 }
 
 export const canBootSystemd: boolean;
-export function systemdTree(): Promise<string>;
+export function systemdTree(packages?: string[]): Promise<string>;
 /** Boot systemd with `units` (host file → name in /etc/systemd/system) bound in. */
 /** Where the booted system sees this checkout for its units (`nitride install-units --root`). */
 export const UNIT_ROOT: string;
-export function bootSystemd(units: Record<string, string>): Promise<BootedSystemd>;
+export function bootSystemd(units: Record<string, string>, options?: { packages?: string[]; bindRo?: string[] }): Promise<BootedSystemd>;

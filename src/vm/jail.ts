@@ -72,6 +72,7 @@ root=$1 uid=$2
 shift 2
 while [ "$1" != -- ]; do echo $$ > "$1"; shift; done
 shift
+chown "$uid" "$root/run"
 mount --make-rprivate /
 mount --bind -o ro /usr "$root/usr"
 while [ "$1" != -- ]; do mount --bind "/dev/$1" "$root/dev/$1"; shift; done

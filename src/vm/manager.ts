@@ -5,7 +5,7 @@
  *
  * Lifecycle:
  * - run (and start: a stopped VM again, same id, its stored spec, a uid allocated anew): checks (names, allowlist, volumes free, ENIs local TAPs and free), writes the record,
- *   starts QEMU in its own session (and, under systemd, its own scope: see `launchCommand`),
+ *   starts QEMU in its own session (under systemd: in its own transient service, see unit.ts),
  *   waits until QEMU answers QMP (at most --start-timeout; past it QEMU is killed and the run
  *   fails), records pid + process start time.
  * - a daemon stop leaves QEMU running (live update): guests see an NBD pause
@@ -35,6 +35,8 @@ import { accountIds, allocateUid, jailCommand, jailDevices, missingJailCaps, par
 import { RestrictedCatalog } from '../nbd/exports.js';
 import type { NbdServer } from '../nbd/server.js';
 import { processIsRunning, processStartTime } from './process.js';
+import { underSystemd, unitCommand, unitHolds, unitKillCommand, vmUnitName, type LaunchFile } from './unit.js';
+import { run } from '../common/run.js';
 import { QmpClient } from './qmp.js';
 import { qemuArgs, type QemuSpec } from './qemu.js';
 import { consoleRotation, rotateConsole, DEFAULT_CONSOLE_KEEP, DEFAULT_CONSOLE_MAX_BYTES, type ConsoleRotation } from './console-log.js';
@@ -59,6 +61,8 @@ interface VmRecord extends Omit<VmInfo, 'consoleLog'> {
   cgroups: string[];
   /** Console bytes rotated out of console.log so far: console offsets count from the first byte ever. */
   consoleBase?: number;
+  /** Its systemd unit, when QEMU runs as one (unit.ts): liveness and signals go through it. */
+  unit?: string;
 }
 
 /** An allowed image and its stored copy. */
@@ -137,7 +141,7 @@ export class VmManager {
       const vm = new Vm(record);
       this.vms.set(record.id, vm);
       if (record.state !== 'running') continue;
-      if (record.pid !== null && record.pidStartTime !== null && processIsRunning(record.pid, record.pidStartTime)) {
+      if (qemuAlive(record)) {
         this.log.info({ vm: record.id, name: record.name, pid: record.pid }, 'running VM re-adopted');
       } else {
         this.log.warn({ vm: record.id, name: record.name }, 'VM process ended while the daemon was away');
@@ -186,15 +190,15 @@ export class VmManager {
   async stop(ref: string, force = false): Promise<VmInfo> {
     const vm = this.get(ref);
     if (vm.record.state === 'stopped' && !vm.cleanup) return this.info(vm);
-    const { pid, pidStartTime } = vm.record;
-    if (pid !== null && pidStartTime !== null && processIsRunning(pid, pidStartTime)) {
+    const { pid } = vm.record;
+    if (qemuAlive(vm.record)) {
       vm.exitReason ??= force ? 'stopped (forced)' : 'stopped';
-      process.kill(pid, force ? 'SIGKILL' : 'SIGTERM');
+      await signalQemu(vm.record, force ? 'SIGKILL' : 'SIGTERM');
       const end = Date.now() + STOP_TIMEOUT_MS;
-      while (processIsRunning(pid, pidStartTime)) {
+      while (qemuAlive(vm.record)) {
         if (Date.now() > end) {
           this.log.warn({ vm: vm.record.id, pid }, 'QEMU ignored SIGTERM; killing it');
-          process.kill(pid, 'SIGKILL');
+          await signalQemu(vm.record, 'SIGKILL');
         }
         await sleep(50);
       }
@@ -305,7 +309,8 @@ export class VmManager {
     spec.nbdSocket = JAILED.nbd;
     spec.kernel = JAILED.kernel;
     if (spec.initrd) spec.initrd = JAILED.initrd;
-    const missing = missingJailCaps(readText('/proc/self/status'));
+    // Under systemd the jail is built in the guest's own unit, not with the daemon's privileges.
+    const missing = underSystemd() ? [] : missingJailCaps(readText('/proc/self/status'));
     if (missing.length) throw new RuntimeError(`cannot jail QEMU: the daemon lacks ${missing.join(', ')} (a sandboxed service unit?); guests never run unjailed`, 'VM_JAIL_UNAVAILABLE');
     record.uid = this.allocateUid();
     return resolveQemu(this.options.qemu ?? DEFAULT_QEMU);
@@ -321,33 +326,47 @@ export class VmManager {
     const uid = record.uid!;
     const dir = this.dirOf(id);
     const qmpSocket = path.join(this.rootOf(id), JAILED.qmp);
-    let child: ReturnType<typeof spawn>;
+    let child: ReturnType<typeof spawn> | undefined;
     try {
-      await this.buildRoot(id, uid, record.accel, images);
+      const unit = underSystemd() ? vmUnitName(id) : undefined;
+      if (unit) record.unit = unit;
+      else delete record.unit;
+      await this.buildRoot(id, uid, record.accel, images, unit !== undefined);
       const limits = vmLimits(record.memoryMiB, record.cpus, record.accel);
-      const scope = underSystemd();
-      const cgroup = scope ? { dirs: [], procs: [] } : await createVmCgroup(id, limits);
+      const cgroup = unit ? { dirs: [], procs: [] } : await createVmCgroup(id, limits);
       record.cgroups = cgroup.dirs;
       await this.serveGuest(vm);
       await this.claimHeldVolumes(record.volumes, forceAttach);
-      // Each TAP is opened here and inherited by QEMU as fd 3, 4, …: QEMU opens no device by name.
-      const taps = openTaps(spec.nics.map((n) => n.ifname));
-      try {
-        spec.nics.forEach((n, i) => (n.fd = FIRST_INHERITED_FD + i));
-        record.args = qemuArgs(spec);
+      // QEMU gets each TAP as fd 3, 4, …: it opens no device by name.
+      spec.nics.forEach((n, i) => (n.fd = FIRST_INHERITED_FD + i));
+      record.args = qemuArgs(spec);
+      const jail = jailCommand({ root: this.rootOf(id), uid, cgroupProcs: cgroup.procs, devices: jailDevices(record.accel), qemu, args: record.args });
+      if (unit) {
+        // Its own unit (unit.ts): the launcher there opens the TAPs, as root outside our sandbox.
         await this.save(record);
-        const jail = jailCommand({ root: this.rootOf(id), uid, cgroupProcs: cgroup.procs, devices: jailDevices(record.accel), qemu, args: record.args });
-        const [command, ...commandArgs] = launchCommand(jail, id, scope ? limits : undefined);
-        const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
+        const launchFile = path.join(dir, 'launch.json');
+        await writeFileAtomic(launchFile, JSON.stringify({ taps: spec.nics.map((n) => n.ifname), command: jail } satisfies LaunchFile) + '\n');
+        closeSync(openSync(path.join(dir, 'qemu.log'), 'a', 0o600)); // systemd appends to it
+        const [cmd, ...args] = unitCommand(id, limits, launchFile, path.join(dir, 'qemu.log'));
+        const started = await run(cmd!, args);
+        if (started.code !== 0) throw new RuntimeError(`cannot start the VM's unit ${unit}: ${oneLine(started.out)}`, 'QEMU_START_FAILED');
+        const main = await run('/usr/bin/systemctl', ['show', '--property=MainPID', '--value', unit]);
+        record.pid = Number(main.out) || null;
+      } else {
+        const taps = openTaps(spec.nics.map((n) => n.ifname));
         try {
-          // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
-          // do not reach the guest. Not waited for: a daemon restart must leave QEMU running.
-          child = spawn(command!, commandArgs, { detached: true, stdio: ['ignore', logFd, logFd, ...taps] });
+          await this.save(record);
+          const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
+          try {
+            // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
+            // do not reach the guest. Not waited for: a daemon restart must leave QEMU running.
+            child = spawn(jail[0]!, jail.slice(1), { detached: true, stdio: ['ignore', logFd, logFd, ...taps] });
+          } finally {
+            closeSync(logFd);
+          }
         } finally {
-          closeSync(logFd);
+          for (const fd of taps) closeFd(fd);
         }
-      } finally {
-        for (const fd of taps) closeFd(fd);
       }
     } catch (err) {
       await this.unserveGuest(id);
@@ -356,29 +375,32 @@ export class VmManager {
       throw err;
     }
     this.vms.set(id, vm);
-    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-    child.unref();
-    const pid = child.pid;
-    if (pid === undefined) {
-      const err = await spawnError;
-      record.state = 'stopped';
-      record.stopReason = `QEMU did not start: ${oneLine(err)}`;
-      await this.save(record);
-      await this.unserveGuest(id);
-      await removeVmCgroup(record.cgroups).catch(() => {});
-      throw new RuntimeError(`cannot start ${qemu}: ${oneLine(err)}`, 'QEMU_START_FAILED');
+    if (child) {
+      const spawnError = new Promise<Error>((resolve) => child!.once('error', resolve));
+      child.unref();
+      if (child.pid === undefined) {
+        const err = await spawnError;
+        record.state = 'stopped';
+        record.stopReason = `QEMU did not start: ${oneLine(err)}`;
+        await this.save(record);
+        await this.unserveGuest(id);
+        await removeVmCgroup(record.cgroups).catch(() => {});
+        throw new RuntimeError(`cannot start ${qemu}: ${oneLine(err)}`, 'QEMU_START_FAILED');
+      }
+      // The exit event is quicker than the watcher for our own children.
+      child.once('exit', () => void this.afterExit(vm, vm.exitReason ?? 'QEMU exited'));
+      record.pid = child.pid;
+      record.pidStartTime = processStartTime(child.pid) ?? null;
     }
-    // The exit event is quicker than the watcher for our own children.
-    child.once('exit', () => void this.afterExit(vm, vm.exitReason ?? 'QEMU exited'));
-    record.pid = pid;
-    record.pidStartTime = processStartTime(pid) ?? null;
+    const pid = record.pid;
     await this.save(record);
-    this.log.info({ vm: id, name: record.name, pid, accel: record.accel, volumes: record.volumes.map((v) => v.id), enis: record.enis }, 'VM started');
+    this.log.info({ vm: id, name: record.name, pid, unit: record.unit, accel: record.accel, volumes: record.volumes.map((v) => v.id), enis: record.enis }, 'VM started');
+    const exited = () => (child ? child.exitCode !== null || child.signalCode !== null : !qemuAlive(record));
 
     // Up = QEMU answers QMP (its devices, NBD disks and TAPs included, are set up by then).
     const end = Date.now() + timeoutS * 1000;
     for (;;) {
-      if (vm.record.state === 'stopped' || child.exitCode !== null || child.signalCode !== null || vm.cleanup) {
+      if (vm.record.state === 'stopped' || exited() || vm.cleanup) {
         await this.afterExit(vm, 'QEMU exited at start');
         const why = (await tail(path.join(dir, 'qemu.log'), 1500)).trim();
         throw new RuntimeError(`QEMU exited at start${why ? `: ${why}` : ''}`, 'QEMU_START_FAILED');
@@ -399,8 +421,8 @@ export class VmManager {
         const why = `QEMU did not answer QMP within ${timeoutS} s (--start-timeout)`;
         this.log.warn({ vm: id, timeoutS }, 'QEMU did not answer QMP in time; killing it');
         vm.exitReason = why;
-        process.kill(pid, 'SIGKILL');
-        while (child.exitCode === null && child.signalCode === null) await sleep(50);
+        await signalQemu(record, 'SIGKILL');
+        while (!exited()) await sleep(50);
         await this.afterExit(vm, why);
         throw new RuntimeError(`${why}; it was stopped`, 'QEMU_START_TIMEOUT');
       }
@@ -552,9 +574,8 @@ export class VmManager {
 
   private watch(): void {
     for (const vm of this.vms.values()) {
-      const { state, pid, pidStartTime } = vm.record;
-      if (state !== 'running' || vm.cleanup || pid === null || pidStartTime === null) continue;
-      if (!processIsRunning(pid, pidStartTime)) void this.afterExit(vm, 'QEMU exited');
+      if (vm.record.state !== 'running' || vm.cleanup || vm.record.pid === null) continue;
+      if (!qemuAlive(vm.record)) void this.afterExit(vm, 'QEMU exited');
       else void this.rotate(vm);
     }
   }
@@ -578,7 +599,7 @@ export class VmManager {
 
   private async serveGuest(vm: Vm): Promise<void> {
     const catalog = new RestrictedCatalog(this.options.volumes, () => new Set(vm.record.volumes.map((v) => v.id)), `VM ${vm.record.name}`);
-    const stop = await this.options.nbd.listenGuest(path.join(this.rootOf(vm.record.id), JAILED.nbd), catalog, vm.record.uid ?? undefined);
+    const stop = await this.options.nbd.listenGuest(path.join(this.rootOf(vm.record.id), JAILED.nbd), catalog, vm.record.uid ?? undefined, vm.record.unit !== undefined);
     this.guestSockets.set(vm.record.id, stop);
   }
 
@@ -595,7 +616,7 @@ export class VmManager {
   }
 
   private info(vm: Vm): VmInfo {
-    const { format: _format, pidStartTime: _start, consoleBase: _base, ...rest } = vm.record;
+    const { format: _format, pidStartTime: _start, consoleBase: _base, unit: _unit, ...rest } = vm.record;
     return { ...rest, consoleLog: this.consolePath(vm.record.id) };
   }
 
@@ -630,10 +651,13 @@ export class VmManager {
    * The guest's root: copies of its boot images (re-hashed: what QEMU reads is what was
    * allowed), mount points for /usr and its /dev nodes, and run/ (its own: sockets, console).
    */
-  private async buildRoot(id: string, uid: number, accel: Accel, images: BootImages): Promise<void> {
+  private async buildRoot(id: string, uid: number, accel: Accel, images: BootImages, viaUnit: boolean): Promise<void> {
     const root = this.rootOf(id);
-    await fs.mkdir(root, { mode: 0o755 });
-    for (const d of ['boot', 'usr', 'dev']) await fs.mkdir(path.join(root, d), { mode: 0o755 });
+    // Modes set explicitly: the daemon's umask (0077 under nitride.service) would shut the guest's uid out.
+    for (const d of ['', 'boot', 'usr', 'dev']) {
+      await fs.mkdir(path.join(root, d), { mode: 0o755 });
+      await fs.chmod(path.join(root, d), 0o755);
+    }
     for (const [link, target] of [['lib', 'usr/lib'], ['lib64', 'usr/lib64'], ['bin', 'usr/bin'], ['sbin', 'usr/sbin']]) await fs.symlink(target!, path.join(root, link!));
     for (const dev of jailDevices(accel)) await fs.writeFile(path.join(root, 'dev', dev), '', { mode: 0o600 });
     for (const [role, image] of [['kernel', images.kernel], ['initrd', images.initrd]] as const) {
@@ -645,7 +669,15 @@ export class VmManager {
     }
     const run = path.join(root, JAILED.run);
     await fs.mkdir(run, { mode: 0o700 });
-    await fs.chown(run, uid, uid);
+    if (viaUnit) {
+      // The jail (root, in the guest's unit) makes it the uid's, group root: only that uid and
+      // the daemon (root without CAP_CHOWN or CAP_DAC_OVERRIDE under the hardened unit, and
+      // without setgid bits: RestrictSUIDSGID) enter it; what QEMU creates inside is 0666/0777
+      // (the unit's UMask=0000), so the directory is the gate.
+      await fs.chmod(run, 0o770);
+    } else {
+      await fs.chown(run, uid, uid);
+    }
   }
 
   private async save(record: VmRecord): Promise<void> {
@@ -676,22 +708,21 @@ function parseVolumeRef(ref: string): { id: string; boot: boolean } {
   return { id, boot };
 }
 
-/** Whether the daemon runs as a systemd service (INVOCATION_ID is set for services) with systemd-run at hand. */
-function underSystemd(env: NodeJS.ProcessEnv = process.env): boolean {
-  return Boolean(env.INVOCATION_ID) && existsSync('/usr/bin/systemd-run');
+/** Whether the VM's QEMU still runs: its unit holds its pid, or (no unit) its pid has the recorded start time. */
+function qemuAlive(record: VmRecord): boolean {
+  if (record.pid === null) return false;
+  if (record.unit) return unitHolds(record.unit, record.pid);
+  return record.pidStartTime !== null && processIsRunning(record.pid, record.pidStartTime);
 }
 
-/**
- * The command that starts a jailed QEMU (`jail`, see jail.ts). Under systemd it goes into its
- * own transient scope, which carries its limits, with `systemd-run --scope` (which then execs
- * the jail: same pid): a stop or restart of nitride.service kills its own cgroup only, so
- * guests survive a live update whatever the unit's KillMode.
- */
-export function launchCommand(jail: string[], id: string, scopeLimits: VmLimits | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
-  if (scopeLimits && underSystemd(env)) {
-    return ['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', `--unit=nitride-vm-${id}`, ...scopeProperties(scopeLimits), '--', ...jail];
+/** Signal QEMU: through its unit (the daemon may not signal another uid) or directly. */
+async function signalQemu(record: VmRecord, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  if (record.unit) {
+    const [cmd, ...args] = unitKillCommand(record.unit, signal);
+    await run(cmd!, args);
+  } else if (record.pid !== null) {
+    process.kill(record.pid, signal);
   }
-  return jail;
 }
 
 /** QEMU's absolute path; it must live under /usr, the only host tree a guest's root shows. */
