@@ -39,7 +39,7 @@ import { underSystemd, unitCommand, unitHolds, unitKillCommand, vmUnitName, type
 import { run } from '../common/run.js';
 import { QmpClient } from './qmp.js';
 import { qemuArgs, type QemuSpec } from './qemu.js';
-import { consoleRotation, rotateConsole, DEFAULT_CONSOLE_KEEP, DEFAULT_CONSOLE_MAX_BYTES, type ConsoleRotation } from './console-log.js';
+import { consoleRotation, rotateConsole, rotatedName, DEFAULT_CONSOLE_KEEP, DEFAULT_CONSOLE_MAX_BYTES, type ConsoleRotation } from './console-log.js';
 import { isResourceId, newResourceId } from '../api/ids.js';
 import { START_TIMEOUT_S, type Accel, type ConsoleReply, type RunVmRequest, type StartVmRequest, type VmInfo, type VmState } from '../api/vms.js';
 import { LOCAL_HOST_ID } from '../api/vpc.js';
@@ -215,10 +215,14 @@ export class VmManager {
     await fs.rm(this.dirOf(vm.record.id), { recursive: true, force: true });
   }
 
-  /** Console output from byte `offset` (negative: the last -offset bytes); offsets span rotations. */
-  async console(ref: string, offset: number): Promise<ConsoleReply> {
+  /**
+   * Console output from byte `offset` (negative: the last -offset bytes); offsets span rotations.
+   * With `previous` N: the Nth rotated file (1 = newest), offsets within it.
+   */
+  async console(ref: string, offset: number, previous?: number): Promise<ConsoleReply> {
     const vm = this.get(ref);
     await this.rotate(vm);
+    if (previous !== undefined) return this.previousConsole(vm, offset, previous);
     const base = vm.record.consoleBase ?? 0;
     const file = this.consolePath(vm.record.id);
     let handle: fs.FileHandle;
@@ -239,6 +243,21 @@ export class VmManager {
     } finally {
       await handle.close();
     }
+  }
+
+  /** A rotated console file (in the VM's directory, written only by the daemon). */
+  private async previousConsole(vm: Vm, offset: number, n: number): Promise<ConsoleReply> {
+    const state = vm.cleanup ? 'running' : vm.record.state;
+    let text: Buffer;
+    try {
+      text = await fs.readFile(rotatedName(this.dirOf(vm.record.id), n));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`VM ${vm.record.name} has no console.log.${n} (${this.rotation.keep} kept, older ones dropped)`, 'NO_SUCH_CONSOLE');
+      throw err;
+    }
+    const start = offset < 0 ? Math.max(0, text.length + offset) : Math.min(offset, text.length);
+    const chunk = text.subarray(start, start + CONSOLE_CHUNK);
+    return { offset: start + chunk.length, text: chunk.toString('utf8'), state };
   }
 
   /** Volumes of running VMs: a daemon stop hands their ephemeral keys over to the next daemon. */
@@ -296,7 +315,7 @@ export class VmManager {
     record.consoleBase = previous.consoleBase;
     vm.record = record;
     vm.exitReason = undefined;
-    return this.launch(vm, spec, images, qemu, timeoutS, false, async () => {
+    return this.launch(vm, spec, images, qemu, timeoutS, opts.forceAttach === true, async () => {
       vm.record = previous;
       await fs.rm(this.rootOf(previous.id), { recursive: true, force: true });
       await this.save(previous);
