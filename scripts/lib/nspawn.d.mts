@@ -15,6 +15,8 @@ export interface BootedSystemd {
   execOk(args: string[]): Promise<string>;
   /** A path inside the container, as the host sees it (sockets for host-side clients). */
   hostPath(inside: string): string;
+  /** `systemctl show UNIT -pP…` as an object (property → value). */
+  show(unit: string, props: string[]): Promise<Record<string, string>>;
   /** Power off and clean up. */
   shutdown(): Promise<void>;
   output(): string;

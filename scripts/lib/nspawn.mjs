@@ -104,6 +104,11 @@ export async function bootSystemd(units, options = {}) {
       return r.stdout;
     },
     hostPath: (inside) => `/proc/${pid}/root${inside}`,
+    /** `systemctl show UNIT -pP…` as an object. */
+    async show(unit, props) {
+      const out = await booted.execOk(['systemctl', 'show', unit, ...props.map((p) => `-p${p}`)]);
+      return Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    },
     async shutdown() {
       if (child.exitCode === null) {
         // SIGRTMIN+4 asks systemd for a clean poweroff.

@@ -30,12 +30,12 @@ import type { Logger } from '../log/logger.js';
 import { describeHolder, type VolumeManager } from '../volume/manager.js';
 import type { VpcManager } from '../vpc/manager.js';
 import { sha256File, type ImageAllowlist } from './images.js';
-import { createVmCgroup, removeVmCgroup, scopeProperties, vmLimits, type VmLimits } from './cgroup.js';
+import { createVmCgroup, removeVmCgroup, vmLimits } from './cgroup.js';
 import { accountIds, allocateUid, jailCommand, jailDevices, missingJailCaps, parseUidRange, DEFAULT_VM_UID_RANGE, type UidRange } from './jail.js';
 import { RestrictedCatalog } from '../nbd/exports.js';
 import type { NbdServer } from '../nbd/server.js';
-import { processIsRunning, processStartTime } from './process.js';
-import { underSystemd, unitCommand, unitHolds, unitKillCommand, vmUnitName, type LaunchFile } from './unit.js';
+import { firstChild, processIsRunning, processStartTime } from './process.js';
+import { underSystemd, unitCommand, unitHolds, unitKillCommand, unitPids, vmUnitName, type LaunchFile } from './unit.js';
 import { run } from '../common/run.js';
 import { QmpClient } from './qmp.js';
 import { qemuArgs, type QemuSpec } from './qemu.js';
@@ -369,8 +369,9 @@ export class VmManager {
         const [cmd, ...args] = unitCommand(id, limits, launchFile, path.join(dir, 'qemu.log'));
         const started = await run(cmd!, args);
         if (started.code !== 0) throw new RuntimeError(`cannot start the VM's unit ${unit}: ${oneLine(started.out)}`, 'QEMU_START_FAILED');
-        const main = await run('/usr/bin/systemctl', ['show', '--property=MainPID', '--value', unit]);
-        record.pid = Number(main.out) || null;
+        const main = Number((await run('/usr/bin/systemctl', ['show', '--property=MainPID', '--value', unit])).out) || 0;
+        // The main pid is the jail's unshare; QEMU is the other process of the unit (its only child).
+        record.pid = (await forked(() => unitPids(unit).find((p) => p !== main), () => main === 0 || !unitHolds(unit, main))) ?? null;
       } else {
         const taps = openTaps(spec.nics.map((n) => n.ifname));
         try {
@@ -406,10 +407,12 @@ export class VmManager {
         await removeVmCgroup(record.cgroups).catch(() => {});
         throw new RuntimeError(`cannot start ${qemu}: ${oneLine(err)}`, 'QEMU_START_FAILED');
       }
-      // The exit event is quicker than the watcher for our own children.
+      // The exit event is quicker than the watcher for our own children (unshare ends with QEMU).
       child.once('exit', () => void this.afterExit(vm, vm.exitReason ?? 'QEMU exited'));
-      record.pid = child.pid;
-      record.pidStartTime = processStartTime(child.pid) ?? null;
+      const spawned = child;
+      // QEMU is the child unshare forks into the guest's pid namespace.
+      record.pid = (await forked(() => firstChild(spawned.pid!), () => spawned.exitCode !== null || spawned.signalCode !== null)) ?? null;
+      record.pidStartTime = record.pid === null ? null : (processStartTime(record.pid) ?? null);
     }
     const pid = record.pid;
     await this.save(record);
@@ -725,6 +728,17 @@ function parseVolumeRef(ref: string): { id: string; boot: boolean } {
   const id = boot ? ref.slice(0, -':boot'.length) : ref;
   if (!isResourceId('volume', id)) throw new UsageError(`bad volume '${ref}': expected vol-<17 hex digits>[:boot]`);
   return { id, boot };
+}
+
+/** The pid `find` returns once the jail's unshare has forked QEMU (undefined if it `ended` first, or after 30 s). */
+async function forked(find: () => number | undefined, ended: () => boolean): Promise<number | undefined> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const pid = find();
+    if (pid !== undefined) return pid;
+    if (ended() || Date.now() > end) return undefined;
+    await sleep(20);
+  }
 }
 
 /** Whether the VM's QEMU still runs: its unit holds its pid, or (no unit) its pid has the recorded start time. */

@@ -20,7 +20,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { scopeProperties, type VmLimits } from './cgroup.js';
+import { unitProperties, type VmLimits } from './cgroup.js';
 
 /** What the launcher reads (written by the daemon into the VM's root-only directory). */
 export interface LaunchFile {
@@ -50,7 +50,7 @@ export function vmUnitName(id: string): string {
 export function unitCommand(id: string, limits: VmLimits, launchFile: string, qemuLog: string, node = process.execPath): string[] {
   return [
     '/usr/bin/systemd-run', `--unit=${vmUnitName(id)}`, '--quiet', '--collect',
-    '-p', 'Type=exec', ...scopeProperties(limits), '-p', 'UMask=0000',
+    '-p', 'Type=exec', ...unitProperties(limits), '-p', 'UMask=0000',
     '-p', `StandardOutput=append:${qemuLog}`, '-p', `StandardError=append:${qemuLog}`,
     '--', node, LAUNCHER, launchFile,
   ];
@@ -72,11 +72,16 @@ export function unitCgroupDir(unit: string, selfCgroup = readText('/proc/self/cg
   return undefined;
 }
 
+/** The pids in the unit's cgroup (none once it is collected). */
+export function unitPids(unit: string): number[] {
+  const dir = unitCgroupDir(unit);
+  if (!dir) return [];
+  return readText(path.join(dir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number);
+}
+
 /** Whether the unit's cgroup holds `pid` (the unit is collected when QEMU is gone). */
 export function unitHolds(unit: string, pid: number): boolean {
-  const dir = unitCgroupDir(unit);
-  if (!dir) return false;
-  return readText(path.join(dir, 'cgroup.procs')).split('\n').includes(String(pid));
+  return unitPids(unit).includes(pid);
 }
 
 function readText(file: string): string {

@@ -2,7 +2,8 @@
  * A guest under the shipped, hardened nitride.service (real systemd in nspawn, QEMU from the
  * tree's own qemu-system-x86, TCG): `vm run` starts it as its own transient unit
  * (src/vm/unit.ts), it boots and writes/verifies its disk and gets its address by DHCP on the
- * TAP the launcher opened, its QEMU is jailed (uid ≠ 0, CapEff 0, Seccomp 2), the daemon's unit
+ * TAP the launcher opened, its QEMU is jailed (uid ≠ 0, CapEff 0, Seccomp 2, PID 1 of its own
+ * pid namespace), the daemon's unit
  * keeps its sandbox, and a daemon restart re-adopts the guest; `vm stop` ends the unit.
  */
 import { existsSync } from 'node:fs';
@@ -24,13 +25,7 @@ describe.skipIf(!canRun)('a guest under the hardened nitride.service', () => {
   let vm: VmInfo;
   const cli = (args: string[]) => sd.execOk([process.execPath, CLI, ...args]);
   const json = async <T>(args: string[]) => JSON.parse(await cli([...args, '--json'])) as T;
-  const show = async (unit: string, props: string[]) =>
-    Object.fromEntries(
-      (await sd.execOk(['systemctl', 'show', unit, ...props.map((p) => `-p${p}`)]))
-        .trim()
-        .split('\n')
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    );
+  const show = (unit: string, props: string[]) => sd.show(unit, props);
   const procStatus = async (pid: number) =>
     Object.fromEntries(
       (await sd.execOk(['cat', `/proc/${pid}/status`]))
@@ -76,15 +71,19 @@ describe.skipIf(!canRun)('a guest under the hardened nitride.service', () => {
     expect(text).toContain('172.31.1.10');
   }, 420_000);
 
-  it('QEMU is its own unit, jailed: uid not 0, no capabilities, seccomp filter, NoNewPrivs; the daemon unit keeps its bounding set', async () => {
+  it('QEMU is its own unit, jailed: uid not 0, no capabilities, seccomp filter, NoNewPrivs, own pid namespace; the daemon unit keeps its bounding set', async () => {
     const unit = `nitride-vm-${vm.id}.service`;
-    expect(await show(unit, ['ActiveState', 'MainPID'])).toEqual({ ActiveState: 'active', MainPID: String(vm.pid) });
+    const { ActiveState, MainPID } = await show(unit, ['ActiveState', 'MainPID']);
+    expect(ActiveState).toBe('active');
+    expect((await sd.execOk(['cat', `/proc/${MainPID}/task/${MainPID}/children`])).trim()).toBe(String(vm.pid));
     const st = await procStatus(vm.pid!);
     expect(Number(st.Uid!.split(/\s+/)[0])).toBe(vm.uid);
     expect(vm.uid).toBeGreaterThan(0);
     expect(st.CapEff).toBe('0000000000000000');
     expect(st.Seccomp).toBe('2');
     expect(st.NoNewPrivs).toBe('1');
+    // Its own pid namespace, where it is PID 1 (the unit's main pid is the unshare holding it).
+    expect(st.NSpid!.split(/\s+/).slice(-1)).toEqual(['1']);
     expect((await show('nitride.service', ['CapabilityBoundingSet'])).CapabilityBoundingSet).toBe('cap_net_admin cap_net_raw');
   });
 

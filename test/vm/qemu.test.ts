@@ -95,8 +95,8 @@ describe('the jail (pure parts)', () => {
 
   it('the command: own mount namespace, cgroups joined, /dev nodes, then QEMU as the uid via setpriv', () => {
     const argv = jailCommand({ root: '/s/vm x/root', uid: 200000, cgroupProcs: ['/cg/a/cgroup.procs'], devices: jailDevices('tcg'), qemu: '/usr/bin/qemu-system-x86_64', args: ['-m', '1'] });
-    expect(argv.slice(0, 5)).toEqual(['unshare', '--mount', '--propagation', 'private', '--']);
-    expect(argv.slice(8)).toEqual(['nitride-vm-jail', '/s/vm x/root', '200000', '/cg/a/cgroup.procs', '--', 'null', 'zero', 'urandom', '--', '/usr/bin/qemu-system-x86_64', '-m', '1']);
+    expect(argv.slice(0, 8)).toEqual(['unshare', '--mount', '--pid', '--fork', '--kill-child=SIGKILL', '--propagation', 'private', '--']);
+    expect(argv.slice(11)).toEqual(['nitride-vm-jail', '/s/vm x/root', '200000', '/cg/a/cgroup.procs', '--', 'null', 'zero', 'urandom', '--', '/usr/bin/qemu-system-x86_64', '-m', '1']);
     expect(JAIL_SCRIPT).toMatch(/setpriv --reuid="\$uid" --regid="\$uid" --clear-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all --no-new-privs/);
     expect(jailDevices('kvm')).toContain('kvm');
   });
