@@ -35,7 +35,7 @@ import { accountIds, allocateUid, jailCommand, jailDevices, missingJailCaps, par
 import { RestrictedCatalog } from '../nbd/exports.js';
 import type { NbdServer } from '../nbd/server.js';
 import { firstChild, processIsRunning, processStartTime } from './process.js';
-import { underSystemd, unitCommand, unitHolds, unitKillCommand, unitPids, vmUnitName, type LaunchFile } from './unit.js';
+import { underSystemd, unitCommand, unitHolds, unitKillCommand, vmUnitName, type LaunchFile } from './unit.js';
 import { run } from '../common/run.js';
 import { QmpClient } from './qmp.js';
 import { qemuArgs, type QemuSpec } from './qemu.js';
@@ -346,6 +346,7 @@ export class VmManager {
     const dir = this.dirOf(id);
     const qmpSocket = path.join(this.rootOf(id), JAILED.qmp);
     let child: ReturnType<typeof spawn> | undefined;
+    let unshare = 0;
     try {
       const unit = underSystemd() ? vmUnitName(id) : undefined;
       if (unit) record.unit = unit;
@@ -369,9 +370,9 @@ export class VmManager {
         const [cmd, ...args] = unitCommand(id, limits, launchFile, path.join(dir, 'qemu.log'));
         const started = await run(cmd!, args);
         if (started.code !== 0) throw new RuntimeError(`cannot start the VM's unit ${unit}: ${oneLine(started.out)}`, 'QEMU_START_FAILED');
-        const main = Number((await run('/usr/bin/systemctl', ['show', '--property=MainPID', '--value', unit])).out) || 0;
-        // The main pid is the jail's unshare; QEMU is the other process of the unit (its only child).
-        record.pid = (await forked(() => unitPids(unit).find((p) => p !== main), () => main === 0 || !unitHolds(unit, main))) ?? null;
+        // The main pid is the jail's unshare, alive as long as QEMU; QEMU's own pid comes from QMP below
+        // (the unit's other processes may still be the jail's mount or chown until then).
+        unshare = Number((await run('/usr/bin/systemctl', ['show', '--property=MainPID', '--value', unit])).out) || 0;
       } else {
         const taps = openTaps(spec.nics.map((n) => n.ifname));
         try {
@@ -417,7 +418,7 @@ export class VmManager {
     const pid = record.pid;
     await this.save(record);
     this.log.info({ vm: id, name: record.name, pid, unit: record.unit, accel: record.accel, volumes: record.volumes.map((v) => v.id), enis: record.enis }, 'VM started');
-    const exited = () => (child ? child.exitCode !== null || child.signalCode !== null : !qemuAlive(record));
+    const exited = () => (child ? child.exitCode !== null || child.signalCode !== null : unshare === 0 || !unitHolds(record.unit!, unshare));
 
     // Up = QEMU answers QMP (its devices, NBD disks and TAPs included, are set up by then).
     const end = Date.now() + timeoutS * 1000;
@@ -432,7 +433,12 @@ export class VmManager {
           // Bounded by what is left of the deadline: a QEMU stuck before its main loop accepts but never greets.
           const qmp = await QmpClient.connect(qmpSocket, Math.max(100, Math.min(5000, end - Date.now())));
           await qmp.execute('query-status');
+          const qemuPid = qmp.peerPid();
           qmp.close();
+          if (record.unit && qemuPid !== undefined) {
+            record.pid = qemuPid;
+            await this.save(record);
+          }
           break;
         } catch {
           /* not ready yet */

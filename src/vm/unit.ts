@@ -14,7 +14,7 @@
  *
  * The daemon then reaches the guest through its unit only: ProtectProc=invisible hides the
  * guest's /proc entries from it and without CAP_KILL it cannot signal another uid, so liveness
- * is the unit cgroup's `populated` flag (cgroup.events, readable under ProtectControlGroups)
+ * is QEMU's pid in the unit's cgroup.procs (readable under ProtectControlGroups)
  * and signals go through `systemctl kill`.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -72,16 +72,11 @@ export function unitCgroupDir(unit: string, selfCgroup = readText('/proc/self/cg
   return undefined;
 }
 
-/** The pids in the unit's cgroup (none once it is collected). */
-export function unitPids(unit: string): number[] {
-  const dir = unitCgroupDir(unit);
-  if (!dir) return [];
-  return readText(path.join(dir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number);
-}
-
 /** Whether the unit's cgroup holds `pid` (the unit is collected when QEMU is gone). */
 export function unitHolds(unit: string, pid: number): boolean {
-  return unitPids(unit).includes(pid);
+  const dir = unitCgroupDir(unit);
+  if (!dir) return false;
+  return readText(path.join(dir, 'cgroup.procs')).split('\n').includes(String(pid));
 }
 
 function readText(file: string): string {
