@@ -15,14 +15,16 @@ export interface BootedSystemd {
   execOk(args: string[]): Promise<string>;
   /** A path inside the container, as the host sees it (sockets for host-side clients). */
   hostPath(inside: string): string;
+  /** `systemctl show UNIT -pP…` as an object (property → value). */
+  show(unit: string, props: string[]): Promise<Record<string, string>>;
   /** Power off and clean up. */
   shutdown(): Promise<void>;
   output(): string;
 }
 
 export const canBootSystemd: boolean;
-export function systemdTree(): Promise<string>;
+export function systemdTree(packages?: string[]): Promise<string>;
 /** Boot systemd with `units` (host file → name in /etc/systemd/system) bound in. */
 /** Where the booted system sees this checkout for its units (`nitride install-units --root`). */
 export const UNIT_ROOT: string;
-export function bootSystemd(units: Record<string, string>): Promise<BootedSystemd>;
+export function bootSystemd(units: Record<string, string>, options?: { packages?: string[]; bindRo?: string[] }): Promise<BootedSystemd>;

@@ -12,9 +12,9 @@ import { ROOT, run, sleep } from './bench-common.mjs';
 export const canBootSystemd =
   process.getuid?.() === 0 && existsSync('/usr/bin/systemd-nspawn') && existsSync('/usr/sbin/debootstrap') && existsSync('/dev/net/tun');
 
-/** The tree (built and cached on first use; ~45 s on a fresh machine). */
-export async function systemdTree() {
-  return (await run(path.join(ROOT, 'scripts/lib/systemd-tree.sh'), [])).stdout.trim();
+/** The tree, with extra Debian `packages` (built and cached on first use; ~45 s on a fresh machine, minutes with QEMU). */
+export async function systemdTree(packages = []) {
+  return (await run(path.join(ROOT, 'scripts/lib/systemd-tree.sh'), packages, { timeoutMs: 900_000 })).stdout.trim();
 }
 
 /** Remove a cgroup and the ones nspawn made below it (payload, supervisor, ...), deepest first. */
@@ -36,9 +36,12 @@ function removeCgroup(dir) {
 /** Where the booted system sees this checkout for its units (`nitride install-units --root`). */
 export const UNIT_ROOT = '/opt/nitride';
 
-/** Boot systemd with `units` (host file → name in /etc/systemd/system) bound in. */
-export async function bootSystemd(units) {
-  const tree = await systemdTree();
+/**
+ * Boot systemd with `units` (host file → name in /etc/systemd/system) bound in; `options.packages`
+ * picks a tree with those packages too, `options.bindRo` host directories seen at the same path.
+ */
+export async function bootSystemd(units, options = {}) {
+  const tree = await systemdTree(options.packages ?? []);
   const name = 'ntsd' + randomBytes(4).toString('hex');
   const cgroups = ['systemd', 'unified'].map((h) => `/sys/fs/cgroup/${h}/${name}`).filter((p) => existsSync(path.dirname(p)));
   for (const cg of cgroups) mkdirSync(cg);
@@ -49,6 +52,7 @@ export async function bootSystemd(units) {
     // under /tmp or /home, which the units' PrivateTmp=/ProtectHome= hide.
     ...(ROOT === UNIT_ROOT ? [] : [`--bind-ro=${ROOT}:${UNIT_ROOT}`]),
     `--bind-ro=${process.execPath}`,
+    ...(options.bindRo ?? []).map((d) => `--bind-ro=${d}`),
     ...Object.entries(units).map(([file, unit]) => `--bind-ro=${file}:/etc/systemd/system/${unit}`),
   ];
   const nspawn = ['systemd-nspawn', '--boot', '--register=no', '--keep-unit', `--machine=${name}`, '-D', tree, '--volatile=overlay', '--system-call-filter=bpf', '--private-network', ...binds];
@@ -100,6 +104,11 @@ export async function bootSystemd(units) {
       return r.stdout;
     },
     hostPath: (inside) => `/proc/${pid}/root${inside}`,
+    /** `systemctl show UNIT -pP…` as an object. */
+    async show(unit, props) {
+      const out = await booted.execOk(['systemctl', 'show', unit, ...props.map((p) => `-p${p}`)]);
+      return Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    },
     async shutdown() {
       if (child.exitCode === null) {
         // SIGRTMIN+4 asks systemd for a clean poweroff.

@@ -4,10 +4,12 @@
 # this host's Debian mirror (~50 s, ~250 MB) and cached under /var/cache/nitride; the
 # tests boot it with --volatile=overlay, so it is never modified.
 # Needs: debootstrap (SYSTEMD_PACKAGES in bootstrap.sh), root.
+# Arguments: extra packages (e.g. qemu-system-x86 for guests under systemd): another tree.
 set -euo pipefail
 
 # What the tree holds (the cache key): systemd as PID 1, and what the daemon runs (ip, tc).
 INCLUDE="systemd,systemd-sysv,dbus,iproute2,procps"
+for pkg in "$@"; do INCLUDE="$INCLUDE,$pkg"; done
 CACHE="${NITRIDE_CACHE:-/var/cache/nitride}/systemd-tree"
 KEY="$(printf '%s' "bookworm $INCLUDE" | sha256sum | cut -c1-16)"
 TREE="$CACHE/$KEY"

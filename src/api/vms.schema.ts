@@ -29,5 +29,5 @@ export const RunVmBody: z.ZodType<RunVmRequest> = z
   .strict();
 
 export const StopVmBody: z.ZodType<StopVmRequest> = z.object({ force: z.boolean().optional() }).strict();
-export const StartVmBody: z.ZodType<StartVmRequest> = z.object({ startTimeoutS: StartTimeout.optional() }).strict();
-export const ConsoleOffsetQuery: z.ZodType<ConsoleQuery> = z.object({ offset: z.coerce.number().int().optional() }).strict();
+export const StartVmBody: z.ZodType<StartVmRequest> = z.object({ startTimeoutS: StartTimeout.optional(), forceAttach: z.boolean().optional() }).strict();
+export const ConsoleOffsetQuery: z.ZodType<ConsoleQuery> = z.object({ offset: z.coerce.number().int().optional(), previous: z.coerce.number().int().min(1).max(100).optional() }).strict();

@@ -11,7 +11,7 @@
  *     POST   /v1/vms/:id/stop            StopVmRequest        → VmInfo
  *     POST   /v1/vms/:id/start           StartVmRequest       → VmInfo
  *     DELETE /v1/vms/:id                                      → Deleted
- *     GET    /v1/vms/:id/console?offset=N                     → ConsoleReply
+ *     GET    /v1/vms/:id/console?offset=N[&previous=K]        → ConsoleReply
  */
 
 export const VMS_API = {
@@ -78,6 +78,8 @@ export interface RunVmRequest {
 /** `vm start`: a stopped VM again, with its stored spec (volumes, ENIs, memory, cpus, images, command line). */
 export interface StartVmRequest {
   startTimeoutS?: number;
+  /** As RunVmRequest.forceAttach: rbd volumes another host holds are taken over (it is fenced). */
+  forceAttach?: boolean;
 }
 
 export interface QemuArgsReply {
@@ -119,6 +121,11 @@ export interface ConsoleQuery {
    * ever had, rotated files included: a read before the live file's start begins at its start.
    */
   offset?: number;
+  /**
+   * Read the Nth rotated file instead (1 = newest, up to --vm-console-keep); `offset` then
+   * counts within that file.
+   */
+  previous?: number;
 }
 
 export interface ConsoleReply {

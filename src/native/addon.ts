@@ -128,6 +128,7 @@ interface NativeBinding {
   unixListen(path: string, backlog?: number): number;
   socketAddress(fd: number): SocketAddress;
   isDumpable(): boolean;
+  execWithFds(argv: string[], fds: number[]): never;
   xtsEncrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   XtsCipher: XtsCipherConstructor;
@@ -307,6 +308,14 @@ export function unixListen(path: string, backlog = 511): number {
 
 export function socketAddress(fd: number): SocketAddress {
   return binding.socketAddress(fd);
+}
+
+/**
+ * Replace this process (execvp) with `argv`, which inherits `fds` as fd 3, 4, … (every other
+ * fd Node opened is close-on-exec). Returns only by throwing (errno `code`).
+ */
+export function execWithFds(argv: string[], fds: number[]): never {
+  return binding.execWithFds(argv, fds);
 }
 
 /** prctl(PR_GET_DUMPABLE). */

@@ -46,9 +46,11 @@ export class NbdServer {
   /**
    * Listen on a socket that serves one guest: only `catalog`'s exports, only to `uid` (its
    * QEMU) and root (operators); other peers are dropped and counted. The socket belongs to
-   * `uid`, mode 0600. Returns the function that stops it (and removes the socket).
+   * `uid`, mode 0600; or, with `dirGated` (a daemon without CAP_CHOWN: its guest's run/ directory,
+   * which only that uid and group root may enter, is the gate), root's, mode 0666.
+   * Returns the function that stops it (and removes the socket).
    */
-  async listenGuest(socketPath: string, catalog: ExportCatalog, uid: number | undefined): Promise<() => Promise<void>> {
+  async listenGuest(socketPath: string, catalog: ExportCatalog, uid: number | undefined, dirGated = false): Promise<() => Promise<void>> {
     const server = this.makeListener(
       (socket) => {
         const cred = socketPeer(socket);
@@ -58,7 +60,8 @@ export class NbdServer {
       (peer) => peer.uid === 0 || (uid !== undefined && peer.uid === uid),
     );
     await listenPrivateUnixSocket(server, socketPath, 'guest NBD socket');
-    if (uid !== undefined) await fs.chown(socketPath, uid, -1);
+    if (dirGated) await fs.chmod(socketPath, 0o666);
+    else if (uid !== undefined) await fs.chown(socketPath, uid, -1);
     return async () => {
       this.listeners.splice(this.listeners.indexOf(server), 1);
       await new Promise<void>((resolve) => server.close(() => resolve()));

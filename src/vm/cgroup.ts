@@ -1,6 +1,6 @@
 /**
- * A guest's cgroup: memory and CPU limits for its QEMU. Under systemd the VM's scope carries
- * them (systemd-run -p MemoryMax= -p CPUQuota=, see manager.launchCommand); otherwise a plain
+ * A guest's cgroup: memory and CPU limits for its QEMU. Under systemd the VM's unit carries
+ * them (systemd-run -p MemoryMax= -p CPUQuota=, see unit.ts); otherwise a plain
  * directory the jail joins before exec:
  * - cgroup v2 (unified at /sys/fs/cgroup): <root>/nitride/vm-<id>, memory.max and cpu.max;
  * - v1 or hybrid: memory/<own path>/nitride-vm-<id> (memory.limit_in_bytes) and
@@ -28,7 +28,7 @@ export function vmLimits(memoryMiB: number, cpus: number, accel: 'tcg' | 'kvm'):
 }
 
 /** systemd-run properties for the same limits. */
-export function scopeProperties(limits: VmLimits): string[] {
+export function unitProperties(limits: VmLimits): string[] {
   return ['-p', `MemoryMax=${limits.memoryBytes}`, '-p', `CPUQuota=${limits.cpuPercent}%`];
 }
 
@@ -75,13 +75,21 @@ export async function createVmCgroup(id: string, limits: VmLimits): Promise<VmCg
   return { dirs: made, procs: made.map((d) => path.join(d, 'cgroup.procs')) };
 }
 
-/** Remove a stopped VM's cgroup directories (empty once QEMU is gone). */
+/**
+ * Remove a stopped VM's cgroup directories (empty once QEMU is gone). QEMU's zombie still counts
+ * until the jail's unshare reaps it, so EBUSY is retried for a few seconds.
+ */
 export async function removeVmCgroup(dirs: readonly string[]): Promise<void> {
   for (const dir of dirs) {
-    try {
-      await fs.rmdir(dir);
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw err;
+    for (let tries = 0; ; tries++) {
+      try {
+        await fs.rmdir(dir);
+        break;
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') break;
+        if (errnoCode(err) !== 'EBUSY' || tries >= 100) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
   }
 }

@@ -1,14 +1,17 @@
 /**
  * The jail a guest's QEMU runs in (after Firecracker's jailer), built from util-linux tools so
  * that no privileged code of ours runs in the child:
- *   unshare --mount          its own mount namespace (propagation private)
+ *   unshare --mount --pid    its own mount namespace (propagation private) and pid namespace:
+ *                            unshare forks once and waits; its child becomes PID 1 there and
+ *                            is QEMU (QMP is a Unix socket: namespaces do not matter to it).
+ *                            --kill-child: QEMU never outlives the unshare that holds it.
  *   sh (JAIL_SCRIPT)         joins its cgroups, bind-mounts /usr read-only and the few /dev
  *                            nodes it needs into its root, chroots there
  *   setpriv                  becomes the VM's own uid/gid, no supplementary groups, no
  *                            capabilities (effective, permitted, inheritable, ambient, bounding),
  *                            NoNewPrivs
  *   qemu                     then turns on its own seccomp sandbox (qemu.ts SANDBOX).
- * Every step execs the next, so the pid the daemon spawned is QEMU's.
+ * Past the fork every step execs the next, so unshare's only child is QEMU (the pid recorded).
  *
  * The root (<vm dir>/root, root-owned 0755) holds: boot/ (copies of the kernel and initrd,
  * 0444), run/ (the VM's uid, 0700: its NBD and QMP sockets and its console), dev/, usr/ and
@@ -72,6 +75,7 @@ root=$1 uid=$2
 shift 2
 while [ "$1" != -- ]; do echo $$ > "$1"; shift; done
 shift
+chown "$uid" "$root/run"
 mount --make-rprivate /
 mount --bind -o ro /usr "$root/usr"
 while [ "$1" != -- ]; do mount --bind "/dev/$1" "$root/dev/$1"; shift; done
@@ -101,7 +105,7 @@ export interface JailSpec {
   /** The VM's root directory on the host. */
   root: string;
   uid: number;
-  /** cgroup.procs files to join (none under systemd: the scope does it). */
+  /** cgroup.procs files to join (none under systemd: the unit does it). */
   cgroupProcs: string[];
   devices: string[];
   /** QEMU as named inside the root (/usr/bin/…). */
@@ -111,5 +115,5 @@ export interface JailSpec {
 
 /** The command that starts QEMU in its jail. */
 export function jailCommand(spec: JailSpec): string[] {
-  return ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', JAIL_SCRIPT, 'nitride-vm-jail', spec.root, String(spec.uid), ...spec.cgroupProcs, '--', ...spec.devices, '--', spec.qemu, ...spec.args];
+  return ['unshare', '--mount', '--pid', '--fork', '--kill-child=SIGKILL', '--propagation', 'private', '--', 'sh', '-c', JAIL_SCRIPT, 'nitride-vm-jail', spec.root, String(spec.uid), ...spec.cgroupProcs, '--', ...spec.devices, '--', spec.qemu, ...spec.args];
 }

@@ -5,7 +5,7 @@
  *
  * Lifecycle:
  * - run (and start: a stopped VM again, same id, its stored spec, a uid allocated anew): checks (names, allowlist, volumes free, ENIs local TAPs and free), writes the record,
- *   starts QEMU in its own session (and, under systemd, its own scope: see `launchCommand`),
+ *   starts QEMU in its own session (under systemd: in its own transient service, see unit.ts),
  *   waits until QEMU answers QMP (at most --start-timeout; past it QEMU is killed and the run
  *   fails), records pid + process start time.
  * - a daemon stop leaves QEMU running (live update): guests see an NBD pause
@@ -30,14 +30,16 @@ import type { Logger } from '../log/logger.js';
 import { describeHolder, type VolumeManager } from '../volume/manager.js';
 import type { VpcManager } from '../vpc/manager.js';
 import { sha256File, type ImageAllowlist } from './images.js';
-import { createVmCgroup, removeVmCgroup, scopeProperties, vmLimits, type VmLimits } from './cgroup.js';
+import { createVmCgroup, removeVmCgroup, vmLimits } from './cgroup.js';
 import { accountIds, allocateUid, jailCommand, jailDevices, missingJailCaps, parseUidRange, DEFAULT_VM_UID_RANGE, type UidRange } from './jail.js';
 import { RestrictedCatalog } from '../nbd/exports.js';
 import type { NbdServer } from '../nbd/server.js';
-import { processIsRunning, processStartTime } from './process.js';
+import { firstChild, processIsRunning, processStartTime } from './process.js';
+import { underSystemd, unitCommand, unitHolds, unitKillCommand, vmUnitName, type LaunchFile } from './unit.js';
+import { run } from '../common/run.js';
 import { QmpClient } from './qmp.js';
 import { qemuArgs, type QemuSpec } from './qemu.js';
-import { consoleRotation, rotateConsole, DEFAULT_CONSOLE_KEEP, DEFAULT_CONSOLE_MAX_BYTES, type ConsoleRotation } from './console-log.js';
+import { consoleRotation, rotateConsole, rotatedName, DEFAULT_CONSOLE_KEEP, DEFAULT_CONSOLE_MAX_BYTES, type ConsoleRotation } from './console-log.js';
 import { isResourceId, newResourceId } from '../api/ids.js';
 import { START_TIMEOUT_S, type Accel, type ConsoleReply, type RunVmRequest, type StartVmRequest, type VmInfo, type VmState } from '../api/vms.js';
 import { LOCAL_HOST_ID } from '../api/vpc.js';
@@ -59,6 +61,8 @@ interface VmRecord extends Omit<VmInfo, 'consoleLog'> {
   cgroups: string[];
   /** Console bytes rotated out of console.log so far: console offsets count from the first byte ever. */
   consoleBase?: number;
+  /** Its systemd unit, when QEMU runs as one (unit.ts): liveness and signals go through it. */
+  unit?: string;
 }
 
 /** An allowed image and its stored copy. */
@@ -137,7 +141,7 @@ export class VmManager {
       const vm = new Vm(record);
       this.vms.set(record.id, vm);
       if (record.state !== 'running') continue;
-      if (record.pid !== null && record.pidStartTime !== null && processIsRunning(record.pid, record.pidStartTime)) {
+      if (qemuAlive(record)) {
         this.log.info({ vm: record.id, name: record.name, pid: record.pid }, 'running VM re-adopted');
       } else {
         this.log.warn({ vm: record.id, name: record.name }, 'VM process ended while the daemon was away');
@@ -186,15 +190,15 @@ export class VmManager {
   async stop(ref: string, force = false): Promise<VmInfo> {
     const vm = this.get(ref);
     if (vm.record.state === 'stopped' && !vm.cleanup) return this.info(vm);
-    const { pid, pidStartTime } = vm.record;
-    if (pid !== null && pidStartTime !== null && processIsRunning(pid, pidStartTime)) {
+    const { pid } = vm.record;
+    if (qemuAlive(vm.record)) {
       vm.exitReason ??= force ? 'stopped (forced)' : 'stopped';
-      process.kill(pid, force ? 'SIGKILL' : 'SIGTERM');
+      await signalQemu(vm.record, force ? 'SIGKILL' : 'SIGTERM');
       const end = Date.now() + STOP_TIMEOUT_MS;
-      while (processIsRunning(pid, pidStartTime)) {
+      while (qemuAlive(vm.record)) {
         if (Date.now() > end) {
           this.log.warn({ vm: vm.record.id, pid }, 'QEMU ignored SIGTERM; killing it');
-          process.kill(pid, 'SIGKILL');
+          await signalQemu(vm.record, 'SIGKILL');
         }
         await sleep(50);
       }
@@ -211,10 +215,14 @@ export class VmManager {
     await fs.rm(this.dirOf(vm.record.id), { recursive: true, force: true });
   }
 
-  /** Console output from byte `offset` (negative: the last -offset bytes); offsets span rotations. */
-  async console(ref: string, offset: number): Promise<ConsoleReply> {
+  /**
+   * Console output from byte `offset` (negative: the last -offset bytes); offsets span rotations.
+   * With `previous` N: the Nth rotated file (1 = newest), offsets within it.
+   */
+  async console(ref: string, offset: number, previous?: number): Promise<ConsoleReply> {
     const vm = this.get(ref);
     await this.rotate(vm);
+    if (previous !== undefined) return this.previousConsole(vm, offset, previous);
     const base = vm.record.consoleBase ?? 0;
     const file = this.consolePath(vm.record.id);
     let handle: fs.FileHandle;
@@ -235,6 +243,21 @@ export class VmManager {
     } finally {
       await handle.close();
     }
+  }
+
+  /** A rotated console file (in the VM's directory, written only by the daemon). */
+  private async previousConsole(vm: Vm, offset: number, n: number): Promise<ConsoleReply> {
+    const state = vm.cleanup ? 'running' : vm.record.state;
+    let text: Buffer;
+    try {
+      text = await fs.readFile(rotatedName(this.dirOf(vm.record.id), n));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`VM ${vm.record.name} has no console.log.${n} (${this.rotation.keep} kept, older ones dropped)`, 'NO_SUCH_CONSOLE');
+      throw err;
+    }
+    const start = offset < 0 ? Math.max(0, text.length + offset) : Math.min(offset, text.length);
+    const chunk = text.subarray(start, start + CONSOLE_CHUNK);
+    return { offset: start + chunk.length, text: chunk.toString('utf8'), state };
   }
 
   /** Volumes of running VMs: a daemon stop hands their ephemeral keys over to the next daemon. */
@@ -292,7 +315,7 @@ export class VmManager {
     record.consoleBase = previous.consoleBase;
     vm.record = record;
     vm.exitReason = undefined;
-    return this.launch(vm, spec, images, qemu, timeoutS, false, async () => {
+    return this.launch(vm, spec, images, qemu, timeoutS, opts.forceAttach === true, async () => {
       vm.record = previous;
       await fs.rm(this.rootOf(previous.id), { recursive: true, force: true });
       await this.save(previous);
@@ -305,7 +328,8 @@ export class VmManager {
     spec.nbdSocket = JAILED.nbd;
     spec.kernel = JAILED.kernel;
     if (spec.initrd) spec.initrd = JAILED.initrd;
-    const missing = missingJailCaps(readText('/proc/self/status'));
+    // Under systemd the jail is built in the guest's own unit, not with the daemon's privileges.
+    const missing = underSystemd() ? [] : missingJailCaps(readText('/proc/self/status'));
     if (missing.length) throw new RuntimeError(`cannot jail QEMU: the daemon lacks ${missing.join(', ')} (a sandboxed service unit?); guests never run unjailed`, 'VM_JAIL_UNAVAILABLE');
     record.uid = this.allocateUid();
     return resolveQemu(this.options.qemu ?? DEFAULT_QEMU);
@@ -321,33 +345,49 @@ export class VmManager {
     const uid = record.uid!;
     const dir = this.dirOf(id);
     const qmpSocket = path.join(this.rootOf(id), JAILED.qmp);
-    let child: ReturnType<typeof spawn>;
+    let child: ReturnType<typeof spawn> | undefined;
+    let unshare = 0;
     try {
-      await this.buildRoot(id, uid, record.accel, images);
+      const unit = underSystemd() ? vmUnitName(id) : undefined;
+      if (unit) record.unit = unit;
+      else delete record.unit;
+      await this.buildRoot(id, uid, record.accel, images, unit !== undefined);
       const limits = vmLimits(record.memoryMiB, record.cpus, record.accel);
-      const scope = underSystemd();
-      const cgroup = scope ? { dirs: [], procs: [] } : await createVmCgroup(id, limits);
+      const cgroup = unit ? { dirs: [], procs: [] } : await createVmCgroup(id, limits);
       record.cgroups = cgroup.dirs;
       await this.serveGuest(vm);
       await this.claimHeldVolumes(record.volumes, forceAttach);
-      // Each TAP is opened here and inherited by QEMU as fd 3, 4, …: QEMU opens no device by name.
-      const taps = openTaps(spec.nics.map((n) => n.ifname));
-      try {
-        spec.nics.forEach((n, i) => (n.fd = FIRST_INHERITED_FD + i));
-        record.args = qemuArgs(spec);
+      // QEMU gets each TAP as fd 3, 4, …: it opens no device by name.
+      spec.nics.forEach((n, i) => (n.fd = FIRST_INHERITED_FD + i));
+      record.args = qemuArgs(spec);
+      const jail = jailCommand({ root: this.rootOf(id), uid, cgroupProcs: cgroup.procs, devices: jailDevices(record.accel), qemu, args: record.args });
+      if (unit) {
+        // Its own unit (unit.ts): the launcher there opens the TAPs, as root outside our sandbox.
         await this.save(record);
-        const jail = jailCommand({ root: this.rootOf(id), uid, cgroupProcs: cgroup.procs, devices: jailDevices(record.accel), qemu, args: record.args });
-        const [command, ...commandArgs] = launchCommand(jail, id, scope ? limits : undefined);
-        const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
+        const launchFile = path.join(dir, 'launch.json');
+        await writeFileAtomic(launchFile, JSON.stringify({ taps: spec.nics.map((n) => n.ifname), command: jail } satisfies LaunchFile) + '\n');
+        closeSync(openSync(path.join(dir, 'qemu.log'), 'a', 0o600)); // systemd appends to it
+        const [cmd, ...args] = unitCommand(id, limits, launchFile, path.join(dir, 'qemu.log'));
+        const started = await run(cmd!, args);
+        if (started.code !== 0) throw new RuntimeError(`cannot start the VM's unit ${unit}: ${oneLine(started.out)}`, 'QEMU_START_FAILED');
+        // The main pid is the jail's unshare, alive as long as QEMU; QEMU's own pid comes from QMP below
+        // (the unit's other processes may still be the jail's mount or chown until then).
+        unshare = Number((await run('/usr/bin/systemctl', ['show', '--property=MainPID', '--value', unit])).out) || 0;
+      } else {
+        const taps = openTaps(spec.nics.map((n) => n.ifname));
         try {
-          // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
-          // do not reach the guest. Not waited for: a daemon restart must leave QEMU running.
-          child = spawn(command!, commandArgs, { detached: true, stdio: ['ignore', logFd, logFd, ...taps] });
+          await this.save(record);
+          const logFd = openSync(path.join(dir, 'qemu.log'), 'a', 0o600);
+          try {
+            // Own session: signals to the daemon's process group (Ctrl-C, a service manager's stop)
+            // do not reach the guest. Not waited for: a daemon restart must leave QEMU running.
+            child = spawn(jail[0]!, jail.slice(1), { detached: true, stdio: ['ignore', logFd, logFd, ...taps] });
+          } finally {
+            closeSync(logFd);
+          }
         } finally {
-          closeSync(logFd);
+          for (const fd of taps) closeFd(fd);
         }
-      } finally {
-        for (const fd of taps) closeFd(fd);
       }
     } catch (err) {
       await this.unserveGuest(id);
@@ -356,29 +396,34 @@ export class VmManager {
       throw err;
     }
     this.vms.set(id, vm);
-    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
-    child.unref();
-    const pid = child.pid;
-    if (pid === undefined) {
-      const err = await spawnError;
-      record.state = 'stopped';
-      record.stopReason = `QEMU did not start: ${oneLine(err)}`;
-      await this.save(record);
-      await this.unserveGuest(id);
-      await removeVmCgroup(record.cgroups).catch(() => {});
-      throw new RuntimeError(`cannot start ${qemu}: ${oneLine(err)}`, 'QEMU_START_FAILED');
+    if (child) {
+      const spawnError = new Promise<Error>((resolve) => child!.once('error', resolve));
+      child.unref();
+      if (child.pid === undefined) {
+        const err = await spawnError;
+        record.state = 'stopped';
+        record.stopReason = `QEMU did not start: ${oneLine(err)}`;
+        await this.save(record);
+        await this.unserveGuest(id);
+        await removeVmCgroup(record.cgroups).catch(() => {});
+        throw new RuntimeError(`cannot start ${qemu}: ${oneLine(err)}`, 'QEMU_START_FAILED');
+      }
+      // The exit event is quicker than the watcher for our own children (unshare ends with QEMU).
+      child.once('exit', () => void this.afterExit(vm, vm.exitReason ?? 'QEMU exited'));
+      const spawned = child;
+      // QEMU is the child unshare forks into the guest's pid namespace.
+      record.pid = (await forked(() => firstChild(spawned.pid!), () => spawned.exitCode !== null || spawned.signalCode !== null)) ?? null;
+      record.pidStartTime = record.pid === null ? null : (processStartTime(record.pid) ?? null);
     }
-    // The exit event is quicker than the watcher for our own children.
-    child.once('exit', () => void this.afterExit(vm, vm.exitReason ?? 'QEMU exited'));
-    record.pid = pid;
-    record.pidStartTime = processStartTime(pid) ?? null;
+    const pid = record.pid;
     await this.save(record);
-    this.log.info({ vm: id, name: record.name, pid, accel: record.accel, volumes: record.volumes.map((v) => v.id), enis: record.enis }, 'VM started');
+    this.log.info({ vm: id, name: record.name, pid, unit: record.unit, accel: record.accel, volumes: record.volumes.map((v) => v.id), enis: record.enis }, 'VM started');
+    const exited = () => (child ? child.exitCode !== null || child.signalCode !== null : unshare === 0 || !unitHolds(record.unit!, unshare));
 
     // Up = QEMU answers QMP (its devices, NBD disks and TAPs included, are set up by then).
     const end = Date.now() + timeoutS * 1000;
     for (;;) {
-      if (vm.record.state === 'stopped' || child.exitCode !== null || child.signalCode !== null || vm.cleanup) {
+      if (vm.record.state === 'stopped' || exited() || vm.cleanup) {
         await this.afterExit(vm, 'QEMU exited at start');
         const why = (await tail(path.join(dir, 'qemu.log'), 1500)).trim();
         throw new RuntimeError(`QEMU exited at start${why ? `: ${why}` : ''}`, 'QEMU_START_FAILED');
@@ -388,7 +433,12 @@ export class VmManager {
           // Bounded by what is left of the deadline: a QEMU stuck before its main loop accepts but never greets.
           const qmp = await QmpClient.connect(qmpSocket, Math.max(100, Math.min(5000, end - Date.now())));
           await qmp.execute('query-status');
+          const qemuPid = qmp.peerPid();
           qmp.close();
+          if (record.unit && qemuPid !== undefined) {
+            record.pid = qemuPid;
+            await this.save(record);
+          }
           break;
         } catch {
           /* not ready yet */
@@ -399,8 +449,8 @@ export class VmManager {
         const why = `QEMU did not answer QMP within ${timeoutS} s (--start-timeout)`;
         this.log.warn({ vm: id, timeoutS }, 'QEMU did not answer QMP in time; killing it');
         vm.exitReason = why;
-        process.kill(pid, 'SIGKILL');
-        while (child.exitCode === null && child.signalCode === null) await sleep(50);
+        await signalQemu(record, 'SIGKILL');
+        while (!exited()) await sleep(50);
         await this.afterExit(vm, why);
         throw new RuntimeError(`${why}; it was stopped`, 'QEMU_START_TIMEOUT');
       }
@@ -552,9 +602,8 @@ export class VmManager {
 
   private watch(): void {
     for (const vm of this.vms.values()) {
-      const { state, pid, pidStartTime } = vm.record;
-      if (state !== 'running' || vm.cleanup || pid === null || pidStartTime === null) continue;
-      if (!processIsRunning(pid, pidStartTime)) void this.afterExit(vm, 'QEMU exited');
+      if (vm.record.state !== 'running' || vm.cleanup || vm.record.pid === null) continue;
+      if (!qemuAlive(vm.record)) void this.afterExit(vm, 'QEMU exited');
       else void this.rotate(vm);
     }
   }
@@ -578,7 +627,7 @@ export class VmManager {
 
   private async serveGuest(vm: Vm): Promise<void> {
     const catalog = new RestrictedCatalog(this.options.volumes, () => new Set(vm.record.volumes.map((v) => v.id)), `VM ${vm.record.name}`);
-    const stop = await this.options.nbd.listenGuest(path.join(this.rootOf(vm.record.id), JAILED.nbd), catalog, vm.record.uid ?? undefined);
+    const stop = await this.options.nbd.listenGuest(path.join(this.rootOf(vm.record.id), JAILED.nbd), catalog, vm.record.uid ?? undefined, vm.record.unit !== undefined);
     this.guestSockets.set(vm.record.id, stop);
   }
 
@@ -595,7 +644,7 @@ export class VmManager {
   }
 
   private info(vm: Vm): VmInfo {
-    const { format: _format, pidStartTime: _start, consoleBase: _base, ...rest } = vm.record;
+    const { format: _format, pidStartTime: _start, consoleBase: _base, unit: _unit, ...rest } = vm.record;
     return { ...rest, consoleLog: this.consolePath(vm.record.id) };
   }
 
@@ -630,10 +679,13 @@ export class VmManager {
    * The guest's root: copies of its boot images (re-hashed: what QEMU reads is what was
    * allowed), mount points for /usr and its /dev nodes, and run/ (its own: sockets, console).
    */
-  private async buildRoot(id: string, uid: number, accel: Accel, images: BootImages): Promise<void> {
+  private async buildRoot(id: string, uid: number, accel: Accel, images: BootImages, viaUnit: boolean): Promise<void> {
     const root = this.rootOf(id);
-    await fs.mkdir(root, { mode: 0o755 });
-    for (const d of ['boot', 'usr', 'dev']) await fs.mkdir(path.join(root, d), { mode: 0o755 });
+    // Modes set explicitly: the daemon's umask (0077 under nitride.service) would shut the guest's uid out.
+    for (const d of ['', 'boot', 'usr', 'dev']) {
+      await fs.mkdir(path.join(root, d), { mode: 0o755 });
+      await fs.chmod(path.join(root, d), 0o755);
+    }
     for (const [link, target] of [['lib', 'usr/lib'], ['lib64', 'usr/lib64'], ['bin', 'usr/bin'], ['sbin', 'usr/sbin']]) await fs.symlink(target!, path.join(root, link!));
     for (const dev of jailDevices(accel)) await fs.writeFile(path.join(root, 'dev', dev), '', { mode: 0o600 });
     for (const [role, image] of [['kernel', images.kernel], ['initrd', images.initrd]] as const) {
@@ -645,7 +697,15 @@ export class VmManager {
     }
     const run = path.join(root, JAILED.run);
     await fs.mkdir(run, { mode: 0o700 });
-    await fs.chown(run, uid, uid);
+    if (viaUnit) {
+      // The jail (root, in the guest's unit) makes it the uid's, group root: only that uid and
+      // the daemon (root without CAP_CHOWN or CAP_DAC_OVERRIDE under the hardened unit, and
+      // without setgid bits: RestrictSUIDSGID) enter it; what QEMU creates inside is 0666/0777
+      // (the unit's UMask=0000), so the directory is the gate.
+      await fs.chmod(run, 0o770);
+    } else {
+      await fs.chown(run, uid, uid);
+    }
   }
 
   private async save(record: VmRecord): Promise<void> {
@@ -676,22 +736,32 @@ function parseVolumeRef(ref: string): { id: string; boot: boolean } {
   return { id, boot };
 }
 
-/** Whether the daemon runs as a systemd service (INVOCATION_ID is set for services) with systemd-run at hand. */
-function underSystemd(env: NodeJS.ProcessEnv = process.env): boolean {
-  return Boolean(env.INVOCATION_ID) && existsSync('/usr/bin/systemd-run');
+/** The pid `find` returns once the jail's unshare has forked QEMU (undefined if it `ended` first, or after 30 s). */
+async function forked(find: () => number | undefined, ended: () => boolean): Promise<number | undefined> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const pid = find();
+    if (pid !== undefined) return pid;
+    if (ended() || Date.now() > end) return undefined;
+    await sleep(20);
+  }
 }
 
-/**
- * The command that starts a jailed QEMU (`jail`, see jail.ts). Under systemd it goes into its
- * own transient scope, which carries its limits, with `systemd-run --scope` (which then execs
- * the jail: same pid): a stop or restart of nitride.service kills its own cgroup only, so
- * guests survive a live update whatever the unit's KillMode.
- */
-export function launchCommand(jail: string[], id: string, scopeLimits: VmLimits | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
-  if (scopeLimits && underSystemd(env)) {
-    return ['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', `--unit=nitride-vm-${id}`, ...scopeProperties(scopeLimits), '--', ...jail];
+/** Whether the VM's QEMU still runs: its unit holds its pid, or (no unit) its pid has the recorded start time. */
+function qemuAlive(record: VmRecord): boolean {
+  if (record.pid === null) return false;
+  if (record.unit) return unitHolds(record.unit, record.pid);
+  return record.pidStartTime !== null && processIsRunning(record.pid, record.pidStartTime);
+}
+
+/** Signal QEMU: through its unit (the daemon may not signal another uid) or directly. */
+async function signalQemu(record: VmRecord, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  if (record.unit) {
+    const [cmd, ...args] = unitKillCommand(record.unit, signal);
+    await run(cmd!, args);
+  } else if (record.pid !== null) {
+    process.kill(record.pid, signal);
   }
-  return jail;
 }
 
 /** QEMU's absolute path; it must live under /usr, the only host tree a guest's root shows. */

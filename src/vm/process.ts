@@ -18,6 +18,16 @@ export function processIsRunning(pid: number, startTime: string): boolean {
   return stat.state !== 'Z' && stat.state !== 'X' && stat.fields[19] === startTime;
 }
 
+/** The first child of `pid` (/proc/PID/task/PID/children), if it has forked one. */
+export function firstChild(pid: number): number | undefined {
+  try {
+    const first = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ')[0];
+    return first ? Number(first) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function procStat(pid: number): { state: string; fields: string[] } | undefined {
   let text: string;
   try {

@@ -3,6 +3,7 @@
  * The daemon uses it to know a VM is up (QEMU answers QMP once its devices are realised) and
  * to ask it to quit.
  */
+import { socketPeer } from '../common/unix-socket.js';
 import net from 'node:net';
 import { RuntimeError } from '../common/errors.js';
 
@@ -20,6 +21,11 @@ export class QmpClient {
     };
     socket.on('error', fail);
     socket.on('close', () => fail());
+  }
+
+  /** The pid of the QEMU serving this socket (SO_PEERCRED, in our pid namespace). */
+  peerPid(): number | undefined {
+    return socketPeer(this.socket)?.pid;
   }
 
   /** Connect and finish the greeting + qmp_capabilities handshake. */

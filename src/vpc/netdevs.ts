@@ -4,9 +4,9 @@
  * the guest side gets the ENI's MAC). The host side is brought up without addresses, IPv6
  * disabled, and a tc ingress drop keeps the host stack out of it.
  */
-import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { RuntimeError, UsageError, errnoCode } from '../common/errors.js';
+import { run } from '../common/run.js';
 import { closeFd, tapOpen } from '../native/addon.js';
 import type { EniKind } from '../api/vpc.js';
 
@@ -24,14 +24,6 @@ export const vethGuestName = (name: string): string => `${name}p`;
 /** Throws unless `name` leaves room for the guest side's suffix (interface names have at most 15 characters). */
 export function checkVethName(name: string): void {
   if (vethGuestName(name).length > 15) throw new UsageError(`veth interface name '${name}' is too long: at most 14 characters (the guest side adds 'p')`);
-}
-
-function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, out: `${stderr}${stdout}`.trim() });
-    });
-  });
 }
 
 async function must(cmd: string, ...args: string[]): Promise<void> {

@@ -4,7 +4,9 @@
  * scripts/build-guest.sh) on B:
  * - without the flag, B's `vm run` is refused naming host-a, and no QEMU starts;
  * - with it, A is fenced exactly as by `volume detach --force` (blocklisted, lock broken), the
- *   guest starts holding the volume, A's later writes fail, and the guest reads what A flushed.
+ *   guest starts holding the volume, A's later writes fail, and the guest reads what A flushed;
+ * - `vm start` of that guest (stopped) while a third host C holds the volume: refused the same
+ *   way without the flag, and with `--force-attach` C is fenced and the guest boots again.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -27,6 +29,19 @@ let a: RunningDaemon;
 let b: RunningDaemon;
 let guestDir = '';
 let onA: QemuIoSession | undefined;
+let onC: QemuIoSession | undefined;
+let vol: VolumeInfo;
+let taker: VmInfo;
+const expected = createHash('sha256').update(Buffer.alloc(1 << 20, 0x5a)).digest('hex');
+const consoleOf = (vm: VmInfo) => (existsSync(vm.consoleLog) ? readFileSync(vm.consoleLog, 'utf8') : '');
+/** Wait for the guest's verdict on its console (it checks the volume holds 1 MiB of 0x5a). */
+async function verdict(vm: VmInfo): Promise<string> {
+  let text = '';
+  await waitFor('guest verdict', () => /NITRIDE-(PASS|FAIL)/.test((text = consoleOf(vm))), 240_000).catch((err: Error) => {
+    throw new Error(`${err.message}\n${text.slice(-3000)}`);
+  });
+  return text;
+}
 const cli = (d: RunningDaemon, ...args: string[]) => hosts.cli(d, ...args);
 const json = <T>(d: RunningDaemon, ...args: string[]) => hosts.json<T>(d, ...args);
 
@@ -41,19 +56,19 @@ describe.skipIf(!canRun)('vm run --force-attach takes an rbd volume over from an
 
   afterAll(async () => {
     await onA?.close().catch(() => {});
+    await onC?.close().catch(() => {});
     const vms = b ? await json<VmInfo[]>(b, 'vm', 'list').catch(() => []) : [];
     for (const vm of vms) if (vm.state === 'running') await cli(b, 'vm', 'stop', '--force', vm.id);
     await hosts?.destroy();
   }, 120_000);
 
   it('refused naming the holder without the flag; with it A is fenced and B’s guest reads what A flushed', async () => {
-    const vol = await json<VolumeInfo>(a, 'volume', 'create', '--size', '16M');
+    vol = await json<VolumeInfo>(a, 'volume', 'create', '--size', '16M');
     expect(vol.store).toBe('rbd');
     onA = new QemuIoSession(vol.uri);
     await onA.ready();
     expect(await onA.run('write -P 0x5a 0 1M')).toMatch(/wrote 1048576/);
     expect(await onA.run('flush')).not.toMatch(/failed/);
-    const expected = createHash('sha256').update(Buffer.alloc(1 << 20, 0x5a)).digest('hex');
 
     const run = (name: string, ...extra: string[]) => [
       'vm', 'run', '--name', name, '--kernel', path.join(guestDir, 'vmlinuz'), '--initrd', path.join(guestDir, 'initrd.img'), '--memory', '256M', '--volume', `${vol.id}:boot`,
@@ -67,7 +82,7 @@ describe.skipIf(!canRun)('vm run --force-attach takes an rbd volume over from an
     expect((await json<VolumeInfo>(b, 'volume', 'describe', vol.id)).holder).toMatchObject({ host: 'host-a' });
 
     const holder = (await json<VolumeInfo>(b, 'volume', 'describe', vol.id)).holder!;
-    const vm = await json<VmInfo>(b, ...run('taker', '--force-attach'));
+    const vm = (taker = await json<VmInfo>(b, ...run('taker', '--force-attach')));
     expect(vm.state).toBe('running');
     // A is blocklisted (as by volume detach --force) and B's guest holds the volume.
     expect((await hosts.ceph.ceph('osd', 'blocklist', 'ls')).split('\n').some((l) => l.startsWith(holder.address))).toBe(true);
@@ -77,10 +92,30 @@ describe.skipIf(!canRun)('vm run --force-attach takes an rbd volume over from an
     const late = (await onA.run('write -P 0xee 0 4k')) + (await onA.run('flush'));
     expect(late).toMatch(/(write|flush) failed: Input\/output error/);
 
-    let text = '';
-    await waitFor('guest verdict', () => /NITRIDE-(PASS|FAIL)/.test((text = existsSync(vm.consoleLog) ? readFileSync(vm.consoleLog, 'utf8') : '')), 240_000).catch((err: Error) => {
-      throw new Error(`${err.message}\n${text.slice(-3000)}`);
-    });
+    const text = await verdict(vm);
+    expect(text).toContain(`NITRIDE-VERIFIED vol=${vol.id} sha256=${expected}`);
+    expect(text).toMatch(/NITRIDE-PASS/);
+  });
+
+  it('vm start of the stopped guest while host C holds the volume: refused naming host-c; --force-attach fences C and the guest boots', async () => {
+    // The verify guest powers off after its verdict: the VM stops, its volume detaches.
+    await waitFor('the guest to stop', async () => (await json<VmInfo>(b, 'vm', 'describe', taker.id)).state === 'stopped', 120_000);
+    const c = await hosts.host('c', ['--host-id', 'host-c']);
+    const onHostC = (await json<VolumeInfo>(c, 'volume', 'describe', vol.id)).uri;
+    onC = new QemuIoSession(onHostC);
+    await onC.ready();
+    expect(await onC.run('write -P 0x5a 0 1M')).toMatch(/wrote 1048576/);
+    expect(await onC.run('flush')).not.toMatch(/failed/);
+
+    const refused = await cli(b, 'vm', 'start', 'taker');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr.trim()).toMatch(new RegExp(`^nitride: volume ${vol.id} is attached on host host-c \\(Ceph client\\.\\d+ at [^)]+\\); --force-attach fences[^\\n]*$`));
+    expect((await json<VmInfo>(b, 'vm', 'describe', 'taker')).state).toBe('stopped');
+
+    const started = await json<VmInfo>(b, 'vm', 'start', 'taker', '--force-attach');
+    expect(started).toMatchObject({ id: taker.id, state: 'running' });
+    expect((await json<VolumeInfo>(c, 'volume', 'describe', vol.id)).holder).toMatchObject({ host: 'host-b' });
+    const text = await verdict(started);
     expect(text).toContain(`NITRIDE-VERIFIED vol=${vol.id} sha256=${expected}`);
     expect(text).toMatch(/NITRIDE-PASS/);
   });

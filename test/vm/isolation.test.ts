@@ -103,11 +103,13 @@ describe.skipIf(!canRun)('jailed QEMU guests', () => {
     expect([...uids]).not.toContain(65534);
   });
 
-  it('each QEMU: chrooted in its own root, in its own mount namespace, its TAP an inherited fd', () => {
+  it('each QEMU: chrooted in its own root, in its own mount and pid namespaces (PID 1 there), its TAP an inherited fd', () => {
     for (const vm of Object.values(vms)) {
       const root = path.join(path.dirname(path.dirname(vm.consoleLog)));
       expect(readlinkSync(`/proc/${vm.pid}/root`)).toBe(root);
       expect(readlinkSync(`/proc/${vm.pid}/ns/mnt`)).not.toBe(readlinkSync('/proc/self/ns/mnt'));
+      expect(readlinkSync(`/proc/${vm.pid}/ns/pid`)).not.toBe(readlinkSync('/proc/self/ns/pid'));
+      expect(status(vm.pid!).NSpid!.split(/\s+/).slice(-1)).toEqual(['1']);
       expect(vm.args.join(' ')).toMatch(/-netdev tap,id=net0,fd=3\b/);
       expect(vm.args.join(' ')).not.toContain('ifname=');
       expect(readlinkSync(`/proc/${vm.pid}/fd/3`)).toBe('/dev/net/tun');

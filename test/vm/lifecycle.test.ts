@@ -1,7 +1,8 @@
 /**
  * A VM's lifecycle with a real QEMU (TCG, the guest of scripts/build-guest.sh) on one host (a
  * network namespace with its KMS and daemon): `vm run`, `vm stop`, `vm start` boots the same
- * spec again; the serial console rotates at a lowered cap (4K × 2); `--start-timeout` ends a
+ * spec again; the serial console rotates at a lowered cap (4K × 2) and `vm console --previous N`
+ * shows the rotated files; `--start-timeout` ends a
  * QEMU that cannot get past its start (its disk's key held up: the KMS is paused) and leaves
  * nothing running. Two guest boots in all.
  */
@@ -93,6 +94,15 @@ describe.skipIf(!canRun)('VM lifecycle: run, stop, start; console rotation; star
     const shown = await host.cli(['vm', 'console', 'lc']);
     expect(shown.code).toBe(0);
     expect(read(first.consoleLog).startsWith(shown.stdout)).toBe(true);
+    // The rotated files through the API: --previous N is console.log.N; past the kept ones, one line.
+    for (const n of [1, 2]) {
+      const old = await host.cli(['vm', 'console', 'lc', '--previous', String(n)]);
+      expect(old.code, old.stderr).toBe(0);
+      expect(old.stdout.length).toBeGreaterThan(0);
+      expect(old.stdout).toBe(read(path.join(vmDirOf(first), `console.log.${n}`)));
+    }
+    await oneLineError(['vm', 'console', 'lc', '--previous', '3'], /^nitride: VM lc has no console.log.3 \(2 kept, older ones dropped\)$/m);
+    await oneLineError(['vm', 'console', 'lc', '--previous', '0'], /^nitride: --previous must be a whole number from 1 to 100, got '0'$/m);
 
     await oneLineError(['vm', 'start', 'lc'], /^nitride: VM lc is running; vm stop it first$/m);
     await host.json(['vm', 'stop', 'lc']);

@@ -1,6 +1,6 @@
 /** QEMU command lines (pure) and the launcher choice. */
 import { describe, expect, it } from 'vitest';
-import { launchCommand } from '../../src/vm/manager.js';
+import { LAUNCHER, underSystemd, unitCgroupDir, unitCommand, unitKillCommand } from '../../src/vm/unit.js';
 import { vmLimits } from '../../src/vm/cgroup.js';
 import { DEFAULT_VM_UID_RANGE, JAIL_SCRIPT, accountIds, allocateUid, jailCommand, jailDevices, missingJailCaps, parseUidRange } from '../../src/vm/jail.js';
 import { NBD_RECONNECT_DELAY_S, nvmeSerial, qemuArgs, type QemuSpec } from '../../src/vm/qemu.js';
@@ -57,15 +57,24 @@ describe('qemuArgs with descriptors', () => {
   });
 });
 
-describe('launchCommand', () => {
-  const jail = ['unshare', '--mount', '--', 'qemu'];
+describe('guests as systemd units (unit.ts)', () => {
   const limits = vmLimits(256, 2, 'tcg');
-  it('runs the jail directly outside systemd, in its own scope with the limits under systemd', () => {
-    expect(launchCommand(jail, 'i-0', limits, {})).toEqual(jail);
-    const under = launchCommand(jail, 'i-0', limits, { INVOCATION_ID: 'x' });
-    if (under[0] === '/usr/bin/systemd-run') {
-      expect(under).toEqual(['/usr/bin/systemd-run', '--scope', '--quiet', '--collect', '--unit=nitride-vm-i-0', '-p', `MemoryMax=${(256 + 384) << 20}`, '-p', 'CPUQuota=250%', '--', ...jail]);
-    } else expect(under).toEqual(jail);
+  it('a transient service (forked by PID 1, not a scope of the sandboxed daemon) with the limits, running the launcher', () => {
+    expect(underSystemd({})).toBe(false);
+    expect(unitCommand('vm-0', limits, '/s/vm-0/launch.json', '/s/vm-0/qemu.log', '/usr/bin/node')).toEqual([
+      '/usr/bin/systemd-run', '--unit=nitride-vm-vm-0.service', '--quiet', '--collect',
+      '-p', 'Type=exec', '-p', `MemoryMax=${(256 + 384) << 20}`, '-p', 'CPUQuota=250%', '-p', 'UMask=0000',
+      '-p', 'StandardOutput=append:/s/vm-0/qemu.log', '-p', 'StandardError=append:/s/vm-0/qemu.log',
+      '--', '/usr/bin/node', LAUNCHER, '/s/vm-0/launch.json',
+    ]);
+    expect(LAUNCHER).toMatch(/\/vm\/launcher\.(js|ts)$/);
+    expect(unitKillCommand('nitride-vm-vm-0.service', 'SIGKILL')).toEqual(['/usr/bin/systemctl', 'kill', '--signal=SIGKILL', 'nitride-vm-vm-0.service']);
+  });
+
+  it("the unit's cgroup is a sibling of the daemon's (unified hierarchy); none without a v2 line", () => {
+    const dir = unitCgroupDir('nitride-vm-x.service', '0::/system.slice/nitride.service\n');
+    expect(dir === undefined || /\/system\.slice\/nitride-vm-x\.service$/.test(dir)).toBe(true);
+    expect(unitCgroupDir('nitride-vm-x.service', '1:name=systemd:/x\n')).toBeUndefined();
   });
 });
 
@@ -86,8 +95,8 @@ describe('the jail (pure parts)', () => {
 
   it('the command: own mount namespace, cgroups joined, /dev nodes, then QEMU as the uid via setpriv', () => {
     const argv = jailCommand({ root: '/s/vm x/root', uid: 200000, cgroupProcs: ['/cg/a/cgroup.procs'], devices: jailDevices('tcg'), qemu: '/usr/bin/qemu-system-x86_64', args: ['-m', '1'] });
-    expect(argv.slice(0, 5)).toEqual(['unshare', '--mount', '--propagation', 'private', '--']);
-    expect(argv.slice(8)).toEqual(['nitride-vm-jail', '/s/vm x/root', '200000', '/cg/a/cgroup.procs', '--', 'null', 'zero', 'urandom', '--', '/usr/bin/qemu-system-x86_64', '-m', '1']);
+    expect(argv.slice(0, 8)).toEqual(['unshare', '--mount', '--pid', '--fork', '--kill-child=SIGKILL', '--propagation', 'private', '--']);
+    expect(argv.slice(11)).toEqual(['nitride-vm-jail', '/s/vm x/root', '200000', '/cg/a/cgroup.procs', '--', 'null', 'zero', 'urandom', '--', '/usr/bin/qemu-system-x86_64', '-m', '1']);
     expect(JAIL_SCRIPT).toMatch(/setpriv --reuid="\$uid" --regid="\$uid" --clear-groups --inh-caps=-all --ambient-caps=-all --bounding-set=-all --no-new-privs/);
     expect(jailDevices('kvm')).toContain('kvm');
   });

@@ -40,6 +40,8 @@ function guestOptions(command: Command): Command {
 const START_TIMEOUT_HELP = `seconds to wait for QEMU to answer QMP (${START_TIMEOUT_S.min}-${START_TIMEOUT_S.max}, default ${START_TIMEOUT_S.default}); past it QEMU is stopped and the command fails`;
 
 /** --start-timeout as the request field (absent: the daemon's default). */
+const FORCE_ATTACH_HELP = 'take over rbd volumes another host holds: fence it first (Ceph blocklist, as volume detach --force)';
+
 function startTimeoutOf(value: string | undefined): { startTimeoutS?: number } {
   if (value === undefined) return {};
   const seconds = /^\d+$/.test(value) ? Number(value) : NaN;
@@ -95,7 +97,7 @@ export function vmCommand(): Command {
 
   vm.addCommand(
     guestOptions(clientVerb(new Command('run').description('start a guest; the daemon launches QEMU').requiredOption('--name <name>', 'VM name')))
-      .option('--force-attach', 'take over rbd volumes another host holds: fence it first (Ceph blocklist, as volume detach --force)')
+      .option('--force-attach', FORCE_ATTACH_HELP)
       .option('--start-timeout <seconds>', START_TIMEOUT_HELP)
       .action(async (options: RunOptions) => {
         const body = bodyOf(options);
@@ -149,9 +151,10 @@ export function vmCommand(): Command {
 
   vm.addCommand(
     clientVerb(new Command('start').description('start a stopped guest again with its stored spec (volumes, ENIs, memory, cpus, images, command line)').argument('<vm>', 'VM id or name'))
+      .option('--force-attach', FORCE_ATTACH_HELP)
       .option('--start-timeout <seconds>', START_TIMEOUT_HELP)
-      .action(async (ref: string, options: ClientOptions & { startTimeout?: string }) => {
-        const body: StartVmRequest = startTimeoutOf(options.startTimeout);
+      .action(async (ref: string, options: ClientOptions & { startTimeout?: string; forceAttach?: boolean }) => {
+        const body: StartVmRequest = { ...startTimeoutOf(options.startTimeout), ...(options.forceAttach ? { forceAttach: true } : {}) };
         const r = await clientOf(options, startCallMs(body)).call<VmInfo>('POST', pathTo(VMS_API.start, { id: ref }), body);
         emit(options, r, render);
       }),
@@ -168,11 +171,18 @@ export function vmCommand(): Command {
     clientVerb(new Command('console').description("show a guest's serial console output").argument('<vm>', 'VM id or name'))
       .option('-f, --follow', 'keep printing new output until the VM stops (Ctrl-C to quit)')
       .option('--tail <bytes>', 'start this many bytes before the end')
-      .action(async (ref: string, options: ClientOptions & { follow?: boolean; tail?: string }) => {
+      .option('--previous <n>', 'show the Nth rotated console file instead (1 = newest; --vm-console-keep are kept)')
+      .action(async (ref: string, options: ClientOptions & { follow?: boolean; tail?: string; previous?: string }) => {
         const client = clientOf(options);
         let offset = options.tail ? -parseSize(options.tail) : 0;
+        let previous = '';
+        if (options.previous !== undefined) {
+          if (!/^\d+$/.test(options.previous) || Number(options.previous) < 1 || Number(options.previous) > 100) throw new UsageError(`--previous must be a whole number from 1 to 100, got '${options.previous}'`);
+          if (options.follow) throw new UsageError('--previous shows a rotated file, which does not grow: drop --follow');
+          previous = `&previous=${Number(options.previous)}`;
+        }
         for (;;) {
-          const r = await client.get<ConsoleReply>(`${pathTo(VMS_API.console, { id: ref })}?offset=${offset}`);
+          const r = await client.get<ConsoleReply>(`${pathTo(VMS_API.console, { id: ref })}?offset=${offset}${previous}`);
           process.stdout.write(r.text);
           const more = r.offset !== offset && r.text.length > 0;
           offset = r.offset;

@@ -71,7 +71,10 @@ export function registerVmRoutes(control: ControlServer, vms: VmManager, images:
     audit: 'vm.start',
     auditTarget: 'id',
     body: StartVmBody,
-    handle: ({ params, body }) => vms.start(vmRef(params), body),
+    handle: ({ params, body, audit }) => {
+      audit.details = { forceAttach: body.forceAttach, startTimeoutS: body.startTimeoutS };
+      return vms.start(vmRef(params), body);
+    },
   });
   control.register({
     method: 'DELETE',
@@ -88,6 +91,6 @@ export function registerVmRoutes(control: ControlServer, vms: VmManager, images:
     method: 'GET',
     path: VMS_API.console,
     query: ConsoleOffsetQuery,
-    handle: ({ params, query }) => vms.console(vmRef(params), query.offset ?? 0),
+    handle: ({ params, query }) => vms.console(vmRef(params), query.offset ?? 0, query.previous),
   });
 }
