@@ -37,7 +37,7 @@
 // default slice instead of queueing behind it. Busy-polling before sleeping
 // (as the NBD lane does) was measured and lost: with both hosts' workers
 // and the guests on two loaded cores, spinning takes the CPU the other
-// side needs (TCP connections/s fell 3.5x at load 50).
+// side needs (TCP connections/s fell 3.5x at load 51-63).
 //
 // Offloads (what makes one TCP flow go from ~0.75 to ~2 Gbit/s here):
 // - guest -> local port: GSO super-frames and CHECKSUM_PARTIAL packets pass
