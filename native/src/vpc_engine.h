@@ -29,6 +29,18 @@
 // calling stats() + setRoute() every millisecond during a 2 Gbit/s TCP
 // stream: 12 of 8188 batch lock acquisitions had to wait.
 //
+// Wake-ups: the worker sleeps in epoll_wait between batches, and a packet
+// of a round trip (a ping, a TCP handshake) waits for one wake-up of each
+// host's worker; the kernel path has none (softirq). So the worker asks for
+// EEVDF's shortest slice (100 µs, sched_attr.sched_runtime, Linux >= 6.12):
+// its share is unchanged, but on wake-up it may preempt a task running a
+// default slice instead of queueing behind it (measured: TCP connections/s
+// +10% median over five same-run pairs, within that test's noise; README,
+// Security groups). Busy-polling before sleeping (as the NBD lane does) was
+// measured and lost: with both hosts' workers and the guests on two loaded
+// cores, spinning takes the CPU the other side needs (TCP connections/s
+// fell 3.5x at load 51-63).
+//
 // Offloads (what makes one TCP flow go from ~0.75 to ~2 Gbit/s here):
 // - guest -> local port: GSO super-frames and CHECKSUM_PARTIAL packets pass
 //   through unchanged (virtio_net_hdr in, same header out);

@@ -11,7 +11,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { release } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VpcEngine, type VpcControlEvent, type VpcFrameEvent } from '../../src/native/addon.js';
 import { IP_PROTO_TCP, IP_PROTO_UDP } from '../../src/vpc/constants.js';
@@ -316,6 +317,33 @@ describe('VpcEngine API', () => {
       expect(() => new VpcEngine({ bindAddress: '127.0.0.1', bindPort: 0, onControl: 5 as never })).toThrow(TypeError);
     } finally {
       a.close();
+    }
+  });
+
+  // EEVDF took a fair-class thread's own slice from sched_attr.sched_runtime in Linux 6.12; /proc/…/sched shows it.
+  const [major = 0, minor = 0] = release().split('.').map(Number);
+  it.skipIf(major * 100 + minor < 612 || !existsSync('/proc/self/sched'))('the worker thread asks the scheduler for a 100 µs slice', async () => {
+    const comm = (tid: string) => {
+      try {
+        return readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      } catch {
+        return ''; // a thread that just exited
+      }
+    };
+    const workers = () => readdirSync('/proc/self/task').filter((tid) => comm(tid) === 'nitride-vpc');
+    const before = new Set(workers());
+    const e = new VpcEngine({ bindAddress: '127.0.0.1', bindPort: 0, onControl: () => {} });
+    try {
+      const slice = (tid: string) => /^se\.slice\s*:\s*(\d+)/m.exec(readFileSync(`/proc/self/task/${tid}/sched`, 'utf8'))?.[1];
+      let mine: string[] = [];
+      await waitFor('the worker thread and its slice', () => {
+        mine = workers().filter((tid) => !before.has(tid));
+        return mine.length === 1 && slice(mine[0]!) === '100000';
+      });
+      // Only the worker: node's own threads keep the default.
+      expect(slice(String(process.pid))).not.toBe('100000');
+    } finally {
+      e.close();
     }
   });
 
