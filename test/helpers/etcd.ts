@@ -1,14 +1,14 @@
 /**
  * A private etcd cluster per test file (Debian's etcd-server 3.4): 1 or 3 members in a new temp
  * directory, client and peer traffic over TLS with client-certificate auth. The CA and the
- * certificates are made with openssl when the cluster starts: a server certificate for the
- * members and a client certificate per user (the certificate's CN is the etcd user once auth is
- * enabled; `root` is made up front). Members listen on free loopback ports, or inside a network
+ * certificates are made by scripts/fleet-pki.sh (as the demo's) when the cluster starts: a
+ * server certificate for the members and a client certificate per user (the certificate's CN is
+ * the etcd user once auth is enabled). Members listen on free loopback ports, or inside a network
  * namespace the test made (on an address of that namespace, for daemons in other namespaces).
  * destroy() kills every member and removes the directory, even after a failed start.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -75,7 +75,10 @@ function freePort(): Promise<number> {
 
 const RBAC_SCRIPT = path.resolve(import.meta.dirname, '../../scripts/fleet-etcd-rbac.sh');
 
-const openssl = (dir: string, args: string[]) => runOk('openssl', args, { env: { RANDFILE: path.join(dir, '.rnd') } });
+const PKI_SCRIPT = path.resolve(import.meta.dirname, '../../scripts/fleet-pki.sh');
+
+/** scripts/fleet-pki.sh DIR ARGS… (the demo's and the README's certificates), valid two days. */
+const pkiScript = (dir: string, args: string[]) => runOk('bash', [PKI_SCRIPT, dir, ...args], { env: { NITRIDE_PKI_DAYS: '2' } });
 
 export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdCluster> {
   const count = options.members ?? 1;
@@ -93,19 +96,6 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdCluster>
   }
   const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
 
-  /** A certificate signed by the CA: `serverAuth` with the host's IP as SAN, or a client's with CN = user. */
-  async function issue(name: string, cn: string, server: boolean): Promise<void> {
-    const ext = pki(`${name}.ext`);
-    writeFileSync(
-      ext,
-      server
-        ? `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:${host},IP:127.0.0.1,DNS:localhost\n`
-        : 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n',
-    );
-    await openssl(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pki(`${name}.key`), '-out', pki(`${name}.csr`), '-subj', `/CN=${cn}`]);
-    await openssl(dir, ['x509', '-req', '-in', pki(`${name}.csr`), '-CA', pki('ca.crt'), '-CAkey', pki('ca.key'), '-CAcreateserial', '-days', '2', '-out', pki(`${name}.crt`), '-extfile', ext]);
-  }
-
   function launch(m: EtcdMember): void {
     const args = [
       '--name', m.name,
@@ -117,8 +107,8 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdCluster>
       '--initial-cluster', initialCluster,
       '--initial-cluster-state', 'new',
       '--initial-cluster-token', path.basename(dir),
-      '--cert-file', pki('server.crt'), '--key-file', pki('server.key'), '--trusted-ca-file', pki('ca.crt'), '--client-cert-auth',
-      '--peer-cert-file', pki('server.crt'), '--peer-key-file', pki('server.key'), '--peer-trusted-ca-file', pki('ca.crt'), '--peer-client-cert-auth',
+      '--cert-file', pki('etcd-member.crt'), '--key-file', pki('etcd-member.key'), '--trusted-ca-file', pki('ca.crt'), '--client-cert-auth',
+      '--peer-cert-file', pki('etcd-member.crt'), '--peer-key-file', pki('etcd-member.key'), '--peer-trusted-ca-file', pki('ca.crt'), '--peer-client-cert-auth',
       '--logger', 'zap', '--log-level', 'warn',
     ];
     const child = options.netns ? spawn('ip', ['netns', 'exec', options.netns, 'etcd', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -136,8 +126,8 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdCluster>
     async clientCert(user) {
       let c = certs.get(user);
       if (!c) {
-        await issue(`client-${user}`, user, false);
-        c = { ca: pki('ca.crt'), cert: pki(`client-${user}.crt`), key: pki(`client-${user}.key`) };
+        await pkiScript(dir, ['client', user]);
+        c = { ca: pki('ca.crt'), cert: pki(`${user}.crt`), key: pki(`${user}.key`) };
         certs.set(user, c);
       }
       return c;
@@ -202,8 +192,8 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdCluster>
   }
 
   try {
-    await openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pki('ca.key'), '-out', pki('ca.crt'), '-days', '2', '-subj', '/CN=nitride-test-etcd-ca']);
-    await issue('server', 'etcd-member', true);
+    await pkiScript(dir, ['ca']);
+    await pkiScript(dir, ['server', 'etcd-member', host]);
     await cluster.startAll();
   } catch (err) {
     await cluster.destroy();
