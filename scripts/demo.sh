@@ -14,11 +14,16 @@
 #   - the demo prints a results table, then the crypto proofs: no plaintext on the underlay
 #     (captured with tcpdump), none in any backing file, the ephemeral volumes crypto-wiped at
 #     the stop, the EBS data intact, and a disabled KMS key blocking attachment.
-# Everything (namespaces, etcd, KMSes, daemons, guests) is torn down at the end, also after a
-# failure.
+# With --ceph (a few minutes more: a second guest boot), the EBS volumes are RBD images on a
+# one-node Ceph cluster in the control plane: host A is stopped, and guest A's volume boots on
+# host B, which verifies the data guest A wrote; the OSD's store is scanned for the plaintext.
+# Everything (namespaces, etcd, Ceph, KMSes, daemons, guests) is torn down at the end, also after
+# a failure.
 set -euo pipefail
+with_ceph=0
+case "${1:-}" in --ceph) with_ceph=1 ;; "") ;; *) echo "usage: demo.sh [--ceph]" >&2; exit 2 ;; esac
 source "$(dirname "$0")/lib/bootstrap.sh"
-bootstrap "${NBD_CLIENT_PACKAGES[@]}" "${VPC_PACKAGES[@]}" "${VM_PACKAGES[@]}" "${ETCD_PACKAGES[@]}"
+bootstrap "${NBD_CLIENT_PACKAGES[@]}" "${VPC_PACKAGES[@]}" "${VM_PACKAGES[@]}" "${ETCD_PACKAGES[@]}" $([ $with_ceph = 1 ] && echo "${CEPH_PACKAGES[@]}")
 started=$(date +%s)
 guest="$("$NITRIDE_ROOT/scripts/build-guest.sh")"   # cached: rebuilt only when its inputs change
 
@@ -39,6 +44,7 @@ cleanup() {
   # whatever still runs in the demo's namespaces (a guest whose daemon died first)
   for ns in "${namespaces[@]}"; do for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid"; done; done
   for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  [ -f "$work/ceph/ceph.conf" ] && bash "$NITRIDE_ROOT/scripts/lib/ceph-one-node.sh" stop "$work/ceph"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -64,6 +70,13 @@ for h in ha hb; do
   ip -n "${tag}cp" link set "${tag}p$h" master "${tag}br"; ip -n "${tag}cp" link set "${tag}p$h" up
   ip -n "${tag}$h" addr add "${underlay[$h]}/24" dev "${tag}u$h"; ip -n "${tag}$h" link set "${tag}u$h" up
 done
+
+ceph_args=()
+if [ $with_ceph = 1 ]; then   # started now, waited for before the daemons start
+  MON_ADDR="$kms_addr:3300" in_cp bash "$NITRIDE_ROOT/scripts/lib/ceph-one-node.sh" start "$work/ceph" $((2 << 30)) >"$work/ceph-start.log" 2>&1 &
+  ceph_pid=$!
+  ceph_args=(--ceph-conf "$work/ceph/ceph.conf" --ceph-pool rbd --ceph-id admin)
+fi
 
 step "a three-member etcd in ${tag}cp: TLS both ways, a client certificate per host (CN = host id; scripts/fleet-pki.sh)"
 pki="$work/pki"
@@ -105,11 +118,16 @@ start_host() { # start_host ha: a host KMS (its host key only) and a daemon in f
   # nsenter --net, not `ip netns exec`: that mounts a fresh /sys, without the cgroup tree guests are jailed in
   nsenter --net="/run/netns/${tag}$h" node "$cli" daemon --state-dir "$work/$h/state" --control-socket "$work/$h/run/control.sock" \
     --kms-socket "$work/$h/run-kms/kms.sock" --kms-endpoint "$kms_addr:7700" --kms-public-key "$kms_key" --vpc-listen "${underlay[$h]}:4789" \
-    --fleet-endpoints "$endpoints" --fleet-ca "$pki/ca.crt" --fleet-cert "$pki/$h.crt" --fleet-key "$pki/$h.key" >>"$work/$h/daemon.log" 2>&1 &
+    --fleet-endpoints "$endpoints" --fleet-ca "$pki/ca.crt" --fleet-cert "$pki/$h.crt" --fleet-key "$pki/$h.key" "${ceph_args[@]}" >>"$work/$h/daemon.log" 2>&1 &
   pids+=("$!")
   eval "daemon_$h=$!"
   wait_for 150 sh -c "NITRIDE_SOCKET='$work/$h/run/control.sock' node '$cli' status --json | grep -q '\"state\": \"up\"'"
 }
+if [ $with_ceph = 1 ]; then
+  step "a one-node Ceph cluster in ${tag}cp (mon at $kms_addr:3300, one OSD): the EBS volumes are RBD images"
+  wait "$ceph_pid" || { tail -5 "$work/ceph-start.log"; exit 1; }
+  in_cp ceph -c "$work/ceph/ceph.conf" -s | grep -E 'health:|osd:|pools:'
+fi
 step "start each host: a daemon in fleet mode (--fleet-endpoints, its certificate) and its host KMS; no peer add"
 start_host ha
 start_host hb
@@ -205,8 +223,9 @@ packets=$(tcpdump -q -n -r "$work/underlay.pcap" 2>/dev/null | wc -l)
 echo "underlay: $packets UDP packets captured on host A ($(stat -c %s "$work/underlay.pcap") bytes; GSO batches count once), e.g.:"
 { tcpdump -q -n -r "$work/underlay.pcap" 2>/dev/null | awk '$NF > 1000' | head -2 | sed 's/^/  /'; } || true
 echo "occurrences of '$plaintext' in the capture: $(grep -c -a "$plaintext" "$work/underlay.pcap" || true)"
-echo "backing files (volume images, KMS and state under both hosts, console logs excluded):"
+echo "backing files (volume images, KMS and state under both hosts$([ $with_ceph = 1 ] && echo ", the Ceph OSD's block file and mon store"), console logs excluded):"
 found=$(grep -rl -a "$plaintext" "$work/ha" "$work/hb" --exclude=console.log --exclude=vm.json --exclude='*.log' 2>/dev/null || true)
+[ $with_ceph = 1 ] && found+=$(grep -rl -a "$plaintext" "$work/ceph" --exclude='*.log' 2>/dev/null || true)   # the OSD's block file and the mon's store
 echo "  files holding the plaintext: ${found:-none}"
 echo "  while through NBD (decrypted) guest A's volume holds it: $(head -c 4096 "$work/${ebs[ha]}.raw" | grep -c -a "$plaintext") lines in its first 4 KiB"
 
@@ -220,7 +239,22 @@ step "audit trails: host A's daemon (mutating calls: who, what, result), and the
 tail -n 3 "$work/ha/state/audit.log" | cut -c1-200
 node -e "const c={};for(const l of require('fs').readFileSync(process.argv[1],'utf8').trim().split('\n')){const e=JSON.parse(l);if(!e.caller||!e.caller.host)continue;const k=e.caller.host+' '+e.action+' '+e.status;c[k]=(c[k]||0)+1}for(const[k,n]of Object.entries(c))console.log('  '+k+': '+n)" "$work/netkms/audit.log"
 
-step "stop both hosts with SIGTERM"
-kill -TERM "$daemon_ha" "$daemon_hb"; wait "$daemon_ha" "$daemon_hb" 2>/dev/null; echo "both daemons stopped"
+if [ $with_ceph = 1 ]; then
+  step "EBS on Ceph outlives its host: host A stopped, guest A's volume boots on host B, which reads guest A's data"
+  kill -TERM "$daemon_ha"; wait "$daemon_ha" 2>/dev/null || true; echo "host A's daemon stopped"
+  echo "host B lists host A's volume (its record is the image's metadata):"; on hb volume list | grep -E "^ID|${ebs[ha]}"
+  want=$(grep "^NITRIDE-DISK vol=${ebs[ha]}" <<<"$ca" | grep -oE 'sha256=[0-9a-f]+' | cut -d= -f2)
+  on hb vm run --name guest-a-on-b --kernel "$guest/vmlinuz" --initrd "$guest/initrd.img" --memory 256M --volume "${ebs[ha]}:boot" \
+    --append "console=ttyS0 panic=-1 clocksource=hpet nitride.test=verify nitride.ebs=${ebs[ha]} nitride.mib=4 nitride.expect=$want" >/dev/null
+  wait_for 1500 verdict hb guest-a-on-b
+  console_of hb guest-a-on-b | grep -E '^NITRIDE-(VERIFIED|FAIL)' | cut -c1-140
+  echo "guest A wrote sha256 ${want:0:16}… on host A; on host B the guest reads $(console_of hb guest-a-on-b | grep -q "^NITRIDE-VERIFIED.*$want" && echo "the same: data intact" || echo "something else: DIFFERENT")"
+  wait_for 300 sh -c "NITRIDE_SOCKET=$work/hb/run/control.sock node $cli vm list | grep guest-a-on-b | grep -q stopped"
+  step "stop host B with SIGTERM"
+  kill -TERM "$daemon_hb"; wait "$daemon_hb" 2>/dev/null; echo "host B's daemon stopped"
+else
+  step "stop both hosts with SIGTERM"
+  kill -TERM "$daemon_ha" "$daemon_hb"; wait "$daemon_ha" "$daemon_hb" 2>/dev/null; echo "both daemons stopped"
+fi
 echo "etcd after the stop: host records kept until their 10 s leases expire ($(etcdctl_as root etcdctl get /nitride/hosts/ --prefix --keys-only | grep -c . || true) now)"
 echo "demo finished in $(( $(date +%s) - started )) s"
