@@ -49,7 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM   # (so that an interrupted demo cleans up too)
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m== %s\033[0m (at %d s)\n' "$*" $(( $(date +%s) - started )); }
 wait_for() { local n=$1; shift; for _ in $(seq "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "timed out: $*" >&2; return 1; }
 json() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const v=JSON.parse(s)$1;console.log(typeof v==='object'?JSON.stringify(v):v)})"; }
 # on HOST ARGS…: nitride against that host's daemon (and its host KMS)
