@@ -25,7 +25,6 @@ case "${1:-}" in --ceph) with_ceph=1 ;; "") ;; *) echo "usage: demo.sh [--ceph]"
 source "$(dirname "$0")/lib/bootstrap.sh"
 bootstrap "${NBD_CLIENT_PACKAGES[@]}" "${VPC_PACKAGES[@]}" "${VM_PACKAGES[@]}" "${ETCD_PACKAGES[@]}" $([ $with_ceph = 1 ] && echo "${CEPH_PACKAGES[@]}")
 started=$(date +%s)
-guest="$("$NITRIDE_ROOT/scripts/build-guest.sh")"   # cached: rebuilt only when its inputs change
 
 work="$(mktemp -d /tmp/nitride-demo.XXXXXX)"
 cli="$NITRIDE_ROOT/dist/cli/main.js"
@@ -57,6 +56,7 @@ on() { local h=$1; shift; NITRIDE_SOCKET="$work/$h/run/control.sock" NITRIDE_KMS
 # kms ARGS…: the network KMS's root-only socket (key management and grants)
 kms() { NITRIDE_KMS_SOCKET="$work/netkms-run/kms.sock" node "$cli" kms "$@"; }
 in_cp() { ip netns exec "${tag}cp" "$@"; }
+guest="$("$NITRIDE_ROOT/scripts/build-guest.sh")"   # cached: rebuilt only when its inputs change
 
 step "a fleet on one underlay: hosts ${tag}ha (10.250.0.1) and ${tag}hb (.2), control plane ${tag}cp (.251-.254) on its bridge"
 for ns in "${namespaces[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
