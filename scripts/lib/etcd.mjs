@@ -1,20 +1,23 @@
 // A private etcd cluster (Debian's etcd-server 3.4) for tests and benchmarks: 1 or 3 members in a
 // new temp directory, client and peer traffic over TLS with client-certificate auth. The CA and
-// the certificates are made with openssl when the cluster starts: a server certificate for the
-// members and a client certificate per user (the certificate's CN is the etcd user once auth is
-// enabled; `root` is made up front). Members listen on free loopback ports, or inside a network
+// the certificates are made by scripts/fleet-pki.sh (as the demo's and the README's) when the
+// cluster starts: a server certificate for the members and a client certificate per user (the
+// certificate's CN is the etcd user once auth is enabled). Members listen on free loopback ports, or inside a network
 // namespace the caller made (on an address of that namespace, for daemons in other namespaces).
 // destroy() kills every member and removes the directory, even after a failed start.
 // Types: etcd.d.mts; the tests import it through test/helpers/etcd.ts.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, run } from './bench-common.mjs';
 
 const RBAC_SCRIPT = path.resolve(import.meta.dirname, '../fleet-etcd-rbac.sh');
 
-const openssl = (dir, args) => run('openssl', args, { env: { RANDFILE: path.join(dir, '.rnd') } });
+const PKI_SCRIPT = path.resolve(import.meta.dirname, '../fleet-pki.sh');
+
+/** scripts/fleet-pki.sh DIR ARGS… (the demo's and the README's certificates), valid two days. */
+const pkiScript = (dir, args) => run('bash', [PKI_SCRIPT, dir, ...args], { env: { NITRIDE_PKI_DAYS: '2' } });
 
 export async function startEtcd(options = {}) {
   const count = options.members ?? 1;
@@ -32,19 +35,6 @@ export async function startEtcd(options = {}) {
   }
   const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
 
-  /** A certificate signed by the CA: `serverAuth` with the host's IP as SAN, or a client's with CN = user. */
-  async function issue(name, cn, server) {
-    const ext = pki(`${name}.ext`);
-    writeFileSync(
-      ext,
-      server
-        ? `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:${host},IP:127.0.0.1,DNS:localhost\n`
-        : 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n',
-    );
-    await openssl(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pki(`${name}.key`), '-out', pki(`${name}.csr`), '-subj', `/CN=${cn}`]);
-    await openssl(dir, ['x509', '-req', '-in', pki(`${name}.csr`), '-CA', pki('ca.crt'), '-CAkey', pki('ca.key'), '-CAcreateserial', '-days', '2', '-out', pki(`${name}.crt`), '-extfile', ext]);
-  }
-
   function launch(m) {
     const args = [
       '--name', m.name,
@@ -56,8 +46,8 @@ export async function startEtcd(options = {}) {
       '--initial-cluster', initialCluster,
       '--initial-cluster-state', 'new',
       '--initial-cluster-token', path.basename(dir),
-      '--cert-file', pki('server.crt'), '--key-file', pki('server.key'), '--trusted-ca-file', pki('ca.crt'), '--client-cert-auth',
-      '--peer-cert-file', pki('server.crt'), '--peer-key-file', pki('server.key'), '--peer-trusted-ca-file', pki('ca.crt'), '--peer-client-cert-auth',
+      '--cert-file', pki('etcd-member.crt'), '--key-file', pki('etcd-member.key'), '--trusted-ca-file', pki('ca.crt'), '--client-cert-auth',
+      '--peer-cert-file', pki('etcd-member.crt'), '--peer-key-file', pki('etcd-member.key'), '--peer-trusted-ca-file', pki('ca.crt'), '--peer-client-cert-auth',
       '--logger', 'zap', '--log-level', 'warn',
     ];
     const child = options.netns ? spawn('ip', ['netns', 'exec', options.netns, 'etcd', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -76,8 +66,8 @@ export async function startEtcd(options = {}) {
     async clientCert(user) {
       let c = certs.get(user);
       if (!c) {
-        await issue(`client-${user}`, user, false);
-        c = { ca: pki('ca.crt'), cert: pki(`client-${user}.crt`), key: pki(`client-${user}.key`) };
+        await pkiScript(dir, ['client', user]);
+        c = { ca: pki('ca.crt'), cert: pki(`${user}.crt`), key: pki(`${user}.key`) };
         certs.set(user, c);
       }
       return c;
@@ -142,8 +132,8 @@ export async function startEtcd(options = {}) {
   }
 
   try {
-    await openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pki('ca.key'), '-out', pki('ca.crt'), '-days', '2', '-subj', '/CN=nitride-test-etcd-ca']);
-    await issue('server', 'etcd-member', true);
+    await pkiScript(dir, ['ca']);
+    await pkiScript(dir, ['server', 'etcd-member', host]);
     await cluster.startAll();
   } catch (err) {
     await cluster.destroy();
