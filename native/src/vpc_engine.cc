@@ -34,9 +34,11 @@ namespace {
 constexpr uint64_t kWakeTag = uint64_t{1} << 32;
 constexpr uint64_t kUdpTag = (uint64_t{1} << 32) + 1;
 constexpr uint64_t kTimerTag = (uint64_t{1} << 32) + 2;
-// Held frames due this soon go with the ones due now (fewer timer wake-ups;
-// they were charged when queued, so going early only borrows from the bucket).
-constexpr double kReleaseEarly = 100e-6;
+// Held frames due within 1 ms go with the ones due now: one timer wake-up
+// and one send batch per ms, not per frame (at 50 kpps of small frames the
+// wake-ups cost more than the frames). They were charged when queued, so
+// going early only borrows from the bucket: the long-run rate is unchanged.
+constexpr double kReleaseEarly = 1e-3;
 constexpr int kSocketBuffer = 4 << 20;  // 4 MiB
 // Receive rounds per readiness event before going back to epoll (fairness
 // between sockets).
@@ -1037,14 +1039,7 @@ void Engine::ReleaseHeld() {
           } else if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE && h.flags == 0) {
             QueueFromPeer(port, f, len);  // coalesced like frames from a peer
           } else {
-            PortTx tx;
-            tx.port = port;
-            h.flags &= VIRTIO_NET_HDR_F_NEEDS_CSUM;
-            std::memcpy(tx.vnet, &h, kVnetHdrBytes);
-            tx.data = f;
-            tx.len = len;
-            tx.total = len;
-            port_tx_.push_back(std::move(tx));
+            QueueLocal(port, f, len, h);
           }
         }
       }
@@ -1222,19 +1217,7 @@ void Engine::ForwardGuestFrame(const std::shared_ptr<Port>& src, uint8_t* f, siz
         if (gso) WireSize(len, wire, h.gso_size, &segments, &total);
         if (!PassAllowance(pt->second, true, total, segments, f, len, h)) return;
       }
-      // Local delivery: the frame goes out as it came in, GSO and
-      // CHECKSUM_PARTIAL included (the kernel finishes it if the receiving
-      // device needs that).
-      PortTx tx;
-      tx.port = pt->second;
-      std::memset(tx.vnet, 0, sizeof tx.vnet);
-      virtio_net_hdr out = h;
-      out.flags &= VIRTIO_NET_HDR_F_NEEDS_CSUM;
-      std::memcpy(tx.vnet, &out, kVnetHdrBytes);
-      tx.data = f;
-      tx.len = len;
-      tx.total = len;
-      port_tx_.push_back(std::move(tx));
+      QueueLocal(pt->second, f, len, h);
       return;
     }
     case RouteKind::kPeer: {
@@ -1259,6 +1242,19 @@ void Engine::ForwardGuestFrame(const std::shared_ptr<Port>& src, uint8_t* f, siz
       return;
     }
   }
+}
+
+void Engine::QueueLocal(const std::shared_ptr<Port>& dst, uint8_t* f, size_t len, const virtio_net_hdr& h) {
+  PortTx tx;
+  tx.port = dst;
+  std::memset(tx.vnet, 0, sizeof tx.vnet);
+  virtio_net_hdr out = h;
+  out.flags &= VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  std::memcpy(tx.vnet, &out, kVnetHdrBytes);
+  tx.data = f;
+  tx.len = len;
+  tx.total = len;
+  port_tx_.push_back(std::move(tx));
 }
 
 void Engine::SegmentToPeer(void* ctx, const uint8_t* seg, size_t len) {

@@ -15,7 +15,8 @@
 // UDP socket.
 //
 // Threads and locking: one worker thread runs an epoll loop over the UDP
-// socket, every port's packet socket and an eventfd (wake-up / stop). It
+// socket, every port's packet socket, an eventfd (wake-up / stop) and a
+// timerfd (frames an allowance holds, released when due: ReleaseHeld). It
 // reads a batch (recvmmsg, up to kBatch messages), takes the table mutex
 // once, processes the whole batch (lookups, source checks, AES-GCM), queues
 // the outgoing frames/datagrams in its own batches, releases the mutex and
@@ -331,6 +332,10 @@ class Engine {
     uint8_t extra_flags = 0;  // PSH of an appended segment
   };
   void QueueFromPeer(const std::shared_ptr<Port>& dst, uint8_t* f, size_t len);
+  // Local delivery: the frame goes out as it came in, GSO and
+  // CHECKSUM_PARTIAL included (the kernel finishes it if the receiving
+  // device needs that).
+  void QueueLocal(const std::shared_ptr<Port>& dst, uint8_t* f, size_t len, const virtio_net_hdr& h);
   void Run();
   void HandlePort(uint32_t id, uint32_t events);
   void HandleUnderlay();

@@ -134,7 +134,7 @@ const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
 const pick = (all, list, what) => pickById('bench-net', all, list, what);
 const PATHS = pick(opt.limits ? LIMIT_PATHS : ALL_PATHS, opt.paths, 'path').map((p) => ({ ...p }));
 const TESTS = opt.limits ? [] : pick(ALL_TESTS, opt.tests, 'test');
-if (opt.cells !== undefined && !opt.limits) usageError('--cells goes with --limits');
+if (opt.cells !== undefined && !opt.limits) usageError('--cells must be used with --limits');
 const CELLS = opt.limits ? pick(LIMIT_CELLS, opt.cells, 'cell') : [];
 const BASELINE = opt.limits ? undefined : PATHS.find((p) => p.baseline);
 const NITRIDE = opt.limits ? undefined : PATHS.find((p) => p.id === 'nitride');

@@ -154,6 +154,24 @@ describe('VpcAllowance', () => {
     expect(dropped).toBeGreaterThan(0);
   });
 
+  it('with a queue, counts nothing at exactly the rate and starts counting where the policer starts dropping', () => {
+    const rate = 100e6;
+    const frame = 1250; // 100 µs of the rate
+    const firstOver = (interval: number) => {
+      const a = new VpcAllowance({ bandwidth: rate, allowanceQueueUs: 5000 }, T0);
+      let late = 0; // under the limit a frame goes at once
+      for (let k = 0; k < 600_000; k++) {
+        const s = a.schedule(frame, 1, T0 + k * interval);
+        if (s.over !== 'pass') return late ? -2 : k;
+        if (s.at !== T0 + k * interval) late++;
+      }
+      return late ? -2 : -1;
+    };
+    expect(firstOver(1e-4)).toBe(-1);
+    const policer = offer(new VpcAllowance({ bandwidth: rate }, T0), frame, 1, 1e-4 / 1.01, 60);
+    expect(firstOver(1e-4 / 1.01)).toBe(policer.firstDrop);
+  });
+
   it('without a queue, schedule() is admit(): over-limit frames are dropped', () => {
     const a = new VpcAllowance({ pps: 10 }, T0);
     const b = new VpcAllowance({ pps: 10, allowanceQueueUs: 0 }, T0);

@@ -28,6 +28,10 @@ const BENCHES: Array<[name: string, command: string[], badValue: string[], title
   ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh'), '--ceph'], ['--targets', 'nbdkit-file'], 'bench-block --ceph'],
   ['bench-cli', [path.join(ROOT, 'scripts/bench-cli.sh')], ['--runs', '0']],
   ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh')], ['--paths', 'nitride,carrier-pigeon']],
+  // --limits has its own paths and cells: a path of the plain mode is a bad value there.
+  ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh'), '--limits'], ['--paths', 'openvpn'], 'bench-net --limits'],
+  ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh'), '--limits'], ['--cells', 'bw1g,warp'], 'bench-net --limits --cells'],
+  ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh')], ['--cells', 'bw1g'], 'bench-net --cells without --limits'],
   ['bench-restart', [path.join(ROOT, 'scripts/bench-restart.sh')], ['--reps', 'many']],
   ['bench-volume', [process.execPath, path.join(ROOT, 'scripts/bench-volume.mjs')], ['--unit', '1000']],
   ['bench-xts', [process.execPath, path.join(ROOT, 'scripts/bench-xts.mjs')], ['--rounds', '0']],
