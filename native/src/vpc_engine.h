@@ -15,7 +15,8 @@
 // UDP socket.
 //
 // Threads and locking: one worker thread runs an epoll loop over the UDP
-// socket, every port's packet socket and an eventfd (wake-up / stop). It
+// socket, every port's packet socket, an eventfd (wake-up / stop) and a
+// timerfd (frames an allowance holds, released when due: ReleaseHeld). It
 // reads a batch (recvmmsg, up to kBatch messages), takes the table mutex
 // once, processes the whole batch (lookups, source checks, AES-GCM), queues
 // the outgoing frames/datagrams in its own batches, releases the mutex and
@@ -109,8 +110,8 @@ struct PortStats {
   // (0: no groups on the port). Packets the subnet's network ACL denied.
   uint64_t sg_rejected, conntrack_full, conntrack_flows, conntrack_max;
   uint64_t nacl_rejected;
-  // Frames dropped by the ENI's allowances (ENA's names): bandwidth into
-  // and out of the guest, packets either way.
+  // Frames over the ENI's allowances on arrival, queued or dropped (ENA's
+  // names and meaning): bandwidth into and out of the guest, packets either way.
   uint64_t bw_in_exceeded, bw_out_exceeded, pps_exceeded;
 };
 struct PeerStats {
@@ -169,6 +170,10 @@ class Engine {
   // Default packet limit of a session (rekey-needed event); the age limit is
   // vpc::kDefaultRekeySeconds.
   static constexpr uint64_t kDefaultRekeyPackets = uint64_t{1} << 32;
+  // Bounds of the frames an allowance holds, per port and direction (the
+  // time bound is AllowanceLimits::queue).
+  static constexpr size_t kMaxHeldFrames = 1024;
+  static constexpr size_t kMaxHeldBytes = size_t{4} << 20;
   // Bound of the queue of events waiting for JS.
   static constexpr size_t kMaxQueuedEvents = 2048;
 
@@ -260,6 +265,17 @@ class Engine {
     // full (PACKET_STATISTICS tp_drops, which reset on every read: summed).
     std::atomic<uint64_t> queue_full{0};
   };
+  // A frame an allowance holds until `at` (NowSeconds()): its
+  // virtio_net_hdr and bytes, copied out of the receive buffers.
+  struct Held {
+    double at;
+    uint8_t vnet[kVnetHdrBytes];
+    std::vector<uint8_t> frame;
+  };
+  struct HeldQueue {
+    std::deque<Held> frames;
+    size_t bytes = 0;
+  };
   struct Port {
     uint32_t id = 0;
     int fd = -1;
@@ -272,8 +288,11 @@ class Engine {
     std::unique_ptr<Conntrack> ct;
     std::shared_ptr<const NaclTable> nacl;  // the subnet's network ACL
     std::unique_ptr<FlowLogTable> flowlog;  // null: no flow log covers it
-    // The allowances (mu_): into the guest and out of it.
+    // The allowances (mu_): into the guest and out of it, and the frames
+    // each holds until its tokens are there (in order; in shaping_ while any).
     Allowance allow_in, allow_out;
+    HeldQueue held_in, held_out;
+    bool shaping = false;
     PortCounters c;
     int last_err = 0;  // worker: last socket error reported
     ~Port();
@@ -325,6 +344,10 @@ class Engine {
     uint8_t extra_flags = 0;  // PSH of an appended segment
   };
   void QueueFromPeer(const std::shared_ptr<Port>& dst, uint8_t* f, size_t len);
+  // Local delivery: the frame goes out as it came in, GSO and
+  // CHECKSUM_PARTIAL included (the kernel finishes it if the receiving
+  // device needs that).
+  void QueueLocal(const std::shared_ptr<Port>& dst, uint8_t* f, size_t len, const virtio_net_hdr& h);
   void Run();
   void HandlePort(uint32_t id, uint32_t events);
   void HandleUnderlay();
@@ -335,10 +358,20 @@ class Engine {
                          size_t len, const virtio_net_hdr& h,
                          std::unique_lock<std::mutex>& lk);
   void PuntFrame(Port& port, PuntReason reason, const uint8_t* f, size_t len);
-  // The port's allowance for a frame of `segments` segments and `wire`
-  // bytes going into (`in`) or out of the guest (mu_ held); false: drop it
-  // (counted on the port).
-  bool PassAllowance(Port& port, bool in, size_t wire, size_t segments);
+  // The port's allowance for frame `f` (`len` bytes, header `h`) of
+  // `segments` segments and `wire` bytes on the wire, going into (`in`) or
+  // out of the guest (mu_ held). true: send it now; false: the allowance
+  // holds a copy of it (sent by ReleaseHeld) or dropped it (counted).
+  bool PassAllowance(const std::shared_ptr<Port>& port, bool in, size_t wire, size_t segments,
+                     const uint8_t* f, size_t len, const virtio_net_hdr& h);
+  void Hold(const std::shared_ptr<Port>& port, HeldQueue& q, double at, const uint8_t* f, size_t len,
+            const virtio_net_hdr& h);
+  void ArmTimer(double at);  // mu_ held
+  // Timer: sends the held frames whose time has come, re-arms for the next.
+  void ReleaseHeld();
+  // Whether a guest frame is addressed to the control plane (the gateway
+  // MAC): not charged to the ENI's allowance (mu_ held).
+  bool ToControlPlane(const uint8_t* f) const;
   // A frame's IPv4 fields, parsed once for the security groups of both ends.
   struct SgPacket {
     bool parsed = false;
@@ -394,6 +427,7 @@ class Engine {
   uint16_t port_ = 0;
   int epfd_ = -1;
   int wakefd_ = -1;
+  int timerfd_ = -1;  // releases held frames (ReleaseHeld)
   std::function<void()> notify_;
 
   bool closed_ = false;  // JS thread only
@@ -401,6 +435,10 @@ class Engine {
   std::thread worker_;
 
   std::mutex mu_;  // the tables below
+  // Ports with frames held by an allowance (Port::shaping), and when the
+  // timer fires next (0: disarmed).
+  std::vector<std::shared_ptr<Port>> shaping_;
+  double timer_at_ = 0;
   std::unordered_map<uint32_t, std::shared_ptr<Port>> ports_;
   bool hold_ports_ = false;
   std::vector<uint32_t> held_ports_;  // added while held: not in epoll yet
@@ -431,6 +469,7 @@ class Engine {
   std::vector<PortTx> port_tx_;
   std::vector<iovec> merge_iov_;    // appended payloads (PortTx)
   std::vector<iovec> port_tx_iov_;  // FlushPortTx scratch
+  std::vector<Held> released_;      // held frames being sent (until the flush)
   int64_t now_mono_ms_ = 0;
   int64_t now_real_ms_ = 0;
 };

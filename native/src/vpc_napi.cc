@@ -134,6 +134,9 @@ void ReadPortConfig(Napi::Env env, Napi::Object o, const std::string& fn, bool a
   if (!bw.IsUndefined()) cfg->allowance.bits = static_cast<double>(IntArg(env, bw, fn + ": opts.bandwidth", 0, kMaxAllowance));
   Napi::Value pps = o.Get("pps");
   if (!pps.IsUndefined()) cfg->allowance.packets = static_cast<double>(IntArg(env, pps, fn + ": opts.pps", 0, kMaxAllowance));
+  // How long an over-limit frame may wait, in µs (0: it is dropped); at most 1 s.
+  Napi::Value queue = o.Get("allowanceQueueUs");
+  if (!queue.IsUndefined()) cfg->allowance.queue = static_cast<double>(IntArg(env, queue, fn + ": opts.allowanceQueueUs", 0, 1000000)) * 1e-6;
 }
 
 std::string ErrName(int err) {
@@ -742,12 +745,14 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
 
 }  // namespace
 
-// class VpcAllowance { constructor({bandwidth, pps}, now); admit(bytes, packets, now) }: the
-// engine's per-ENI policer (vpc_allowance.h) on an injected clock, for its unit test.
+// class VpcAllowance { constructor({bandwidth, pps, allowanceQueueUs}, now); admit(bytes, packets, now);
+// schedule(bytes, packets, now) }: the engine's per-ENI shaper (vpc_allowance.h) on an injected
+// clock, for its unit test.
 class VpcAllowanceWrap : public Napi::ObjectWrap<VpcAllowanceWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "VpcAllowance", {InstanceMethod<&VpcAllowanceWrap::Admit>("admit")});
+    return DefineClass(env, "VpcAllowance", {InstanceMethod<&VpcAllowanceWrap::Admit>("admit"),
+                                             InstanceMethod<&VpcAllowanceWrap::Schedule>("schedule")});
   }
   explicit VpcAllowanceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VpcAllowanceWrap>(info) {
     Napi::Env env = info.Env();
@@ -761,13 +766,24 @@ class VpcAllowanceWrap : public Napi::ObjectWrap<VpcAllowanceWrap> {
     if (!v.IsNumber()) ThrowTypeError(env, "VpcAllowance: now must be a number of seconds");
     return v.As<Napi::Number>().DoubleValue();
   }
-  // 'pass', 'bandwidth' or 'packets' (the limit that dropped it).
+  static constexpr const char* kNames[] = {"pass", "bandwidth", "packets"};
+  // 'pass', 'bandwidth' or 'packets' (the limit that dropped it), ignoring the queue.
   Napi::Value Admit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const double bytes = static_cast<double>(IntArg(env, info[0], "VpcAllowance.admit: bytes", 0, kMaxAllowance));
     const double packets = static_cast<double>(IntArg(env, info[1], "VpcAllowance.admit: packets", 1, kMaxAllowance));
-    static const char* const kNames[] = {"pass", "bandwidth", "packets"};
     return Napi::String::New(env, kNames[a_.Admit(bytes, packets, Seconds(env, info[2]))]);
+  }
+  // { over: 'pass' | 'bandwidth' | 'packets', at: when it may go, or null when dropped }.
+  Napi::Value Schedule(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const double bytes = static_cast<double>(IntArg(env, info[0], "VpcAllowance.schedule: bytes", 0, kMaxAllowance));
+    const double packets = static_cast<double>(IntArg(env, info[1], "VpcAllowance.schedule: packets", 1, kMaxAllowance));
+    const vpc::Allowance::Decision d = a_.Schedule(bytes, packets, Seconds(env, info[2]), a_.limits().queue);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("over", kNames[d.over]);
+    o.Set("at", d.drop ? env.Null() : Napi::Number::New(env, d.at));
+    return o;
   }
   vpc::Allowance a_;
 };

@@ -53,6 +53,7 @@ import {
   startNitrideHost,
   median,
   optionsChecked,
+  resultsBase,
   pickById,
   positiveOption,
   run,
@@ -66,6 +67,7 @@ import {
   waitFor,
 } from '../lib/bench-common.mjs';
 import { startEtcd } from '../lib/etcd.mjs';
+import { LIMIT_CELLS, LIMIT_PATHS, runLimits } from './net-limits.mjs';
 
 const ALL_PATHS = [
   { id: 'nitride', label: 'nitride (AES-256-GCM, L2)', color: '#1f4e9c' },
@@ -105,12 +107,15 @@ while time.monotonic() < end:
 print(n, fail)
 `;
 
-const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [--tests LIST] [--keep] [--out FILE.json]
+const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [--tests LIST] [--limits [--cells LIST]] [--keep] [--out FILE.json]
   --quick       smoke run (~2 min): 1 repetition, 3 s per iperf3 run
   --time S      measured seconds per iperf3 run, after 1 s omitted (default 5)
   --reps N      repetitions of every test on every path (default 3); medians are reported
   --paths LIST  comma list of: ${ALL_PATHS.map((p) => p.id).join(',')} (default: all but nitride-fleet)
   --tests LIST  comma list of: ${ALL_TESTS.map((t) => t.id).join(',')}
+  --limits      accuracy of ENI allowances against tc (scripts/bench/net-limits.mjs); --paths then
+                from: ${LIMIT_PATHS.map((p) => p.id).join(',')}
+  --cells LIST  with --limits, comma list of: ${LIMIT_CELLS.map((c) => c.id).join(',')}
   --tag PREFIX  namespace name prefix (default: random; the shell wrapper passes one to clean up)
   --out FILE    JSON result path (default bench-results/net-<timestamp>.json; .svg beside it)
   --keep        keep the scratch directory (logs, configs, iperf3 JSON)`;
@@ -121,6 +126,8 @@ const opt = benchArgs('bench-net', USAGE, {
   reps: { type: 'string' },
   paths: { type: 'string' },
   tests: { type: 'string' },
+  limits: { type: 'boolean', default: false },
+  cells: { type: 'string' },
   tag: { type: 'string' },
   dir: { type: 'string', default: '/tmp' },
 });
@@ -129,10 +136,12 @@ const num = (v, dflt, what) => positiveOption('bench-net', v, dflt, what);
 const TIME = Math.round(num(opt.time, opt.quick ? 3 : 5, 'time'));
 const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
 const pick = (all, list, what) => pickById('bench-net', all, list, what);
-const PATHS = pick(opt.paths ? ALL_PATHS : ALL_PATHS.filter((p) => !p.optIn), opt.paths, 'path').map((p) => ({ ...p }));
-const TESTS = pick(ALL_TESTS, opt.tests, 'test');
-const BASELINE = PATHS.find((p) => p.baseline);
-const NITRIDE = PATHS.find((p) => p.id === 'nitride');
+const PATHS = pick(opt.limits ? LIMIT_PATHS : opt.paths ? ALL_PATHS : ALL_PATHS.filter((p) => !p.optIn), opt.paths, 'path').map((p) => ({ ...p }));
+const TESTS = opt.limits ? [] : pick(ALL_TESTS, opt.tests, 'test');
+if (opt.cells !== undefined && !opt.limits) usageError('--cells must be used with --limits');
+const CELLS = opt.limits ? pick(LIMIT_CELLS, opt.cells, 'cell') : [];
+const BASELINE = opt.limits ? undefined : PATHS.find((p) => p.baseline);
+const NITRIDE = opt.limits ? undefined : PATHS.find((p) => p.id === 'nitride');
 const TAG = opt.tag ?? `nb${Math.random().toString(16).slice(2, 6)}`;
 if (!/^[a-z0-9]{2,6}$/.test(TAG)) usageError('--tag must be 2-6 lowercase letters or digits');
 optionsChecked();
@@ -171,7 +180,7 @@ async function addNs(name) {
 
 /** Two host namespaces joined by a veth underlay, and two empty guest namespaces. */
 async function topology(p) {
-  const short = { nitride: 'n', 'nitride-sg': 's', 'nitride-fleet': 'f', plain: 'p', 'plain-ct': 'c', openvpn: 'o', tinc: 't', 'wireguard-go': 'w' }[p.id];
+  const short = p.short ?? { nitride: 'n', 'nitride-sg': 's', 'nitride-fleet': 'f', plain: 'p', 'plain-ct': 'c', openvpn: 'o', tinc: 't', 'wireguard-go': 'w' }[p.id];
   const t = { ha: `${TAG}${short}ha`, hb: `${TAG}${short}hb`, ga: `${TAG}${short}ga`, gb: `${TAG}${short}gb` };
   for (const ns of Object.values(t)) await addNs(ns);
   await ip('-n', t.ha, 'link', 'add', 'ul', 'type', 'veth', 'peer', 'name', 'ul', 'netns', t.hb);
@@ -249,7 +258,7 @@ async function nitrideHosts(p, t, args = async () => []) {
     ['a', t.ha, UNDERLAY_A],
     ['b', t.hb, UNDERLAY_B],
   ]) {
-    hosts[h] = await startNitrideHost(scratch, { name: `${p.id}-${h}`, ns, cli: opt.cli, underlay, args: await args(h) });
+    hosts[h] = await startNitrideHost(scratch, { name: `${p.id}-${h}`, ns, cli: opt.cli, underlay, args: [...(p.daemonArgs ?? []), ...(await args(h))] });
     hosts[h].key = (await hosts[h].api('GET', '/v1/vpc/key')).publicKey;
   }
   const api = (h, method, url, body) => hosts[h].api(method, url, body);
@@ -289,6 +298,8 @@ const setUps = {
     }
     if (p.sgRules) await securityGroups(api, p.sgRules, VPC_ID, enis.map((e) => e.id));
     await waitFor('nitride session', async () => (await api('a', 'GET', '/v1/peers'))[0]?.session === 'established');
+    p.api = api;
+    p.eniA = enis[0].id;
   },
 
   /** Fleet mode: three etcd members on host A's underlay address; no peer add, no remote ENI records. */
@@ -430,7 +441,7 @@ async function setUp() {
   for (const p of PATHS) {
     const t0 = Date.now();
     p.ns = await topology(p);
-    await setUps[p.id](p, p.ns);
+    await setUps[p.setup ?? p.id](p, p.ns);
     await waitFor(`${p.id}: guest A reaches guest B`, () => pingable(p.ns.ga, GUEST_B), { timeoutMs: 30_000, intervalMs: 300 }).catch((err) => {
       throw new Error(`${err.message}\n${[...scratch.children.keys()].filter((n) => n.startsWith(p.id)).map((n) => `${n}:\n${scratch.tail(n)}`).join('\n')}`);
     });
@@ -542,8 +553,20 @@ async function main() {
     wireguardGo: (await run('wireguard-go', ['--version'], { allowFail: true })).stdout.trim().split('\n')[0] || null,
     busybox: await versionOf('busybox', ['--help']),
   };
-  say(`tag ${TAG}, scratch ${scratch.dir}; ${facts.cpus} CPUs, load ${facts.loadavg.join(' ')}; ${REPS} reps x ${TESTS.length} tests x ${PATHS.length} paths, ${TIME} s per iperf3 run`);
+  say(`tag ${TAG}, scratch ${scratch.dir}; ${facts.cpus} CPUs, load ${facts.loadavg.join(' ')}; ${REPS} reps x ${opt.limits ? `${CELLS.length} limits x 2 directions` : `${TESTS.length} tests`} x ${PATHS.length} paths, ${TIME} s per iperf3 run`);
   await setUp();
+  if (opt.limits) {
+    const limits = await runLimits({ paths: PATHS, cells: CELLS, reps: REPS, time: TIME, inNs, say, guestB: GUEST_B, mtu: GUEST_MTU });
+    const loads = limits.runs.map((r) => r.load1);
+    console.log(`1-min load average during the runs ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)} on ${facts.cpus} CPUs.`);
+    const missed = limits.goals.filter((g) => !g.met);
+    console.log(`\nGoals: ${limits.goals.length - missed.length}/${limits.goals.length} met.`);
+    for (const g of missed) console.log(`  MISS ${g.goal}: ${g.value?.toFixed(3)}`);
+    const base = resultsBase(opt.out, 'net-limits', started);
+    writeFileSync(`${base}.json`, JSON.stringify({ benchmark: 'net-limits', date: new Date(started).toISOString(), durationS: Math.round((Date.now() - started) / 1000), host: facts, versions, paths: PATHS.map(({ id, label }) => ({ id, label })), cells: CELLS, ...limits }, null, 2) + '\n');
+    console.log(`\nresults: ${base}.json`);
+    return;
+  }
 
   const runs = [];
   const statsBefore = NITRIDE ? await NITRIDE.stats() : null;

@@ -78,7 +78,8 @@ export interface SubnetInfo extends SubnetRecord {
 /**
  * An ENI's allowances (ENA's): `bandwidth` in bits/s and `pps` in packets/s, each applied
  * separately to traffic into the guest and out of it; a GSO super-frame counts as its segments.
- * Frames over an allowance are dropped (as on ENA) and counted (bwIn/bwOut/ppsAllowanceExceeded).
+ * A frame over an allowance is counted (bwIn/bwOut/ppsAllowanceExceeded: queued or dropped, as
+ * ENA counts) and waits for its tokens up to ENI_ALLOWANCE_QUEUE_US, else is dropped.
  */
 export const ENI_MIN_BANDWIDTH = 1000;
 export const ENI_MAX_BANDWIDTH = 1e12;
@@ -92,6 +93,13 @@ export const ENI_MAX_PPS = 1e9;
  * carry the rate across it. See the README (ENI allowances).
  */
 export const ENI_ALLOWANCE_DEPTH_SECONDS = 0.3;
+/**
+ * How long a frame over an ENI's allowance may wait for its tokens (µs) before it is dropped
+ * instead (daemon --vpc-allowance-queue-us; 0: dropped at once, as ENA does). See the README
+ * (ENI allowances) for the measurement behind the default.
+ */
+export const ENI_ALLOWANCE_QUEUE_US = 20_000;
+export const ENI_MAX_ALLOWANCE_QUEUE_US = 1_000_000;
 
 export interface CreateEniRequest {
   subnetId: string;
@@ -233,10 +241,13 @@ export interface VpcPortStats {
     conntrackFull: number;
     /** Denied by the subnet's network ACL (checked before the security groups). */
     networkAcl: number;
-    /** Over the ENI's bandwidth allowance into the guest / out of it (ENA's bw_in/bw_out_allowance_exceeded). */
+    /**
+     * Frames over the ENI's bandwidth allowance on arrival, into the guest / out of it, queued or
+     * dropped (ENA's bw_in/bw_out_allowance_exceeded).
+     */
     bwInAllowanceExceeded: number;
     bwOutAllowanceExceeded: number;
-    /** Over its packet allowance, either way (ENA's pps_allowance_exceeded). */
+    /** Over its packet allowance on arrival, either way, queued or dropped (ENA's pps_allowance_exceeded). */
     ppsAllowanceExceeded: number;
   };
   /** Tracked flows and the limit (0 and 0 on a port without security groups). */

@@ -23,7 +23,7 @@ import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 import { checkDhcpConfig } from '../vpc/dhcp.js';
 import { ENI_MTU } from '../vpc/constants.js';
 import { decodeKey } from '../vpc/handshake.js';
-import { PEER_NAME_PATTERN } from '../api/vpc.js';
+import { ENI_ALLOWANCE_QUEUE_US, ENI_MAX_ALLOWANCE_QUEUE_US, PEER_NAME_PATTERN } from '../api/vpc.js';
 import { CT_DEFAULT_MAX_FLOWS } from '../vpc/sg-table.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
 import { DEFAULT_VM_UID_RANGE, parseUidRange } from '../vm/jail.js';
@@ -62,6 +62,7 @@ const FileSchema = z
     vpc_dns: z.array(z.string()).optional(),
     vpc_rekey_after: z.number().optional(),
     vpc_conntrack_max: z.number().optional(),
+    vpc_allowance_queue_us: z.number().optional(),
     metrics_listen: endpointKey(true).optional(),
     ceph_conf: z.string().min(1).optional(),
     ceph_pool: z.string().min(1).optional(),
@@ -116,6 +117,8 @@ export interface DaemonConfig {
   vpcRekeyAfter: number;
   /** Flows tracked per ENI at most (default CT_DEFAULT_MAX_FLOWS); new flows beyond are dropped. */
   vpcConntrackMax: number;
+  /** How long a frame over an ENI's allowance may wait, µs (0: dropped, as ENA does); default ENI_ALLOWANCE_QUEUE_US. */
+  vpcAllowanceQueueUs: number;
   /** Optional loopback TCP listener serving GET /metrics, HOST:PORT (never a non-loopback host). */
   metricsListen?: string;
   /** The Ceph cluster holding RBD-backed ebs volumes (absent: local files only). */
@@ -205,6 +208,10 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if (!Number.isInteger(vpcConntrackMax) || vpcConntrackMax < 1 || vpcConntrackMax > MAX_VPC_CONNTRACK) {
     throw new UsageError(`--vpc-conntrack-max must be a whole number of flows from 1 to ${MAX_VPC_CONNTRACK}`);
   }
+  const vpcAllowanceQueueUs = flags.vpcAllowanceQueueUs ?? file?.vpc_allowance_queue_us ?? ENI_ALLOWANCE_QUEUE_US;
+  if (!Number.isInteger(vpcAllowanceQueueUs) || vpcAllowanceQueueUs < 0 || vpcAllowanceQueueUs > ENI_MAX_ALLOWANCE_QUEUE_US) {
+    throw new UsageError(`--vpc-allowance-queue-us must be whole microseconds from 0 (drop) to ${ENI_MAX_ALLOWANCE_QUEUE_US}`);
+  }
   const metricsListen = flags.metricsListen ?? file?.metrics_listen;
   if (metricsListen !== undefined) parseLoopbackListen(metricsListen);
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
@@ -232,6 +239,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     vpcDns,
     vpcRekeyAfter,
     vpcConntrackMax,
+    vpcAllowanceQueueUs,
     ...(metricsListen !== undefined ? { metricsListen } : {}),
     ...(ceph ? { ceph } : {}),
     ebsStore,

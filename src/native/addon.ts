@@ -479,11 +479,14 @@ export interface VpcPortOptions {
   /**
    * Allowances (native/src/vpc_allowance.h), each applied separately into the guest and out
    * of it: bits/s and packets/s (a GSO super-frame: its segments and their bytes). Absent or 0:
-   * unlimited. Frames over one are dropped (`bwIn/bwOut/ppsAllowanceExceeded`); a change
-   * applies to the next frame, with full buckets.
+   * unlimited. A frame over one is counted (`bwIn/bwOut/ppsAllowanceExceeded`) and waits until
+   * its tokens are there if that is within `allowanceQueueUs` µs (and the port's queue has room),
+   * else it is dropped; a change applies to the next frame, with full buckets.
    */
   bandwidth?: number;
   pps?: number;
+  /** 0..1,000,000 µs; absent on addPort or 0: over-limit frames are dropped. */
+  allowanceQueueUs?: number;
 }
 
 /**
@@ -1081,15 +1084,18 @@ export interface IoLimiterConstructor {
 export const IoLimiter: IoLimiterConstructor = binding.IoLimiter;
 
 /**
- * The engine's per-ENI policer of one direction on an injected clock (seconds), for its unit
- * test: admit() charges a frame and says 'pass', or which allowance dropped it.
+ * The engine's per-ENI shaper of one direction on an injected clock (seconds), for its unit
+ * test: admit() charges a frame and says 'pass', or which allowance dropped it (no queue);
+ * schedule() says which allowance it exceeded on arrival and when it may go (null: dropped).
  */
 export interface VpcAllowance {
-  admit(bytes: number, packets: number, now: number): 'pass' | 'bandwidth' | 'packets';
+  admit(bytes: number, packets: number, now: number): VpcAllowanceVerdict;
+  schedule(bytes: number, packets: number, now: number): { over: VpcAllowanceVerdict; at: number | null };
 }
+export type VpcAllowanceVerdict = 'pass' | 'bandwidth' | 'packets';
 
 export interface VpcAllowanceConstructor {
-  new (limits: Pick<VpcPortOptions, 'bandwidth' | 'pps'>, now: number): VpcAllowance;
+  new (limits: Pick<VpcPortOptions, 'bandwidth' | 'pps' | 'allowanceQueueUs'>, now: number): VpcAllowance;
 }
 
 export const VpcAllowance: VpcAllowanceConstructor = binding.VpcAllowance;

@@ -22,7 +22,7 @@ import { ArpResponder } from './arp.js';
 import { ENI_MTU, GATEWAY_MAC } from './constants.js';
 import { DhcpServer } from './dhcp.js';
 import { HandshakeManager, decodeKey, type HandshakeAction, type KeyPair, type PeerHandshakeStatus } from './handshake.js';
-import { LOCAL_HOST_ID, type VpcControlStats, type VpcNamedStats } from '../api/vpc.js';
+import { ENI_ALLOWANCE_QUEUE_US, LOCAL_HOST_ID, type VpcControlStats, type VpcNamedStats } from '../api/vpc.js';
 import { parseEndpoint } from '../common/endpoint.js';
 import type { PeerRecord } from './manager.js';
 import type { EniEntry, EniRecord } from './model.js';
@@ -86,6 +86,8 @@ export interface RuntimeOptions {
   rekeyAfterSeconds?: number;
   /** Flows each local ENI's security groups track at most; default {@link CT_DEFAULT_MAX_FLOWS}. */
   conntrackMax?: number;
+  /** How long a frame over an ENI's allowance may wait (µs; 0: dropped); default {@link ENI_ALLOWANCE_QUEUE_US}. */
+  allowanceQueueUs?: number;
   /** Where flow-log records go (it outlives the runtime, as the records `tail` shows do). */
   flowLogWriter?: FlowLogWriter;
 }
@@ -94,7 +96,7 @@ export interface RuntimeOptions {
 const portFdName = (eniId: string) => `eni-${eniId}`;
 
 /** An ENI's allowances as the engine takes them (0: unlimited, so a removed limit goes). */
-const allowance = (e: EniRecord) => ({ bandwidth: e.bandwidth ?? 0, pps: e.pps ?? 0 });
+const allowance = (e: EniRecord, queueUs = ENI_ALLOWANCE_QUEUE_US) => ({ bandwidth: e.bandwidth ?? 0, pps: e.pps ?? 0, allowanceQueueUs: queueUs });
 
 export class VpcRuntime {
   private readonly engine: RuntimeEngine;
@@ -256,7 +258,7 @@ export class VpcRuntime {
   /** The ENI's source check and allowances, to the engine (the next frame sees them). */
   updateEni(e: EniRecord): void {
     const portId = this.ports.get(e.id);
-    if (portId !== undefined) this.engine.updatePort(portId, { sourceCheck: e.sourceDestCheck, ...allowance(e) });
+    if (portId !== undefined) this.engine.updatePort(portId, { sourceCheck: e.sourceDestCheck, ...allowance(e, this.options.allowanceQueueUs) });
   }
 
   /**
@@ -342,7 +344,7 @@ export class VpcRuntime {
    * which is then stored.
    */
   private addPort(portId: number, e: EniRecord, mac: Uint8Array): void {
-    const opts = { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: ENI_MTU, ...allowance(e) };
+    const opts = { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: ENI_MTU, ...allowance(e, this.options.allowanceQueueUs) };
     const store = this.options.fdStore;
     const name = portFdName(e.id);
     const kept = store?.adopt(name, (a) => a.family === 'other');

@@ -111,6 +111,8 @@ export interface VpcManagerOptions {
   rekeyAfterSeconds?: number;
   /** Flows each local ENI's security groups track at most. */
   conntrackMax?: number;
+  /** How long a frame over an ENI's allowance may wait, µs (0: dropped). */
+  allowanceQueueUs?: number;
   /** The data plane; default the native engine (tests pass an in-memory one). */
   engine?: EngineFactory;
   /** Where local ENIs' netdevs are made; default the host's. */
@@ -562,7 +564,7 @@ export class VpcManager {
   private async bringUp(): Promise<VpcRuntime> {
     const sodium = await loadSodium();
     const keys = await loadHostKey(sodium, this.options.kms, this.store, this.log);
-    const { fdStore, dnsServers, rekeyAfterSeconds, conntrackMax } = this.options;
+    const { fdStore, dnsServers, rekeyAfterSeconds, conntrackMax, allowanceQueueUs } = this.options;
     return VpcRuntime.start(
       {
         engine: this.options.engine ?? nativeEngine,
@@ -575,6 +577,7 @@ export class VpcManager {
         ...(dnsServers ? { dnsServers } : {}),
         ...(rekeyAfterSeconds ? { rekeyAfterSeconds } : {}),
         ...(conntrackMax ? { conntrackMax } : {}),
+        ...(allowanceQueueUs !== undefined ? { allowanceQueueUs } : {}),
         flowLogWriter: this.flowLogWriter,
       },
       sodium,

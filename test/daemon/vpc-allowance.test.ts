@@ -3,18 +3,20 @@
  * namespaces (DHCP). iperf3 TCP through an ENI limited to 200 Mbit/s, each way; a packet
  * allowance against small UDP packets; ENA's counters (in `vpc stats`, `status` and /metrics)
  * rise over the limit and stay 0 under it; limits change live, persist across a restart and
- * refuse bad input with one line. Rates are asserted with wide margins (this must pass on a
+ * refuse bad input with one line; frames to the gateway are not charged. Rates are asserted with wide margins (this must pass on a
  * loaded machine); the measured figures go to the log, the precise ones to the README.
  *
  * Every name starts with a unique "nta<hex>" prefix; afterAll deletes the namespaces.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EniInfo, VpcNamedStats, VpcPortStats } from '../../src/api/vpc.js';
-import { tempDir } from '../helpers/nitride.js';
+import { loadDaemonConfig } from '../../src/daemon/config.js';
+import { ENI_ALLOWANCE_QUEUE_US } from '../../src/api/vpc.js';
+import { nitride, tempDir } from '../helpers/nitride.js';
 import { iperf as iperfBetween } from '../helpers/iperf.js';
 import { NsLab, waitFor, type NsHost } from '../helpers/netns.js';
 import { run } from '../helpers/run.js';
@@ -42,6 +44,27 @@ const allowanceOf = (s: VpcPortStats): Allowance => ({
   ppsAllowanceExceeded: s.drops.ppsAllowanceExceeded,
 });
 const ZERO: Allowance = { bwInAllowanceExceeded: 0, bwOutAllowanceExceeded: 0, ppsAllowanceExceeded: 0 };
+
+describe('the over-limit queue setting', () => {
+  it('vpc_allowance_queue_us: default, file key, flag first, bounds; a bad flag is one line', async () => {
+    expect((await loadDaemonConfig({ config: undefined }, {})).vpcAllowanceQueueUs).toBe(ENI_ALLOWANCE_QUEUE_US);
+    const t = tempDir('nitride-queuecfg-');
+    try {
+      const file = path.join(t.dir, 'n.toml');
+      writeFileSync(file, 'vpc_allowance_queue_us = 0\n');
+      expect((await loadDaemonConfig({ config: file }, {})).vpcAllowanceQueueUs).toBe(0);
+      expect((await loadDaemonConfig({ config: file, vpcAllowanceQueueUs: 5000 }, {})).vpcAllowanceQueueUs).toBe(5000);
+      for (const bad of [-1, 1_000_001, 2.5, NaN]) {
+        await expect(loadDaemonConfig({ config: file, vpcAllowanceQueueUs: bad }, {})).rejects.toThrow(/--vpc-allowance-queue-us must be whole microseconds from 0 \(drop\) to 1000000/);
+      }
+    } finally {
+      t.cleanup();
+    }
+    const r = await nitride(['daemon', '--state-dir', '/nonexistent', '--vpc-allowance-queue-us', '5ms']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('nitride: --vpc-allowance-queue-us must be whole microseconds from 0 (drop) to 1000000');
+  });
+});
 
 describe.skipIf(!canRun)('ENI allowances', () => {
   let host: NsHost;
@@ -107,7 +130,7 @@ describe.skipIf(!canRun)('ENI allowances', () => {
     expect(metrics).toMatch(new RegExp(`^nitride_nic_drops_total\\{eni="${ENI_A}",reason="bw_out_allowance_exceeded"\\} [1-9]`, 'm'));
     expect(metrics).toMatch(new RegExp(`^nitride_nic_drops_total\\{eni="${ENI_A}",reason="bw_in_allowance_exceeded"\\} [1-9]`, 'm'));
     expect((await host.cli(['status'])).stdout).toMatch(/bwOutAllowanceExceeded [1-9]/);
-    expect((await host.cli(['eni', 'describe', ENI_A])).stdout).toMatch(/allowance exceeded:\s+bw_in [1-9]\d*, bw_out [1-9]\d*, pps 0 frames dropped/);
+    expect((await host.cli(['eni', 'describe', ENI_A])).stdout).toMatch(/allowance exceeded:\s+bw_in [1-9]\d*, bw_out [1-9]\d*, pps 0 frames queued or dropped/);
   }, 90_000);
 
   it('a packet allowance, set live, holds small UDP packets to its rate; removing the bandwidth limit is live too', async () => {
@@ -169,4 +192,19 @@ describe.skipIf(!canRun)('ENI allowances', () => {
     expect(r.error, r.error).toBeUndefined();
     expect((await stats())[ENI_A]!.drops.ppsAllowanceExceeded).toBeGreaterThan(0);
   }, 90_000);
+
+  it("frames to the gateway (the control plane's) are not charged to the ENI's allowance", async () => {
+    await host.json(['eni', 'modify', ENI_A, '--bandwidth', 'unlimited', '--pps', '10']);
+    const gateway = /default via (\S+)/.exec((await run('ip', ['-n', ga.ns, 'route', 'show', 'default'])).stdout)?.[1];
+    expect(gateway).toBeDefined();
+    // 300 echo requests to the gateway's MAC in ~3 s: thirty times the allowance, past its 64-packet bucket.
+    const flood = (to: string) => run('ip', ['netns', 'exec', ga.ns, 'busybox', 'ping', '-c', '300', '-i', '0.01', '-W', '1', '-q', to]);
+    const before = (await stats())[ENI_A]!.drops;
+    await flood(gateway!);
+    const mid = (await stats())[ENI_A]!.drops;
+    expect(mid.ppsAllowanceExceeded).toBe(before.ppsAllowanceExceeded);
+    // The same flood to the other guest is charged: the counter would have seen the first one.
+    await flood(IP_C);
+    expect((await stats())[ENI_A]!.drops.ppsAllowanceExceeded).toBeGreaterThan(mid.ppsAllowanceExceeded + 100);
+  }, 60_000);
 });

@@ -108,9 +108,84 @@ describe('VpcAllowance', () => {
     expect(b.admit(64, 1, T0 + 0.28)).toBe('pass');
   });
 
+  it('with a queue, schedules an over-limit frame for when its tokens are there, within the bound', () => {
+    // 1 Mbit/s, 2 ms of queue: 1250-byte frames are 10 ms of the rate each.
+    const a = new VpcAllowance({ bandwidth: 1e6, allowanceQueueUs: 2000 }, T0);
+    expect(a.schedule(65536, 1, T0)).toEqual({ over: 'pass', at: T0 }); // the full bucket (64 KiB)
+    expect(a.schedule(1250, 1, T0)).toEqual({ over: 'bandwidth', at: T0 }); // its debt starts now: 1250 bytes
+    // Nothing left: the next may go once the 10 ms of debt are repaid, beyond 2 ms: dropped, uncharged.
+    expect(a.schedule(1250, 1, T0)).toEqual({ over: 'bandwidth', at: null });
+    const s = a.schedule(1250, 1, T0 + 0.009);
+    expect(s.over).toBe('bandwidth');
+    expect(s.at).toBeCloseTo(T0 + 0.01, 9); // queued 1 ms, charged from then on
+    const t = a.schedule(1250, 1, T0 + 0.0185);
+    expect(t.at).toBeCloseTo(T0 + 0.02, 9); // behind it: 1.5 ms
+    expect(a.schedule(1250, 1, T0 + 0.0175).at).toBeNull(); // would wait 12.5 ms
+    expect(a.schedule(1250, 1, T0 + 0.03).at).toBeCloseTo(T0 + 0.03, 9); // exactly repaid: over, at once
+    expect(a.schedule(1250, 1, T0 + 0.0501)).toEqual({ over: 'pass', at: T0 + 0.0501 });
+  });
+
+  it('with a queue, holds the rate exactly at twice the offered load and drops only what would wait too long', () => {
+    const rate = 200e6;
+    const frame = 1514;
+    const seconds = 10;
+    const queue = 5e-3;
+    const a = new VpcAllowance({ bandwidth: rate, allowanceQueueUs: queue * 1e6 }, T0);
+    const interval = (frame * 8) / (2 * rate);
+    let sent = 0;
+    let dropped = 0;
+    let late = 0;
+    let maxWait = 0;
+    for (let k = 0, t = T0; k < seconds / interval; k++, t = T0 + k * interval) {
+      const s = a.schedule(frame, 1, t);
+      if (s.at === null) dropped++;
+      else {
+        maxWait = Math.max(maxWait, s.at - t);
+        if (s.at <= T0 + seconds) sent++;
+        else late++;
+      }
+    }
+    const depthBits = rate * ENI_ALLOWANCE_DEPTH_SECONDS;
+    expect(sent * frame * 8).toBeGreaterThanOrEqual(rate * seconds + depthBits - 2 * frame * 8);
+    expect(sent * frame * 8).toBeLessThanOrEqual(rate * seconds + depthBits + frame * 8);
+    expect(maxWait).toBeLessThanOrEqual(queue);
+    expect(maxWait).toBeGreaterThan(0.99 * queue);
+    expect(late * frame * 8).toBeLessThanOrEqual(rate * queue + frame * 8); // what was queued at the end
+    expect(dropped).toBeGreaterThan(0);
+  });
+
+  it('with a queue, counts nothing at exactly the rate and starts counting where the policer starts dropping', () => {
+    const rate = 100e6;
+    const frame = 1250; // 100 µs of the rate
+    const firstOver = (interval: number) => {
+      const a = new VpcAllowance({ bandwidth: rate, allowanceQueueUs: 5000 }, T0);
+      let late = 0; // under the limit a frame goes at once
+      for (let k = 0; k < 600_000; k++) {
+        const s = a.schedule(frame, 1, T0 + k * interval);
+        if (s.over !== 'pass') return late ? -2 : k;
+        if (s.at !== T0 + k * interval) late++;
+      }
+      return late ? -2 : -1;
+    };
+    expect(firstOver(1e-4)).toBe(-1);
+    const policer = offer(new VpcAllowance({ bandwidth: rate }, T0), frame, 1, 1e-4 / 1.01, 60);
+    expect(firstOver(1e-4 / 1.01)).toBe(policer.firstDrop);
+  });
+
+  it('without a queue, schedule() is admit(): over-limit frames are dropped', () => {
+    const a = new VpcAllowance({ pps: 10 }, T0);
+    const b = new VpcAllowance({ pps: 10, allowanceQueueUs: 0 }, T0);
+    for (let k = 0; k < 200; k++) {
+      const t = T0 + k * 0.01;
+      const s = a.schedule(64, 1, t);
+      expect(s.at === null ? s.over : 'pass').toBe(b.admit(64, 1, t));
+    }
+  });
+
   it('refuses bad limits and arguments', () => {
     expect(() => new VpcAllowance({ bandwidth: -1 }, T0)).toThrow(/bandwidth/);
     expect(() => new VpcAllowance({ pps: 1.5 }, T0)).toThrow(/pps/);
+    expect(() => new VpcAllowance({ pps: 10, allowanceQueueUs: 1_000_001 }, T0)).toThrow(/allowanceQueueUs/);
     expect(() => new VpcAllowance({ pps: 10 }, T0).admit(1, 0, T0)).toThrow(/packets/);
   });
 });

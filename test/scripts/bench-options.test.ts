@@ -30,6 +30,10 @@ const BENCHES: Array<[name: string, command: string[], badValue: string[], title
   ['bench-fleet', [path.join(ROOT, 'scripts/bench-fleet.sh')], ['--creates', '0']],
   ['bench-fleet', [path.join(ROOT, 'scripts/bench-fleet.sh')], ['--phases', 'net,warp'], 'bench-fleet --phases'],
   ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh')], ['--paths', 'nitride,carrier-pigeon']],
+  // --limits has its own paths and cells: a path of the plain mode is a bad value there.
+  ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh'), '--limits'], ['--paths', 'openvpn'], 'bench-net --limits'],
+  ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh'), '--limits'], ['--cells', 'bw1g,warp'], 'bench-net --limits --cells'],
+  ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh')], ['--cells', 'bw1g'], 'bench-net --cells without --limits'],
   ['bench-restart', [path.join(ROOT, 'scripts/bench-restart.sh')], ['--reps', 'many']],
   ['bench-volume', [process.execPath, path.join(ROOT, 'scripts/bench-volume.mjs')], ['--unit', '1000']],
   ['bench-xts', [process.execPath, path.join(ROOT, 'scripts/bench-xts.mjs')], ['--rounds', '0']],

@@ -14,7 +14,7 @@ import type { PeerRecord } from '../../src/vpc/manager.js';
 import type { EniRecord } from '../../src/vpc/model.js';
 import { compileSg, encodeSg } from '../../src/vpc/sg-table.js';
 import { buildArp, buildEthernet, ipv4ToInt, macBytes, parseArp, parseEthernet } from '../../src/vpc/packets.js';
-import { LOCAL_HOST_ID } from '../../src/api/vpc.js';
+import { ENI_ALLOWANCE_QUEUE_US, LOCAL_HOST_ID } from '../../src/api/vpc.js';
 import { VpcStateStore } from '../../src/vpc/state-store.js';
 import { SessionCounters } from '../../src/vpc/stats.js';
 import { FakeEngine, FakeNetdevs } from './fakes.js';
@@ -167,7 +167,7 @@ describe('VPC runtime: ENIs', () => {
     expect(engine.routes.get(GATEWAY_MAC)).toEqual({ control: true });
     const ports = [...engine.ports];
     expect(ports.map(([, p]) => p.ifname)).toEqual([tap.hostInterface, veth.hostInterface]);
-    expect(ports[0]![1].opts).toEqual({ mac: macBytes(tap.mac), ipv4: '10.0.1.10', sourceCheck: true, mtu: ENI_MTU, bandwidth: 0, pps: 0 });
+    expect(ports[0]![1].opts).toEqual({ mac: macBytes(tap.mac), ipv4: '10.0.1.10', sourceCheck: true, mtu: ENI_MTU, bandwidth: 0, pps: 0, allowanceQueueUs: ENI_ALLOWANCE_QUEUE_US });
     expect(engine.routes.get(tap.mac)).toEqual({ port: ports[0]![0] });
     expect(engine.routes.get(veth.mac)).toEqual({ port: ports[1]![0] });
     // Both ports are added between hold and release, so queued frames find every route.

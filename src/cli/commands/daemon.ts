@@ -1,6 +1,7 @@
 /** `nitride daemon`: run the host daemon in the foreground (for systemd). */
 import { Command, Option } from 'commander';
 import { LOG_LEVELS } from '../../api/daemon.js';
+import { ENI_ALLOWANCE_QUEUE_US } from '../../api/vpc.js';
 import type { DaemonCliOptions } from '../lazy/daemon.js';
 
 export function daemonCommand(): Command {
@@ -22,6 +23,7 @@ export function daemonCommand(): Command {
     .option('--vpc-dns <ip,...>', 'DNS servers that DHCP gives guests (default: none)', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--vpc-rekey-after <seconds>', 'rekey peer sessions at this age, 2-120 (default 120)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--vpc-conntrack-max <flows>', 'flows each ENI\'s security groups track at most (default 65536)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+    .option('--vpc-allowance-queue-us <µs>', 'how long a frame over an ENI\'s allowance may wait, 0 (drop) to 1000000 (default ' + ENI_ALLOWANCE_QUEUE_US + ')', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--ceph-conf <file>', 'ceph.conf of the cluster holding RBD-backed ebs volumes (absolute path)')
     .option('--ceph-pool <pool>', 'the pool of the volumes (default rbd)')
     .option('--ceph-id <name>', 'cephx client id, without "client." (default admin)')

@@ -55,7 +55,7 @@ function render(e: EniInfo, stats?: VpcPortStats): string {
     'tcp established timeout': `${e.tcpEstablishedTimeout ?? 432000}s`,
     bandwidth: e.bandwidth !== undefined ? `${formatBitRate(e.bandwidth)} each way` : 'unlimited',
     pps: e.pps !== undefined ? `${e.pps} each way` : 'unlimited',
-    'allowance exceeded': stats && `bw_in ${stats.drops.bwInAllowanceExceeded}, bw_out ${stats.drops.bwOutAllowanceExceeded}, pps ${stats.drops.ppsAllowanceExceeded} frames dropped`,
+    'allowance exceeded': stats && `bw_in ${stats.drops.bwInAllowanceExceeded}, bw_out ${stats.drops.bwOutAllowanceExceeded}, pps ${stats.drops.ppsAllowanceExceeded} frames queued or dropped`,
   });
 }
 

@@ -1,0 +1,188 @@
+// bench-net --limits: how exactly an ENI's allowance holds a set rate, against Linux tc on the
+// plain path, in the same run. Paths (each its own namespaces, set up by net.mjs):
+//   nitride        an allowance on guest A's ENI, the daemon's default over-limit handling
+//                  (frames wait up to --vpc-allowance-queue-us, then drop)
+//   nitride-drop   the same with --vpc-allowance-queue-us 0: every over-limit frame dropped (ENA)
+//   plain-tbf      the plain routed path with a tc tbf qdisc (shaper: queues up to 5 ms, a
+//                  bucket of 10 ms of the rate)
+//   plain-tbf-drop the same with the allowance's bucket (0.3 s of the rate) and a queue of one
+//                  super-frame: a policer (this kernel has no act_police, hence no tc police and
+//                  no packet-rate anchor)
+// tc sits on host A's egress toward the receiver (out of guest A: the underlay veth; into it:
+// the guest's veth), where it counts the Ethernet header, as the allowance does.
+// Cells: 100 Mbit/s, 200 Mbit/s, 1 Gbit/s (iperf3 TCP, one stream) and 50 kpps (iperf3 UDP,
+// 64-byte payloads, unlimited send rate); each out of guest A and into it (iperf3 -R).
+// Per run: WARM s of warm-up (the bucket's initial depth drains), then TIME s measured:
+//   measured/set  the rate the receiving guest's IP layer saw (/proc/net/netstat IpExtInNoECTPkts,
+//                 which counts GRO super-frames as their segments) x the wire size of a
+//                 segment (full-sized: MTU + 14 bytes; 64-byte UDP: 106), over the set rate
+//   goodput, retransmits  iperf3's (the sender's retransmitted segments over the measured TIME)
+//   ping          busybox ping guest A -> B at 5/s during the measured seconds: median RTT, and
+//                 the same path's idle median (so the added latency is loaded - idle)
+//   µs/pkt        CPU (user+system) of every process in the path's four namespaces (iperf3,
+//                 daemons; the kernel's forwarding and tc run in their contexts) per packet
+import { readFileSync } from 'node:fs';
+import { cpuSeconds, median, run, sleep, textTable } from '../lib/bench-common.mjs';
+
+export const LIMIT_PATHS = [
+  { id: 'nitride', label: 'nitride ENI allowance (default: 20 ms queue)', setup: 'nitride', short: 'n' },
+  { id: 'nitride-drop', label: 'nitride ENI allowance, drop', setup: 'nitride', short: 'd', daemonArgs: ['--vpc-allowance-queue-us', '0'] },
+  { id: 'nitride-q5', label: 'nitride ENI allowance, 5 ms queue', setup: 'nitride', short: 'l', daemonArgs: ['--vpc-allowance-queue-us', '5000'] },
+  { id: 'plain-tbf', label: 'plain + tc tbf', setup: 'plain', short: 'b', tc: 'tbf', baseline: true },
+  { id: 'plain-tbf-drop', label: 'plain + tc tbf, no queue', setup: 'plain', short: 'q', tc: 'tbf-drop' },
+];
+export const LIMIT_CELLS = [
+  { id: 'bw100m', label: '100 Mbit/s', bandwidth: 100e6 },
+  { id: 'bw200m', label: '200 Mbit/s', bandwidth: 200e6 },
+  { id: 'bw1g', label: '1 Gbit/s', bandwidth: 1e9 },
+  { id: 'pps50k', label: '50 kpps', pps: 50_000 },
+];
+const DIRECTIONS = ['out', 'in'];
+const WARM = 2;
+const UDP_WIRE = 14 + 20 + 8 + 64;
+/** tbf's queue bound and buckets (see above). */
+const TBF_LATENCY = '5ms';
+const TBF_DEPTH_S = 0.01;
+const DROP_DEPTH_S = 0.3;
+
+/**
+ * The IP packets the namespace of process `pid` has received so far (GRO super-frames counted as
+ * their segments), read at once (no process to spawn: the window's ends are exact).
+ */
+function ipPackets(pid) {
+  const text = readFileSync(`/proc/${pid}/net/netstat`, 'utf8');
+  const lines = text.split('\n').filter((l) => l.startsWith('IpExt:'));
+  const names = lines[0].split(/\s+/);
+  const values = lines[1].split(/\s+/).map(Number);
+  return ['InNoECTPkts', 'InECT1Pkts', 'InECT0Pkts', 'InCEPkts'].reduce((s, n) => s + values[names.indexOf(n)], 0);
+}
+
+/** CPU seconds so far of every process in `namespaces`, by pid. */
+async function nsCpu(namespaces) {
+  const cpu = new Map();
+  for (const ns of namespaces) {
+    for (const pid of (await run('ip', ['netns', 'pids', ns], { allowFail: true })).stdout.split('\n').filter(Boolean).map(Number)) cpu.set(pid, cpuSeconds(pid));
+  }
+  return cpu;
+}
+
+/** CPU used between two {@link nsCpu} snapshots by the processes in both (a process gone reads 0). */
+const cpuBetween = (a, b) => [...a].reduce((s, [pid, c]) => s + Math.max(0, (b.get(pid) ?? c) - c), 0);
+
+/** Sets path `p`'s limit to `cell` in direction `dir` (nitride: the ENI, both ways; tc: that direction only). */
+async function applyLimit(p, cell, dir, inNs, mtu) {
+  if (p.setup === 'nitride') {
+    await p.api('a', 'PATCH', `/v1/enis/${p.eniA}`, { bandwidth: cell.bandwidth ?? null, pps: cell.pps ?? null });
+    return;
+  }
+  const host = p.ns.ha;
+  for (const dev of ['ul', 'gh']) await inNs(host, 'tc', ['qdisc', 'del', 'dev', dev, 'root'], { allowFail: true });
+  const dev = dir === 'out' ? 'ul' : 'gh';
+  const bucket = (seconds) => String(Math.max(2 * 65536, Math.round((cell.bandwidth * seconds) / 8)));
+  const queue = p.tc === 'tbf' ? ['burst', bucket(TBF_DEPTH_S), 'latency', TBF_LATENCY] : ['burst', bucket(DROP_DEPTH_S), 'limit', String(65536 + mtu + 14)];
+  await inNs(host, 'tc', ['qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${cell.bandwidth}bit`, ...queue]);
+}
+
+/** One measured run: iperf3 for WARM + time s, counters over the last `time` s. */
+async function measure(p, cell, dir, { inNs, time, guestB, mtu }) {
+  const receiver = dir === 'out' ? p.ns.gb : p.ns.ga;
+  // One second beyond the measured window, so every process is still there when it closes.
+  const args = ['-c', guestB, '-p', '5201', '-t', String(WARM + time + 1), '-O', String(WARM), '-J', '--connect-timeout', '3000'];
+  if (dir === 'in') args.push('-R');
+  if (cell.pps) args.push('-u', '-b', '0', '-l', '64');
+  const client = run('timeout', [String(WARM + time + 30), 'ip', 'netns', 'exec', p.ns.ga, 'iperf3', ...args], { allowFail: true });
+  await sleep(WARM * 1000);
+  const all = Object.values(p.ns);
+  const c0 = await nsCpu(all);
+  const [inReceiver] = (await run('ip', ['netns', 'pids', receiver])).stdout.split('\n').filter(Boolean);
+  const k0 = ipPackets(inReceiver);
+  const t0 = process.hrtime.bigint();
+  const pinger = run('timeout', [String(time + 5), 'ip', 'netns', 'exec', p.ns.ga, 'busybox', 'ping', '-c', String(Math.max(3, Math.floor(time * 5) - 2)), '-i', '0.2', '-W', '2', guestB], { allowFail: true });
+  await sleep(time * 1000);
+  const k1 = ipPackets(inReceiver);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = cpuBetween(c0, await nsCpu(all));
+  const r = await client;
+  const pings = [...(await pinger).stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
+  let j;
+  try {
+    j = JSON.parse(r.stdout);
+  } catch {
+    j = { error: r.stderr.trim() || `exit ${r.code}` };
+  }
+  if (j.error) throw new Error(`${p.id} ${cell.id} ${dir}: iperf3: ${j.error}`);
+  const packets = k1 - k0;
+  const wire = cell.pps ? UDP_WIRE : mtu + 14;
+  const rate = cell.pps ? packets / seconds : (packets * wire * 8) / seconds;
+  const set = cell.pps ?? cell.bandwidth;
+  return {
+    ratio: rate / set,
+    rate,
+    goodput: cell.pps ? null : j.end.sum_received.bits_per_second,
+    retransmits: cell.pps ? null : (j.end.sum_sent?.retransmits ?? null),
+    rttMs: pings.length ? median(pings) : null,
+    usPerPacket: packets > 0 ? (cpu * 1e6) / packets : null,
+  };
+}
+
+async function idleRtt(p, inNs, guestB) {
+  const r = await inNs(p.ns.ga, 'busybox', ['ping', '-c', '11', '-i', '0.1', '-W', '2', guestB], { allowFail: true });
+  const t = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).slice(1);
+  return t.length ? median(t) : null;
+}
+
+/**
+ * The --limits run over `paths` (set up, with p.ns; nitride ones with p.api and p.eniA):
+ * every cell x direction x path, `reps` times, path order rotated per repetition.
+ */
+export async function runLimits({ paths, cells, reps, time, inNs, say, guestB, mtu }) {
+  const runs = [];
+  const idle = {};
+  for (const p of paths) idle[p.id] = await idleRtt(p, inNs, guestB);
+  for (let rep = 0; rep < reps; rep++) {
+    for (const [ci, cell] of cells.entries()) {
+      for (const dir of DIRECTIONS) {
+        const k = (rep + ci) % paths.length;
+        for (const p of [...paths.slice(k), ...paths.slice(0, k)]) {
+          if (p.tc && cell.pps) continue; // tbf has no packet rate
+          await applyLimit(p, cell, dir, inNs, mtu);
+          const load1 = +readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+          const r = await measure(p, cell, dir, { inNs, time, guestB, mtu });
+          runs.push({ rep, cell: cell.id, dir, path: p.id, load1, ...r });
+          say(`rep ${rep + 1}/${reps} ${cell.id} ${dir.padEnd(3)} ${p.id.padEnd(12)} ${r.ratio.toFixed(3)} of set${r.retransmits !== null ? `, ${r.retransmits} retransmits` : ''}${r.rttMs !== null ? `, ping ${r.rttMs.toFixed(2)} ms` : ''}`);
+        }
+      }
+    }
+  }
+  const med = (xs) => (xs.length && xs.every((x) => x !== null) ? median(xs) : null);
+  const medians = [];
+  for (const cell of cells) {
+    for (const dir of DIRECTIONS) {
+      for (const p of paths) {
+        const mine = runs.filter((r) => r.cell === cell.id && r.dir === dir && r.path === p.id);
+        if (!mine.length) continue;
+        medians.push({
+          cell: cell.id,
+          dir,
+          path: p.id,
+          ratio: med(mine.map((r) => r.ratio)),
+          goodput: med(mine.map((r) => r.goodput)),
+          retransmits: med(mine.map((r) => r.retransmits)),
+          rttMs: med(mine.map((r) => r.rttMs)),
+          addedRttMs: mine.every((r) => r.rttMs !== null) && idle[p.id] !== null ? med(mine.map((r) => r.rttMs - idle[p.id])) : null,
+          usPerPacket: med(mine.map((r) => r.usPerPacket)),
+        });
+      }
+    }
+  }
+  const f = (v, d) => (v === null || v === undefined ? '-' : v.toFixed(d));
+  console.log(`\nLimits: measured / set (median of ${reps}; ${time} s after ${WARM} s of warm-up), iperf3 goodput and retransmits, ping RTT under load (idle: ${paths.map((p) => `${p.id} ${f(idle[p.id], 3)}`).join(', ')} ms), CPU per packet of the path's processes:`);
+  console.log(
+    textTable(
+      ['limit', 'dir', 'path', 'measured/set', 'goodput Mbit/s', 'retransmits', 'ping ms', 'added ms', 'µs/pkt'],
+      medians.map((m) => [cells.find((c) => c.id === m.cell).label, m.dir, m.path, f(m.ratio, 3), m.goodput === null ? '-' : f(m.goodput / 1e6, 1), m.retransmits === null ? '-' : String(Math.round(m.retransmits)), f(m.rttMs, 2), f(m.addedRttMs, 2), f(m.usPerPacket, 2)]),
+    ),
+  );
+  const goals = medians.map((m) => ({ goal: `${m.cell} ${m.dir} ${m.path} within ±3 %`, value: m.ratio, met: m.ratio !== null && Math.abs(m.ratio - 1) <= 0.03 }));
+  return { runs, medians, idleRttMs: idle, goals, settings: { warmSeconds: WARM, seconds: time, tbfLatency: TBF_LATENCY, tbfDepthSeconds: TBF_DEPTH_S, dropDepthSeconds: DROP_DEPTH_S } };
+}
