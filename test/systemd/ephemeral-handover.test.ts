@@ -32,7 +32,7 @@ describe.skipIf(!canBootSystemd)('ephemeral volumes across a live update and a c
   let cleanup: () => void;
   let volume: VolumeInfo;
   const cli = (args: string[]) => sd.execOk([process.execPath, CLI, ...args]);
-  const show = async (unit: string, prop: string) => (await sd.execOk(['systemctl', 'show', unit, `-p${prop}`, '--value'])).trim();
+  const show = async (unit: string, prop: string) => (await sd.show(unit, [prop]))[prop] ?? '';
   const status = async () => JSON.parse(await cli(['status', '--json'])) as DaemonStatus;
   const nbdUri = () => `nbd+unix:///${volume.id}?socket=${sd.hostPath('/run/nitride/nbd.sock')}`;
   const qemuIo = (commands: string[]) => runOk('qemu-io', ['-f', 'raw', nbdUri(), ...commands.flatMap((c) => ['-c', c])]);

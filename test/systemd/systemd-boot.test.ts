@@ -20,13 +20,7 @@ describe.skipIf(!canBootSystemd)('nitride units under systemd', () => {
   let cleanup: () => void;
   let volume: VolumeInfo;
   const cli = (args: string[]) => sd.execOk([process.execPath, CLI, ...args]);
-  const show = async (unit: string, props: string[]) =>
-    Object.fromEntries(
-      (await sd.execOk(['systemctl', 'show', unit, ...props.map((p) => `-p${p}`)]))
-        .trim()
-        .split('\n')
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    );
+  const show = (unit: string, props: string[]) => sd.show(unit, props);
   const qemuIo = (commands: string[]) =>
     runOk('qemu-io', ['-f', 'raw', `nbd+unix:///${volume.id}?socket=${sd.hostPath('/run/nitride/nbd.sock')}`, ...commands.flatMap((c) => ['-c', c])]);
 
