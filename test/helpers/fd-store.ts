@@ -8,6 +8,7 @@ import { closeSync, openSync, readdirSync, readlinkSync } from 'node:fs';
 import { KmsClient } from '../../src/kms/client.js';
 import { fileSeals } from '../../src/native/addon.js';
 import { readHandover } from '../../src/volume/ephemeral-keys.js';
+import { ROOT } from './nitride.js';
 import type { BootedSystemd } from './nspawn.js';
 import { filesUnder, keyNeedles, scanTree } from './scan.js';
 
@@ -62,10 +63,13 @@ export function storedKeyNeedles(key: Uint8Array, blob: Buffer, wrappedKey: stri
 export async function scanContainer(sd: BootedSystemd, needles: Buffer[]): Promise<Record<string, number[]>> {
   const found = (c: number[]) => c.some((n) => n > 0);
   const counts: Record<string, number[]> = {};
+  // This checkout, bound read-only at its own path (nspawn.mjs), is nothing the daemon wrote, and
+  // its sources name what the scan looks for when it lies under one of these (/tmp/…, /var/…).
+  const checkout = sd.hostPath(ROOT);
   for (const dir of ['/var', '/run', '/tmp', '/etc']) {
-    if (!found(scanTree(sd.hostPath(dir), needles, { links: 'skip' }))) continue;
+    if (!found(scanTree(sd.hostPath(dir), needles, { links: 'skip', skip: [checkout] }))) continue;
     // Name the files (one pass per file only where the tree holds something).
-    for (const file of filesUnder(sd.hostPath(dir))) {
+    for (const file of filesUnder(sd.hostPath(dir)).filter((f) => !f.startsWith(`${checkout}/`))) {
       const c = scanTree(file, needles, { links: 'skip' });
       if (found(c)) counts[file.slice(sd.hostPath('').length)] = c;
     }

@@ -31,7 +31,7 @@ const CHUNK = 8 << 20;
  * `links: 'skip'` does not follow symbolic links (a tree seen through /proc/PID/root, whose
  * absolute links point into the host's tree).
  */
-export function scanTree(root: string, needles: Buffer[], options: { links?: 'follow' | 'skip' } = {}): number[] {
+export function scanTree(root: string, needles: Buffer[], options: { links?: 'follow' | 'skip'; skip?: string[] } = {}): number[] {
   const counts = needles.map(() => 0);
   const overlap = Math.max(...needles.map((n) => n.length)) - 1;
   const stat = options.links === 'skip' ? lstatSync : statSync;
@@ -44,7 +44,7 @@ export function scanTree(root: string, needles: Buffer[], options: { links?: 'fo
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // gone meanwhile (a live system's /run)
       throw err;
     }
-    if (st.isDirectory()) return readdirSync(p).forEach((e) => walk(path.join(p, e)));
+    if (st.isDirectory()) return options.skip?.includes(p) ? undefined : readdirSync(p).forEach((e) => walk(path.join(p, e)));
     if (!st.isFile()) return;
     const fd = openSync(p, 'r');
     try {
