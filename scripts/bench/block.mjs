@@ -550,7 +550,7 @@ async function main() {
     console.log(`\n1-min load average during the runs ${load1.min.toFixed(1)}-${load1.max.toFixed(1)} (median ${load1.median.toFixed(1)}) on ${facts.cpus} CPUs.`);
     const missed = limits.goals.filter((g) => !g.met);
     console.log(`\nGoals: ${limits.goals.length - missed.length}/${limits.goals.length} met.`);
-    for (const g of missed) console.log(`  MISS ${g.goal} (${human(g.value)})`);
+    for (const g of missed) console.log(`  MISS ${g.goal} (${human(g.value)}${g.reference === undefined ? '' : ` vs ${human(g.reference)}`})`);
     const base = resultsBase(opt.out, 'block-limits', started);
     const settings = { runtimeS: RUNTIME, rampS: RAMP, reps: REPS, volumeSize: SIZE, syncBeforeEachRun: SYNC, qsd: 'file node (page cache, aio threads) under a throttle filter node, throttle group limits iops-total / bps-total only' };
     const targets = TARGETS.map((t) => ({ id: t.id, label: t.label, uri: t.uri, ...(t.volume ? { volume: t.volume } : {}) }));
