@@ -6,18 +6,23 @@
 # Default run ~10 minutes; --quick ~2 minutes. Options: see scripts/bench/block.mjs (--help).
 # --ceph: the Ceph group instead (a one-node cluster in the scratch directory; nitride on RBD vs
 # QEMU rbd + librbd LUKS2 through qemu-storage-daemon vs fio's rbd engine).
-#   ./scripts/bench-block.sh [--quick] [--runtime S] [--reps N] [--dir /var/tmp] [--ceph] ...
+# --limits: provisioned IOPS/throughput on ebs volumes against QEMU's throttle group (qemu-storage-
+# daemon) in the same run, and what a limit that never binds costs (scripts/bench/block-limits.mjs).
+#   ./scripts/bench-block.sh [--quick] [--runtime S] [--reps N] [--dir /var/tmp] [--ceph|--limits] ...
 set -euo pipefail
 source "$(dirname "$0")/lib/bootstrap.sh"
 
 bench_options "$NITRIDE_ROOT/scripts/bench/block.mjs" "$@"
 
-ceph=0
-for arg in "$@"; do [ "$arg" = --ceph ] && ceph=1; done
 require_root
 extra=()
 # qemu-storage-daemon is in qemu-system-common; QEMU's rbd driver in qemu-block-extra.
-[ "$ceph" = 1 ] && extra=("${CEPH_PACKAGES[@]}" qemu-system-common)
+for arg in "$@"; do
+  case "$arg" in
+    --ceph) extra=("${CEPH_PACKAGES[@]}" qemu-system-common) ;;
+    --limits) extra=(qemu-system-common) ;;
+  esac
+done
 ensure_packages "${BASE_PACKAGES[@]}" fio qemu-utils nbdkit util-linux "${extra[@]}"
 ensure_node_modules
 cd "$NITRIDE_ROOT"

@@ -22,6 +22,10 @@
 //                      LUKS2 client-side encryption (`rbd encryption format ... luks2`)
 //   qsd-rbd            the same without encryption (the same NBD path: a fairer ceiling)
 //   librbd             fio ioengine=rbd on a plain image: the ceiling, and the baseline of ratios
+// --limits measures provisioned performance instead (scripts/bench/block-limits.mjs): how exactly
+// a volume's IOPS/throughput limit holds against QEMU's throttle group on qemu-storage-daemon, and
+// what a limit that never binds costs. The same setup, pre-fill and fio runs as here.
+//
 // Every client uses librbd's writeback cache (rbd_cache) from the start (`rbd cache writethrough
 // until flush = false`: fio never flushes). Beside each figure: the OSD's
 // CPU (from /proc/<osd pid>/stat before and after each fio run).
@@ -46,12 +50,14 @@
 // Run it through scripts/bench-block.sh (installs fio/qemu-utils/nbdkit, builds, runs as root).
 // Usage: node scripts/bench/block.mjs [--quick] [--runtime S] [--ramp S] [--reps N]
 //          [--dir /var/tmp] [--out FILE.json] [--targets a,b] [--jobs a,b] [--profile|--no-profile]
-//          [--no-sync] [--keep] [--ceph] [--cli dist/cli/main.js]
+//          [--no-sync] [--keep] [--ceph | --limits] [--cli dist/cli/main.js]
 import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { startCeph } from '../lib/ceph.mjs';
+import { LIMIT_CELLS, LIMIT_TARGETS, runLimits } from './block-limits.mjs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   ROOT,
   Scratch,
@@ -66,7 +72,9 @@ import {
   installSignalCleanup,
   median,
   optionsChecked,
+  usageExit,
   pickById,
+  resultsBase,
   positiveOption,
   profileSelfTimes,
   run,
@@ -80,21 +88,24 @@ import {
 } from '../lib/bench-common.mjs';
 
 const USAGE = `usage: bench-block [--quick] [--runtime S] [--ramp S] [--reps N] [--dir DIR] [--out FILE.json]
-                   [--targets LIST] [--jobs LIST] [--profile|--no-profile] [--no-sync] [--keep] [--ceph]
+                   [--targets LIST] [--jobs LIST] [--profile|--no-profile] [--no-sync] [--keep] [--ceph | --limits]
   --quick        smoke run (~2 min): 1 repetition, runtime 2 s, ramp 1 s, no profile
-  --runtime S    measured seconds per fio run (default 3)
+  --runtime S    measured seconds per fio run (default 3; 5 with --limits)
   --ramp S       fio ramp_time seconds, not measured (default 2)
   --reps N       repetitions of every job on every target (default 3); medians are reported
   --dir DIR      where the scratch directory goes (default /var/tmp; all targets share it)
   --out FILE     JSON result path (default bench-results/block-<timestamp>.json; .svg beside it)
   --targets LIST comma list of: ${'nitride-ebs,nitride-ephemeral,nitride-ebs-js,qemu-nbd-luks,nbdkit-luks,nbdkit-file'}
-                 (with --ceph: nitride-rbd,qsd-rbd-luks2,qsd-rbd,librbd)
+                 (with --ceph: nitride-rbd,qsd-rbd-luks2,qsd-rbd,librbd;
+                 with --limits: ${LIMIT_TARGETS.map((t) => t.id).join(',')})
   --jobs LIST    comma list of: randread-4k-qd1,randread-4k-qd32,randwrite-4k-qd1,randwrite-4k-qd32,read-1m-qd8,write-1m-qd8
   --profile      CPU-profile the daemon during 4k randread QD32 (default on, off with --quick)
   --no-sync      do not run sync(1) before each fio run
   --keep         keep the scratch directory (images, logs, fio JSON)
   --ceph         the Ceph group instead: a one-node cluster in the scratch directory; nitride on
-                 RBD vs QEMU rbd + librbd LUKS2 (qemu-storage-daemon NBD) vs unencrypted librbd`;
+                 RBD vs QEMU rbd + librbd LUKS2 (qemu-storage-daemon NBD) vs unencrypted librbd
+  --limits       provisioned IOPS/throughput instead: accuracy against QEMU's throttle group
+                 (qemu-storage-daemon), and the cost of a limit that never binds (no --jobs)`;
 
 const opt = benchArgs('bench-block', USAGE, {
   quick: { type: 'boolean', default: false },
@@ -108,14 +119,18 @@ const opt = benchArgs('bench-block', USAGE, {
   'no-profile': { type: 'boolean', default: false },
   'no-sync': { type: 'boolean', default: false },
   ceph: { type: 'boolean', default: false },
+  limits: { type: 'boolean', default: false },
 });
 const CEPH = opt.ceph;
+const LIMITS = opt.limits;
+if (CEPH && LIMITS) usageExit('bench-block', '--ceph must be used without --limits');
+if (LIMITS && opt.jobs !== undefined) usageExit('bench-block', '--jobs must be left out with --limits (each cell has its job)');
 const num = (v, dflt, what) => positiveOption('bench-block', v, dflt, what);
-const RUNTIME = num(opt.runtime, opt.quick ? 2 : 3, 'runtime');
+const RUNTIME = num(opt.runtime, opt.quick ? 2 : LIMITS ? 5 : 3, 'runtime');
 const RAMP = num(opt.ramp, opt.quick ? 1 : 2, 'ramp');
 const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
 // The profile is of the local ebs volume's daemon: not part of the Ceph group.
-const PROFILE = CEPH || opt['no-profile'] ? false : (opt.profile ?? !opt.quick);
+const PROFILE = CEPH || LIMITS || opt['no-profile'] ? false : (opt.profile ?? !opt.quick);
 const SYNC = !opt['no-sync'];
 const SIZE = '1G';
 const PASSPHRASE = 'nitride-bench-passphrase';
@@ -137,7 +152,7 @@ const CEPH_TARGETS = [
   { id: 'qsd-rbd', label: 'QEMU rbd (plain)', encrypted: false, qsd: 'plain', reference: true, color: '#b0b0b0' },
   { id: 'librbd', label: 'fio rbd engine (plain)', encrypted: false, fioRbd: true, baseline: true, color: '#8c8c8c' },
 ];
-const ALL_TARGETS = CEPH ? CEPH_TARGETS : LOCAL_TARGETS;
+const ALL_TARGETS = CEPH ? CEPH_TARGETS : LIMITS ? LIMIT_TARGETS : LOCAL_TARGETS;
 const ALL_JOBS = [
   { id: 'randread-4k-qd1', label: '4k randread QD1', rw: 'randread', bs: '4k', qd: 1, metric: 'iops' },
   { id: 'randread-4k-qd32', label: '4k randread QD32', rw: 'randread', bs: '4k', qd: 32, metric: 'iops' },
@@ -225,8 +240,10 @@ async function startNitride(dataPlane = 'native', cluster = undefined) {
   return daemon;
 }
 
-async function createVolume(daemon, type, store) {
-  const r = await nitride(['volume', 'create', '--type', type, '--size', SIZE, ...(store ? ['--store', store] : []), '--json'], { NITRIDE_SOCKET: daemon.ctlSock, NITRIDE_KMS_SOCKET: daemon.kmsSock });
+const volumeCli = (daemon, args) => nitride([...args, '--json'], { NITRIDE_SOCKET: daemon.ctlSock, NITRIDE_KMS_SOCKET: daemon.kmsSock });
+
+async function createVolume(daemon, type, store, perf = []) {
+  const r = await volumeCli(daemon, ['volume', 'create', '--type', type, '--size', SIZE, ...(store ? ['--store', store] : []), ...perf]);
   const info = JSON.parse(r.stdout);
   return { id: info.id, uri: info.uri };
 }
@@ -295,9 +312,11 @@ async function setUp() {
   for (const t of TARGETS) {
     if (t.nitride) {
       const d = daemons.get(t.daemonKey);
-      const v = await createVolume(d, t.nitride, t.store);
+      const v = await createVolume(d, t.nitride, t.store, t.perf);
       Object.assign(t, { volume: v.id, uri: v.uri, pids: () => [d.pid()], daemon: d });
       t.before = () => volumeIdle(d, v.id);
+      const unlimited = (n) => (n ? String(n) : 'unlimited');
+      if (t.limited) t.setLimit = (cell) => volumeCli(d, ['volume', 'modify', v.id, '--iops', unlimited(cell.iops), '--throughput', unlimited(cell.mibps)]);
     } else if (t.fioRbd) {
       const image = `bench-${t.id}`;
       await cluster.rbd('create', `${cluster.pool}/${image}`, '--size', SIZE, '--image-feature', 'layering');
@@ -354,35 +373,17 @@ async function setUp() {
 }
 
 /**
- * qemu-storage-daemon exporting an RBD image over NBD on a Unix socket through QEMU's rbd driver;
- * t.qsd 'luks2': the image is formatted by librbd's client-side encryption and QEMU opens it
- * with librbd's LUKS2 (the `encrypt` option of the rbd driver).
+ * qemu-storage-daemon exporting node `r` over NBD on a Unix socket: an RBD image (rbdNode) or,
+ * t.qsd 'throttle', a throttle filter over a plain file (throttleNodes).
  */
 async function startQsd(t, cluster, pw) {
-  const image = `bench-${t.id}`;
-  await cluster.rbd('create', `${cluster.pool}/${image}`, '--size', SIZE, '--image-feature', 'layering');
-  if (t.qsd === 'luks2') {
-    // librbd 16.2 derives the key with Argon2 here (~15 s on this kind of machine).
-    const t0 = Date.now();
-    await cluster.rbd('encryption', 'format', `${cluster.pool}/${image}`, 'luks2', pw, '--cipher-alg', 'aes-256');
-    say(`rbd encryption format ${image} luks2 (aes-256-xts) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  }
-  const blockdev = {
-    driver: 'rbd',
-    'node-name': 'r',
-    pool: cluster.pool,
-    image,
-    conf: cluster.conf,
-    user: cluster.id,
-    ...(t.qsd === 'luks2' ? { encrypt: { format: 'luks2', 'key-secret': 's0' } } : {}),
-  };
+  const nodes = t.qsd === 'throttle' ? await throttleNodes(t) : { args: ['--blockdev', JSON.stringify(await rbdNode(t, cluster, pw))] };
   const sock = scratch.path('run', `${t.id}.sock`);
   mkdirSync(path.dirname(sock), { recursive: true });
   const e = scratch.start(t.id, 'qemu-storage-daemon', [
     '--object',
     `secret,id=s0,file=${pw}`,
-    '--blockdev',
-    JSON.stringify(blockdev),
+    ...nodes.args,
     '--nbd-server',
     `addr.type=unix,addr.path=${sock}`,
     '--export',
@@ -391,7 +392,59 @@ async function startQsd(t, cluster, pw) {
   await waitFor(t.id, () => canConnect(sock), { alive: () => e.child.exitCode === null, timeoutMs: 60_000 }).catch((err) => {
     throw new Error(`${err.message}\n${scratch.tail(t.id)}`);
   });
-  return { uri: `nbd+unix:///bench?socket=${sock}`, pids: () => [e.child.pid] };
+  return { uri: `nbd+unix:///bench?socket=${sock}`, pids: () => [e.child.pid], ...(await nodes.ready?.()) };
+}
+
+/**
+ * A plain file under throttle group tg (no limits until setLimit: qom-set of tg.limits over QMP,
+ * `*-total` only, so QEMU's bucket is its default 0.1 s of the rate). The file must hold data:
+ * QEMU answers reads of holes without reading the node, and so without throttling them.
+ */
+async function throttleNodes(t) {
+  const file = scratch.path(`${t.id}.img`);
+  await run('truncate', ['-s', SIZE, file]);
+  const qmpSock = scratch.path('run', `${t.id}-qmp.sock`);
+  const args = [
+    '--blockdev',
+    JSON.stringify({ driver: 'file', 'node-name': 'f', filename: file }),
+    '--object',
+    'throttle-group,id=tg',
+    '--blockdev',
+    JSON.stringify({ driver: 'throttle', 'node-name': 'r', 'throttle-group': 'tg', file: 'f' }),
+    '--chardev',
+    `socket,id=m,path=${qmpSock},server=on,wait=off`,
+    '--monitor',
+    'chardev=m',
+  ];
+  const ready = async () => {
+    const { QmpClient } = await import(pathToFileURL(path.join(path.dirname(path.resolve(opt.cli)), '../vm/qmp.js')).href);
+    const qmp = await QmpClient.connect(qmpSock, 20_000);
+    scratch.onCleanup(() => qmp.close());
+    const limits = (cell) => ({ 'iops-total': cell.iops ?? 0, 'bps-total': (cell.mibps ?? 0) * 2 ** 20 });
+    return { setLimit: (cell) => qmp.execute('qom-set', { path: '/objects/tg', property: 'limits', value: limits(cell) }) };
+  };
+  return { args, ready };
+}
+
+/** An RBD image's node; t.qsd 'luks2': formatted by librbd's client-side encryption, opened with the rbd driver's `encrypt`. */
+async function rbdNode(t, cluster, pw) {
+  const image = `bench-${t.id}`;
+  await cluster.rbd('create', `${cluster.pool}/${image}`, '--size', SIZE, '--image-feature', 'layering');
+  if (t.qsd === 'luks2') {
+    // librbd 16.2 derives the key with Argon2 here (~15 s on this kind of machine).
+    const t0 = Date.now();
+    await cluster.rbd('encryption', 'format', `${cluster.pool}/${image}`, 'luks2', pw, '--cipher-alg', 'aes-256');
+    say(`rbd encryption format ${image} luks2 (aes-256-xts) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  return {
+    driver: 'rbd',
+    'node-name': 'r',
+    pool: cluster.pool,
+    image,
+    conf: cluster.conf,
+    user: cluster.id,
+    ...(t.qsd === 'luks2' ? { encrypt: { format: 'luks2', 'key-secret': 's0' } } : {}),
+  };
 }
 
 // ------------------------------------------------------------------------------------- fio
@@ -468,12 +521,13 @@ async function main() {
     fio: await versionOf('fio'),
     qemuNbd: await versionOf('qemu-nbd'),
     nbdkit: await versionOf('nbdkit'),
-    ...(CEPH ? { ceph: await versionOf('ceph'), qemuStorageDaemon: await versionOf('qemu-storage-daemon') } : {}),
+    ...(CEPH ? { ceph: await versionOf('ceph') } : {}),
+    ...(CEPH || LIMITS ? { qemuStorageDaemon: await versionOf('qemu-storage-daemon') } : {}),
     nitride: (await nitride(['--version'], {}).catch(() => ({ stdout: '' }))).stdout.trim() || null,
   };
-  const nRuns = REPS * JOBS.length * TARGETS.length;
+  const nRuns = LIMITS ? REPS * (LIMIT_CELLS.length * TARGETS.filter((t) => t.limited).length + 12) : REPS * JOBS.length * TARGETS.length;
   say(
-    `bench-block: ${TARGETS.length} targets x ${JOBS.length} jobs x ${REPS} reps = ${nRuns} fio runs of ${RAMP}+${RUNTIME} s (estimate ~${Math.ceil((nRuns * (RUNTIME + RAMP + 0.8) + 60) / 60)} min)`,
+    `bench-block: ${LIMITS ? 'limits' : `${TARGETS.length} targets x ${JOBS.length} jobs`} x ${REPS} reps = ${nRuns} fio runs of ${RAMP}+${RUNTIME} s (estimate ~${Math.ceil((nRuns * (RUNTIME + RAMP + 0.8) + 60) / 60)} min)`,
   );
   say(`host: ${facts.cpus} x ${facts.cpuModel}, ${facts.memoryGiB} GiB, Linux ${facts.kernel}, load ${facts.loadavg.join(' ')}; nitride ${facts.nitrideRev}`);
   const { fs, daemon, cluster } = await setUp();
@@ -489,6 +543,21 @@ async function main() {
   }
   await run('sync', []);
   say(`pre-filled (1 GiB sequential write through each server, MB/s): ${TARGETS.map((t) => `${t.id} ${fill[t.id].toFixed(0)}`).join(', ')}`);
+  if (LIMITS) {
+    const limits = await runLimits({ targets: TARGETS, jobs: ALL_JOBS, reps: REPS, fio: async (t, job) => round(await fio(t, job)), sync, say, load1: () => os.loadavg()[0] });
+    const loads = limits.runs.map((r) => r.load1);
+    const load1 = { min: Math.min(...loads), median: median(loads), max: Math.max(...loads) };
+    console.log(`\n1-min load average during the runs ${load1.min.toFixed(1)}-${load1.max.toFixed(1)} (median ${load1.median.toFixed(1)}) on ${facts.cpus} CPUs.`);
+    const missed = limits.goals.filter((g) => !g.met);
+    console.log(`\nGoals: ${limits.goals.length - missed.length}/${limits.goals.length} met.`);
+    for (const g of missed) console.log(`  MISS ${g.goal} (${human(g.value)}${g.reference === undefined ? '' : ` vs ${human(g.reference)}`})`);
+    const base = resultsBase(opt.out, 'block-limits', started);
+    const settings = { runtimeS: RUNTIME, rampS: RAMP, reps: REPS, volumeSize: SIZE, syncBeforeEachRun: SYNC, qsd: 'file node (page cache, aio threads) under a throttle filter node, throttle group limits iops-total / bps-total only' };
+    const targets = TARGETS.map((t) => ({ id: t.id, label: t.label, uri: t.uri, ...(t.volume ? { volume: t.volume } : {}) }));
+    writeFileSync(`${base}.json`, JSON.stringify({ benchmark: 'block-limits', date: new Date(started).toISOString(), durationS: Math.round((Date.now() - started) / 1000), host: facts, versions, scratch: { dir: scratch.dir, ...fs }, settings, targets, fillMBps: fill, load1, ...limits }, null, 2) + '\n');
+    console.log(`\nresults: ${base}.json`);
+    return;
+  }
 
   const runs = [];
   for (let rep = 0; rep < REPS; rep++) {

@@ -26,6 +26,10 @@ const BENCHES: Array<[name: string, command: string[], badValue: string[], title
   ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh')], ['--reps', '0']],
   // --ceph has its own target group: a local target is a bad value there (no cluster started).
   ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh'), '--ceph'], ['--targets', 'nbdkit-file'], 'bench-block --ceph'],
+  // --limits too: its own targets, and its cells pick their jobs (a --jobs list is refused).
+  ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh'), '--limits'], ['--targets', 'nbdkit-file'], 'bench-block --limits'],
+  ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh'), '--limits'], ['--jobs', 'read-1m-qd8'], 'bench-block --limits --jobs'],
+  ['bench-block', [path.join(ROOT, 'scripts/bench-block.sh'), '--limits'], ['--ceph'], 'bench-block --limits --ceph'],
   ['bench-cli', [path.join(ROOT, 'scripts/bench-cli.sh')], ['--runs', '0']],
   ['bench-fleet', [path.join(ROOT, 'scripts/bench-fleet.sh')], ['--creates', '0']],
   ['bench-fleet', [path.join(ROOT, 'scripts/bench-fleet.sh')], ['--phases', 'net,warp'], 'bench-fleet --phases'],
