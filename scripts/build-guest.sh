@@ -36,6 +36,7 @@ busybox_version="$(dpkg-query -W -f='${Version}' busybox-static)"
 inputs_hash="$( { cat "$0" "$init"; echo "$versions busybox-static=$busybox_version"; } | sha256sum | cut -c1-16)"
 out="$cache/$inputs_hash"
 if [ -f "$out/initrd.img" ] && [ -f "$out/vmlinuz" ]; then
+  touch "$out/inputs.txt" # in use (see the pruning below)
   say "cached: $out"
   echo "$out"
   exit 0
@@ -86,9 +87,10 @@ cp "$work/pkg/boot/vmlinuz-$kver" "$out.tmp/vmlinuz"
 echo "$versions busybox-static=$busybox_version" >"$out.tmp/inputs.txt"
 rm -rf "$out"
 mv "$out.tmp" "$out"
-# Older builds (other input hashes) are stale now.
+# Builds of other inputs go once unused for a day: another checkout on this host (another
+# branch, a CI clone) may be booting its own right now.
 for old in "$cache"/*/; do
-  case "$old" in "$out/" | "$cache/debs/") ;; *) [ -f "$old/inputs.txt" ] && rm -rf "$old" ;; esac
+  case "$old" in "$out/" | "$cache/debs/") ;; *) [ -n "$(find "$old/inputs.txt" -mmin +1440 2>/dev/null)" ] && rm -rf "$old" ;; esac
 done
 say "built $out ($(du -sh "$out/initrd.img" | cut -f1) initramfs)"
 echo "$out"

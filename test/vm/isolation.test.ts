@@ -83,6 +83,8 @@ describe.skipIf(!canRun)('jailed QEMU guests', () => {
       expect(text, text.slice(-3000)).toContain('NITRIDE-PASS');
       expect(text).toContain(`NITRIDE-DHCP ip=${g.ip}`);
       expect(text).toMatch(new RegExp(`NITRIDE-DISK vol=${vols[name]!.id} dev=/dev/nvme0n1`));
+      // Exactly its own NVMe serials (the volume id without its dash), nobody else's.
+      expect(text).toMatch(new RegExp(`^NITRIDE-SERIALS ${vols[name]!.id.replace('-', '')} $`, 'm'));
     }
   }, 600_000);
 
