@@ -291,7 +291,12 @@ async function fioPhase(env0) {
   return rows;
 }
 
-const ratios = (a, b) => median(a.map((x, i) => x / b[i]));
+/** Per-repetition ratios a/b: their median and range (the range shows the run's noise). */
+function ratios(a, b) {
+  const r = a.map((x, i) => x / b[i]);
+  return { median: median(r), min: Math.min(...r), max: Math.max(...r) };
+}
+const fmtRatio = (r) => `${r.median.toFixed(2)} (${r.min.toFixed(2)}-${r.max.toFixed(2)})`;
 
 async function main() {
   const facts = await hostFacts();
@@ -309,9 +314,9 @@ async function main() {
       medians: Object.fromEntries(keys.map(([k]) => [k, { nitride: median(b.nitride.map((r) => r[k])), bare: median(b.bare.map((r) => r[k])), ratio: ratios(b.nitride.map((r) => r[k]), b.bare.map((r) => r[k])) }])),
     };
     console.log(`\nBoot of the test guest (TCG, e2e: DHCP + 1 MiB write/verify), median of ${REPS}; ratio = median of per-rep jailed/bare`);
-    console.log(textTable(['measure', 'nitride (jailed)', 'bare QEMU (root)', 'ratio'], keys.map(([k, label]) => {
+    console.log(textTable(['measure', 'nitride (jailed)', 'bare QEMU (root)', 'ratio (per-rep range)'], keys.map(([k, label]) => {
       const m = result.boot.medians[k];
-      return [label, m.nitride.toFixed(k === 'guestUptimeS' ? 2 : 0), m.bare.toFixed(k === 'guestUptimeS' ? 2 : 0), m.ratio.toFixed(3)];
+      return [label, m.nitride.toFixed(k === 'guestUptimeS' ? 2 : 0), m.bare.toFixed(k === 'guestUptimeS' ? 2 : 0), fmtRatio(m.ratio)];
     })));
   }
   if (PHASES.includes('fio')) {
@@ -322,9 +327,9 @@ async function main() {
       medians: Object.fromEntries(JOBS.map((j) => [j.id, { unit: j.metric === 'iops' ? 'IOPS' : 'MB/s', guest: median(f[j.id]['guest socket']), shared: median(f[j.id]['shared socket']), ratio: ratios(f[j.id]['guest socket'], f[j.id]['shared socket']) }])),
     };
     console.log(`\nfio ioengine=nbd on one 512 MiB ebs volume of a running guest, ${RAMP}+${RUNTIME} s per run, median of ${REPS}; ratio = median of per-rep guest/shared`);
-    console.log(textTable(['job', 'guest socket', 'shared socket', 'ratio'], JOBS.map((j) => {
+    console.log(textTable(['job', 'guest socket', 'shared socket', 'ratio (per-rep range)'], JOBS.map((j) => {
       const m = result.fio.medians[j.id];
-      return [`${j.id} (${m.unit})`, m.guest.toFixed(0), m.shared.toFixed(0), m.ratio.toFixed(3)];
+      return [`${j.id} (${m.unit})`, m.guest.toFixed(0), m.shared.toFixed(0), fmtRatio(m.ratio)];
     })));
   }
   console.log(`\nload average (1/5/15 min) at start and after each phase: ${load.map((l) => l.map((x) => x.toFixed(2)).join(' ')).join(' | ')}`);
