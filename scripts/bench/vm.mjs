@@ -7,13 +7,15 @@
 //          - bare: the command line nitride recorded for that VM (`vm describe` args), with the
 //            jail's paths mapped back to the host's (the allowlisted kernel/initrd, the shared
 //            NBD socket, the TAP by name), minus -sandbox, run by root, no jail, no cgroup
+//          - bare+cgroup: the same in a cgroup made by nitride's createVmCgroup with the VM's
+//            limits: what the rest of the jail costs beside the per-VM cgroup's CPU share
 //          Reported: `vm run` (or spawn) to NITRIDE-PASS on the console, QEMU's process start
 //          to PASS (/proc/PID/stat: for nitride this includes the jail's unshare/mount/chroot/
 //          setpriv, not the CLI and daemon work before it), and the guest's own uptime at PASS.
 //   fio    fio ioengine=nbd on one 512 MiB multi-attach ebs volume attached to a running (idle)
 //          guest, through its guest-facing socket (<vm dir>/root/run/nbd.sock, as root) and
 //          through the shared socket: the per-VM socket's policy check is the only difference.
-// Repetitions alternate the order of the pair; medians and the median of the per-repetition
+// Repetitions rotate the order of the modes; medians and the median of the per-repetition
 // ratios (jailed / bare, guest socket / shared socket). Writes bench-results/vm-<stamp>.json.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -63,6 +65,8 @@ const JOBS = [
   { id: 'read-1m-qd8', rw: 'read', bs: '1M', qd: 8, metric: 'mbps' },
 ];
 optionsChecked();
+// nitride's own per-VM cgroup code (built), for the bare+cgroup boots.
+const cgroups = await import(path.join(ROOT, 'dist/vm/cgroup.js'));
 
 const QEMU = '/usr/bin/qemu-system-x86_64';
 const VPC = 'vpc-0b0e00000000000a1';
@@ -211,7 +215,7 @@ function bareArgs(args, { kernel, initrd, console, qmp, nbd, tap }) {
 }
 
 let bareSeq = 0;
-async function bootBare(env0, recorded) {
+async function bootBare(env0, recorded, withCgroup) {
   const n = ++bareSeq;
   const console = scratch.path(`bare-${n}`, 'console.log');
   const args = bareArgs(recorded, {
@@ -223,9 +227,12 @@ async function bootBare(env0, recorded) {
     tap: env0.tap,
   });
   mkdirSync(path.dirname(console), { recursive: true });
+  const cgroup = withCgroup ? await cgroups.createVmCgroup(`bare-${path.basename(scratch.dir)}-${n}`, cgroups.vmLimits(256, 1, 'tcg')) : { dirs: [], procs: [] };
   const t0 = performance.now();
-  // nsenter --net execs QEMU itself (no fork): the child's pid is QEMU's.
-  const q = inNs(`qemu-bare-${n}`, QEMU, args);
+  // nsenter --net execs QEMU itself (no fork): the child's pid is QEMU's. The shell joins the cgroups first.
+  const q = cgroup.procs.length
+    ? inNs(`qemu-bare-${n}`, 'sh', ['-c', 'while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@"', 'sh', ...cgroup.procs, '--', QEMU, ...args])
+    : inNs(`qemu-bare-${n}`, QEMU, args);
   const alive = () => q.child.exitCode === null && q.child.signalCode === null;
   await waitFor('the bare QEMU', () => !alive() || readFileSync(`/proc/${q.child.pid}/cmdline`, 'utf8').startsWith(QEMU), { intervalMs: 5 });
   const qemuStartS = startedAtS(q.child.pid);
@@ -233,23 +240,26 @@ async function bootBare(env0, recorded) {
     throw new Error(`${err.message}\n${scratch.tail(`qemu-bare-${n}`)}`);
   });
   await q.exited;
+  await cgroups.removeVmCgroup(cgroup.dirs);
   await volumeAvailable(env0.boot);
   return { runToPassMs: v.at - t0, qemuToPassMs: (v.hostUptimeS - qemuStartS) * 1000, guestUptimeS: v.guestS };
 }
 
 async function bootPhase(env0) {
-  const rows = { nitride: [], bare: [] };
+  const rows = { nitride: [], bare: [], 'bare+cgroup': [] };
+  const modes = Object.keys(rows);
   let recorded;
   for (let rep = 0; rep < REPS; rep++) {
-    for (const mode of rep % 2 ? ['bare', 'nitride'] : ['nitride', 'bare']) {
+    // nitride first in the first repetition (its command line is the others'), then rotated.
+    for (const mode of [...modes.slice(rep % 3), ...modes.slice(0, rep % 3)]) {
       if (mode === 'nitride') {
         const { vm, result } = await bootNitride(env0);
         recorded = vm.args;
         rows.nitride.push(result);
-      } else rows.bare.push(await bootBare(env0, recorded));
+      } else rows[mode].push(await bootBare(env0, recorded, mode === 'bare+cgroup'));
       const r = rows[mode].at(-1);
       const throttled = r.cpuThrottledMs === undefined ? '' : `, cgroup CPU-throttled ${r.cpuThrottledMs ?? '?'} ms`;
-      say(`boot rep ${rep + 1} ${mode.padEnd(7)}: run->PASS ${r.runToPassMs.toFixed(0)} ms, QEMU start->PASS ${r.qemuToPassMs.toFixed(0)} ms, guest uptime ${r.guestUptimeS.toFixed(2)} s${throttled}`);
+      say(`boot rep ${rep + 1} ${mode.padEnd(11)}: run->PASS ${r.runToPassMs.toFixed(0)} ms, QEMU start->PASS ${r.qemuToPassMs.toFixed(0)} ms, guest uptime ${r.guestUptimeS.toFixed(2)} s${throttled}`);
     }
   }
   return rows;
@@ -311,12 +321,17 @@ async function main() {
     const keys = [['runToPassMs', '`vm run` / spawn -> NITRIDE-PASS, ms'], ['qemuToPassMs', 'QEMU process start -> PASS, ms'], ['guestUptimeS', 'guest uptime at PASS, s']];
     result.boot = {
       runs: b,
-      medians: Object.fromEntries(keys.map(([k]) => [k, { nitride: median(b.nitride.map((r) => r[k])), bare: median(b.bare.map((r) => r[k])), ratio: ratios(b.nitride.map((r) => r[k]), b.bare.map((r) => r[k])) }])),
+      medians: Object.fromEntries(keys.map(([k]) => {
+        const of = (mode) => b[mode].map((r) => r[k]);
+        return [k, { nitride: median(of('nitride')), bare: median(of('bare')), bareCgroup: median(of('bare+cgroup')), ratio: ratios(of('nitride'), of('bare')), ratioCgroup: ratios(of('nitride'), of('bare+cgroup')) }];
+      })),
     };
     console.log(`\nBoot of the test guest (TCG, e2e: DHCP + 1 MiB write/verify), median of ${REPS}; ratio = median of per-rep jailed/bare`);
-    console.log(textTable(['measure', 'nitride (jailed)', 'bare QEMU (root)', 'ratio (per-rep range)'], keys.map(([k, label]) => {
+    console.log('bare+cgroup: the bare QEMU in a cgroup made by nitride\'s createVmCgroup with the VM\'s limits');
+    const fmt = (k, v) => v.toFixed(k === 'guestUptimeS' ? 2 : 0);
+    console.log(textTable(['measure', 'nitride (jailed)', 'bare (root)', 'bare+cgroup', 'jailed/bare (range)', 'jailed/bare+cgroup (range)'], keys.map(([k, label]) => {
       const m = result.boot.medians[k];
-      return [label, m.nitride.toFixed(k === 'guestUptimeS' ? 2 : 0), m.bare.toFixed(k === 'guestUptimeS' ? 2 : 0), fmtRatio(m.ratio)];
+      return [label, fmt(k, m.nitride), fmt(k, m.bare), fmt(k, m.bareCgroup), fmtRatio(m.ratio), fmtRatio(m.ratioCgroup)];
     })));
   }
   if (PHASES.includes('fio')) {
