@@ -39,6 +39,8 @@ const BENCHES: Array<[name: string, command: string[], badValue: string[], title
   ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh'), '--limits'], ['--cells', 'bw1g,warp'], 'bench-net --limits --cells'],
   ['bench-net', [path.join(ROOT, 'scripts/bench-net.sh')], ['--cells', 'bw1g'], 'bench-net --cells without --limits'],
   ['bench-restart', [path.join(ROOT, 'scripts/bench-restart.sh')], ['--reps', 'many']],
+  ['bench-vm', [path.join(ROOT, 'scripts/bench-vm.sh')], ['--reps', '0']],
+  ['bench-vm', [path.join(ROOT, 'scripts/bench-vm.sh')], ['--phases', 'boot,warp'], 'bench-vm --phases'],
   ['bench-volume', [process.execPath, path.join(ROOT, 'scripts/bench-volume.mjs')], ['--unit', '1000']],
   ['bench-xts', [process.execPath, path.join(ROOT, 'scripts/bench-xts.mjs')], ['--rounds', '0']],
 ];
