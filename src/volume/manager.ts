@@ -145,7 +145,6 @@ export interface VolumeManagerOptions {
   handoverFile?: boolean;
 }
 
-
 /** The Ceph store of rbd volumes. */
 export interface RbdStore {
   /** The daemon's connection: listing, records, holders, fencing. */
