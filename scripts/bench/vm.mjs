@@ -203,8 +203,8 @@ function bareArgs(args, { kernel, initrd, console, qmp, nbd, tap }) {
       hits.sandbox++;
     } else if (a === '-kernel' && next === '/boot/kernel') (out.push(a, kernel), i++, hits.kernel++);
     else if (a === '-initrd' && next === '/boot/initrd') (out.push(a, initrd), i++, hits.initrd++);
-    else if (a === '-chardev' && next === 'file,id=console,path=/run/console.log,append=on') (out.push(a, `file,id=console,path=${console},append=on`), i++, hits.console++);
-    else if (a === '-qmp' && next?.startsWith('unix:/run/qmp.sock,')) (out.push(a, `unix:${qmp},${next.slice('unix:/run/qmp.sock,'.length)}`), i++, hits.qmp++);
+    else if (a === '-chardev' && next === 'file,id=console,path=/run/console.log,append=on') (out.push(a, `file,id=console,path=${console.replaceAll(',', ',,')},append=on`), i++, hits.console++);
+    else if (a === '-chardev' && next?.startsWith('socket,id=qmp,path=/run/qmp.sock,')) (out.push(a, `socket,id=qmp,path=${qmp.replaceAll(',', ',,')},${next.slice('socket,id=qmp,path=/run/qmp.sock,'.length)}`), i++, hits.qmp++);
     else if (a === '-blockdev' && next?.includes('"/run/nbd.sock"')) (out.push(a, next.replace('"/run/nbd.sock"', JSON.stringify(nbd))), i++, hits.nbd++);
     else if (a === '-netdev' && /^tap,id=net0,fd=3$/.test(next ?? '')) (out.push(a, `tap,id=net0,ifname=${tap},script=no,downscript=no`), i++, hits.tap++);
     else out.push(a);

@@ -59,6 +59,11 @@ export function nvmeSerial(volumeId: string): string {
   return volumeId.replace('-', '');
 }
 
+/** A value inside a QEMU `key=value,…` option: a literal comma is written twice. */
+export function qemuOptValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
 export function qemuArgs(spec: QemuSpec): string[] {
   const args = [
     '-name', `${spec.name},process=nitride-vm-${spec.name}`,
@@ -75,8 +80,9 @@ export function qemuArgs(spec: QemuSpec): string[] {
     '-append', spec.append,
   ];
   if (spec.console === 'stdio') args.push('-serial', 'mon:stdio');
-  else args.push('-chardev', `file,id=console,path=${spec.console.file},append=on`, '-serial', 'chardev:console');
-  if (spec.qmpSocket) args.push('-qmp', `unix:${spec.qmpSocket},server=on,wait=off`);
+  else args.push('-chardev', `file,id=console,path=${qemuOptValue(spec.console.file)},append=on`, '-serial', 'chardev:console');
+  // -chardev rather than -qmp's legacy `unix:PATH,…` form, which has no escape for a comma in PATH.
+  if (spec.qmpSocket) args.push('-chardev', `socket,id=qmp,path=${qemuOptValue(spec.qmpSocket)},server=on,wait=off`, '-mon', 'chardev=qmp,mode=control');
   // The boot volume first: it becomes nvme0n1.
   const volumes = [...spec.volumes].sort((a, b) => Number(b.boot) - Number(a.boot));
   volumes.forEach((v, i) => {

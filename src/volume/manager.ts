@@ -756,8 +756,7 @@ export class VolumeManager implements ExportCatalog {
         const id = volume.record.id;
         if (volume.record.type !== 'ephemeral' || volume.deleted) return;
         const wrapped = volume.wrappedEphemeralKey;
-        if (keyStore && wrapped && (handOver.has(id) || keyStore.has(id))) {
-          if (!keyStore.has(id)) keyStore.keep(id, wrapped);
+        if (keyStore && wrapped && (handOver.has(id) || keyStore.has(id)) && this.keepEphemeralKey(volume)) {
           this.log.info({ volume: id }, 'ephemeral volume kept for the next daemon (wrapped key in the fd store)');
           return;
         }
@@ -767,7 +766,7 @@ export class VolumeManager implements ExportCatalog {
           return;
         }
         if (handOver.has(id)) {
-          const why = wrapped ? 'no systemd fd store (see README, Live update)' : 'its key was never wrapped (KMS was down at create)';
+          const why = !wrapped ? 'its key was never wrapped (KMS was down at create)' : keyStore ? 'the fd store refused its key' : 'no systemd fd store (see README, Live update)';
           this.log.warn({ volume: id }, `ephemeral volume of a running VM is lost: ${why}`);
         }
         keyStore?.remove(id);
@@ -865,15 +864,22 @@ export class VolumeManager implements ExportCatalog {
     }
   }
 
-  /** Attached: from now on a restart or a crash of the daemon must not lose it (see close()). */
-  private keepEphemeralKey(volume: Volume): void {
+  /**
+   * Attached: from now on a restart or a crash of the daemon must not lose it (see close()).
+   * Whether the store holds its key; a store that fails is logged, never thrown (close() must
+   * still close every other volume and wipe this one).
+   */
+  private keepEphemeralKey(volume: Volume): boolean {
     const { keyStore } = this.options;
     const id = volume.record.id;
-    if (!keyStore || !volume.wrappedEphemeralKey || keyStore.has(id)) return;
+    if (!keyStore || !volume.wrappedEphemeralKey) return false;
+    if (keyStore.has(id)) return true;
     try {
       keyStore.keep(id, volume.wrappedEphemeralKey);
+      return true;
     } catch (err) {
       this.log.warn({ volume: id, err: oneLine(err) }, 'cannot keep the ephemeral key in the fd store: a daemon crash would lose the volume');
+      return false;
     }
   }
 

@@ -40,12 +40,13 @@ describe('qemuArgs', () => {
     expect(args).toContain('tap,id=net0,ifname=ni01234567,script=no,downscript=no');
     expect(args).toContain('virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01');
     expect(args).toContain('file,id=console,path=/s/console.log,append=on');
-    expect(args).toContain('unix:/s/qmp.sock,server=on,wait=off');
+    expect(args).toContain('socket,id=qmp,path=/s/qmp.sock,server=on,wait=off');
+    expect(args).toContain('chardev=qmp,mode=control');
     expect(args.slice(args.indexOf('-machine'), args.indexOf('-machine') + 2)).toEqual(['-machine', 'q35,accel=tcg']);
     expect(args.slice(args.indexOf('-sandbox'), args.indexOf('-sandbox') + 2)).toEqual(['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny']);
     const stdio = qemuArgs({ ...spec, console: 'stdio', qmpSocket: undefined });
     expect(stdio).toContain('mon:stdio');
-    expect(stdio).not.toContain('-qmp');
+    expect(stdio).not.toContain('-mon');
   });
 });
 
