@@ -713,6 +713,11 @@ export class VpcModel {
     }
   }
 
+  /** The ENI whose netdev on `hostId` is named `name`, if any. */
+  interfaceOwner(hostId: string, name: string): string | undefined {
+    return this.interfaces.get(`${hostId}/${name}`);
+  }
+
   private checkInterfaceFree(hostId: string, name: string, eniId: string): void {
     const owner = this.interfaces.get(`${hostId}/${name}`);
     if (owner !== undefined && owner !== eniId) throw new ConflictError(`interface ${name} on host ${hostId} is already used by ${owner}`);
