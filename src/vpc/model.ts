@@ -466,6 +466,13 @@ export class VpcModel {
     return { ...record };
   }
 
+  /** How many ENIs there are, and how many are this host's (status, without copying them). */
+  eniCount(): { total: number; local: number } {
+    let local = 0;
+    for (const e of this.enis.values()) if (e.hostId === this.localHostId) local++;
+    return { total: this.enis.size, local };
+  }
+
   getEni(id: string): EniRecord {
     return { ...this.eniRecord(id) };
   }
