@@ -167,6 +167,11 @@ async function topology() {
 }
 
 const fleetStatus = (h) => h.api('GET', '/v1/fleet/status');
+/** Where a daemon's RSS is (MB): V8 heap used/total, external (arrayBuffers among it); null from a daemon without it. */
+const memoryOf = async (h) => {
+  const m = (await fleetStatus(h)).memory;
+  return m ? Object.fromEntries(Object.entries(m).map(([k, v]) => [k, +(v / 2 ** 20).toFixed(1)])) : null;
+};
 
 async function startFleet() {
   const topo = await topology();
@@ -184,6 +189,7 @@ async function startFleet() {
   say(`daemons: ${hosts.map((h) => `${h.name} pid ${h.daemon.child.pid}`).join(', ')}`);
   // Idle: registered, the other three daemons known, no watcher and no ENI yet.
   const rssStart = await rssOf(hosts.map((h) => h.daemon.child.pid));
+  const memoryStart = await Promise.all(hosts.map(memoryOf));
   const watchers = [];
   for (let i = 0; i < WATCHERS; i++) {
     const id = `w${String(i + 1).padStart(3, '0')}`;
@@ -198,7 +204,7 @@ async function startFleet() {
     throw new Error(`${err.message}${dead.length ? `; ${dead.length} watchers exited: ${scratch.tail(dead[0].id, 5)}` : ''}`);
   });
   say(`${WATCHERS} watchers registered: ${HOSTS.length + WATCHERS} hosts; 1-min load ${load1()}`);
-  return { ...topo, etcd, etcdTool, hosts, watchers, rssStart };
+  return { ...topo, etcd, etcdTool, hosts, watchers, rssStart, memoryStart };
 }
 
 // --------------------------------------------------------------------------- measurements
@@ -317,7 +323,8 @@ async function scale(fleet, pids) {
   const restT0 = Date.now();
   const rssLoaded = await rssOf(pids, 10);
   const restCores = pids.map((pid, i) => +((cpuSeconds(pid) - rest0[i]) / ((Date.now() - restT0) / 1000)).toFixed(3));
-  return { enis: ENIS, writeS: +writeS.toFixed(1), applyS, cpuS, rssBefore, rssLoaded, restCores, enisSeen: enis ?? null, writes };
+  const memoryLoaded = await Promise.all(fleet.hosts.map(memoryOf));
+  return { memoryLoaded, enis: ENIS, writeS: +writeS.toFixed(1), applyS, cpuS, rssBefore, rssLoaded, restCores, enisSeen: enis ?? null, writes };
 }
 
 // ------------------------------------------------------------------------------------ main
@@ -360,6 +367,7 @@ async function main(facts) {
     const fleet = await startFleet();
     const pids = fleet.hosts.map((h) => h.daemon.child.pid);
     doc.rssStartMb = fleet.rssStart;
+    doc.memoryStartMb = fleet.memoryStart;
     await fleet.hosts[0].api('POST', '/v1/vpcs', { cidr: '172.20.0.0/16', id: VPC_ID });
     await fleet.hosts[1].api('POST', '/v1/subnets', { vpcId: VPC_ID, cidr: '172.20.0.0/20', id: SUBNET_ID });
     await fleet.hosts[2 % fleet.hosts.length].api('POST', '/v1/subnets', { vpcId: VPC_ID, cidr: BULK_CIDR, id: BULK_SUBNET_ID });
@@ -411,6 +419,11 @@ function report(doc, facts) {
     console.log(`\nScale: each daemon holding ${s.enis} more ENIs (all on other hosts), RSS against its idle RSS at the start of this run:`);
     const rows = HOSTS.map((h, i) => [h, doc.rssStartMb[i], s.rssBefore[i], s.rssLoaded[i], (s.rssLoaded[i] - doc.rssStartMb[i]).toFixed(1), s.cpuS[i], s.applyS[h].toFixed(1), s.restCores[i]]);
     console.log(textTable(['daemon', 'idle MB', `+${CREATES} ENIs MB`, `+${s.enis} ENIs MB`, 'over idle MB', 'CPU s applying', 'applied after s', 'CPU at rest (cores)'], rows));
+    if (s.memoryLoaded.every(Boolean)) {
+      console.log('\nWhere it is (MB, process.memoryUsage; native = RSS - heap total - external):');
+      const mrow = (label, m, rss) => [label, m.heapUsed, m.heapTotal, m.external, m.arrayBuffers, (rss - m.heapTotal - m.external).toFixed(1)];
+      console.log(textTable(['daemon', 'heap used', 'heap total', 'external', 'arrayBuffers', 'native'], HOSTS.flatMap((h, i) => [mrow(`${h} idle`, doc.memoryStartMb[i], doc.rssStartMb[i]), mrow(`${h} +${s.enis}`, s.memoryLoaded[i], s.rssLoaded[i])])));
+    }
     const worst = Math.max(...HOSTS.map((_, i) => s.rssLoaded[i] - doc.rssStartMb[i]));
     doc.goals.push({ goal: `RSS with ${s.enis} ENIs <= ${GOAL_RSS_MB} MB over idle (worst daemon)`, value: +worst.toFixed(1), met: worst <= GOAL_RSS_MB });
   }
