@@ -42,10 +42,14 @@ import {
 import { startEtcd } from '../lib/etcd.mjs';
 
 const ALL_PHASES = [{ id: 'net' }, { id: 'propagation' }, { id: 'scale' }];
-const USAGE = `usage: bench-fleet [--quick] [--creates N] [--watchers N] [--enis N] [--phases LIST] [--net-reps N] [--net-time S] [--keep] [--out FILE.json]
+const USAGE = `usage: bench-fleet [--quick] [--small] [--members N] [--daemons N] [--creates N] [--watchers N] [--enis N] [--phases LIST] [--net-reps N] [--net-time S] [--keep] [--out FILE.json]
   --quick        smoke run (~3 min): 40 creates, 10 watchers, 2,000 ENIs, one net repetition of 3 s
+  --small        one daemon's memory at 10,000 ENIs, in ~3 min: --members 1 --daemons 2 --watchers 0
+                 --creates 20 --phases propagation,scale (explicit options win)
+  --members N    etcd members (1 or 3; default 3)
+  --daemons N    real daemons (2-4; default 4)
   --creates N    eni create timed for propagation (default 200)
-  --watchers N   light watchers besides the four daemons (default 50: 54 hosts)
+  --watchers N   light watchers besides the daemons (default 50: 54 hosts; 0: none)
   --enis N       ENI records written for the scale phase (default 10000)
   --phases LIST  comma list of: ${ALL_PHASES.map((p) => p.id).join(',')} (default all; scale needs propagation)
   --net-reps N   repetitions of the net phase (default 3), --net-time S seconds per iperf3 run (default 5)
@@ -55,6 +59,9 @@ const USAGE = `usage: bench-fleet [--quick] [--creates N] [--watchers N] [--enis
 
 const opt = benchArgs('bench-fleet', USAGE, {
   quick: { type: 'boolean', default: false },
+  small: { type: 'boolean', default: false },
+  members: { type: 'string' },
+  daemons: { type: 'string' },
   creates: { type: 'string' },
   watchers: { type: 'string' },
   enis: { type: 'string' },
@@ -64,12 +71,16 @@ const opt = benchArgs('bench-fleet', USAGE, {
   tag: { type: 'string' },
 });
 const num = (v, dflt, what) => Math.round(positiveOption('bench-fleet', v, dflt, what));
-const CREATES = num(opt.creates, opt.quick ? 40 : 200, 'creates');
-const WATCHERS = num(opt.watchers, opt.quick ? 10 : 50, 'watchers');
+const CREATES = num(opt.creates, opt.small ? 20 : opt.quick ? 40 : 200, 'creates');
+const WATCHERS = opt.watchers === '0' || (opt.small && opt.watchers === undefined) ? 0 : num(opt.watchers, opt.quick ? 10 : 50, 'watchers');
+const MEMBERS = num(opt.members, opt.small ? 1 : 3, 'members');
+const DAEMONS = num(opt.daemons, opt.small ? 2 : 4, 'daemons');
 const ENIS = num(opt.enis, opt.quick ? 2000 : 10_000, 'enis');
 const NET_REPS = num(opt['net-reps'], opt.quick ? 1 : 3, 'net-reps');
 const NET_TIME = num(opt['net-time'], opt.quick ? 3 : 5, 'net-time');
-const PHASES = new Set(pickById('bench-fleet', ALL_PHASES, opt.phases, 'phase').map((p) => p.id));
+const PHASES = new Set(pickById('bench-fleet', ALL_PHASES, opt.phases ?? (opt.small ? 'propagation,scale' : undefined), 'phase').map((p) => p.id));
+if (MEMBERS !== 1 && MEMBERS !== 3) usageExit('bench-fleet', '--members must be 1 or 3');
+if (DAEMONS < 2 || DAEMONS > 4) usageExit('bench-fleet', '--daemons must be 2, 3 or 4');
 if (PHASES.has('scale') && !PHASES.has('propagation')) usageExit('bench-fleet', 'the scale phase needs the propagation phase (its idle RSS and the ENI record it clones)');
 if (WATCHERS > 200) usageExit('bench-fleet', '--watchers must be at most 200');
 if (ENIS > 16_000) usageExit('bench-fleet', '--enis must be at most 16000 (one /18 subnet)');
@@ -77,7 +88,7 @@ const TAG = opt.tag ?? `fb${Math.random().toString(16).slice(2, 6)}`;
 if (!/^[a-z0-9]{2,6}$/.test(TAG)) usageExit('bench-fleet', '--tag must be 2-6 lowercase letters or digits');
 optionsChecked();
 
-const HOSTS = ['h1', 'h2', 'h3', 'h4'];
+const HOSTS = ['h1', 'h2', 'h3', 'h4'].slice(0, DAEMONS);
 const SCALE_CREATES = Math.min(20, CREATES);
 const VPC_ID = 'vpc-0f1ee7000000000b1';
 const SUBNET_ID = 'subnet-0f1ee7000000000a1';
@@ -156,23 +167,29 @@ async function topology() {
 }
 
 const fleetStatus = (h) => h.api('GET', '/v1/fleet/status');
+/** Where a daemon's RSS is (MB): V8 heap used/total, external (arrayBuffers among it); null from a daemon without it. */
+const memoryOf = async (h) => {
+  const m = (await fleetStatus(h)).memory;
+  return m ? Object.fromEntries(Object.entries(m).map(([k, v]) => [k, +(v / 2 ** 20).toFixed(1)])) : null;
+};
 
 async function startFleet() {
   const topo = await topology();
-  const etcd = await startEtcd({ members: 3, netns: topo.hub, host: topo.hubIp, parent: scratch.dir });
+  const etcd = await startEtcd({ members: MEMBERS, netns: topo.hub, host: topo.hubIp, parent: scratch.dir });
   scratch.onCleanup(() => etcd.destroy());
   const root = await etcd.clientCert('root');
   const etcdTool = async (...args) => {
     const r = await inHub(topo.hub, process.execPath, [path.join(ROOT, 'scripts/bench/fleet-etcd.mjs'), '--endpoints', etcd.endpoints.join(','), '--ca', root.ca, '--cert', root.cert, '--key', root.key, ...args]);
     return JSON.parse(r.stdout);
   };
-  say(`etcd: 3 members in ${topo.hub} (${etcd.endpoints.join(', ')})`);
+  say(`etcd: ${MEMBERS} member(s) in ${topo.hub} (${etcd.endpoints.join(', ')})`);
   const hosts = [];
   for (const h of topo.hosts) hosts.push(await startNitrideHost(scratch, { ...h, cli: opt.cli, args: await etcd.daemonArgs(h.name) }));
-  await waitFor('four daemons registered', async () => (await Promise.all(hosts.map(fleetStatus))).every((s) => s.hosts === HOSTS.length), { timeoutMs: 60_000, intervalMs: 300 });
+  await waitFor(`${HOSTS.length} daemons registered`, async () => (await Promise.all(hosts.map(fleetStatus))).every((s) => s.hosts === HOSTS.length), { timeoutMs: 60_000, intervalMs: 300 });
   say(`daemons: ${hosts.map((h) => `${h.name} pid ${h.daemon.child.pid}`).join(', ')}`);
   // Idle: registered, the other three daemons known, no watcher and no ENI yet.
   const rssStart = await rssOf(hosts.map((h) => h.daemon.child.pid));
+  const memoryStart = await Promise.all(hosts.map(memoryOf));
   const watchers = [];
   for (let i = 0; i < WATCHERS; i++) {
     const id = `w${String(i + 1).padStart(3, '0')}`;
@@ -187,7 +204,7 @@ async function startFleet() {
     throw new Error(`${err.message}${dead.length ? `; ${dead.length} watchers exited: ${scratch.tail(dead[0].id, 5)}` : ''}`);
   });
   say(`${WATCHERS} watchers registered: ${HOSTS.length + WATCHERS} hosts; 1-min load ${load1()}`);
-  return { ...topo, etcd, etcdTool, hosts, watchers, rssStart };
+  return { ...topo, etcd, etcdTool, hosts, watchers, rssStart, memoryStart };
 }
 
 // --------------------------------------------------------------------------- measurements
@@ -281,9 +298,10 @@ async function scale(fleet, pids) {
   const rssBefore = await rssOf(pids);
   const cpu0 = pids.map(cpuSeconds);
   const t0 = Date.now();
-  const watcherIds = Array.from({ length: WATCHERS }, (_, i) => `w${String(i + 1).padStart(3, '0')}`);
+  // Remote hosts' ids (the watchers', stopped by now; as many when there were none): never a daemon's.
+  const watcherIds = Array.from({ length: WATCHERS || 50 }, (_, i) => `w${String(i + 1).padStart(3, '0')}`);
   const metrics0 = await fleet.etcdTool('metrics');
-  const { revision } = await fleet.etcdTool('bulk', '--count', String(ENIS), '--hosts', (watcherIds.length ? watcherIds : HOSTS).join(','), '--subnet', BULK_SUBNET_ID, '--cidr', BULK_CIDR);
+  const { revision } = await fleet.etcdTool('bulk', '--count', String(ENIS), '--hosts', watcherIds.join(','), '--subnet', BULK_SUBNET_ID, '--cidr', BULK_CIDR);
   const writeS = (Date.now() - t0) / 1000;
   const writes = await etcdWrites(fleet, metrics0, ENIS);
   const applyS = {};
@@ -305,7 +323,8 @@ async function scale(fleet, pids) {
   const restT0 = Date.now();
   const rssLoaded = await rssOf(pids, 10);
   const restCores = pids.map((pid, i) => +((cpuSeconds(pid) - rest0[i]) / ((Date.now() - restT0) / 1000)).toFixed(3));
-  return { enis: ENIS, writeS: +writeS.toFixed(1), applyS, cpuS, rssBefore, rssLoaded, restCores, enisSeen: enis ?? null, writes };
+  const memoryLoaded = await Promise.all(fleet.hosts.map(memoryOf));
+  return { memoryLoaded, enis: ENIS, writeS: +writeS.toFixed(1), applyS, cpuS, rssBefore, rssLoaded, restCores, enisSeen: enis ?? null, writes };
 }
 
 // ------------------------------------------------------------------------------------ main
@@ -348,9 +367,10 @@ async function main(facts) {
     const fleet = await startFleet();
     const pids = fleet.hosts.map((h) => h.daemon.child.pid);
     doc.rssStartMb = fleet.rssStart;
+    doc.memoryStartMb = fleet.memoryStart;
     await fleet.hosts[0].api('POST', '/v1/vpcs', { cidr: '172.20.0.0/16', id: VPC_ID });
     await fleet.hosts[1].api('POST', '/v1/subnets', { vpcId: VPC_ID, cidr: '172.20.0.0/20', id: SUBNET_ID });
-    await fleet.hosts[2].api('POST', '/v1/subnets', { vpcId: VPC_ID, cidr: BULK_CIDR, id: BULK_SUBNET_ID });
+    await fleet.hosts[2 % fleet.hosts.length].api('POST', '/v1/subnets', { vpcId: VPC_ID, cidr: BULK_CIDR, id: BULK_SUBNET_ID });
     const metrics0 = await fleet.etcdTool('metrics');
     const cpu0 = pids.map(cpuSeconds);
     const refused = [];
@@ -379,14 +399,14 @@ function report(doc, facts) {
   if (p) {
     const rows = [
       ['eni create (control API call)', p.create],
-      ['4 daemons: watch brought it (slowest)', p.watch],
-      ['4 daemons: view rebuilt + engine programmed', p.apply],
-      ['4 daemons: every other engine has it', p.daemons],
+      [`${HOSTS.length} daemons: watch brought it (slowest)`, p.watch],
+      [`${HOSTS.length} daemons: view rebuilt + engine programmed`, p.apply],
+      [`${HOSTS.length} daemons: every other engine has it`, p.daemons],
       [`${WATCHERS} watchers: every one has it`, p.watchers],
       [`all ${HOSTS.length + WATCHERS} hosts`, p.all],
     ];
     const big = doc.scale?.propagation;
-    if (big) rows.push([`4 daemons at ${ENIS} ENIs (watchers stopped): watch`, big.watch], ['  view rebuilt + engine programmed', big.apply], ['  every other engine has it', big.daemons]);
+    if (big) rows.push([`${HOSTS.length} daemons at ${ENIS} ENIs (watchers stopped): watch`, big.watch], ['  view rebuilt + engine programmed', big.apply], ['  every other engine has it', big.daemons]);
     console.log(`\nPropagation: eni create on one host until every other host has it (ms; ${HOSTS.length} daemons + ${WATCHERS} watchers):`);
     console.log(textTable(['', 'n', 'p50', 'p99', 'max'], rows.map(([label, s]) => [label, s.n, ms(s.p50), ms(s.p99), ms(s.max)])));
     if (p.watchersMissing) console.log(`(${p.watchersMissing} watcher/create pairs never seen: left out)`);
@@ -399,6 +419,11 @@ function report(doc, facts) {
     console.log(`\nScale: each daemon holding ${s.enis} more ENIs (all on other hosts), RSS against its idle RSS at the start of this run:`);
     const rows = HOSTS.map((h, i) => [h, doc.rssStartMb[i], s.rssBefore[i], s.rssLoaded[i], (s.rssLoaded[i] - doc.rssStartMb[i]).toFixed(1), s.cpuS[i], s.applyS[h].toFixed(1), s.restCores[i]]);
     console.log(textTable(['daemon', 'idle MB', `+${CREATES} ENIs MB`, `+${s.enis} ENIs MB`, 'over idle MB', 'CPU s applying', 'applied after s', 'CPU at rest (cores)'], rows));
+    if (s.memoryLoaded.every(Boolean)) {
+      console.log('\nWhere it is (MB, process.memoryUsage; native = RSS - heap total - external):');
+      const mrow = (label, m, rss) => [label, m.heapUsed, m.heapTotal, m.external, m.arrayBuffers, (rss - m.heapTotal - m.external).toFixed(1)];
+      console.log(textTable(['daemon', 'heap used', 'heap total', 'external', 'arrayBuffers', 'native'], HOSTS.flatMap((h, i) => [mrow(`${h} idle`, doc.memoryStartMb[i], doc.rssStartMb[i]), mrow(`${h} +${s.enis}`, s.memoryLoaded[i], s.rssLoaded[i])])));
+    }
     const worst = Math.max(...HOSTS.map((_, i) => s.rssLoaded[i] - doc.rssStartMb[i]));
     doc.goals.push({ goal: `RSS with ${s.enis} ENIs <= ${GOAL_RSS_MB} MB over idle (worst daemon)`, value: +worst.toFixed(1), met: worst <= GOAL_RSS_MB });
   }

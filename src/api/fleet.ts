@@ -37,6 +37,8 @@ export interface FleetStatus {
     relists: number;
     watchEvents: number;
   };
+  /** The daemon's memory now, bytes (process.memoryUsage): what holding the fleet's view costs. */
+  memory: { rss: number; heapTotal: number; heapUsed: number; external: number; arrayBuffers: number };
 }
 
 export interface FleetHostInfo {

@@ -69,6 +69,7 @@ export class Fleet {
       leaseTtlSeconds: HOST_LEASE_TTL_S,
       hosts: this.mirror.hostRecords().length,
       counters: { ...this.mirror.counters },
+      memory: process.memoryUsage(),
     };
   }
 

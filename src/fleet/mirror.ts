@@ -1,8 +1,9 @@
 /**
  * This host's copy of the fleet: every key under the fleet prefix, kept by a list and then a
- * watch from the list's revision (Kubernetes' list/watch). Each change rebuilds the view
- * (./records.ts) and hands it to the VPC, which programs its engine; the keys and their
- * revision go to the snapshot file.
+ * watch from the list's revision (Kubernetes' list/watch). A batch of ENI and host records
+ * changes the running view in place (./view-state.ts); anything else rebuilds it whole
+ * (./records.ts). The VPC programs its engine with what changed; the keys and their revision go
+ * to the snapshot file.
  *
  * Static stability: the data plane never waits on etcd. While no member answers, the VPC keeps
  * the last view (forwarding, DHCP), mutations are refused, and the status says since when.
@@ -14,7 +15,8 @@ import type { Watcher } from 'etcd3';
 import { oneLine } from '../common/errors.js';
 import type { Logger } from '../log/logger.js';
 import type { VpcManager } from '../vpc/manager.js';
-import { FLEET_PREFIX, buildView, type FleetView, type HostRecord, type ParseCache } from './records.js';
+import { FLEET_PREFIX, type FleetView, type HostRecord, type ParseCache } from './records.js';
+import { FleetViewState, inPlaceKey } from './view-state.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
 import { toKv, type FleetStore, type StoredKv } from './store.js';
 
@@ -54,6 +56,10 @@ export class FleetMirror {
   /** Which keys passed their schema at which revision: a rebuild checks only what changed. */
   private readonly parsed: ParseCache = new Map();
   private hosts = new Map<string, HostRecord>();
+  /** The view the VPC runs on, and the keys changed since (or a rebuild is due). */
+  private view: FleetViewState | undefined;
+  private changed = new Set<string>();
+  private rebuild = true;
   private readonly waiters: Array<{ revision: number; resolve: () => void }> = [];
   readonly counters: MirrorCounters = { badRecords: 0, hostKeyChanges: 0, relists: 0, watchEvents: 0 };
   private readonly log: Logger;
@@ -132,6 +138,7 @@ export class FleetMirror {
 
   /** Rebuild the view now (the local public key became known). */
   refresh(): void {
+    this.rebuild = true;
     this.scheduleApply();
   }
 
@@ -177,6 +184,7 @@ export class FleetMirror {
     this.counters.relists++;
     this.kvs.clear();
     this.parsed.clear();
+    this.rebuild = true;
     for (const kv of kvs) this.kvs.set(kv.key, kv);
     this.revision = revision;
     this.scheduleApply();
@@ -195,6 +203,8 @@ export class FleetMirror {
           this.kvs.delete(kv.key);
           this.parsed.delete(kv.key);
         } else this.kvs.set(kv.key, kv);
+        if (inPlaceKey(kv.key)) this.changed.add(kv.key);
+        else this.rebuild = true;
         this.counters.watchEvents++;
       }
       this.revision = Math.max(this.revision, Number(res.header.revision));
@@ -233,12 +243,19 @@ export class FleetMirror {
 
   private async apply(): Promise<void> {
     const revision = this.revision;
-    const publicKey = this.vpc.status().publicKey ?? undefined;
-    const view = buildView(this.kvs.values(), this.hostId, publicKey, this.parsed);
-    this.account(view);
+    const publicKey = this.vpc.hostPublicKey() ?? undefined;
     try {
-      await this.vpc.applyFleetModel(view);
+      if (!(await this.applyInPlace(publicKey))) {
+        this.rebuild = false;
+        this.changed = new Set();
+        this.view = undefined; // the old model goes before the new one is built
+        const view = new FleetViewState(this.kvs, this.hostId, publicKey, this.parsed);
+        this.account(view.view());
+        await this.vpc.applyFleetModel(view.view());
+        this.view = view;
+      }
     } catch (err) {
+      this.rebuild = true;
       this.log.error({ err: oneLine(err), revision }, 'fleet: cannot apply the view');
       return;
     }
@@ -251,6 +268,23 @@ export class FleetMirror {
     clearTimeout(this.snapshotTimer);
     this.snapshotTimer = setTimeout(() => void this.saveSnapshot(), SNAPSHOT_DELAY_MS);
     this.snapshotTimer.unref();
+  }
+
+  /** The changes since the last apply, in place when they allow it: false when a rebuild is due. */
+  private async applyInPlace(publicKey: string | undefined): Promise<boolean> {
+    const view = this.view;
+    if (this.rebuild || !view || view.localPublicKey !== publicKey) return false;
+    const keys = this.changed;
+    this.changed = new Set();
+    const applied = await this.vpc.applyFleetDelta({
+      model: view.model,
+      apply: () => {
+        const delta = view.apply(keys, (k) => this.kvs.get(k));
+        return { ...delta, kinds: view.kinds, peers: view.peers };
+      },
+    });
+    if (applied) this.account(view.view());
+    return applied;
   }
 
   /** Log and count what is new: refused records, changed host keys. */

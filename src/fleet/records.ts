@@ -152,30 +152,12 @@ export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPub
     const kind = kv.key.slice(FLEET_PREFIX.length).split('/')[0];
     if (kind === 'hosts' || kind === 'vpcs' || kind === 'subnets' || kind === 'sgs' || kind === 'acls' || kind === 'enis') byKind[kind].push(kv);
   }
-  for (const list of Object.values(byKind)) list.sort((a, b) => a.createRevision - b.createRevision || (a.key < b.key ? -1 : 1));
+  for (const list of Object.values(byKind)) list.sort(byAge);
   const bad: BadRecord[] = [];
   const refuse = (kv: StoredKv, err: unknown) => bad.push({ key: kv.key, modRevision: kv.modRevision, reason: oneLine(err) });
 
-  const hosts: HostRecord[] = [];
-  const keyOwner = new Map<string, string>();
-  if (localPublicKey) keyOwner.set(localPublicKey, localHostId);
-  const endpointOwner = new Map<string, string>();
-  for (const kv of byKind.hosts) {
-    try {
-      const h = parseJson(kv, HostRecordSchema, cache);
-      if (kv.key !== fleetKeys.host(h.hostId)) throw new Error(`names host ${h.hostId}`);
-      const keyHolder = keyOwner.get(h.publicKey);
-      if (keyHolder !== undefined && keyHolder !== h.hostId) throw new Error(`claims the public key of host ${keyHolder}`);
-      const epHolder = endpointOwner.get(h.endpoint);
-      if (epHolder !== undefined && epHolder !== h.hostId) throw new Error(`claims the endpoint of host ${epHolder}`);
-      keyOwner.set(h.publicKey, h.hostId);
-      endpointOwner.set(h.endpoint, h.hostId);
-      hosts.push(h);
-    } catch (err) {
-      refuse(kv, err);
-    }
-  }
-  const peers: PeerRecord[] = hosts.filter((h) => h.hostId !== localHostId).map((h) => ({ name: h.hostId, endpoint: h.endpoint, publicKey: h.publicKey, plaintext: false }));
+  const hosts = viewHosts(byKind.hosts, localHostId, localPublicKey, refuse, cache);
+  const peers = peersOf(hosts, localHostId);
 
   const model = new VpcModel({ localHostId: LOCAL_HOST_ID });
   for (const kv of byKind.vpcs) {
@@ -245,22 +227,76 @@ export function buildView(kvs: Iterable<StoredKv>, localHostId: string, localPub
   const kinds: Record<string, EniKind> = {};
   for (const kv of byKind.enis) {
     try {
-      const e = parseJson(kv, EniSchema, cache);
-      if (kv.key !== fleetKeys.eni(e.hostId, e.id)) throw new Error(`names ENI ${e.id} on host ${e.hostId}`);
-      if (e.hostId === LOCAL_HOST_ID) throw new Error(`'${LOCAL_HOST_ID}' is not a fleet host id`);
-      const local = e.hostId === localHostId;
-      const { kind, vpcId, ...input } = e;
-      const created = model.createEni({ ...input, hostId: local ? LOCAL_HOST_ID : e.hostId });
-      if (created.vpcId !== vpcId) {
-        model.deleteEni(e.id);
-        throw new Error(`names ${vpcId} but its subnet is in ${created.vpcId}`);
-      }
-      if (local) kinds[e.id] = kind ?? 'tap';
+      const e = parseEni(kv, cache);
+      const kind = placeEni(model, kv, e, localHostId);
+      if (kind) kinds[e.id] = kind;
     } catch (err) {
       refuse(kv, err);
     }
   }
   return { model, kinds, hosts, peers, bad };
+}
+
+/** The order records are taken in: the one created first wins a conflict. */
+export function byAge(a: StoredKv, b: StoredKv): number {
+  return a.createRevision - b.createRevision || (a.key < b.key ? -1 : 1);
+}
+
+/** The valid host records among `kvs` (sorted {@link byAge}); the others go to `refuse`. */
+export function viewHosts(kvs: StoredKv[], localHostId: string, localPublicKey: string | undefined, refuse: (kv: StoredKv, err: unknown) => void, cache?: ParseCache): HostRecord[] {
+  const hosts: HostRecord[] = [];
+  const keyOwner = new Map<string, string>();
+  if (localPublicKey) keyOwner.set(localPublicKey, localHostId);
+  const endpointOwner = new Map<string, string>();
+  for (const kv of kvs) {
+    try {
+      const h = parseJson(kv, HostRecordSchema, cache);
+      if (kv.key !== fleetKeys.host(h.hostId)) throw new Error(`names host ${h.hostId}`);
+      const keyHolder = keyOwner.get(h.publicKey);
+      if (keyHolder !== undefined && keyHolder !== h.hostId) throw new Error(`claims the public key of host ${keyHolder}`);
+      const epHolder = endpointOwner.get(h.endpoint);
+      if (epHolder !== undefined && epHolder !== h.hostId) throw new Error(`claims the endpoint of host ${epHolder}`);
+      keyOwner.set(h.publicKey, h.hostId);
+      endpointOwner.set(h.endpoint, h.hostId);
+      hosts.push(h);
+    } catch (err) {
+      refuse(kv, err);
+    }
+  }
+  return hosts;
+}
+
+/** The other hosts, as peers. */
+export function peersOf(hosts: HostRecord[], localHostId: string): PeerRecord[] {
+  return hosts.filter((h) => h.hostId !== localHostId).map((h) => ({ name: h.hostId, endpoint: h.endpoint, publicKey: h.publicKey, plaintext: false }));
+}
+
+export type ParsedEni = z.infer<typeof EniSchema>;
+
+/** An ENI record's value, checked against its schema (throws one line). */
+export function parseEni(kv: StoredKv, cache?: ParseCache): ParsedEni {
+  return parseJson(kv, EniSchema, cache);
+}
+
+/** The ENI's host in the model: {@link LOCAL_HOST_ID} for this host's. */
+export function modelHost(hostId: string, localHostId: string): string {
+  return hostId === localHostId ? LOCAL_HOST_ID : hostId;
+}
+
+/**
+ * Put a parsed ENI record into the model, or throw why not (its key, its subnet, a conflict
+ * with an ENI already there); this host's ENI's netdev kind, undefined for another host's.
+ */
+export function placeEni(model: VpcModel, kv: StoredKv, e: ParsedEni, localHostId: string): EniKind | undefined {
+  if (kv.key !== fleetKeys.eni(e.hostId, e.id)) throw new Error(`names ENI ${e.id} on host ${e.hostId}`);
+  if (e.hostId === LOCAL_HOST_ID) throw new Error(`'${LOCAL_HOST_ID}' is not a fleet host id`);
+  const { kind, vpcId, ...input } = e;
+  const created = model.createEni({ ...input, hostId: modelHost(e.hostId, localHostId) });
+  if (created.vpcId !== vpcId) {
+    model.deleteEni(e.id);
+    throw new Error(`names ${vpcId} but its subnet is in ${created.vpcId}`);
+  }
+  return e.hostId === localHostId ? (kind ?? 'tap') : undefined;
 }
 
 /**

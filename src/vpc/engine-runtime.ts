@@ -219,8 +219,11 @@ export class VpcRuntime {
     this.applySecurity();
   }
 
-  /** Several new ENIs at once (the fleet's changes): netdevs, then ports and routes, then security once. */
-  async addEnis(list: EniRecord[]): Promise<void> {
+  /**
+   * Several new ENIs at once (the fleet's changes): netdevs, then ports and routes, then security
+   * once (unless `security` is false: the caller knows no local ENI's tables changed).
+   */
+  async addEnis(list: EniRecord[], security = true): Promise<void> {
     const prepared: EniRecord[] = [];
     for (const e of list) {
       try {
@@ -237,7 +240,14 @@ export class VpcRuntime {
         this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot set up ENI');
       }
     }
-    this.applySecurity();
+    if (security) this.applySecurity();
+  }
+
+  /** Whether a local ENI (one with a port) is in one of `vpcs`. */
+  hasPortIn(vpcs: Set<string>): boolean {
+    const model = this.options.state.model;
+    for (const eniId of this.ports.keys()) if (vpcs.has(model.tables.lookupById(eniId)?.vpcId ?? '')) return true;
+    return false;
   }
 
   /** Detach an ENI; `deleteDevice` (the ENI is gone for good) also drops its kept socket and deletes its netdev. */

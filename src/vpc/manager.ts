@@ -90,6 +90,15 @@ export interface FleetMutations {
   associateNetworkAcl(id: string, subnetId: string): Promise<void>;
 }
 
+/**
+ * A change of the fleet's view made in place on the running model (src/fleet/view-state.ts):
+ * `apply` makes it, and says which ENIs it took out (as they were) and put in (as they are).
+ */
+export interface FleetDelta {
+  model: VpcModel;
+  apply(): { before: EniRecord[]; after: EniRecord[]; kinds: Record<string, EniKind>; peers: PeerRecord[]; droppedFlowLogs: Array<{ flowLog: { id: string }; err: string }> };
+}
+
 /** What the fleet gives the VPC to run: the model as this host sees it, its ENIs' kinds, the peers. */
 export interface FleetModel {
   model: VpcModel;
@@ -414,50 +423,77 @@ export class VpcManager {
    */
   applyFleetModel(next: FleetModel): Promise<void> {
     return this.queue.run(async () => {
-      const before = this.store.model.listEnis();
-      const beforeById = new Map(before.map((e) => [e.id, e]));
       const after = new Map(next.model.listEnis().map((e) => [e.id, e]));
-      const same = (a: EniRecord, b: EniRecord) =>
-        a.hostId === b.hostId && a.mac === b.mac && a.privateIp === b.privateIp && a.hostInterface === b.hostInterface && a.sourceDestCheck === b.sourceDestCheck && this.store.kind(a.id) === next.kinds[b.id];
-      const gone = before.filter((e) => !after.has(e.id) || !same(e, after.get(e.id)!));
-      const added = [...after.values()].filter((e) => !beforeById.has(e.id) || !same(beforeById.get(e.id)!, e));
-      const samePeer = (a: PeerRecord, b: PeerRecord) => a.endpoint === b.endpoint && a.publicKey === b.publicKey;
-      const nextPeers = new Map(next.peers.map((p) => [p.name, p]));
-      const peersGone = this.store.peers().filter((p) => !nextPeers.has(p.name) || !samePeer(p, nextPeers.get(p.name)!));
-      const peersAdded = next.peers.filter((p) => !this.store.peer(p.name) || !samePeer(this.store.peer(p.name)!, p));
-      const rt = this.rt;
-      for (const e of gone) {
-        const n = after.get(e.id);
-        const leaves = e.hostId === LOCAL_HOST_ID && (!n || n.hostId !== LOCAL_HOST_ID || n.hostInterface !== e.hostInterface);
-        try {
-          if (rt) await rt.removeEni(e, leaves);
-          else if (leaves) await this.netdevs.remove(e.hostInterface);
-        } catch (err) {
-          this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot remove ENI');
+      await this.programFleet(this.store.model.listEnis(), after, next.kinds, next.peers, () => {
+        // Flow logs are this host's (its files, not the fleet's): they stay while their resource does.
+        for (const fl of this.store.model.flowLogs.list()) {
+          try {
+            next.model.createFlowLog(fl);
+          } catch (err) {
+            this.log.info({ flowLog: fl.id, err: oneLine(err) }, 'flow log dropped with its resource');
+          }
         }
-      }
-      for (const p of peersGone) rt?.removePeer(p.name);
-      // Flow logs are this host's (its files, not the fleet's): they stay while their resource does.
-      for (const fl of this.store.model.flowLogs.list()) {
-        try {
-          next.model.createFlowLog(fl);
-        } catch (err) {
-          this.log.info({ flowLog: fl.id, err: oneLine(err) }, 'flow log dropped with its resource');
-        }
-      }
-      this.store.replace(next.model, next.kinds, next.peers);
-      if (!rt) return;
-      for (const p of peersAdded) {
-        try {
-          rt.addPeer(p);
-        } catch (err) {
-          this.log.error({ peer: p.name, err: oneLine(err) }, 'cannot set up peer');
-        }
-      }
-      await rt.addEnis(added);
-      // Groups' member addresses may have changed with any ENI.
-      rt.applySecurity();
+        this.store.replace(next.model, next.kinds, next.peers);
+      });
     });
+  }
+
+  /**
+   * Run on a change the fleet makes to the running model in place (a batch of ENI or host
+   * records): only the ENIs it took out or put in, and the peers if the hosts changed, are
+   * programmed. False (nothing done) when `delta.model` is not the running model any more.
+   */
+  applyFleetDelta(delta: FleetDelta): Promise<boolean> {
+    return this.queue.run(async () => {
+      if (delta.model !== this.store.model) return false;
+      const { before, after, kinds, peers, droppedFlowLogs } = delta.apply();
+      for (const { flowLog, err } of droppedFlowLogs) this.log.info({ flowLog: flowLog.id, err }, 'flow log dropped with its resource');
+      const afterById = new Map(after.map((e) => [e.id, e]));
+      // Tables of local ENIs name only groups of their own VPC: a change elsewhere changes none.
+      const vpcs = new Set([...before, ...after].map((e) => e.vpcId));
+      const security = this.rt?.hasPortIn(vpcs) ?? false;
+      await this.programFleet(before, afterById, kinds, peers, () => this.store.replace(this.store.model, kinds, peers), security);
+      return true;
+    });
+  }
+
+  /**
+   * Program the engine from `before` (running ENIs that may have gone or changed) to `after`
+   * (the ENIs they became, and new ones); `commit` makes the next model the running one.
+   */
+  private async programFleet(before: EniRecord[], after: Map<string, EniRecord>, kinds: Record<string, EniKind>, nextPeersList: PeerRecord[], commit: () => void, security = true): Promise<void> {
+    const beforeById = new Map(before.map((e) => [e.id, e]));
+    const same = (a: EniRecord, b: EniRecord) =>
+      a.hostId === b.hostId && a.mac === b.mac && a.privateIp === b.privateIp && a.hostInterface === b.hostInterface && a.sourceDestCheck === b.sourceDestCheck && this.store.kind(a.id) === kinds[b.id];
+    const gone = before.filter((e) => !after.has(e.id) || !same(e, after.get(e.id)!));
+    const added = [...after.values()].filter((e) => !beforeById.has(e.id) || !same(beforeById.get(e.id)!, e));
+    const samePeer = (a: PeerRecord, b: PeerRecord) => a.endpoint === b.endpoint && a.publicKey === b.publicKey;
+    const nextPeers = new Map(nextPeersList.map((p) => [p.name, p]));
+    const peersGone = this.store.peers().filter((p) => !nextPeers.has(p.name) || !samePeer(p, nextPeers.get(p.name)!));
+    const peersAdded = nextPeersList.filter((p) => !this.store.peer(p.name) || !samePeer(this.store.peer(p.name)!, p));
+    const rt = this.rt;
+    for (const e of gone) {
+      const n = after.get(e.id);
+      const leaves = e.hostId === LOCAL_HOST_ID && (!n || n.hostId !== LOCAL_HOST_ID || n.hostInterface !== e.hostInterface);
+      try {
+        if (rt) await rt.removeEni(e, leaves);
+        else if (leaves) await this.netdevs.remove(e.hostInterface);
+      } catch (err) {
+        this.log.error({ eni: e.id, err: oneLine(err) }, 'cannot remove ENI');
+      }
+    }
+    for (const p of peersGone) rt?.removePeer(p.name);
+    commit();
+    if (!rt) return;
+    for (const p of peersAdded) {
+      try {
+        rt.addPeer(p);
+      } catch (err) {
+        this.log.error({ peer: p.name, err: oneLine(err) }, 'cannot set up peer');
+      }
+    }
+    // Groups' member addresses may have changed with any ENI: addEnis compiles the tables again.
+    await rt.addEnis(added, security || added.some((e) => e.hostId === LOCAL_HOST_ID) || gone.some((e) => e.hostId === LOCAL_HOST_ID));
   }
 
   // ---- observation --------------------------------------------------------------------------
@@ -466,9 +502,13 @@ export class VpcManager {
     return encodeKey(this.up().publicKey);
   }
 
+  /** The host key, null while the VPC is down (status() without listing every ENI). */
+  hostPublicKey(): string | null {
+    return this.rt ? encodeKey(this.rt.publicKey) : null;
+  }
+
   status(): VpcStatus {
     const model = this.store.model;
-    const enis = model.listEnis();
     return {
       enabled: true,
       state: this.rt ? 'up' : 'down',
@@ -479,7 +519,7 @@ export class VpcManager {
       mtu: ENI_MTU,
       vpcs: model.listVpcs().length,
       subnets: model.listSubnets().length,
-      enis: { total: enis.length, local: enis.filter((e) => e.hostId === LOCAL_HOST_ID).length },
+      enis: model.eniCount(),
       peers: this.store.peers().map((p) => ({ name: p.name, endpoint: p.endpoint, session: this.session(p.name) })),
     };
   }

@@ -466,6 +466,13 @@ export class VpcModel {
     return { ...record };
   }
 
+  /** How many ENIs there are, and how many are this host's (status, without copying them). */
+  eniCount(): { total: number; local: number } {
+    let local = 0;
+    for (const e of this.enis.values()) if (e.hostId === this.localHostId) local++;
+    return { total: this.enis.size, local };
+  }
+
   getEni(id: string): EniRecord {
     return { ...this.eniRecord(id) };
   }
@@ -711,6 +718,11 @@ export class VpcModel {
       const name = `ni${this.random(4).toString('hex').slice(0, 8)}`;
       if (!this.interfaces.has(`${hostId}/${name}`)) return name;
     }
+  }
+
+  /** The ENI whose netdev on `hostId` is named `name`, if any. */
+  interfaceOwner(hostId: string, name: string): string | undefined {
+    return this.interfaces.get(`${hostId}/${name}`);
   }
 
   private checkInterfaceFree(hostId: string, name: string, eniId: string): void {
