@@ -9,6 +9,7 @@
 #   fleet-etcd-rbac.sh enable          create the root user (CN root, no password) and turn auth on
 #   fleet-etcd-rbac.sh host ID...      a user and a role per host
 #
+# scripts/lib/etcd-rbac.mjs does the same in one process (benchmarks); keep the two in step.
 # etcdctl is reached through its own environment, as root (the CN of ETCDCTL_CERT):
 # ETCDCTL_ENDPOINTS, ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY.
 set -euo pipefail

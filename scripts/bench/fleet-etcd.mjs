@@ -5,14 +5,18 @@
 //   bulk      write N ENI records on the given hosts in a /N subnet, 40 ENIs (their record, IP
 //             and MAC claims: what `eni create` writes) per transaction, cloned from an ENI
 //             record already there; print the last revision as JSON
+//   rbac      the production RBAC (scripts/fleet-etcd-rbac.sh) for the given hosts, in one
+//             process: a role and a user per host, then auth on; print the seconds it took
 //   node scripts/bench/fleet-etcd.mjs --endpoints URL,URL --ca F --cert F --key F metrics
 //   node scripts/bench/fleet-etcd.mjs ... bulk --count N --hosts a,b --subnet ID --cidr A.B.C.D/N
+//   node scripts/bench/fleet-etcd.mjs ... rbac --hosts a,b
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { ROOT } from '../lib/bench-common.mjs';
+import { setupFleetRbac } from '../lib/etcd-rbac.mjs';
 
 const { Etcd3 } = createRequire(path.join(ROOT, 'package.json'))('etcd3');
 const { values: opt, positionals } = parseArgs({
@@ -81,8 +85,20 @@ async function bulk() {
   }
 }
 
+async function rbac() {
+  const client = new Etcd3({ hosts: endpoints, credentials: { rootCertificate: tls.ca, certChain: tls.cert, privateKey: tls.key } });
+  try {
+    const t0 = process.hrtime.bigint();
+    await setupFleetRbac(client, opt.hosts.split(','));
+    return { seconds: Number(process.hrtime.bigint() - t0) / 1e9 };
+  } finally {
+    client.close();
+  }
+}
+
 try {
-  if (positionals[0] === 'metrics') console.log(JSON.stringify(await Promise.all(endpoints.map(scrape))));
+  if (positionals[0] === 'rbac') console.log(JSON.stringify(await rbac()));
+  else if (positionals[0] === 'metrics') console.log(JSON.stringify(await Promise.all(endpoints.map(scrape))));
   else if (positionals[0] === 'bulk') console.log(JSON.stringify(await bulk()));
   else throw new Error(`unknown command '${positionals[0]}'`);
 } catch (err) {

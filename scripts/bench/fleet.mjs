@@ -89,6 +89,7 @@ if (!/^[a-z0-9]{2,6}$/.test(TAG)) usageExit('bench-fleet', '--tag must be 2-6 lo
 optionsChecked();
 
 const HOSTS = ['h1', 'h2', 'h3', 'h4'].slice(0, DAEMONS);
+const WATCHER_IDS = Array.from({ length: WATCHERS }, (_, i) => `w${String(i + 1).padStart(3, '0')}`);
 const SCALE_CREATES = Math.min(20, CREATES);
 const VPC_ID = 'vpc-0f1ee7000000000b1';
 const SUBNET_ID = 'subnet-0f1ee7000000000a1';
@@ -183,6 +184,9 @@ async function startFleet() {
     return JSON.parse(r.stdout);
   };
   say(`etcd: ${MEMBERS} member(s) in ${topo.hub} (${etcd.endpoints.join(', ')})`);
+  // As in production (scripts/fleet-etcd-rbac.sh): each host may write only its own records.
+  const { seconds } = await etcdTool('rbac', '--hosts', [...HOSTS, ...WATCHER_IDS].join(','));
+  say(`etcd RBAC on: a role and a user for each of ${HOSTS.length + WATCHERS} hosts in ${seconds.toFixed(1)} s`);
   const hosts = [];
   for (const h of topo.hosts) hosts.push(await startNitrideHost(scratch, { ...h, cli: opt.cli, args: await etcd.daemonArgs(h.name) }));
   await waitFor(`${HOSTS.length} daemons registered`, async () => (await Promise.all(hosts.map(fleetStatus))).every((s) => s.hosts === HOSTS.length), { timeoutMs: 60_000, intervalMs: 300 });
@@ -192,7 +196,7 @@ async function startFleet() {
   const memoryStart = await Promise.all(hosts.map(memoryOf));
   const watchers = [];
   for (let i = 0; i < WATCHERS; i++) {
-    const id = `w${String(i + 1).padStart(3, '0')}`;
+    const id = WATCHER_IDS[i];
     const c = await etcd.clientCert(id);
     const args = ['--endpoints', etcd.endpoints.join(','), '--ca', c.ca, '--cert', c.cert, '--key', c.key, '--endpoint', `${topo.hubIp}:${5000 + i}`, '--snapshot', scratch.path(`${id}.snapshot.json`)];
     watchers.push({ id, entry: scratch.start(id, 'ip', ['netns', 'exec', topo.hub, process.execPath, path.join(ROOT, 'scripts/bench/fleet-watcher.mjs'), ...args]) });
@@ -299,7 +303,7 @@ async function scale(fleet, pids) {
   const cpu0 = pids.map(cpuSeconds);
   const t0 = Date.now();
   // Remote hosts' ids (the watchers', stopped by now; as many when there were none): never a daemon's.
-  const watcherIds = Array.from({ length: WATCHERS || 50 }, (_, i) => `w${String(i + 1).padStart(3, '0')}`);
+  const watcherIds = WATCHERS ? WATCHER_IDS : Array.from({ length: 50 }, (_, i) => `w${String(i + 1).padStart(3, '0')}`);
   const metrics0 = await fleet.etcdTool('metrics');
   const { revision } = await fleet.etcdTool('bulk', '--count', String(ENIS), '--hosts', watcherIds.join(','), '--subnet', BULK_SUBNET_ID, '--cidr', BULK_CIDR);
   const writeS = (Date.now() - t0) / 1000;

@@ -14,6 +14,7 @@ import { promises as fs } from 'node:fs';
 import { ConstantBackoff, handleWhen, noop, retry } from 'cockatiel';
 import { Etcd3, GRPCUnavailableError, type IKeyValue, type Lease, type Watcher } from 'etcd3';
 import { RuntimeError, UsageError, oneLine } from '../common/errors.js';
+import { etcdTlsCredentials, useEtcdTls } from './etcd-tls.js';
 import { hostIdOfCertificate } from './identity.js';
 
 export interface FleetTls {
@@ -75,6 +76,8 @@ export class FleetStore {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
       faultHandling: { host: () => noop, global: retry(handleWhen(neverSent), { maxAttempts: tls.endpoints.length - 1 }), watchBackoff: new ConstantBackoff(1000).next() },
     });
+    // no TLS ServerName for a member named by IP (Node's DEP0123); still verified against it
+    useEtcdTls(client, etcdTlsCredentials(ca, cert, key));
     key.fill(0);
     return new FleetStore(client, hostId);
   }

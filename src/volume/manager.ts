@@ -963,6 +963,7 @@ export class VolumeManager implements ExportCatalog {
   /**
    * A new ephemeral image and the cipher over it, under a fresh KMS data key whose wrapped copy
    * stays in memory (for a live-update handover); a CSPRNG key when the KMS is unreachable.
+   * One GenerateDataKey per create and per crypto-wipe: not waste, the new key is the wipe.
    */
   private async freshEphemeral(volume: Volume, image: string): Promise<BlockBackend> {
     const id = volume.record.id;

@@ -182,6 +182,19 @@ describe.skipIf(!canRun)('network KMS across two namespace hosts', () => {
     for (const n of needles) expect(logs.includes(n)).toBe(false);
     plaintext.fill(0);
   });
+
+  it("a host's only GenerateDataKey calls are its ephemeral volumes' keys, none on the start path", async () => {
+    const g = await kmsCli('grant', 'create', '--host', 'ha', '--public-key', await hostKey(a), '--key', 'alias/nitride/ebs', '--context', 'volume=vol-*', '--operations', 'GenerateDataKey');
+    expect(g.code, g.stderr).toBe(0);
+    const generated = () => audit().filter((l) => l.action === 'kms.GenerateDataKey' && l.caller.host === 'ha');
+    // the host key is wrapped by the host's own KMS, never the network one
+    await a.restartDaemon();
+    expect(generated()).toHaveLength(0);
+    const eph = await a.json<VolumeInfo>(['volume', 'create', '--type', 'ephemeral', '--size', '8M']);
+    await a.restartDaemon();
+    // one key per ephemeral image (a crypto-wipe at a VM's stop makes the next); a restart makes none
+    expect(generated().map((l) => [l.status, l.details.context])).toEqual([[200, { volume: eph.id, purpose: 'ephemeral-handover' }]]);
+  });
 });
 
 /**
