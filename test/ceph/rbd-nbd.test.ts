@@ -105,6 +105,26 @@ describe('encrypted volume on RBD over NBD', { timeout: 180_000 }, () => {
     });
   }
 
+  it('replies stay whole and matched with many requests in flight from several connections (native lane)', async () => {
+    // librbd's completion threads send replies themselves when nothing is queued ahead, else
+    // queue them for the lane thread; 32 reads of up to 256 KiB in flight per connection fill the
+    // socket, so replies are also sent in part and finished by the lane thread. A torn or
+    // misordered reply fails libnbd's reply parsing or fio's crc32c check.
+    const uri = await serve('native');
+    const out = path.join(dir, 'fio-many.json');
+    const r = await run('fio', ['--name=m', '--ioengine=nbd', `--uri=${uri}`, '--rw=write', '--bsrange=4k-256k', '--offset=40M', '--size=4M',
+      '--offset_increment=4M', '--numjobs=4', '--iodepth=32', '--verify=crc32c', '--do_verify=1', '--verify_backlog=64', '--verify_state_save=0',
+      `--output=${out}`, '--output-format=json']);
+    expect(r.code, r.stderr).toBe(0);
+    const jobs = JSON.parse(readFileSync(out, 'utf8')).jobs as { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[];
+    expect(jobs).toHaveLength(4);
+    for (const job of jobs) {
+      expect(job.error).toBe(0);
+      expect(job.write.io_bytes).toBe(4 << 20);
+      expect(job.read.io_bytes).toBeGreaterThanOrEqual(4 << 20);
+    }
+  });
+
   it('an image closed with aio in flight leaves the connection serving (its last share never closes it on a librbd thread)', async () => {
     // rbd_close on a librbd completion thread waits for that thread: before the fix, a round
     // where the completion held the last share hung every image of the connection.
