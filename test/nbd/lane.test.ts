@@ -212,4 +212,40 @@ print(json.dumps({'errno': errno, 'wrote': wrote, 'readBack': h.pread(65536, 0) 
     expect(out).not.toMatch(/Pattern verification failed|error/i);
     expect(out.match(/^read /gm)).toHaveLength(4);
   });
+  it('pipelined large requests of mixed sizes on three connections at once come back intact', async () => {
+    const socket = await serve('native');
+    // Per connection, in its own 4 MiB region, back to back without waiting: 1 MiB writes (the
+    // workers, payloads received into their own buffers), a 4 KiB one right after a large one (the
+    // lane itself), an unaligned one (the event loop) and sizes between; then every byte read back.
+    const res = await nbdPython<boolean[]>(`
+import nbd, json
+uri = ${JSON.stringify(`nbd+unix:///vol?socket=${socket}`)}
+plan = [(0, 1 << 20), (1 << 20, 1 << 20), (2 << 20, 4096), (2 << 20 | 4096, 300 * 1024 + 512),
+        (3 << 20, 256 * 1024 + 4096), (3 << 20 | 512 * 1024, 4096), (3 << 20 | 516 * 1024, 508 * 1024)]
+conns = []
+for c in range(3):
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    want = bytearray(h.pread(4 << 20, c * (4 << 20)))  # the gaps keep what earlier tests wrote
+    for i, (off, n) in enumerate(plan):
+        data = bytes(((c * 31 + i * 7 + j) % 251) for j in range(n))
+        want[off:off + n] = data
+        h.aio_pwrite(data, c * (4 << 20) + off)
+    conns.append((h, want))
+for h, _ in conns:
+    while h.aio_in_flight() > 0:
+        h.poll(-1)
+ok = []
+for c, (h, want) in enumerate(conns):
+    bufs = [nbd.Buffer(1 << 20) for _ in range(4)]
+    for k in range(4):
+        h.aio_pread(bufs[k], c * (4 << 20) + k * (1 << 20))
+    while h.aio_in_flight() > 0:
+        h.poll(-1)
+    ok.append(b''.join(b.to_bytearray() for b in bufs) == want)
+    h.shutdown()
+print(json.dumps(ok))
+`);
+    expect(res).toEqual([true, true, true]);
+  });
 });
