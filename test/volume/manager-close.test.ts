@@ -43,12 +43,15 @@ describe('volume manager close with a failing fd store', () => {
     const ephLease = await m.lookup(eph.id)!.open(peer);
     const ebsLease = await m.lookup(ebs.id)!.open(peer);
     expect(readdirSync(ephemeralDir).some((f) => f.startsWith(eph.id))).toBe(true);
+    // Both read while open, so the failures below are the close's doing.
+    await ebsLease.backend.read(0, Buffer.alloc(4096));
+    await ephLease.backend.read(0, Buffer.alloc(4096));
 
     await m.close(new Set([eph.id]));
     expect(readdirSync(ephemeralDir).some((f) => f.startsWith(eph.id))).toBe(false);
     // The ebs volume's backend was closed (its key destroyed): its reads fail.
-    await expect(ebsLease.backend.read(0, 4096)).rejects.toThrow();
-    await expect(ephLease.backend.read(0, 4096)).rejects.toThrow();
+    await expect(ebsLease.backend.read(0, Buffer.alloc(4096))).rejects.toThrow();
+    await expect(ephLease.backend.read(0, Buffer.alloc(4096))).rejects.toThrow();
     expect(existsSync(path.join(t.dir, 'volumes'))).toBe(true);
   });
 });
