@@ -89,7 +89,9 @@ if (!/^[a-z0-9]{2,6}$/.test(TAG)) usageExit('bench-fleet', '--tag must be 2-6 lo
 optionsChecked();
 
 const HOSTS = ['h1', 'h2', 'h3', 'h4'].slice(0, DAEMONS);
-const WATCHER_IDS = Array.from({ length: WATCHERS }, (_, i) => `w${String(i + 1).padStart(3, '0')}`);
+/** Host ids w001, w002, …: the watchers', and the remote owners of the bulk ENIs. */
+const hostIds = (n) => Array.from({ length: n }, (_, i) => `w${String(i + 1).padStart(3, '0')}`);
+const WATCHER_IDS = hostIds(WATCHERS);
 const SCALE_CREATES = Math.min(20, CREATES);
 const VPC_ID = 'vpc-0f1ee7000000000b1';
 const SUBNET_ID = 'subnet-0f1ee7000000000a1';
@@ -303,7 +305,7 @@ async function scale(fleet, pids) {
   const cpu0 = pids.map(cpuSeconds);
   const t0 = Date.now();
   // Remote hosts' ids (the watchers', stopped by now; as many when there were none): never a daemon's.
-  const watcherIds = WATCHERS ? WATCHER_IDS : Array.from({ length: 50 }, (_, i) => `w${String(i + 1).padStart(3, '0')}`);
+  const watcherIds = WATCHERS ? WATCHER_IDS : hostIds(50);
   const metrics0 = await fleet.etcdTool('metrics');
   const { revision } = await fleet.etcdTool('bulk', '--count', String(ENIS), '--hosts', watcherIds.join(','), '--subnet', BULK_SUBNET_ID, '--cidr', BULK_CIDR);
   const writeS = (Date.now() - t0) / 1000;
