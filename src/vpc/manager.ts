@@ -502,7 +502,7 @@ export class VpcManager {
     return encodeKey(this.up().publicKey);
   }
 
-  /** The host key, null while the VPC is down (status() without listing every ENI). */
+  /** The host key, null while the VPC is down (what status() reports, without its other work). */
   hostPublicKey(): string | null {
     return this.rt ? encodeKey(this.rt.publicKey) : null;
   }
@@ -515,7 +515,7 @@ export class VpcManager {
       message: this.rt ? null : this.downMessage,
       listen: this.options.listen,
       port: this.rt ? this.rt.port : null,
-      publicKey: this.rt ? encodeKey(this.rt.publicKey) : null,
+      publicKey: this.hostPublicKey(),
       mtu: ENI_MTU,
       vpcs: model.listVpcs().length,
       subnets: model.listSubnets().length,
