@@ -551,7 +551,9 @@ export class VpcModel {
 
   /** The addresses of the group's members (what a rule naming the group as its peer stands for). */
   groupMembers(groupId: string): number[] {
-    return [...this.enis.values()].filter((e) => e.securityGroups.includes(groupId)).map((e) => ipv4ToInt(e.privateIp)!);
+    const out: number[] = [];
+    for (const e of this.enis.values()) if (e.securityGroups.includes(groupId)) out.push(ipv4ToInt(e.privateIp)!);
+    return out;
   }
 
   private checkGroups(vpcId: string, groups: string[]): string[] {
