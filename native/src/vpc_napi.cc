@@ -13,7 +13,9 @@
 
 #include <cmath>
 #include <memory>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "nitride.h"
 #include "vpc_engine.h"
@@ -543,9 +545,17 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     if (!info[1].IsNull()) {
       Napi::Uint8Array t = BytesArg(env, info[1], "setSecurity: table");
       std::string err;
-      // Compiled here, on the JS thread: the worker only sees the finished table.
-      table = vpc::SgTable::Build(t.Data(), t.ByteLength(), &err);
-      if (!table) ThrowInvalidValue(env, "setSecurity: " + err);
+      // The same bytes as the last table built give that table, shared (it is immutable): in a
+      // fleet every local ENI of a VPC gets its default group's table, over 10,000 members ~1 MB
+      // built, again on every batch of ENIs; one per port was most of a daemon's native growth.
+      table = last_sg_.lock();
+      if (!table || t.ByteLength() != last_sg_bytes_.size() || std::memcmp(t.Data(), last_sg_bytes_.data(), t.ByteLength()) != 0) {
+        // Compiled here, on the JS thread: the worker only sees the finished table.
+        table = vpc::SgTable::Build(t.Data(), t.ByteLength(), &err);
+        if (!table) ThrowInvalidValue(env, "setSecurity: " + err);
+        last_sg_ = table;
+        last_sg_bytes_.assign(t.Data(), t.Data() + t.ByteLength());
+      }
       Napi::Object o = ObjectArg(env, info[2], "setSecurity: opts");
       cfg.max_flows = static_cast<uint32_t>(IntArg(env, o.Get("maxFlows"), "setSecurity: opts.maxFlows", 1, 1u << 24));
       cfg.tcp_established_s = static_cast<uint32_t>(
@@ -738,6 +748,9 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
 
   napi_env env_ = nullptr;
   std::shared_ptr<Engine> engine_;
+  /** The last security table built and its bytes (see SetSecurity); not kept alive by this. */
+  std::weak_ptr<const vpc::SgTable> last_sg_;
+  std::vector<uint8_t> last_sg_bytes_;
   Napi::ThreadSafeFunction tsfn_;
   bool tsfn_active_ = false;
   bool hook_ = false;

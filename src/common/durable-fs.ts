@@ -8,13 +8,15 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { RuntimeError, errnoCode, oneLine } from './errors.js';
 
-/** Write `data` to `file` atomically and durably. `mode` applies to the new file. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+/** Write `data` (or its pieces, in order) to `file` atomically and durably. `mode` applies to the new file. */
+export async function writeFileAtomic(file: string, data: string | Uint8Array | Iterable<string>, mode = 0o600): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await fs.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, mode);
   try {
-    await handle.writeFile(data);
+    // Pieces one after another (each from where the last ended): a big text never whole in memory.
+    if (typeof data === 'string' || data instanceof Uint8Array) await handle.writeFile(data);
+    else for (const piece of data) await handle.writeFile(piece);
     await handle.sync();
   } catch (err) {
     await handle.close().catch(() => {});

@@ -54,7 +54,15 @@ export interface SgSource {
 
 /** The entries of an ENI with these groups (deduplicated, in a stable order). */
 export function compileSg(groupIds: readonly string[], source: SgSource): SgEntry[] {
-  const out = new Map<string, SgEntry>();
+  // Deduplicated per rule shape as numbers: a fleet compiles this on every batch of ENIs, and a
+  // default group's rule over 10,000 members made a key string and a pair per member each time.
+  const shapes = new Map<string, { direction: SgEntry['direction']; protocol: number; prefix: number; lo: number; hi: number; networks: Set<number> }>();
+  const add = (direction: SgEntry['direction'], protocol: number, prefix: number, lo: number, hi: number): Set<number> => {
+    const key = `${direction}|${protocol}|${prefix}|${lo}|${hi}`;
+    let shape = shapes.get(key);
+    if (!shape) shapes.set(key, (shape = { direction, protocol, prefix, lo, hi, networks: new Set() }));
+    return shape.networks;
+  };
   for (const id of groupIds) {
     const g = source.group(id);
     if (!g) continue;
@@ -64,14 +72,19 @@ export function compileSg(groupIds: readonly string[], source: SgSource): SgEntr
     ] as const) {
       for (const rule of rules) {
         const [protocol, lo, hi] = ruleRange(rule);
-        for (const [network, prefix] of peers(rule, source)) {
-          const e: SgEntry = { direction, protocol, network, prefix, lo, hi };
-          out.set(`${direction}|${protocol}|${network}|${prefix}|${lo}|${hi}`, e);
+        if (rule.cidr !== undefined) {
+          const c = parseCidr(rule.cidr)!;
+          add(direction, protocol, c.prefix, lo, hi).add((c.network & prefixMask(c.prefix)) >>> 0);
+        } else {
+          const networks = add(direction, protocol, 32, lo, hi);
+          for (const ip of source.members(rule.sourceGroup!)) networks.add(ip);
         }
       }
     }
   }
-  return [...out.values()].sort((a, b) => a.direction - b.direction || a.protocol - b.protocol || a.prefix - b.prefix || a.network - b.network || a.lo - b.lo || a.hi - b.hi);
+  const out: SgEntry[] = [];
+  for (const { direction, protocol, prefix, lo, hi, networks } of shapes.values()) for (const network of networks) out.push({ direction, protocol, network, prefix, lo, hi });
+  return out.sort((a, b) => a.direction - b.direction || a.protocol - b.protocol || a.prefix - b.prefix || a.network - b.network || a.lo - b.lo || a.hi - b.hi);
 }
 
 /** A rule's protocol number and port (or ICMP type/code) range as entries carry them. */
@@ -91,14 +104,6 @@ export function ruleRange(rule: Pick<SgRule, 'protocol' | 'fromPort' | 'toPort'>
     case 'all':
       return [SG_PROTO_ALL, 0, 0xffff];
   }
-}
-
-function peers(rule: SgRule, source: SgSource): Array<[number, number]> {
-  if (rule.cidr !== undefined) {
-    const c = parseCidr(rule.cidr)!;
-    return [[(c.network & prefixMask(c.prefix)) >>> 0, c.prefix]];
-  }
-  return source.members(rule.sourceGroup!).map((ip) => [ip, 32]);
 }
 
 export function encodeSg(entries: readonly SgEntry[]): Buffer {

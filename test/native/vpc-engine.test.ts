@@ -635,6 +635,17 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
         session.kill('SIGKILL');
       });
 
+      it('one table shared by ports given the same bytes; other bytes of the same length are a table of their own', async () => {
+        const open = (port: number) => [entry('ingress', IP_PROTO_TCP, `${a.ip}/32`, port, port), allEgress];
+        secure(2, open(5001));
+        secure(1, open(5001)); // the same bytes: a's port shares b's table
+        expect(await tool(a, 'tcpconnect', b.ip, '5001', '3')).toBe('ok');
+        secure(2, open(5002)); // as long, other bytes
+        expect(await tool(a, 'tcpconnect', b.ip, '5002', '3')).toBe('ok');
+        expect(await tool(a, 'tcpconnect', b.ip, '5001', '2')).toBe('timeout');
+        expect(await tool(b, 'tcpconnect', a.ip, '5001', '2')).toBe('timeout'); // a's port kept its table: 5001 from a only
+      });
+
       it('a full table drops new flows and counts them; tracked flows keep going', async () => {
         secure(1, [allEgress], 3);
         e.flushConntrack(1);

@@ -202,4 +202,22 @@ describe('compiled security group table', () => {
     expect(buf.length).toBe(2 * SG_ENTRY_BYTES);
     expect([...buf.subarray(0, SG_ENTRY_BYTES)]).toEqual([0, 6, 16, 0, 0x00, 0x00, 0x01, 0x0a, 80, 0, 0xbb, 0x01]);
   });
+
+  it('a member and a /32 rule of the same ports are one entry; entries sorted by address across rules', () => {
+    const { model, subnetId } = setup();
+    const g = model.securityGroups.create({ vpcId: VPC, name: 'g' });
+    const a = model.createEni({ subnetId, privateIp: '10.0.1.20', securityGroups: [g.id] });
+    model.createEni({ subnetId, privateIp: '10.0.1.9', securityGroups: [g.id] });
+    model.securityGroups.authorize(g.id, 'ingress', { protocol: 'tcp', fromPort: 22, toPort: 22, sourceGroup: g.id });
+    model.securityGroups.authorize(g.id, 'ingress', { protocol: 'tcp', fromPort: 22, toPort: 22, cidr: '10.0.1.20/32' });
+    model.securityGroups.authorize(g.id, 'ingress', { protocol: 'tcp', fromPort: 80, toPort: 80, cidr: '10.0.1.15/32' });
+    const ingress = compiled(model, a.id)
+      .filter((e) => e.direction === 0)
+      .map((e) => [e.network, e.lo]);
+    expect(ingress).toEqual([
+      [ip('10.0.1.9'), 22],
+      [ip('10.0.1.15'), 80],
+      [ip('10.0.1.20'), 22],
+    ]);
+  });
 });
