@@ -458,7 +458,9 @@ class Lane {
       p[1].fd = wake_;
       p[1].events = POLLIN;
       p[1].revents = 0;
-      if (want_in && !want_out && state_ == kHeader && jobs == 0 && forwarded == 0 && throttled_.empty() && SpinForInput()) continue;
+      // Not on RBD: a librbd request's own threads need the core a spin would take (2-vCPU VM, 4 KiB
+      // writes QD1 through librbd's cache: the lane thread's CPU per I/O fell by ~60 µs without it).
+      if (!cfg_.rbd && want_in && !want_out && state_ == kHeader && jobs == 0 && forwarded == 0 && throttled_.empty() && SpinForInput()) continue;
       // Sleep until the first waiting request is due (to the microsecond: at
       // 1000 IOPS a slot is 1 ms), and no longer than the recheck interval.
       double timeout = close_requested ? 0.2 : -1;
