@@ -20,6 +20,7 @@ import { createLogger } from '../../src/log/logger.js';
 import { startCeph, type CephCluster } from '../helpers/ceph.js';
 import { ROOT, tempDir } from '../helpers/nitride.js';
 import { run, runOk } from '../helpers/run.js';
+import { QemuIoSession } from '../helpers/qemu-io.js';
 import { randomKey } from '../volume/helpers.js';
 import { scanTree } from '../helpers/scan.js';
 
@@ -122,6 +123,32 @@ describe('encrypted volume on RBD over NBD', { timeout: 180_000 }, () => {
       expect(job.error).toBe(0);
       expect(job.write.io_bytes).toBe(4 << 20);
       expect(job.read.io_bytes).toBeGreaterThanOrEqual(4 << 20);
+    }
+  });
+
+  it('a QD1 request sleeps the lane thread once: a completion that sent its reply itself does not wake it (native lane)', async () => {
+    // The lane thread sleeps in poll while a librbd request is in flight. Before, every completion
+    // woke it through its eventfd only for it to find nothing to do and sleep again: two sleeps
+    // (voluntary context switches) per request instead of one.
+    const uri = await serve('native');
+    const lanesNow = () => new Set(readdirSync('/proc/self/task').filter((t) => readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === 'nitride-nbd'));
+    const before = lanesNow();
+    const session = new QemuIoSession(uri);
+    try {
+      await session.ready();
+      await session.run('read 0 4k');
+      const [tid] = [...lanesNow()].filter((t) => !before.has(t));
+      expect(tid).toBeDefined();
+      const sleeps = () => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'))![1]);
+      const n = 20;
+      const s0 = sleeps();
+      for (let i = 0; i < n; i++) {
+        expect(await session.run(`read -P 0 ${(8 << 20) + i * 4096} 4k`)).not.toMatch(/fail|error/i);
+        await new Promise((r) => setTimeout(r, 20)); // a completion's late wake-up, if any, has come and gone
+      }
+      expect(sleeps() - s0).toBeLessThanOrEqual(n * 1.5);
+    } finally {
+      await session.close();
     }
   });
 
