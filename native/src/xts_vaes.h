@@ -1,7 +1,7 @@
 // AES-256-XTS with VAES/AVX-512 (xts_vaes.cc): the same transform as xts.cc's
 // OpenSSL path (plain64 tweaks, whole data units), 4 blocks per instruction.
 // OpenSSL 3.0 (node 20's) has no VAES XTS; its AES-NI XTS cost ~210 µs per
-// MiB here, this about half (scripts/bench-xts.sh measures both).
+// MiB here, this about half (scripts/bench-xts.mjs: XtsCipher vs the OpenSSL one-shot).
 #ifndef NITRIDE_XTS_VAES_H_
 #define NITRIDE_XTS_VAES_H_
 
