@@ -39,6 +39,7 @@
         'src/process.cc',
         'src/listen.cc',
         'src/xts.cc',
+        'src/xts_vaes.cc',
         'src/blockio.cc',
         'src/vpc_crypto.cc',
         'src/vpc_frame.cc',

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "nitride.h"
+#include "xts_vaes.h"
 
 namespace nitride {
 
@@ -192,14 +193,26 @@ void CheckUnits(Napi::Env env, size_t unit, uint64_t first, size_t len,
   }
 }
 
+// The (firstDataUnit, buf) arguments of a transform, checked.
+struct TransformArgs {
+  uint64_t first;
+  uint8_t* data;
+  size_t len;
+};
+
+TransformArgs ParseTransform(Napi::Env env, size_t unit, Napi::Value first_v,
+                             Napi::Value buf_v, const char* fn) {
+  TransformArgs a;
+  a.first = DataUnitArg(env, first_v, fn);
+  BytesArg(env, buf_v, fn, "buf", &a.data, &a.len);
+  CheckUnits(env, unit, a.first, a.len, fn);
+  return a;
+}
+
 // Transforms buf in place, data unit by data unit, with a keyed ctx.
 void Run(Napi::Env env, EVP_CIPHER_CTX* ctx, int enc, size_t unit,
          Napi::Value first_v, Napi::Value buf_v, const char* fn) {
-  uint64_t first = DataUnitArg(env, first_v, fn);
-  uint8_t* data;
-  size_t len;
-  BytesArg(env, buf_v, fn, "buf", &data, &len);
-  CheckUnits(env, unit, first, len, fn);
+  auto [first, data, len] = ParseTransform(env, unit, first_v, buf_v, fn);
   if (uint64_t failed = TransformUnits(ctx, enc, unit, first, data, data, len)) {
     // Units before the failing one are already transformed; the caller's
     // buffer is in an undefined state (this does not happen with a valid key
@@ -234,6 +247,9 @@ const napi_type_tag kXtsCipherTag = {0x6e697472696465ULL, 0x5874734369706872ULL}
 // their key schedules), when the last owner lets go.
 struct XtsKey {
   size_t unit = 0;
+  // Round keys for xts_vaes.cc where the CPU has VAES; transforms then never
+  // touch the OpenSSL contexts below.
+  XtsVaesKeyPtr vaes;
   CtxPtr tmpl[2];  // [0] decrypt, [1] encrypt; keyed, never transformed with
   std::mutex mu;
   std::vector<EVP_CIPHER_CTX*> pool[2];
@@ -276,6 +292,10 @@ size_t XtsUnitSize(const XtsKey& key) { return key.unit; }
 bool XtsTransform(XtsKey& key, bool encrypt, uint64_t first_unit,
                   const uint8_t* in, uint8_t* out, size_t len,
                   std::string* error) {
+  if (key.vaes) {
+    XtsVaesTransform(*key.vaes, encrypt, key.unit, first_unit, in, out, len);
+    return true;
+  }
   const int enc = encrypt ? 1 : 0;
   EVP_CIPHER_CTX* ctx = key.Lease(enc);
   if (ctx == nullptr) {
@@ -310,6 +330,7 @@ class XtsCipher : public Napi::ObjectWrap<XtsCipher> {
             InstanceMethod<&XtsCipher::Destroy>("destroy"),
             InstanceAccessor<&XtsCipher::Destroyed>("destroyed"),
             InstanceAccessor<&XtsCipher::DataUnitSize>("dataUnitSize"),
+            InstanceAccessor<&XtsCipher::Implementation>("implementation"),
         });
   }
 
@@ -322,6 +343,8 @@ class XtsCipher : public Napi::ObjectWrap<XtsCipher> {
     k->unit = unit_;
     k->tmpl[1] = NewKeyedCtx(env, key, 1, "XtsCipher");
     k->tmpl[0] = NewKeyedCtx(env, key, 0, "XtsCipher");
+    if (XtsVaesUsable()) k->vaes = XtsVaesExpand(key);
+    vaes_ = k->vaes != nullptr;
     key_ = std::move(k);
     info.This().As<Napi::Object>().TypeTag(&kXtsCipherTag);
   }
@@ -345,15 +368,11 @@ class XtsCipher : public Napi::ObjectWrap<XtsCipher> {
     Napi::Env env = info.Env();
     const char* fn = kEnc ? "XtsCipher.encrypt" : "XtsCipher.decrypt";
     Live(env, fn);
-    XtsKey& k = *key_;
-    EVP_CIPHER_CTX* ctx = k.Lease(kEnc);
-    if (ctx == nullptr) ThrowOpenSsl(env, std::string(fn) + ": EVP_CIPHER_CTX_copy");
-    struct Giveback {
-      XtsKey& k;
-      EVP_CIPHER_CTX* c;
-      ~Giveback() { k.Return(kEnc, c); }
-    } giveback{k, ctx};
-    Run(env, ctx, kEnc, unit_, info[0], info[1], fn);
+    auto [first, data, len] = ParseTransform(env, unit_, info[0], info[1], fn);
+    std::string error;
+    if (!XtsTransform(*key_, kEnc == 1, first, data, data, len, &error)) {
+      ThrowWithCode(env, std::string(fn) + ": " + error, "ERR_OPENSSL");
+    }
     return env.Undefined();
   }
 
@@ -377,7 +396,13 @@ class XtsCipher : public Napi::ObjectWrap<XtsCipher> {
     return Napi::Number::New(info.Env(), static_cast<double>(unit_));
   }
 
+  // "vaes-avx512" (xts_vaes.cc) or "openssl"; fixed at construction.
+  Napi::Value Implementation(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), vaes_ ? "vaes-avx512" : "openssl");
+  }
+
   size_t unit_ = 0;
+  bool vaes_ = false;
   std::shared_ptr<XtsKey> key_;
 };
 

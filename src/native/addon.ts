@@ -70,8 +70,9 @@ export type DataUnitNumber = bigint | number;
 /**
  * AES-256-XTS with a key scheduled once. Thread-safe on the native side: the
  * threadpool operations ({@link preadDecrypt}, {@link encryptPwrite}) may use
- * one cipher concurrently with each other and with the main thread (each
- * transform leases its own copy of the keyed OpenSSL context from a pool).
+ * one cipher concurrently with each other and with the main thread (the
+ * round keys are read-only; the OpenSSL fallback leases a keyed context per
+ * transform from a pool).
  * Encryption is in place; data unit
  * `firstDataUnit + i` covers bytes `[i*dataUnitSize, (i+1)*dataUnitSize)` of
  * the buffer, and its tweak is that number as a 16-byte little-endian value
@@ -80,6 +81,12 @@ export type DataUnitNumber = bigint | number;
 export interface XtsCipher {
   /** Bytes per data unit, as given to the constructor. */
   readonly dataUnitSize: number;
+  /**
+   * Which code transforms: "vaes-avx512" (the addon's own, on CPUs with VAES
+   * and AVX-512) or "openssl" (elsewhere, or with NITRIDE_XTS_IMPL=openssl in
+   * the environment). Both give the same bytes.
+   */
+  readonly implementation: 'vaes-avx512' | 'openssl';
   /** True once {@link XtsCipher.destroy} has been called. */
   readonly destroyed: boolean;
   /**

@@ -1,6 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { XtsCipher, xtsDecrypt, xtsEncrypt, type DataUnitNumber } from '../../src/native/addon.js';
+import { nativeAddonPath, XtsCipher, xtsDecrypt, xtsEncrypt, type DataUnitNumber } from '../../src/native/addon.js';
 
 /** The plain64 tweak: data unit number as a 16-byte little-endian value. */
 function tweak(n: bigint): Buffer {
@@ -73,7 +74,7 @@ describe('AES-256-XTS addon', () => {
     c.destroy();
   });
 
-  for (const unit of [512, 4096]) {
+  for (const unit of [512, 1024, 2048, 4096]) {
     describe(`data unit ${unit}`, () => {
       for (const first of FIRST_UNITS) {
         it(`equals node:crypto per data unit, first unit ${first}`, () => {
@@ -131,6 +132,39 @@ describe('AES-256-XTS addon', () => {
       });
     });
   }
+
+  // XtsCipher runs the addon's VAES code where the CPU has it (then the tests
+  // above check it against node:crypto); NITRIDE_XTS_IMPL=openssl forces
+  // OpenSSL, in a child process since the choice is made once per process.
+  it('gives the same bytes with NITRIDE_XTS_IMPL=openssl, across many data units', () => {
+    const key = randomKey();
+    const plain = randomBytes(1 << 20);
+    const first = 2n ** 64n - 256n; // 1 MiB of 4 KiB units up to the last number
+    const child = `
+      const { XtsCipher } = require(${JSON.stringify(nativeAddonPath)});
+      const chunks = []; process.stdin.on('data', (d) => chunks.push(d)).on('end', () => {
+        const all = Buffer.concat(chunks);
+        const c = new XtsCipher(all.subarray(0, 64), 4096);
+        const buf = Buffer.from(all.subarray(64));
+        c.encrypt(${first}n, buf);
+        process.stdout.write(c.implementation + '\\n' + buf.toString('base64'));
+      });`;
+    const out = execFileSync(process.execPath, ['-e', child], {
+      input: Buffer.concat([key, plain]),
+      env: { ...process.env, NITRIDE_XTS_IMPL: 'openssl' },
+      maxBuffer: 4 << 20,
+    }).toString();
+    const [impl, b64] = out.split('\n');
+    expect(impl).toBe('openssl');
+    const c = new XtsCipher(key, 4096);
+    expect(['vaes-avx512', 'openssl']).toContain(c.implementation);
+    const buf = Buffer.from(plain);
+    c.encrypt(first, buf);
+    expect(buf.equals(Buffer.from(b64!, 'base64'))).toBe(true);
+    c.decrypt(first, buf);
+    expect(buf.equals(plain)).toBe(true);
+    c.destroy();
+  });
 
   it('enforces whole data units', () => {
     const key = randomKey();
