@@ -27,6 +27,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace nitride {
 namespace vpc {
@@ -47,6 +48,9 @@ constexpr int kSocketBuffer = 4 << 20;  // 4 MiB
 constexpr int kRounds = 4;
 // The worker's scheduler slice: EEVDF's shortest (why: vpc_engine.h, Wake-ups).
 constexpr uint64_t kWorkerSliceNs = 100000;
+// The worker's longest busy-poll before sleeping, by default and at most (µs).
+constexpr unsigned long kPollMaxUs = 200;
+constexpr unsigned long kPollMaxLimitUs = 10000;
 
 // Packet socket receive slot: virtio_net_hdr + a GSO super-frame (64 KiB of
 // IP packet + Ethernet header), with some slack.
@@ -87,6 +91,20 @@ double NowSeconds() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
+// The longest busy-poll before the worker sleeps (vpc_poll.h), from
+// NITRIDE_VPC_POLL_US (0: never poll), for measuring it against sleeping.
+double PollMaxSeconds() {
+  const char* v = getenv("NITRIDE_VPC_POLL_US");
+  if (v == nullptr || *v == '\0') return kPollMaxUs * 1e-6;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long us = strtoul(v, &end, 10);
+  if (*end != '\0' || errno != 0 || us > kPollMaxLimitUs || *v == '-' || *v == '+' || *v == ' ') {
+    ThrowInvalid("NITRIDE_VPC_POLL_US must be whole microseconds from 0 (no polling) to " + std::to_string(kPollMaxLimitUs));
+  }
+  return static_cast<double>(us) * 1e-6;
 }
 
 int64_t ClockMs(clockid_t id) {
@@ -212,6 +230,7 @@ Engine::Engine(const std::string& bind_address, uint16_t bind_port,
   port_tx_iov_.reserve(2 * kBatch + kMaxMergeIov + kMaxMergeSegments);
   std::string err;
   if (GcmCipher(&err) == nullptr) ThrowInvalid(err);
+  poll_ = PollWindow(PollMaxSeconds());
 
   sockaddr_storage ss{};
   socklen_t sslen;
@@ -848,6 +867,7 @@ EngineStats Engine::Stats() {
   }
   st.underlay = UnderlayStats{unknown_peer_.Get(), malformed_.Get(), udp_punted_.Get(),
                               udp_punt_overflow_.Get(), udp_tx_errors_.Get()};
+  st.worker = WorkerStats{polls_won_.Get(), polls_lost_.Get()};
   return st;
 }
 
@@ -898,13 +918,48 @@ void RequestShortSlice() {
   syscall(SYS_sched_setattr, 0, &a, 0);
 }
 
+double MonotonicSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 }  // namespace
+
+// The next events: at once if any are ready; else, while the PollWindow is
+// open, by polling (yielding the core between checks, so that a runnable
+// guest on a loaded machine runs instead of a spinning worker); else by
+// sleeping in epoll_wait. Why poll at all: vpc_poll.h.
+int Engine::WaitEvents(epoll_event* evs) {
+  if (poll_.max() <= 0) return epoll_wait(epfd_, evs, kBatch, -1);
+  int n = epoll_wait(epfd_, evs, kBatch, 0);
+  if (n != 0) return n;
+  const double idle_from = MonotonicSeconds();
+  const double window = poll_.window();
+  double now = idle_from;
+  while (now - idle_from < window) {
+    sched_yield();
+    n = epoll_wait(epfd_, evs, kBatch, 0);
+    now = MonotonicSeconds();
+    if (n != 0) break;
+  }
+  if (n == 0) {
+    n = epoll_wait(epfd_, evs, kBatch, -1);
+    now = MonotonicSeconds();
+  }
+  if (n > 0) {
+    const PollWindow::Outcome o = poll_.Idle(now - idle_from);
+    if (o == PollWindow::kWon) polls_won_.Add();
+    if (o == PollWindow::kLost) polls_lost_.Add();
+  }
+  return n;
+}
 
 void Engine::Run() {
   RequestShortSlice();
   epoll_event evs[kBatch];
   while (!stop_.load(std::memory_order_acquire)) {
-    const int n = epoll_wait(epfd_, evs, kBatch, -1);
+    const int n = WaitEvents(evs);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;  // EBADF etc.: cannot happen while the engine is open

@@ -60,6 +60,7 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -78,6 +79,7 @@
 #include "vpc_frame.h"
 #include "vpc_flowlog.h"
 #include "vpc_nacl.h"
+#include "vpc_poll.h"
 #include "vpc_sg.h"
 #include "vpc_wire.h"
 
@@ -123,10 +125,16 @@ struct PeerStats {
 struct UnderlayStats {
   uint64_t unknown_peer, malformed, punted, punt_overflow, tx_errors;
 };
+// The worker's busy-polls before sleeping (PollWindow): caught the next
+// event, ran out.
+struct WorkerStats {
+  uint64_t polls_won, polls_lost;
+};
 struct EngineStats {
   std::vector<std::pair<uint32_t, PortStats>> ports;
   std::vector<std::pair<uint32_t, PeerStats>> peers;
   UnderlayStats underlay;
+  WorkerStats worker;
 };
 
 // An event for JS (onControl).
@@ -349,6 +357,7 @@ class Engine {
   // device needs that).
   void QueueLocal(const std::shared_ptr<Port>& dst, uint8_t* f, size_t len, const virtio_net_hdr& h);
   void Run();
+  int WaitEvents(epoll_event* evs);
   void HandlePort(uint32_t id, uint32_t events);
   void HandleUnderlay();
   void ProcessGuestFrame(const std::shared_ptr<Port>& port, uint8_t* buf,
@@ -452,6 +461,10 @@ class Engine {
   std::unordered_map<uint32_t, IndexEntry> by_index_;
   uint64_t rekey_packets_ = kDefaultRekeyPackets;
   int64_t rekey_ms_ = kDefaultRekeySeconds * 1000;
+
+  // Busy-poll before sleeping (worker only; NITRIDE_VPC_POLL_US, WaitEvents).
+  PollWindow poll_;
+  Counter polls_won_, polls_lost_;
 
   // Underlay counters (worker writes).
   Counter unknown_peer_, malformed_, udp_punted_, udp_punt_overflow_,

@@ -670,6 +670,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     Napi::Object ports = Napi::Object::New(env);
     Napi::Object peers = Napi::Object::New(env);
     Napi::Object under = Napi::Object::New(env);
+    Napi::Object worker = Napi::Object::New(env);
     if (engine_) {
       vpc::EngineStats st = engine_->Stats();
       for (auto& [id, s] : st.ports) {
@@ -724,10 +725,13 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
       under.Set("punted", N(env, st.underlay.punted));
       under.Set("puntOverflow", N(env, st.underlay.punt_overflow));
       under.Set("txError", N(env, st.underlay.tx_errors));
+      worker.Set("pollsWon", N(env, st.worker.polls_won));
+      worker.Set("pollsLost", N(env, st.worker.polls_lost));
     }
     out.Set("ports", ports);
     out.Set("peers", peers);
     out.Set("underlay", under);
+    out.Set("worker", worker);
     return out;
   }
 
@@ -801,9 +805,35 @@ class VpcAllowanceWrap : public Napi::ObjectWrap<VpcAllowanceWrap> {
   vpc::Allowance a_;
 };
 
+// class VpcPollWindow { constructor(maxUs); idle(seconds): 'none' | 'won' | 'lost'; window }: the
+// worker's busy-poll window (vpc_poll.h) on idle times the test passes in, for its unit test.
+class VpcPollWindowWrap : public Napi::ObjectWrap<VpcPollWindowWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "VpcPollWindow", {InstanceMethod<&VpcPollWindowWrap::Idle>("idle"),
+                                              InstanceAccessor<&VpcPollWindowWrap::Window>("window")});
+  }
+  explicit VpcPollWindowWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VpcPollWindowWrap>(info) {
+    w_ = vpc::PollWindow(static_cast<double>(IntArg(info.Env(), info[0], "VpcPollWindow: maxUs", 0, 1000000)) * 1e-6);
+  }
+
+ private:
+  Napi::Value Idle(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber() || !(info[0].As<Napi::Number>().DoubleValue() >= 0)) {
+      ThrowTypeError(env, "VpcPollWindow.idle: seconds must be a number >= 0");
+    }
+    static constexpr const char* kNames[] = {"none", "won", "lost"};
+    return Napi::String::New(env, kNames[w_.Idle(info[0].As<Napi::Number>().DoubleValue())]);
+  }
+  Napi::Value Window(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), w_.window()); }
+  vpc::PollWindow w_;
+};
+
 void InitVpc(Napi::Env env, Napi::Object exports) {
   exports.Set("VpcEngine", VpcEngineWrap::Define(env));
   exports.Set("VpcAllowance", VpcAllowanceWrap::Define(env));
+  exports.Set("VpcPollWindow", VpcPollWindowWrap::Define(env));
 }
 
 }  // namespace nitride

@@ -469,19 +469,20 @@ export function controlRequest(socketPath, method, urlPath, body) {
 
 /**
  * A KMS and a daemon inside network namespace `ns`, VPC underlay on `underlay`:4789, state,
- * sockets and logs under `<scratch>/<name>`; `args`: more daemon options (fleet mode's).
+ * sockets and logs under `<scratch>/<name>`; `args`: more daemon options (fleet mode's); `env`:
+ * more environment for the daemon.
  * Resolves once the VPC is up, with `api(method, path, body)` on its control socket.
  */
-export async function startNitrideHost(scratch, { name, ns, cli, underlay, args = [] }) {
+export async function startNitrideHost(scratch, { name, ns, cli, underlay, args = [], env }) {
   const kmsSock = scratch.path(name, 'run-kms', 'kms.sock');
   const ctl = scratch.path(name, 'run', 'control.sock');
-  const start = (what, argv) => scratch.start(`${name}-${what}`, 'ip', ['netns', 'exec', ns, process.execPath, cli, ...argv]);
+  const start = (what, argv, startEnv) => scratch.start(`${name}-${what}`, 'ip', ['netns', 'exec', ns, process.execPath, cli, ...argv], { env: startEnv });
   const kms = start('kms', ['kms', 'serve', '--state-dir', scratch.path(name, 'kms'), '--socket', kmsSock]);
   await waitFor(`KMS ${name}`, () => canConnect(kmsSock), { alive: () => kms.child.exitCode === null });
   const daemon = start('daemon', [
     'daemon', '--state-dir', scratch.path(name, 'state'), '--control-socket', ctl, '--kms-socket', kmsSock,
     '--vpc-listen', `${underlay}:4789`, '--log-level', 'warn', ...args,
-  ]);
+  ], env);
   await waitFor(`nitride daemon ${name}`, async () => (await controlRequest(ctl, 'GET', '/v1/status')).vpc?.state === 'up', { timeoutMs: 60_000, alive: () => daemon.child.exitCode === null }).catch((err) => {
     throw new Error(`${err.message}\n${scratch.tail(`${name}-daemon`)}`);
   });

@@ -297,6 +297,14 @@ export interface VpcNamedStats {
   enis: Record<string, VpcPortStats>;
   peers: Record<string, VpcPeerStats>;
   underlay: VpcUnderlayStats;
+  /** The engine worker's busy-polls before sleeping: caught the next packet, ran out (then slept). */
+  worker: VpcWorkerStats;
+}
+
+/** The engine worker's busy-polls before sleeping (native/src/vpc_poll.h). */
+export interface VpcWorkerStats {
+  pollsWon: number;
+  pollsLost: number;
 }
 
 /** The control plane's counters: frames punted from the engine, ARP/DHCP answers and drops, handshake rejects. */

@@ -27,7 +27,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConntrackFlow } from '../api/security-groups.js';
-import type { VpcPeerStats, VpcPortStats, VpcUnderlayStats } from '../api/vpc.js';
+import type { VpcPeerStats, VpcPortStats, VpcUnderlayStats, VpcWorkerStats } from '../api/vpc.js';
 
 /** Options for {@link tapOpen}. */
 export interface TapOpenOptions {
@@ -153,6 +153,7 @@ interface NativeBinding {
   NbdLane: NbdLaneConstructor;
   IoLimiter: IoLimiterConstructor;
   VpcAllowance: VpcAllowanceConstructor;
+  VpcPollWindow: VpcPollWindowConstructor;
   RbdCluster: RbdClusterStatic;
   RbdImage: object;
 }
@@ -663,6 +664,7 @@ export interface VpcStats {
   ports: Record<number, VpcPortStats>;
   peers: Record<number, VpcPeerStats>;
   underlay: VpcUnderlayStats;
+  worker: VpcWorkerStats;
 }
 
 /** The raw native object (vpc_napi.cc). */
@@ -1106,6 +1108,22 @@ export interface VpcAllowanceConstructor {
 }
 
 export const VpcAllowance: VpcAllowanceConstructor = binding.VpcAllowance;
+
+/**
+ * The engine worker's busy-poll window (native/src/vpc_poll.h) on idle times the caller passes
+ * in (seconds), for its unit test: idle() says whether a poll was open ('none'), caught the next
+ * event ('won') or ran out ('lost'), and adapts `window` (seconds) as the worker does.
+ */
+export interface VpcPollWindow {
+  idle(seconds: number): 'none' | 'won' | 'lost';
+  readonly window: number;
+}
+
+export interface VpcPollWindowConstructor {
+  new (maxUs: number): VpcPollWindow;
+}
+
+export const VpcPollWindow: VpcPollWindowConstructor = binding.VpcPollWindow;
 
 // ---------------------------------------------------------------------------
 // Ceph RBD (native/src/rbd.cc): librbd's C API, loaded with dlopen on the first connect

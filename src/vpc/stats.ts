@@ -13,7 +13,7 @@ export function nameStats(stats: VpcStats, eniOfPort: (portId: number) => string
   for (const [portId, value] of Object.entries(stats.ports)) enis[eniOfPort(Number(portId)) ?? `port-${portId}`] = value;
   const peers: VpcNamedStats['peers'] = {};
   for (const [peerId, value] of Object.entries(stats.peers)) peers[nameOfPeer(Number(peerId)) ?? `peer-${peerId}`] = value;
-  return { enis, peers, underlay: stats.underlay };
+  return { enis, peers, underlay: stats.underlay, worker: stats.worker };
 }
 
 /** Sessions installed per peer name since the daemon started. */
