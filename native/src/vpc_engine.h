@@ -37,10 +37,13 @@
 // its share is unchanged, but on wake-up it may preempt a task running a
 // default slice instead of queueing behind it (measured: TCP connections/s
 // +10% median over five same-run pairs, within that test's noise; README,
-// Security groups). Busy-polling before sleeping (as the NBD lane does) was
-// measured and lost: with both hosts' workers and the guests on two loaded
-// cores, spinning takes the CPU the other side needs (TCP connections/s
-// fell 3.5x at load 51-63).
+// Security groups). A fixed busy-poll before sleeping (as the NBD lane does)
+// was measured and lost: with both hosts' workers and the guests on two
+// loaded cores, spinning takes the CPU the other side needs (TCP
+// connections/s fell 3.5x at load 51-63). What the worker does instead
+// (WaitEvents): an adaptive poll (vpc_poll.h, up to 200 µs by default,
+// NITRIDE_VPC_POLL_US) that opens only after short idle times and yields
+// the core between checks.
 //
 // Offloads (what makes one TCP flow go from ~0.75 to ~2 Gbit/s here):
 // - guest -> local port: GSO super-frames and CHECKSUM_PARTIAL packets pass

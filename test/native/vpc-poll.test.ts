@@ -3,7 +3,7 @@
  * the idle times the worker sees. Idle times are passed in: no sockets, no timers.
  */
 import { describe, expect, it } from 'vitest';
-import { VpcPollWindow } from '../../src/native/addon.js';
+import { VpcEngine, VpcPollWindow } from '../../src/native/addon.js';
 
 const US = 1e-6;
 
@@ -72,5 +72,24 @@ describe('VpcPollWindow', () => {
     const w = new VpcPollWindow(100);
     expect(() => w.idle(-1)).toThrow(/seconds must be a number >= 0/);
     expect(() => w.idle(Number.NaN)).toThrow(/seconds must be a number >= 0/);
+  });
+
+  it('an engine refuses a malformed NITRIDE_VPC_POLL_US with one line', () => {
+    const saved = process.env.NITRIDE_VPC_POLL_US;
+    try {
+      for (const bad of ['abc', '-1', '12us', '10001', ' 5']) {
+        process.env.NITRIDE_VPC_POLL_US = bad;
+        expect(() => new VpcEngine({ bindAddress: '127.0.0.1', bindPort: 0, onControl: () => {} })).toThrow(
+          /^NITRIDE_VPC_POLL_US must be whole microseconds from 0 \(no polling\) to 10000$/,
+        );
+      }
+      process.env.NITRIDE_VPC_POLL_US = '0';
+      const e = new VpcEngine({ bindAddress: '127.0.0.1', bindPort: 0, onControl: () => {} });
+      expect(e.stats().worker).toEqual({ pollsWon: 0, pollsLost: 0 });
+      e.close();
+    } finally {
+      if (saved === undefined) delete process.env.NITRIDE_VPC_POLL_US;
+      else process.env.NITRIDE_VPC_POLL_US = saved;
+    }
   });
 });
