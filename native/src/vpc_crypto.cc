@@ -2,6 +2,7 @@
 #include "vpc_crypto.h"
 #include "nitride.h"
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
@@ -47,6 +48,15 @@ EVP_CIPHER_CTX* KeyedCtx(const EVP_CIPHER* cipher, const uint8_t* key, int enc,
     return nullptr;
   }
   return ctx;
+}
+
+// The GCM tag out of (set: into) a context. Straight to the provider's
+// parameters: EVP_CIPHER_CTX_ctrl would translate the same call into them,
+// per message (measured ~20 ns of ~130).
+inline bool TagParam(EVP_CIPHER_CTX* ctx, uint8_t* tag, bool set) {
+  OSSL_PARAM p[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, kTagBytes),
+                     OSSL_PARAM_construct_end()};
+  return (set ? EVP_CIPHER_CTX_set_params(ctx, p) : EVP_CIPHER_CTX_get_params(ctx, p)) == 1;
 }
 
 inline void Nonce(uint64_t counter, uint8_t nonce[kNonceBytes]) {
@@ -109,8 +119,7 @@ bool Session::Seal(const uint8_t* frame, size_t len, uint8_t* out) {
       EVP_EncryptUpdate(send_, out + kDataHeaderBytes, &outl, frame,
                         static_cast<int>(len)) != 1 ||
       EVP_EncryptFinal_ex(send_, out + kDataHeaderBytes + outl, &finl) != 1 ||
-      EVP_CIPHER_CTX_ctrl(send_, EVP_CTRL_AEAD_GET_TAG, kTagBytes,
-                          out + kDataHeaderBytes + len) != 1) {
+      !TagParam(send_, out + kDataHeaderBytes + len, false)) {
     ERR_clear_error();
     return false;
   }
@@ -128,8 +137,7 @@ bool Session::Open(uint8_t* msg, size_t len) {
   if (EVP_DecryptInit_ex2(recv_, nullptr, nullptr, nonce, nullptr) != 1 ||
       EVP_DecryptUpdate(recv_, nullptr, &outl, msg, kDataHeaderBytes) != 1 ||
       EVP_DecryptUpdate(recv_, body, &outl, body, static_cast<int>(n)) != 1 ||
-      EVP_CIPHER_CTX_ctrl(recv_, EVP_CTRL_AEAD_SET_TAG, kTagBytes,
-                          body + n) != 1 ||
+      !TagParam(recv_, body + n, true) ||
       EVP_DecryptFinal_ex(recv_, body + outl, &finl) != 1) {
     ERR_clear_error();
     // The (unauthenticated) plaintext written into the buffer is discarded
