@@ -13,7 +13,7 @@
  */
 import type { Watcher } from 'etcd3';
 import { oneLine } from '../common/errors.js';
-import { mallocTrim } from '../native/addon.js';
+import { releaseMemory } from '../common/release-memory.js';
 import type { Logger } from '../log/logger.js';
 import type { VpcManager } from '../vpc/manager.js';
 import { FLEET_PREFIX, type FleetView, type HostRecord, type ParseCache } from './records.js';
@@ -24,7 +24,7 @@ import { toKv, type FleetStore, type StoredKv } from './store.js';
 
 const HEALTH_EVERY_MS = 1000;
 const SNAPSHOT_DELAY_MS = 300;
-/** Keys changed since the last malloc_trim that make the next quiet spell trim (a relist, a bulk of ENIs). */
+/** Keys changed since memory was last given back that make the next quiet spell give it back (a relist, a bulk of ENIs). */
 const TRIM_AFTER_KEYS = 1000;
 
 /** Counters of the mirror (metrics, `fleet status`). */
@@ -66,7 +66,7 @@ export class FleetMirror {
   private view: FleetViewState | undefined;
   private changed = new Set<string>();
   private rebuild = true;
-  /** Keys changed since glibc's heaps were last trimmed. */
+  /** Keys changed since memory was last given back. */
   private changedSinceTrim = 0;
   private readonly waiters: Array<{ revision: number; resolve: () => void }> = [];
   readonly counters: MirrorCounters = { badRecords: 0, hostKeyChanges: 0, relists: 0, watchEvents: 0 };
@@ -331,10 +331,9 @@ export class FleetMirror {
     } catch (err) {
       this.log.warn({ err: oneLine(err) }, 'fleet: cannot write the snapshot');
     }
-    // A large batch leaves glibc's heaps with freed pages still resident (~5 MB at 10,000 ENIs).
     if (this.changedSinceTrim >= TRIM_AFTER_KEYS) {
       this.changedSinceTrim = 0;
-      mallocTrim();
+      releaseMemory();
     }
   }
 }
