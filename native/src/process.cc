@@ -8,6 +8,7 @@
 // can spawn with inherited fds but never exec in place, and QEMU must be the unit's main pid.
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -38,6 +39,12 @@ Napi::Value IsDumpable(const Napi::CallbackInfo& info) {
     ThrowErrno(env, "isDumpable: prctl(PR_GET_DUMPABLE)", errno, "prctl");
   }
   return Napi::Boolean::New(env, r != 0);
+}
+
+// malloc_trim(0): glibc keeps freed pages of its heaps resident; after a large batch (a
+// fleet's 10,000 ENIs arriving) that was ~5 MB of RSS nothing used. Returns whether any went back.
+Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
 }
 
 Napi::Value ExecWithFds(const Napi::CallbackInfo& info) {
@@ -85,6 +92,7 @@ Napi::Value ExecWithFds(const Napi::CallbackInfo& info) {
 void InitProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("setDumpable", Napi::Function::New(env, SetDumpable, "setDumpable"));
   exports.Set("isDumpable", Napi::Function::New(env, IsDumpable, "isDumpable"));
+  exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim, "mallocTrim"));
   exports.Set("execWithFds", Napi::Function::New(env, ExecWithFds, "execWithFds"));
 }
 

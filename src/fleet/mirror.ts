@@ -13,15 +13,19 @@
  */
 import type { Watcher } from 'etcd3';
 import { oneLine } from '../common/errors.js';
+import { releaseMemory } from '../common/release-memory.js';
 import type { Logger } from '../log/logger.js';
 import type { VpcManager } from '../vpc/manager.js';
 import { FLEET_PREFIX, type FleetView, type HostRecord, type ParseCache } from './records.js';
 import { FleetViewState, inPlaceKey } from './view-state.js';
+import { ClaimStore, isClaimKey } from './claims.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
 import { toKv, type FleetStore, type StoredKv } from './store.js';
 
 const HEALTH_EVERY_MS = 1000;
 const SNAPSHOT_DELAY_MS = 300;
+/** Keys changed since memory was last given back that make the next quiet spell give it back (a relist, a bulk of ENIs). */
+const TRIM_AFTER_KEYS = 1000;
 
 /** Counters of the mirror (metrics, `fleet status`). */
 export interface MirrorCounters {
@@ -36,7 +40,9 @@ export interface MirrorCounters {
 }
 
 export class FleetMirror {
+  /** The keys the view is built from; the address and MAC claims are kept apart, compactly. */
   private readonly kvs = new Map<string, StoredKv>();
+  private readonly claims = new ClaimStore();
   /** The store revision the keys are at (0 = never listed), and when the watch last brought one. */
   private revision = 0;
   private seenAt: Date | null = null;
@@ -60,6 +66,8 @@ export class FleetMirror {
   private view: FleetViewState | undefined;
   private changed = new Set<string>();
   private rebuild = true;
+  /** Keys changed since memory was last given back. */
+  private changedSinceTrim = 0;
   private readonly waiters: Array<{ revision: number; resolve: () => void }> = [];
   readonly counters: MirrorCounters = { badRecords: 0, hostKeyChanges: 0, relists: 0, watchEvents: 0 };
   private readonly log: Logger;
@@ -81,7 +89,7 @@ export class FleetMirror {
   async start(): Promise<void> {
     const snap = await readSnapshot(this.snapshotFile, this.hostId);
     if (snap) {
-      for (const kv of snap.kvs) this.kvs.set(kv.key, kv);
+      for (const kv of snap.kvs) this.put(kv);
       this.revision = snap.revision;
       this.log.info({ revision: snap.revision, keys: snap.kvs.length }, 'fleet snapshot loaded');
       await this.apply();
@@ -105,12 +113,12 @@ export class FleetMirror {
 
   /** A key as last seen. */
   get(key: string): StoredKv | undefined {
-    return this.kvs.get(key);
+    return isClaimKey(key) ? this.claims.get(key) : this.kvs.get(key);
   }
 
   /** Keys under `prefix` as last seen. */
   under(prefix: string): StoredKv[] {
-    return [...this.kvs.values()].filter((kv) => kv.key.startsWith(prefix));
+    return [...[...this.kvs.values()].filter((kv) => kv.key.startsWith(prefix)), ...this.claims.under(prefix)];
   }
 
   /** Valid host records as last seen. */
@@ -183,9 +191,11 @@ export class FleetMirror {
     const { revision, kvs } = await this.store.list(FLEET_PREFIX);
     this.counters.relists++;
     this.kvs.clear();
+    this.claims.clear();
     this.parsed.clear();
     this.rebuild = true;
-    for (const kv of kvs) this.kvs.set(kv.key, kv);
+    for (const kv of kvs) this.put(kv);
+    this.changedSinceTrim += kvs.length;
     this.revision = revision;
     this.scheduleApply();
     this.startWatch(revision + 1);
@@ -200,12 +210,14 @@ export class FleetMirror {
       for (const ev of res.events) {
         const kv = toKv(ev.kv);
         if (ev.type === 'Delete') {
-          this.kvs.delete(kv.key);
+          if (isClaimKey(kv.key)) this.claims.delete(kv.key);
+          else this.kvs.delete(kv.key);
           this.parsed.delete(kv.key);
-        } else this.kvs.set(kv.key, kv);
+        } else this.put(kv);
         if (inPlaceKey(kv.key)) this.changed.add(kv.key);
         else this.rebuild = true;
         this.counters.watchEvents++;
+        this.changedSinceTrim++;
       }
       this.revision = Math.max(this.revision, Number(res.header.revision));
       this.seenAt = new Date();
@@ -222,6 +234,11 @@ export class FleetMirror {
         .catch((e) => this.markDown(oneLine(e)))
         .finally(() => (this.resyncing = false));
     });
+  }
+
+  private put(kv: StoredKv): void {
+    if (isClaimKey(kv.key)) this.claims.set(kv);
+    else this.kvs.set(kv.key, kv);
   }
 
   // ---- the view -----------------------------------------------------------------------------
@@ -310,9 +327,13 @@ export class FleetMirror {
   private async saveSnapshot(): Promise<void> {
     if (this.revision === 0) return;
     try {
-      await writeSnapshot(this.snapshotFile, { version: 1, hostId: this.hostId, revision: this.applied, kvs: [...this.kvs.values()] });
+      await writeSnapshot(this.snapshotFile, { version: 1, hostId: this.hostId, revision: this.applied, kvs: [...this.kvs.values(), ...this.claims.under()] });
     } catch (err) {
       this.log.warn({ err: oneLine(err) }, 'fleet: cannot write the snapshot');
+    }
+    if (this.changedSinceTrim >= TRIM_AFTER_KEYS) {
+      this.changedSinceTrim = 0;
+      releaseMemory();
     }
   }
 }

@@ -109,7 +109,7 @@ export class FleetVpcMutations implements FleetMutations {
     const subnet = JSON.parse(subnetKv.value) as SubnetRecord;
     const hostId = input.hostId === undefined || input.hostId === LOCAL_HOST_ID ? this.store.hostId : input.hostId;
     const id = input.id ?? newResourceId('eni', randomBytes);
-    if (this.enis().some((e) => e.record.id === id)) throw new ConflictError(`ENI ${id} already exists`);
+    if (this.enis(id).some((e) => e.record.id === id)) throw new ConflictError(`ENI ${id} already exists`);
     const vpcKv = this.need(fleetKeys.vpc(subnet.vpcId), `VPC ${subnet.vpcId} does not exist`);
     const cidr = parseCidr(subnet.cidr)!;
     const taken = new Set(this.mirror.under(fleetKeys.ipsOf(subnet.id)).map((kv) => kv.key));
@@ -364,12 +364,17 @@ export class FleetVpcMutations implements FleetMutations {
     return this.mirror.under(fleetKeys.subnets).flatMap((kv) => parsed<SubnetRecord>(kv.value));
   }
 
-  private enis(): Array<{ kv: ReturnType<FleetMirror['under']>[number]; record: FleetEniRecord }> {
-    return this.mirror.under(fleetKeys.enis).flatMap((kv) => parsed<FleetEniRecord>(kv.value).map((record) => ({ kv, record })));
+  /**
+   * Stored ENI records, parsed; with `id`, only those whose key names it (a record whose key
+   * names another id is refused by every view): one create does not parse 10,000 records.
+   */
+  private enis(id?: string): Array<{ kv: ReturnType<FleetMirror['under']>[number]; record: FleetEniRecord }> {
+    const kvs = this.mirror.under(fleetKeys.enis);
+    return (id === undefined ? kvs : kvs.filter((kv) => kv.key.endsWith(`/${id}`))).flatMap((kv) => parsed<FleetEniRecord>(kv.value).map((record) => ({ kv, record })));
   }
 
   private eni(id: string) {
-    const found = this.enis().find((e) => e.record.id === id && e.kv.key === fleetKeys.eni(e.record.hostId, id));
+    const found = this.enis(id).find((e) => e.record.id === id && e.kv.key === fleetKeys.eni(e.record.hostId, id));
     if (!found) throw new NotFoundError(`ENI ${id} does not exist`);
     return found;
   }

@@ -135,6 +135,7 @@ interface NativeBinding {
   unixListen(path: string, backlog?: number): number;
   socketAddress(fd: number): SocketAddress;
   isDumpable(): boolean;
+  mallocTrim(): boolean;
   execWithFds(argv: string[], fds: number[]): never;
   xtsEncrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
@@ -329,6 +330,11 @@ export function execWithFds(argv: string[], fds: number[]): never {
 /** prctl(PR_GET_DUMPABLE). */
 export function isDumpable(): boolean {
   return binding.isDumpable();
+}
+
+/** malloc_trim(0): the freed pages of glibc's heaps back to the system; whether any went. */
+export function mallocTrim(): boolean {
+  return binding.mallocTrim();
 }
 
 /**

@@ -166,13 +166,16 @@ export interface EniDirectory {
 export class VpcTables implements EniDirectory {
   private readonly byId = new Map<string, EniEntry>();
   private readonly byMac = new Map<string, EniEntry>();
-  private readonly byVpcIp = new Map<string, EniEntry>();
+  /** VPC id → address → entry (nested: no `vpc/ip` key string per ENI). */
+  private readonly byVpcIp = new Map<string, Map<number, EniEntry>>();
+  /** Frozen network/prefix pairs, one per distinct subnet and VPC block, shared by their entries. */
+  private readonly blocks = new Map<string, Readonly<{ network: number; prefix: number }>>();
 
   /** `localHostId`: the id of the daemon holding these tables (entries with it are local). */
   constructor(readonly localHostId: string) {}
 
   lookupByIp(vpcId: string, ip: number): EniEntry | undefined {
-    return this.byVpcIp.get(`${vpcId}/${ip >>> 0}`);
+    return this.byVpcIp.get(vpcId)?.get(ip >>> 0);
   }
 
   lookupByMac(mac: string): EniEntry | undefined {
@@ -207,15 +210,24 @@ export class VpcTables implements EniDirectory {
       subnetId: entry.subnetId,
       mac: entry.mac,
       ip: entry.ip,
-      subnet: Object.freeze({ network: entry.subnet.network, prefix: entry.subnet.prefix }),
-      vpc: Object.freeze({ network: entry.vpc.network, prefix: entry.vpc.prefix }),
+      subnet: this.block(entry.subnet),
+      vpc: this.block(entry.vpc),
       hostId: entry.hostId,
       sourceDestCheck: entry.sourceDestCheck,
       hostInterface: entry.hostInterface,
     });
     this.byId.set(entry.eniId, frozen);
     this.byMac.set(entry.mac, frozen);
-    this.byVpcIp.set(`${entry.vpcId}/${entry.ip >>> 0}`, frozen);
+    let ips = this.byVpcIp.get(entry.vpcId);
+    if (!ips) this.byVpcIp.set(entry.vpcId, (ips = new Map()));
+    ips.set(entry.ip >>> 0, frozen);
+  }
+
+  private block(b: { network: number; prefix: number }): Readonly<{ network: number; prefix: number }> {
+    const key = `${b.network}/${b.prefix}`;
+    let shared = this.blocks.get(key);
+    if (!shared) this.blocks.set(key, (shared = Object.freeze({ network: b.network, prefix: b.prefix })));
+    return shared;
   }
 
   remove(eniId: string): boolean {
@@ -223,7 +235,8 @@ export class VpcTables implements EniDirectory {
     if (!old) return false;
     this.byId.delete(eniId);
     this.byMac.delete(old.mac);
-    this.byVpcIp.delete(`${old.vpcId}/${old.ip >>> 0}`);
+    const ips = this.byVpcIp.get(old.vpcId);
+    if (ips?.delete(old.ip >>> 0) && !ips.size) this.byVpcIp.delete(old.vpcId);
     return true;
   }
 
@@ -307,8 +320,8 @@ export class VpcModel {
   private readonly vpcs = new Map<string, { record: VpcRecord; cidr: Cidr }>();
   private readonly subnets = new Map<string, Subnet>();
   private readonly enis = new Map<string, EniRecord>();
-  /** `hostId/interface` → ENI id. */
-  private readonly interfaces = new Map<string, string>();
+  /** Host id → interface → ENI id (nested: no `host/interface` key string per ENI). */
+  private readonly interfaces = new Map<string, Map<string, string>>();
   /** Every VPC's groups; ENIs' group lists refer to them. */
   readonly securityGroups: SecurityGroups;
   /** Every VPC's network ACLs and their subnet associations. */
@@ -474,7 +487,7 @@ export class VpcModel {
     if (typeof record.sourceDestCheck !== 'boolean') throw new UsageError('sourceDestCheck must be true or false');
     this.enis.set(id, record);
     subnet.used.set(ip, id);
-    this.interfaces.set(`${hostId}/${hostInterface}`, id);
+    this.setInterface(hostId, hostInterface, id);
     this.tables.put(this.entryOf(record));
     return { ...record };
   }
@@ -521,8 +534,8 @@ export class VpcModel {
       if (changes.pps !== null) next.pps = checkPps(changes.pps);
     }
     if (next.hostId !== old.hostId || next.hostInterface !== old.hostInterface) this.checkInterfaceFree(next.hostId, next.hostInterface, id);
-    this.interfaces.delete(`${old.hostId}/${old.hostInterface}`);
-    this.interfaces.set(`${next.hostId}/${next.hostInterface}`, id);
+    this.deleteInterface(old.hostId, old.hostInterface);
+    this.setInterface(next.hostId, next.hostInterface, id);
     this.enis.set(id, next);
     this.tables.put(this.entryOf(next));
     return { ...next };
@@ -531,7 +544,7 @@ export class VpcModel {
   deleteEni(id: string): void {
     const record = this.eniRecord(id);
     this.subnetEntry(record.subnetId).used.delete(ipv4ToInt(record.privateIp)!);
-    this.interfaces.delete(`${record.hostId}/${record.hostInterface}`);
+    this.deleteInterface(record.hostId, record.hostInterface);
     this.enis.delete(id);
     this.tables.remove(id);
     this.flowLogs.deleteFor(id);
@@ -565,7 +578,8 @@ export class VpcModel {
       const g = this.securityGroups.get(id);
       if (g.vpcId !== vpcId) throw new UsageError(`security group ${id} is in ${g.vpcId}, not ${vpcId}`);
     }
-    return [...groups];
+    // The group's own id string: 10,000 ENIs of a fleet share one, not one each.
+    return groups.map((id) => this.securityGroups.get(id).id);
   }
 
   // ---- network ACLs -------------------------------------------------------------------------
@@ -728,20 +742,31 @@ export class VpcModel {
 
   private newInterfaceName(hostId: string, eniId: string): string {
     const derived = `ni${eniId.slice(4, 12)}`;
-    if (!this.interfaces.has(`${hostId}/${derived}`)) return derived;
+    if (this.interfaceOwner(hostId, derived) === undefined) return derived;
     for (;;) {
       const name = `ni${this.random(4).toString('hex').slice(0, 8)}`;
-      if (!this.interfaces.has(`${hostId}/${name}`)) return name;
+      if (this.interfaceOwner(hostId, name) === undefined) return name;
     }
   }
 
   /** The ENI whose netdev on `hostId` is named `name`, if any. */
   interfaceOwner(hostId: string, name: string): string | undefined {
-    return this.interfaces.get(`${hostId}/${name}`);
+    return this.interfaces.get(hostId)?.get(name);
+  }
+
+  private setInterface(hostId: string, name: string, eniId: string): void {
+    let names = this.interfaces.get(hostId);
+    if (!names) this.interfaces.set(hostId, (names = new Map()));
+    names.set(name, eniId);
+  }
+
+  private deleteInterface(hostId: string, name: string): void {
+    const names = this.interfaces.get(hostId);
+    if (names?.delete(name) && !names.size) this.interfaces.delete(hostId);
   }
 
   private checkInterfaceFree(hostId: string, name: string, eniId: string): void {
-    const owner = this.interfaces.get(`${hostId}/${name}`);
+    const owner = this.interfaceOwner(hostId, name);
     if (owner !== undefined && owner !== eniId) throw new ConflictError(`interface ${name} on host ${hostId} is already used by ${owner}`);
   }
 }

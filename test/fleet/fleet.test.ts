@@ -116,6 +116,11 @@ describe.skipIf(!canRun)('a fleet of four hosts on etcd', () => {
       }
       return true;
     });
+    // An id another host's ENI has is refused here too (found by its key, not by parsing every record).
+    const dup = await hosts[1]!.cli(['eni', 'create', '--subnet', SUBNET_ID, '--id', enis[0]!.id, '--kind', 'veth']);
+    expect(dup.code).not.toBe(0);
+    expect(dup.stderr.trim().split('\n')).toHaveLength(1);
+    expect(dup.stderr).toMatch(new RegExp(`ENI ${enis[0]!.id} already exists`));
     // Each engine got the last ENI at a time it records (bench-fleet times propagation by it).
     for (const h of hosts) {
       const s = await statusOf(h);
