@@ -49,10 +49,12 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -519,7 +521,39 @@ bool DecryptNonZeroUnits(XtsKey& key, uint64_t first_unit, uint8_t* data,
   return true;
 }
 
+// cachestat(2), Linux 6.5 (the same number on every architecture); the C
+// library here has no wrapper.
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+struct CachestatRange {
+  uint64_t off, len;
+};
+struct Cachestat {
+  uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+// True if every page of [off, off + len) is in the page cache. False if not,
+// or if the kernel cannot say (then never asked again).
+bool RangeCached(int fd, uint64_t off, size_t len) {
+  static std::atomic<bool> unsupported{false};
+  static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (len == 0 || unsupported.load(std::memory_order_relaxed)) return false;
+  CachestatRange range = {off, len};
+  Cachestat cs;
+  if (syscall(__NR_cachestat, fd, &range, &cs, 0) != 0) {
+    if (errno == ENOSYS || errno == EPERM) unsupported.store(true, std::memory_order_relaxed);
+    return false;
+  }
+  return cs.nr_cache >= (off + len - 1) / page - off / page + 1;
+}
+
 bool PwriteAll(int fd, const uint8_t* data, size_t len, uint64_t off, size_t piece, WriteFailure* f) {
+  // Pieces exist to keep new folios small (kPageCacheWrite). A write over
+  // pages already cached reuses their folios whatever its size, so such a
+  // range goes in one call: a 1 MiB overwrite is 15 system calls fewer
+  // (~40 us of CPU on this VM) for one cachestat (~3 us).
+  if (len > piece && RangeCached(fd, off, len)) piece = len;
   for (size_t done = 0; done < len;) {
     ssize_t r = pwrite(fd, data + done, std::min(piece, len - done), static_cast<off_t>(off + done));
     if (r < 0 && errno == EINTR) continue;
