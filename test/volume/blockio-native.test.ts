@@ -2,6 +2,7 @@
  * The addon's block I/O (native/src/blockio.cc): fallocate, SEEK_DATA/SEEK_HOLE, and the combined
  * pread+decrypt / encrypt+pwrite threadpool jobs, checked against node:crypto as the reference.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -107,6 +108,29 @@ for (const { name, root } of scratchRoots()) {
         expect(back.equals(data)).toBe(true);
       } finally {
         closeSync(big);
+        cipher.destroy();
+      }
+    });
+
+    it('encryptPwrite over ranges partly in the page cache (one pwrite where cached, pieces elsewhere) writes every byte', async () => {
+      const key = randomKey();
+      const cipher = new XtsCipher(key, 4096);
+      const file = path.join(dir, 'mixed.img');
+      const f = openSync(file, 'w+');
+      try {
+        const want = randomBytes(4 << 20);
+        await encryptPwrite(f, cipher, 0, want);
+        // Drop [1 MiB, 2 MiB + 12 KiB) from the page cache (written back first), so the writes
+        // below span cached pages, evicted ones and the edges between, at offsets off the 64 KiB pieces.
+        execFileSync('python3', ['-c', `import os; fd = os.open(${JSON.stringify(file)}, os.O_RDONLY); os.fdatasync(fd); os.posix_fadvise(fd, 1 << 20, (1 << 20) + 12288, os.POSIX_FADV_DONTNEED)`]);
+        for (const [off, len] of [[61440, (2 << 20) + 12288], [3 << 20, 1 << 20], [(2 << 20) + 4096, 4096], [(1 << 20) - 8192, 200 * 1024]] as const) {
+          const data = randomBytes(len);
+          data.copy(want, off);
+          await encryptPwrite(f, cipher, off, data);
+        }
+        expect(readRaw(f, 0, want.length).equals(referenceEncrypt(key, 4096, 0, want))).toBe(true);
+      } finally {
+        closeSync(f);
         cipher.destroy();
       }
     });
