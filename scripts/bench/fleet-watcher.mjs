@@ -28,11 +28,20 @@ const logger = createLogger({ level: 'warn', destination: { write: (s) => proces
 const [host, port] = [opt.endpoint.slice(0, opt.endpoint.lastIndexOf(':')), Number(opt.endpoint.slice(opt.endpoint.lastIndexOf(':') + 1))];
 const publicKey = randomBytes(32).toString('base64');
 let mirror;
+// What FleetMirror and HostRegistration call on a daemon's VpcManager, with no engine behind it.
+const applied = () => process.stdout.write(`applied ${mirror.state().revision} ${Date.now()}\n`);
 const vpc = {
   status: () => ({ publicKey, port }),
+  hostPublicKey: () => publicKey,
   async applyFleetModel() {
     // The mirror reads its revision and builds the view in the same tick as this call.
-    process.stdout.write(`applied ${mirror.state().revision} ${Date.now()}\n`);
+    applied();
+  },
+  async applyFleetDelta(delta) {
+    // A daemon's in-place path: the view changes by the watch batch's keys.
+    delta.apply();
+    applied();
+    return true;
   },
 };
 const store = await FleetStore.open({ endpoints: opt.endpoints.split(','), ca: opt.ca, cert: opt.cert, key: opt.key });
