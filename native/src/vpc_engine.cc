@@ -85,7 +85,7 @@ void WireSize(size_t len, size_t seg_len, size_t gso_size, size_t* segments, siz
   *wire = len + (*segments - 1) * hdr;
 }
 
-// The allowances' clock (fine-grained: the coarse one moves in 4 ms steps,
+// The allowances' and the poll window's clock (fine-grained: the coarse one moves in 4 ms steps,
 // a whole bucket at some rates).
 double NowSeconds() {
   timespec ts;
@@ -918,12 +918,6 @@ void RequestShortSlice() {
   syscall(SYS_sched_setattr, 0, &a, 0);
 }
 
-double MonotonicSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 }  // namespace
 
 // The next events: at once if any are ready; else, while the PollWindow is
@@ -934,18 +928,18 @@ int Engine::WaitEvents(epoll_event* evs) {
   if (poll_.max() <= 0) return epoll_wait(epfd_, evs, kBatch, -1);
   int n = epoll_wait(epfd_, evs, kBatch, 0);
   if (n != 0) return n;
-  const double idle_from = MonotonicSeconds();
+  const double idle_from = NowSeconds();
   const double window = poll_.window();
   double now = idle_from;
   while (now - idle_from < window) {
     sched_yield();
     n = epoll_wait(epfd_, evs, kBatch, 0);
-    now = MonotonicSeconds();
+    now = NowSeconds();
     if (n != 0) break;
   }
   if (n == 0) {
     n = epoll_wait(epfd_, evs, kBatch, -1);
-    now = MonotonicSeconds();
+    now = NowSeconds();
   }
   if (n > 0) {
     const PollWindow::Outcome o = poll_.Idle(now - idle_from);

@@ -194,7 +194,7 @@ uint64_t ChecksumAdd(const uint8_t* p, size_t n, uint64_t sum) {
   // residue modulo 2^16 - 1 as 16-bit words, since (2^16 - 1) | (2^64 - 1).
   uint64_t carry = 0;
   // Payload-sized runs: the vector sum (this is per byte of every segment
-  // sent and received, ~4x the scalar loop's speed).
+  // sent and received; 2.2x the scalar loop on 63 KiB here).
 #if defined(__x86_64__)
   if (n >= 256 && kHaveAvx2) {
     const size_t bulk = n & ~size_t{31};
