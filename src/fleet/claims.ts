@@ -6,6 +6,7 @@
  * not in the canonical form `eni create` writes is kept as it came. What goes in comes out
  * unchanged (key, value, revisions).
  */
+import { NestedMap } from '../common/nested-map.js';
 import { intToIpv4, ipv4ToInt } from '../vpc/packets.js';
 import { FLEET_PREFIX } from './records.js';
 import type { StoredKv } from './store.js';
@@ -30,7 +31,7 @@ const macOf = (n: number) => n.toString(16).padStart(12, '0').replace(/(..)(?!$)
 
 export class ClaimStore {
   /** Subnet id → address → claim. */
-  private readonly ips = new Map<string, Map<number, Claim>>();
+  private readonly ips = new NestedMap<string, number, Claim>();
   /** MAC as a 48-bit number → claim. */
   private readonly macs = new Map<number, Claim>();
   /** Claims whose key is not in canonical form, whole. */
@@ -38,8 +39,8 @@ export class ClaimStore {
 
   set(kv: StoredKv): void {
     const claim: Claim = { value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision };
-    const ip = this.ipSlot(kv.key, true);
-    if (ip) ip.map!.set(ip.n, claim);
+    const ip = ipSlot(kv.key);
+    if (ip) this.ips.set(ip.subnet, ip.n, claim);
     else {
       const mac = macNumber(kv.key);
       if (mac !== undefined) this.macs.set(mac, claim);
@@ -48,19 +49,17 @@ export class ClaimStore {
   }
 
   get(key: string): StoredKv | undefined {
-    const ip = this.ipSlot(key, false);
+    const ip = ipSlot(key);
     const mac = ip ? undefined : macNumber(key);
-    const claim = ip ? ip.map?.get(ip.n) : mac !== undefined ? this.macs.get(mac) : undefined;
+    const claim = ip ? this.ips.get(ip.subnet, ip.n) : mac !== undefined ? this.macs.get(mac) : undefined;
     return claim ? { key, ...claim } : this.other.get(key);
   }
 
   delete(key: string): void {
-    const ip = this.ipSlot(key, false);
+    const ip = ipSlot(key);
     const mac = ip ? undefined : macNumber(key);
-    if (ip?.map) {
-      ip.map.delete(ip.n);
-      if (!ip.map.size) this.ips.delete(ip.subnet);
-    } else if (mac !== undefined) this.macs.delete(mac);
+    if (ip) this.ips.delete(ip.subnet, ip.n);
+    else if (mac !== undefined) this.macs.delete(mac);
     this.other.delete(key);
   }
 
@@ -72,7 +71,7 @@ export class ClaimStore {
 
   /** Every claim whose key starts with `prefix` (one subnet's addresses: only those are looked at). */
   *under(prefix = FLEET_PREFIX): Generator<StoredKv> {
-    for (const [subnet, map] of this.ips) {
+    for (const [subnet, map] of this.ips.groups()) {
       const at = `${IPS}${subnet}/`;
       if (!at.startsWith(prefix) && !prefix.startsWith(at)) continue;
       for (const [n, claim] of map) {
@@ -88,19 +87,17 @@ export class ClaimStore {
     }
     for (const kv of this.other.values()) if (kv.key.startsWith(prefix)) yield kv;
   }
+}
 
-  /** Where an address claim in canonical form is kept (`create`: make its subnet's map). */
-  private ipSlot(key: string, create: boolean): { subnet: string; n: number; map: Map<number, Claim> | undefined } | undefined {
-    if (!key.startsWith(IPS)) return undefined;
-    const slash = key.lastIndexOf('/');
-    const subnet = key.slice(IPS.length, slash);
-    const text = key.slice(slash + 1);
-    const n = ipv4ToInt(text);
-    if (!subnet || subnet.includes('/') || n === null || intToIpv4(n) !== text) return undefined;
-    let map = this.ips.get(subnet);
-    if (!map && create) this.ips.set(subnet, (map = new Map()));
-    return { subnet, n, map };
-  }
+/** Where an address claim in canonical form is kept: its subnet and address as a number. */
+function ipSlot(key: string): { subnet: string; n: number } | undefined {
+  if (!key.startsWith(IPS)) return undefined;
+  const slash = key.lastIndexOf('/');
+  const subnet = key.slice(IPS.length, slash);
+  const text = key.slice(slash + 1);
+  const n = ipv4ToInt(text);
+  if (!subnet || subnet.includes('/') || n === null || intToIpv4(n) !== text) return undefined;
+  return { subnet, n };
 }
 
 /** A MAC claim's MAC as a number, if its key is in canonical form. */

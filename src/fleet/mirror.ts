@@ -210,8 +210,7 @@ export class FleetMirror {
       for (const ev of res.events) {
         const kv = toKv(ev.kv);
         if (ev.type === 'Delete') {
-          if (isClaimKey(kv.key)) this.claims.delete(kv.key);
-          else this.kvs.delete(kv.key);
+          this.drop(kv.key);
           this.parsed.delete(kv.key);
         } else this.put(kv);
         if (inPlaceKey(kv.key)) this.changed.add(kv.key);
@@ -239,6 +238,11 @@ export class FleetMirror {
   private put(kv: StoredKv): void {
     if (isClaimKey(kv.key)) this.claims.set(kv);
     else this.kvs.set(kv.key, kv);
+  }
+
+  private drop(key: string): void {
+    if (isClaimKey(key)) this.claims.delete(key);
+    else this.kvs.delete(key);
   }
 
   // ---- the view -----------------------------------------------------------------------------

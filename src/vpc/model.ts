@@ -21,6 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
+import { NestedMap } from '../common/nested-map.js';
 import { idFormat, isResourceId, newResourceId, type ResourceKind } from '../api/ids.js';
 import { ENI_MAX_BANDWIDTH, ENI_MAX_PPS, ENI_MIN_BANDWIDTH, PEER_NAME_PATTERN, type EniInfo, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
 import type { SecurityGroupRecord } from '../api/security-groups.js';
@@ -167,7 +168,7 @@ export class VpcTables implements EniDirectory {
   private readonly byId = new Map<string, EniEntry>();
   private readonly byMac = new Map<string, EniEntry>();
   /** VPC id → address → entry (nested: no `vpc/ip` key string per ENI). */
-  private readonly byVpcIp = new Map<string, Map<number, EniEntry>>();
+  private readonly byVpcIp = new NestedMap<string, number, EniEntry>();
   /** Frozen network/prefix pairs, one per distinct subnet and VPC block, shared by their entries. */
   private readonly blocks = new Map<string, Readonly<{ network: number; prefix: number }>>();
 
@@ -175,7 +176,7 @@ export class VpcTables implements EniDirectory {
   constructor(readonly localHostId: string) {}
 
   lookupByIp(vpcId: string, ip: number): EniEntry | undefined {
-    return this.byVpcIp.get(vpcId)?.get(ip >>> 0);
+    return this.byVpcIp.get(vpcId, ip >>> 0);
   }
 
   lookupByMac(mac: string): EniEntry | undefined {
@@ -218,9 +219,7 @@ export class VpcTables implements EniDirectory {
     });
     this.byId.set(entry.eniId, frozen);
     this.byMac.set(entry.mac, frozen);
-    let ips = this.byVpcIp.get(entry.vpcId);
-    if (!ips) this.byVpcIp.set(entry.vpcId, (ips = new Map()));
-    ips.set(entry.ip >>> 0, frozen);
+    this.byVpcIp.set(entry.vpcId, entry.ip >>> 0, frozen);
   }
 
   private block(b: { network: number; prefix: number }): Readonly<{ network: number; prefix: number }> {
@@ -235,8 +234,7 @@ export class VpcTables implements EniDirectory {
     if (!old) return false;
     this.byId.delete(eniId);
     this.byMac.delete(old.mac);
-    const ips = this.byVpcIp.get(old.vpcId);
-    if (ips?.delete(old.ip >>> 0) && !ips.size) this.byVpcIp.delete(old.vpcId);
+    this.byVpcIp.delete(old.vpcId, old.ip >>> 0);
     return true;
   }
 
@@ -321,7 +319,7 @@ export class VpcModel {
   private readonly subnets = new Map<string, Subnet>();
   private readonly enis = new Map<string, EniRecord>();
   /** Host id → interface → ENI id (nested: no `host/interface` key string per ENI). */
-  private readonly interfaces = new Map<string, Map<string, string>>();
+  private readonly interfaces = new NestedMap<string, string, string>();
   /** Every VPC's groups; ENIs' group lists refer to them. */
   readonly securityGroups: SecurityGroups;
   /** Every VPC's network ACLs and their subnet associations. */
@@ -487,7 +485,7 @@ export class VpcModel {
     if (typeof record.sourceDestCheck !== 'boolean') throw new UsageError('sourceDestCheck must be true or false');
     this.enis.set(id, record);
     subnet.used.set(ip, id);
-    this.setInterface(hostId, hostInterface, id);
+    this.interfaces.set(hostId, hostInterface, id);
     this.tables.put(this.entryOf(record));
     return { ...record };
   }
@@ -534,8 +532,8 @@ export class VpcModel {
       if (changes.pps !== null) next.pps = checkPps(changes.pps);
     }
     if (next.hostId !== old.hostId || next.hostInterface !== old.hostInterface) this.checkInterfaceFree(next.hostId, next.hostInterface, id);
-    this.deleteInterface(old.hostId, old.hostInterface);
-    this.setInterface(next.hostId, next.hostInterface, id);
+    this.interfaces.delete(old.hostId, old.hostInterface);
+    this.interfaces.set(next.hostId, next.hostInterface, id);
     this.enis.set(id, next);
     this.tables.put(this.entryOf(next));
     return { ...next };
@@ -544,7 +542,7 @@ export class VpcModel {
   deleteEni(id: string): void {
     const record = this.eniRecord(id);
     this.subnetEntry(record.subnetId).used.delete(ipv4ToInt(record.privateIp)!);
-    this.deleteInterface(record.hostId, record.hostInterface);
+    this.interfaces.delete(record.hostId, record.hostInterface);
     this.enis.delete(id);
     this.tables.remove(id);
     this.flowLogs.deleteFor(id);
@@ -751,18 +749,7 @@ export class VpcModel {
 
   /** The ENI whose netdev on `hostId` is named `name`, if any. */
   interfaceOwner(hostId: string, name: string): string | undefined {
-    return this.interfaces.get(hostId)?.get(name);
-  }
-
-  private setInterface(hostId: string, name: string, eniId: string): void {
-    let names = this.interfaces.get(hostId);
-    if (!names) this.interfaces.set(hostId, (names = new Map()));
-    names.set(name, eniId);
-  }
-
-  private deleteInterface(hostId: string, name: string): void {
-    const names = this.interfaces.get(hostId);
-    if (names?.delete(name) && !names.size) this.interfaces.delete(hostId);
+    return this.interfaces.get(hostId, name);
   }
 
   private checkInterfaceFree(hostId: string, name: string, eniId: string): void {
