@@ -118,7 +118,10 @@ export class FleetMirror {
 
   /** Keys under `prefix` as last seen. */
   under(prefix: string): StoredKv[] {
-    return [...[...this.kvs.values()].filter((kv) => kv.key.startsWith(prefix)), ...this.claims.under(prefix)];
+    const out: StoredKv[] = [];
+    for (const kv of this.kvs.values()) if (kv.key.startsWith(prefix)) out.push(kv);
+    for (const kv of this.claims.under(prefix)) out.push(kv);
+    return out;
   }
 
   /** Valid host records as last seen. */
