@@ -1,5 +1,5 @@
 # nitride_native: TAP devices, SO_PEERCRED, sd_notify, AES-256-XTS sector
-# encryption, block-volume I/O (fallocate, SEEK_DATA, pread+decrypt and
+# encryption, AES-256-GCM (gcm*.cc), block-volume I/O (fallocate, SEEK_DATA, pread+decrypt and
 # encrypt+pwrite on the threadpool) and the VPC data plane (vpc_*.cc: a
 # worker thread forwarding guest frames over AF_PACKET and AES-256-GCM UDP)
 # for nitride. Built by `npm install`
@@ -40,6 +40,9 @@
         'src/listen.cc',
         'src/xts.cc',
         'src/xts_vaes.cc',
+        'src/gcm.cc',
+        'src/gcm_vaes.cc',
+        'src/gcm_napi.cc',
         'src/blockio.cc',
         'src/vpc_crypto.cc',
         'src/vpc_frame.cc',

@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nitride::InitProcess(env, exports);
   nitride::InitListen(env, exports);
   nitride::InitXts(env, exports);
+  nitride::InitGcm(env, exports);
   nitride::InitBlockIo(env, exports);
   nitride::InitVpc(env, exports);
   nitride::InitNbdLane(env, exports);

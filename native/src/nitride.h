@@ -19,6 +19,7 @@ void InitMemfd(Napi::Env env, Napi::Object exports);  // memfd.cc
 void InitProcess(Napi::Env env, Napi::Object exports);  // process.cc
 void InitListen(Napi::Env env, Napi::Object exports);   // listen.cc
 void InitXts(Napi::Env env, Napi::Object exports);
+void InitGcm(Napi::Env env, Napi::Object exports);  // gcm_napi.cc
 void InitBlockIo(Napi::Env env, Napi::Object exports);
 void InitVpc(Napi::Env env, Napi::Object exports);  // vpc_napi.cc
 void InitNbdLane(Napi::Env env, Napi::Object exports);  // nbd_lane.cc

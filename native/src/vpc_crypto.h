@@ -2,13 +2,12 @@
 // format in vpc_wire.h).
 #pragma once
 
-#include <openssl/evp.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "gcm.h"
 #include "vpc_wire.h"
 
 namespace nitride {
@@ -33,19 +32,14 @@ class ReplayWindow {
   uint64_t bits_[kWords] = {};
 };
 
-// Fetched once per process (EVP_CIPHER_fetch "AES-256-GCM"); null with a
-// reason in *error if node's OpenSSL cannot provide it.
-const EVP_CIPHER* GcmCipher(std::string* error);
-
-// One session with a peer: a keyed AES-256-GCM context per direction (keyed
-// once; only the nonce is re-initialised per message), the send counter and
-// the receive replay window. The key bytes are not kept: the contexts hold
-// the key schedules, which OpenSSL cleanses (OPENSSL_clear_free) when a
-// context is freed. Not thread-safe: used by one thread at a time (the
-// engine's worker, under its table lock).
+// One session with a peer: a keyed AES-256-GCM (gcm.h: VAES or OpenSSL) per
+// direction, the send counter and the receive replay window. The key bytes
+// are not kept, only the schedules, cleansed when the session is freed. Not
+// thread-safe: used by one thread at a time (the engine's worker, under its
+// table lock).
 class Session {
  public:
-  // Keys both contexts; false (error in *error) on OpenSSL failure.
+  // Keys both directions; null (error in *error) on OpenSSL failure.
   static std::unique_ptr<Session> Create(uint32_t local_index,
                                          uint32_t remote_index,
                                          const uint8_t send_key[kKeyBytes],
@@ -84,8 +78,8 @@ class Session {
   uint32_t remote_index_ = 0;
   int64_t created_ms_ = 0;
   uint64_t send_counter_ = 0;
-  EVP_CIPHER_CTX* send_ = nullptr;
-  EVP_CIPHER_CTX* recv_ = nullptr;
+  std::unique_ptr<Aes256Gcm> send_;
+  std::unique_ptr<Aes256Gcm> recv_;
   ReplayWindow replay_;
 };
 

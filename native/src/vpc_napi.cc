@@ -727,6 +727,8 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
       under.Set("txError", N(env, st.underlay.tx_errors));
       worker.Set("pollsWon", N(env, st.worker.polls_won));
       worker.Set("pollsLost", N(env, st.worker.polls_lost));
+      // Which AES-256-GCM seals and opens the data messages (gcm.h).
+      worker.Set("cipher", Napi::String::New(env, GcmImplementation()));
     }
     out.Set("ports", ports);
     out.Set("peers", peers);

@@ -6,6 +6,7 @@
 // loop step is 32 blocks: 8 zmm registers of 4 blocks each, enough independent
 // AES chains to keep the AES units busy.
 #include "xts_vaes.h"
+#include "aes256_ni.h"
 
 #include <immintrin.h>
 #include <openssl/crypto.h>
@@ -44,32 +45,8 @@ bool XtsVaesUsable() {
 
 namespace {
 
-// One step of the AES-256 key schedule: `prev2` is the round key two back,
-// `assist` aeskeygenassist of the previous one, `lane` which word of it to use
-// (0xff: RotWord+SubWord+Rcon, even steps; 0xaa: SubWord, odd steps).
-inline __m128i ExpandStep(__m128i prev2, __m128i assist) {
-  prev2 = _mm_xor_si128(prev2, _mm_slli_si128(prev2, 4));
-  prev2 = _mm_xor_si128(prev2, _mm_slli_si128(prev2, 4));
-  prev2 = _mm_xor_si128(prev2, _mm_slli_si128(prev2, 4));
-  return _mm_xor_si128(prev2, assist);
-}
-
-void Expand256(const uint8_t* key, __m128i rk[15]) {
-  rk[0] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(key));
-  rk[1] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(key + 16));
-#define NITRIDE_EXPAND(i, rcon)                                                         \
-  rk[i] = ExpandStep(rk[i - 2], _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[i - 1], rcon), 0xff)); \
-  if (i + 1 < 15)                                                                       \
-    rk[i + 1] = ExpandStep(rk[i - 1], _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[i], 0), 0xaa));
-  NITRIDE_EXPAND(2, 0x01)
-  NITRIDE_EXPAND(4, 0x02)
-  NITRIDE_EXPAND(6, 0x04)
-  NITRIDE_EXPAND(8, 0x08)
-  NITRIDE_EXPAND(10, 0x10)
-  NITRIDE_EXPAND(12, 0x20)
-#undef NITRIDE_EXPAND
-  rk[14] = ExpandStep(rk[12], _mm_shuffle_epi32(_mm_aeskeygenassist_si128(rk[13], 0x40), 0xff));
-}
+using aes256_ni::EncryptBlock;
+using aes256_ni::Expand256;
 
 // x·α^k for each 128-bit lane, k = 1 (xmm) or 4 (zmm): shift the little-endian
 // 128-bit value left by k, carrying between its 64-bit halves, and fold the k
@@ -90,12 +67,6 @@ inline __m512i MulAlpha4(__m512i t) {
   __m512i fold = _mm512_clmulepi64_epi128(swapped, _mm512_set1_epi64(0x87), 0x00);
   __m512i carry = _mm512_maskz_mov_epi64(0xaa, swapped);
   return _mm512_ternarylogic_epi64(_mm512_maskz_slli_epi64(0xff, t, 4), carry, fold, 0x96);  // a ^ b ^ c
-}
-
-inline __m128i EncryptBlock(const __m128i rk[15], __m128i b) {
-  b = _mm_xor_si128(b, rk[0]);
-  for (int r = 1; r < 14; ++r) b = _mm_aesenc_si128(b, rk[r]);
-  return _mm_aesenclast_si128(b, rk[14]);
 }
 
 constexpr int kLanes = 8;  // zmm registers per step: 32 blocks, 512 bytes

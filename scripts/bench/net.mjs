@@ -8,6 +8,8 @@
 //                  issue's abusive set): the cost of classification and connection tracking
 //   nitride-nopoll the same with the engine worker's busy-poll before sleeping off
 //                  (NITRIDE_VPC_POLL_US=0; only when named): its A/B in the same run
+//   nitride-openssl the same with the data plane's AES-256-GCM from node's OpenSSL instead of the
+//                  addon's VAES code (NITRIDE_GCM_IMPL=openssl; only when named): its A/B
 //   nitride-fleet  the same in fleet mode: three etcd members on host A's underlay address, hosts
 //                  and ENIs found through them (only when named: scripts/bench-fleet.sh does)
 //   plain          the ceiling: the hosts' kernels route the guests' packets over the underlay
@@ -77,6 +79,8 @@ const ALL_PATHS = [
   { id: 'nitride-sg', label: 'nitride, 1,000 SG rules per ENI', color: '#6f8fd0', sgRules: 1000 },
   // Only when named: the A/B of the worker's busy-poll (native/src/vpc_poll.h).
   { id: 'nitride-nopoll', label: 'nitride, worker never polls', color: '#9c7a1f', setup: 'nitride', short: 'q', env: { NITRIDE_VPC_POLL_US: '0' }, optIn: true },
+  // Only when named: the A/B of the data plane's AES-256-GCM (native/src/gcm.h).
+  { id: 'nitride-openssl', label: 'nitride, GCM from OpenSSL', color: '#5c3d9c', setup: 'nitride', short: 'e', env: { NITRIDE_GCM_IMPL: 'openssl' }, optIn: true },
   // Only when named (scripts/bench-fleet.sh does): three etcd members more to start.
   { id: 'nitride-fleet', label: 'nitride in fleet mode (etcd)', color: '#0a2a5c', optIn: true },
   { id: 'plain', label: 'plain routed (no encryption)', color: '#8c8c8c', baseline: true },
@@ -539,10 +543,11 @@ async function cps(p) {
   return { value: done / TIME, failed, cores: +(cpu / wallS).toFixed(2) };
 }
 
-/** Both daemons' engine workers' busy-polls so far: caught the next packet, ran out. */
+/** Both daemons' engine workers' busy-polls so far (caught the next packet, ran out) and their AES-256-GCM. */
 async function workerPolls(p) {
   const { a, b } = await p.stats();
-  return { won: a.worker.pollsWon + b.worker.pollsWon, lost: a.worker.pollsLost + b.worker.pollsLost };
+  const cipher = a.worker.cipher === b.worker.cipher ? a.worker.cipher : `${a.worker.cipher}/${b.worker.cipher}`;
+  return { won: a.worker.pollsWon + b.worker.pollsWon, lost: a.worker.pollsLost + b.worker.pollsLost, cipher };
 }
 
 async function ping(p, test) {
@@ -593,9 +598,10 @@ async function main() {
         if (polls0) {
           const polls1 = await workerPolls(p);
           r.polls = { won: polls1.won - polls0.won, lost: polls1.lost - polls0.lost };
+          r.cipher = polls1.cipher;
         }
         runs.push({ rep, test: test.id, path: p.id, load1, ...r });
-        say(`rep ${rep + 1}/${REPS} ${test.id.padEnd(4)} ${p.id.padEnd(14)} ${fmt(test, r.value)} ${test.unit}${r.cores !== undefined ? `, tunnel CPU ${r.cores} cores` : ''}${r.retransmits ? `, ${r.retransmits} retransmits` : ''}${r.polls ? `, worker polls won/lost ${r.polls.won}/${r.polls.lost}` : ''}, load ${load1}`);
+        say(`rep ${rep + 1}/${REPS} ${test.id.padEnd(4)} ${p.id.padEnd(14)} ${fmt(test, r.value)} ${test.unit}${r.cores !== undefined ? `, tunnel CPU ${r.cores} cores` : ''}${r.retransmits ? `, ${r.retransmits} retransmits` : ''}${r.polls ? `, worker polls won/lost ${r.polls.won}/${r.polls.lost}, gcm ${r.cipher}` : ''}, load ${load1}`);
       }
     }
   }

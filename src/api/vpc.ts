@@ -305,6 +305,12 @@ export interface VpcNamedStats {
 export interface VpcWorkerStats {
   pollsWon: number;
   pollsLost: number;
+  /**
+   * Which AES-256-GCM the data messages use: "vaes-avx512" (the addon's own,
+   * on CPUs with VAES, VPCLMULQDQ and AVX-512) or "openssl" (elsewhere, or
+   * with NITRIDE_GCM_IMPL=openssl in the daemon's environment).
+   */
+  cipher: 'vaes-avx512' | 'openssl';
 }
 
 /** The control plane's counters: frames punted from the engine, ARP/DHCP answers and drops, handshake rejects. */

@@ -122,6 +122,43 @@ export interface XtsCipherConstructor {
   readonly prototype: XtsCipher;
 }
 
+/**
+ * AES-256-GCM with 96-bit IVs: the VPC data plane's cipher (native/src/gcm.h),
+ * exposed for tests and benchmarks (the engine keys its sessions natively).
+ * Not for use from several threads; JS has one anyway.
+ */
+export interface AesGcm {
+  /**
+   * Which code runs: "vaes-avx512" (the addon's own, on CPUs with VAES,
+   * VPCLMULQDQ and AVX-512) or "openssl" (elsewhere, or with
+   * NITRIDE_GCM_IMPL=openssl in the environment). The same for every AesGcm
+   * and every VPC session of the process.
+   */
+  readonly implementation: 'vaes-avx512' | 'openssl';
+  /** Encrypts `data` in place and writes the 16-byte tag into `tag`. */
+  seal(iv: Uint8Array, aad: Uint8Array, data: Uint8Array, tag: Uint8Array): void;
+  /**
+   * Authenticates and decrypts `data` in place: true if the tag matches;
+   * false otherwise, with `data` zeroed.
+   */
+  open(iv: Uint8Array, aad: Uint8Array, data: Uint8Array, tag: Uint8Array): boolean;
+  /**
+   * Benchmark aid: this thread's CPU nanoseconds per seal or open of
+   * `length` bytes with 16 bytes of AAD, over `iterations` calls in a native
+   * loop (no N-API call per operation).
+   */
+  cpuNsPerOp(op: 'seal' | 'open', length: number, iterations: number): number;
+  /** Frees the key schedule (cleansed); later calls throw ERR_NITRIDE_GCM_DESTROYED. */
+  destroy(): void;
+}
+
+/** Constructor of {@link AesGcm}. */
+export interface AesGcmConstructor {
+  /** @param key 32 bytes; not kept (only its schedule, on the native side). */
+  new (key: Uint8Array): AesGcm;
+  readonly prototype: AesGcm;
+}
+
 /** Shape of the raw addon exports. */
 interface NativeBinding {
   tapOpen(name: string, opts?: TapOpenOptions): TapHandle;
@@ -140,6 +177,7 @@ interface NativeBinding {
   xtsEncrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   XtsCipher: XtsCipherConstructor;
+  AesGcm: AesGcmConstructor;
   punchHole(fd: number, offset: number, length: number): Promise<void>;
   zeroRange(fd: number, offset: number, length: number): Promise<void>;
   adviseWillNeed(fd: number, offset: number, length: number): Promise<void>;
@@ -355,6 +393,9 @@ export function xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit:
 
 /** AES-256-XTS with a key scheduled once; see the {@link XtsCipher} interface. */
 export const XtsCipher: XtsCipherConstructor = binding.XtsCipher;
+
+/** AES-256-GCM with a key scheduled once; see the {@link AesGcm} interface. */
+export const AesGcm: AesGcmConstructor = binding.AesGcm;
 
 // ---------------------------------------------------------------------------
 // Block-volume I/O (native/src/blockio.cc). Offsets and lengths are

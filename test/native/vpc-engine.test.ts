@@ -9,12 +9,12 @@
  * timing; timeouts are generous upper bounds.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createDecipheriv, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VpcEngine, type VpcControlEvent, type VpcFrameEvent } from '../../src/native/addon.js';
+import { AesGcm, VpcEngine, type VpcControlEvent, type VpcFrameEvent } from '../../src/native/addon.js';
 import { IP_PROTO_TCP, IP_PROTO_UDP } from '../../src/vpc/constants.js';
 import { ipv4ToInt } from '../../src/vpc/packets.js';
 import { SG_PROBE_PY } from '../helpers/sg-probe.js';
@@ -755,6 +755,7 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
     const recorded: { from: 'A' | 'B'; data: Buffer }[] = [];
     let recording = true;
     let keys: ReturnType<typeof sessionKeys>;
+    let sendKeyA: Buffer; // A's send key, kept to open A's datagrams with node:crypto
     const PEER = 1; // each engine's id for the other
 
     beforeAll(async () => {
@@ -786,6 +787,7 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       B.setRoute(d.mac, { port: 1 });
       B.setRoute(c.mac, { peer: PEER });
       keys = sessionKeys();
+      sendKeyA = Buffer.from(keys.a.sendKey);
       A.setSession(PEER, keys.a);
       B.setSession(PEER, keys.b);
     });
@@ -806,6 +808,24 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       expect(sa.rxPackets).toBeGreaterThanOrEqual(3);
       expect(sa.lastRx).toBeGreaterThan(0);
       expect(sa.drops).toMatchObject({ badTag: 0, replay: 0, noSession: 0 });
+    });
+
+    // The wire format of vpc_wire.h, whichever AES-256-GCM the engine runs
+    // (run this file with NITRIDE_GCM_IMPL=openssl too).
+    it('seals data messages as documented: node:crypto opens them (nonce 0^32 || counter LE, AAD = header)', () => {
+      const probe = new AesGcm(randomBytes(32));
+      expect(A.stats().worker.cipher).toBe(probe.implementation);
+      probe.destroy();
+      const sent = recorded.filter((x) => x.from === 'A' && x.data[0] === 4);
+      expect(sent.length).toBeGreaterThanOrEqual(3);
+      for (const { data } of sent) {
+        const d = createDecipheriv('aes-256-gcm', sendKeyA, Buffer.concat([Buffer.alloc(4), data.subarray(8, 16)]));
+        d.setAAD(data.subarray(0, 16));
+        d.setAuthTag(data.subarray(data.length - 16));
+        const frame = Buffer.concat([d.update(data.subarray(16, data.length - 16)), d.final()]);
+        expect(frame.readUInt16BE(12)).toBe(0x0800); // IPv4 in Ethernet
+        expect(frame.includes(PATTERN)).toBe(true);
+      }
     });
 
     it('sends plaintext only when both sides opt in', async () => {

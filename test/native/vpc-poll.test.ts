@@ -85,7 +85,7 @@ describe('VpcPollWindow', () => {
       }
       process.env.NITRIDE_VPC_POLL_US = '0';
       const e = new VpcEngine({ bindAddress: '127.0.0.1', bindPort: 0, onControl: () => {} });
-      expect(e.stats().worker).toEqual({ pollsWon: 0, pollsLost: 0 });
+      expect(e.stats().worker).toMatchObject({ pollsWon: 0, pollsLost: 0 });
       e.close();
     } finally {
       if (saved === undefined) delete process.env.NITRIDE_VPC_POLL_US;

@@ -43,6 +43,7 @@ const BENCHES: Array<[name: string, command: string[], badValue: string[], title
   ['bench-vm', [path.join(ROOT, 'scripts/bench-vm.sh')], ['--phases', 'boot,warp'], 'bench-vm --phases'],
   ['bench-volume', [process.execPath, path.join(ROOT, 'scripts/bench-volume.mjs')], ['--unit', '1000']],
   ['bench-xts', [process.execPath, path.join(ROOT, 'scripts/bench-xts.mjs')], ['--rounds', '0']],
+  ['bench-gcm', [process.execPath, path.join(ROOT, 'scripts/bench-gcm.mjs')], ['--rounds', '0']],
 ];
 
 

@@ -78,7 +78,7 @@ export class FakeEngine implements RuntimeEngine {
   /** Method calls in order (name and first argument), for ordering checks. */
   readonly calls: string[] = [];
   /** The counters stats() reports; tests may set them. */
-  readonly counters: VpcStats = { ports: {}, peers: {}, underlay: { unknownPeer: 0, malformed: 0, punted: 0, puntOverflow: 0, txError: 0 }, worker: { pollsWon: 0, pollsLost: 0 } };
+  readonly counters: VpcStats = { ports: {}, peers: {}, underlay: { unknownPeer: 0, malformed: 0, punted: 0, puntOverflow: 0, txError: 0 }, worker: { pollsWon: 0, pollsLost: 0, cipher: 'openssl' } };
   rekeyLimits: VpcRekeyLimits | undefined;
   /** The security-group table and options last set per port. */
   readonly security = new Map<number, { table: Buffer; opts: VpcSecurityOptions }>();
