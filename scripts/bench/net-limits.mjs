@@ -201,16 +201,17 @@ export async function runLimits({ paths, cells: picked, reps, time, inNs, say, g
     }
   }
   const f = (v, d) => (v === null || v === undefined ? '-' : v.toFixed(d));
-  const cost = picked.some((c) => c.id === COST_CELL.id) ? await runCost({ paths, reps, time, inNs, say, guestB, mtu }) : null;
-  if (!cells.length) return { runs, medians, idleRttMs: idle, cost, goals: cost?.goals ?? [], settings: settings(time) };
-  console.log(`\nLimits: measured / set (median of ${reps}; ${time} s after ${WARM} s of warm-up), iperf3 goodput and retransmits, ping RTT under load (idle: ${paths.map((p) => `${p.id} ${f(idle[p.id], 3)}`).join(', ')} ms), CPU per packet of the path's processes:`);
-  console.log(
-    textTable(
-      ['limit', 'dir', 'path', 'measured/set', 'goodput Mbit/s', 'retransmits', 'ping ms', 'added ms', 'µs/pkt'],
-      medians.map((m) => [cells.find((c) => c.id === m.cell).label, m.dir, m.path, f(m.ratio, 3), m.goodput === null ? '-' : f(m.goodput / 1e6, 1), m.retransmits === null ? '-' : String(Math.round(m.retransmits)), f(m.rttMs, 2), f(m.addedRttMs, 2), f(m.usPerPacket, 2)]),
-    ),
-  );
+  if (cells.length) {
+    console.log(`\nLimits: measured / set (median of ${reps}; ${time} s after ${WARM} s of warm-up), iperf3 goodput and retransmits, ping RTT under load (idle: ${paths.map((p) => `${p.id} ${f(idle[p.id], 3)}`).join(', ')} ms), CPU per packet of the path's processes:`);
+    console.log(
+      textTable(
+        ['limit', 'dir', 'path', 'measured/set', 'goodput Mbit/s', 'retransmits', 'ping ms', 'added ms', 'µs/pkt'],
+        medians.map((m) => [cells.find((c) => c.id === m.cell).label, m.dir, m.path, f(m.ratio, 3), m.goodput === null ? '-' : f(m.goodput / 1e6, 1), m.retransmits === null ? '-' : String(Math.round(m.retransmits)), f(m.rttMs, 2), f(m.addedRttMs, 2), f(m.usPerPacket, 2)]),
+      ),
+    );
+  }
   const goals = medians.map((m) => ({ goal: `${m.cell} ${m.dir} ${m.path} within ±3 %`, value: m.ratio, met: m.ratio !== null && Math.abs(m.ratio - 1) <= 0.03 }));
+  const cost = picked.some((c) => c.id === COST_CELL.id) ? await runCost({ paths, reps, time, inNs, say, guestB, mtu }) : null;
   if (cost) goals.push(...cost.goals);
   return { runs, medians, idleRttMs: idle, cost, goals, settings: settings(time) };
 }
