@@ -58,6 +58,8 @@ const UDP_WIRE = 14 + 20 + 8 + 64;
 const TBF_LATENCY = '5ms';
 const TBF_DEPTH_S = 0.01;
 const DROP_DEPTH_S = 0.3;
+/** A number for the tables ('-' when missing). */
+const f = (v, d) => (v === null || v === undefined ? '-' : v.toFixed(d));
 
 /**
  * The IP packets the namespace of process `pid` has received so far (GRO super-frames counted as
@@ -200,7 +202,6 @@ export async function runLimits({ paths, cells: picked, reps, time, inNs, say, g
       }
     }
   }
-  const f = (v, d) => (v === null || v === undefined ? '-' : v.toFixed(d));
   if (cells.length) {
     console.log(`\nLimits: measured / set (median of ${reps}; ${time} s after ${WARM} s of warm-up), iperf3 goodput and retransmits, ping RTT under load (idle: ${paths.map((p) => `${p.id} ${f(idle[p.id], 3)}`).join(', ')} ms), CPU per packet of the path's processes:`);
     console.log(
@@ -264,7 +265,6 @@ async function runCost({ paths, reps, time, inNs, say, guestB, mtu }) {
       });
     }
   }
-  const f = (v, d) => (v === null || v === undefined ? '-' : v.toFixed(d));
   const spread = (xs, d) => (xs.length ? `${f(Math.min(...xs), d)}..${f(Math.max(...xs), d)}` : '-');
   console.log(`\nCost of a limit far above the rate (${FAR.bandwidth / 1e9} Gbit/s, ${FAR.pps / 1e6} Mpps; tbf at the same bit rate) against none, out of guest A, runs A B B A x ${reps} (${time} s each); rises and ratio: median of per-repetition values (spread):`);
   console.log(
