@@ -107,6 +107,12 @@ constexpr size_t kMaxThrottled = 64;
 // While requests wait for the limiter, the thread wakes at least this often
 // to see a live change of the limits (volume modify).
 constexpr double kThrottleRecheckSeconds = 0.1;
+// While the first waiting request is due within this, the thread does not wake
+// for input: it reads the socket when it wakes to release that request (a READ
+// or WRITE arriving meanwhile would queue behind it anyway). Waking for the
+// client's next request as well as for each release was two sleeps per I/O at
+// a binding limit. The bound is what any other command (FLUSH) may wait extra.
+constexpr double kDeferInputSeconds = 2e-3;
 
 uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint32_t Load32(const uint8_t* p) {
@@ -450,6 +456,10 @@ class Lane {
       }
       bool want_in = !reading_done_ && out_bytes_ < kMaxQueuedOutput && forwarded < kMaxForwarded && jobs < (cfg_.rbd ? kMaxRbdInFlight : kMaxQueuedJobs) &&
                      throttled_.size() < kMaxThrottled;
+      // Not while the last deferred read filled its buffer: more may wait (a large WRITE's payload).
+      const double due = throttled_.empty() ? 0 : std::max(0.0, throttled_.front().at - MonotonicSeconds());
+      const bool defer_in = want_in && !input_pending_ && !throttled_.empty() && due < kDeferInputSeconds;
+      if (defer_in) want_in = false;
       bool want_out = !out_.empty() && !broken_;
       struct pollfd p[2];
       p[0].fd = want_in || (want_out && !hup_) ? cfg_.sock : -1;
@@ -465,7 +475,6 @@ class Lane {
       // 1000 IOPS a slot is 1 ms), and no longer than the recheck interval.
       double timeout = close_requested ? 0.2 : -1;
       if (!throttled_.empty()) {
-        double due = std::max(0.0, throttled_.front().at - MonotonicSeconds());
         timeout = std::min(timeout < 0 ? kThrottleRecheckSeconds : timeout, std::min(due, kThrottleRecheckSeconds));
       }
       struct timespec ts;
@@ -477,6 +486,7 @@ class Lane {
         broken_ = true;
         break;
       }
+      if (defer_in) input_pending_ = ReadSocket();
       if (n <= 0) continue;
       if (p[1].revents & POLLIN) {
         uint64_t v;
@@ -492,7 +502,7 @@ class Lane {
           spin_gap_ = gap < kSpinSeconds ? gap : 2 * kSpinSeconds;
           last_idle_ = 0;
         }
-        ReadSocket();
+        input_pending_ = ReadSocket();
       }
     }
 
@@ -545,8 +555,9 @@ class Lane {
     }
   }
 
-  // Receives what the socket has into the current target.
-  void ReadSocket() {
+  // Receives what the socket has into the current target. True if that
+  // filled the target (more may be waiting).
+  bool ReadSocket() {
     uint8_t* to;
     size_t room;
     if (state_ == kPayload) {
@@ -565,23 +576,24 @@ class Lane {
       // payload copied once more). One extra recv if the guess is wrong.
       if (large_write_next_ && in_start_ == in_end_) room = std::min(room, kRequestBytes);
     }
-    if (room == 0) return;
+    if (room == 0) return false;
     ssize_t r;
     do r = recv(cfg_.sock, to, room, MSG_DONTWAIT);
     while (r < 0 && errno == EINTR);
     if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
       End("error", std::string("recv: ") + strerror(errno));
-      return;
+      return false;
     }
     if (r == 0) {
       End("eof", "the client closed the connection");
-      return;
+      return false;
     }
     size_t got = static_cast<size_t>(r);
     if (state_ == kPayload) payload_have_ += got;
     else if (state_ == kDiscard) discard_left_ -= got;
     else in_end_ += got;
+    return got == room;
   }
 
   void Compact() {
@@ -1131,6 +1143,7 @@ class Lane {
   bool hup_ = false;
   double spin_gap_ = 0;   // recent gap between going idle and the next request (SpinForInput)
   double last_idle_ = 0;  // when the thread last went to sleep in poll, 0 if not measuring
+  bool input_pending_ = false;  // the last read filled its target: read again before deferring input
   std::deque<Throttled> throttled_;  // in arrival order (their start times too)
   bool client_gone_ = false;          // ended other than by DISC: waiting requests are dropped
 };

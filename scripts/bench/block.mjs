@@ -317,6 +317,7 @@ async function setUp() {
       t.before = () => volumeIdle(d, v.id);
       const unlimited = (n) => (n ? String(n) : 'unlimited');
       if (t.limited) t.setLimit = (cell) => volumeCli(d, ['volume', 'modify', v.id, '--iops', unlimited(cell.iops), '--throughput', unlimited(cell.mibps)]);
+      else t.setPerf = (perf) => volumeCli(d, ['volume', 'modify', v.id, ...perf]);
     } else if (t.fioRbd) {
       const image = `bench-${t.id}`;
       await cluster.rbd('create', `${cluster.pool}/${image}`, '--size', SIZE, '--image-feature', 'layering');
@@ -544,7 +545,7 @@ async function main() {
   await run('sync', []);
   say(`pre-filled (1 GiB sequential write through each server, MB/s): ${TARGETS.map((t) => `${t.id} ${fill[t.id].toFixed(0)}`).join(', ')}`);
   if (LIMITS) {
-    const limits = await runLimits({ targets: TARGETS, jobs: ALL_JOBS, reps: REPS, fio: async (t, job) => round(await fio(t, job)), sync, say, load1: () => os.loadavg()[0] });
+    const limits = await runLimits({ targets: TARGETS, jobs: ALL_JOBS, reps: REPS, fio: async (t, job, times) => round(await fio(t, job, times)), sync, say, load1: () => os.loadavg()[0] });
     const loads = limits.runs.map((r) => r.load1);
     const load1 = { min: Math.min(...loads), median: median(loads), max: Math.max(...loads) };
     console.log(`\n1-min load average during the runs ${load1.min.toFixed(1)}-${load1.max.toFixed(1)} (median ${load1.median.toFixed(1)}) on ${facts.cpus} CPUs.`);

@@ -21,6 +21,12 @@
 //                 the same path's idle median (so the added latency is loaded - idle)
 //   µs/pkt        CPU (user+system) of every process in the path's four namespaces (iperf3,
 //                 daemons; the kernel's forwarding and tc run in their contexts) per packet
+// Cost (cell `cost`): the limiter's own price, apart from the path's. On the nitride path, no
+// allowance against one far above any rate here (FAR: every frame is charged, none held); on
+// the plain path, no qdisc against tbf at FAR's rate. Jobs: iperf3 TCP (one stream) and 64-byte
+// UDP, out of guest A, unlimited; runs A B B A per repetition (which comes first alternates).
+// Per repetition: the mean of each side's two runs; reported: the median over repetitions of
+// the differences far - none (µs/pkt, ping) and of the ratios far / none (packets/s).
 import { readFileSync } from 'node:fs';
 import { cpuSeconds, median, run, sleep, textTable } from '../lib/bench-common.mjs';
 
@@ -37,6 +43,14 @@ export const LIMIT_CELLS = [
   { id: 'bw1g', label: '1 Gbit/s', bandwidth: 1e9 },
   { id: 'pps50k', label: '50 kpps', pps: 50_000 },
 ];
+/** Not a limit: the limiter's own cost (runCost), selectable with --cells as the limits are. */
+export const COST_CELL = { id: 'cost', label: 'cost of an allowance far above the rate' };
+const FAR = { bandwidth: 100e9, pps: 100e6 };
+const COST_JOBS = [
+  { id: 'tcp', label: 'TCP, 1 stream', cell: { id: 'tcp', bandwidth: 1 } },
+  { id: 'udp64', label: '64-byte UDP', cell: { id: 'udp64', pps: 1 } },
+];
+const COST_MAX = 0.03;
 const DIRECTIONS = ['out', 'in'];
 const WARM = 2;
 const UDP_WIRE = 14 + 20 + 8 + 64;
@@ -44,6 +58,8 @@ const UDP_WIRE = 14 + 20 + 8 + 64;
 const TBF_LATENCY = '5ms';
 const TBF_DEPTH_S = 0.01;
 const DROP_DEPTH_S = 0.3;
+/** A number for the tables ('-' when missing). */
+const f = (v, d) => (v === null || v === undefined ? '-' : v.toFixed(d));
 
 /**
  * The IP packets the namespace of process `pid` has received so far (GRO super-frames counted as
@@ -81,6 +97,16 @@ async function applyLimit(p, cell, dir, inNs, mtu) {
   const bucket = (seconds) => String(Math.max(2 * 65536, Math.round((cell.bandwidth * seconds) / 8)));
   const queue = p.tc === 'tbf' ? ['burst', bucket(TBF_DEPTH_S), 'latency', TBF_LATENCY] : ['burst', bucket(DROP_DEPTH_S), 'limit', String(65536 + mtu + 14)];
   await inNs(host, 'tc', ['qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${cell.bandwidth}bit`, ...queue]);
+}
+
+/** Path `p` with no limit, or (`far`) with FAR: the ENI's allowance, or tbf on host A's egress. */
+async function setFar(p, far, inNs, mtu) {
+  if (p.setup === 'nitride') {
+    await p.api('a', 'PATCH', `/v1/enis/${p.eniA}`, far ? FAR : { bandwidth: null, pps: null });
+    return;
+  }
+  for (const dev of ['ul', 'gh']) await inNs(p.ns.ha, 'tc', ['qdisc', 'del', 'dev', dev, 'root'], { allowFail: true });
+  if (far) await applyLimit(p, { bandwidth: FAR.bandwidth }, 'out', inNs, mtu);
 }
 
 /** One measured run: iperf3 for WARM + time s, counters over the last `time` s. */
@@ -135,7 +161,8 @@ async function idleRtt(p, inNs, guestB) {
  * The --limits run over `paths` (set up, with p.ns; nitride ones with p.api and p.eniA):
  * every cell x direction x path, `reps` times, path order rotated per repetition.
  */
-export async function runLimits({ paths, cells, reps, time, inNs, say, guestB, mtu }) {
+export async function runLimits({ paths, cells: picked, reps, time, inNs, say, guestB, mtu }) {
+  const cells = picked.filter((c) => c.id !== COST_CELL.id);
   const runs = [];
   const idle = {};
   for (const p of paths) idle[p.id] = await idleRtt(p, inNs, guestB);
@@ -175,14 +202,85 @@ export async function runLimits({ paths, cells, reps, time, inNs, say, guestB, m
       }
     }
   }
-  const f = (v, d) => (v === null || v === undefined ? '-' : v.toFixed(d));
-  console.log(`\nLimits: measured / set (median of ${reps}; ${time} s after ${WARM} s of warm-up), iperf3 goodput and retransmits, ping RTT under load (idle: ${paths.map((p) => `${p.id} ${f(idle[p.id], 3)}`).join(', ')} ms), CPU per packet of the path's processes:`);
+  if (cells.length) {
+    console.log(`\nLimits: measured / set (median of ${reps}; ${time} s after ${WARM} s of warm-up), iperf3 goodput and retransmits, ping RTT under load (idle: ${paths.map((p) => `${p.id} ${f(idle[p.id], 3)}`).join(', ')} ms), CPU per packet of the path's processes:`);
+    console.log(
+      textTable(
+        ['limit', 'dir', 'path', 'measured/set', 'goodput Mbit/s', 'retransmits', 'ping ms', 'added ms', 'µs/pkt'],
+        medians.map((m) => [cells.find((c) => c.id === m.cell).label, m.dir, m.path, f(m.ratio, 3), m.goodput === null ? '-' : f(m.goodput / 1e6, 1), m.retransmits === null ? '-' : String(Math.round(m.retransmits)), f(m.rttMs, 2), f(m.addedRttMs, 2), f(m.usPerPacket, 2)]),
+      ),
+    );
+  }
+  const goals = medians.map((m) => ({ goal: `${m.cell} ${m.dir} ${m.path} within ±3 %`, value: m.ratio, met: m.ratio !== null && Math.abs(m.ratio - 1) <= 0.03 }));
+  const cost = picked.some((c) => c.id === COST_CELL.id) ? await runCost({ paths, reps, time, inNs, say, guestB, mtu }) : null;
+  if (cost) goals.push(...cost.goals);
+  return { runs, medians, idleRttMs: idle, cost, goals, settings: settings(time) };
+}
+
+const settings = (time) => ({ warmSeconds: WARM, seconds: time, tbfLatency: TBF_LATENCY, tbfDepthSeconds: TBF_DEPTH_S, dropDepthSeconds: DROP_DEPTH_S, far: FAR });
+
+/**
+ * The limiter's own cost (see the top): on the `nitride` path and on `plain-tbf` (whichever of
+ * them run), each job A B B A per repetition; prints its table and returns runs, rows, goals.
+ */
+async function runCost({ paths, reps, time, inNs, say, guestB, mtu }) {
+  const sides = [paths.find((p) => p.id === 'nitride'), paths.find((p) => p.tc === 'tbf')].filter(Boolean);
+  const runs = [];
+  for (let rep = 0; rep < reps; rep++) {
+    for (const [ji, job] of COST_JOBS.entries()) {
+      for (const p of sides) {
+        for (const far of (rep + ji) % 2 ? [true, false, false, true] : [false, true, true, false]) {
+          await setFar(p, far, inNs, mtu);
+          const load1 = +readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+          const r = await measure(p, job.cell, 'out', { inNs, time, guestB, mtu });
+          runs.push({ rep, job: job.id, path: p.id, far, load1, pps: r.rate / (job.cell.pps ? 1 : (mtu + 14) * 8), usPerPacket: r.usPerPacket, rttMs: r.rttMs });
+          say(`rep ${rep + 1}/${reps} cost ${job.id.padEnd(5)} ${p.id.padEnd(9)} ${far ? 'far ' : 'none'} ${(runs.at(-1).pps / 1e3).toFixed(1)} kpps, ${r.usPerPacket?.toFixed(2)} µs/pkt, ping ${r.rttMs?.toFixed(2)} ms`);
+        }
+        await setFar(p, false, inNs, mtu);
+      }
+    }
+  }
+  const mean = (xs) => (xs.every((x) => x !== null) ? xs.reduce((a, x) => a + x, 0) / xs.length : null);
+  const rows = [];
+  for (const job of COST_JOBS) {
+    for (const p of sides) {
+      const side = (far, rep, k) => mean(runs.filter((r) => r.job === job.id && r.path === p.id && r.far === far && r.rep === rep).map((r) => r[k]));
+      const perRep = (f) => [...Array(reps).keys()].map(f).filter((x) => x !== null && Number.isFinite(x));
+      const diffs = (k) => perRep((rep) => (side(true, rep, k) === null || side(false, rep, k) === null ? null : side(true, rep, k) - side(false, rep, k)));
+      const all = (far, k) => median(runs.filter((r) => r.job === job.id && r.path === p.id && r.far === far).map((r) => r[k]).filter((x) => x !== null));
+      const us = diffs('usPerPacket');
+      const ratios = perRep((rep) => side(true, rep, 'pps') / side(false, rep, 'pps'));
+      rows.push({
+        job: job.id,
+        label: job.label,
+        path: p.id,
+        limiter: p.setup === 'nitride' ? 'ENI allowance' : 'tc tbf',
+        none: { pps: all(false, 'pps'), usPerPacket: all(false, 'usPerPacket'), rttMs: all(false, 'rttMs') },
+        far: { pps: all(true, 'pps'), usPerPacket: all(true, 'usPerPacket'), rttMs: all(true, 'rttMs') },
+        usPerPacketRise: us.length ? median(us) : null,
+        usPerPacketRises: us.map((x) => +x.toFixed(3)),
+        ratio: ratios.length ? median(ratios) : null,
+        ratios: ratios.map((x) => +x.toFixed(4)),
+        pingRiseMs: diffs('rttMs').length ? median(diffs('rttMs')) : null,
+      });
+    }
+  }
+  const spread = (xs, d) => (xs.length ? `${f(Math.min(...xs), d)}..${f(Math.max(...xs), d)}` : '-');
+  console.log(`\nCost of a limit far above the rate (${FAR.bandwidth / 1e9} Gbit/s, ${FAR.pps / 1e6} Mpps; tbf at the same bit rate) against none, out of guest A, runs A B B A x ${reps} (${time} s each); rises and ratio: median of per-repetition values (spread):`);
   console.log(
     textTable(
-      ['limit', 'dir', 'path', 'measured/set', 'goodput Mbit/s', 'retransmits', 'ping ms', 'added ms', 'µs/pkt'],
-      medians.map((m) => [cells.find((c) => c.id === m.cell).label, m.dir, m.path, f(m.ratio, 3), m.goodput === null ? '-' : f(m.goodput / 1e6, 1), m.retransmits === null ? '-' : String(Math.round(m.retransmits)), f(m.rttMs, 2), f(m.addedRttMs, 2), f(m.usPerPacket, 2)]),
+      ['job', 'path', 'limiter', 'µs/pkt none', 'µs/pkt far', 'rise µs/pkt', 'rise %', 'kpps none', 'far/none', 'ping ms none', 'ping rise ms'],
+      rows.map((r) => [r.label, r.path, r.limiter, f(r.none.usPerPacket, 2), f(r.far.usPerPacket, 2), `${f(r.usPerPacketRise, 2)} (${spread(r.usPerPacketRises, 2)})`, r.usPerPacketRise === null ? '-' : f((100 * r.usPerPacketRise) / r.none.usPerPacket, 1), f(r.none.pps / 1e3, 1), `${f(r.ratio, 3)} (${spread(r.ratios, 3)})`, f(r.none.rttMs, 3), f(r.pingRiseMs, 3)]),
     ),
   );
-  const goals = medians.map((m) => ({ goal: `${m.cell} ${m.dir} ${m.path} within ±3 %`, value: m.ratio, met: m.ratio !== null && Math.abs(m.ratio - 1) <= 0.03 }));
-  return { runs, medians, idleRttMs: idle, goals, settings: { warmSeconds: WARM, seconds: time, tbfLatency: TBF_LATENCY, tbfDepthSeconds: TBF_DEPTH_S, dropDepthSeconds: DROP_DEPTH_S } };
+  const goals = [];
+  for (const job of COST_JOBS) {
+    const n = rows.find((r) => r.job === job.id && r.limiter === 'ENI allowance');
+    const t = rows.find((r) => r.job === job.id && r.limiter === 'tc tbf');
+    if (!n) continue;
+    goals.push({ goal: `cost ${job.id}: ENI allowance far above, packets/s >= ${1 - COST_MAX}x none (cost <= 3 %)`, value: n.ratio, met: n.ratio !== null && n.ratio >= 1 - COST_MAX });
+    if (t) goals.push({ goal: `cost ${job.id}: the limiter's own CPU per packet <= tc's (rise µs/pkt)`, value: n.usPerPacketRise, reference: t.usPerPacketRise, met: n.usPerPacketRise !== null && t.usPerPacketRise !== null && n.usPerPacketRise <= t.usPerPacketRise });
+  }
+  for (const g of goals) console.log(`goal: ${g.goal}: ${f(g.value, 3)}${g.reference !== undefined ? ` vs ${f(g.reference, 3)}` : ''} ${g.met ? 'met' : 'MISSED'}`);
+  return { runs, rows, goals, settings: { far: FAR, jobs: COST_JOBS.map(({ id, label }) => ({ id, label })) } };
 }

@@ -72,7 +72,7 @@ import {
   waitFor,
 } from '../lib/bench-common.mjs';
 import { startEtcd } from '../lib/etcd.mjs';
-import { LIMIT_CELLS, LIMIT_PATHS, runLimits } from './net-limits.mjs';
+import { COST_CELL, LIMIT_CELLS, LIMIT_PATHS, runLimits } from './net-limits.mjs';
 
 const ALL_PATHS = [
   { id: 'nitride', label: 'nitride (AES-256-GCM, L2)', color: '#1f4e9c' },
@@ -125,7 +125,9 @@ const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [
   --tests LIST  comma list of: ${ALL_TESTS.map((t) => t.id).join(',')}
   --limits      accuracy of ENI allowances against tc (scripts/bench/net-limits.mjs); --paths then
                 from: ${LIMIT_PATHS.map((p) => p.id).join(',')}
-  --cells LIST  with --limits, comma list of: ${LIMIT_CELLS.map((c) => c.id).join(',')}
+  --cells LIST  with --limits, comma list of: ${[...LIMIT_CELLS, COST_CELL].map((c) => c.id).join(',')}
+                (cost: the limiter's own cost, an allowance far above the rate against none,
+                beside tbf against no qdisc; needs the nitride and plain-tbf paths)
   --tag PREFIX  namespace name prefix (default: random; the shell wrapper passes one to clean up)
   --out FILE    JSON result path (default bench-results/net-<timestamp>.json; .svg beside it)
   --keep        keep the scratch directory (logs, configs, iperf3 JSON)`;
@@ -149,7 +151,7 @@ const pick = (all, list, what) => pickById('bench-net', all, list, what);
 const PATHS = pick(opt.limits ? LIMIT_PATHS : opt.paths ? ALL_PATHS : ALL_PATHS.filter((p) => !p.optIn), opt.paths, 'path').map((p) => ({ ...p }));
 const TESTS = opt.limits ? [] : pick(ALL_TESTS, opt.tests, 'test');
 if (opt.cells !== undefined && !opt.limits) usageError('--cells must be used with --limits');
-const CELLS = opt.limits ? pick(LIMIT_CELLS, opt.cells, 'cell') : [];
+const CELLS = opt.limits ? pick([...LIMIT_CELLS, COST_CELL], opt.cells, 'cell') : [];
 const BASELINE = opt.limits ? undefined : PATHS.find((p) => p.baseline);
 const NITRIDE = opt.limits ? undefined : PATHS.find((p) => p.id === 'nitride');
 const TAG = opt.tag ?? `nb${Math.random().toString(16).slice(2, 6)}`;
@@ -574,7 +576,7 @@ async function main() {
   await setUp();
   if (opt.limits) {
     const limits = await runLimits({ paths: PATHS, cells: CELLS, reps: REPS, time: TIME, inNs, say, guestB: GUEST_B, mtu: GUEST_MTU });
-    const loads = limits.runs.map((r) => r.load1);
+    const loads = [...limits.runs, ...(limits.cost?.runs ?? [])].map((r) => r.load1);
     console.log(`1-min load average during the runs ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)} on ${facts.cpus} CPUs.`);
     const missed = limits.goals.filter((g) => !g.met);
     console.log(`\nGoals: ${limits.goals.length - missed.length}/${limits.goals.length} met.`);

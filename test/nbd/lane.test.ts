@@ -5,7 +5,7 @@
  * descriptors and lease when a client vanishes mid-request. Protocol coverage over both planes is
  * in server.test.ts.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -20,6 +20,7 @@ import { createLogger } from '../../src/log/logger.js';
 import { tempDir } from '../helpers/nitride.js';
 import { nbdPython, runOk } from '../helpers/run.js';
 import { randomKey } from '../volume/helpers.js';
+import { IoLimiter } from '../../src/native/addon.js';
 
 const SIZE = 16 << 20;
 let dir: string;
@@ -39,24 +40,29 @@ const vol: NbdExport = {
   },
 };
 
+/** The same backend behind a limit of 1000 IOPS. */
+const limited: NbdExport = { ...vol, name: 'limited', limiter: new IoLimiter({ iops: 1000 }) };
+
 async function serve(dataPlane: 'native' | 'js'): Promise<string> {
-  const server = new NbdServer({ catalog: new StaticCatalog([vol]), logger: createLogger({ level: 'silent' }), dataPlane });
+  const server = new NbdServer({ catalog: new StaticCatalog([vol, limited]), logger: createLogger({ level: 'silent' }), dataPlane });
   const socket = path.join(dir, `${dataPlane}-${servers.length}.sock`);
   await server.listenUnix(socket);
   servers.push(server);
   return socket;
 }
 
-/** Names of this process's threads (one that ends between the listing and the read is gone). */
-const threadNames = () =>
+/** This process's threads by id and name (one that ends between the listing and the read is gone). */
+const threads = () =>
   readdirSync('/proc/self/task').flatMap((t) => {
     try {
-      return [readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim()];
+      return [{ tid: t, name: readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() }];
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
   });
+const threadNames = () => threads().map((t) => t.name);
+const laneTids = () => threads().flatMap((t) => (t.name === 'nitride-nbd' ? [t.tid] : []));
 const fdCount = () => readdirSync('/proc/self/fd').length;
 
 async function waitFor(what: string, ok: () => boolean, ms = 5000): Promise<void> {
@@ -212,6 +218,54 @@ print(json.dumps({'errno': errno, 'wrote': wrote, 'readBack': h.pread(65536, 0) 
     expect(out).not.toMatch(/Pattern verification failed|error/i);
     expect(out.match(/^read /gm)).toHaveLength(4);
   });
+  it('while requests wait for the limiter, the lane sleeps once per request, not also for each arriving one', async () => {
+    // A QD8 client at a binding limit: every request waits. Before, the lane woke for the
+    // client's next request as well as to release each one: two sleeps (voluntary context
+    // switches) per I/O where one does.
+    const socket = await serve('native');
+    const before = new Set(laneTids());
+    const n = 400;
+    const client = spawn('/usr/bin/python3', ['-c', `
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(${JSON.stringify(`nbd+unix:///limited?socket=${socket}`)})
+bufs = [nbd.Buffer(4096) for _ in range(8)]
+def qd8(n):
+    issued = 0
+    while issued < n or h.aio_in_flight() > 0:
+        while issued < n and h.aio_in_flight() < 8:
+            h.aio_pread(bufs[issued % 8], (issued % 4096) * 4096, completion=lambda err: 1)
+            issued += 1
+        h.poll(-1)
+qd8(150)  # the 0.1 s bucket (100 I/Os) drains: from here on every request waits
+print('ready', flush=True)
+sys.stdin.readline()
+qd8(${n})
+print('done', flush=True)
+sys.stdin.readline()
+h.shutdown()
+`], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines: string[] = [];
+    client.stdout.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+    const exited = new Promise<number | null>((r) => client.on('exit', r));
+    try {
+      const sleeps = (tid: string) => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/self/task/${tid}/status`, 'utf8'))![1]);
+      await waitFor('the client to connect', () => lines.includes('ready'), 20_000);
+      const [tid, ...others] = laneTids().filter((t) => !before.has(t));
+      expect(tid).toBeDefined();
+      expect(others).toEqual([]);
+      const s0 = sleeps(tid!);
+      client.stdin.write('\n');
+      await waitFor('the reads', () => lines.includes('done'), 20_000);
+      const per = (sleeps(tid!) - s0) / n;
+      client.stdin.write('\n');
+      expect(await exited).toBe(0);
+      expect(per).toBeLessThan(1.3);
+    } finally {
+      client.kill();
+    }
+  });
+
   it('pipelined large requests of mixed sizes on three connections at once come back intact', async () => {
     const socket = await serve('native');
     // Per connection, in its own 4 MiB region, back to back without waiting: 1 MiB writes (the
