@@ -41,7 +41,7 @@
 // was measured and lost: with both hosts' workers and the guests on two
 // loaded cores, spinning takes the CPU the other side needs (TCP
 // connections/s fell 3.5x at load 51-63). What the worker does instead
-// (WaitEvents): an adaptive poll (vpc_poll.h, up to 200 µs by default,
+// (WaitEvents): an adaptive poll (vpc_poll.h, bounded by kPollMaxUs in vpc_engine.cc or
 // NITRIDE_VPC_POLL_US) that opens only after short idle times and yields
 // the core between checks.
 //
