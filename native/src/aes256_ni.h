@@ -7,6 +7,8 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 namespace nitride {
 namespace aes256_ni {
@@ -47,6 +49,19 @@ NITRIDE_AESNI inline __m128i EncryptBlock(const __m128i rk[15], __m128i b) {
 }
 
 #undef NITRIDE_AESNI
+
+// Whether a VAES mode may run: the CPU has VAES, VPCLMULQDQ and AVX-512
+// (F/BW/VL; libgcc's avx512f test includes the OS saving the zmm state,
+// XCR0), unless the environment variable named `force_openssl` is "openssl".
+inline bool VaesUsable(const char* force_openssl) {
+  const char* impl = getenv(force_openssl);
+  if (impl != nullptr && strcmp(impl, "openssl") == 0) return false;
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("vaes") &&
+         __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("aes") &&
+         __builtin_cpu_supports("pclmul");
+}
 
 }  // namespace aes256_ni
 }  // namespace nitride

@@ -28,15 +28,7 @@ void XtsVaesKeyDeleter::operator()(XtsVaesKey* k) const {
 }
 
 bool XtsVaesUsable() {
-  static const bool usable = [] {
-    const char* impl = getenv("NITRIDE_XTS_IMPL");
-    if (impl != nullptr && strcmp(impl, "openssl") == 0) return false;
-    __builtin_cpu_init();
-    // libgcc's avx512f test includes the OS saving the zmm state (XCR0).
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("vaes") && __builtin_cpu_supports("vpclmulqdq") &&
-           __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
-  }();
+  static const bool usable = aes256_ni::VaesUsable("NITRIDE_XTS_IMPL");
   return usable;
 }
 
