@@ -81,6 +81,17 @@ void BytesArg(Napi::Env env, Napi::Value v, const char* fn, const char* what,
   *len = a.ByteLength();
 }
 
+uint8_t* FixedBytesArg(Napi::Env env, Napi::Value v, const char* fn, const char* what, size_t want) {
+  uint8_t* p;
+  size_t len;
+  BytesArg(env, v, fn, what, &p, &len);
+  if (len != want) {
+    ThrowRangeError(env, std::string(fn) + ": " + what + " must be " + std::to_string(want) + " bytes, got " +
+                             std::to_string(len));
+  }
+  return p;
+}
+
 int FdArg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
   Napi::Env env = info.Env();
   if (!info[i].IsNumber()) {

@@ -14,17 +14,6 @@
 namespace nitride {
 namespace {
 
-const uint8_t* FixedBytes(Napi::Env env, Napi::Value v, const char* fn, const char* what, size_t want) {
-  uint8_t* p;
-  size_t len;
-  BytesArg(env, v, fn, what, &p, &len);
-  if (len != want) {
-    ThrowRangeError(env, std::string(fn) + ": " + what + " must be " + std::to_string(want) + " bytes, got " +
-                             std::to_string(len));
-  }
-  return p;
-}
-
 double ThreadCpuNs() {
   timespec t;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
@@ -46,7 +35,7 @@ class AesGcm : public Napi::ObjectWrap<AesGcm> {
 
   explicit AesGcm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AesGcm>(info) {
     Napi::Env env = info.Env();
-    const uint8_t* key = FixedBytes(env, info[0], "AesGcm", "key", Aes256Gcm::kKeyBytes);
+    const uint8_t* key = FixedBytesArg(env, info[0], "AesGcm", "key", Aes256Gcm::kKeyBytes);
     std::string error;
     gcm_ = Aes256Gcm::Create(key, &error);
     if (!gcm_) ThrowWithCode(env, "AesGcm: " + error, "ERR_OPENSSL");
@@ -70,10 +59,10 @@ class AesGcm : public Napi::ObjectWrap<AesGcm> {
   static Args Parse(const Napi::CallbackInfo& info, const char* fn) {
     Napi::Env env = info.Env();
     Args a;
-    a.iv = FixedBytes(env, info[0], fn, "iv", Aes256Gcm::kIvBytes);
+    a.iv = FixedBytesArg(env, info[0], fn, "iv", Aes256Gcm::kIvBytes);
     BytesArg(env, info[1], fn, "aad", &a.aad, &a.aad_len);
     BytesArg(env, info[2], fn, "data", &a.data, &a.len);
-    a.tag = const_cast<uint8_t*>(FixedBytes(env, info[3], fn, "tag", Aes256Gcm::kTagBytes));
+    a.tag = FixedBytesArg(env, info[3], fn, "tag", Aes256Gcm::kTagBytes);
     return a;
   }
 

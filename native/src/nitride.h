@@ -120,6 +120,10 @@ std::string OpenSslErrors();
 void BytesArg(Napi::Env env, Napi::Value v, const char* fn, const char* what,
               uint8_t** data, size_t* len);
 
+// The same, for an argument of exactly `want` bytes (a key, an IV, a tag):
+// its bytes, or a RangeError "fn: what must be N bytes, got M".
+uint8_t* FixedBytesArg(Napi::Env env, Napi::Value v, const char* fn, const char* what, size_t want);
+
 // Reads argument `i` as a file descriptor (integer in [0, INT_MAX]).
 int FdArg(const Napi::CallbackInfo& info, size_t i, const char* fn);
 

@@ -84,14 +84,7 @@ using CtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter>;
 
 
 const uint8_t* KeyArg(Napi::Env env, Napi::Value v, const char* fn) {
-  uint8_t* key;
-  size_t len;
-  BytesArg(env, v, fn, "key", &key, &len);
-  if (len != kKeyBytes) {
-    ThrowRangeError(env, std::string(fn) +
-                             ": AES-256-XTS key must be 64 bytes, got " +
-                             std::to_string(len));
-  }
+  const uint8_t* key = FixedBytesArg(env, v, fn, "AES-256-XTS key", kKeyBytes);
   if (CRYPTO_memcmp(key, key + kKeyBytes / 2, kKeyBytes / 2) == 0) {
     ThrowInvalidValue(env, std::string(fn) +
                                ": AES-256-XTS key halves are identical; the "
