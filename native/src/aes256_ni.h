@@ -50,12 +50,20 @@ NITRIDE_AESNI inline __m128i EncryptBlock(const __m128i rk[15], __m128i b) {
 
 #undef NITRIDE_AESNI
 
+// The environment variables that force OpenSSL's code instead of the VAES
+// one (A/B measurements, diagnostics), and the one value they take. Unset or
+// empty means the fastest code the CPU runs; the daemon refuses any other
+// value (a typo would silently measure the wrong code): cipherImplSwitches.
+constexpr const char* kXtsImplVariable = "NITRIDE_XTS_IMPL";
+constexpr const char* kGcmImplVariable = "NITRIDE_GCM_IMPL";
+constexpr const char* kForceOpenssl = "openssl";
+
 // Whether a VAES mode may run: the CPU has VAES, VPCLMULQDQ and AVX-512
 // (F/BW/VL; libgcc's avx512f test includes the OS saving the zmm state,
 // XCR0), unless the environment variable named `force_openssl` is "openssl".
 inline bool VaesUsable(const char* force_openssl) {
   const char* impl = getenv(force_openssl);
-  if (impl != nullptr && strcmp(impl, "openssl") == 0) return false;
+  if (impl != nullptr && strcmp(impl, kForceOpenssl) == 0) return false;
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("vaes") &&

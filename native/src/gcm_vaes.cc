@@ -40,7 +40,7 @@ void GcmVaesKeyDeleter::operator()(GcmVaesKey* k) const {
 }
 
 bool GcmVaesUsable() {
-  static const bool usable = aes256_ni::VaesUsable("NITRIDE_GCM_IMPL");
+  static const bool usable = aes256_ni::VaesUsable(aes256_ni::kGcmImplVariable);
   return usable;
 }
 

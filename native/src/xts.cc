@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "aes256_ni.h"
 #include "nitride.h"
 #include "xts_vaes.h"
 
@@ -414,6 +415,14 @@ std::shared_ptr<XtsKey> XtsKeyArg(Napi::Env env, Napi::Value v, const char* fn) 
 
 void InitXts(Napi::Env env, Napi::Object exports) {
   FetchCipher();
+  // The cipher implementation switches (aes256_ni.h), for the daemon's check of its environment.
+  Napi::Object switches = Napi::Object::New(env);
+  Napi::Array names = Napi::Array::New(env, 2);
+  names.Set(0u, aes256_ni::kXtsImplVariable);
+  names.Set(1u, aes256_ni::kGcmImplVariable);
+  switches.Set("variables", names);
+  switches.Set("value", aes256_ni::kForceOpenssl);
+  exports.Set("cipherImplSwitches", switches);
   exports.Set("xtsEncrypt", Napi::Function::New(env, OneShot<1>, "xtsEncrypt"));
   exports.Set("xtsDecrypt", Napi::Function::New(env, OneShot<0>, "xtsDecrypt"));
   exports.Set("XtsCipher", XtsCipher::Define(env));

@@ -28,7 +28,7 @@ void XtsVaesKeyDeleter::operator()(XtsVaesKey* k) const {
 }
 
 bool XtsVaesUsable() {
-  static const bool usable = aes256_ni::VaesUsable("NITRIDE_XTS_IMPL");
+  static const bool usable = aes256_ni::VaesUsable(aes256_ni::kXtsImplVariable);
   return usable;
 }
 

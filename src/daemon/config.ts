@@ -27,6 +27,7 @@ import { ENI_ALLOWANCE_QUEUE_US, ENI_MAX_ALLOWANCE_QUEUE_US, PEER_NAME_PATTERN }
 import { CT_DEFAULT_MAX_FLOWS } from '../vpc/sg-table.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
 import { DEFAULT_VM_UID_RANGE, parseUidRange } from '../vm/jail.js';
+import { cipherImplSettingError } from '../native/addon.js';
 import { consoleRotation, DEFAULT_CONSOLE_KEEP, DEFAULT_CONSOLE_MAX_BYTES, type ConsoleRotation } from '../vm/console-log.js';
 import { parseSize } from '../common/units.js';
 import { hostIdOfCertificate } from '../fleet/identity.js';
@@ -185,6 +186,8 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if (envLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(envLevel)) {
     throw new UsageError(`NITRIDE_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  const cipherImpl = cipherImplSettingError(env);
+  if (cipherImpl !== null) throw new UsageError(cipherImpl);
   const nbdListen = flags.nbdListen ?? env.NITRIDE_NBD_LISTEN ?? file?.nbd_listen;
   if (nbdListen !== undefined) parseEndpoint(nbdListen, '--nbd-listen');
   const vpcListen = flags.vpcListen ?? file?.vpc_listen ?? DEFAULT_VPC_LISTEN;

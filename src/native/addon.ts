@@ -178,6 +178,11 @@ interface NativeBinding {
   xtsDecrypt(key: Uint8Array, dataUnitSize: number, firstDataUnit: DataUnitNumber, buf: Uint8Array): void;
   XtsCipher: XtsCipherConstructor;
   AesGcm: AesGcmConstructor;
+  /**
+   * The environment variables that force OpenSSL's AES code instead of the VAES one (XTS, GCM)
+   * and the one value they take; unset or empty: the fastest code the CPU runs.
+   */
+  readonly cipherImplSwitches: { readonly variables: readonly string[]; readonly value: string };
   punchHole(fd: number, offset: number, length: number): Promise<void>;
   zeroRange(fd: number, offset: number, length: number): Promise<void>;
   adviseWillNeed(fd: number, offset: number, length: number): Promise<void>;
@@ -396,6 +401,16 @@ export const XtsCipher: XtsCipherConstructor = binding.XtsCipher;
 
 /** AES-256-GCM with a key scheduled once; see the {@link AesGcm} interface. */
 export const AesGcm: AesGcmConstructor = binding.AesGcm;
+
+/**
+ * Where `env` sets a cipher implementation switch to a value the ciphers would ignore: a one-line
+ * message naming the variable, else null.
+ */
+export function cipherImplSettingError(env: NodeJS.ProcessEnv): string | null {
+  const { variables, value } = binding.cipherImplSwitches;
+  const bad = variables.find((name) => env[name] !== undefined && env[name] !== '' && env[name] !== value);
+  return bad === undefined ? null : `${bad} must be unset or "${value}"`;
+}
 
 // ---------------------------------------------------------------------------
 // Block-volume I/O (native/src/blockio.cc). Offsets and lengths are

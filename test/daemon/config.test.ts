@@ -125,5 +125,9 @@ describe('loadDaemonConfig', () => {
   it('rejects a missing explicit file and a bad env level', async () => {
     await expect(loadDaemonConfig({ config: '/nonexistent/nitride.toml' }, {})).rejects.toThrow(/cannot read config file \/nonexistent\/nitride.toml/);
     await expect(loadDaemonConfig({}, { NITRIDE_LOG_LEVEL: 'loud' })).rejects.toThrow(/NITRIDE_LOG_LEVEL/);
+    // The cipher implementation switches take "openssl" or nothing: a typo would run the other code.
+    await expect(loadDaemonConfig({}, { NITRIDE_GCM_IMPL: 'opensll' })).rejects.toThrow(/^NITRIDE_GCM_IMPL must be unset or "openssl"$/);
+    await expect(loadDaemonConfig({}, { NITRIDE_XTS_IMPL: 'vaes' })).rejects.toThrow(/^NITRIDE_XTS_IMPL must be unset or "openssl"$/);
+    expect((await loadDaemonConfig({}, { NITRIDE_GCM_IMPL: 'openssl', NITRIDE_XTS_IMPL: '' })).logLevel).toBe('info');
   });
 });
