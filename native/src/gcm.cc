@@ -41,6 +41,8 @@ const EVP_CIPHER* GcmCipher(std::string* error) {
 
 const char* GcmImplementation() { return GcmVaesUsable() ? "vaes-avx512" : "openssl"; }
 
+bool GcmAvailable(std::string* error) { return GcmVaesUsable() || GcmCipher(error) != nullptr; }
+
 std::unique_ptr<Aes256Gcm> Aes256Gcm::Create(const uint8_t* key, std::string* error) {
   std::unique_ptr<Aes256Gcm> g(new Aes256Gcm());
   if (GcmVaesUsable()) {

@@ -24,6 +24,10 @@ const EVP_CIPHER* GcmCipher(std::string* error);
 // VAES): what every Aes256Gcm of this process runs.
 const char* GcmImplementation();
 
+// Whether Aes256Gcm::Create can key a cipher in this process: always with
+// VAES; else node's OpenSSL must provide AES-256-GCM (reason in *error).
+bool GcmAvailable(std::string* error);
+
 // Not thread-safe (the OpenSSL path re-initialises its context per message):
 // one thread at a time.
 class Aes256Gcm {

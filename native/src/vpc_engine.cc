@@ -229,7 +229,7 @@ Engine::Engine(const std::string& bind_address, uint16_t bind_port,
   merge_iov_.reserve(kMaxMergeIov + kMaxMergeSegments);
   port_tx_iov_.reserve(2 * kBatch + kMaxMergeIov + kMaxMergeSegments);
   std::string err;
-  if (GcmCipher(&err) == nullptr) ThrowInvalid(err);
+  if (!GcmAvailable(&err)) ThrowInvalid(err);
   poll_ = PollWindow(PollMaxSeconds());
 
   sockaddr_storage ss{};
