@@ -83,19 +83,16 @@ bool BoolArg(Napi::Env env, Napi::Value v, const std::string& what) {
   return v.As<Napi::Boolean>().Value();
 }
 
-Napi::Uint8Array BytesArg(Napi::Env env, Napi::Value v, const std::string& what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowTypeError(env, what + " must be a Buffer or Uint8Array");
-  }
+// The shared byte-argument checks (errors.cc), for the array itself.
+Napi::Uint8Array Uint8ArrayArg(Napi::Env env, Napi::Value v, const char* fn, const char* what) {
+  uint8_t* data;
+  size_t len;
+  BytesArg(env, v, fn, what, &data, &len);
   return v.As<Napi::Uint8Array>();
 }
 
-void MacArg(Napi::Env env, Napi::Value v, const std::string& what, uint8_t mac[6]) {
-  Napi::Uint8Array a = BytesArg(env, v, what);
-  if (a.ByteLength() != 6) {
-    ThrowRangeError(env, what + " must be 6 bytes, got " + std::to_string(a.ByteLength()));
-  }
-  std::memcpy(mac, a.Data(), 6);
+void MacArg(Napi::Env env, Napi::Value v, const char* fn, const char* what, uint8_t mac[6]) {
+  std::memcpy(mac, FixedBytesArg(env, v, fn, what, 6), 6);
 }
 
 // Largest allowance the engine takes (bits/s or packets/s): 2^53, exact in a double.
@@ -107,7 +104,7 @@ void ReadPortConfig(Napi::Env env, Napi::Object o, const std::string& fn, bool a
                     vpc::PortConfig* cfg) {
   Napi::Value mac = o.Get("mac");
   if (all || !mac.IsUndefined()) {
-    MacArg(env, mac, fn + ": opts.mac", cfg->policy.mac);
+    MacArg(env, mac, fn.c_str(), "opts.mac", cfg->policy.mac);
     if (vpc::IsMulticastMac(cfg->policy.mac)) {
       ThrowInvalidValue(env, fn + ": opts.mac must be a unicast MAC address");
     }
@@ -365,7 +362,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     Napi::Env env = info.Env();
     Engine& e = E(env, "setRoute");
     uint8_t mac[6];
-    MacArg(env, info[0], "setRoute: mac", mac);
+    MacArg(env, info[0], "setRoute", "mac", mac);
     if (vpc::IsMulticastMac(mac)) {
       ThrowInvalidValue(env, "setRoute: mac must be a unicast MAC address");
     }
@@ -397,7 +394,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     Napi::Env env = info.Env();
     Engine& e = E(env, "deleteRoute");
     uint8_t mac[6];
-    MacArg(env, info[0], "deleteRoute: mac", mac);
+    MacArg(env, info[0], "deleteRoute", "mac", mac);
     return Napi::Boolean::New(env, Guarded(env, [&] { return e.DeleteRoute(mac); }));
   }
 
@@ -457,16 +454,13 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     } keys;
     keys.local_index = IdArg(env, o.Get("localIndex"), "setSession: session.localIndex");
     keys.remote_index = IdArg(env, o.Get("remoteIndex"), "setSession: session.remoteIndex");
-    Napi::Uint8Array sk = BytesArg(env, o.Get("sendKey"), "setSession: session.sendKey");
-    Napi::Uint8Array rk = BytesArg(env, o.Get("recvKey"), "setSession: session.recvKey");
-    if (sk.ByteLength() != vpc::kKeyBytes || rk.ByteLength() != vpc::kKeyBytes) {
-      ThrowRangeError(env, "setSession: sendKey and recvKey must be 32 bytes");
-    }
-    if (CRYPTO_memcmp(sk.Data(), rk.Data(), vpc::kKeyBytes) == 0) {
+    const uint8_t* sk = FixedBytesArg(env, o.Get("sendKey"), "setSession", "session.sendKey", vpc::kKeyBytes);
+    const uint8_t* rk = FixedBytesArg(env, o.Get("recvKey"), "setSession", "session.recvKey", vpc::kKeyBytes);
+    if (CRYPTO_memcmp(sk, rk, vpc::kKeyBytes) == 0) {
       ThrowInvalidValue(env, "setSession: sendKey and recvKey must differ");
     }
-    std::memcpy(keys.send_key, sk.Data(), vpc::kKeyBytes);
-    std::memcpy(keys.recv_key, rk.Data(), vpc::kKeyBytes);
+    std::memcpy(keys.send_key, sk, vpc::kKeyBytes);
+    std::memcpy(keys.recv_key, rk, vpc::kKeyBytes);
     Guarded(env, [&] { e.SetSession(id, keys, pending); });
     return env.Undefined();
   }
@@ -507,7 +501,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     Napi::Env env = info.Env();
     Engine& e = E(env, "sendFrame");
     const uint32_t id = IdArg(env, info[0], "sendFrame: portId");
-    Napi::Uint8Array f = BytesArg(env, info[1], "sendFrame: frame");
+    Napi::Uint8Array f = Uint8ArrayArg(env, info[1], "sendFrame", "frame");
     Guarded(env, [&] { e.SendFrame(id, f.Data(), f.ByteLength()); });
     return env.Undefined();
   }
@@ -517,7 +511,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     Engine& e = E(env, "sendUnderlay");
     const std::string host = StringArg(env, info[0], "sendUnderlay: host");
     const uint16_t port = static_cast<uint16_t>(IntArg(env, info[1], "sendUnderlay: port", 1, 65535));
-    Napi::Uint8Array d = BytesArg(env, info[2], "sendUnderlay: datagram");
+    Napi::Uint8Array d = Uint8ArrayArg(env, info[2], "sendUnderlay", "datagram");
     if (d.ByteLength() == 0 || d.ByteLength() > 65507) {
       ThrowRangeError(env, "sendUnderlay: datagram length must be in [1, 65507]");
     }
@@ -537,13 +531,13 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     vpc::CtConfig cfg{vpc::kCtDefaultMaxFlows, vpc::kCtTcpEstablishedS};
     if (info[2].IsObject() && !info[2].As<Napi::Object>().Get("nacl").IsUndefined()) {
       Napi::Object o = info[2].As<Napi::Object>();
-      Napi::Uint8Array t = BytesArg(env, o.Get("nacl"), "setSecurity: opts.nacl");
+      Napi::Uint8Array t = Uint8ArrayArg(env, o.Get("nacl"), "setSecurity", "opts.nacl");
       std::string err;
       nacl = vpc::NaclTable::Build(t.Data(), t.ByteLength(), &err);
       if (!nacl) ThrowInvalidValue(env, "setSecurity: " + err);
     }
     if (!info[1].IsNull()) {
-      Napi::Uint8Array t = BytesArg(env, info[1], "setSecurity: table");
+      Napi::Uint8Array t = Uint8ArrayArg(env, info[1], "setSecurity", "table");
       std::string err;
       // The same bytes as the last table built give that table, shared (it is immutable): in a
       // fleet every local ENI of a VPC gets its default group's table, over 10,000 members ~1 MB

@@ -274,7 +274,7 @@ describe('VpcEngine API', () => {
       const { a } = sessionKeys();
       expect(() => e.setSession(9, a)).toThrow(/no peer 9/);
       expect(() => e.setSession(1, { ...a, sendKey: a.recvKey })).toThrow(/must differ/);
-      expect(() => e.setSession(1, { ...a, sendKey: Buffer.alloc(16) })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+      expect(() => e.setSession(1, { ...a, sendKey: Buffer.alloc(16) })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: 'setSession: session.sendKey must be 32 bytes, got 16' }));
       e.setSession(1, a);
       e.setSession(1, { ...a, localIndex: a.localIndex + 1 }); // a becomes previous
       e.addPeer(2, { host: '127.0.0.2', port: 5555 });
