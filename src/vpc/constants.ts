@@ -129,7 +129,7 @@ export const UNDERLAY_HANDSHAKE_INITIATION = 1;
 export const UNDERLAY_HANDSHAKE_RESPONSE = 2;
 /** Reserved for a WireGuard-style cookie reply (load-based DoS mitigation); not sent yet. */
 export const UNDERLAY_COOKIE_REPLY = 3;
-/** `u8 4 | 3 zero | u32 receiver index LE | u64 counter LE | AES-256-GCM ciphertext | 16-byte tag`. */
+/** `u8 4 | u8 flags (UNDERLAY_DATA_FLAG_CSUM_PARTIAL or 0) | 2 zero | u32 receiver index LE | u64 counter LE | AES-256-GCM ciphertext | 16-byte tag`. */
 export const UNDERLAY_DATA = 4;
 /** Unencrypted frame between daemons (only when encryption is explicitly not enforced). */
 export const UNDERLAY_PLAINTEXT_DATA = 5;
