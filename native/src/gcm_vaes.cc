@@ -116,12 +116,18 @@ inline __m128i HashStep(const GcmVaesKey& k, __m128i x, const uint8_t* p, size_t
   return Ghash<R>(x, d, k.hpow + 16 - (n + 15) / 16);
 }
 
-// One CTR step of n bytes (64·(R-1) < n <= 64·R) from in to out, hashing the
-// ciphertext (seal: the output; open: the input) into x. `ctr` holds the
-// byte-reflected counter blocks of the step's first register; advanced by R
-// registers.
+// One CTR step of n bytes (64·(R-1) < n <= 64·R) from in to out, hashing
+// ciphertext into x. `ctr` holds the byte-reflected counter blocks of the
+// step's first register; advanced by R registers.
+// Open hashes its input while the AES rounds run. Seal cannot hash this
+// step's ciphertext before its rounds end, so (as Linux's
+// aes-gcm-avx10-x86_64.S) it hashes the previous full step's ciphertext,
+// `pend` (if `hash_pend`), during the rounds, and leaves a full step's own
+// in `pend` for the next step or the caller; a partial (last) step hashes
+// its own at the end. The order of the blocks in GHASH is unchanged.
 template <int R, bool kSeal, bool kPartial>
-inline __m128i CtrStep(const GcmVaesKey& k, __m512i& ctr, __m128i x, const uint8_t* in, uint8_t* out, size_t n) {
+inline __m128i CtrStep(const GcmVaesKey& k, __m512i& ctr, __m128i x, const uint8_t* in, uint8_t* out, size_t n,
+                       __m512i* pend, bool hash_pend) {
   const __m512i bswap = Bcast(Bswap128());
   const __m512i four = _mm512_maskz_broadcast_i32x4(0xffff, _mm_cvtsi32_si128(4));
   __m512i s[R], d[R];
@@ -132,7 +138,11 @@ inline __m128i CtrStep(const GcmVaesKey& k, __m512i& ctr, __m128i x, const uint8
   }
   Load<R, kPartial>(in, n, d);
   const __m128i* pow = k.hpow + 16 - (n + 15) / 16;
-  if (!kSeal) x = Ghash<R>(x, d, pow);
+  if (!kSeal) {
+    x = Ghash<R>(x, d, pow);
+  } else if (hash_pend) {
+    x = Ghash<4>(x, pend, k.hpow);
+  }
   #pragma GCC unroll 16
   for (int r = 1; r < 14; ++r) {
     #pragma GCC unroll 16
@@ -151,7 +161,11 @@ inline __m128i CtrStep(const GcmVaesKey& k, __m512i& ctr, __m128i x, const uint8
       _mm512_storeu_si512(out + 64 * j, d[j]);
     }
   }
-  if (kSeal) x = Ghash<R>(x, d, pow);
+  if (kSeal && kPartial) x = Ghash<R>(x, d, pow);
+  if (kSeal && !kPartial) {
+    #pragma GCC unroll 16
+    for (int j = 0; j < R; ++j) pend[j] = d[j];
+  }
   return x;
 }
 
@@ -180,14 +194,21 @@ __m128i Crypt(const GcmVaesKey& k, const uint8_t iv[12], const uint8_t* aad, siz
   __m512i ctr = _mm512_add_epi32(Bcast(_mm_shuffle_epi8(j0, Bswap128())),
                                  _mm512_set_epi32(0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1));
   size_t off = 0;
-  for (; len - off >= kStep; off += kStep) x = CtrStep<4, kSeal, false>(k, ctr, x, in + off, out + off, kStep);
+  __m512i pend[4];  // seal: ciphertext of the last full step, not hashed yet
+  bool hash_pend = false;
+  for (; len - off >= kStep; off += kStep) {
+    x = CtrStep<4, kSeal, false>(k, ctr, x, in + off, out + off, kStep, pend, hash_pend);
+    hash_pend = kSeal;
+  }
   const size_t rest = len - off;
   switch ((rest + 63) / 64) {
-    case 1: x = CtrStep<1, kSeal, true>(k, ctr, x, in + off, out + off, rest); break;
-    case 2: x = CtrStep<2, kSeal, true>(k, ctr, x, in + off, out + off, rest); break;
-    case 3: x = CtrStep<3, kSeal, true>(k, ctr, x, in + off, out + off, rest); break;
-    case 4: x = CtrStep<4, kSeal, true>(k, ctr, x, in + off, out + off, rest); break;
-    default: break;
+    case 1: x = CtrStep<1, kSeal, true>(k, ctr, x, in + off, out + off, rest, pend, hash_pend); break;
+    case 2: x = CtrStep<2, kSeal, true>(k, ctr, x, in + off, out + off, rest, pend, hash_pend); break;
+    case 3: x = CtrStep<3, kSeal, true>(k, ctr, x, in + off, out + off, rest, pend, hash_pend); break;
+    case 4: x = CtrStep<4, kSeal, true>(k, ctr, x, in + off, out + off, rest, pend, hash_pend); break;
+    default:
+      if (hash_pend) x = Ghash<4>(x, pend, k.hpow);
+      break;
   }
   // The lengths block (bit lengths of AAD and data, big-endian), reflected.
   const __m128i lens = _mm_set_epi64x(static_cast<long long>(aad_len * 8), static_cast<long long>(len * 8));

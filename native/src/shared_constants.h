@@ -37,6 +37,7 @@ constexpr uint8_t kMsgPlaintext = 5;  // UNDERLAY_PLAINTEXT_DATA
 constexpr size_t kDataHeaderBytes = 16;  // UNDERLAY_DATA_HEADER_BYTES
 constexpr size_t kTagBytes = 16;  // UNDERLAY_DATA_TAG_BYTES
 constexpr size_t kPlaintextHeaderBytes = 4;  // UNDERLAY_PLAINTEXT_HEADER_BYTES
+constexpr uint8_t kDataFlagCsumPartial = 0x1;  // UNDERLAY_DATA_FLAG_CSUM_PARTIAL
 constexpr size_t kKeyBytes = 32;  // KEY_BYTES (handshake.ts)
 constexpr uint64_t kDefaultRekeySeconds = 120;  // DEFAULT_HANDSHAKE_TIMERS.rekeyAfterSeconds (handshake.ts)
 constexpr size_t kEthHeader = 14;  // ETHERNET_HEADER_BYTES

@@ -57,11 +57,12 @@ Session::~Session() {
   OPENSSL_cleanse(&replay_, sizeof replay_);
 }
 
-bool Session::Seal(const uint8_t* frame, size_t len, uint8_t* out) {
+bool Session::Seal(const uint8_t* frame, size_t len, uint8_t* out, uint8_t flags) {
   if (send_counter_ >= kHardCounterLimit) return false;
   const uint64_t counter = send_counter_++;
   out[0] = kMsgData;
-  out[1] = out[2] = out[3] = 0;
+  out[1] = flags;
+  out[2] = out[3] = 0;
   StoreLe32(out + 4, remote_index_);
   StoreLe64(out + 8, counter);
   uint8_t nonce[kNonceBytes];

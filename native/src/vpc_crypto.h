@@ -56,9 +56,10 @@ class Session {
   bool exhausted() const { return send_counter_ >= kHardCounterLimit; }
 
   // Encrypts `frame` (len bytes) into `out` as a complete data message
-  // (len + kDataOverhead bytes; `out` must not overlap `frame`), consuming
-  // one counter. False if the session is exhausted or OpenSSL fails.
-  bool Seal(const uint8_t* frame, size_t len, uint8_t* out);
+  // (len + kDataOverhead bytes; `out` must not overlap `frame`) with header
+  // flags `flags` (byte 1, authenticated), consuming one counter. False if
+  // the session is exhausted or OpenSSL fails.
+  bool Seal(const uint8_t* frame, size_t len, uint8_t* out, uint8_t flags = 0);
 
   // Authenticates and decrypts a data message of `len` bytes in place: on
   // success the frame is at msg + kDataHeaderBytes, len - kDataOverhead
@@ -71,6 +72,9 @@ class Session {
   // session).
   bool rekey_signalled = false;
   bool exhausted_signalled = false;
+  // The peer announced in this session's handshake that it takes frames
+  // marked kDataFlagCsumPartial (vpc_wire.h); older peers drop them.
+  bool peer_csum_partial = false;
 
  private:
   Session() = default;

@@ -647,7 +647,7 @@ void Engine::UnindexSession(Session* s) {
   if (it != by_index_.end() && it->second.session == s) by_index_.erase(it);
 }
 
-void Engine::SetSession(uint32_t id, const SessionKeys& keys, bool pending) {
+void Engine::SetSession(uint32_t id, const SessionKeys& keys, bool pending, bool csum_partial) {
   RequireOpen("setSession");
   std::string err;
   // Keyed outside the lock (a few microseconds of key schedule).
@@ -655,6 +655,7 @@ void Engine::SetSession(uint32_t id, const SessionKeys& keys, bool pending) {
                                                keys.send_key, keys.recv_key,
                                                ClockMs(CLOCK_MONOTONIC_COARSE), &err);
   if (!s) ThrowInvalid("setSession: " + err);
+  s->peer_csum_partial = csum_partial;
   std::unique_ptr<Session> drop1, drop2;  // freed after unlocking
   std::lock_guard<std::mutex> lock(mu_);
   Peer& p = PeerRef(id, "setSession");
@@ -1117,7 +1118,7 @@ void Engine::ReleaseHeld() {
           if (!in) {
             ForwardGuestFrame(port, f, len, h, lk);
           } else if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE && h.flags == 0) {
-            QueueFromPeer(port, f, len);  // coalesced like frames from a peer
+            QueueFromPeer(port, f, len, h);  // coalesced like frames from a peer
           } else {
             QueueLocal(port, f, len, h);
           }
@@ -1307,16 +1308,26 @@ void Engine::ForwardGuestFrame(const std::shared_ptr<Port>& src, uint8_t* f, siz
         return;
       }
       if (!PassSecurity(*src, kSgDirEgress, f, len, pkt)) return;
+      // Segments leave with the pseudo-header sum only: SendToPeer
+      // completes them for a peer that does not take the partial mark.
       if (gso) {
         SegCtx ctx{this, src.get(), &lk};
-        if (SegmentGso(f, len, h, b_->scratch.get(), &Engine::SegmentToPeer, &ctx) < 0) {
+        if (SegmentGso(f, len, h, true, b_->scratch.get(), &Engine::SegmentToPeer, &ctx) < 0) {
           src->c.invalid.Add();
         }
         return;
       }
-      if (needs_csum && !CompleteChecksum(f, len, h)) {
-        src->c.invalid.Add();
-        return;
+      if (needs_csum) {
+        uint16_t start, offset;
+        if (TransportCsumOffsets(f, len, &start, &offset) && start == h.csum_start &&
+            offset == h.csum_offset) {
+          SendToPeer(*pe->second, f, len, true);
+          return;
+        }
+        if (!CompleteChecksum(f, len, h)) {
+          src->c.invalid.Add();
+          return;
+        }
       }
       SendToPeer(*pe->second, f, len);
       return;
@@ -1337,7 +1348,7 @@ void Engine::QueueLocal(const std::shared_ptr<Port>& dst, uint8_t* f, size_t len
   port_tx_.push_back(std::move(tx));
 }
 
-void Engine::SegmentToPeer(void* ctx, const uint8_t* seg, size_t len) {
+void Engine::SegmentToPeer(void* ctx, uint8_t* seg, size_t len) {
   auto* c = static_cast<SegCtx*>(ctx);
   Engine* e = c->engine;
   Port* src = static_cast<Port*>(c->src);
@@ -1354,7 +1365,7 @@ void Engine::SegmentToPeer(void* ctx, const uint8_t* seg, size_t len) {
     src->c.no_route.Add();
     return;
   }
-  e->SendToPeer(*pe->second, seg, len);
+  e->SendToPeer(*pe->second, seg, len, true);
 }
 
 void Engine::MaybeSignalRekey(Peer& peer, Session& s) {
@@ -1375,8 +1386,16 @@ void Engine::MaybeSignalRekey(Peer& peer, Session& s) {
   if (Punt(std::move(ev))) s.rekey_signalled = true;
 }
 
-void Engine::SendToPeer(Peer& peer, const uint8_t* f, size_t len) {
+void Engine::SendToPeer(Peer& peer, uint8_t* f, size_t len, bool csum_partial) {
   const unsigned i = udp_tx_count_;
+  Session* const cur = peer.current.get();
+  if (csum_partial && (peer.plaintext || cur == nullptr || !cur->peer_csum_partial)) {
+    // The mark is authenticated only inside a data message, and an older
+    // peer drops marked ones: complete the checksum instead.
+    virtio_net_hdr h{};
+    if (!TransportCsumOffsets(f, len, &h.csum_start, &h.csum_offset) || !CompleteChecksum(f, len, h)) return;
+    csum_partial = false;
+  }
   uint8_t* slot = b_->UdpTxSlot(i);
   size_t dlen;
   if (peer.plaintext) {
@@ -1390,7 +1409,7 @@ void Engine::SendToPeer(Peer& peer, const uint8_t* f, size_t len) {
       peer.c.no_session.Add();
       return;
     }
-    if (!s->Seal(f, len, slot)) {
+    if (!s->Seal(f, len, slot, csum_partial ? kDataFlagCsumPartial : 0)) {
       peer.c.no_session.Add();
       if (s->exhausted() && !s->exhausted_signalled) {
         ControlEvent ev;
@@ -1622,7 +1641,8 @@ void Engine::ProcessDatagram(uint8_t* buf, size_t len, const sockaddr_storage& f
   const uint8_t type = buf[0];
   if (type == kMsgData) {
     // A keepalive (empty frame) or one frame.
-    if ((len != kDataOverhead && len < kDataOverhead + kMinFrame) || (buf[1] | buf[2] | buf[3]) != 0) {
+    if ((len != kDataOverhead && len < kDataOverhead + kMinFrame) ||
+        (buf[1] & ~kDataFlagCsumPartial) != 0 || (buf[2] | buf[3]) != 0) {
       malformed_.Add();
       return;
     }
@@ -1658,7 +1678,7 @@ void Engine::ProcessDatagram(uint8_t* buf, size_t len, const sockaddr_storage& f
     peer.c.last_rx_ms.store(now_real_ms_, std::memory_order_relaxed);
     if (&s == peer.next.get()) PromoteNext(peer);
     if (len == kDataOverhead) return;  // keepalive: it only confirmed the session
-    DeliverFromPeer(peer, buf + kDataHeaderBytes, len - kDataOverhead);
+    DeliverFromPeer(peer, buf + kDataHeaderBytes, len - kDataOverhead, (buf[1] & kDataFlagCsumPartial) != 0);
     return;
   }
   if (type == kMsgPlaintext) {
@@ -1678,7 +1698,7 @@ void Engine::ProcessDatagram(uint8_t* buf, size_t len, const sockaddr_storage& f
     p->c.rx_packets.Add();
     p->c.rx_bytes.Add(len);
     p->c.last_rx_ms.store(now_real_ms_, std::memory_order_relaxed);
-    DeliverFromPeer(*p, buf + kPlaintextHeaderBytes, len - kPlaintextHeaderBytes);
+    DeliverFromPeer(*p, buf + kPlaintextHeaderBytes, len - kPlaintextHeaderBytes, false);
     return;
   }
   // Handshake (or anything else): for the control plane.
@@ -1693,7 +1713,7 @@ void Engine::ProcessDatagram(uint8_t* buf, size_t len, const sockaddr_storage& f
   }
 }
 
-void Engine::DeliverFromPeer(Peer& peer, uint8_t* f, size_t len) {
+void Engine::DeliverFromPeer(Peer& peer, uint8_t* f, size_t len, bool csum_partial) {
   if (IsMulticastMac(f)) {  // the VPC carries no broadcast/multicast
     peer.c.no_route.Add();
     return;
@@ -1720,16 +1740,26 @@ void Engine::DeliverFromPeer(Peer& peer, uint8_t* f, size_t len) {
     dst.c.oversize.Add();
     return;
   }
+  // A frame marked "checksum partial" reaches the guest as CHECKSUM_PARTIAL
+  // (its kernel takes it as checksummed: the AEAD protected it end to end).
+  virtio_net_hdr h{};
+  if (csum_partial) {
+    if (!TransportCsumOffsets(f, len, &h.csum_start, &h.csum_offset)) {
+      malformed_.Add();
+      return;
+    }
+    h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  }
   SgPacket pkt;
   if (!PassSecurity(dst, kSgDirIngress, f, len, pkt)) return;
-  static const virtio_net_hdr kPlain{};
-  if (!PassAllowance(pt->second, true, len, 1, f, len, kPlain)) return;
-  QueueFromPeer(pt->second, f, len);
+  if (!PassAllowance(pt->second, true, len, 1, f, len, h)) return;
+  QueueFromPeer(pt->second, f, len, h);
 }
 
-void Engine::QueueFromPeer(const std::shared_ptr<Port>& dst, uint8_t* f, size_t len) {
+void Engine::QueueFromPeer(const std::shared_ptr<Port>& dst, uint8_t* f, size_t len,
+                           const virtio_net_hdr& h) {
   TcpSegment t;
-  const bool tcp = ParseMergeableTcp(f, len, &t);
+  const bool tcp = ParseMergeableTcp(f, len, (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) == 0, &t);
   if (tcp && !port_tx_.empty()) {
     PortTx& e = port_tx_.back();
     if (e.open && e.port == dst && t.seq == e.next_seq && t.payload <= e.tcp.payload &&
@@ -1751,6 +1781,7 @@ void Engine::QueueFromPeer(const std::shared_ptr<Port>& dst, uint8_t* f, size_t 
   PortTx tx;
   tx.port = dst;
   std::memset(tx.vnet, 0, sizeof tx.vnet);
+  std::memcpy(tx.vnet, &h, kVnetHdrBytes);
   tx.data = f;
   tx.len = len;
   tx.total = len;

@@ -83,6 +83,12 @@ uint16_t ChecksumFold(uint64_t sum);
 // False if the offsets do not fit the frame.
 bool CompleteChecksum(uint8_t* f, size_t len, const virtio_net_hdr& h);
 
+// Where the transport checksum of an unfragmented IPv4/IPv6 TCP or UDP
+// packet is (its csum_start, csum_offset as in virtio_net_hdr); false for
+// anything else. The offsets a segment marked "checksum partial" on the
+// underlay (vpc_wire.h) is delivered with.
+bool TransportCsumOffsets(const uint8_t* f, size_t len, uint16_t* start, uint16_t* offset);
+
 // Largest frame a GSO super-frame turns into after segmentation (headers +
 // gso_size), or 0 if its headers do not parse / the GSO type is not
 // supported (TCPv4, TCPv6, UDP L4 are).
@@ -90,12 +96,15 @@ size_t GsoSegmentFrameLen(const uint8_t* f, size_t len, const virtio_net_hdr& h)
 
 // Splits a GSO super-frame into frames of at most headers + gso_size bytes
 // with fixed-up IP lengths/ids, TCP sequence numbers and flags, UDP lengths,
-// and complete IPv4 header and transport checksums. Each segment is built in
-// `scratch` (at least GsoSegmentFrameLen bytes) and passed to
-// emit(ctx, scratch, seg_len) before the next one overwrites it. Returns the
-// number of segments, or -1 if the frame cannot be segmented.
-using SegmentSink = void (*)(void* ctx, const uint8_t* seg, size_t len);
-int SegmentGso(const uint8_t* f, size_t len, const virtio_net_hdr& h,
+// and complete IPv4 header checksums. The transport checksum is complete,
+// or with `partial` only the pseudo-header sum (CHECKSUM_PARTIAL: what the
+// kernel expects at TransportCsumOffsets; the payload is not read twice).
+// Each segment is built in `scratch` (at least GsoSegmentFrameLen bytes)
+// and passed to emit(ctx, scratch, seg_len) before the next one overwrites
+// it (the sink may complete the checksum in place). Returns the number of
+// segments, or -1 if the frame cannot be segmented.
+using SegmentSink = void (*)(void* ctx, uint8_t* seg, size_t len);
+int SegmentGso(const uint8_t* f, size_t len, const virtio_net_hdr& h, bool partial,
                uint8_t* scratch, SegmentSink emit, void* ctx);
 
 // Receive coalescing (what GRO does in a NIC driver): consecutive TCP
@@ -113,9 +122,11 @@ struct TcpSegment {
 
 // Accepts an IPv4 (no options, not fragmented) or IPv6 (no extension
 // headers) TCP segment with a payload, flags ACK or ACK|PSH, an IP length
-// matching the frame, and a correct TCP checksum (checked here: a
-// coalesced frame reaches the guest marked as checksummed).
-bool ParseMergeableTcp(const uint8_t* f, size_t len, TcpSegment* t);
+// matching the frame, and, with `verify`, a correct TCP checksum (a
+// coalesced frame reaches the guest marked as checksummed, so a segment
+// with a checksum of its own must have a right one; a segment the peer's
+// engine marked "checksum partial" has none to check).
+bool ParseMergeableTcp(const uint8_t* f, size_t len, bool verify, TcpSegment* t);
 
 // True if segment `g` (parsed as tg) continues the flow of frame `first`
 // (parsed as tf): same Ethernet addresses, IP header (but lengths, IPv4 id

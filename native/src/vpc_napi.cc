@@ -444,10 +444,11 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     Engine& e = E(env, "setSession");
     const uint32_t id = IdArg(env, info[0], "setSession: peerId");
     Napi::Object o = ObjectArg(env, info[1], "setSession: session");
-    bool pending = false;
+    bool pending = false, csum_partial = false;
     if (!info[2].IsUndefined()) {
       Napi::Object opts = ObjectArg(env, info[2], "setSession: opts");
       OptionalBool(opts, "pending", "setSession", &pending);
+      OptionalBool(opts, "csumPartial", "setSession", &csum_partial);
     }
     struct Keys : vpc::SessionKeys {
       ~Keys() { OPENSSL_cleanse(static_cast<vpc::SessionKeys*>(this), sizeof(vpc::SessionKeys)); }
@@ -461,7 +462,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     }
     std::memcpy(keys.send_key, sk, vpc::kKeyBytes);
     std::memcpy(keys.recv_key, rk, vpc::kKeyBytes);
-    Guarded(env, [&] { e.SetSession(id, keys, pending); });
+    Guarded(env, [&] { e.SetSession(id, keys, pending, csum_partial); });
     return env.Undefined();
   }
 

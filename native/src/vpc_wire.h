@@ -8,7 +8,9 @@
 //
 //   offset  size  field
 //   0       1     type = 4
-//   1       3     reserved, zero
+//   1       1     flags: kDataFlagCsumPartial (0x01) or zero; other bits
+//                 reserved, zero
+//   2       2     reserved, zero
 //   4       4     receiver index (u32 LE): the *receiver's* localIndex of
 //                 the session (the sender's remoteIndex)
 //   8       8     counter (u64 LE): per session and direction, starting at 0,
@@ -22,6 +24,16 @@
 //           receiver's recvKey
 //   nonce = 4 zero bytes || counter (u64 LE)             (12 bytes)
 //   AAD   = the 16-byte header (type, reserved, receiver index, counter)
+//
+// kDataFlagCsumPartial: the frame is an IPv4/IPv6 TCP or UDP packet whose
+// checksum field holds only the pseudo-header sum (Linux's CHECKSUM_PARTIAL,
+// at the offsets TransportCsumOffsets of vpc_frame.h finds). The receiver
+// coalesces such a segment without verifying it and gives the guest a
+// virtio_net_hdr NEEDS_CSUM; the flag is in the AAD, so it is as
+// authenticated as the frame. A sender sets it only on a session whose
+// handshake announced the capability (UNDERLAY_CAP_CSUM_PARTIAL in
+// src/vpc/constants.ts): daemons before it count a nonzero byte 1 as
+// malformed and drop the datagram.
 //
 // A sender stops using a session once its counter reaches kHardCounterLimit
 // (2^60); the receiver rejects counters at or above it too. The receiver

@@ -603,6 +603,12 @@ export interface VpcSetSessionOptions {
    * the initiator switches loses nothing during a rekey.
    */
   pending?: boolean;
+  /**
+   * The peer announced UNDERLAY_CAP_CSUM_PARTIAL in this session's handshake: segments of
+   * guests' GSO super-frames go to it marked "checksum partial" instead of checksummed
+   * (src/vpc/constants.ts). Default false (what an older peer needs).
+   */
+  csumPartial?: boolean;
 }
 
 /**

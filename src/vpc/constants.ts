@@ -129,7 +129,7 @@ export const UNDERLAY_HANDSHAKE_INITIATION = 1;
 export const UNDERLAY_HANDSHAKE_RESPONSE = 2;
 /** Reserved for a WireGuard-style cookie reply (load-based DoS mitigation); not sent yet. */
 export const UNDERLAY_COOKIE_REPLY = 3;
-/** `u8 4 | 3 zero | u32 receiver index LE | u64 counter LE | AES-256-GCM ciphertext | 16-byte tag`. */
+/** `u8 4 | u8 flags (UNDERLAY_DATA_FLAG_CSUM_PARTIAL or 0) | 2 zero | u32 receiver index LE | u64 counter LE | AES-256-GCM ciphertext | 16-byte tag`. */
 export const UNDERLAY_DATA = 4;
 /** Unencrypted frame between daemons (only when encryption is explicitly not enforced). */
 export const UNDERLAY_PLAINTEXT_DATA = 5;
@@ -141,3 +141,27 @@ export const UNDERLAY_DATA_HEADER_BYTES = 16;
 export const UNDERLAY_DATA_TAG_BYTES = 16;
 /** `u8 5 | 3 zero`, then the frame. */
 export const UNDERLAY_PLAINTEXT_HEADER_BYTES = 4;
+
+/**
+ * Data message flag (header byte 1, inside the AEAD's associated data, so authenticated): the
+ * frame's TCP/UDP checksum field holds only the pseudo-header sum, as in a Linux
+ * CHECKSUM_PARTIAL packet. A segment the sending engine cut from a guest's GSO super-frame (or
+ * a guest frame that was itself CHECKSUM_PARTIAL) travels so: nobody sums its payload; the
+ * receiving engine coalesces it without verifying and hands it to the guest with a
+ * virtio_net_hdr NEEDS_CSUM. Sent only to a peer that announced UNDERLAY_CAP_CSUM_PARTIAL in
+ * the session's handshake: older daemons drop data messages with a nonzero reserved byte.
+ */
+export const UNDERLAY_DATA_FLAG_CSUM_PARTIAL = 0x01;
+
+/**
+ * Capabilities a daemon announces in the handshake's mac2 field (initiation and response): a
+ * u32 LE bit set in its first 4 bytes, the other 12 zero. WireGuard's mac2 is a cookie MAC; this
+ * handshake sends no cookies and older daemons send 16 zero bytes and never check it, so to
+ * them it is invisible, and from them it reads as "no capabilities". Not covered by mac1 or the
+ * Noise transcript: altering it can only make two daemons fall back to the old behaviour, or
+ * make a sender's marked datagrams be dropped (what an on-path attacker can do anyway); every
+ * mark itself is authenticated per datagram.
+ */
+export const UNDERLAY_CAP_CSUM_PARTIAL = 0x01;
+/** What this version announces. */
+export const UNDERLAY_CAPABILITIES = UNDERLAY_CAP_CSUM_PARTIAL;

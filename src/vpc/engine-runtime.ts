@@ -19,7 +19,7 @@ import { compileNacl, encodeNacl } from './nacl-table.js';
 import { FlowLogCollector } from './flow-log-collector.js';
 import type { FlowLogWriter } from './flow-log-writer.js';
 import { ArpResponder } from './arp.js';
-import { ENI_MTU, GATEWAY_MAC } from './constants.js';
+import { ENI_MTU, GATEWAY_MAC, UNDERLAY_CAP_CSUM_PARTIAL } from './constants.js';
 import { DhcpServer } from './dhcp.js';
 import { HandshakeManager, decodeKey, type HandshakeAction, type KeyPair, type PeerHandshakeStatus } from './handshake.js';
 import { ENI_ALLOWANCE_QUEUE_US, LOCAL_HOST_ID, type VpcControlStats, type VpcNamedStats } from '../api/vpc.js';
@@ -491,8 +491,9 @@ export class VpcRuntime {
             // no current session, frames could not be sent anyway.
             const pending = !action.sendable && action.replacesCurrent;
             this.options.sessions.installed(action.peerName, action.replacesCurrent);
-            engine.setSession(peer.peerId, { localIndex: s.localIndex, remoteIndex: s.remoteIndex, sendKey: s.sendKey, recvKey: s.recvKey }, { pending });
-            this.log.debug({ peer: action.peerName, localIndex: s.localIndex, initiator: s.isInitiator, pending }, 'session installed');
+            const csumPartial = (s.peerCapabilities & UNDERLAY_CAP_CSUM_PARTIAL) !== 0;
+            engine.setSession(peer.peerId, { localIndex: s.localIndex, remoteIndex: s.remoteIndex, sendKey: s.sendKey, recvKey: s.recvKey }, { pending, csumPartial });
+            this.log.debug({ peer: action.peerName, localIndex: s.localIndex, initiator: s.isInitiator, pending, csumPartial }, 'session installed');
             if (!action.sendable && !pending) this.execute(this.handshake.confirm(action.peerName, s.localIndex));
             // The initiator confirms the session to the responder right away: otherwise an idle
             // responder keeps sending on an older session, which the initiator drops at its next rekey.

@@ -17,7 +17,9 @@
  *   WireGuard's.
  * - Transport data uses AES-256-GCM in the native engine, not ChaCha20-Poly1305; the keys
  *   are the same KDF2(C, ε) outputs.
- * - No cookie mechanism yet: mac2 is sent as zeroes and not checked; type 3 is reserved. A
+ * - No cookie mechanism yet: mac2 is not checked; it carries the sender's capabilities
+ *   (UNDERLAY_CAPABILITIES: u32 LE, then 12 zero bytes; older daemons send 16 zero bytes, which
+ *   read as none). Type 3 is reserved. A
  *   flood limit per peer (minimum interval between accepted initiations, WireGuard's
  *   INITIATIONS_PER_SECOND) applies instead.
  * - Timestamps have millisecond resolution (from the injected clock).
@@ -31,7 +33,7 @@
  *      40  AEAD(static public key) (32 + 16)    12  ephemeral public key (32)
  *      88  AEAD(TAI64N timestamp) (12 + 16)     44  AEAD(empty) (16)
  *     116  mac1 (16)                            60  mac1 (16)
- *     132  mac2 (16, zero)                      76  mac2 (16, zero)
+ *     132  mac2 (16: capabilities)              76  mac2 (16: capabilities)
  *
  * mac1 = MAC(HASH("mac1----" ‖ receiver's static public key), message up to mac1): a host
  * answers (and spends a DH on) only messages made for its own public key.
@@ -51,6 +53,7 @@ import {
   UNDERLAY_DATA_TAG_BYTES,
   UNDERLAY_HANDSHAKE_INITIATION,
   UNDERLAY_HANDSHAKE_RESPONSE,
+  UNDERLAY_CAPABILITIES,
   UNDERLAY_INITIATION_BYTES,
   UNDERLAY_PLAINTEXT_DATA,
   UNDERLAY_RESPONSE_BYTES,
@@ -75,11 +78,14 @@ const INIT_EPHEMERAL = 8;
 const INIT_STATIC = 40;
 const INIT_TIMESTAMP = 88;
 const INIT_MAC1 = 116;
+const INIT_MAC2 = 132;
 const RESP_SENDER = 4;
 const RESP_RECEIVER = 8;
 const RESP_EPHEMERAL = 12;
 const RESP_EMPTY = 44;
 const RESP_MAC1 = 60;
+const RESP_MAC2 = 76;
+const MAC2_BYTES = 16;
 
 // =============================================================================================
 // Host keys
@@ -251,6 +257,8 @@ export interface Session {
   /** `now` (ms) when the handshake completed. */
   createdAt: number;
   isInitiator: boolean;
+  /** The capability bits the peer announced in its handshake message (0 from older daemons). */
+  peerCapabilities: number;
 }
 
 /** What a responder remembers per peer to refuse replays and floods (updated by {@link consumeInitiation}). */
@@ -307,7 +315,7 @@ export function createInitiation(
   local: KeyPair,
   peerStatic: Uint8Array,
   now: number,
-  options: { localIndex?: number; identifier?: Uint8Array } = {},
+  options: { localIndex?: number; identifier?: Uint8Array; capabilities?: number } = {},
 ): { message: Buffer; state: InitiationState } {
   if (peerStatic.length !== KEY_BYTES) throw new UsageError(`a peer public key has ${KEY_BYTES} bytes, not ${peerStatic.length}`);
   const localIndex = options.localIndex ?? randomIndex(sodium);
@@ -339,7 +347,7 @@ export function createInitiation(
   encryptedStatic.copy(message, INIT_STATIC);
   encryptedTimestamp.copy(message, INIT_TIMESTAMP);
   mac(sodium, mac1Key(sodium, peerStatic), message.subarray(0, INIT_MAC1)).copy(message, INIT_MAC1);
-  // mac2 stays zero: no cookie
+  writeCapabilities(message, INIT_MAC2, options.capabilities ?? 0);
 
   const state: InitiationState = {
     localIndex: localIndex >>> 0,
@@ -368,7 +376,7 @@ export function consumeInitiation<P extends HandshakePeer>(
   knownPeers: (staticPublic: Buffer) => P | undefined,
   message: Uint8Array,
   now: number,
-  options: { localIndex?: number; minIntervalMs?: number; identifier?: Uint8Array } = {},
+  options: { localIndex?: number; minIntervalMs?: number; identifier?: Uint8Array; capabilities?: number } = {},
 ): { ok: true; peer: P; response: Buffer; session: Session } | Rejected {
   const msg = buf(message);
   if (msg.length !== UNDERLAY_INITIATION_BYTES || msg[0] !== UNDERLAY_HANDSHAKE_INITIATION || msg[1] || msg[2] || msg[3]) return reject('malformed');
@@ -437,11 +445,20 @@ export function consumeInitiation<P extends HandshakePeer>(
     ephemeralPublic.copy(response, RESP_EPHEMERAL);
     empty.copy(response, RESP_EMPTY);
     mac(sodium, mac1Key(sodium, peerStatic), response.subarray(0, RESP_MAC1)).copy(response, RESP_MAC1);
+    writeCapabilities(response, RESP_MAC2, options.capabilities ?? 0);
     return {
       ok: true,
       peer,
       response,
-      session: { localIndex, remoteIndex: senderIndex, sendKey: initiatorRecv, recvKey: initiatorSend, createdAt: now, isInitiator: false },
+      session: {
+        localIndex,
+        remoteIndex: senderIndex,
+        sendKey: initiatorRecv,
+        recvKey: initiatorSend,
+        createdAt: now,
+        isInitiator: false,
+        peerCapabilities: readCapabilities(msg, INIT_MAC2),
+      },
     };
   } finally {
     wipe(sodium, ...secrets);
@@ -479,7 +496,15 @@ export function consumeResponse(sodium: Sodium, state: InitiationState, message:
     wipeInitiationState(sodium, state);
     return {
       ok: true,
-      session: { localIndex: state.localIndex, remoteIndex: msg.readUInt32LE(RESP_SENDER), sendKey, recvKey, createdAt: now, isInitiator: true },
+      session: {
+        localIndex: state.localIndex,
+        remoteIndex: msg.readUInt32LE(RESP_SENDER),
+        sendKey,
+        recvKey,
+        createdAt: now,
+        isInitiator: true,
+        peerCapabilities: readCapabilities(msg, RESP_MAC2),
+      },
     };
   } finally {
     wipe(sodium, ...secrets);
@@ -494,6 +519,17 @@ export function wipeInitiationState(sodium: Sodium, state: InitiationState): voi
 
 export function wipeSession(sodium: Sodium, session: Session): void {
   wipe(sodium, session.sendKey, session.recvKey);
+}
+
+/** Capabilities into a message's (zeroed) mac2 field: u32 LE, the rest zero. */
+function writeCapabilities(message: Buffer, at: number, capabilities: number): void {
+  message.writeUInt32LE(capabilities >>> 0, at);
+}
+
+/** The capabilities in a mac2 field; 0 unless its last 12 bytes are zero (a cookie MAC, should one ever be sent, is not a bit set). */
+function readCapabilities(message: Buffer, at: number): number {
+  for (let i = at + 4; i < at + MAC2_BYTES; i++) if (message[i] !== 0) return 0;
+  return message.readUInt32LE(at);
 }
 
 function reject(reason: HandshakeRejectReason): Rejected {
@@ -624,6 +660,8 @@ export interface HandshakeManagerOptions {
   timers?: Partial<HandshakeTimers>;
   /** Uniform in [0, 1), for retry jitter (default Math.random). */
   random?: () => number;
+  /** Capability bits announced to peers (default UNDERLAY_CAPABILITIES; 0 behaves as a daemon that predates them). */
+  capabilities?: number;
 }
 
 /**
@@ -658,6 +696,7 @@ export class HandshakeManager {
   private readonly local: KeyPair;
   private readonly now: () => number;
   private readonly random: () => number;
+  private readonly capabilities: number;
   private readonly peers = new Map<string, PeerRecord>();
   private readonly byStatic = new Map<string, PeerRecord>();
   /** Local index → peer name, for pending initiations and live sessions. */
@@ -668,6 +707,7 @@ export class HandshakeManager {
     this.local = options.local;
     this.now = options.now;
     this.random = options.random ?? Math.random;
+    this.capabilities = options.capabilities ?? UNDERLAY_CAPABILITIES;
     this.timers = { ...DEFAULT_HANDSHAKE_TIMERS, ...options.timers };
     const t = this.timers;
     for (const [k, v] of Object.entries(t)) if (!Number.isFinite(v) || v < 0) throw new UsageError(`handshake timer ${k} must be a non-negative number`);
@@ -820,6 +860,7 @@ export class HandshakeManager {
     const result = consumeInitiation(this.sodium, this.local, (s) => this.byStatic.get(s.toString('hex')), message, this.now(), {
       localIndex,
       minIntervalMs: this.timers.minInitiationIntervalMs,
+      capabilities: this.capabilities,
     });
     if (!result.ok) {
       this.indices.delete(localIndex);
@@ -871,7 +912,7 @@ export class HandshakeManager {
     const attempts = (p.pending?.attempts ?? 0) + 1;
     this.abandonPending(p);
     const localIndex = this.allocateIndex(p.name);
-    const { message, state } = createInitiation(this.sodium, this.local, p.staticPublic, now, { localIndex });
+    const { message, state } = createInitiation(this.sodium, this.local, p.staticPublic, now, { localIndex, capabilities: this.capabilities });
     const retryAt = now + this.timers.rekeyTimeoutSeconds * 1000 + Math.floor(this.random() * this.timers.jitterMaxMs);
     p.pending = { state, firstAttemptAt, retryAt, attempts };
     return [{ type: 'send', peerName: p.name, kind: 'initiation', message }];

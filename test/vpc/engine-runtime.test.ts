@@ -316,6 +316,9 @@ describe('VPC runtime: peers and the handshake', () => {
     const fresh = b.engine!.peers.get(peerIdOf(b, a))!.sessions.at(-1)!;
     // B had a current session, so the answered one waits for A's first message.
     expect(fresh.pending).toBe(true);
+    // Both daemons announce the checksum-partial capability: each engine may mark segments to the other.
+    expect(fresh.csumPartial).toBe(true);
+    expect(a.engine!.peers.get(peerIdOf(a, b))!.sessions.at(-1)!.csumPartial).toBe(true);
     expect(b.rt!.handshakeStatus('a')!.current!.localIndex).toBe(before.localIndex);
     expect([a.sessions.get('b').rekeys, b.sessions.get('a').rekeys]).toEqual([rekeysBefore[0]! + 1, rekeysBefore[1]! + 1]);
 

@@ -37,6 +37,7 @@ export interface FakeSession {
   sendKey: Buffer;
   recvKey: Buffer;
   pending: boolean;
+  csumPartial: boolean;
 }
 
 export interface FakePeer {
@@ -175,6 +176,7 @@ export class FakeEngine implements RuntimeEngine {
       sendKey: Buffer.from(session.sendKey),
       recvKey: Buffer.from(session.recvKey),
       pending: opts?.pending ?? false,
+      csumPartial: opts?.csumPartial ?? false,
     });
   }
 

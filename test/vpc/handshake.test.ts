@@ -18,6 +18,7 @@ import {
   type KeyPair,
   type Session,
 } from '../../src/vpc/handshake.js';
+import { UNDERLAY_CAPABILITIES, UNDERLAY_CAP_CSUM_PARTIAL } from '../../src/vpc/constants.js';
 import { HANDSHAKE_VECTOR as V, hex } from './fixtures.js';
 
 let sodium: Sodium;
@@ -230,6 +231,41 @@ describe('handshake messages', () => {
     expect(consumeResponse(sodium, state, r.response, T0)).toEqual({ ok: false, reason: 'stale' });
   });
 
+  // An older daemon writes 16 zero bytes of mac2 and never reads it (as consume* here do not,
+  // beyond the capabilities): each side learns what the other announced, and nothing else changes.
+  it('carries capabilities in mac2 both ways; zeros (an older daemon) read as none', () => {
+    const a = generateHostKeys(sodium);
+    const b = generateHostKeys(sodium);
+    const peerA: HandshakePeer = { staticPublic: a.publicKey };
+    const exchange = (capsA: number, capsB: number, alter?: (m: Buffer) => void) => {
+      const { message, state } = createInitiation(sodium, a, b.publicKey, T0, { capabilities: capsA });
+      alter?.(message);
+      peerA.lastTimestamp = undefined;
+      peerA.lastInitiationAt = undefined;
+      const r = consumeInitiation(sodium, b, pinned(peerA), message, T0, { capabilities: capsB });
+      if (!r.ok) throw new Error(r.reason);
+      const done = consumeResponse(sodium, state, r.response, T0);
+      if (!done.ok) throw new Error(done.reason);
+      expect(done.session.sendKey).toEqual(r.session.recvKey);
+      return { message, response: r.response, ai: done.session, br: r.session };
+    };
+    expect(UNDERLAY_CAPABILITIES & UNDERLAY_CAP_CSUM_PARTIAL).toBe(UNDERLAY_CAP_CSUM_PARTIAL);
+    const both = exchange(UNDERLAY_CAPABILITIES, UNDERLAY_CAPABILITIES);
+    expect(both.message.subarray(132).toString('hex')).toBe('01' + '00'.repeat(15));
+    expect(both.response.subarray(76).toString('hex')).toBe('01' + '00'.repeat(15));
+    expect([both.ai.peerCapabilities, both.br.peerCapabilities]).toEqual([UNDERLAY_CAPABILITIES, UNDERLAY_CAPABILITIES]);
+    // An older responder (its response byte for byte what it always sent) and an older initiator.
+    const oldB = exchange(UNDERLAY_CAPABILITIES, 0);
+    expect(oldB.response.subarray(76)).toEqual(Buffer.alloc(16));
+    expect([oldB.ai.peerCapabilities, oldB.br.peerCapabilities]).toEqual([0, UNDERLAY_CAPABILITIES]);
+    const oldA = exchange(0, UNDERLAY_CAPABILITIES);
+    expect(oldA.message.subarray(132)).toEqual(Buffer.alloc(16));
+    expect([oldA.ai.peerCapabilities, oldA.br.peerCapabilities]).toEqual([UNDERLAY_CAPABILITIES, 0]);
+    // Anything but a bit set and 12 zero bytes (a cookie MAC, say) is no capability.
+    const cookie = exchange(UNDERLAY_CAPABILITIES, UNDERLAY_CAPABILITIES, (m) => (m[140] = 1));
+    expect(cookie.br.peerCapabilities).toBe(0);
+  });
+
   it('classifies underlay datagrams', () => {
     expect(underlayMessageType(Buffer.concat([Buffer.from([1, 0, 0, 0]), Buffer.alloc(144)]))).toBe(1);
     expect(underlayMessageType(Buffer.concat([Buffer.from([1, 0, 0, 0]), Buffer.alloc(143)]))).toBeNull();
@@ -256,16 +292,17 @@ interface Node {
   engine: Map<number, { session: Session; sendable: boolean; sendKeyCopy: Buffer; recvKeyCopy: Buffer }>;
 }
 
-function pair(): { clock: { t: number }; a: Node; b: Node } {
+/** Two managers; `capabilitiesB` (what b announces) 0 makes b behave as a daemon that predates capabilities. */
+function pair(opts: { capabilitiesB?: number } = {}): { clock: { t: number }; a: Node; b: Node } {
   const clock = { t: T0 };
-  const make = (name: string): Node => {
-    const keys = generateHostKeys(sodium);
-    return { name, keys, m: new HandshakeManager({ sodium, local: keys, now: () => clock.t, random: () => 0 }), engine: new Map() };
+  const make = (name: string, keys = generateHostKeys(sodium), capabilities?: number): Node => {
+    return { name, keys, m: new HandshakeManager({ sodium, local: keys, now: () => clock.t, random: () => 0, capabilities }), engine: new Map() };
   };
   let a = make('a');
   let b = make('b');
   // make `a` the one with the smaller public key (the tie-break winner) so tests can rely on it
   if (Buffer.compare(a.keys.publicKey, b.keys.publicKey) > 0) [a, b] = [b, a];
+  if (opts.capabilitiesB !== undefined) b = make('b', b.keys, opts.capabilitiesB);
   a.name = 'a';
   b.name = 'b';
   a.m.addPeer('b', b.keys.publicKey);
@@ -480,6 +517,18 @@ describe('HandshakeManager', () => {
     expect(b.m.removePeer('a')).toMatchObject([{ type: 'expire', reason: 'disconnected' }]);
     expect(() => b.m.status('a')).toThrow(NotFoundError);
     expect(b.m.listPeers()).toEqual([]);
+  });
+
+  it('installs sessions with the capabilities the peer announced; an older peer announces none', () => {
+    const { a, b } = pair();
+    run(a.m.connect('b'), a, b);
+    expect([...a.engine.values()].map((e) => e.session.peerCapabilities)).toEqual([UNDERLAY_CAPABILITIES]);
+    expect([...b.engine.values()].map((e) => e.session.peerCapabilities)).toEqual([UNDERLAY_CAPABILITIES]);
+    const old = pair({ capabilitiesB: 0 });
+    run(old.a.m.connect('b'), old.a, old.b);
+    run(old.b.m.rekeyNeeded('a'), old.b, old.a);
+    expect(new Set([...old.a.engine.values()].map((e) => e.session.peerCapabilities))).toEqual(new Set([0]));
+    expect(new Set([...old.b.engine.values()].map((e) => e.session.peerCapabilities))).toEqual(new Set([UNDERLAY_CAPABILITIES]));
   });
 
   it('validates peers and timers', () => {
