@@ -273,6 +273,40 @@ export function threadCpu(pid) {
   return out;
 }
 
+/**
+ * CPU nanoseconds so far of a process's threads whose name starts with one of `prefixes` (all
+ * threads without), from /proc/<pid>/task/<tid>/schedstat: exact to the ns, where stat's
+ * utime/stime move in 10 ms ticks. Map tid -> ns.
+ */
+export function threadCpuNs(pid, prefixes = []) {
+  const out = new Map();
+  let tids = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      if (prefixes.length) {
+        const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+        if (!prefixes.some((p) => name.startsWith(p))) continue;
+      }
+      out.set(Number(tid), Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
+    } catch {
+      /* thread ended */
+    }
+  }
+  return out;
+}
+
+/** CPU ns between two threadCpuNs() maps: threads in both, and those born in between whole. */
+export function threadCpuNsDelta(before, after) {
+  let ns = 0;
+  for (const [tid, v] of after) ns += v - (before.get(tid) ?? 0);
+  return ns;
+}
+
 // ---------------------------------------------------------------------------- statistics
 
 export function median(values) {
