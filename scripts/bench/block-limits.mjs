@@ -23,7 +23,7 @@
 // (/metrics), which another process's load does not move as it moves throughput; throughput
 // per pair is reported beside it. The limiter's own ns per request, timed in isolation
 // (limiter-ns.mjs), bounds the same ratio from below the noise.
-import { controlRequest, median, textTable, threadCpuNs, threadCpuNsDelta } from '../lib/bench-common.mjs';
+import { controlRequest, median, medianCi, textTable, threadCpuNs, threadCpuNsDelta } from '../lib/bench-common.mjs';
 import { limiterNs } from './limiter-ns.mjs';
 
 const MiB = 1024 * 1024;
@@ -164,7 +164,7 @@ export async function runLimits({ targets, jobs, reps, fio, sync, say, load1 }) 
     }
     const ratios = (f) => {
       const xs = perPair(job.id, f);
-      return { median: median(xs), ...spread(xs) };
+      return { median: median(xs), ci: medianCi(xs), ...spread(xs) };
     };
     c.ratio = ratios((a, b) => b[job.metric] / a[job.metric]);
     c.dataPlaneCpuRatio = ratios((a, b) => cpu(b, 'dataPlaneNsPerIo') / cpu(a, 'dataPlaneNsPerIo'));
@@ -189,10 +189,10 @@ export async function runLimits({ targets, jobs, reps, fio, sync, say, load1 }) 
   console.log(`\nLimits: measured / set (median of ${reps}), server CPU µs per I/O (median):`);
   console.log(textTable(['limit', ...limited.map((t) => `${t.id} measured/set`), ...limited.map((t) => `${t.id} µs/IO`)], accuracy.map((a) => [a.label, ...limited.map((t) => f(a[t.id].ratio, 3)), ...limited.map((t) => f(a[t.id].serverCpuUsPerIo, 1))])));
   if (cost.length) {
-    const r = (x, d = 3) => `${f(x.median, d)} (${f(x.min, d)}..${f(x.max, d)})`;
+    const r = (x, d = 3) => `${f(x.median, d)} (${x.ci ? `${f(x.ci.lo, d)}..${f(x.ci.hi, d)}` : '-'}; ${f(x.min, d)}..${f(x.max, d)})`;
     const us = (v) => f(v / 1000, 2);
     console.log(
-      `\nCost of a limit that never binds: ${far.id} against ${none.id}, ${cost[0].pairs} pairs per job of ${PAIR_RAMP}+${PAIR_RUNTIME} s runs (A B / B A, volumes swapping roles); ratios: median of the per-pair far/none (min..max); µs/IO: data-plane threads (lane + workers) and the whole daemon, inside each run, medians:`,
+      `\nCost of a limit that never binds: ${far.id} against ${none.id}, ${cost[0].pairs} pairs per job of ${PAIR_RAMP}+${PAIR_RUNTIME} s runs (A B / B A, volumes swapping roles); ratios: median of the per-pair far/none (its 95 % confidence interval; min..max); µs/IO: data-plane threads (lane + workers) and the whole daemon, inside each run, medians:`,
     );
     console.log(
       textTable(
@@ -210,7 +210,7 @@ export async function runLimits({ targets, jobs, reps, fio, sync, say, load1 }) 
       ),
     );
     for (const c of cost.filter((x) => x.meanRise)) {
-      console.log(`${c.label} latency rise far - none, µs (median of pairs, min..max): mean ${r(c.meanRise, 2)}, p50 ${r(c.p50Rise, 2)}; medians none / far: mean ${f(c[none.id].clatMeanUs, 1)} / ${f(c[far.id].clatMeanUs, 1)}, p50 ${f(c[none.id].clatP50Us, 1)} / ${f(c[far.id].clatP50Us, 1)}`);
+      console.log(`${c.label} latency rise far - none, µs (median of pairs (95 % CI; min..max)): mean ${r(c.meanRise, 2)}, p50 ${r(c.p50Rise, 2)}; medians none / far: mean ${f(c[none.id].clatMeanUs, 1)} / ${f(c[far.id].clatMeanUs, 1)}, p50 ${f(c[none.id].clatP50Us, 1)} / ${f(c[far.id].clatP50Us, 1)}`);
     }
     if (ns) console.log(`limiter alone (limiter-ns.cc, one thread, median of 9 x ${ns.calls}): clock read ${ns.clockNs} ns; unlimited check ${ns.volumeUnlimitedNs} ns; far limit, clock read + Reserve: 4 KiB ${ns.volumeFar4kNs} ns, 1 MiB ${ns.volumeFar1mNs} ns`);
   }
@@ -228,11 +228,17 @@ export async function runLimits({ targets, jobs, reps, fio, sync, say, load1 }) 
   }
   const costGoals = [];
   for (const c of cost) {
-    costGoals.push({ goal: `${c.job} limits far above: data-plane CPU per I/O <= ${COST}x no limits (median of pairs)`, value: c.dataPlaneCpuRatio.median, met: c.dataPlaneCpuRatio.median <= COST });
+    // QD1's CPU per I/O is mostly the lane's wait for the next request (a short spin, then a
+    // sleep and a wake-up), which follows latency: QD1 is held to the latency goal instead.
+    const ci = c.dataPlaneCpuRatio.ci;
+    if (c.job !== 'randread-4k-qd1') costGoals.push({ goal: `${c.job} limits far above: data-plane CPU per I/O <= ${COST}x no limits (median of pairs)`, value: c.dataPlaneCpuRatio.median, met: c.dataPlaneCpuRatio.median <= COST, resolved: ci ? ci.hi <= COST || ci.lo > COST : false, ci });
     if (c.limiterShare !== undefined) costGoals.push({ goal: `${c.job} limiter's own ns per I/O <= ${Math.round((COST - 1) * 100)} % of the data plane's CPU per I/O`, value: c.limiterShare, met: c.limiterShare <= COST - 1 });
     if (c.meanRise) for (const [k, name] of [['meanRise', 'mean'], ['p50Rise', 'p50']]) costGoals.push({ goal: `${c.job} ${name} latency rise <= ${LATENCY_US} µs`, value: c[k].median, met: c[k].median <= LATENCY_US });
   }
-  for (const g of costGoals) console.log(`${g.met ? 'MET ' : 'MISS'} ${g.goal}: ${f(g.value, 4)}`);
+  for (const g of costGoals) {
+    const res = g.resolved === undefined ? '' : g.resolved ? `; resolved: 95 % CI ${f(g.ci.lo, 3)}..${f(g.ci.hi, 3)}` : `; NOT resolved by the pairs: 95 % CI ${g.ci ? `${f(g.ci.lo, 3)}..${f(g.ci.hi, 3)}` : '-'} holds ${COST}`;
+    console.log(`${g.met ? 'MET ' : 'MISS'} ${g.goal}: ${f(g.value, 4)}${res}`);
+  }
   goals.push(...costGoals);
   return { runs, accuracy, cost, goals };
 }

@@ -316,6 +316,27 @@ export function median(values) {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
+/**
+ * A distribution-free confidence interval of the median (order statistics, binomial at p = 1/2):
+ * [x(k), x(n+1-k)] for the largest k with P(Binomial(n, 1/2) < k) <= (1 - level) / 2, so it
+ * covers at least `level`. { lo, hi, level (the actual coverage) }; null below 6 values (no
+ * interval at 95 % exists).
+ */
+export function medianCi(values, level = 0.95) {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  const n = v.length;
+  let below = 0; // P(B < k)
+  let k = 0;
+  let pk = 0.5 ** n; // P(B = k)
+  while (k < n && below + pk <= (1 - level) / 2) {
+    below += pk;
+    pk = (pk * (n - k)) / (k + 1);
+    k++;
+  }
+  if (k === 0) return null;
+  return { lo: v[k - 1], hi: v[n - k], level: 1 - 2 * below };
+}
+
 /** Compact human number: 1234 → "1234", 12345 → "12.3k", 1234567 → "1.23M". */
 export function human(n, digits = 3) {
   if (n === null || n === undefined || !Number.isFinite(n)) return '-';
