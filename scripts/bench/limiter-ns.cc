@@ -1,8 +1,8 @@
 // The limiters' own price per admitted request, in isolation (a benchmark, not a test): what the
 // NBD lane adds per READ/WRITE when its volume has a limit that does not bind (clock read +
 // IoLimiter::Reserve, native/src/io_limiter.h, nbd_lane.cc's Admit) and what the VPC engine adds
-// per frame when the ENI has an allowance that does not bind (clock read + Allowance::Schedule,
-// vpc_allowance.h, vpc_engine.cc's PassAllowance), each against the check an unlimited
+// per frame when the ENI has an allowance that does not bind (Allowance::Schedule, vpc_allowance.h,
+// vpc_engine.cc's PassAllowance, and a clock read per batch of frames: of one, 8 and 64), each against the check an unlimited
 // volume/ENI costs. One thread, the limiter uncontended; CPU time of this thread
 // (CLOCK_THREAD_CPUTIME_ID), so another process on the core does not count; the median of 9
 // rounds. Prints one JSON object. Built and run by scripts/bench/limiter-ns.mjs.
@@ -86,6 +86,18 @@ int main() {
     const double now = Monotonic();
     return eni_far.Schedule(106, 1, now, al.queue).at;
   }, n);
+  // The engine reads the allowances' clock once per recvmmsg batch (vpc_engine.cc AllowanceNow):
+  // per frame in a batch of 8 and of 64 64-byte frames.
+  double batch_now = 0;
+  const auto batched = [&](long every) {
+    return NsPerCall([&](long i) {
+      if (!eni_far.limited()) return 0.0;
+      if (i % every == 0) batch_now = Monotonic();
+      return eni_far.Schedule(106, 1, batch_now, al.queue).at;
+    }, n);
+  };
+  const double eni_far_small_8 = batched(8);
+  const double eni_far_small_64 = batched(64);
   const double eni_far_gso = NsPerCall([&](long) {
     if (!eni_far.limited()) return 0.0;
     const double now = Monotonic();
@@ -94,7 +106,9 @@ int main() {
 
   std::printf(
       "{\"calls\":%ld,\"clockNs\":%.2f,\"volumeUnlimitedNs\":%.2f,\"volumeFar4kNs\":%.2f,\"volumeFar1mNs\":%.2f,"
-      "\"eniUnlimitedNs\":%.2f,\"eniFarSmallNs\":%.2f,\"eniFarGsoNs\":%.2f}\n",
-      n, clock, volume_none, volume_far_4k, volume_far_1m, eni_unlimited, eni_far_small, eni_far_gso);
+      "\"eniUnlimitedNs\":%.2f,\"eniFarSmallNs\":%.2f,\"eniFarSmallBatch8Ns\":%.2f,\"eniFarSmallBatch64Ns\":%.2f,"
+      "\"eniFarGsoNs\":%.2f}\n",
+      n, clock, volume_none, volume_far_4k, volume_far_1m, eni_unlimited, eni_far_small, eni_far_small_8, eni_far_small_64,
+      eni_far_gso);
   return 0;
 }
