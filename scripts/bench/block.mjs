@@ -54,7 +54,7 @@
 import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { startCeph } from '../lib/ceph.mjs';
-import { LIMIT_CELLS, LIMIT_TARGETS, runLimits } from './block-limits.mjs';
+import { LIMIT_TARGETS, limitsSeconds, runLimits } from './block-limits.mjs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -453,8 +453,12 @@ async function rbdNode(t, cluster, pw) {
 let fioSeq = 0;
 /** With --ceph: the OSD's pid (its CPU is measured beside every run). */
 let osdPid;
-/** One fio run; returns the parsed numbers. `fill`: a whole-device sequential write instead. */
-async function fio(target, job, { fill = false, runtime = RUNTIME, ramp = RAMP } = {}) {
+/**
+ * One fio run; returns the parsed numbers. `fill`: a whole-device sequential write instead.
+ * `during(target, ramp, runtime)`, if given, starts with fio (a measurement inside the run); what
+ * it resolves to is returned as `window`.
+ */
+async function fio(target, job, { fill = false, runtime = RUNTIME, ramp = RAMP, during } = {}) {
   mkdirSync(scratch.path('fio'), { recursive: true });
   const out = scratch.path('fio', `${String(++fioSeq).padStart(4, '0')}-${target.id}-${fill ? 'fill' : job.id}.json`);
   const engine = target.fioArgs ?? ['--ioengine=nbd', `--uri=${target.uri}`];
@@ -466,9 +470,11 @@ async function fio(target, job, { fill = false, runtime = RUNTIME, ramp = RAMP }
     const cpu0 = target.pids().map(cpuSeconds);
     const osd0 = osdPid ? cpuSeconds(osdPid) : 0;
     const t0 = process.hrtime.bigint();
+    let inside;
     const r = await new Promise((resolve) => {
       const p = spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...target.env } });
       fioProcs.add(p);
+      inside = during?.(target, ramp, runtime).catch((e) => ({ error: e.message }));
       let err = '';
       p.stderr.on('data', (d) => (err += d));
       p.stdout.resume();
@@ -502,6 +508,7 @@ async function fio(target, job, { fill = false, runtime = RUNTIME, ramp = RAMP }
         ...(osd === null ? {} : { osdCores: osd / wall, osdCpuUsPerIo: iops > 0 ? ((osd / wall) * 1e6) / iops : null }),
         fioCpuPct: j.usr_cpu + j.sys_cpu,
         wallS: wall,
+        ...(inside ? { window: await inside } : {}),
       };
     }
     const why = `fio ${fill ? 'fill' : job.id} on ${target.id} failed (exit ${r.code}${j ? `, error ${j.error}` : ''}): ${r.err.trim().split('\n').slice(-3).join(' | ')}`;
@@ -526,10 +533,11 @@ async function main() {
     ...(CEPH || LIMITS ? { qemuStorageDaemon: await versionOf('qemu-storage-daemon') } : {}),
     nitride: (await nitride(['--version'], {}).catch(() => ({ stdout: '' }))).stdout.trim() || null,
   };
-  const nRuns = LIMITS ? REPS * (LIMIT_CELLS.length * TARGETS.filter((t) => t.limited).length + 12) : REPS * JOBS.length * TARGETS.length;
-  say(
-    `bench-block: ${LIMITS ? 'limits' : `${TARGETS.length} targets x ${JOBS.length} jobs`} x ${REPS} reps = ${nRuns} fio runs of ${RAMP}+${RUNTIME} s (estimate ~${Math.ceil((nRuns * (RUNTIME + RAMP + 0.8) + 60) / 60)} min)`,
-  );
+  if (LIMITS) say(`bench-block: limits x ${REPS} reps (estimate ~${Math.ceil((limitsSeconds(TARGETS, REPS, RUNTIME, RAMP) + 60) / 60)} min)`);
+  else {
+    const nRuns = REPS * JOBS.length * TARGETS.length;
+    say(`bench-block: ${TARGETS.length} targets x ${JOBS.length} jobs x ${REPS} reps = ${nRuns} fio runs of ${RAMP}+${RUNTIME} s (estimate ~${Math.ceil((nRuns * (RUNTIME + RAMP + 0.8) + 60) / 60)} min)`);
+  }
   say(`host: ${facts.cpus} x ${facts.cpuModel}, ${facts.memoryGiB} GiB, Linux ${facts.kernel}, load ${facts.loadavg.join(' ')}; nitride ${facts.nitrideRev}`);
   const { fs, daemon, cluster } = await setUp();
   if (cluster) osdPid = cluster.osdPid();

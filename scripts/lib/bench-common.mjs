@@ -273,6 +273,40 @@ export function threadCpu(pid) {
   return out;
 }
 
+/**
+ * CPU nanoseconds so far of a process's threads whose name starts with one of `prefixes` (all
+ * threads without), from /proc/<pid>/task/<tid>/schedstat: exact to the ns, where stat's
+ * utime/stime move in 10 ms ticks. Map tid -> ns.
+ */
+export function threadCpuNs(pid, prefixes = []) {
+  const out = new Map();
+  let tids = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      if (prefixes.length) {
+        const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+        if (!prefixes.some((p) => name.startsWith(p))) continue;
+      }
+      out.set(Number(tid), Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
+    } catch {
+      /* thread ended */
+    }
+  }
+  return out;
+}
+
+/** CPU ns between two threadCpuNs() maps: threads in both, and those born in between whole. */
+export function threadCpuNsDelta(before, after) {
+  let ns = 0;
+  for (const [tid, v] of after) ns += v - (before.get(tid) ?? 0);
+  return ns;
+}
+
 // ---------------------------------------------------------------------------- statistics
 
 export function median(values) {
@@ -280,6 +314,27 @@ export function median(values) {
   if (v.length === 0) return null;
   const m = v.length >> 1;
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+/**
+ * A distribution-free confidence interval of the median (order statistics, binomial at p = 1/2):
+ * [x(k), x(n+1-k)] for the largest k with P(Binomial(n, 1/2) < k) <= (1 - level) / 2, so it
+ * covers at least `level`. { lo, hi, level (the actual coverage) }; null below 6 values (no
+ * interval at 95 % exists).
+ */
+export function medianCi(values, level = 0.95) {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  const n = v.length;
+  let below = 0; // P(B < k)
+  let k = 0;
+  let pk = 0.5 ** n; // P(B = k)
+  while (k < n && below + pk <= (1 - level) / 2) {
+    below += pk;
+    pk = (pk * (n - k)) / (k + 1);
+    k++;
+  }
+  if (k === 0) return null;
+  return { lo: v[k - 1], hi: v[n - k], level: 1 - 2 * below };
 }
 
 /** Compact human number: 1234 → "1234", 12345 → "12.3k", 1234567 → "1.23M". */
