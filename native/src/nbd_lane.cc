@@ -745,18 +745,6 @@ class Lane {
       SubmitRbd(h, payload);
       return;
     }
-    // A large WRITE while every worker sleeps is done here: waking one costs
-    // a context switch or two per request and pulls the payload to another
-    // core, which under CPU contention cost more than the parallelism gave.
-    if (h.length > kInlineMax && h.type == kCmdWrite && WorkersAsleep()) {
-      Chunk reply;
-      if (Perform(h, payload, false, &reply)) {
-        Queue(std::move(reply));
-      } else if (!crypto_failed_.load()) {
-        Forward(h, payload, false);
-      }
-      return;
-    }
     if (h.length > kInlineMax) {
       Job job;
       job.h = h;
@@ -1013,21 +1001,13 @@ class Lane {
     jobs_cv_.notify_one();
   }
 
-  // True when the workers exist and all of them wait for a job.
-  bool WorkersAsleep() {
-    std::lock_guard<std::mutex> lock(jobs_mu_);
-    return !workers_.empty() && workers_waiting_ == workers_.size() && jobs_.empty();
-  }
-
   void Work() {
     pthread_setname_np(pthread_self(), "nitride-nbd-io");
     for (;;) {
       Job job;
       {
         std::unique_lock<std::mutex> lock(jobs_mu_);
-        workers_waiting_++;
         jobs_cv_.wait(lock, [this] { return !jobs_.empty() || workers_stop_; });
-        workers_waiting_--;
         if (jobs_.empty()) return;
         job = std::move(jobs_.front());
         jobs_.pop_front();
@@ -1153,7 +1133,6 @@ class Lane {
   std::vector<std::thread> workers_;
   size_t jobs_outstanding_ = 0;
   bool workers_stop_ = false;
-  size_t workers_waiting_ = 0;  // workers in jobs_cv_.wait (jobs_mu_)
   std::deque<Chunk> out_;
   size_t out_bytes_ = 0;
   size_t total_sent_ = 0;
