@@ -251,16 +251,19 @@ export function cpuSeconds(pid) {
   }
 }
 
+/** A process's thread ids ([] once it has exited). */
+function taskIds(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+}
+
 /** Per-thread CPU seconds of a process: [{ tid, name, cpu }]. */
 export function threadCpu(pid) {
   const out = [];
-  let tids = [];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
+  for (const tid of taskIds(pid)) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
@@ -280,13 +283,7 @@ export function threadCpu(pid) {
  */
 export function threadCpuNs(pid, prefixes = []) {
   const out = new Map();
-  let tids = [];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
+  for (const tid of taskIds(pid)) {
     try {
       if (prefixes.length) {
         const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
