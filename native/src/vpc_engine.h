@@ -380,13 +380,15 @@ class Engine {
                          size_t len, const virtio_net_hdr& h,
                          std::unique_lock<std::mutex>& lk);
   void PuntFrame(Port& port, PuntReason reason, const uint8_t* f, size_t len);
+  // The allowances' clock: within a batch (OpenBatch .. CloseBatch), one
+  // fine read shared by its frames (batch_now_); outside one, a read per call.
+  double AllowanceNow();
+  void OpenBatch() { batch_open_ = true; batch_now_ = 0; }
+  void CloseBatch() { batch_open_ = false; }
   // The port's allowance for frame `f` (`len` bytes, header `h`) of
   // `segments` segments and `wire` bytes on the wire, going into (`in`) or
   // out of the guest (mu_ held). true: send it now; false: the allowance
   // holds a copy of it (sent by ReleaseHeld) or dropped it (counted).
-  double AllowanceNow();
-  void OpenBatch() { batch_open_ = true; batch_now_ = 0; }
-  void CloseBatch() { batch_open_ = false; }
   bool PassAllowance(const std::shared_ptr<Port>& port, bool in, size_t wire, size_t segments,
                      const uint8_t* f, size_t len, const virtio_net_hdr& h);
   void Hold(const std::shared_ptr<Port>& port, HeldQueue& q, double at, const uint8_t* f, size_t len,
