@@ -217,6 +217,28 @@ else:
     print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
 `;
 
+/**
+ * UDP GSO: `client ADDR` sends 40 datagrams of 1,000 bytes in one UDP_SEGMENT send (a GSO
+ * super-frame on the veth); `server ADDR` prints how many distinct, intact ones it received on
+ * port 5002 (each starts with its index), exiting non-zero on a damaged one or after 10 s.
+ */
+const UDP_GSO_PY = `
+import socket, sys
+N, SEG = 40, 1000
+def seg(i): return i.to_bytes(4, 'big') + bytes((i * 7 + j) & 255 for j in range(SEG - 4))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if sys.argv[1] == 'server':
+    s.bind((sys.argv[2], 5002)); s.settimeout(10); got = set()
+    while len(got) < N:
+        b = s.recv(65536); i = int.from_bytes(b[:4], 'big')
+        if i >= N or b != seg(i): sys.exit('damaged datagram %d (%d bytes)' % (i, len(b)))
+        got.add(i)
+    print(len(got), flush=True)
+else:
+    s.setsockopt(socket.IPPROTO_UDP, 103, SEG)  # UDP_SEGMENT
+    s.sendto(b''.join(seg(i) for i in range(N)), (sys.argv[2], 5002))
+`;
+
 /** Opens a data message with node:crypto (vpc_wire.h: nonce 0^32 || counter LE, AAD = header): the frame inside. */
 function openData(sendKey: Buffer, data: Buffer): Buffer {
   const d = createDecipheriv('aes-256-gcm', sendKey, Buffer.concat([Buffer.alloc(4), data.subarray(8, 16)]));
@@ -233,17 +255,20 @@ function onesSum(b: Buffer, sum = 0): number {
   return sum;
 }
 
-/** An IPv4 TCP frame (IHL 5) with a payload: its TCP checksum field and the folded sums it is judged by. */
-function tcpChecksums(f: Buffer): { field: number; pseudo: number; full: number } | null {
-  if (f.readUInt16BE(12) !== 0x0800 || f[14] !== 0x45 || f[23] !== 6) return null;
+/**
+ * An IPv4 (IHL 5) TCP segment with a payload, or UDP datagram, of protocol `proto` (6, 17): its
+ * transport checksum field and the folded sums it is judged by.
+ */
+function l4Checksums(f: Buffer, proto = 6): { field: number; pseudo: number; full: number } | null {
+  if (f.readUInt16BE(12) !== 0x0800 || f[14] !== 0x45 || f[23] !== proto) return null;
   const l4 = f.subarray(34, 14 + f.readUInt16BE(16));
-  if (l4.length <= (l4[12]! >> 4) * 4) return null;
+  if (proto === 6 && l4.length <= (l4[12]! >> 4) * 4) return null;
   const ph = Buffer.alloc(12);
   f.copy(ph, 0, 26, 34);
-  ph[9] = 6;
+  ph[9] = proto;
   ph.writeUInt16BE(l4.length, 10);
   const pseudo = onesSum(ph);
-  return { field: l4.readUInt16BE(16), pseudo, full: onesSum(l4, pseudo) };
+  return { field: l4.readUInt16BE(proto === 6 ? 16 : 6), pseudo, full: onesSum(l4, pseudo) };
 }
 
 function ipBytes(ip: string): Buffer {
@@ -1106,7 +1131,7 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       let marked = 0;
       let segments = 0;
       for (const { data } of frames) {
-        const sums = tcpChecksums(openData(sendKey, data));
+        const sums = l4Checksums(openData(sendKey, data));
         if (!sums) continue;
         ++segments;
         if (data[1] === 1) {
@@ -1122,6 +1147,50 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       expect(marked).toBe(csumPartial ? segments : 0);
       expect(B.stats().underlay.malformed).toBe(malformed0);
       const snmp = (await lab.exec(d, 'cat', '/proc/net/snmp')).stdout.split('\n').filter((l) => l.startsWith('Tcp:'));
+      expect(Number(snmp[1]!.split(/\s+/)[snmp[0]!.split(/\s+/).indexOf('InCsumErrors')])).toBe(0);
+    });
+
+    // The same for a UDP GSO send from the guest: its segments cross marked to a peer that takes
+    // the mark (delivered one by one, each as CHECKSUM_PARTIAL), with complete checksums otherwise.
+    it.each([
+      { csumPartial: false, what: 'an older peer: complete checksums' },
+      { csumPartial: true, what: 'a peer that takes the mark: marked' },
+    ])('UDP GSO to $what; every datagram intact', async ({ csumPartial }) => {
+      if (!existsSync(PYTHON)) return;
+      const k = sessionKeys();
+      const sendKey = Buffer.from(k.a.sendKey);
+      A.setSession(PEER, k.a, { csumPartial });
+      B.setSession(PEER, k.b, { csumPartial });
+      keys = k;
+      const malformed0 = B.stats().underlay.malformed;
+      const server = lab.exec(d, PYTHON, '-c', UDP_GSO_PY, 'server', d.ip);
+      for (let i = 0; i < 100 && !(await lab.exec(d, 'ss', '-Hlun', 'sport', '=', ':5002')).stdout.includes('5002'); i++) await sleep(100);
+      recorded.length = 0;
+      recording = true;
+      const client = await lab.exec(c, PYTHON, '-c', UDP_GSO_PY, 'client', d.ip);
+      const received = await server;
+      recording = false;
+      expect(client.code, client.stderr).toBe(0);
+      expect(received.code, received.stderr).toBe(0);
+      expect(received.stdout.trim()).toBe('40');
+      let marked = 0;
+      let datagrams = 0;
+      for (const { data } of recorded.filter((x) => x.from === 'A' && x.data[0] === 4 && x.data.length > 32)) {
+        const sums = l4Checksums(openData(sendKey, data), 17);
+        if (!sums) continue;
+        ++datagrams;
+        if (data[1] === 1) {
+          ++marked;
+          expect(sums.field).toBe(sums.pseudo);
+        } else {
+          expect(data[1]).toBe(0);
+          expect(sums.full).toBe(0xffff);
+        }
+      }
+      expect(datagrams).toBe(40); // segmented: one datagram per UDP segment
+      expect(marked).toBe(csumPartial ? 40 : 0);
+      expect(B.stats().underlay.malformed).toBe(malformed0);
+      const snmp = (await lab.exec(d, 'cat', '/proc/net/snmp')).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
       expect(Number(snmp[1]!.split(/\s+/)[snmp[0]!.split(/\s+/).indexOf('InCsumErrors')])).toBe(0);
     });
   });
