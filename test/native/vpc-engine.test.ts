@@ -1103,6 +1103,43 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       }
     });
 
+    /** New sessions between A and B, with or without the "checksum partial" capability: A's send key. */
+    function csumSessions(csumPartial: boolean): Buffer {
+      const k = sessionKeys();
+      A.setSession(PEER, k.a, { csumPartial });
+      B.setSession(PEER, k.b, { csumPartial });
+      keys = k;
+      return Buffer.from(k.a.sendKey);
+    }
+
+    /**
+     * A's recorded data messages carrying protocol `proto`: each marked one holds only the
+     * pseudo-header sum, each other one a complete checksum. How many there were, and marked.
+     */
+    function checkMarks(sendKey: Buffer, proto: number): { frames: number; marked: number } {
+      let frames = 0;
+      let marked = 0;
+      for (const { data } of recorded.filter((x) => x.from === 'A' && x.data[0] === 4 && x.data.length > 32)) {
+        const sums = l4Checksums(openData(sendKey, data), proto);
+        if (!sums) continue;
+        ++frames;
+        if (data[1] === 1) {
+          ++marked;
+          expect(sums.field).toBe(sums.pseudo);
+        } else {
+          expect(data[1]).toBe(0);
+          expect(sums.full).toBe(0xffff);
+        }
+      }
+      return { frames, marked };
+    }
+
+    /** Guest D's checksum errors counted by its kernel for `proto` ("Tcp", "Udp"). */
+    async function inCsumErrors(proto: string): Promise<number> {
+      const snmp = (await lab.exec(d, 'cat', '/proc/net/snmp')).stdout.split('\n').filter((l) => l.startsWith(`${proto}:`));
+      return Number(snmp[1]!.split(/\s+/)[snmp[0]!.split(/\s+/).indexOf('InCsumErrors')]);
+    }
+
     // A peer that did not announce the capability (an older daemon, which drops data messages
     // with a nonzero reserved byte) gets complete checksums; one that did gets segments marked
     // "checksum partial" with only the pseudo-header sum, and coalesces them unverified.
@@ -1111,11 +1148,7 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       { csumPartial: true, what: 'a peer that takes the mark: pseudo-header sums, marked' },
     ])('TCP to $what; data intact', async ({ csumPartial }) => {
       if (!existsSync(PYTHON)) return;
-      const k = sessionKeys();
-      const sendKey = Buffer.from(k.a.sendKey);
-      A.setSession(PEER, k.a, { csumPartial });
-      B.setSession(PEER, k.b, { csumPartial });
-      keys = k;
+      const sendKey = csumSessions(csumPartial);
       const malformed0 = B.stats().underlay.malformed;
       recorded.length = 0;
       recording = true;
@@ -1127,27 +1160,12 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       expect(client.code).toBe(0);
       expect(received.code).toBe(0);
       expect(received.stdout.trim()).toBe(client.stdout.trim());
-      const frames = recorded.filter((x) => x.from === 'A' && x.data[0] === 4 && x.data.length > 32);
-      let marked = 0;
-      let segments = 0;
-      for (const { data } of frames) {
-        const sums = l4Checksums(openData(sendKey, data));
-        if (!sums) continue;
-        ++segments;
-        if (data[1] === 1) {
-          ++marked;
-          expect(sums.field).toBe(sums.pseudo);
-        } else {
-          expect(data[1]).toBe(0);
-          expect(sums.full).toBe(0xffff);
-        }
-      }
+      const { frames: segments, marked } = checkMarks(sendKey, 6);
       expect(segments).toBeGreaterThan(SIZE / 1500);
       // Every TCP segment the guest's kernel left to the NIC's checksum offload (all of them, on a veth).
       expect(marked).toBe(csumPartial ? segments : 0);
       expect(B.stats().underlay.malformed).toBe(malformed0);
-      const snmp = (await lab.exec(d, 'cat', '/proc/net/snmp')).stdout.split('\n').filter((l) => l.startsWith('Tcp:'));
-      expect(Number(snmp[1]!.split(/\s+/)[snmp[0]!.split(/\s+/).indexOf('InCsumErrors')])).toBe(0);
+      expect(await inCsumErrors('Tcp')).toBe(0);
     });
 
     // The same for a UDP GSO send from the guest: its segments cross marked to a peer that takes
@@ -1157,11 +1175,7 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       { csumPartial: true, what: 'a peer that takes the mark: marked' },
     ])('UDP GSO to $what; every datagram intact', async ({ csumPartial }) => {
       if (!existsSync(PYTHON)) return;
-      const k = sessionKeys();
-      const sendKey = Buffer.from(k.a.sendKey);
-      A.setSession(PEER, k.a, { csumPartial });
-      B.setSession(PEER, k.b, { csumPartial });
-      keys = k;
+      const sendKey = csumSessions(csumPartial);
       const malformed0 = B.stats().underlay.malformed;
       const server = lab.exec(d, PYTHON, '-c', UDP_GSO_PY, 'server', d.ip);
       for (let i = 0; i < 100 && !(await lab.exec(d, 'ss', '-Hlun', 'sport', '=', ':5002')).stdout.includes('5002'); i++) await sleep(100);
@@ -1173,25 +1187,11 @@ describe.skipIf(!canRun())('VpcEngine with network-namespace guests (root)', () 
       expect(client.code, client.stderr).toBe(0);
       expect(received.code, received.stderr).toBe(0);
       expect(received.stdout.trim()).toBe('40');
-      let marked = 0;
-      let datagrams = 0;
-      for (const { data } of recorded.filter((x) => x.from === 'A' && x.data[0] === 4 && x.data.length > 32)) {
-        const sums = l4Checksums(openData(sendKey, data), 17);
-        if (!sums) continue;
-        ++datagrams;
-        if (data[1] === 1) {
-          ++marked;
-          expect(sums.field).toBe(sums.pseudo);
-        } else {
-          expect(data[1]).toBe(0);
-          expect(sums.full).toBe(0xffff);
-        }
-      }
+      const { frames: datagrams, marked } = checkMarks(sendKey, 17);
       expect(datagrams).toBe(40); // segmented: one datagram per UDP segment
       expect(marked).toBe(csumPartial ? 40 : 0);
       expect(B.stats().underlay.malformed).toBe(malformed0);
-      const snmp = (await lab.exec(d, 'cat', '/proc/net/snmp')).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
-      expect(Number(snmp[1]!.split(/\s+/)[snmp[0]!.split(/\s+/).indexOf('InCsumErrors')])).toBe(0);
+      expect(await inCsumErrors('Udp')).toBe(0);
     });
   });
 });
