@@ -23,7 +23,7 @@
 // (/metrics), which another process's load does not move as it moves throughput; throughput
 // per pair is reported beside it. The limiter's own ns per request, timed in isolation
 // (limiter-ns.mjs), bounds the same ratio from below the noise.
-import { controlRequest, median, medianCi, textTable, threadCpuNs, threadCpuNsDelta } from '../lib/bench-common.mjs';
+import { ciGoal, ciGoalNote, controlRequest, median, medianCi, textTable, threadCpuNs, threadCpuNsDelta } from '../lib/bench-common.mjs';
 import { limiterNs } from './limiter-ns.mjs';
 
 const MiB = 1024 * 1024;
@@ -231,13 +231,12 @@ export async function runLimits({ targets, jobs, reps, fio, sync, say, load1 }) 
     // QD1's CPU per I/O is mostly the lane's wait for the next request (a short spin, then a
     // sleep and a wake-up), which follows latency: QD1 is held to the latency goal instead.
     const ci = c.dataPlaneCpuRatio.ci;
-    if (c.job !== 'randread-4k-qd1') costGoals.push({ goal: `${c.job} limits far above: data-plane CPU per I/O <= ${COST}x no limits (median of pairs)`, value: c.dataPlaneCpuRatio.median, met: c.dataPlaneCpuRatio.median <= COST, resolved: ci ? ci.hi <= COST || ci.lo > COST : false, ci });
+    if (c.job !== 'randread-4k-qd1') costGoals.push(ciGoal(`${c.job} limits far above: data-plane CPU per I/O <= ${COST}x no limits (median of pairs)`, c.dataPlaneCpuRatio.median, COST, ci));
     if (c.limiterShare !== undefined) costGoals.push({ goal: `${c.job} limiter's own ns per I/O <= ${Math.round((COST - 1) * 100)} % of the data plane's CPU per I/O`, value: c.limiterShare, met: c.limiterShare <= COST - 1 });
     if (c.meanRise) for (const [k, name] of [['meanRise', 'mean'], ['p50Rise', 'p50']]) costGoals.push({ goal: `${c.job} ${name} latency rise <= ${LATENCY_US} µs`, value: c[k].median, met: c[k].median <= LATENCY_US });
   }
   for (const g of costGoals) {
-    const res = g.resolved === undefined ? '' : g.resolved ? `; resolved: 95 % CI ${f(g.ci.lo, 3)}..${f(g.ci.hi, 3)}` : `; NOT resolved by the pairs: 95 % CI ${g.ci ? `${f(g.ci.lo, 3)}..${f(g.ci.hi, 3)}` : '-'} holds ${COST}`;
-    console.log(`${g.met ? 'MET ' : 'MISS'} ${g.goal}: ${f(g.value, 4)}${res}`);
+    console.log(`${g.met ? 'MET ' : 'MISS'} ${g.goal}: ${f(g.value, 4)}${ciGoalNote(g)}`);
   }
   goals.push(...costGoals);
   return { runs, accuracy, cost, goals };

@@ -33,7 +33,7 @@
 // ns per packet. Decided on the engine thread's CPU per packet: packets/s here moved up to 2x
 // between single runs at load 5-7, CPU per packet far less.
 import { readFileSync } from 'node:fs';
-import { cpuSeconds, median, medianCi, run, sleep, textTable, threadCpuNs, threadCpuNsDelta } from '../lib/bench-common.mjs';
+import { ciGoal, ciGoalNote, cpuSeconds, median, medianCi, run, sleep, textTable, threadCpuNs, threadCpuNsDelta } from '../lib/bench-common.mjs';
 import { limiterNs } from './limiter-ns.mjs';
 
 export const LIMIT_PATHS = [
@@ -336,13 +336,12 @@ async function runCost({ paths, reps, time, inNs, say, guestB, mtu }) {
     const t = rows.find((r) => r.job === job.id && r.limiter === 'tc tbf');
     if (!n) continue;
     const ci = n.engineCpuRatioCi;
-    goals.push({ goal: `cost ${job.id}: ENI allowance far above, engine CPU per packet <= ${1 + COST_MAX}x none (median of pairs)`, value: n.engineCpuRatio, met: n.engineCpuRatio !== null && n.engineCpuRatio <= 1 + COST_MAX, resolved: ci ? ci.hi <= 1 + COST_MAX || ci.lo > 1 + COST_MAX : false, ci });
+    goals.push(ciGoal(`cost ${job.id}: ENI allowance far above, engine CPU per packet <= ${1 + COST_MAX}x none (median of pairs)`, n.engineCpuRatio, 1 + COST_MAX, ci));
     goals.push({ goal: `cost ${job.id}: the allowance's own ns per frame <= ${COST_MAX * 100} % of the engine's ns per frame`, value: n.limiterShare, met: n.limiterShare !== null && n.limiterShare <= COST_MAX });
     if (t) goals.push({ goal: `cost ${job.id}: the limiter's own CPU per packet <= tc's (rise µs/pkt, path's processes)`, value: n.usPerPacketRise, reference: t.usPerPacketRise, met: n.usPerPacketRise !== null && t.usPerPacketRise !== null && n.usPerPacketRise <= t.usPerPacketRise });
   }
   for (const g of goals) {
-    const res = g.resolved === undefined ? '' : g.resolved ? `; resolved: 95 % CI ${f(g.ci.lo, 3)}..${f(g.ci.hi, 3)}` : `; NOT resolved by the pairs: 95 % CI ${g.ci ? `${f(g.ci.lo, 3)}..${f(g.ci.hi, 3)}` : '-'} holds ${1 + COST_MAX}`;
-    console.log(`${g.met ? 'MET ' : 'MISS'} ${g.goal}: ${f(g.value, 4)}${g.reference !== undefined ? ` vs ${f(g.reference, 3)}` : ''}${res}`);
+    console.log(`${g.met ? 'MET ' : 'MISS'} ${g.goal}: ${f(g.value, 4)}${g.reference !== undefined ? ` vs ${f(g.reference, 3)}` : ''}${ciGoalNote(g)}`);
   }
   return { runs, rows, goals, settings: { far: FAR, jobs: COST_JOBS.map(({ id, label }) => ({ id, label })) } };
 }

@@ -314,6 +314,21 @@ export function median(values) {
 }
 
 /**
+ * A goal "median of pairs <= bound" with that median's confidence interval (medianCi): met on
+ * the median, resolved when the interval lies wholly on one side of the bound.
+ */
+export function ciGoal(goal, value, bound, ci) {
+  return { goal, value, met: value !== null && value <= bound, resolved: ci ? ci.hi <= bound || ci.lo > bound : false, ci, bound };
+}
+
+/** How a ciGoal's line ends when printed: whether its interval resolved it ('' for other goals). */
+export function ciGoalNote(g) {
+  if (g.resolved === undefined) return '';
+  const ci = g.ci ? `${g.ci.lo.toFixed(3)}..${g.ci.hi.toFixed(3)}` : '-';
+  return g.resolved ? `; resolved: 95 % CI ${ci}` : `; NOT resolved by the pairs: 95 % CI ${ci} holds ${g.bound}`;
+}
+
+/**
  * A distribution-free confidence interval of the median (order statistics, binomial at p = 1/2):
  * [x(k), x(n+1-k)] for the largest k with P(Binomial(n, 1/2) < k) <= (1 - level) / 2, so it
  * covers at least `level`. { lo, hi, level (the actual coverage) }; null below 6 values (no
