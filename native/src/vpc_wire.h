@@ -87,8 +87,8 @@ constexpr size_t kMinFrame = kEthHeader;
 constexpr uint16_t kEtherQinQ = 0x88a8;
 constexpr uint16_t kEtherVlan9100 = 0x9100;
 
-// ENI MTU bounds: kMinMtu (IPv4's minimum) to AWS's jumbo MTU.
-constexpr uint32_t kMaxMtu = 9001;
+// An ENI's MTU is from kMinMtu (IPv4's minimum) to kMaxMtu (AWS's jumbo MTU);
+// its VPC's, which the control plane sets, within that.
 static_assert(kEniMtu + kEthHeader + kDataOverhead + 8 + 20 <= 1500,
               "an ENI's frame in a data message must fit a 1500-byte IPv4 underlay");
 // Largest frame the engine forwards between hosts (kMaxMtu + Ethernet

@@ -1,7 +1,7 @@
 /** Validation of the VPC routes (see vpc.ts); server side only. */
 import { z } from 'zod';
 import { resourceId } from './common.schema.js';
-import { ENI_MAX_BANDWIDTH, ENI_MAX_PPS, ENI_MIN_BANDWIDTH, PEER_NAME_PATTERN, type AddPeerRequest, type CreateEniRequest, type CreateSubnetRequest, type CreateVpcRequest, type ListSubnetsQuery, type ModifyEniRequest } from './vpc.js';
+import { ENI_MAX_BANDWIDTH, ENI_MAX_PPS, ENI_MIN_BANDWIDTH, PEER_NAME_PATTERN, VPC_MAX_MTU, VPC_MIN_MTU, type AddPeerRequest, type CreateEniRequest, type CreateSubnetRequest, type CreateVpcRequest, type ListSubnetsQuery, type ModifyEniRequest } from './vpc.js';
 
 export const VpcId = resourceId('vpc', 'VPC id');
 export const SubnetId = resourceId('subnet', 'subnet id');
@@ -16,7 +16,9 @@ const SecurityGroups = z.array(resourceId('sg', 'security group id')).max(16);
 const Bandwidth = z.number().int().min(ENI_MIN_BANDWIDTH, `must be at least ${ENI_MIN_BANDWIDTH} bit/s (omit it, or null, for unlimited)`).max(ENI_MAX_BANDWIDTH);
 const Pps = z.number().int().positive('must be > 0 (omit it, or null, for unlimited)').max(ENI_MAX_PPS);
 
-export const CreateVpcBody: z.ZodType<CreateVpcRequest> = z.object({ cidr: Cidr, id: VpcId.optional(), name: Name.optional() }).strict();
+const Mtu = z.number().int().min(VPC_MIN_MTU).max(VPC_MAX_MTU);
+
+export const CreateVpcBody: z.ZodType<CreateVpcRequest> = z.object({ cidr: Cidr, id: VpcId.optional(), name: Name.optional(), mtu: Mtu.optional() }).strict();
 export const CreateSubnetBody: z.ZodType<CreateSubnetRequest> = z.object({ vpcId: VpcId, cidr: Cidr, id: SubnetId.optional(), name: Name.optional() }).strict();
 export const SubnetsQuery: z.ZodType<ListSubnetsQuery> = z.object({ vpcId: VpcId.optional() }).strict();
 export const CreateEniBody: z.ZodType<CreateEniRequest> = z

@@ -38,17 +38,34 @@ export const PEER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 export type EniKind = 'tap' | 'veth';
 type PeerSession = 'established' | 'handshaking' | 'none' | 'unknown';
 
+/**
+ * A VPC's guest MTU (DHCP option 26). The default fits a 1500-byte underlay: 1500 − IPv4+UDP 28
+ * − data overhead 32 (header 16, tag 16) − Ethernet 14 = 1426 at most; 1420, as WireGuard's,
+ * leaves 6 bytes spare. The largest is AWS's jumbo MTU inside a VPC, for underlays that carry
+ * jumbo frames (9075 bytes and up); the smallest is IPv6's minimum link MTU.
+ */
+export const VPC_DEFAULT_MTU = 1420;
+export const VPC_MAX_MTU = 9001;
+export const VPC_MIN_MTU = 1280;
+
 export interface CreateVpcRequest {
   cidr: string;
   /** Explicit id, to use the same id on every host. */
   id?: string;
   name?: string;
+  /**
+   * The guests' MTU, VPC_MIN_MTU to VPC_MAX_MTU; default VPC_DEFAULT_MTU. Fixed at creation.
+   * Every host with an ENI of the VPC needs an underlay that carries it (`--vpc-underlay-mtu`).
+   */
+  mtu?: number;
 }
 
 export interface VpcRecord {
   id: string;
   cidr: string;
   name?: string;
+  /** Absent: VPC_DEFAULT_MTU (records from before per-VPC MTUs, and VPCs created without one). */
+  mtu?: number;
 }
 
 export interface CreateSubnetRequest {
@@ -194,7 +211,9 @@ export interface VpcStatus {
   listen: string;
   port: number | null;
   publicKey: string | null;
-  mtu: number;
+  /** What this host's underlay carries (`--vpc-underlay-mtu`), and the largest VPC MTU it can host ENIs of. */
+  underlayMtu: number;
+  maxVpcMtu: number;
   vpcs: number;
   subnets: number;
   enis: { total: number; local: number };

@@ -21,15 +21,16 @@ import { endpointOrNull, parseEndpoint } from '../common/endpoint.js';
 import { formatZodError } from '../control/validate.js';
 import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 import { checkDhcpConfig } from '../vpc/dhcp.js';
-import { ENI_MTU } from '../vpc/constants.js';
+import { UNDERLAY_DEFAULT_MTU, UNDERLAY_OVERHEAD_IPV4 } from '../vpc/constants.js';
 import { decodeKey } from '../vpc/handshake.js';
-import { ENI_ALLOWANCE_QUEUE_US, ENI_MAX_ALLOWANCE_QUEUE_US, PEER_NAME_PATTERN } from '../api/vpc.js';
+import { ENI_ALLOWANCE_QUEUE_US, ENI_MAX_ALLOWANCE_QUEUE_US, PEER_NAME_PATTERN, VPC_MIN_MTU } from '../api/vpc.js';
 import { CT_DEFAULT_MAX_FLOWS } from '../vpc/sg-table.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
 import { DEFAULT_VM_UID_RANGE, parseUidRange } from '../vm/jail.js';
 import { cipherImplSettingError } from '../native/addon.js';
 import { consoleRotation, DEFAULT_CONSOLE_KEEP, DEFAULT_CONSOLE_MAX_BYTES, type ConsoleRotation } from '../vm/console-log.js';
 import { parseSize } from '../common/units.js';
+import { run } from '../common/run.js';
 import { hostIdOfCertificate } from '../fleet/identity.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/nitride/nitride.toml';
@@ -40,6 +41,7 @@ export const DEFAULT_VPC_REKEY_AFTER = 120;
 const MIN_VPC_REKEY_AFTER = 2;
 /** Bounds of the flows each ENI's security groups may track. */
 const MAX_VPC_CONNTRACK = 1 << 24;
+const MIN_UNDERLAY_MTU = VPC_MIN_MTU + UNDERLAY_OVERHEAD_IPV4;
 
 /** A file key holding HOST:PORT (numeric: an IP address, not a name). */
 const endpointKey = (numeric: boolean) =>
@@ -64,6 +66,7 @@ const FileSchema = z
     vpc_rekey_after: z.number().optional(),
     vpc_conntrack_max: z.number().optional(),
     vpc_allowance_queue_us: z.number().optional(),
+    vpc_underlay_mtu: z.number().optional(),
     metrics_listen: endpointKey(true).optional(),
     ceph_conf: z.string().min(1).optional(),
     ceph_pool: z.string().min(1).optional(),
@@ -120,6 +123,12 @@ export interface DaemonConfig {
   vpcConntrackMax: number;
   /** How long a frame over an ENI's allowance may wait, µs (0: dropped, as ENA does); default ENI_ALLOWANCE_QUEUE_US. */
   vpcAllowanceQueueUs: number;
+  /**
+   * The MTU of the underlay between hosts (default UNDERLAY_DEFAULT_MTU, 1500): local ENIs may
+   * be in VPCs whose MTU plus the encapsulation (UNDERLAY_OVERHEAD_IPV4) fits in it. Checked at
+   * start against the interface holding --vpc-listen's address, when it names one.
+   */
+  vpcUnderlayMtu: number;
   /** Optional loopback TCP listener serving GET /metrics, HOST:PORT (never a non-loopback host). */
   metricsListen?: string;
   /** The Ceph cluster holding RBD-backed ebs volumes (absent: local files only). */
@@ -194,7 +203,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   parseEndpoint(vpcListen, '--vpc-listen', { numeric: true });
   const vpcDns = flags.vpcDns ?? file?.vpc_dns ?? [];
   try {
-    checkDhcpConfig({ mtu: ENI_MTU, dnsServers: vpcDns });
+    checkDhcpConfig({ dnsServers: vpcDns });
   } catch (err) {
     throw new UsageError(`--vpc-dns: ${oneLine(err)}`);
   }
@@ -215,6 +224,11 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   if (!Number.isInteger(vpcAllowanceQueueUs) || vpcAllowanceQueueUs < 0 || vpcAllowanceQueueUs > ENI_MAX_ALLOWANCE_QUEUE_US) {
     throw new UsageError(`--vpc-allowance-queue-us must be whole microseconds from 0 (drop) to ${ENI_MAX_ALLOWANCE_QUEUE_US}`);
   }
+  const vpcUnderlayMtu = flags.vpcUnderlayMtu ?? file?.vpc_underlay_mtu ?? UNDERLAY_DEFAULT_MTU;
+  if (!Number.isInteger(vpcUnderlayMtu) || vpcUnderlayMtu < MIN_UNDERLAY_MTU || vpcUnderlayMtu > 65535) {
+    throw new UsageError(`--vpc-underlay-mtu must be whole bytes from ${MIN_UNDERLAY_MTU} (a VPC of MTU ${VPC_MIN_MTU} with its encapsulation) to 65535`);
+  }
+  await checkUnderlayInterface(vpcListen, vpcUnderlayMtu);
   const metricsListen = flags.metricsListen ?? file?.metrics_listen;
   if (metricsListen !== undefined) parseLoopbackListen(metricsListen);
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
@@ -243,6 +257,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     vpcRekeyAfter,
     vpcConntrackMax,
     vpcAllowanceQueueUs,
+    vpcUnderlayMtu,
     ...(metricsListen !== undefined ? { metricsListen } : {}),
     ...(ceph ? { ceph } : {}),
     ebsStore,
@@ -254,6 +269,21 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
 }
 
 /** In fleet mode the host has one name: its certificate's CN (see src/fleet/identity.ts). */
+/**
+ * When --vpc-listen names an address, the interface holding it must carry --vpc-underlay-mtu:
+ * a larger setting would let VPCs' frames be fragmented or dropped at the first hop.
+ */
+async function checkUnderlayInterface(listen: string, mtu: number): Promise<void> {
+  const { host } = parseEndpoint(listen, '--vpc-listen', { numeric: true });
+  if (host === '0.0.0.0' || host === '::') return;
+  const addr = await run('ip', ['-o', 'addr', 'show', 'to', host]);
+  const ifname = addr.code === 0 ? /^\d+:\s+([^\s:@]+)/.exec(addr.out)?.[1] : undefined;
+  if (!ifname) return; // not an address here: binding it fails with its own error
+  const link = await run('ip', ['-o', 'link', 'show', 'dev', ifname]);
+  const ifMtu = Number(/ mtu (\d+)/.exec(link.out)?.[1] ?? NaN);
+  if (ifMtu < mtu) throw new UsageError(`--vpc-underlay-mtu ${mtu} is more than the MTU ${ifMtu} of ${ifname}, which holds --vpc-listen's address ${host}`);
+}
+
 async function fleetHostId(cert: string): Promise<string> {
   let pem: Buffer;
   try {

@@ -23,7 +23,7 @@ import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from 
 import { newResourceId } from '../api/ids.js';
 import { LOCAL_HOST_ID, type EniKind, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
 import type { CreateSecurityGroupRequest, SecurityGroupRecord, SgDirection, SgRule } from '../api/security-groups.js';
-import type { CreateEniInput, ModifyEniInput } from '../vpc/model.js';
+import type { CreateEniInput, CreateVpcInput, ModifyEniInput } from '../vpc/model.js';
 import { defaultGroupId } from '../vpc/security-groups.js';
 import { defaultAclId } from '../vpc/network-acls.js';
 import type { CreateNetworkAclRequest, NaclEntry, NetworkAclRecord } from '../api/network-acls.js';
@@ -43,7 +43,7 @@ export class FleetVpcMutations implements FleetMutations {
     private readonly mirror: FleetMirror,
   ) {}
 
-  async createVpc(input: { cidr: string; id?: string; name?: string }): Promise<VpcRecord> {
+  async createVpc(input: CreateVpcInput): Promise<VpcRecord> {
     this.writable();
     const record = scratch().createVpc(input);
     await this.commit({ guards: [{ key: fleetKeys.vpc(record.id), target: 'Create', revision: 0 }], puts: [{ key: fleetKeys.vpc(record.id), value: JSON.stringify(record) }] }, `VPC ${record.id} already exists`);

@@ -113,12 +113,10 @@ export const DHCP_OPT_END = 255;
 /** Smallest interface MTU a DHCP server may hand out (RFC 2132 §5.1: 68). */
 export const DHCP_MIN_MTU = 68;
 
-/**
- * Guest MTU (DHCP option 26). A frame of this MTU in a data message over a 1500-byte underlay:
- * 1500 − IPv4+UDP 28 − data overhead 32 (header 16, tag 16) − Ethernet 14 = 1426 at most;
- * 1420, as WireGuard's, leaves 6 bytes spare. The native engine checks the sum at compile time.
- */
-export const ENI_MTU = 1420;
+/** A VPC's guest MTU: VPC_DEFAULT_MTU and its bounds are the API's (src/api/vpc.ts). */
+
+/** The underlay MTU a daemon assumes unless told (`--vpc-underlay-mtu`): plain Ethernet. */
+export const UNDERLAY_DEFAULT_MTU = 1500;
 
 // ---------------------------------------------------------------------------------------------
 // Underlay: UDP datagrams between nitride daemons. The layout follows WireGuard's
@@ -141,6 +139,15 @@ export const UNDERLAY_DATA_HEADER_BYTES = 16;
 export const UNDERLAY_DATA_TAG_BYTES = 16;
 /** `u8 5 | 3 zero`, then the frame. */
 export const UNDERLAY_PLAINTEXT_HEADER_BYTES = 4;
+
+/**
+ * What carrying a guest frame of MTU bytes adds on the underlay's IP path: the frame's Ethernet
+ * header, the data message's header and tag, and the UDP and IP headers. A VPC of MTU m needs
+ * an underlay MTU of m + this (1420 + 74 = 1494 ≤ 1500; 9001 + 74 = 9075). The native engine
+ * checks VPC_DEFAULT_MTU's sum at compile time.
+ */
+export const UNDERLAY_OVERHEAD_IPV4 = ETHERNET_HEADER_BYTES + UNDERLAY_DATA_HEADER_BYTES + UNDERLAY_DATA_TAG_BYTES + 8 + 20;
+export const UNDERLAY_OVERHEAD_IPV6 = UNDERLAY_OVERHEAD_IPV4 + 20;
 
 /**
  * Data message flag (header byte 1, inside the AEAD's associated data, so authenticated): the

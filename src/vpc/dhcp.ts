@@ -39,7 +39,6 @@ import {
   DHCP_DECLINE,
   DHCP_DISCOVER,
   DHCP_INFORM,
-  DHCP_MIN_MTU,
   DHCP_NAK,
   DHCP_OFFER,
   DHCP_OPT_CLIENT_ID,
@@ -79,8 +78,6 @@ import {
 
 /** What the daemon configures (validated by {@link checkDhcpConfig}). */
 export interface DhcpConfig {
-  /** Interface MTU for guests (option 26): the underlay MTU minus the encapsulation overhead. */
-  mtu: number;
   /** DNS servers (option 6), dotted quads; omitted when empty. The VPC resolver is `vpcDnsAddress(vpc)`. */
   dnsServers?: string[];
   /** Search domain (option 15), e.g. `ec2.internal`-like; omitted when absent. */
@@ -94,7 +91,6 @@ export interface DhcpConfig {
 }
 
 export interface DhcpSettings {
-  mtu: number;
   dnsServers: number[];
   domainName: Buffer | null;
   leaseSeconds: number;
@@ -106,8 +102,6 @@ const LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
 
 /** Validate and complete a {@link DhcpConfig}; throws UsageError naming the bad field. */
 export function checkDhcpConfig(config: DhcpConfig): DhcpSettings {
-  const { mtu } = config;
-  if (!Number.isInteger(mtu) || mtu < DHCP_MIN_MTU || mtu > 0xffff) throw new UsageError(`DHCP interface MTU ${mtu} is out of range (${DHCP_MIN_MTU}-65535)`);
   const dnsServers = (config.dnsServers ?? []).map((text) => {
     const ip = ipv4ToInt(text);
     if (ip === null || ip === IPV4_ANY || ip === IPV4_BROADCAST) throw new UsageError(`DNS server '${text}' is not a usable IPv4 address`);
@@ -129,7 +123,7 @@ export function checkDhcpConfig(config: DhcpConfig): DhcpSettings {
   if (!Number.isInteger(renewalSeconds) || !Number.isInteger(rebindingSeconds) || !(renewalSeconds > 0 && renewalSeconds < rebindingSeconds && rebindingSeconds < leaseSeconds)) {
     throw new UsageError(`DHCP times must satisfy 0 < renewal (${renewalSeconds}) < rebinding (${rebindingSeconds}) < lease (${leaseSeconds})`);
   }
-  return { mtu, dnsServers, domainName, leaseSeconds, renewalSeconds, rebindingSeconds };
+  return { dnsServers, domainName, leaseSeconds, renewalSeconds, rebindingSeconds };
 }
 
 export type DhcpReplyType = 'offer' | 'ack' | 'nak';
@@ -160,8 +154,11 @@ export type DhcpAnswer =
   | { reply: Buffer; type: DhcpReplyType; broadcast: boolean; reason?: undefined }
   | { reply: null; reason: DhcpDropReason; type?: undefined; broadcast?: undefined };
 
-/** Answer one DHCP frame from ENI `eni`. Pure: the caller writes `reply` to the same ENI. */
-export function respondToDhcp(frame: Uint8Array, eni: EniEntry, settings: DhcpSettings): DhcpAnswer {
+/**
+ * Answer one DHCP frame from ENI `eni`, whose VPC's MTU is `mtu` (option 26). Pure: the caller
+ * writes `reply` to the same ENI.
+ */
+export function respondToDhcp(frame: Uint8Array, eni: EniEntry, settings: DhcpSettings, mtu: number): DhcpAnswer {
   const parsed = parseUdpFrame(frame);
   if (!parsed) return drop('malformed');
   const { eth, ip, udp } = parsed;
@@ -187,7 +184,7 @@ export function respondToDhcp(frame: Uint8Array, eni: EniEntry, settings: DhcpSe
 
   switch (msg.messageType) {
     case DHCP_DISCOVER:
-      return reply('offer', msg, eni, settings, { yiaddr: eni.ip });
+      return reply('offer', msg, eni, settings, mtu, { yiaddr: eni.ip });
     case DHCP_REQUEST: {
       let wanted: number;
       if (serverId !== null) {
@@ -201,12 +198,12 @@ export function respondToDhcp(frame: Uint8Array, eni: EniEntry, settings: DhcpSe
       } else {
         return drop('malformed');
       }
-      if (wanted !== eni.ip) return reply('nak', msg, eni, settings, {});
-      return reply('ack', msg, eni, settings, { yiaddr: eni.ip, ciaddr: msg.ciaddr });
+      if (wanted !== eni.ip) return reply('nak', msg, eni, settings, mtu, {});
+      return reply('ack', msg, eni, settings, mtu, { yiaddr: eni.ip, ciaddr: msg.ciaddr });
     }
     case DHCP_INFORM:
       if (msg.ciaddr !== eni.ip) return drop('wrong-address');
-      return reply('ack', msg, eni, settings, { ciaddr: msg.ciaddr, inform: true });
+      return reply('ack', msg, eni, settings, mtu, { ciaddr: msg.ciaddr, inform: true });
     case DHCP_RELEASE:
       return drop('release');
     case DHCP_DECLINE:
@@ -228,6 +225,7 @@ function reply(
   req: DhcpMessage,
   eni: EniEntry,
   s: DhcpSettings,
+  mtu: number,
   fields: { yiaddr?: number; ciaddr?: number; inform?: boolean },
 ): DhcpAnswer {
   const router = subnetRouter(eni.subnet);
@@ -244,9 +242,9 @@ function reply(
     options.push([DHCP_OPT_SUBNET_MASK, ipv4Bytes(prefixMask(eni.subnet.prefix))], [DHCP_OPT_ROUTER, ipv4Bytes(router)]);
     if (s.dnsServers.length) options.push([DHCP_OPT_DNS_SERVERS, Buffer.concat(s.dnsServers.map(ipv4Bytes))]);
     if (s.domainName) options.push([DHCP_OPT_DOMAIN_NAME, s.domainName]);
-    const mtu = Buffer.alloc(2);
-    mtu.writeUInt16BE(s.mtu);
-    options.push([DHCP_OPT_INTERFACE_MTU, mtu]);
+    const mtuBytes = Buffer.alloc(2);
+    mtuBytes.writeUInt16BE(mtu);
+    options.push([DHCP_OPT_INTERFACE_MTU, mtuBytes]);
   }
   const clientId = req.options.get(DHCP_OPT_CLIENT_ID);
   if (clientId) options.push([DHCP_OPT_CLIENT_ID, clientId]);
@@ -306,9 +304,9 @@ export class DhcpServer {
     this.settings = checkDhcpConfig(config);
   }
 
-  /** The reply frame to write to the ENI's netdev, or null (reason counted). */
-  handle(frame: Uint8Array, eni: EniEntry): Buffer | null {
-    const answer = respondToDhcp(frame, eni, this.settings);
+  /** The reply frame to write to the ENI's netdev, or null (reason counted). `mtu`: its VPC's. */
+  handle(frame: Uint8Array, eni: EniEntry, mtu: number): Buffer | null {
+    const answer = respondToDhcp(frame, eni, this.settings, mtu);
     if (answer.reply) this.replies[answer.type]++;
     else this.drops[answer.reason]++;
     return answer.reply;

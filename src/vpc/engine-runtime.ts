@@ -9,7 +9,7 @@
  * At close the engine's ports go away but the netdevs stay, so guests survive a daemon
  * restart; only removing an ENI for good deletes its netdev.
  */
-import { ConflictError, oneLine } from '../common/errors.js';
+import { ConflictError, UsageError, oneLine } from '../common/errors.js';
 import type { FdStore } from '../common/fd-store.js';
 import type { Sodium } from '../kms/sodium.js';
 import type { Logger } from '../log/logger.js';
@@ -19,7 +19,7 @@ import { compileNacl, encodeNacl } from './nacl-table.js';
 import { FlowLogCollector } from './flow-log-collector.js';
 import type { FlowLogWriter } from './flow-log-writer.js';
 import { ArpResponder } from './arp.js';
-import { ENI_MTU, GATEWAY_MAC, UNDERLAY_CAP_CSUM_PARTIAL } from './constants.js';
+import { GATEWAY_MAC, UNDERLAY_CAP_CSUM_PARTIAL } from './constants.js';
 import { DhcpServer } from './dhcp.js';
 import { HandshakeManager, decodeKey, type HandshakeAction, type KeyPair, type PeerHandshakeStatus } from './handshake.js';
 import { ENI_ALLOWANCE_QUEUE_US, LOCAL_HOST_ID, type VpcControlStats, type VpcNamedStats } from '../api/vpc.js';
@@ -90,6 +90,8 @@ export interface RuntimeOptions {
   allowanceQueueUs?: number;
   /** Where flow-log records go (it outlives the runtime, as the records `tail` shows do). */
   flowLogWriter?: FlowLogWriter;
+  /** The largest VPC MTU the underlay carries (a local ENI of a larger one is not attached); default any. */
+  maxVpcMtu?: number;
 }
 
 /** The fd store name of a local ENI's packet socket. */
@@ -148,7 +150,7 @@ export class VpcRuntime {
     const { rekeyAfterSeconds, dnsServers } = options;
     this.handshake = new HandshakeManager({ sodium, local: keys, now: Date.now, ...(rekeyAfterSeconds ? { timers: { rekeyAfterSeconds } } : {}) });
     this.arp = new ArpResponder(options.state.directory);
-    this.dhcp = new DhcpServer({ mtu: ENI_MTU, ...(dnsServers?.length ? { dnsServers } : {}) });
+    this.dhcp = new DhcpServer(dnsServers?.length ? { dnsServers } : {});
     this.engine = options.engine({ bindAddress: options.listen.host, bindPort: options.listen.port, onControl: (event) => this.live && this.onControl(event) });
     if (options.flowLogWriter) this.flowLogs = new FlowLogCollector(this.engine, options.flowLogWriter);
   }
@@ -327,7 +329,11 @@ export class VpcRuntime {
 
   /** A local ENI's netdev, made if missing and kept away from the host stack. */
   private async prepareEni(e: EniRecord): Promise<void> {
-    if (e.hostId === LOCAL_HOST_ID) await this.options.netdevs.ensure(e.hostInterface, this.options.state.kind(e.id) ?? 'tap', e.mac);
+    if (e.hostId !== LOCAL_HOST_ID) return;
+    const mtu = this.options.state.model.vpcMtu(e.vpcId);
+    // Moved here in a fleet, or the underlay setting lowered since: its frames would not cross.
+    if (mtu > (this.options.maxVpcMtu ?? Infinity)) throw new UsageError(`its VPC's MTU ${mtu} is more than this host's underlay carries (${this.options.maxVpcMtu}: --vpc-underlay-mtu)`);
+    await this.options.netdevs.ensure(e.hostInterface, this.options.state.kind(e.id) ?? 'tap', e.mac);
   }
 
   /** The ENI's port (local) and route in the engine. */
@@ -354,7 +360,7 @@ export class VpcRuntime {
    * which is then stored.
    */
   private addPort(portId: number, e: EniRecord, mac: Uint8Array): void {
-    const opts = { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: ENI_MTU, ...allowance(e, this.options.allowanceQueueUs) };
+    const opts = { mac, ipv4: e.privateIp, sourceCheck: e.sourceDestCheck, mtu: this.options.state.model.vpcMtu(e.vpcId), ...allowance(e, this.options.allowanceQueueUs) };
     const store = this.options.fdStore;
     const name = portFdName(e.id);
     const kept = store?.adopt(name, (a) => a.family === 'other');
@@ -437,7 +443,7 @@ export class VpcRuntime {
         }
         let reply: Buffer | null = null;
         if (event.reason === 'arp') reply = this.arp.handle(event.frame, eni);
-        else if (event.reason === 'dhcp') reply = this.dhcp.handle(event.frame, eni);
+        else if (event.reason === 'dhcp') reply = this.dhcp.handle(event.frame, eni, this.options.state.model.vpcMtu(eni.vpcId));
         else this.punts[event.reason] = (this.punts[event.reason] ?? 0) + 1;
         if (reply) {
           try {

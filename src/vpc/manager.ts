@@ -20,6 +20,7 @@ import type { Logger } from '../log/logger.js';
 import type { FdStore } from '../common/fd-store.js';
 import {
   LOCAL_HOST_ID,
+  VPC_MAX_MTU,
   type EniInfo,
   type EniKind,
   type ModifyEniRequest,
@@ -34,11 +35,11 @@ import type { CreateFlowLogRequest, FlowLogRecord, FlowLogRecords, FlowLogRecord
 import { FlowLogWriter } from './flow-log-writer.js';
 import type { CreateNetworkAclRequest, NaclEntry, NetworkAclRecord } from '../api/network-acls.js';
 import type { ConntrackReply, CreateSecurityGroupRequest, FlushConntrackReply, SecurityGroupRecord, SgDirection, SgRule } from '../api/security-groups.js';
-import { ENI_MTU } from './constants.js';
+import { UNDERLAY_DEFAULT_MTU, UNDERLAY_OVERHEAD_IPV4, UNDERLAY_OVERHEAD_IPV6 } from './constants.js';
 import { VpcRuntime, nativeEngine, type EngineFactory } from './engine-runtime.js';
 import { encodeKey, type KeyPair } from './handshake.js';
 import { loadHostKey } from './host-key.js';
-import type { CreateEniInput, EniRecord, VpcModel } from './model.js';
+import type { CreateEniInput, CreateVpcInput, EniRecord, VpcModel } from './model.js';
 import { checkVethName, hostNetdevs, vethGuestName, type Netdevs } from './netdevs.js';
 import { newPeerRecord, sessionState, type NewPeer } from './peers.js';
 import { VpcStateStore } from './state-store.js';
@@ -69,7 +70,7 @@ export interface PeerSessionCounters {
  * there, and resolves once this host's view has it. Peers come from the fleet's host records.
  */
 export interface FleetMutations {
-  createVpc(input: { cidr: string; id?: string; name?: string }): Promise<VpcRecord>;
+  createVpc(input: CreateVpcInput): Promise<VpcRecord>;
   deleteVpc(id: string): Promise<void>;
   createSubnet(input: { vpcId: string; cidr: string; id?: string; name?: string }): Promise<SubnetRecord>;
   deleteSubnet(id: string): Promise<void>;
@@ -122,6 +123,8 @@ export interface VpcManagerOptions {
   conntrackMax?: number;
   /** How long a frame over an ENI's allowance may wait, µs (0: dropped). */
   allowanceQueueUs?: number;
+  /** What the underlay carries between hosts (default UNDERLAY_DEFAULT_MTU): local ENIs' VPCs must fit. */
+  underlayMtu?: number;
   /** The data plane; default the native engine (tests pass an in-memory one). */
   engine?: EngineFactory;
   /** Where local ENIs' netdevs are made; default the host's. */
@@ -146,10 +149,15 @@ export class VpcManager {
   private readonly flowLogWriter: FlowLogWriter;
   /** Fleet mode: mutations go to the fleet store, the model and peers come from it. */
   private fleet: FleetMutations | undefined;
+  /** What this host's underlay carries, and what a datagram adds to a guest frame on it. */
+  private readonly underlayMtu: number;
+  private readonly underlayOverhead: number;
 
   constructor(private readonly options: VpcManagerOptions) {
     this.log = options.logger.child({ component: 'vpc' });
     this.listen = parseEndpoint(options.listen, '--vpc-listen', { numeric: true });
+    this.underlayMtu = options.underlayMtu ?? UNDERLAY_DEFAULT_MTU;
+    this.underlayOverhead = this.listen.host.includes(':') ? UNDERLAY_OVERHEAD_IPV6 : UNDERLAY_OVERHEAD_IPV4;
     this.store = new VpcStateStore(options.stateFile);
     this.netdevs = options.netdevs ?? hostNetdevs;
     this.flowLogWriter = new FlowLogWriter(path.join(path.dirname(options.stateFile), 'flow-logs'), this.log);
@@ -192,7 +200,7 @@ export class VpcManager {
     this.fleet = fleet;
   }
 
-  createVpc(input: { cidr: string; id?: string; name?: string }): Promise<VpcRecord> {
+  createVpc(input: CreateVpcInput): Promise<VpcRecord> {
     if (this.fleet) return this.fleet.createVpc(input);
     return this.mutate((model) => model.createVpc(input));
   }
@@ -219,6 +227,13 @@ export class VpcManager {
   // ---- ENIs ---------------------------------------------------------------------------------
 
   createEni(input: CreateEniInput & { kind?: EniKind }): Promise<EniInfo> {
+    if (input.hostId === undefined || input.hostId === LOCAL_HOST_ID) {
+      try {
+        this.checkUnderlayCarries(input.subnetId);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     if (this.fleet) {
       const fleet = this.fleet;
       return fleet.createEni(input).then((id) => this.getEni(id));
@@ -265,6 +280,22 @@ export class VpcManager {
       this.rt?.applySecurity(); // it was a member of its groups
       this.log.info({ eni: id }, 'ENI deleted');
     });
+  }
+
+  /** Refuses a local ENI in a VPC whose frames this host's underlay cannot carry. */
+  private checkUnderlayCarries(subnetId: string): void {
+    const model = this.store.model;
+    if (!model.hasSubnet(subnetId)) return; // the model says so, in its words
+    const vpcId = model.getSubnet(subnetId).vpcId;
+    const mtu = model.vpcMtu(vpcId);
+    if (mtu > this.maxVpcMtu) {
+      throw new UsageError(`VPC ${vpcId} has MTU ${mtu}, which needs an underlay MTU of ${mtu + this.underlayOverhead}; this host's carries ${this.underlayMtu} (--vpc-underlay-mtu)`);
+    }
+  }
+
+  /** The largest VPC MTU whose frames this host's underlay carries in one datagram. */
+  get maxVpcMtu(): number {
+    return Math.min(VPC_MAX_MTU, this.underlayMtu - this.underlayOverhead);
   }
 
   modifyEni(id: string, changes: ModifyEniRequest): Promise<EniInfo> {
@@ -516,7 +547,8 @@ export class VpcManager {
       listen: this.options.listen,
       port: this.rt ? this.rt.port : null,
       publicKey: this.hostPublicKey(),
-      mtu: ENI_MTU,
+      underlayMtu: this.underlayMtu,
+      maxVpcMtu: this.maxVpcMtu,
       vpcs: model.listVpcs().length,
       subnets: model.listSubnets().length,
       enis: model.eniCount(),
@@ -619,9 +651,11 @@ export class VpcManager {
         ...(conntrackMax ? { conntrackMax } : {}),
         ...(allowanceQueueUs !== undefined ? { allowanceQueueUs } : {}),
         flowLogWriter: this.flowLogWriter,
+        maxVpcMtu: this.maxVpcMtu,
       },
       sodium,
       keys,
     );
   }
 }
+

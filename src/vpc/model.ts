@@ -23,7 +23,7 @@ import { z } from 'zod';
 import { ConflictError, NotFoundError, RuntimeError, UsageError, oneLine } from '../common/errors.js';
 import { NestedMap } from '../common/nested-map.js';
 import { idFormat, isResourceId, newResourceId, type ResourceKind } from '../api/ids.js';
-import { ENI_MAX_BANDWIDTH, ENI_MAX_PPS, ENI_MIN_BANDWIDTH, PEER_NAME_PATTERN, type EniInfo, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
+import { ENI_MAX_BANDWIDTH, ENI_MAX_PPS, ENI_MIN_BANDWIDTH, PEER_NAME_PATTERN, VPC_DEFAULT_MTU, VPC_MAX_MTU, VPC_MIN_MTU, type EniInfo, type SubnetRecord, type VpcRecord } from '../api/vpc.js';
 import type { SecurityGroupRecord } from '../api/security-groups.js';
 import type { NetworkAclRecord } from '../api/network-acls.js';
 import { NetworkAcls, defaultAclId } from './network-acls.js';
@@ -251,6 +251,7 @@ export interface CreateVpcInput {
   cidr: string;
   id?: string;
   name?: string;
+  mtu?: number;
 }
 
 export interface CreateSubnetInput {
@@ -352,6 +353,8 @@ export class VpcModel {
     if (this.vpcs.has(id)) throw new ConflictError(`VPC ${id} already exists`);
     const record: VpcRecord = { id, cidr: formatCidr(cidr) };
     if (input.name !== undefined) record.name = checkName(input.name);
+    // Stored only when given: records without it stay readable by daemons from before it.
+    if (input.mtu !== undefined) record.mtu = checkVpcMtu(input.mtu);
     this.vpcs.set(id, { record, cidr });
     this.securityGroups.createDefault(id);
     this.networkAcls.createDefault(id);
@@ -360,6 +363,11 @@ export class VpcModel {
 
   getVpc(id: string): VpcRecord {
     return { ...this.vpcEntry(id).record };
+  }
+
+  /** The VPC's guest MTU. */
+  vpcMtu(id: string): number {
+    return this.vpcEntry(id).record.mtu ?? VPC_DEFAULT_MTU;
   }
 
   listVpcs(): VpcRecord[] {
@@ -400,6 +408,10 @@ export class VpcModel {
     if (input.name !== undefined) record.name = checkName(input.name);
     this.subnets.set(id, { record, cidr, used: new Map() });
     return { ...record };
+  }
+
+  hasSubnet(id: string): boolean {
+    return this.subnets.has(id);
   }
 
   getSubnet(id: string): SubnetRecord {
@@ -816,6 +828,11 @@ function checkName(text: string): string {
   return text;
 }
 
+function checkVpcMtu(mtu: number): number {
+  if (!Number.isInteger(mtu) || mtu < VPC_MIN_MTU || mtu > VPC_MAX_MTU) throw new UsageError(`MTU ${mtu} is not a whole number in ${VPC_MIN_MTU}-${VPC_MAX_MTU}`);
+  return mtu;
+}
+
 function checkBandwidth(bps: number): number {
   if (!Number.isInteger(bps) || bps < ENI_MIN_BANDWIDTH || bps > ENI_MAX_BANDWIDTH) throw new UsageError(`bandwidth ${bps} bit/s is not a whole number in ${ENI_MIN_BANDWIDTH}-${ENI_MAX_BANDWIDTH}`);
   return bps;
@@ -864,7 +881,7 @@ const NaclEntryState = z
   .strict();
 
 /** Stored records' shapes (the state file; the fleet's records extend them). */
-export const VpcStateRecord = z.object({ id: z.string(), cidr: z.string(), name: z.string().optional() }).strict();
+export const VpcStateRecord = z.object({ id: z.string(), cidr: z.string(), name: z.string().optional(), mtu: z.number().optional() }).strict();
 export const SubnetStateRecord = z.object({ id: z.string(), vpcId: z.string(), cidr: z.string(), name: z.string().optional() }).strict();
 export const EniStateRecord = z
   .object({

@@ -2,13 +2,16 @@
  * The host-side netdevs of local ENIs: `tap` (a persistent TAP that QEMU opens by name) or
  * `veth` (a pair `<ifname>` host side + `<ifname>p` guest side, for network-namespace guests;
  * the guest side gets the ENI's MAC). The host side is brought up without addresses, IPv6
- * disabled, and a tc ingress drop keeps the host stack out of it.
+ * disabled, and a tc ingress drop keeps the host stack out of it. Its MTU is the largest any
+ * VPC has (VPC_MAX_MTU): the engine's packet socket cannot send a longer frame into it, and a
+ * guest's frame over its VPC's MTU reaches the engine, which drops and counts it (the guest
+ * side keeps the kernel's default until the guest's DHCP client sets option 26).
  */
 import { promises as fs } from 'node:fs';
 import { RuntimeError, UsageError, errnoCode } from '../common/errors.js';
 import { run } from '../common/run.js';
 import { closeFd, tapOpen } from '../native/addon.js';
-import type { EniKind } from '../api/vpc.js';
+import { VPC_MAX_MTU, type EniKind } from '../api/vpc.js';
 
 /** What the VPC does to netdevs (the runtime tests use an in-memory one). */
 export interface Netdevs {
@@ -52,7 +55,7 @@ export const hostNetdevs: Netdevs = {
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
     }
-    await must('ip', 'link', 'set', 'dev', name, 'up');
+    await must('ip', 'link', 'set', 'dev', name, 'mtu', String(VPC_MAX_MTU), 'up');
     await run('tc', ['qdisc', 'del', 'dev', name, 'clsact']);
     await must('tc', 'qdisc', 'add', 'dev', name, 'clsact');
     const matchall = await run('tc', ['filter', 'add', 'dev', name, 'ingress', 'matchall', 'action', 'drop']);

@@ -19,7 +19,7 @@ function report(stats: Record<string, VpcPortStats>): StatusReport {
     nbd: { socket: '/n', tcp: null, connections: 0, guestPeersRefused: 0 }, kmsSocket: '/k', kmsEndpoint: null, metrics: { tcp: null },
     volumes: { total: 0, inUse: 0, ebs: 0, ephemeral: 0, ephemeralHandover: { via: 'none', kept: 0 } }, vms: { total: 0, running: 0 },
     ceph: null, fleet: null,
-    vpc: { enabled: true, state: 'up', message: null, listen: '127.0.0.1:0', port: 1, publicKey: null, mtu: 1420, vpcs: 1, subnets: 1, enis: { total: 2, local: 2 }, peers: [] },
+    vpc: { enabled: true, state: 'up', message: null, listen: '127.0.0.1:0', port: 1, publicKey: null, underlayMtu: 1500, maxVpcMtu: 1426, vpcs: 1, subnets: 1, enis: { total: 2, local: 2 }, peers: [] },
     details: { volumes: [], enis: Object.keys(stats).map(eni), peers: [], vpcStats: { enis: stats, peers: {}, underlay: {} as never, worker: { pollsWon: 0, pollsLost: 0, cipher: 'openssl' } } },
   };
 }

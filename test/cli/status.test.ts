@@ -22,7 +22,7 @@ describe('nitride status', () => {
     const human = await host.cli(['status']);
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toMatch(/^health:\s+ok$/m);
-    expect(human.stdout).toMatch(/^vpc:\s+up, underlay 127\.0\.0\.1:0$/m);
+    expect(human.stdout).toMatch(/^vpc:\s+up, underlay 127\.0\.0\.1:0 \(MTU 1500: VPCs up to 1426\)$/m);
     expect(human.stdout).toMatch(/^VOLUME\s+NAME\s+TYPE\s+SIZE\s+STATE\s+ATTACHED\s+IOPS\s+MIB\/S\s+THROTTLED S \(IOPS\/TP\)$/m);
     expect(human.stdout).toMatch(new RegExp(`^${vol.id}\\s+status-vol\\s+ebs\\s+8 MiB\\s+available\\s+-\\s+-\\s+-\\s+-$`, 'm'));
 

@@ -50,13 +50,19 @@ const DEFAULT_ACL = `acl-${VPC_ID.slice(4)}`;
 const DNS_B = '172.31.0.2';
 /** Both daemons rekey their sessions this often (--vpc-rekey-after), so tests run under rekeys. */
 const REKEY_AFTER_S = 3;
+/** The underlay carries jumbo frames (both daemons are told: --vpc-underlay-mtu), for a jumbo VPC. */
+const UNDERLAY_MTU = 9100;
+const JUMBO_VPC = 'vpc-0a1b2c3d4e5f60719';
+const JUMBO_SUBNET = 'subnet-0a1b2c3d4e5f60719';
+const ENI_JA = 'eni-0000000000000001a';
+const ENI_JB = 'eni-0000000000000001b';
 
 const scratch = tempDir('nitride-vpc-');
 const lab = new NsLab(prefix, scratch.dir);
 const servers: ChildProcess[] = [];
 
 /** Both daemons rekey fast; host B also hands out a DNS server. */
-const daemonArgs = (name: string) => ['--vpc-rekey-after', String(REKEY_AFTER_S), ...(name === 'hb' ? ['--vpc-dns', DNS_B] : [])];
+const daemonArgs = (name: string) => ['--vpc-rekey-after', String(REKEY_AFTER_S), '--vpc-underlay-mtu', String(UNDERLAY_MTU), ...(name === 'hb' ? ['--vpc-dns', DNS_B] : [])];
 
 /** Move the guest end of a veth ENI into a new guest namespace and run DHCP there. */
 const guest = (host: NsHost, name: string, eni: EniInfo) => lab.dhcpGuest(host, name, eni);
@@ -68,7 +74,7 @@ function pingReceived(out: string): number {
 
 type FullStats = {
   enis: Record<string, { rxFrames: number; txFrames: number; drops: { spoofed: number; noRoute: number; oversize: number } }>;
-  peers: Record<string, { txPackets: number; rxPackets: number; drops: { badTag: number; replay: number } }>;
+  peers: Record<string, { txPackets: number; rxPackets: number; rxBytes: number; drops: { badTag: number; replay: number } }>;
   underlay: { unknownPeer: number };
   control: { handshake: { rejects: Record<string, number> } };
 };
@@ -82,7 +88,7 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
 
   beforeAll(async () => {
     const [nsA, nsB] = [await lab.addNamespace('ha'), await lab.addNamespace('hb')];
-    const [ipA, ipB] = await lab.underlay(nsA, nsB, subnetOctet);
+    const [ipA, ipB] = await lab.underlay(nsA, nsB, subnetOctet, UNDERLAY_MTU);
     [a, b] = await Promise.all([lab.startHost('ha', nsA, ipA, daemonArgs('ha')), lab.startHost('hb', nsB, ipB, daemonArgs('hb'))]);
   }, 120_000);
 
@@ -160,6 +166,44 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
     expect(after.peers.hb!.rxPackets - before.peers.hb!.rxPackets).toBeGreaterThanOrEqual(6);
     expect(after.control.dhcp.replies.ack).toBeGreaterThanOrEqual(1);
     // The underlay carries no cleartext guest addresses: data messages are type 4 (encrypted).
+  });
+
+  it('a jumbo VPC (MTU 9001): DHCP hands it out, and 8,000-byte packets cross whole', async () => {
+    for (const h of [a, b]) {
+      const v = await h.json<{ mtu: number }>(['vpc', 'create', '--cidr', '10.77.0.0/16', '--id', JUMBO_VPC, '--mtu', '9001']);
+      expect(v.mtu).toBe(9001);
+      await h.json(['subnet', 'create', '--vpc', JUMBO_VPC, '--cidr', '10.77.1.0/24', '--id', JUMBO_SUBNET]);
+    }
+    const status = await a.json<{ vpc: { underlayMtu: number; maxVpcMtu: number } }>(['status']);
+    expect(status.vpc).toMatchObject({ underlayMtu: UNDERLAY_MTU, maxVpcMtu: 9001 });
+    const ja = await a.json<EniInfo>(['eni', 'create', '--subnet', JUMBO_SUBNET, '--id', ENI_JA, '--mac', '02:00:5e:10:01:0a', '--ip', '10.77.1.10', '--kind', 'veth']);
+    const jb = await b.json<EniInfo>(['eni', 'create', '--subnet', JUMBO_SUBNET, '--id', ENI_JB, '--mac', '02:00:5e:10:01:0b', '--ip', '10.77.1.20', '--kind', 'veth']);
+    await b.json(['eni', 'create', '--subnet', JUMBO_SUBNET, '--id', ENI_JA, '--mac', '02:00:5e:10:01:0a', '--ip', '10.77.1.10', '--host', 'ha']);
+    await a.json(['eni', 'create', '--subnet', JUMBO_SUBNET, '--id', ENI_JB, '--mac', '02:00:5e:10:01:0b', '--ip', '10.77.1.20', '--host', 'hb']);
+    // The host side of the netdev carries any VPC's MTU (the engine's packet socket cannot send more).
+    expect(await must('ip', '-n', a.ns, '-o', 'link', 'show', 'dev', ja.hostInterface)).toMatch(/ mtu 9001 /);
+    const [gja, gjb] = [await guest(a, 'gja', ja), await guest(b, 'gjb', jb)];
+    expect(gja.lease).toMatchObject({ ip: '10.77.1.10', mtu: '9001' });
+    expect(gjb.lease).toMatchObject({ ip: '10.77.1.20', mtu: '9001' });
+    expect(await must('ip', '-n', gja.ns, '-o', 'link', 'show', 'dev', gja.ifname)).toMatch(/ mtu 9001 /);
+    // 8,028-byte IP packets under the guest's MTU leave it whole (DF set); anything on the path
+    // below that size would drop them (oversize, or EMSGSIZE on the underlay).
+    const before = await a.json<FullStats>(['vpc', 'stats']);
+    const r = await run('ip', ['netns', 'exec', gja.ns, 'busybox', 'ping', '-c', '5', '-s', '8000', '-W', '3', '10.77.1.20']);
+    expect(pingReceived(r.stdout), r.stdout + r.stderr).toBeGreaterThanOrEqual(4);
+    const after = await a.json<FullStats>(['vpc', 'stats']);
+    const [packets, bytes] = [after.peers.hb!.rxPackets - before.peers.hb!.rxPackets, after.peers.hb!.rxBytes - before.peers.hb!.rxBytes];
+    // Each reply crossed as one datagram of ~8 kB (a rekey's handshakes may be among them): over
+    // a 1500-byte path no datagram would be over 1,494 bytes.
+    expect(packets).toBeGreaterThanOrEqual(4);
+    expect(bytes / packets).toBeGreaterThan(3000);
+    expect(after.enis[ENI_JA]!.drops.oversize).toBe(0);
+  });
+
+  it('a daemon refuses --vpc-underlay-mtu over the MTU of the interface holding --vpc-listen', async () => {
+    const r = await run('ip', ['netns', 'exec', a.ns, process.execPath, CLI, 'daemon', '--state-dir', '/nonexistent', '--vpc-listen', `${a.underlayIp}:4799`, '--vpc-underlay-mtu', String(UNDERLAY_MTU + 1)]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(`nitride: --vpc-underlay-mtu ${UNDERLAY_MTU + 1} is more than the MTU ${UNDERLAY_MTU} of ${prefix}ua, which holds --vpc-listen's address ${a.underlayIp}`);
   });
 
   it('a spoofed source address from a guest is dropped', async () => {
@@ -759,6 +803,12 @@ describe('vpc_listen configuration', () => {
       expect((await loadDaemonConfig({ config: file }, {})).vpcConntrackMax).toBe(1000);
       expect((await loadDaemonConfig({ config: file, vpcConntrackMax: 10 }, {})).vpcConntrackMax).toBe(10);
       for (const bad of [0, 2 ** 24 + 1, 2.5, NaN]) await expect(loadDaemonConfig({ config: file, vpcConntrackMax: bad }, {})).rejects.toThrow(/--vpc-conntrack-max must be a whole number of flows from 1 to 16777216/);
+      // vpc_underlay_mtu: default, file key, flag first, bounds (a 1280-byte VPC and its 74 bytes).
+      expect(defaults.vpcUnderlayMtu).toBe(1500);
+      writeFileSync(file, 'vpc_underlay_mtu = 9000\n');
+      expect((await loadDaemonConfig({ config: file }, {})).vpcUnderlayMtu).toBe(9000);
+      expect((await loadDaemonConfig({ config: file, vpcUnderlayMtu: 1354 }, {})).vpcUnderlayMtu).toBe(1354);
+      for (const bad of [1353, 65536, 2.5, NaN]) await expect(loadDaemonConfig({ config: file, vpcUnderlayMtu: bad }, {})).rejects.toThrow(/--vpc-underlay-mtu must be whole bytes from 1354 \(a VPC of MTU 1280 with its encapsulation\) to 65535/);
     } finally {
       t.cleanup();
     }

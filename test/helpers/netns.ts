@@ -72,9 +72,9 @@ export class NsLab {
   }
 
   /** Two host namespaces joined by a veth underlay 10.<octet>.0.1 <-> .2. */
-  async underlay(a: string, b: string, octet: number): Promise<[string, string]> {
+  async underlay(a: string, b: string, octet: number, mtu = 1500): Promise<[string, string]> {
     const [la, lb] = [`${this.prefix}ua`, `${this.prefix}ub`];
-    await must('ip', 'link', 'add', la, 'type', 'veth', 'peer', 'name', lb);
+    await must('ip', 'link', 'add', la, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', lb, 'mtu', String(mtu));
     this.links.push(la);
     const ips: [string, string] = [`10.${octet}.0.1`, `10.${octet}.0.2`];
     for (const [link, ns, ip] of [

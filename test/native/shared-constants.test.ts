@@ -10,7 +10,6 @@ import {
   DHCP_CLIENT_PORT,
   DHCP_MIN_MTU,
   DHCP_SERVER_PORT,
-  ENI_MTU,
   ETHERNET_HEADER_BYTES,
   ETHERTYPE_ARP,
   ETHERTYPE_IPV4,
@@ -28,7 +27,7 @@ import {
 } from '../../src/vpc/constants.js';
 import { DEFAULT_HANDSHAKE_TIMERS, KEY_BYTES } from '../../src/vpc/handshake.js';
 import { BUCKET_DEPTH_SECONDS, IO_COUNT_UNIT_BYTES } from '../../src/api/volumes.js';
-import { ENI_ALLOWANCE_DEPTH_SECONDS } from '../../src/api/vpc.js';
+import { ENI_ALLOWANCE_DEPTH_SECONDS, VPC_DEFAULT_MTU, VPC_MAX_MTU } from '../../src/api/vpc.js';
 import {
   CT_DEFAULT_MAX_FLOWS,
   CT_ICMP_S,
@@ -86,7 +85,8 @@ const VPC: Constant[] = [
   ['kDhcpServerPort', 'uint16_t', DHCP_SERVER_PORT, 'DHCP_SERVER_PORT'],
   ['kDhcpClientPort', 'uint16_t', DHCP_CLIENT_PORT, 'DHCP_CLIENT_PORT'],
   ['kMinMtu', 'uint32_t', DHCP_MIN_MTU, 'DHCP_MIN_MTU'],
-  ['kEniMtu', 'uint32_t', ENI_MTU, 'ENI_MTU'],
+  ['kEniMtu', 'uint32_t', VPC_DEFAULT_MTU, 'VPC_DEFAULT_MTU (api/vpc.ts)'],
+  ['kMaxMtu', 'uint32_t', VPC_MAX_MTU, 'VPC_MAX_MTU (api/vpc.ts)'],
   ['kSgEntryBytes', 'size_t', SG_ENTRY_BYTES, 'SG_ENTRY_BYTES (sg-table.ts)'],
   ['kSgDirIngress', 'uint8_t', SG_DIR_INGRESS, 'SG_DIR_INGRESS (sg-table.ts)'],
   ['kSgDirEgress', 'uint8_t', SG_DIR_EGRESS, 'SG_DIR_EGRESS (sg-table.ts)'],

@@ -18,7 +18,9 @@ function guest(): EniEntry {
   return model.tables.lookupById(eni.id)!;
 }
 
-const settings: DhcpSettings = checkDhcpConfig({ mtu: 1420, dnsServers: ['10.0.0.2'], domainName: 'vpc.internal' });
+/** The MTU of the guests' VPC. */
+const MTU = 1420;
+const settings: DhcpSettings = checkDhcpConfig({ dnsServers: ['10.0.0.2'], domainName: 'vpc.internal' });
 
 /** A client message as a frame (from the guest MAC, 0.0.0.0 → broadcast unless told). */
 function client(
@@ -55,7 +57,7 @@ function open(reply: Buffer): { frame: ReturnType<typeof parseUdpFrame> & object
 
 describe('DHCP server', () => {
   it('answers the busybox DISCOVER with an OFFER carrying the fixed address and every option', () => {
-    const a = respondToDhcp(hex(UDHCPC_DISCOVER), guest(), settings);
+    const a = respondToDhcp(hex(UDHCPC_DISCOVER), guest(), settings, MTU);
     expect(a).toMatchObject({ type: 'offer', broadcast: true });
     const { frame, msg } = open(a.reply!);
     // from the gateway MAC and the router, to broadcast (no address yet)
@@ -79,16 +81,16 @@ describe('DHCP server', () => {
   });
 
   it('honours the broadcast flag and ignores a requested address on DISCOVER', () => {
-    const a = respondToDhcp(hex(UDHCPC_DISCOVER_BROADCAST), guest(), settings);
+    const a = respondToDhcp(hex(UDHCPC_DISCOVER_BROADCAST), guest(), settings, MTU);
     const { frame, msg } = open(a.reply!);
     expect(msg.flags).toBe(0x8000);
     expect(frame.eth.dst).toBe(BCAST_MAC);
-    const other = respondToDhcp(client(1, { options: [[50, ipOpt('10.0.1.99')]] }), guest(), settings);
+    const other = respondToDhcp(client(1, { options: [[50, ipOpt('10.0.1.99')]] }), guest(), settings, MTU);
     expect(open(other.reply!).msg.yiaddr).toBe(ip('10.0.1.23'));
   });
 
   it('ACKs the busybox SELECTING REQUEST', () => {
-    const a = respondToDhcp(hex(UDHCPC_REQUEST_SELECTING), guest(), settings);
+    const a = respondToDhcp(hex(UDHCPC_REQUEST_SELECTING), guest(), settings, MTU);
     expect(a).toMatchObject({ type: 'ack', broadcast: true });
     const { msg } = open(a.reply!);
     expect(msg).toMatchObject({ messageType: 5, yiaddr: ip('10.0.1.23'), xid: 0x9a1dc549 });
@@ -97,8 +99,8 @@ describe('DHCP server', () => {
 
   it('SELECTING for another server: silence; for a wrong address: NAK (broadcast)', () => {
     const e = guest();
-    expect(respondToDhcp(client(3, { options: [[50, ipOpt('10.0.1.23')], [54, ipOpt('10.0.1.254')]] }), e, settings)).toEqual({ reply: null, reason: 'other-server' });
-    const nak = respondToDhcp(client(3, { options: [[50, ipOpt('10.0.1.99')], [54, ipOpt('10.0.1.1')]], flags: 0 }), e, settings);
+    expect(respondToDhcp(client(3, { options: [[50, ipOpt('10.0.1.23')], [54, ipOpt('10.0.1.254')]] }), e, settings, MTU)).toEqual({ reply: null, reason: 'other-server' });
+    const nak = respondToDhcp(client(3, { options: [[50, ipOpt('10.0.1.99')], [54, ipOpt('10.0.1.1')]], flags: 0 }), e, settings, MTU);
     expect(nak).toMatchObject({ type: 'nak', broadcast: true });
     const { frame, msg } = open(nak.reply!);
     expect(frame.eth.dst).toBe(BCAST_MAC);
@@ -111,29 +113,29 @@ describe('DHCP server', () => {
 
   it('INIT-REBOOT: ACK for the own address, NAK for any other', () => {
     const e = guest();
-    expect(respondToDhcp(client(3, { options: [[50, ipOpt('10.0.1.23')]] }), e, settings).type).toBe('ack');
-    expect(respondToDhcp(client(3, { options: [[50, ipOpt('192.168.1.50')]] }), e, settings).type).toBe('nak');
+    expect(respondToDhcp(client(3, { options: [[50, ipOpt('10.0.1.23')]] }), e, settings, MTU).type).toBe('ack');
+    expect(respondToDhcp(client(3, { options: [[50, ipOpt('192.168.1.50')]] }), e, settings, MTU).type).toBe('nak');
   });
 
   it('RENEWING: unicast ACK to ciaddr at the ENI MAC; NAK when ciaddr is not the ENI\'s', () => {
     const e = guest();
-    const renew = respondToDhcp(client(3, { ciaddr: '10.0.1.23', srcIp: '10.0.1.23', dstIp: '10.0.1.1', ethDst: GATEWAY_MAC }), e, settings);
+    const renew = respondToDhcp(client(3, { ciaddr: '10.0.1.23', srcIp: '10.0.1.23', dstIp: '10.0.1.1', ethDst: GATEWAY_MAC }), e, settings, MTU);
     expect(renew).toMatchObject({ type: 'ack', broadcast: false });
     const { frame, msg } = open(renew.reply!);
     expect(frame.eth.dst).toBe(GUEST_MAC);
     expect(frame.ip.dst).toBe(ip('10.0.1.23'));
     expect(msg).toMatchObject({ ciaddr: ip('10.0.1.23'), yiaddr: ip('10.0.1.23') });
     // REBINDING (broadcast) with the broadcast flag set: broadcast reply
-    const rebind = respondToDhcp(client(3, { ciaddr: '10.0.1.23', srcIp: '10.0.1.23', flags: 0x8000 }), e, settings);
+    const rebind = respondToDhcp(client(3, { ciaddr: '10.0.1.23', srcIp: '10.0.1.23', flags: 0x8000 }), e, settings, MTU);
     expect(rebind).toMatchObject({ type: 'ack', broadcast: true });
-    expect(respondToDhcp(client(3, { ciaddr: '10.0.1.24' }), e, settings).type).toBe('nak');
+    expect(respondToDhcp(client(3, { ciaddr: '10.0.1.24' }), e, settings, MTU).type).toBe('nak');
     // neither server id, requested address nor ciaddr
-    expect(respondToDhcp(client(3), e, settings).reason).toBe('malformed');
+    expect(respondToDhcp(client(3), e, settings, MTU).reason).toBe('malformed');
   });
 
   it('INFORM: ACK with configuration but no lease and yiaddr 0, unicast to ciaddr', () => {
     const e = guest();
-    const a = respondToDhcp(client(8, { ciaddr: '10.0.1.23', srcIp: '10.0.1.23' }), e, settings);
+    const a = respondToDhcp(client(8, { ciaddr: '10.0.1.23', srcIp: '10.0.1.23' }), e, settings, MTU);
     expect(a).toMatchObject({ type: 'ack', broadcast: false });
     const { frame, msg } = open(a.reply!);
     expect(frame.ip.dst).toBe(ip('10.0.1.23'));
@@ -141,33 +143,33 @@ describe('DHCP server', () => {
     expect(msg.options.has(51)).toBe(false);
     expect(msg.options.has(58)).toBe(false);
     expect(msg.options.get(26)!.readUInt16BE(0)).toBe(1420);
-    expect(respondToDhcp(client(8, { ciaddr: '10.0.1.50' }), e, settings).reason).toBe('wrong-address');
+    expect(respondToDhcp(client(8, { ciaddr: '10.0.1.50' }), e, settings, MTU).reason).toBe('wrong-address');
   });
 
   it('ignores RELEASE and DECLINE (counted) and server messages from guests', () => {
-    const server = new DhcpServer({ mtu: 9001 });
+    const server = new DhcpServer({});
     const e = guest();
-    expect(server.handle(client(7, { ciaddr: '10.0.1.23', srcIp: '10.0.1.23' }), e)).toBeNull();
-    expect(server.handle(client(4, { options: [[50, ipOpt('10.0.1.23')], [54, ipOpt('10.0.1.1')]] }), e)).toBeNull();
-    expect(server.handle(client(2), e)).toBeNull();
-    expect(server.handle(client(5), e)).toBeNull();
-    expect(server.handle(client(1, { op: 2 }), e)).toBeNull();
-    expect(server.handle(hex(UDHCPC_DISCOVER), e)).not.toBeNull();
+    expect(server.handle(client(7, { ciaddr: '10.0.1.23', srcIp: '10.0.1.23' }), e, MTU)).toBeNull();
+    expect(server.handle(client(4, { options: [[50, ipOpt('10.0.1.23')], [54, ipOpt('10.0.1.1')]] }), e, MTU)).toBeNull();
+    expect(server.handle(client(2), e, MTU)).toBeNull();
+    expect(server.handle(client(5), e, MTU)).toBeNull();
+    expect(server.handle(client(1, { op: 2 }), e, MTU)).toBeNull();
+    expect(server.handle(hex(UDHCPC_DISCOVER), e, MTU)).not.toBeNull();
     expect(server.replies).toEqual({ offer: 1, ack: 0, nak: 0 });
     expect(server.drops).toMatchObject({ release: 1, decline: 1, 'unexpected-type': 3 });
   });
 
-  it('without DNS servers or a domain, options 6 and 15 are omitted', () => {
-    const bare = checkDhcpConfig({ mtu: 1500 });
-    const { msg } = open(respondToDhcp(hex(UDHCPC_DISCOVER), guest(), bare).reply!);
+  it('without DNS servers or a domain, options 6 and 15 are omitted; option 26 is the MTU given (the ENI\'s VPC\'s)', () => {
+    const bare = checkDhcpConfig({});
+    const { msg } = open(respondToDhcp(hex(UDHCPC_DISCOVER), guest(), bare, 9001).reply!);
     expect(msg.options.has(6)).toBe(false);
     expect(msg.options.has(15)).toBe(false);
-    expect(msg.options.get(26)!.readUInt16BE(0)).toBe(1500);
+    expect(msg.options.get(26)!.readUInt16BE(0)).toBe(9001);
   });
 
   it('validates everything from the guest', () => {
     const e = guest();
-    const r = (f: Buffer): string | undefined => respondToDhcp(f, e, settings).reason;
+    const r = (f: Buffer): string | undefined => respondToDhcp(f, e, settings, MTU).reason;
     expect(r(client(1, { ethSrc: '52:54:00:00:00:01' }))).toBe('spoofed-sender');
     expect(r(client(1, { chaddr: '52:54:00:00:00:01' }))).toBe('spoofed-sender');
     expect(r(client(1, { srcIp: '10.0.1.50' }))).toBe('spoofed-sender');
@@ -194,22 +196,21 @@ describe('DHCP server', () => {
       // mutate inside the DHCP payload, then fix the UDP checksum so the DHCP parser sees it
       for (let j = 0, n = 1 + Math.floor(rand() * 8); j < n; j++) b[42 + Math.floor(rand() * 300)] = Math.floor(rand() * 256);
       b.writeUInt16BE(0, 40);
-      respondToDhcp(b, e, settings);
-      respondToDhcp(b.subarray(0, Math.floor(rand() * b.length)), e, settings);
+      respondToDhcp(b, e, settings, MTU);
+      respondToDhcp(b.subarray(0, Math.floor(rand() * b.length)), e, settings, MTU);
     }
   });
 
   it('checks its configuration', () => {
-    expect(() => checkDhcpConfig({ mtu: 67 })).toThrow(UsageError);
-    expect(() => checkDhcpConfig({ mtu: 1500.5 })).toThrow(/MTU/);
-    expect(() => checkDhcpConfig({ mtu: 1500, dnsServers: ['10.0.0.256'] })).toThrow(/DNS server/);
-    expect(() => checkDhcpConfig({ mtu: 1500, domainName: 'bad_name.example' })).toThrow(/domain name/);
-    expect(() => checkDhcpConfig({ mtu: 1500, domainName: '-x.example' })).toThrow(/domain name/);
-    expect(() => checkDhcpConfig({ mtu: 1500, leaseSeconds: 10 })).toThrow(/lease/);
-    expect(() => checkDhcpConfig({ mtu: 1500, leaseSeconds: 600, renewalSeconds: 700 })).toThrow(/renewal/);
-    const s = checkDhcpConfig({ mtu: 8921, domainName: 'eu-west-1.compute.internal.', leaseSeconds: 86400 });
-    expect(s).toMatchObject({ mtu: 8921, renewalSeconds: 43200, rebindingSeconds: 75600 });
+    expect(() => checkDhcpConfig({ dnsServers: ['10.0.0.256'] })).toThrow(UsageError);
+    expect(() => checkDhcpConfig({ dnsServers: ['10.0.0.256'] })).toThrow(/DNS server/);
+    expect(() => checkDhcpConfig({ domainName: 'bad_name.example' })).toThrow(/domain name/);
+    expect(() => checkDhcpConfig({ domainName: '-x.example' })).toThrow(/domain name/);
+    expect(() => checkDhcpConfig({ leaseSeconds: 10 })).toThrow(/lease/);
+    expect(() => checkDhcpConfig({ leaseSeconds: 600, renewalSeconds: 700 })).toThrow(/renewal/);
+    const s = checkDhcpConfig({ domainName: 'eu-west-1.compute.internal.', leaseSeconds: 86400 });
+    expect(s).toMatchObject({ renewalSeconds: 43200, rebindingSeconds: 75600 });
     expect(s.domainName!.toString()).toBe('eu-west-1.compute.internal');
-    expect(intToIpv4(checkDhcpConfig({ mtu: 1500, dnsServers: ['10.0.0.2', '1.1.1.1'] }).dnsServers[1]!)).toBe('1.1.1.1');
+    expect(intToIpv4(checkDhcpConfig({ dnsServers: ['10.0.0.2', '1.1.1.1'] }).dnsServers[1]!)).toBe('1.1.1.1');
   });
 });

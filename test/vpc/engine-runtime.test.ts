@@ -7,14 +7,15 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadSodium, type Sodium } from '../../src/kms/sodium.js';
 import { createLogger } from '../../src/log/logger.js';
-import { ENI_MTU, GATEWAY_MAC } from '../../src/vpc/constants.js';
+import { GATEWAY_MAC } from '../../src/vpc/constants.js';
 import { VpcRuntime, type RuntimeOptions } from '../../src/vpc/engine-runtime.js';
 import { encodeKey, generateHostKeys, type KeyPair } from '../../src/vpc/handshake.js';
 import type { PeerRecord } from '../../src/vpc/manager.js';
 import type { EniRecord } from '../../src/vpc/model.js';
 import { compileSg, encodeSg } from '../../src/vpc/sg-table.js';
-import { buildArp, buildEthernet, ipv4ToInt, macBytes, parseArp, parseEthernet } from '../../src/vpc/packets.js';
-import { ENI_ALLOWANCE_QUEUE_US, LOCAL_HOST_ID } from '../../src/api/vpc.js';
+import { buildArp, buildEthernet, ipv4ToInt, macBytes, parseArp, parseDhcp, parseEthernet, parseUdpFrame } from '../../src/vpc/packets.js';
+import { UDHCPC_DISCOVER, hex } from './fixtures.js';
+import { ENI_ALLOWANCE_QUEUE_US, LOCAL_HOST_ID, VPC_DEFAULT_MTU } from '../../src/api/vpc.js';
 import { VpcStateStore } from '../../src/vpc/state-store.js';
 import { SessionCounters } from '../../src/vpc/stats.js';
 import { FakeEngine, FakeNetdevs } from './fakes.js';
@@ -167,7 +168,7 @@ describe('VPC runtime: ENIs', () => {
     expect(engine.routes.get(GATEWAY_MAC)).toEqual({ control: true });
     const ports = [...engine.ports];
     expect(ports.map(([, p]) => p.ifname)).toEqual([tap.hostInterface, veth.hostInterface]);
-    expect(ports[0]![1].opts).toEqual({ mac: macBytes(tap.mac), ipv4: '10.0.1.10', sourceCheck: true, mtu: ENI_MTU, bandwidth: 0, pps: 0, allowanceQueueUs: ENI_ALLOWANCE_QUEUE_US });
+    expect(ports[0]![1].opts).toEqual({ mac: macBytes(tap.mac), ipv4: '10.0.1.10', sourceCheck: true, mtu: VPC_DEFAULT_MTU, bandwidth: 0, pps: 0, allowanceQueueUs: ENI_ALLOWANCE_QUEUE_US });
     expect(engine.routes.get(tap.mac)).toEqual({ port: ports[0]![0] });
     expect(engine.routes.get(veth.mac)).toEqual({ port: ports[1]![0] });
     // Both ports are added between hold and release, so queued frames find every route.
@@ -374,6 +375,35 @@ describe('VPC runtime: control events', () => {
     expect(control.punts).toMatchObject({ broadcast: 1, unknownPort: 1 });
     expect(control.arp.replies).toBe(1);
     expect(engine.frames).toHaveLength(1);
+  });
+
+  it("a VPC's MTU is its local ENIs' port MTU and what DHCP hands out; one the underlay cannot carry is not attached", async () => {
+    const h = host('a', 4789);
+    const small = localEni(h, '10.0.1.10');
+    const vpcId = h.state.model.createVpc({ cidr: '10.1.0.0/16', id: 'vpc-00000000000000002', mtu: 9001 }).id;
+    h.state.model.createSubnet({ vpcId, cidr: '10.1.1.0/24', id: 'subnet-00000000000000002' });
+    // The MAC and subnet of the captured DISCOVER (fixtures.ts).
+    const jumbo = h.state.model.createEni({ subnetId: 'subnet-00000000000000002', privateIp: '10.1.1.23', mac: '52:54:00:12:34:56', hostId: LOCAL_HOST_ID });
+    h.state.setKind(jumbo.id, 'tap');
+    await start(h, { maxVpcMtu: 9001 });
+    const engine = h.engine!;
+    expect(engine.ports.get(portOf(engine, jumbo))!.opts.mtu).toBe(9001);
+    expect(engine.ports.get(portOf(engine, small))!.opts.mtu).toBe(VPC_DEFAULT_MTU);
+    engine.emit({ type: 'frame', portId: portOf(engine, jumbo), reason: 'dhcp', frame: hex(UDHCPC_DISCOVER) });
+    expect(engine.frames).toHaveLength(1);
+    const offer = parseDhcp(parseUdpFrame(engine.frames[0]!.frame)!.udp.payload)!;
+    expect(offer.options.get(26)!.readUInt16BE(0)).toBe(9001);
+
+    // The same state on a host whose underlay carries 1426-byte VPCs: the small ENI only.
+    const low = host('b', 4790);
+    const lowJumbo = low.state.model.createVpc({ cidr: '10.1.0.0/16', id: 'vpc-00000000000000002', mtu: 9001 }).id;
+    low.state.model.createSubnet({ vpcId: lowJumbo, cidr: '10.1.1.0/24', id: 'subnet-00000000000000002' });
+    const lowSmall = localEni(low, '10.0.1.10');
+    const refused = low.state.model.createEni({ subnetId: 'subnet-00000000000000002', privateIp: '10.1.1.23', hostId: LOCAL_HOST_ID });
+    await start(low, { maxVpcMtu: 1426 });
+    expect(low.engine!.routes.get(lowSmall.mac)).toBeDefined();
+    expect(low.engine!.routes.get(refused.mac)).toBeUndefined();
+    expect(low.netdevs.devices.has(refused.hostInterface)).toBe(false);
   });
 
   it('a reply the engine cannot send is counted, not thrown', async () => {

@@ -24,6 +24,7 @@ export function daemonCommand(): Command {
     .option('--vpc-rekey-after <seconds>', 'rekey peer sessions at this age, 2-120 (default 120)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--vpc-conntrack-max <flows>', 'flows each ENI\'s security groups track at most (default 65536)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--vpc-allowance-queue-us <µs>', 'how long a frame over an ENI\'s allowance may wait, 0 (drop) to 1000000 (default ' + ENI_ALLOWANCE_QUEUE_US + ')', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+    .option('--vpc-underlay-mtu <bytes>', 'MTU of the underlay between hosts (default 1500); local ENIs\' VPCs must fit in it with 74 bytes of encapsulation (9075 for MTU 9001)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--ceph-conf <file>', 'ceph.conf of the cluster holding RBD-backed ebs volumes (absolute path)')
     .option('--ceph-pool <pool>', 'the pool of the volumes (default rbd)')
     .option('--ceph-id <name>', 'cephx client id, without "client." (default admin)')

@@ -51,7 +51,7 @@ export function renderStatusReport(s: StatusReport, now = Date.now()): string {
     volumes: `${s.volumes.total} (${s.volumes.ebs} ebs, ${s.volumes.ephemeral} ephemeral; ${s.volumes.inUse} in use)`,
     'ephemeral handover': handoverLine(s.volumes.ephemeralHandover),
     ceph: s.ceph ? `pool ${s.ceph.pool} as host ${s.ceph.hostId}: ${s.ceph.reachable === null ? 'not checked yet' : s.ceph.reachable ? 'reachable' : `unreachable (${s.ceph.error})`}` : undefined,
-    vpc: s.vpc.state === 'up' ? `up, underlay ${s.vpc.listen}` : `down: ${s.vpc.message}`,
+    vpc: s.vpc.state === 'up' ? `up, underlay ${s.vpc.listen} (MTU ${s.vpc.underlayMtu}: VPCs up to ${s.vpc.maxVpcMtu})` : `down: ${s.vpc.message}`,
     'vpc public key': s.vpc.publicKey,
     'vpc model': `${s.vpc.vpcs} VPCs, ${s.vpc.subnets} subnets, ${s.vpc.enis.total} ENIs (${s.vpc.enis.local} local)`,
     ...(full.length ? { 'conntrack full': `${full.map(([eni, st]) => `${eni} (${st.conntrack.flows} flows)`).join(', ')}: new flows dropped` } : {}),

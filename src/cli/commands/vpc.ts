@@ -1,7 +1,7 @@
 /** `nitride vpc …` and `nitride subnet …`: the VPC model (the same ids may be given on every host). */
 import { Command } from 'commander';
 import { pathTo, type Deleted } from '../../api/control.js';
-import { VPC_API, type CreateSubnetRequest, type CreateVpcRequest, type SubnetInfo, type SubnetRecord, type VpcRecord, type VpcStatsReply } from '../../api/vpc.js';
+import { VPC_API, VPC_DEFAULT_MTU, VPC_MAX_MTU, VPC_MIN_MTU, type CreateSubnetRequest, type CreateVpcRequest, type SubnetInfo, type SubnetRecord, type VpcRecord, type VpcStatsReply } from '../../api/vpc.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, renderFields, renderTable } from '../output.js';
 
@@ -13,16 +13,17 @@ export function vpcCommand(): Command {
       .requiredOption('--cidr <cidr>', 'IPv4 block, /16 to /28, e.g. 172.31.0.0/16')
       .option('--id <id>', 'explicit id (vpc- and 17 hex digits), to use the same id on every host')
       .option('--name <name>', 'a name')
-      .action(async (options: ClientOptions & { cidr: string; id?: string; name?: string }) => {
-        const body: CreateVpcRequest = { cidr: options.cidr, ...(options.id ? { id: options.id } : {}), ...(options.name ? { name: options.name } : {}) };
+      .option('--mtu <bytes>', `the guests' MTU, ${VPC_MIN_MTU}-${VPC_MAX_MTU} (default ${VPC_DEFAULT_MTU}); hosts of its ENIs need an underlay MTU 74 bytes larger (--vpc-underlay-mtu)`, (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+      .action(async (options: ClientOptions & { cidr: string; id?: string; name?: string; mtu?: number }) => {
+        const body: CreateVpcRequest = { cidr: options.cidr, ...(options.id ? { id: options.id } : {}), ...(options.name ? { name: options.name } : {}), ...(options.mtu !== undefined ? { mtu: options.mtu } : {}) };
         const r = await clientOf(options).call<VpcRecord>('POST', VPC_API.vpcs, body);
-        emit(options, r, (v) => renderFields({ id: v.id, cidr: v.cidr, name: v.name }));
+        emit(options, r, (v) => renderFields({ id: v.id, cidr: v.cidr, mtu: v.mtu ?? VPC_DEFAULT_MTU, name: v.name }));
       }),
   );
   vpc.addCommand(
     clientVerb(new Command('list').description('list VPCs')).action(async (options: ClientOptions) => {
       const all = await clientOf(options).get<VpcRecord[]>(VPC_API.vpcs);
-      emit(options, all, (rows) => (rows.length === 0 ? 'no VPCs' : renderTable(rows, { id: (v) => v.id, cidr: (v) => v.cidr, name: (v) => v.name })));
+      emit(options, all, (rows) => (rows.length === 0 ? 'no VPCs' : renderTable(rows, { id: (v) => v.id, cidr: (v) => v.cidr, mtu: (v) => v.mtu ?? VPC_DEFAULT_MTU, name: (v) => v.name })));
     }),
   );
   vpc.addCommand(
