@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // End-to-end network benchmark: two "hosts" (network namespaces joined by a veth underlay,
-// 1500-byte MTU) with one guest each (a network namespace on a veth), guest-to-guest traffic
+// 1500-byte MTU, or --underlay-mtu's) with one guest each (a network namespace on a veth), guest-to-guest traffic
 // across the underlay through each of these paths, all set up side by side in the same run:
 //   nitride        a KMS and a daemon per host, one VPC/subnet, a veth ENI per host; the guests'
 //                  frames go through the native VpcEngine, AES-256-GCM in UDP between daemons (L2)
@@ -25,6 +25,10 @@
 // Every path has its own four namespaces (host A, host B, guest A, guest B), so nothing is
 // shared but the CPUs. Guests use 172.31.1.10/24 and .20/24 with MTU 1420 on every path (what
 // nitride's DHCP hands out; the size that fits the other tunnels' overhead in 1500 bytes too).
+// With --underlay-mtu (jumbo frames on the underlay, as AWS's VPCs have: MTU 9001 inside a VPC),
+// the guests' MTU is the underlay's less 80 bytes (at most 9001) on every path: nitride's VPC is
+// created with it and its daemons told the underlay's (--vpc-underlay-mtu); tinc 1.0 carries at
+// most 1518-byte frames and is left out.
 //
 // Tests (iperf3 3.x, guest A client, guest B server; --omit 1 s of warm-up):
 //   tcp1   one TCP stream, Gbit/s received
@@ -44,7 +48,7 @@
 // goals) and .svg (throughput relative to the plain path).
 // Run it through scripts/bench-net.sh (installs iperf3/busybox/openvpn/tinc/wireguard-go, builds,
 // runs as root). Usage: node scripts/bench/net.mjs [--quick] [--time S] [--reps N] [--paths a,b]
-//   [--tests a,b] [--tag PREFIX] [--keep] [--out FILE.json]
+//   [--tests a,b] [--underlay-mtu BYTES] [--tag PREFIX] [--keep] [--out FILE.json]
 import { mkdirSync, readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import {
@@ -117,7 +121,7 @@ while time.monotonic() < end:
 print(n, fail)
 `;
 
-const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [--tests LIST] [--limits [--cells LIST]] [--keep] [--out FILE.json]
+const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [--tests LIST] [--underlay-mtu BYTES] [--limits [--cells LIST]] [--keep] [--out FILE.json]
   --quick       smoke run (~2 min): 1 repetition, 3 s per iperf3 run
   --time S      measured seconds per iperf3 run, after 1 s omitted (default 5)
   --reps N      repetitions of every test on every path (default 3); medians are reported
@@ -128,6 +132,8 @@ const USAGE = `usage: bench-net [--quick] [--time S] [--reps N] [--paths LIST] [
   --cells LIST  with --limits, comma list of: ${[...LIMIT_CELLS, COST_CELL].map((c) => c.id).join(',')}
                 (cost: the limiter's own cost, an allowance far above the rate against none,
                 beside tbf against no qdisc; needs the nitride and plain-tbf paths)
+  --underlay-mtu BYTES  the underlay's MTU (default 1500); guests get it less 80, at most 9001
+                (jumbo frames: 9100 gives the guests AWS's 9001); tinc is left out above 1500
   --tag PREFIX  namespace name prefix (default: random; the shell wrapper passes one to clean up)
   --out FILE    JSON result path (default bench-results/net-<timestamp>.json; .svg beside it)
   --keep        keep the scratch directory (logs, configs, iperf3 JSON)`;
@@ -140,6 +146,7 @@ const opt = benchArgs('bench-net', USAGE, {
   tests: { type: 'string' },
   limits: { type: 'boolean', default: false },
   cells: { type: 'string' },
+  'underlay-mtu': { type: 'string' },
   tag: { type: 'string' },
   dir: { type: 'string', default: '/tmp' },
 });
@@ -148,7 +155,15 @@ const num = (v, dflt, what) => positiveOption('bench-net', v, dflt, what);
 const TIME = Math.round(num(opt.time, opt.quick ? 3 : 5, 'time'));
 const REPS = Math.round(num(opt.reps, opt.quick ? 1 : 3, 'reps'));
 const pick = (all, list, what) => pickById('bench-net', all, list, what);
-const PATHS = pick(opt.limits ? LIMIT_PATHS : opt.paths ? ALL_PATHS : ALL_PATHS.filter((p) => !p.optIn), opt.paths, 'path').map((p) => ({ ...p }));
+const UNDERLAY_MTU = opt['underlay-mtu'] === undefined ? 1500 : Number(opt['underlay-mtu']);
+if (!Number.isInteger(UNDERLAY_MTU) || UNDERLAY_MTU < 1500 || UNDERLAY_MTU > 65535) usageError('--underlay-mtu must be whole bytes from 1500 to 65535');
+/** Every path's guest MTU: what fits the underlay with 80 bytes of encapsulation (WireGuard's, the most here). */
+const GUEST_MTU = Math.min(9001, UNDERLAY_MTU - 80);
+/** tinc 1.0 forwards frames of at most 1518 bytes (its compiled-in MTU). */
+const TINC_MAX_MTU = 1500;
+if (GUEST_MTU > TINC_MAX_MTU && opt.paths?.split(',').includes('tinc')) usageError(`tinc 1.0 carries at most ${TINC_MAX_MTU}-byte packets: leave it out with --underlay-mtu above 1580`);
+const defaultPaths = ALL_PATHS.filter((p) => !p.optIn && !(p.id === 'tinc' && GUEST_MTU > TINC_MAX_MTU));
+const PATHS = pick(opt.limits ? LIMIT_PATHS : opt.paths ? ALL_PATHS : defaultPaths, opt.paths, 'path').map((p) => ({ ...p }));
 const TESTS = opt.limits ? [] : pick(ALL_TESTS, opt.tests, 'test');
 if (opt.cells !== undefined && !opt.limits) usageError('--cells must be used with --limits');
 const CELLS = opt.limits ? pick([...LIMIT_CELLS, COST_CELL], opt.cells, 'cell') : [];
@@ -163,7 +178,6 @@ const GUEST_A = '172.31.1.10';
 const GUEST_B = '172.31.1.20';
 const UNDERLAY_A = '10.200.0.1';
 const UNDERLAY_B = '10.200.0.2';
-const GUEST_MTU = 1420;
 const UDP_PAYLOAD = 64;
 
 // ----------------------------------------------------------------------------------- setup
@@ -196,6 +210,7 @@ async function topology(p) {
   const t = { ha: `${TAG}${short}ha`, hb: `${TAG}${short}hb`, ga: `${TAG}${short}ga`, gb: `${TAG}${short}gb` };
   for (const ns of Object.values(t)) await addNs(ns);
   await ip('-n', t.ha, 'link', 'add', 'ul', 'type', 'veth', 'peer', 'name', 'ul', 'netns', t.hb);
+  for (const ns of [t.ha, t.hb]) await ip('-n', ns, 'link', 'set', 'ul', 'mtu', String(UNDERLAY_MTU));
   await ip('-n', t.ha, 'addr', 'add', `${UNDERLAY_A}/24`, 'dev', 'ul');
   await ip('-n', t.hb, 'addr', 'add', `${UNDERLAY_B}/24`, 'dev', 'ul');
   await ip('-n', t.ha, 'link', 'set', 'ul', 'up');
@@ -212,7 +227,7 @@ async function addressGuest(ns, ifname, addr) {
 /** A veth from host namespace `hostNs` ("gh") to guest namespace `guestNs` ("eth0"), addressed. */
 async function vethGuest(hostNs, guestNs, addr) {
   await ip('-n', hostNs, 'link', 'add', 'gh', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', guestNs);
-  await ip('-n', hostNs, 'link', 'set', 'gh', 'up');
+  await ip('-n', hostNs, 'link', 'set', 'gh', 'mtu', String(Math.max(1500, GUEST_MTU)), 'up');
   await addressGuest(guestNs, 'eth0', addr);
 }
 
@@ -270,7 +285,8 @@ async function nitrideHosts(p, t, args = async () => []) {
     ['a', t.ha, UNDERLAY_A],
     ['b', t.hb, UNDERLAY_B],
   ]) {
-    hosts[h] = await startNitrideHost(scratch, { name: `${p.id}-${h}`, ns, cli: opt.cli, underlay, args: [...(p.daemonArgs ?? []), ...(await args(h))], env: p.env });
+    const daemonArgs = [...(p.daemonArgs ?? []), '--vpc-underlay-mtu', String(UNDERLAY_MTU), ...(await args(h))];
+    hosts[h] = await startNitrideHost(scratch, { name: `${p.id}-${h}`, ns, cli: opt.cli, underlay, args: daemonArgs, env: p.env });
     hosts[h].key = (await hosts[h].api('GET', '/v1/vpc/key')).publicKey;
   }
   const api = (h, method, url, body) => hosts[h].api(method, url, body);
@@ -300,7 +316,7 @@ const setUps = {
     await api('a', 'POST', '/v1/peers', { name: 'hb', endpoint: `${UNDERLAY_B}:4789`, publicKey: hosts.b.key });
     await api('b', 'POST', '/v1/peers', { name: 'ha', endpoint: `${UNDERLAY_A}:4789`, publicKey: hosts.a.key });
     for (const h of ['a', 'b']) {
-      await api(h, 'POST', '/v1/vpcs', { cidr: '172.31.0.0/16', id: VPC_ID });
+      await api(h, 'POST', '/v1/vpcs', { cidr: '172.31.0.0/16', id: VPC_ID, mtu: GUEST_MTU });
       await api(h, 'POST', '/v1/subnets', { vpcId: VPC_ID, cidr: '172.31.1.0/24', id: SUBNET_ID });
     }
     const enis = guestEnis(t);
@@ -319,7 +335,7 @@ const setUps = {
     const etcd = await startEtcd({ members: 3, netns: t.ha, host: UNDERLAY_A, parent: scratch.dir });
     scratch.onCleanup(() => etcd.destroy());
     const { api } = await nitrideHosts(p, t, async (h) => etcd.daemonArgs(`h${h}`));
-    await api('a', 'POST', '/v1/vpcs', { cidr: '172.31.0.0/16', id: VPC_ID });
+    await api('a', 'POST', '/v1/vpcs', { cidr: '172.31.0.0/16', id: VPC_ID, mtu: GUEST_MTU });
     await api('b', 'POST', '/v1/subnets', { vpcId: VPC_ID, cidr: '172.31.1.0/24', id: SUBNET_ID });
     for (const e of guestEnis(t)) await attachGuest(t, e, await api(e.h, 'POST', '/v1/enis', { subnetId: SUBNET_ID, id: e.id, mac: e.mac, privateIp: e.ip, kind: 'veth' }));
     await waitFor('nitride-fleet session', async () => (await api('a', 'GET', '/v1/fleet/hosts')).some((x) => !x.self && x.session === 'established'), { timeoutMs: 30_000 });
@@ -368,14 +384,14 @@ const setUps = {
       await bridgedGuest(hostNs, guestNs, addr);
       await ip('-n', hostNs, 'tuntap', 'add', 'dev', 'ovtap', 'mode', 'tap');
       await ip('-n', hostNs, 'link', 'set', 'ovtap', 'master', 'br0');
-      await ip('-n', hostNs, 'link', 'set', 'ovtap', 'up');
+      await ip('-n', hostNs, 'link', 'set', 'ovtap', 'mtu', String(Math.max(1500, GUEST_MTU)), 'up');
       const e = startIn(`openvpn-${h}`, hostNs, 'openvpn', [
         '--dev', 'ovtap', '--dev-type', 'tap', '--disable-dco',
         '--proto', 'udp', '--local', local, '--lport', '1194', '--remote', remote, '--rport', '1194',
         role, ...(role === '--tls-server' ? ['--dh', 'none'] : []),
         '--ca', f('ca.crt'), '--cert', f(`${h}.crt`), '--key', f(`${h}.key`),
         '--data-ciphers', 'AES-256-GCM', '--cipher', 'AES-256-GCM',
-        '--tun-mtu', '1500', '--mssfix', '0', '--ping', '5', '--verb', '3',
+        '--tun-mtu', String(Math.max(1500, GUEST_MTU)), '--mssfix', '0', '--ping', '5', '--verb', '3',
       ]);
       procs.push(e);
     }
@@ -442,7 +458,7 @@ const setUps = {
       procs.push(e);
       await waitFor(`wireguard-go ${h}`, () => existsSync(`/var/run/wireguard/${dev}.sock`), { alive: () => e.child.exitCode === null });
       await inNs(hostNs, 'wg', ['set', dev, 'listen-port', '51820', 'private-key', keys[h].file, 'peer', keys[other].pub, 'endpoint', `${otherUnderlay}:51820`, 'allowed-ips', `${otherAddr}/32`]);
-      await ip('-n', hostNs, 'link', 'set', dev, 'mtu', '1420', 'up');
+      await ip('-n', hostNs, 'link', 'set', dev, 'mtu', String(GUEST_MTU), 'up');
       await ip('-n', hostNs, 'route', 'add', `${otherAddr}/32`, 'dev', dev);
     }
     p.pids = () => procs.map((e) => e.child.pid);
@@ -695,7 +711,7 @@ async function main() {
       omitSeconds: 1,
       reps: REPS,
       guestMtu: GUEST_MTU,
-      underlayMtu: 1500,
+      underlayMtu: UNDERLAY_MTU,
       udp: 'iperf3 -u -b 0 -l 64; value = payload bytes the server received / 64 / measured seconds',
       ping: 'busybox ping -c 20 -i 0.2; value = median RTT of replies 2..20',
       'ping-warm': 'busybox ping -c 1000 -i 0.002; value = median RTT of replies 2..1000',
