@@ -73,6 +73,9 @@ describe('buildView', () => {
       kv(fleetKeys.vpc('vpc-0000000000000000b'), { id: 'vpc-0000000000000000b', cidr: '127.0.0.0/16' }),
       kv(fleetKeys.subnet('subnet-0000000000000000b'), { id: 'subnet-0000000000000000b', vpcId: VPC, cidr: '10.2.0.0/24' }),
       kv(fleetKeys.vpc('vpc-0000000000000000c'), { id: 'vpc-0000000000000000c', cidr: '10.3.0.0/16', extra: 1 }),
+      // An MTU no VPC may have, and one that is not a number.
+      kv(fleetKeys.vpc('vpc-0000000000000000d'), { id: 'vpc-0000000000000000d', cidr: '10.4.0.0/16', mtu: 65000 }),
+      kv(fleetKeys.vpc('vpc-0000000000000000e'), { id: 'vpc-0000000000000000e', cidr: '10.5.0.0/16', mtu: '9001' }),
     ];
     const view = buildView(records, 'a');
     expect(view.model.listEnis().map((e) => e.id)).toEqual(['eni-00000000000000002']);
@@ -80,7 +83,9 @@ describe('buildView', () => {
     expect(view.model.listVpcs().map((v) => v.id)).toEqual([VPC]);
     expect(view.model.listSubnets().map((s) => s.id)).toEqual([SUBNET]);
     const reasons = Object.fromEntries(view.bad.map((b) => [b.key, b.reason]));
-    expect(Object.keys(reasons)).toHaveLength(13);
+    expect(Object.keys(reasons)).toHaveLength(15);
+    expect(reasons[fleetKeys.vpc('vpc-0000000000000000d')]).toMatch(/MTU 65000 is not a whole number in 1280-9001/);
+    expect(reasons[fleetKeys.vpc('vpc-0000000000000000e')]).toMatch(/mtu/);
     expect(reasons[fleetKeys.eni('bb', 'eni-00000000000000003')]).toBe('not JSON');
     expect(reasons[fleetKeys.eni('bb', 'eni-00000000000000004')]).toMatch(/already assigned to eni-00000000000000002/);
     expect(reasons[fleetKeys.eni('bb', 'eni-00000000000000005')]).toMatch(/on host a/);
