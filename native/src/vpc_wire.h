@@ -60,8 +60,9 @@
 // Ethernet header of the frame inside (14) and the UDP and IP headers of the
 // underlay (8 + 20 for IPv4, 8 + 40 for IPv6). So an ENI MTU of 1500 needs an
 // underlay path MTU of at least 1574 (IPv4) to avoid IP fragmentation; with a
-// 1500-byte underlay, ENIs get kEniMtu (1420, DHCP option 26; at most 1426
-// would fit).
+// 1500-byte underlay, ENIs get kDefaultVpcMtu (1420, DHCP option 26; at most 1426
+// would fit). A VPC created with its own MTU (up to kMaxMtu, jumbo frames) needs
+// an underlay carrying that + 74 (IPv4); the control plane checks it.
 //
 // The message types, sizes, EtherTypes and MTUs shared with the TypeScript
 // side come from shared_constants.h, generated from it.
@@ -89,8 +90,8 @@ constexpr uint16_t kEtherVlan9100 = 0x9100;
 
 // An ENI's MTU is from kMinMtu (IPv4's minimum) to kMaxMtu (AWS's jumbo MTU);
 // its VPC's, which the control plane sets, within that.
-static_assert(kEniMtu + kEthHeader + kDataOverhead + 8 + 20 <= 1500,
-              "an ENI's frame in a data message must fit a 1500-byte IPv4 underlay");
+static_assert(kDefaultVpcMtu + kEthHeader + kDataOverhead + 8 + 20 <= 1500,
+              "a default VPC's frame in a data message must fit a 1500-byte IPv4 underlay");
 // Largest frame the engine forwards between hosts (kMaxMtu + Ethernet
 // header), and the largest underlay datagram it sends.
 constexpr size_t kMaxFrame = kMaxMtu + kEthHeader;

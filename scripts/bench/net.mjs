@@ -649,9 +649,13 @@ async function main() {
   const addedRttsWarm = addedBy('ping-warm');
   const addedRtt = addedRtts.nitride ?? null;
 
-  // Goals: one TCP flow >= 3x OpenVPN and >= 3x wireguard-go (issue 4); added RTT <= 0.15 ms
-  // with and without security groups (issue 14).
+  // Goals: one TCP flow >= 3x OpenVPN and >= 3x wireguard-go (issue 4); one TCP flow >= 0.5x
+  // plain and added RTT <= 0.15 ms, with and without security groups (issue 14).
   const goals = [];
+  for (const id of ['nitride', 'nitride-sg']) {
+    const r = results.tcp1?.[id]?.vsPlain;
+    if (r != null) goals.push({ goal: `tcp1 ${id} >= 0.5x plain${UNDERLAY_MTU === 1500 ? '' : ` (underlay MTU ${UNDERLAY_MTU})`}`, value: r, met: r >= 0.5 });
+  }
   if (NITRIDE && results.tcp1) {
     for (const peer of ['openvpn', 'wireguard-go']) {
       if (!results.tcp1[peer]) continue;

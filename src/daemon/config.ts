@@ -268,7 +268,6 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
   };
 }
 
-/** In fleet mode the host has one name: its certificate's CN (see src/fleet/identity.ts). */
 /**
  * When --vpc-listen names an address, the interface holding it must carry --vpc-underlay-mtu:
  * a larger setting would let VPCs' frames be fragmented or dropped at the first hop.
@@ -284,6 +283,7 @@ async function checkUnderlayInterface(listen: string, mtu: number): Promise<void
   if (ifMtu < mtu) throw new UsageError(`--vpc-underlay-mtu ${mtu} is more than the MTU ${ifMtu} of ${ifname}, which holds --vpc-listen's address ${host}`);
 }
 
+/** In fleet mode the host has one name: its certificate's CN (see src/fleet/identity.ts). */
 async function fleetHostId(cert: string): Promise<string> {
   let pem: Buffer;
   try {

@@ -113,7 +113,7 @@ export const DHCP_OPT_END = 255;
 /** Smallest interface MTU a DHCP server may hand out (RFC 2132 §5.1: 68). */
 export const DHCP_MIN_MTU = 68;
 
-/** A VPC's guest MTU: VPC_DEFAULT_MTU and its bounds are the API's (src/api/vpc.ts). */
+// A VPC's guest MTU (option 26): VPC_DEFAULT_MTU and its bounds are the API's (src/api/vpc.ts).
 
 /** The underlay MTU a daemon assumes unless told (`--vpc-underlay-mtu`): plain Ethernet. */
 export const UNDERLAY_DEFAULT_MTU = 1500;

@@ -85,7 +85,7 @@ const VPC: Constant[] = [
   ['kDhcpServerPort', 'uint16_t', DHCP_SERVER_PORT, 'DHCP_SERVER_PORT'],
   ['kDhcpClientPort', 'uint16_t', DHCP_CLIENT_PORT, 'DHCP_CLIENT_PORT'],
   ['kMinMtu', 'uint32_t', DHCP_MIN_MTU, 'DHCP_MIN_MTU'],
-  ['kEniMtu', 'uint32_t', VPC_DEFAULT_MTU, 'VPC_DEFAULT_MTU (api/vpc.ts)'],
+  ['kDefaultVpcMtu', 'uint32_t', VPC_DEFAULT_MTU, 'VPC_DEFAULT_MTU (api/vpc.ts)'],
   ['kMaxMtu', 'uint32_t', VPC_MAX_MTU, 'VPC_MAX_MTU (api/vpc.ts)'],
   ['kSgEntryBytes', 'size_t', SG_ENTRY_BYTES, 'SG_ENTRY_BYTES (sg-table.ts)'],
   ['kSgDirIngress', 'uint8_t', SG_DIR_INGRESS, 'SG_DIR_INGRESS (sg-table.ts)'],
