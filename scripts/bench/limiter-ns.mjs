@@ -22,4 +22,4 @@ export async function limiterNs() {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) console.log(JSON.stringify(await limiterNs(), null, 1));
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) console.log(JSON.stringify(await limiterNs(), null, 1));

@@ -174,6 +174,15 @@ describe.skipIf(!canRun)('VPC across two hosts', () => {
       expect(v.mtu).toBe(9001);
       await h.json(['subnet', 'create', '--vpc', JUMBO_VPC, '--cidr', '10.77.1.0/24', '--id', JUMBO_SUBNET]);
     }
+    // Bad input: one line, nothing made.
+    const over = await a.cli(['vpc', 'create', '--cidr', '10.78.0.0/16', '--mtu', '9002']);
+    expect(over.code).toBe(2);
+    expect(over.stderr.trim().split('\n')).toHaveLength(1);
+    expect(over.stderr).toMatch(/mtu/i);
+    const word = await a.cli(['vpc', 'create', '--cidr', '10.78.0.0/16', '--mtu', 'jumbo']);
+    expect(word.code).toBe(2);
+    expect(word.stderr.trim()).toMatch(/^nitride: .*'jumbo' is not a number of bytes$/);
+    expect((await a.json<Array<{ cidr: string }>>(['vpc', 'list'])).map((v) => v.cidr)).not.toContain('10.78.0.0/16');
     const status = await a.json<{ vpc: { underlayMtu: number; maxVpcMtu: number } }>(['status']);
     expect(status.vpc).toMatchObject({ underlayMtu: UNDERLAY_MTU, maxVpcMtu: 9001 });
     const ja = await a.json<EniInfo>(['eni', 'create', '--subnet', JUMBO_SUBNET, '--id', ENI_JA, '--mac', '02:00:5e:10:01:0a', '--ip', '10.77.1.10', '--kind', 'veth']);

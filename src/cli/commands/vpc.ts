@@ -2,8 +2,14 @@
 import { Command } from 'commander';
 import { pathTo, type Deleted } from '../../api/control.js';
 import { VPC_API, VPC_DEFAULT_MTU, VPC_MAX_MTU, VPC_MIN_MTU, type CreateSubnetRequest, type CreateVpcRequest, type SubnetInfo, type SubnetRecord, type VpcRecord, type VpcStatsReply } from '../../api/vpc.js';
+import { UsageError } from '../../common/errors.js';
 import { clientOf, clientVerb, type ClientOptions } from '../client-options.js';
 import { emit, renderFields, renderTable } from '../output.js';
+
+const bytes = (v: string) => {
+  if (!/^\d{1,6}$/.test(v)) throw new UsageError(`'${v}' is not a number of bytes`);
+  return Number(v);
+};
 
 export function vpcCommand(): Command {
   const vpc = new Command('vpc').description('VPCs (isolated IPv4 networks spanning the hosts) and the VPC data plane');
@@ -13,7 +19,7 @@ export function vpcCommand(): Command {
       .requiredOption('--cidr <cidr>', 'IPv4 block, /16 to /28, e.g. 172.31.0.0/16')
       .option('--id <id>', 'explicit id (vpc- and 17 hex digits), to use the same id on every host')
       .option('--name <name>', 'a name')
-      .option('--mtu <bytes>', `the guests' MTU, ${VPC_MIN_MTU}-${VPC_MAX_MTU} (default ${VPC_DEFAULT_MTU}); hosts of its ENIs need an underlay MTU 74 bytes larger (--vpc-underlay-mtu)`, (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+      .option('--mtu <bytes>', `the guests' MTU, ${VPC_MIN_MTU}-${VPC_MAX_MTU} (default ${VPC_DEFAULT_MTU}); hosts of its ENIs need an underlay MTU 74 bytes larger (--vpc-underlay-mtu)`, bytes)
       .action(async (options: ClientOptions & { cidr: string; id?: string; name?: string; mtu?: number }) => {
         const body: CreateVpcRequest = { cidr: options.cidr, ...(options.id ? { id: options.id } : {}), ...(options.name ? { name: options.name } : {}), ...(options.mtu !== undefined ? { mtu: options.mtu } : {}) };
         const r = await clientOf(options).call<VpcRecord>('POST', VPC_API.vpcs, body);
