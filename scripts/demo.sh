@@ -58,14 +58,14 @@ kms() { NITRIDE_KMS_SOCKET="$work/netkms-run/kms.sock" node "$cli" kms "$@"; }
 in_cp() { ip netns exec "${tag}cp" "$@"; }
 guest="$("$NITRIDE_ROOT/scripts/build-guest.sh")"   # cached: rebuilt only when its inputs change
 
-step "a fleet on one underlay: hosts ${tag}ha (10.250.0.1) and ${tag}hb (.2), control plane ${tag}cp (.251-.254) on its bridge"
+step "a fleet on one underlay carrying jumbo frames (MTU 9100): hosts ${tag}ha (10.250.0.1) and ${tag}hb (.2), control plane ${tag}cp (.251-.254) on its bridge"
 for ns in "${namespaces[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 ip -n "${tag}cp" link add "${tag}br" type bridge; ip -n "${tag}cp" link set "${tag}br" up
 members=(10.250.0.251 10.250.0.252 10.250.0.253); kms_addr=10.250.0.254
 for a in "${members[@]}" "$kms_addr"; do ip -n "${tag}cp" addr add "$a/24" dev "${tag}br"; done
 declare -A underlay=([ha]=10.250.0.1 [hb]=10.250.0.2)
 for h in ha hb; do
-  ip link add "${tag}u$h" type veth peer name "${tag}p$h"
+  ip link add "${tag}u$h" mtu 9100 type veth peer name "${tag}p$h" mtu 9100
   ip link set "${tag}u$h" netns "${tag}$h"; ip link set "${tag}p$h" netns "${tag}cp"
   ip -n "${tag}cp" link set "${tag}p$h" master "${tag}br"; ip -n "${tag}cp" link set "${tag}p$h" up
   ip -n "${tag}$h" addr add "${underlay[$h]}/24" dev "${tag}u$h"; ip -n "${tag}$h" link set "${tag}u$h" up
@@ -117,7 +117,7 @@ start_host() { # start_host ha: a host KMS (its host key only) and a daemon in f
   wait_for 150 test -S "$work/$h/run-kms/kms.sock"
   # nsenter --net, not `ip netns exec`: that mounts a fresh /sys, without the cgroup tree guests are jailed in
   nsenter --net="/run/netns/${tag}$h" node "$cli" daemon --state-dir "$work/$h/state" --control-socket "$work/$h/run/control.sock" \
-    --kms-socket "$work/$h/run-kms/kms.sock" --kms-endpoint "$kms_addr:7700" --kms-public-key "$kms_key" --vpc-listen "${underlay[$h]}:4789" \
+    --kms-socket "$work/$h/run-kms/kms.sock" --kms-endpoint "$kms_addr:7700" --kms-public-key "$kms_key" --vpc-listen "${underlay[$h]}:4789" --vpc-underlay-mtu 9100 \
     --fleet-endpoints "$endpoints" --fleet-ca "$pki/ca.crt" --fleet-cert "$pki/$h.crt" --fleet-key "$pki/$h.key" "${ceph_args[@]}" >>"$work/$h/daemon.log" 2>&1 &
   pids+=("$!")
   eval "daemon_$h=$!"
@@ -141,8 +141,8 @@ printf "host B's credentials writing host A's record: "
 for h in ha hb; do kms grant create --host "$h" --public-key "$(on "$h" key show)" --key alias/nitride/ebs --context 'volume=vol-*' >/dev/null; done
 echo "network KMS grants:"; kms grant list | cut -c1-150
 
-step "the VPC model in etcd: the VPC made on host A, its subnet on host B, one TAP ENI per host (addresses allocated by etcd)"
-vpc=$(on ha vpc create --cidr 172.31.0.0/16 --json | json .id)
+step "the VPC model in etcd: the VPC made on host A (MTU 9001, as AWS's), its subnet on host B, one TAP ENI per host (addresses allocated by etcd)"
+vpc=$(on ha vpc create --cidr 172.31.0.0/16 --mtu 9001 --json | json .id)
 subnet=$(on hb subnet create --vpc "$vpc" --cidr 172.31.1.0/24 --json | json .id)
 declare -A eni addr
 for h in ha hb; do
@@ -212,7 +212,7 @@ for g in "ha guest-a ca" "hb guest-b cb"; do
     "$([ "$got" = "$want" ] && echo "same ${got:0:16}…" || echo "DIFFERENT")" "$(grep -oE 'NITRIDE-(PASS|FAIL)' <<<"$c")"
 done
 sent=$(grep "^NITRIDE-DISK vol=${ebs[hb]}" <<<"$cb" | grep -oE 'sha256=[0-9a-f]+' | cut -d= -f2)
-echo "data across the VPC: guest B sent its 4 MiB disk data, guest A received $(field "$ca" NITRIDE-RECEIVED bytes) bytes, sha256 $([ "$(field "$ca" NITRIDE-RECEIVED sha256)" = "$sent" ] && echo matches || echo DIFFERS)"
+echo "data across the VPC: guest B sent its 4 MiB disk data, guest A received $(field "$ca" NITRIDE-RECEIVED bytes) bytes, sha256 $([ "$(field "$ca" NITRIDE-RECEIVED sha256)" = "$sent" ] && echo matches || echo DIFFERS) (guests' MTU from DHCP: $(field "$ca" NITRIDE-DHCP mtu) and $(field "$cb" NITRIDE-DHCP mtu))"
 on ha vm list; on hb vm list | tail -1
 echo "ephemeral volumes crypto-wiped at the stop: $(on ha vm describe guest-a --json | json '.wiped.join(" ")') $(on hb vm describe guest-b --json | json '.wiped.join(" ")')"
 printf 'ephemeral volume of guest A after the stop reads as zeroes: '
