@@ -159,6 +159,8 @@ const UNDERLAY_MTU = opt['underlay-mtu'] === undefined ? 1500 : Number(opt['unde
 if (!Number.isInteger(UNDERLAY_MTU) || UNDERLAY_MTU < 1500 || UNDERLAY_MTU > 65535) usageError('--underlay-mtu must be whole bytes from 1500 to 65535');
 /** Every path's guest MTU: what fits the underlay with 80 bytes of encapsulation (WireGuard's, the most here). */
 const GUEST_MTU = Math.min(9001, UNDERLAY_MTU - 80);
+/** The host-side links a guest's frames cross (veths, bridges, TAPs): Ethernet's 1500, or the guests' MTU. */
+const LINK_MTU = Math.max(1500, GUEST_MTU);
 /** tinc 1.0 forwards frames of at most 1518 bytes (its compiled-in MTU). */
 const TINC_MAX_MTU = 1500;
 if (GUEST_MTU > TINC_MAX_MTU && opt.paths?.split(',').includes('tinc')) usageError(`tinc 1.0 carries at most ${TINC_MAX_MTU}-byte packets: leave it out with --underlay-mtu above 1580`);
@@ -227,7 +229,7 @@ async function addressGuest(ns, ifname, addr) {
 /** A veth from host namespace `hostNs` ("gh") to guest namespace `guestNs` ("eth0"), addressed. */
 async function vethGuest(hostNs, guestNs, addr) {
   await ip('-n', hostNs, 'link', 'add', 'gh', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', guestNs);
-  await ip('-n', hostNs, 'link', 'set', 'gh', 'mtu', String(Math.max(1500, GUEST_MTU)), 'up');
+  await ip('-n', hostNs, 'link', 'set', 'gh', 'mtu', String(LINK_MTU), 'up');
   await addressGuest(guestNs, 'eth0', addr);
 }
 
@@ -384,14 +386,14 @@ const setUps = {
       await bridgedGuest(hostNs, guestNs, addr);
       await ip('-n', hostNs, 'tuntap', 'add', 'dev', 'ovtap', 'mode', 'tap');
       await ip('-n', hostNs, 'link', 'set', 'ovtap', 'master', 'br0');
-      await ip('-n', hostNs, 'link', 'set', 'ovtap', 'mtu', String(Math.max(1500, GUEST_MTU)), 'up');
+      await ip('-n', hostNs, 'link', 'set', 'ovtap', 'mtu', String(LINK_MTU), 'up');
       const e = startIn(`openvpn-${h}`, hostNs, 'openvpn', [
         '--dev', 'ovtap', '--dev-type', 'tap', '--disable-dco',
         '--proto', 'udp', '--local', local, '--lport', '1194', '--remote', remote, '--rport', '1194',
         role, ...(role === '--tls-server' ? ['--dh', 'none'] : []),
         '--ca', f('ca.crt'), '--cert', f(`${h}.crt`), '--key', f(`${h}.key`),
         '--data-ciphers', 'AES-256-GCM', '--cipher', 'AES-256-GCM',
-        '--tun-mtu', String(Math.max(1500, GUEST_MTU)), '--mssfix', '0', '--ping', '5', '--verb', '3',
+        '--tun-mtu', String(LINK_MTU), '--mssfix', '0', '--ping', '5', '--verb', '3',
       ]);
       procs.push(e);
     }
