@@ -66,6 +66,8 @@ constexpr uint32_t kCtUdpS = 30;  // CT_UDP_S (sg-table.ts)
 constexpr uint32_t kCtUdpStreamS = 180;  // CT_UDP_STREAM_S (sg-table.ts)
 constexpr uint32_t kCtIcmpS = 30;  // CT_ICMP_S (sg-table.ts)
 constexpr uint32_t kCtDefaultMaxFlows = 65536;  // CT_DEFAULT_MAX_FLOWS (sg-table.ts)
+constexpr uint32_t kPollMaxUs = 200;  // VPC_POLL_US_DEFAULT (api/vpc.ts)
+constexpr uint32_t kPollMaxLimitUs = 1000000;  // VPC_POLL_US_MAX (api/vpc.ts)
 }  // namespace vpc
 
 // src/api/volumes.ts unless noted

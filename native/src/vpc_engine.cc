@@ -48,9 +48,6 @@ constexpr int kSocketBuffer = 4 << 20;  // 4 MiB
 constexpr int kRounds = 4;
 // The worker's scheduler slice: EEVDF's shortest (why: vpc_engine.h, Wake-ups).
 constexpr uint64_t kWorkerSliceNs = 100000;
-// The worker's longest busy-poll before sleeping, by default and at most (µs).
-constexpr unsigned long kPollMaxUs = 200;
-constexpr unsigned long kPollMaxLimitUs = 10000;
 
 // Packet socket receive slot: virtio_net_hdr + a GSO super-frame (64 KiB of
 // IP packet + Ethernet header), with some slack.
@@ -91,20 +88,6 @@ double NowSeconds() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
-}
-
-// The longest busy-poll before the worker sleeps (vpc_poll.h), from
-// NITRIDE_VPC_POLL_US (0: never poll), for measuring it against sleeping.
-double PollMaxSeconds() {
-  const char* v = getenv("NITRIDE_VPC_POLL_US");
-  if (v == nullptr || *v == '\0') return kPollMaxUs * 1e-6;
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long us = strtoul(v, &end, 10);
-  if (*end != '\0' || errno != 0 || us > kPollMaxLimitUs || *v == '-' || *v == '+' || *v == ' ') {
-    ThrowInvalid("NITRIDE_VPC_POLL_US must be whole microseconds from 0 (no polling) to " + std::to_string(kPollMaxLimitUs));
-  }
-  return static_cast<double>(us) * 1e-6;
 }
 
 int64_t ClockMs(clockid_t id) {
@@ -223,14 +206,15 @@ Engine::EpKey Engine::KeyOf(const sockaddr_storage& a) {
 // Construction, start, close.
 
 Engine::Engine(const std::string& bind_address, uint16_t bind_port,
-               std::function<void()> notify)
+               uint32_t poll_max_us, std::function<void()> notify)
     : notify_(std::move(notify)), b_(new Buffers()) {
   port_tx_.reserve(kBatch);
   merge_iov_.reserve(kMaxMergeIov + kMaxMergeSegments);
   port_tx_iov_.reserve(2 * kBatch + kMaxMergeIov + kMaxMergeSegments);
   std::string err;
   if (!GcmAvailable(&err)) ThrowInvalid(err);
-  poll_ = PollWindow(PollMaxSeconds());
+  if (poll_max_us > kPollMaxLimitUs) ThrowInvalid("pollUs must be at most " + std::to_string(kPollMaxLimitUs));
+  poll_ = PollWindow(poll_max_us * 1e-6);
 
   sockaddr_storage ss{};
   socklen_t sslen;

@@ -41,8 +41,8 @@
 // was measured and lost: with both hosts' workers and the guests on two
 // loaded cores, spinning takes the CPU the other side needs (TCP
 // connections/s fell 3.5x at load 51-63). What the worker does instead
-// (WaitEvents): an adaptive poll (vpc_poll.h, bounded by kPollMaxUs in vpc_engine.cc or
-// NITRIDE_VPC_POLL_US) that opens only after short idle times and yields
+// (WaitEvents): an adaptive poll (vpc_poll.h, bounded by kPollMaxUs, shared_constants.h, or
+// the daemon's --vpc-poll-us) that opens only after short idle times and yields
 // the core between checks.
 //
 // Offloads (what makes one TCP flow go from ~0.75 to ~2 Gbit/s here):
@@ -195,10 +195,12 @@ class Engine {
   // Bound of the queue of events waiting for JS.
   static constexpr size_t kMaxQueuedEvents = 2048;
 
-  // Creates and binds the UDP socket (throws VpcError). `notify` is called
-  // from the worker thread whenever the event queue goes from empty to
-  // non-empty; the owner then calls TakeEvents() on its thread.
-  Engine(const std::string& bind_address, uint16_t bind_port,
+  // Creates and binds the UDP socket (throws VpcError). `poll_max_us`: the
+  // worker's longest busy-poll before sleeping (kPollMaxUs by default, at
+  // most kPollMaxLimitUs; 0: never). `notify` is called from the worker
+  // thread whenever the event queue goes from empty to non-empty; the owner
+  // then calls TakeEvents() on its thread.
+  Engine(const std::string& bind_address, uint16_t bind_port, uint32_t poll_max_us,
          std::function<void()> notify);
   ~Engine();  // Close()
   Engine(const Engine&) = delete;
@@ -484,7 +486,7 @@ class Engine {
   uint64_t rekey_packets_ = kDefaultRekeyPackets;
   int64_t rekey_ms_ = kDefaultRekeySeconds * 1000;
 
-  // Busy-poll before sleeping (worker only; NITRIDE_VPC_POLL_US, WaitEvents).
+  // Busy-poll before sleeping (worker only; --vpc-poll-us, WaitEvents).
   PollWindow poll_;
   Counter polls_won_, polls_lost_;
 

@@ -188,7 +188,7 @@ struct EventSink {
   std::weak_ptr<Engine> engine;
 };
 
-// class VpcEngine { constructor(bindAddress, bindPort, onEvents) ... }
+// class VpcEngine { constructor(bindAddress, bindPort, pollUs, onEvents) ... }
 class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -231,9 +231,10 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
     Napi::Env env = info.Env();
     const std::string addr = StringArg(env, info[0], "VpcEngine: bindAddress");
     const uint16_t port = static_cast<uint16_t>(IntArg(env, info[1], "VpcEngine: bindPort", 0, 65535));
-    if (!info[2].IsFunction()) ThrowTypeError(env, "VpcEngine: onEvents must be a function");
+    const uint32_t poll_us = static_cast<uint32_t>(IntArg(env, info[2], "VpcEngine: pollUs", 0, vpc::kPollMaxLimitUs));
+    if (!info[3].IsFunction()) ThrowTypeError(env, "VpcEngine: onEvents must be a function");
     env_ = env;
-    tsfn_ = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "nitride-vpc-events", 0, 1);
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "nitride-vpc-events", 0, 1);
     tsfn_active_ = true;
     auto sink = std::make_shared<EventSink>();
     Napi::ThreadSafeFunction tsfn = tsfn_;
@@ -256,7 +257,7 @@ class VpcEngineWrap : public Napi::ObjectWrap<VpcEngineWrap> {
       });
     };
     try {
-      engine_ = std::make_shared<Engine>(addr, port, notify);
+      engine_ = std::make_shared<Engine>(addr, port, poll_us, notify);
       sink->engine = engine_;
       engine_->Start();
     } catch (const VpcError& e) {
@@ -811,7 +812,7 @@ class VpcPollWindowWrap : public Napi::ObjectWrap<VpcPollWindowWrap> {
                                               InstanceAccessor<&VpcPollWindowWrap::Window>("window")});
   }
   explicit VpcPollWindowWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VpcPollWindowWrap>(info) {
-    w_ = vpc::PollWindow(static_cast<double>(IntArg(info.Env(), info[0], "VpcPollWindow: maxUs", 0, 1000000)) * 1e-6);
+    w_ = vpc::PollWindow(static_cast<double>(IntArg(info.Env(), info[0], "VpcPollWindow: maxUs", 0, vpc::kPollMaxLimitUs)) * 1e-6);
   }
 
  private:

@@ -7,7 +7,10 @@
 //   nitride-sg     the same with a security group of 1,000 ingress rules on both ENIs (the
 //                  issue's abusive set): the cost of classification and connection tracking
 //   nitride-nopoll the same with the engine worker's busy-poll before sleeping off
-//                  (NITRIDE_VPC_POLL_US=0; only when named): its A/B in the same run
+//                  (--vpc-poll-us 0; only when named): its A/B in the same run
+//   nitride-spin   the same with the worker polling up to 1 s before sleeping (--vpc-poll-us
+//                  1000000: a core kept busy; only when named): the latency of a worker that
+//                  never sleeps
 //   nitride-openssl the same with the data plane's AES-256-GCM from node's OpenSSL instead of the
 //                  addon's VAES code (NITRIDE_GCM_IMPL=openssl; only when named): its A/B
 //   nitride-fleet  the same in fleet mode: three etcd members on host A's underlay address, hosts
@@ -82,7 +85,9 @@ const ALL_PATHS = [
   { id: 'nitride', label: 'nitride (AES-256-GCM, L2)', color: '#1f4e9c' },
   { id: 'nitride-sg', label: 'nitride, 1,000 SG rules per ENI', color: '#6f8fd0', sgRules: 1000 },
   // Only when named: the A/B of the worker's busy-poll (native/src/vpc_poll.h).
-  { id: 'nitride-nopoll', label: 'nitride, worker never polls', color: '#9c7a1f', setup: 'nitride', short: 'q', env: { NITRIDE_VPC_POLL_US: '0' }, optIn: true },
+  { id: 'nitride-nopoll', label: 'nitride, worker never polls', color: '#9c7a1f', setup: 'nitride', short: 'q', daemonArgs: ['--vpc-poll-us', '0'], optIn: true },
+  // Only when named: the worker polls through gaps up to 1 s, a core kept busy (a dedicated core).
+  { id: 'nitride-spin', label: 'nitride, worker polls up to 1 s', color: '#3d9c8c', setup: 'nitride', short: 'z', daemonArgs: ['--vpc-poll-us', '1000000'], optIn: true },
   // Only when named: the A/B of the data plane's AES-256-GCM (native/src/gcm.h).
   { id: 'nitride-openssl', label: 'nitride, GCM from OpenSSL', color: '#5c3d9c', setup: 'nitride', short: 'e', env: { NITRIDE_GCM_IMPL: 'openssl' }, optIn: true },
   // Only when named (scripts/bench-fleet.sh does): three etcd members more to start.
@@ -665,7 +670,7 @@ async function main() {
       goals.push({ goal: `tcp1 nitride >= 3x ${peer}`, value: r, met: r >= 3 });
     }
   }
-  for (const id of ['nitride', 'nitride-sg']) {
+  for (const id of ['nitride', 'nitride-sg', 'nitride-spin']) {
     if (addedRtts[id] !== undefined) goals.push({ goal: `ping RTT ${id} adds over plain <= 0.15 ms`, value: addedRtts[id], met: addedRtts[id] <= 0.15 });
     if (addedRttsWarm[id] !== undefined) goals.push({ goal: `ping RTT at 500/s ${id} adds over plain <= 0.15 ms`, value: addedRttsWarm[id], met: addedRttsWarm[id] <= 0.15 });
   }

@@ -116,6 +116,17 @@ export const ENI_ALLOWANCE_DEPTH_SECONDS = 0.3;
  * (ENI allowances) for the measurement behind the default.
  */
 export const ENI_ALLOWANCE_QUEUE_US = 20_000;
+
+/**
+ * How long the VPC engine's worker busy-polls for the next packet before it sleeps, at most
+ * (µs; daemon --vpc-poll-us; 0: it always sleeps). The window adapts to the idle times seen up
+ * to this bound (native/src/vpc_poll.h). The default covers the gaps within a burst; a bound
+ * above the gaps between a workload's packets keeps the worker polling through them, a core
+ * kept busy for the latency of a worker that never sleeps (a dedicated core, as DPDK's polling
+ * threads have). See the README (Security groups, ping).
+ */
+export const VPC_POLL_US_DEFAULT = 200;
+export const VPC_POLL_US_MAX = 1_000_000;
 export const ENI_MAX_ALLOWANCE_QUEUE_US = 1_000_000;
 
 export interface CreateEniRequest {

@@ -23,7 +23,7 @@ import { DEFAULT_KMS_SOCKET } from '../kms/protocol.js';
 import { checkDhcpConfig } from '../vpc/dhcp.js';
 import { UNDERLAY_DEFAULT_MTU, UNDERLAY_OVERHEAD_IPV4 } from '../vpc/constants.js';
 import { decodeKey } from '../vpc/handshake.js';
-import { ENI_ALLOWANCE_QUEUE_US, ENI_MAX_ALLOWANCE_QUEUE_US, PEER_NAME_PATTERN, VPC_MIN_MTU } from '../api/vpc.js';
+import { ENI_ALLOWANCE_QUEUE_US, ENI_MAX_ALLOWANCE_QUEUE_US, PEER_NAME_PATTERN, VPC_MIN_MTU, VPC_POLL_US_DEFAULT, VPC_POLL_US_MAX } from '../api/vpc.js';
 import { CT_DEFAULT_MAX_FLOWS } from '../vpc/sg-table.js';
 import { parseLoopbackListen } from '../metrics/http-listener.js';
 import { DEFAULT_VM_UID_RANGE, parseUidRange } from '../vm/jail.js';
@@ -67,6 +67,7 @@ const FileSchema = z
     vpc_conntrack_max: z.number().optional(),
     vpc_allowance_queue_us: z.number().optional(),
     vpc_underlay_mtu: z.number().optional(),
+    vpc_poll_us: z.number().optional(),
     metrics_listen: endpointKey(true).optional(),
     ceph_conf: z.string().min(1).optional(),
     ceph_pool: z.string().min(1).optional(),
@@ -129,6 +130,8 @@ export interface DaemonConfig {
    * start against the interface holding --vpc-listen's address, when it names one.
    */
   vpcUnderlayMtu: number;
+  /** The VPC engine worker's longest busy-poll before it sleeps, µs (VPC_POLL_US_DEFAULT; 0: never). */
+  vpcPollUs: number;
   /** Optional loopback TCP listener serving GET /metrics, HOST:PORT (never a non-loopback host). */
   metricsListen?: string;
   /** The Ceph cluster holding RBD-backed ebs volumes (absent: local files only). */
@@ -229,6 +232,10 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     throw new UsageError(`--vpc-underlay-mtu must be whole bytes from ${MIN_UNDERLAY_MTU} (a VPC of MTU ${VPC_MIN_MTU} with its encapsulation) to 65535`);
   }
   await checkUnderlayInterface(vpcListen, vpcUnderlayMtu);
+  const vpcPollUs = flags.vpcPollUs ?? file?.vpc_poll_us ?? VPC_POLL_US_DEFAULT;
+  if (!Number.isInteger(vpcPollUs) || vpcPollUs < 0 || vpcPollUs > VPC_POLL_US_MAX) {
+    throw new UsageError(`--vpc-poll-us must be whole microseconds from 0 (never poll) to ${VPC_POLL_US_MAX}`);
+  }
   const metricsListen = flags.metricsListen ?? file?.metrics_listen;
   if (metricsListen !== undefined) parseLoopbackListen(metricsListen);
   const stateDir = flags.stateDir ?? env.NITRIDE_STATE_DIR ?? file?.state_dir ?? DEFAULT_STATE_DIR;
@@ -258,6 +265,7 @@ export async function loadDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEn
     vpcConntrackMax,
     vpcAllowanceQueueUs,
     vpcUnderlayMtu,
+    vpcPollUs,
     ...(metricsListen !== undefined ? { metricsListen } : {}),
     ...(ceph ? { ceph } : {}),
     ebsStore,

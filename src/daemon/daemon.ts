@@ -114,7 +114,7 @@ export class Daemon {
       await volumes.load();
       let vms: VmManager | undefined;
       undo(() => volumes.close(vms?.volumesInUse()));
-      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms: hostKms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter, conntrackMax: config.vpcConntrackMax, allowanceQueueUs: config.vpcAllowanceQueueUs, underlayMtu: config.vpcUnderlayMtu, ...(fdStore ? { fdStore } : {}) });
+      const vpc = new VpcManager({ stateFile: state.file('vpc.json'), kms: hostKms, logger, listen: config.vpcListen, dnsServers: config.vpcDns, rekeyAfterSeconds: config.vpcRekeyAfter, conntrackMax: config.vpcConntrackMax, allowanceQueueUs: config.vpcAllowanceQueueUs, underlayMtu: config.vpcUnderlayMtu, pollUs: config.vpcPollUs, ...(fdStore ? { fdStore } : {}) });
       await vpc.load();
       vpcForKey = vpc;
       undo(() => vpc.close());

@@ -27,7 +27,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ConntrackFlow } from '../api/security-groups.js';
-import type { VpcPeerStats, VpcPortStats, VpcUnderlayStats, VpcWorkerStats } from '../api/vpc.js';
+import { VPC_POLL_US_DEFAULT, type VpcPeerStats, type VpcPortStats, type VpcUnderlayStats, type VpcWorkerStats } from '../api/vpc.js';
 
 /** Options for {@link tapOpen}. */
 export interface TapOpenOptions {
@@ -514,6 +514,8 @@ export interface VpcEngineOptions {
   bindAddress: string;
   /** UDP port; 0 = ephemeral (read it back from {@link VpcEngine.port}). */
   bindPort: number;
+  /** The worker's longest busy-poll before it sleeps, µs (default VPC_POLL_US_DEFAULT; 0: never; at most VPC_POLL_US_MAX). */
+  pollUs?: number;
   /**
    * Receives every {@link VpcControlEvent}, on the JS thread, in order. An
    * exception thrown here does not stop the engine or the delivery of the
@@ -769,7 +771,7 @@ interface NativeVpcEngine {
 }
 
 interface NativeVpcEngineConstructor {
-  new (bindAddress: string, bindPort: number, onEvents: (events: VpcControlEvent[]) => void): NativeVpcEngine;
+  new (bindAddress: string, bindPort: number, pollUs: number, onEvents: (events: VpcControlEvent[]) => void): NativeVpcEngine;
 }
 
 /**
@@ -829,11 +831,11 @@ export class VpcEngine {
    * @throws Error with an errno `code` if the socket cannot be bound (e.g. "EADDRINUSE").
    */
   constructor(opts: VpcEngineOptions) {
-    const { bindAddress, bindPort, onControl } = opts;
+    const { bindAddress, bindPort, pollUs = VPC_POLL_US_DEFAULT, onControl } = opts;
     if (typeof onControl !== 'function') {
       throw Object.assign(new TypeError('VpcEngine: onControl must be a function'), { code: 'ERR_INVALID_ARG_TYPE' });
     }
-    this.#native = new binding.VpcEngine(bindAddress, bindPort, (events) => {
+    this.#native = new binding.VpcEngine(bindAddress, bindPort, pollUs, (events) => {
       for (const event of events) {
         try {
           onControl(event);

@@ -92,6 +92,8 @@ export interface RuntimeOptions {
   flowLogWriter?: FlowLogWriter;
   /** The largest VPC MTU the underlay carries (a local ENI of a larger one is not attached); default any. */
   maxVpcMtu?: number;
+  /** The engine worker's longest busy-poll before it sleeps, µs; default VPC_POLL_US_DEFAULT. */
+  pollUs?: number;
 }
 
 /** The fd store name of a local ENI's packet socket. */
@@ -151,7 +153,7 @@ export class VpcRuntime {
     this.handshake = new HandshakeManager({ sodium, local: keys, now: Date.now, ...(rekeyAfterSeconds ? { timers: { rekeyAfterSeconds } } : {}) });
     this.arp = new ArpResponder(options.state.directory);
     this.dhcp = new DhcpServer(dnsServers?.length ? { dnsServers } : {});
-    this.engine = options.engine({ bindAddress: options.listen.host, bindPort: options.listen.port, onControl: (event) => this.live && this.onControl(event) });
+    this.engine = options.engine({ bindAddress: options.listen.host, bindPort: options.listen.port, ...(options.pollUs !== undefined ? { pollUs: options.pollUs } : {}), onControl: (event) => this.live && this.onControl(event) });
     if (options.flowLogWriter) this.flowLogs = new FlowLogCollector(this.engine, options.flowLogWriter);
   }
 

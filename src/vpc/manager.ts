@@ -125,6 +125,8 @@ export interface VpcManagerOptions {
   allowanceQueueUs?: number;
   /** What the underlay carries between hosts (default UNDERLAY_DEFAULT_MTU): local ENIs' VPCs must fit. */
   underlayMtu?: number;
+  /** The engine worker's longest busy-poll before it sleeps, µs (default VPC_POLL_US_DEFAULT). */
+  pollUs?: number;
   /** The data plane; default the native engine (tests pass an in-memory one). */
   engine?: EngineFactory;
   /** Where local ENIs' netdevs are made; default the host's. */
@@ -636,7 +638,7 @@ export class VpcManager {
   private async bringUp(): Promise<VpcRuntime> {
     const sodium = await loadSodium();
     const keys = await loadHostKey(sodium, this.options.kms, this.store, this.log);
-    const { fdStore, dnsServers, rekeyAfterSeconds, conntrackMax, allowanceQueueUs } = this.options;
+    const { fdStore, dnsServers, rekeyAfterSeconds, conntrackMax, allowanceQueueUs, pollUs } = this.options;
     return VpcRuntime.start(
       {
         engine: this.options.engine ?? nativeEngine,
@@ -652,6 +654,7 @@ export class VpcManager {
         ...(allowanceQueueUs !== undefined ? { allowanceQueueUs } : {}),
         flowLogWriter: this.flowLogWriter,
         maxVpcMtu: this.maxVpcMtu,
+        ...(pollUs !== undefined ? { pollUs } : {}),
       },
       sodium,
       keys,

@@ -823,6 +823,23 @@ describe('vpc_listen configuration', () => {
     }
   });
 
+  it('vpc_poll_us: default, file key, flag first, bounds; a bad flag is one line', async () => {
+    expect((await loadDaemonConfig({ config: undefined }, {})).vpcPollUs).toBe(200);
+    const t = tempDir('nitride-pollcfg-');
+    try {
+      const file = path.join(t.dir, 'n.toml');
+      writeFileSync(file, 'vpc_poll_us = 1000000\n');
+      expect((await loadDaemonConfig({ config: file }, {})).vpcPollUs).toBe(1_000_000);
+      expect((await loadDaemonConfig({ config: file, vpcPollUs: 0 }, {})).vpcPollUs).toBe(0);
+      for (const bad of [-1, 1_000_001, 2.5, NaN]) await expect(loadDaemonConfig({ config: file, vpcPollUs: bad }, {})).rejects.toThrow(/--vpc-poll-us must be whole microseconds from 0 \(never poll\) to 1000000/);
+    } finally {
+      t.cleanup();
+    }
+    const r = await nitride(['daemon', '--state-dir', '/nonexistent', '--vpc-poll-us', 'always']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('nitride: --vpc-poll-us must be whole microseconds from 0 (never poll) to 1000000');
+  });
+
   it('the daemon refuses a bad --vpc-rekey-after with a one-line usage error', async () => {
     const r = await nitride(['daemon', '--state-dir', '/nonexistent', '--vpc-rekey-after', 'soon']);
     expect(r.code).toBe(2);

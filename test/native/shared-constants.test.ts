@@ -27,7 +27,7 @@ import {
 } from '../../src/vpc/constants.js';
 import { DEFAULT_HANDSHAKE_TIMERS, KEY_BYTES } from '../../src/vpc/handshake.js';
 import { BUCKET_DEPTH_SECONDS, IO_COUNT_UNIT_BYTES } from '../../src/api/volumes.js';
-import { ENI_ALLOWANCE_DEPTH_SECONDS, VPC_DEFAULT_MTU, VPC_MAX_MTU } from '../../src/api/vpc.js';
+import { ENI_ALLOWANCE_DEPTH_SECONDS, VPC_DEFAULT_MTU, VPC_MAX_MTU, VPC_POLL_US_DEFAULT, VPC_POLL_US_MAX } from '../../src/api/vpc.js';
 import {
   CT_DEFAULT_MAX_FLOWS,
   CT_ICMP_S,
@@ -100,6 +100,8 @@ const VPC: Constant[] = [
   ['kCtUdpStreamS', 'uint32_t', CT_UDP_STREAM_S, 'CT_UDP_STREAM_S (sg-table.ts)'],
   ['kCtIcmpS', 'uint32_t', CT_ICMP_S, 'CT_ICMP_S (sg-table.ts)'],
   ['kCtDefaultMaxFlows', 'uint32_t', CT_DEFAULT_MAX_FLOWS, 'CT_DEFAULT_MAX_FLOWS (sg-table.ts)'],
+  ['kPollMaxUs', 'uint32_t', VPC_POLL_US_DEFAULT, 'VPC_POLL_US_DEFAULT (api/vpc.ts)'],
+  ['kPollMaxLimitUs', 'uint32_t', VPC_POLL_US_MAX, 'VPC_POLL_US_MAX (api/vpc.ts)'],
 ];
 
 const QOS: Constant[] = [

@@ -1,7 +1,7 @@
 /** `nitride daemon`: run the host daemon in the foreground (for systemd). */
 import { Command, Option } from 'commander';
 import { LOG_LEVELS } from '../../api/daemon.js';
-import { ENI_ALLOWANCE_QUEUE_US } from '../../api/vpc.js';
+import { ENI_ALLOWANCE_QUEUE_US, VPC_POLL_US_DEFAULT, VPC_POLL_US_MAX } from '../../api/vpc.js';
 import type { DaemonCliOptions } from '../lazy/daemon.js';
 
 export function daemonCommand(): Command {
@@ -25,6 +25,7 @@ export function daemonCommand(): Command {
     .option('--vpc-conntrack-max <flows>', 'flows each ENI\'s security groups track at most (default 65536)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--vpc-allowance-queue-us <µs>', 'how long a frame over an ENI\'s allowance may wait, 0 (drop) to 1000000 (default ' + ENI_ALLOWANCE_QUEUE_US + ')', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--vpc-underlay-mtu <bytes>', 'MTU of the underlay between hosts (default 1500); local ENIs\' VPCs must fit in it with 74 bytes of encapsulation (9075 for MTU 9001)', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
+    .option('--vpc-poll-us <µs>', 'the VPC engine\'s longest busy-poll before it sleeps, 0 (never) to ' + VPC_POLL_US_MAX + ' (default ' + VPC_POLL_US_DEFAULT + '); above the gaps between packets it keeps a core busy, for the latency of a worker that never sleeps', (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN))
     .option('--ceph-conf <file>', 'ceph.conf of the cluster holding RBD-backed ebs volumes (absolute path)')
     .option('--ceph-pool <pool>', 'the pool of the volumes (default rbd)')
     .option('--ceph-id <name>', 'cephx client id, without "client." (default admin)')
