@@ -2,6 +2,8 @@
  * The VPC worker's busy-poll window (native/src/vpc_poll.h): how it grows, holds and shrinks on
  * the idle times the worker sees. Idle times are passed in: no sockets, no timers.
  */
+import { createSocket } from 'node:dgram';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { VpcEngine, VpcPollWindow } from '../../src/native/addon.js';
 
@@ -81,5 +83,25 @@ describe('VpcPollWindow', () => {
     const e = new VpcEngine({ bindAddress: '127.0.0.1', bindPort: 0, pollUs: 0, onControl: () => {} });
     expect(e.stats().worker).toMatchObject({ pollsWon: 0, pollsLost: 0 });
     e.close();
+  });
+
+  it('a real worker polls through 50 ms gaps with a 1 s bound, and not with the default', async () => {
+    const won = async (pollUs?: number): Promise<number> => {
+      const e = new VpcEngine({ bindAddress: '127.0.0.1', bindPort: 0, ...(pollUs !== undefined ? { pollUs } : {}), onControl: () => {} });
+      const s = createSocket('udp4');
+      try {
+        // Datagrams from no peer: the worker reads and counts each (unknownPeer), 50 ms apart.
+        for (let i = 0; i < 12; i++) {
+          s.send(Buffer.from([9, 0, 0, 0]), e.port, '127.0.0.1');
+          await sleep(50);
+        }
+        return e.stats().worker.pollsWon;
+      } finally {
+        s.close();
+        e.close();
+      }
+    };
+    expect(await won(1_000_000)).toBeGreaterThanOrEqual(5);
+    expect(await won()).toBe(0);
   });
 });
