@@ -41,8 +41,8 @@
 // was measured and lost: with both hosts' workers and the guests on two
 // loaded cores, spinning takes the CPU the other side needs (TCP
 // connections/s fell 3.5x at load 51-63). What the worker does instead
-// (WaitEvents): an adaptive poll (vpc_poll.h, bounded by kPollMaxUs, shared_constants.h, or
-// the daemon's --vpc-poll-us) that opens only after short idle times and yields
+// (WaitEvents): an adaptive poll (vpc_poll.h, bounded by the daemon's
+// --vpc-poll-us, default kPollMaxUs) that opens only after short idle times and yields
 // the core between checks.
 //
 // Offloads (what makes one TCP flow go from ~0.75 to ~2 Gbit/s here):

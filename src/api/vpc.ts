@@ -116,6 +116,7 @@ export const ENI_ALLOWANCE_DEPTH_SECONDS = 0.3;
  * (ENI allowances) for the measurement behind the default.
  */
 export const ENI_ALLOWANCE_QUEUE_US = 20_000;
+export const ENI_MAX_ALLOWANCE_QUEUE_US = 1_000_000;
 
 /**
  * How long the VPC engine's worker busy-polls for the next packet before it sleeps, at most
@@ -127,7 +128,6 @@ export const ENI_ALLOWANCE_QUEUE_US = 20_000;
  */
 export const VPC_POLL_US_DEFAULT = 200;
 export const VPC_POLL_US_MAX = 1_000_000;
-export const ENI_MAX_ALLOWANCE_QUEUE_US = 1_000_000;
 
 export interface CreateEniRequest {
   subnetId: string;
