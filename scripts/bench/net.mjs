@@ -13,6 +13,9 @@
 //                  never sleeps
 //   nitride-openssl the same with the data plane's AES-256-GCM from node's OpenSSL instead of the
 //                  addon's VAES code (NITRIDE_GCM_IMPL=openssl; only when named): its A/B
+//   nitride-plaintext the same with the peers in plaintext mode (frames cross unencrypted, as for an
+//                  underlay that is already encrypted; only when named): what the path costs
+//                  without its cipher
 //   nitride-fleet  the same in fleet mode: three etcd members on host A's underlay address, hosts
 //                  and ENIs found through them (only when named: scripts/bench-fleet.sh does)
 //   plain          the ceiling: the hosts' kernels route the guests' packets over the underlay
@@ -90,6 +93,8 @@ const ALL_PATHS = [
   { id: 'nitride-spin', label: 'nitride, worker polls up to 1 s', color: '#3d9c8c', setup: 'nitride', short: 'z', daemonArgs: ['--vpc-poll-us', '1000000'], optIn: true },
   // Only when named: the A/B of the data plane's AES-256-GCM (native/src/gcm.h).
   { id: 'nitride-openssl', label: 'nitride, GCM from OpenSSL', color: '#5c3d9c', setup: 'nitride', short: 'e', env: { NITRIDE_GCM_IMPL: 'openssl' }, optIn: true },
+  // Only when named: the path without its AEAD (peers in plaintext mode), the cipher's share.
+  { id: 'nitride-plaintext', label: 'nitride, peers in plaintext mode', color: '#7fa6e0', setup: 'nitride', short: 'x', plaintext: true, optIn: true },
   // Only when named (scripts/bench-fleet.sh does): three etcd members more to start.
   { id: 'nitride-fleet', label: 'nitride in fleet mode (etcd)', color: '#0a2a5c', optIn: true },
   { id: 'plain', label: 'plain routed (no encryption)', color: '#8c8c8c', baseline: true },
@@ -320,8 +325,9 @@ const setUps = {
   },
   async nitride(p, t) {
     const { hosts, api } = await nitrideHosts(p, t);
-    await api('a', 'POST', '/v1/peers', { name: 'hb', endpoint: `${UNDERLAY_B}:4789`, publicKey: hosts.b.key });
-    await api('b', 'POST', '/v1/peers', { name: 'ha', endpoint: `${UNDERLAY_A}:4789`, publicKey: hosts.a.key });
+    const plaintext = p.plaintext === true;
+    await api('a', 'POST', '/v1/peers', { name: 'hb', endpoint: `${UNDERLAY_B}:4789`, publicKey: hosts.b.key, plaintext });
+    await api('b', 'POST', '/v1/peers', { name: 'ha', endpoint: `${UNDERLAY_A}:4789`, publicKey: hosts.a.key, plaintext });
     for (const h of ['a', 'b']) {
       await api(h, 'POST', '/v1/vpcs', { cidr: '172.31.0.0/16', id: VPC_ID, mtu: GUEST_MTU });
       await api(h, 'POST', '/v1/subnets', { vpcId: VPC_ID, cidr: '172.31.1.0/24', id: SUBNET_ID });
