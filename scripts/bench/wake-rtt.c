@@ -62,8 +62,11 @@ int main(int argc, char** argv) {
   }
   pin(cpu_a);
   pthread_t t;
-  pthread_create(&t, NULL, echo, NULL);
   double* v = malloc(n * sizeof *v);
+  if (v == NULL || pthread_create(&t, NULL, echo, NULL) != 0) {
+    fprintf(stderr, "wake-rtt: no memory or no thread\n");
+    return 2;
+  }
   char c = 'x';
   for (int i = 0; i < n; i++) {
     struct timespec g = {(time_t)gap, (long)((gap - (time_t)gap) * 1e9)};
